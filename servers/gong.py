@@ -1,0 +1,281 @@
+"""The gong server: calls and transcripts, and the call-analysis → client-health → alert workflow."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.prompts.base import Message, UserMessage
+from pydantic import BaseModel, Field
+
+from sophia_mcp.analysis.results import CallAnalysis
+from sophia_mcp.errors import InvalidInput
+from sophia_mcp.ports.calls import Affiliation, Call, CallFilter, Party
+from sophia_mcp.services import Services
+from sophia_mcp.settings import Settings
+from sophia_mcp.surface import SophiaServer, server_of, services_of, tool_hints
+from sophia_mcp.workflows.call_health import CallHealthReport
+from sophia_mcp.workflows.call_health import analyze_call as analyze_call_workflow
+
+INSTRUCTIONS = """\
+Sales and customer-success calls recorded by Gong, with their transcripts. Find calls with list_calls
+(by client, dates or a competitor named on the call), read one with get_call and get_transcript, and run
+analyze_call to score a call's sentiment, talk ratio, competitor mentions and risks, update the client's
+health score (0-100) and alert the health channel when a client falls under the threshold."""
+
+CallId = Annotated[
+    str,
+    Field(
+        pattern=r"^\d{1,20}$",
+        description="Gong call id: up to 20 digits, as list_calls returns it.",
+        examples=["7782342274025937895"],
+    ),
+]
+
+
+class CallSummary(BaseModel):
+    id: str
+    title: str
+    started: datetime
+    duration_s: int
+    client_id: str | None
+    client_name: str | None
+    url: str | None
+
+
+class CallList(BaseModel):
+    calls: list[CallSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
+
+
+class CallDetail(BaseModel):
+    call: Call
+    analysis: CallAnalysis | None = Field(description="The latest analysis of this call, if it has been analysed.")
+
+
+class TranscriptLine(BaseModel):
+    speaker_id: str
+    speaker_name: str | None
+    affiliation: Affiliation
+    topic: str | None
+    start_ms: int
+    end_ms: int
+    text: str
+
+
+class TranscriptPage(BaseModel):
+    call_id: str
+    total_sentences: int
+    lines: list[TranscriptLine]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the following sentences; null at the end.")
+
+
+def _summary(call: Call) -> CallSummary:
+    return CallSummary.model_validate(call.model_dump(include=set(CallSummary.model_fields)))
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+async def list_calls(
+    ctx: Context,
+    client: Annotated[
+        str | None, Field(description="Client id, or part of the client's name (case-insensitive).")
+    ] = None,
+    from_date: Annotated[date | None, Field(description="Earliest call date, YYYY-MM-DD (inclusive).")] = None,
+    to_date: Annotated[date | None, Field(description="Latest call date, YYYY-MM-DD (inclusive).")] = None,
+    competitor: Annotated[
+        str | None, Field(description="Only calls where this competitor (name or alias) was mentioned.")
+    ] = None,
+    limit: Annotated[int, Field(ge=1, le=100, description="Calls per page, 1-100.")] = 20,
+    cursor: Annotated[str | None, Field(description="next_cursor from the previous page.")] = None,
+) -> CallList:
+    """List recorded calls, newest first, optionally for one client, a date range, or a competitor mentioned on
+    the call. Returns call ids, titles, dates and clients; page with `cursor`. Cheap: reads the local store."""
+    if from_date and to_date and from_date > to_date:
+        raise InvalidInput(f"from_date {from_date} is after to_date {to_date}; swap them or drop one")
+    page = await services_of(ctx).calls.list_calls(
+        CallFilter(
+            client=client,
+            started_from=_day_start(from_date) if from_date else None,
+            started_to=_day_start(to_date + timedelta(days=1)) if to_date else None,
+            competitor=competitor,
+        ),
+        limit,
+        cursor,
+    )
+    return CallList(calls=[_summary(c) for c in page.calls], next_cursor=page.next_cursor)
+
+
+async def get_call(ctx: Context, call_id: CallId) -> CallDetail:
+    """Get one call's details: title, time, duration, client, every party (name, title, internal or external)
+    and, if the call has been analysed, that analysis."""
+    services = services_of(ctx)
+    call = await services.calls.get_call(call_id)
+    return CallDetail(call=call, analysis=await services.warehouse.get_analysis(call_id))
+
+
+async def get_transcript(
+    ctx: Context,
+    call_id: CallId,
+    cursor: Annotated[str | None, Field(description="next_cursor from the previous page.")] = None,
+    limit: Annotated[int, Field(ge=1, le=500, description="Sentences per page, 1-500.")] = 200,
+) -> TranscriptPage:
+    """Read a call's transcript sentence by sentence, with speaker names, sides (Internal = our team, External =
+    the client) and timings in milliseconds. Long calls come in pages: follow `next_cursor`."""
+    services = services_of(ctx)
+    call = await services.calls.get_call(call_id)
+    transcript = await services.calls.get_transcript(call_id)
+    start = _offset(cursor)
+    speakers: dict[str, Party] = {p.speaker_id: p for p in call.parties if p.speaker_id}
+    lines = [
+        TranscriptLine(
+            speaker_id=m.speaker_id,
+            speaker_name=speakers[m.speaker_id].name if m.speaker_id in speakers else None,
+            affiliation=speakers[m.speaker_id].affiliation if m.speaker_id in speakers else "Unknown",
+            topic=m.topic,
+            start_ms=s.start_ms,
+            end_ms=s.end_ms,
+            text=s.text,
+        )
+        for m in transcript.monologues
+        for s in m.sentences
+    ]
+    if start > len(lines):
+        raise InvalidInput(f"cursor {cursor!r} is past the end of this transcript ({len(lines)} sentences)")
+    end = start + limit
+    return TranscriptPage(
+        call_id=call_id,
+        total_sentences=len(lines),
+        lines=lines[start:end],
+        next_cursor=str(end) if end < len(lines) else None,
+    )
+
+
+def _offset(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    if not cursor.isdigit():
+        raise InvalidInput("cursor is not one this tool gave out; pass a next_cursor of get_transcript, or omit it")
+    return int(cursor)
+
+
+async def analyze_call(ctx: Context, call_id: CallId) -> CallHealthReport:
+    """Analyse a call and update its client's health: sentiment per speaker and for the client side, talk ratio,
+    longest monologue, questions, competitor mentions with quotes, risk factors (pricing, churn intent, budget,
+    implementation, competitor evaluation). Recomputes the client's health score (0-100, with the reasons) and,
+    when it is under the threshold, alerts the health channel once per client and call; safe to repeat."""
+    server = server_of(ctx)
+    await server.log(ctx, "info", f"Analysing call {call_id}")
+
+    async def progress(done: float, total: float, message: str) -> None:
+        await ctx.report_progress(done, total, message)
+
+    report = await analyze_call_workflow(server.services, call_id, progress)
+    if report.at_risk and report.health is not None:
+        await server.log(
+            ctx,
+            "warning",
+            f"{report.client_name or report.client_id} is at risk: health {report.health.score:.0f}/100",
+        )
+    return report
+
+
+async def call_resource(call_id: str, ctx: Context) -> str:
+    """A call's details and latest analysis, as JSON."""
+    detail = await get_call(ctx, call_id)
+    return detail.model_dump_json(indent=2)
+
+
+async def transcript_resource(call_id: str, ctx: Context) -> str:
+    """A call's transcript as readable text: one line per sentence, with time, speaker and side."""
+    return await _transcript_text(services_of(ctx), call_id)
+
+
+async def _transcript_text(services: Services, call_id: str) -> str:
+    call = await services.calls.get_call(call_id)
+    transcript = await services.calls.get_transcript(call_id)
+    speakers = {p.speaker_id: p for p in call.parties if p.speaker_id}
+    out = [f"{call.title} ({call.started:%Y-%m-%d %H:%M} UTC, {call.duration_s // 60} min)"]
+    for monologue in transcript.monologues:
+        party = speakers.get(monologue.speaker_id)
+        who = f"{party.name or monologue.speaker_id} ({party.affiliation})" if party else "Unknown speaker"
+        for sentence in monologue.sentences:
+            seconds = sentence.start_ms // 1000
+            out.append(f"[{seconds // 60:02d}:{seconds % 60:02d}] {who}: {sentence.text}")
+    return "\n".join(out)
+
+
+async def review_call(
+    ctx: Context,
+    call_id: Annotated[str, Field(description="Gong call id to review.")],
+    focus: Annotated[str, Field(description="What to pay most attention to, e.g. pricing or next steps.")] = "",
+) -> list[Message]:
+    """Review one call as a customer-success lead would: risks, competitor pressure, commitments, next steps."""
+    transcript = await _transcript_text(services_of(ctx), call_id)
+    ask = (
+        "Review this customer call as a customer-success lead. Call analyze_call with the call id "
+        f"{call_id} for sentiment, talk ratio, competitor mentions and the client's health, then write: "
+        "1) a three-sentence summary, 2) risks to the account with quotes, 3) competitor pressure, "
+        "4) what we committed to, 5) the next steps you recommend."
+    )
+    if focus.strip():
+        ask += f" Pay particular attention to: {focus.strip()}."
+    return [UserMessage(ask), UserMessage(f"Transcript:\n{transcript}")]
+
+
+def review_client_calls(
+    client: Annotated[str, Field(description="Client name or id.")],
+    days: Annotated[int, Field(ge=1, le=365, description="How many days back to look.")] = 30,
+) -> list[Message]:
+    """Review a client's recent calls and its health trend, to prepare for an account review."""
+    return [
+        UserMessage(
+            f"Prepare an account review for {client}. Use list_calls with client={client!r} and from_date set "
+            f"{days} days before today, run analyze_call on each call that has no analysis yet, and report the "
+            "client's health score with its reasons, how sentiment moved over time, competitors mentioned, "
+            "and the three actions most likely to keep the account."
+        )
+    ]
+
+
+def _complete_call_ids(services: Services, typed: str, _: dict[str, str]) -> list[str]:
+    return services.local_calls.call_ids(typed, 100)
+
+
+def _complete_client_names(services: Services, typed: str, _: dict[str, str]) -> list[str]:
+    return services.clients.client_names(typed, 100)
+
+
+def register(server: SophiaServer, prefix: str = "") -> None:
+    """Declare the gong tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
+    read = tool_hints
+    server.add_tool(list_calls, name=f"{prefix}list_calls", annotations=read("List calls", read_only=True))
+    server.add_tool(get_call, name=f"{prefix}get_call", annotations=read("Get call", read_only=True))
+    server.add_tool(
+        get_transcript, name=f"{prefix}get_transcript", annotations=read("Get call transcript", read_only=True)
+    )
+    server.add_tool(
+        analyze_call,
+        name=f"{prefix}analyze_call",
+        annotations=read("Analyse call and update client health", read_only=False, idempotent=True),
+    )
+    server.resource("gong://calls/{call_id}", name="call", title="Gong call", mime_type="application/json")(
+        call_resource
+    )
+    server.resource(
+        "gong://calls/{call_id}/transcript", name="call_transcript", title="Call transcript", mime_type="text/plain"
+    )(transcript_resource)
+    server.prompt(name="review_call", title="Review a call")(review_call)
+    server.prompt(name="review_client_calls", title="Review a client's recent calls")(review_client_calls)
+    for ref in ("review_call", "gong://calls/{call_id}", "gong://calls/{call_id}/transcript"):
+        server.add_completer(ref, "call_id", _complete_call_ids)
+    server.add_completer("review_client_calls", "client", _complete_client_names)
+
+
+def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServer:
+    server = SophiaServer("sophia-gong", INSTRUCTIONS, settings, **kwargs)
+    register(server)
+    return server

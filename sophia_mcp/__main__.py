@@ -1,0 +1,3 @@
+from sophia_mcp.cli import main
+
+main()

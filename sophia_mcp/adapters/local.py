@@ -1,0 +1,37 @@
+"""Embedded backends with no store tables of their own: the lexicon analyst and the outbox notifier."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+from sophia_mcp.analysis.insights import local_insights
+from sophia_mcp.analysis.results import CallInsights
+from sophia_mcp.ports.calls import Call, Transcript
+from sophia_mcp.ports.notify import Alert
+from sophia_mcp.settings import Competitor
+
+log = logging.getLogger(__name__)
+
+
+class LocalAnalyst:
+    """Deterministic analysis: VADER sentiment, configured competitor aliases, phrase-based risk factors."""
+
+    name = "local"
+
+    def __init__(self, competitors: Sequence[Competitor]) -> None:
+        self.competitors = list(competitors)
+
+    async def read_call(self, call: Call, transcript: Transcript) -> CallInsights:
+        return local_insights(call, transcript, self.competitors)
+
+
+class LocalNotifier:
+    """Delivers into the store: the outbox entry itself is the delivered message, shown by `list_alerts`."""
+
+    name = "local"
+
+    async def send(self, alert: Alert) -> str:
+        log.info("Alert for %s: %s", alert.channel, alert.title)
+        return f"local:{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,260 @@
+"""Calls and transcripts kept in the local store: the embedded `CallSource`, and where imports land."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+from sophia_mcp.adapters.gong_payloads import ParsedCall
+from sophia_mcp.analysis.competitors import find_competitor_mentions
+from sophia_mcp.errors import InvalidInput, NotFound
+from sophia_mcp.ports.calls import Call, CallFilter, CallPage, Monologue, Party, Transcript
+from sophia_mcp.settings import Competitor
+from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
+
+
+def _encode_cursor(started: str, call_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([started, call_id]).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        started, call_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        parse_iso(started)
+        return str(started), str(call_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidInput(
+            "cursor is not one this server gave out; pass the next_cursor of a previous page, or omit it"
+        ) from exc
+
+
+def _call_from_row(row: sqlite3.Row, parties: Sequence[sqlite3.Row] = ()) -> Call:
+    return Call(
+        id=row["id"],
+        title=row["title"],
+        started=parse_iso(row["started"]),
+        duration_s=row["duration_s"],
+        direction=row["direction"] or "Unknown",
+        scope=row["scope"] or "Unknown",
+        url=row["url"],
+        client_id=row["client_id"],
+        client_name=row["client_name"],
+        parties=[
+            Party(
+                id=p["party_id"],
+                name=p["name"],
+                email=p["email"],
+                title=p["title"],
+                affiliation=p["affiliation"],
+                speaker_id=p["speaker_id"],
+                user_id=p["user_id"],
+            )
+            for p in parties
+        ],
+    )
+
+
+class LocalCalls:
+    """The store's calls. Also the sink of `calls import`, the demo, and (later) Gong sync."""
+
+    name = "local"
+
+    def __init__(self, store: Store, competitors: Sequence[Competitor]) -> None:
+        self.store = store
+        self.competitors = list(competitors)
+
+    def canonical_competitor(self, name: str) -> str:
+        """The configured competitor a name or alias stands for; unknown names are an input error."""
+        wanted = " ".join(name.split()).casefold()
+        for competitor in self.competitors:
+            if any(" ".join(alias.split()).casefold() == wanted for alias in competitor.names):
+                return competitor.name
+        known = ", ".join(c.name for c in self.competitors)
+        raise InvalidInput(f"Unknown competitor {name!r}; the configured competitors are: {known}")
+
+    async def list_calls(self, filter: CallFilter, limit: int, cursor: str | None) -> CallPage:
+        competitor = self.canonical_competitor(filter.competitor) if filter.competitor else None
+        after = _decode_cursor(cursor) if cursor else (None, None)
+        client = filter.client.strip() if filter.client else None
+        like = None
+        if client:
+            like = "%" + client.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        params = {
+            "client": client,
+            "client_like": like,
+            "from": iso(filter.started_from) if filter.started_from else None,
+            "to": iso(filter.started_to) if filter.started_to else None,
+            "competitor": competitor,
+            "after_started": after[0],
+            "after_id": after[1],
+            "limit": limit + 1,
+        }
+        rows = await self.store.run(
+            self.store.query,
+            """
+            SELECT * FROM calls c
+            WHERE (:client IS NULL OR c.client_id = :client OR c.client_name LIKE :client_like ESCAPE '\\')
+              AND (:from IS NULL OR c.started >= :from)
+              AND (:to IS NULL OR c.started < :to)
+              AND (:competitor IS NULL OR EXISTS (
+                    SELECT 1 FROM call_mentions m WHERE m.call_id = c.id AND m.competitor = :competitor))
+              AND (:after_started IS NULL OR (c.started, c.id) < (:after_started, :after_id))
+            ORDER BY c.started DESC, c.id DESC
+            LIMIT :limit
+            """,
+            params,
+        )
+        page = [_call_from_row(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = _encode_cursor(last["started"], last["id"])
+        return CallPage(calls=page, next_cursor=next_cursor)
+
+    def _get_call(self, call_id: str) -> Call:
+        row = self.store.query_one("SELECT * FROM calls WHERE id = ?", (call_id,))
+        if row is None:
+            raise NotFound(f"No call with id {call_id!r}. Use list_calls to find call ids.")
+        parties = self.store.query(
+            "SELECT * FROM call_parties WHERE call_id = ? ORDER BY affiliation DESC, party_id", (call_id,)
+        )
+        return _call_from_row(row, parties)
+
+    async def get_call(self, call_id: str) -> Call:
+        return await self.store.run(self._get_call, call_id)
+
+    def _get_transcript(self, call_id: str) -> Transcript:
+        row = self.store.query_one(
+            "SELECT c.id, t.monologues FROM calls c LEFT JOIN transcripts t ON t.call_id = c.id WHERE c.id = ?",
+            (call_id,),
+        )
+        if row is None:
+            raise NotFound(f"No call with id {call_id!r}. Use list_calls to find call ids.")
+        monologues = json.loads(row["monologues"]) if row["monologues"] else []
+        return Transcript(call_id=call_id, monologues=[Monologue.model_validate(m) for m in monologues])
+
+    async def get_transcript(self, call_id: str) -> Transcript:
+        return await self.store.run(self._get_transcript, call_id)
+
+    def call_ids(self, prefix: str, limit: int) -> list[str]:
+        """Ids starting with `prefix`, newest calls first (for completions)."""
+        rows = self.store.query(
+            "SELECT id FROM calls WHERE id LIKE ? ORDER BY started DESC LIMIT ?",
+            (prefix.replace("%", "").replace("_", "") + "%", limit),
+        )
+        return [r["id"] for r in rows]
+
+    def all_call_ids(self) -> list[str]:
+        """Every call id, oldest call first."""
+        return [r["id"] for r in self.store.query("SELECT id FROM calls ORDER BY started, id")]
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def save_call(self, conn: sqlite3.Connection, parsed: ParsedCall, source: str) -> Call:
+        """Insert or update one call and its parties, linking it to a client; run inside a transaction."""
+        call = parsed.call
+        client_id, client_name = self._resolve_client(conn, parsed)
+        now = iso(utcnow())
+        conn.execute(
+            """
+            INSERT INTO calls (id, title, started, duration_s, direction, scope, url, client_id, client_name,
+                               source, raw, imported_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (id) DO UPDATE SET
+                title = excluded.title, started = excluded.started, duration_s = excluded.duration_s,
+                direction = excluded.direction, scope = excluded.scope, url = excluded.url,
+                client_id = excluded.client_id, client_name = excluded.client_name, source = excluded.source,
+                raw = excluded.raw, imported_at = excluded.imported_at
+            """,
+            (
+                call.id,
+                call.title,
+                iso(call.started),
+                call.duration_s,
+                call.direction,
+                call.scope,
+                call.url,
+                client_id,
+                client_name,
+                source,
+                dumps(parsed.raw),
+                now,
+            ),
+        )
+        conn.execute("DELETE FROM call_parties WHERE call_id = ?", (call.id,))
+        conn.executemany(
+            """
+            INSERT INTO call_parties (call_id, party_id, name, email, title, affiliation, speaker_id, user_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [(call.id, p.id, p.name, p.email, p.title, p.affiliation, p.speaker_id, p.user_id) for p in call.parties],
+        )
+        return call.model_copy(update={"client_id": client_id, "client_name": client_name})
+
+    def _resolve_client(self, conn: sqlite3.Connection, parsed: ParsedCall) -> tuple[str | None, str | None]:
+        account = parsed.account
+        if account.id:
+            row = conn.execute("SELECT id, name FROM clients WHERE id = ?", (account.id,)).fetchone()
+            if row:
+                return row["id"], row["name"]
+        for party in parsed.call.parties:
+            if party.affiliation != "Internal" and party.email and "@" in party.email:
+                domain = party.email.rsplit("@", 1)[1]
+                row = conn.execute("SELECT id, name FROM clients WHERE domain = ? COLLATE NOCASE", (domain,)).fetchone()
+                if row:
+                    return row["id"], row["name"]
+        if account.id:
+            # Gong knows the CRM account even when our CRM copy does not yet: keep a stub to link calls to.
+            name = account.name or f"Account {account.id}"
+            conn.execute(
+                "INSERT INTO clients (id, name, updated_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (account.id, name, iso(utcnow())),
+            )
+            return account.id, name
+        return None, None
+
+    def save_transcript(self, conn: sqlite3.Connection, transcript: Transcript) -> None:
+        """Insert or replace a call's transcript and the competitor mentions found in it."""
+        monologues = [m.model_dump() for m in transcript.monologues]
+        conn.execute(
+            """
+            INSERT INTO transcripts (call_id, monologues, sentence_count, imported_at) VALUES (?, ?, ?, ?)
+            ON CONFLICT (call_id) DO UPDATE SET
+                monologues = excluded.monologues, sentence_count = excluded.sentence_count,
+                imported_at = excluded.imported_at
+            """,
+            (
+                transcript.call_id,
+                dumps(monologues),
+                sum(len(m.sentences) for m in transcript.monologues),
+                iso(utcnow()),
+            ),
+        )
+        parties = [
+            Party(
+                id=p["party_id"],
+                name=p["name"],
+                affiliation=p["affiliation"],
+                speaker_id=p["speaker_id"],
+            )
+            for p in conn.execute("SELECT * FROM call_parties WHERE call_id = ?", (transcript.call_id,))
+        ]
+        mentions: dict[str, int] = {}
+        for mention in find_competitor_mentions(transcript, parties, self.competitors):
+            mentions[mention.competitor] = mentions.get(mention.competitor, 0) + 1
+        conn.execute("DELETE FROM call_mentions WHERE call_id = ?", (transcript.call_id,))
+        conn.executemany(
+            "INSERT INTO call_mentions (call_id, competitor, mentions) VALUES (?, ?, ?)",
+            [(transcript.call_id, name, count) for name, count in sorted(mentions.items())],
+        )
+
+    def has_call(self, conn: sqlite3.Connection, call_id: str) -> bool:
+        return conn.execute("SELECT 1 FROM calls WHERE id = ?", (call_id,)).fetchone() is not None
+
+    def latest_started(self) -> datetime | None:
+        row = self.store.query_one("SELECT MAX(started) AS s FROM calls")
+        return parse_iso(row["s"]) if row and row["s"] else None

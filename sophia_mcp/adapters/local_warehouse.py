@@ -1,0 +1,132 @@
+"""The `Warehouse` port on the local SQLite store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+
+from sophia_mcp.analysis.results import CallAnalysis, HealthScore
+from sophia_mcp.ports.warehouse import HealthRecord
+from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
+
+
+def _health_from_row(row: sqlite3.Row) -> HealthRecord:
+    return HealthRecord(
+        client_id=row["client_id"],
+        health=HealthScore(
+            score=row["score"], components=json.loads(row["components"]), explanation=row["explanation"]
+        ),
+        as_of=parse_iso(row["as_of"]),
+        source_call_id=row["source_call_id"],
+        run_id=row["run_id"],
+    )
+
+
+class LocalWarehouse:
+    name = "local"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _save_analysis(self, analysis: CallAnalysis) -> None:
+        mentions: dict[str, int] = {}
+        for mention in analysis.competitor_mentions:
+            mentions[mention.competitor] = mentions.get(mention.competitor, 0) + 1
+        with self.store.transaction() as conn:
+            conn.execute(
+                """
+                INSERT INTO call_analyses (call_id, client_id, started, analyst, external_sentiment,
+                                           internal_ratio, analysis, analyzed_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (call_id) DO UPDATE SET
+                    client_id = excluded.client_id, started = excluded.started, analyst = excluded.analyst,
+                    external_sentiment = excluded.external_sentiment, internal_ratio = excluded.internal_ratio,
+                    analysis = excluded.analysis, analyzed_at = excluded.analyzed_at
+                """,
+                (
+                    analysis.call_id,
+                    analysis.client_id,
+                    iso(analysis.started),
+                    analysis.analyst,
+                    analysis.sentiment.external,
+                    analysis.talk.internal_ratio,
+                    analysis.model_dump_json(),
+                    iso(utcnow()),
+                ),
+            )
+            # The analyst's reading of competitor mentions supersedes the one made at import.
+            conn.execute("DELETE FROM call_mentions WHERE call_id = ?", (analysis.call_id,))
+            conn.executemany(
+                "INSERT INTO call_mentions (call_id, competitor, mentions) VALUES (?, ?, ?)",
+                [(analysis.call_id, name, n) for name, n in sorted(mentions.items())],
+            )
+
+    async def save_analysis(self, analysis: CallAnalysis) -> None:
+        await self.store.run(self._save_analysis, analysis)
+
+    async def get_analysis(self, call_id: str) -> CallAnalysis | None:
+        row = await self.store.run(
+            self.store.query_one, "SELECT analysis FROM call_analyses WHERE call_id = ?", (call_id,)
+        )
+        return CallAnalysis.model_validate_json(row["analysis"]) if row else None
+
+    async def client_analyses(self, client_id: str, since: datetime) -> list[CallAnalysis]:
+        rows = await self.store.run(
+            self.store.query,
+            "SELECT analysis FROM call_analyses WHERE client_id = ? AND started >= ? ORDER BY started DESC",
+            (client_id, iso(since)),
+        )
+        return [CallAnalysis.model_validate_json(r["analysis"]) for r in rows]
+
+    def _record_health(self, record: HealthRecord) -> None:
+        now = iso(utcnow())
+        values = (
+            record.client_id,
+            record.health.score,
+            dumps([c.model_dump() for c in record.health.components]),
+            record.health.explanation,
+            iso(record.as_of),
+            record.source_call_id,
+            record.run_id,
+            now,
+        )
+        with self.store.transaction() as conn:
+            conn.execute(
+                """
+                INSERT INTO client_health (client_id, score, components, explanation, as_of, source_call_id,
+                                           run_id, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (client_id) DO UPDATE SET
+                    score = excluded.score, components = excluded.components,
+                    explanation = excluded.explanation, as_of = excluded.as_of,
+                    source_call_id = excluded.source_call_id, run_id = excluded.run_id,
+                    updated_at = excluded.updated_at
+                """,
+                values,
+            )
+            conn.execute(
+                """
+                INSERT INTO client_health_history (client_id, score, components, explanation, as_of,
+                                                   source_call_id, run_id, recorded_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                values,
+            )
+
+    async def record_health(self, record: HealthRecord) -> None:
+        await self.store.run(self._record_health, record)
+
+    async def get_health(self, client_id: str) -> HealthRecord | None:
+        row = await self.store.run(
+            self.store.query_one, "SELECT * FROM client_health WHERE client_id = ?", (client_id,)
+        )
+        return _health_from_row(row) if row else None
+
+    async def health_history(self, client_id: str, limit: int) -> list[HealthRecord]:
+        rows = await self.store.run(
+            self.store.query,
+            "SELECT * FROM client_health_history WHERE client_id = ? ORDER BY id DESC LIMIT ?",
+            (client_id, limit),
+        )
+        return [_health_from_row(r) for r in rows]

@@ -1,0 +1,330 @@
+"""The `sophia-mcp` command: serve a server, load the demo, import calls, run a workflow, check the setup."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import anyio
+import typer
+
+from sophia_mcp.errors import SophiaError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sophia_mcp.services import Services
+    from sophia_mcp.settings import Settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="sophia-mcp: MCP servers over a revenue team's workflows.", no_args_is_help=True, add_completion=False
+)
+calls_app = typer.Typer(help="Calls and transcripts.", no_args_is_help=True)
+run_app = typer.Typer(help="Run a workflow once, from the command line.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Side effects waiting to be delivered, and those delivered.", no_args_is_help=True)
+app.add_typer(calls_app, name="calls")
+app.add_typer(run_app, name="run")
+app.add_typer(outbox_app, name="outbox")
+
+
+class ServerName(StrEnum):
+    gong = "gong"
+
+
+class Transport(StrEnum):
+    stdio = "stdio"
+    sse = "sse"
+    http = "http"
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def _settings() -> Settings:
+    from pydantic import ValidationError
+
+    from sophia_mcp.settings import load_settings
+
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        _console(stderr=True).print(f"[red]The settings are not valid:[/red]\n{exc}")
+        raise typer.Exit(2) from exc
+
+
+def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
+    """Build the services from settings, run `work`, and turn our errors into a message and exit code 1."""
+    from sophia_mcp.wiring import build_services
+
+    try:
+        services = build_services(_settings())
+    except SophiaError as exc:
+        _console(stderr=True).print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+    async def main() -> T:
+        return await work(services)
+
+    try:
+        return anyio.run(main)
+    except SophiaError as exc:
+        _console(stderr=True).print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        services.close()
+
+
+def _progress_bar() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_console(stderr=True),
+        transient=False,
+    )
+
+
+@app.command()
+def serve(
+    name: Annotated[ServerName, typer.Argument(help="Which server to run.")],
+    transport: Annotated[Transport, typer.Option(help="stdio (default), sse, or http (Streamable HTTP at /mcp).")] = (
+        Transport.stdio
+    ),
+    host: Annotated[str, typer.Option(help="Address to listen on (sse and http).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (sse and http).")] = 8000,
+) -> None:
+    """Run an MCP server. Under stdio nothing but protocol is written to stdout."""
+    settings = _settings()
+    module = importlib.import_module(f"sophia_mcp.servers.{name.value}")
+    server = module.create_server(settings, log_level=settings.log_level)
+    try:
+        if transport is Transport.stdio:
+            server.run("stdio")
+        elif transport is Transport.sse:
+            server.run("sse", host=host, port=port)
+        else:
+            server.run("streamable-http", host=host, port=port)
+    finally:
+        server.close()
+
+
+@app.command()
+def demo() -> None:
+    """Load the demo data set into an empty data dir, then analyse every call and report client health."""
+    from rich.table import Table
+
+    from sophia_mcp.demo import load_demo
+    from sophia_mcp.workflows.call_health import analyze_calls
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        console.print(f"Data dir: [bold]{services.settings.data_dir}[/bold]")
+        with _progress_bar() as bar:
+            task = bar.add_task("Loading demo calls", total=None)
+
+            async def loading(done: float, total: float, _: str) -> None:
+                bar.update(task, completed=done, total=total)
+
+            loaded = await load_demo(services, progress=loading)
+        if loaded.loaded and loaded.calls:
+            console.print(
+                f"Loaded {loaded.clients} clients, {loaded.contacts} contacts, "
+                f"{loaded.calls.calls_new} calls and {loaded.calls.transcripts} transcripts."
+            )
+        else:
+            console.print(f"The store already holds {loaded.clients} clients; not loading the demo again.")
+
+        call_ids = await services.store.run(services.local_calls.all_call_ids)
+        with _progress_bar() as bar:
+            task = bar.add_task("Analysing calls", total=len(call_ids))
+
+            async def analysing(done: float, total: float, _: str) -> None:
+                bar.update(task, completed=done)
+
+            reports = await analyze_calls(services, call_ids, analysing)
+
+        latest = {r.client_id: r for r in reports if r.client_id and r.health}
+        table = Table(
+            title=f"Client health after {len(reports)} calls (threshold {services.settings.health.threshold:.0f})"
+        )
+        for column in ("Client", "Health", "Calls", "Main reasons"):
+            table.add_column(column)
+        per_client: dict[str, int] = {}
+        for r in reports:
+            if r.client_id:
+                per_client[r.client_id] = per_client.get(r.client_id, 0) + 1
+        for report in sorted(latest.values(), key=lambda r: r.health.score if r.health else 0):
+            assert report.health is not None
+            score = f"{report.health.score:.0f}"
+            style = "red" if report.at_risk else "green"
+            weakest = min(report.health.components, key=lambda c: c.score)
+            table.add_row(
+                report.client_name or str(report.client_id),
+                f"[{style}]{score}[/{style}]",
+                str(per_client[str(report.client_id)]),
+                f"{weakest.name}: {weakest.detail}",
+            )
+        console.print(table)
+        alerts = [r.alert for r in reports if r.alert]
+        new_alerts = [a for a in alerts if a.new]
+        at_risk = sum(1 for r in latest.values() if r.at_risk)
+        console.print(
+            f"{at_risk} of {len(latest)} clients are under the threshold; "
+            f"{len(new_alerts)} new alerts to {services.settings.slack.health_channel} "
+            f"({len(alerts) - len(new_alerts)} already sent before). See them with: sophia-mcp outbox list"
+        )
+
+    _with_services(work)
+
+
+@calls_app.command("import")
+def calls_import(
+    paths: Annotated[list[Path], typer.Argument(help="Gong export files (JSON) or folders of them.")],
+) -> None:
+    """Import calls and transcripts saved from Gong's /v2/calls/extensive and /v2/calls/transcript."""
+    from sophia_mcp.workflows.call_import import import_gong_export
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        with _progress_bar() as bar:
+            task = bar.add_task("Importing", total=None)
+
+            async def progress(done: float, total: float, _: str) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = await import_gong_export(services, paths, progress)
+        console.print(
+            f"{report.calls_new} new calls, {report.calls_updated} updated, {report.transcripts} transcripts "
+            f"from {report.sources} files."
+        )
+        for problem in report.problems:
+            console.print(f"[yellow]{problem}[/yellow]")
+        if report.problems and not (report.calls_new or report.calls_updated or report.transcripts):
+            raise typer.Exit(1)
+
+    _with_services(work)
+
+
+@run_app.command("analyze-call")
+def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id.")]) -> None:
+    """Analyse one call, update its client's health and alert if it is under the threshold."""
+    from sophia_mcp.workflows.call_health import analyze_call
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        report = await analyze_call(services, call_id)
+        analysis = report.analysis
+        console.print(f"[bold]{report.client_name or 'No client'}[/bold] · call {report.call_id} · run {report.run_id}")
+        console.print(
+            f"Sentiment: {analysis.sentiment.label} (client side {analysis.sentiment.external}); "
+            f"internal talk ratio: {analysis.talk.internal_ratio}"
+        )
+        for mention in analysis.competitor_mentions:
+            console.print(f"  {mention.competitor}: “{mention.text}” ({mention.speaker_name or mention.speaker_id})")
+        for risk in analysis.risk_factors:
+            console.print(f"  risk {risk.kind}: “{risk.text}”")
+        if report.health:
+            console.print(f"Health: {report.health.score:.1f}/100. {report.health.explanation}")
+        if report.alert:
+            console.print(f"Alert {report.alert.key} to {report.alert.channel}: {report.alert.status}")
+
+    _with_services(work)
+
+
+@outbox_app.command("list")
+def outbox_list(
+    status: Annotated[str | None, typer.Option(help="pending, sending, delivered or failed.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+) -> None:
+    """Show the newest outbox entries."""
+    from rich.table import Table
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        entries = await services.outbox.list(status, limit)  # type: ignore[arg-type]
+        table = Table()
+        for column in ("Id", "Status", "To", "Title", "Created"):
+            table.add_column(column)
+        for e in entries:
+            table.add_row(str(e.id), e.status, e.target, e.alert.title, f"{e.created_at:%Y-%m-%d %H:%M}")
+        console.print(table)
+
+    _with_services(work)
+
+
+@outbox_app.command("deliver")
+def outbox_deliver() -> None:
+    """Deliver every pending side effect now."""
+    console = _console()
+
+    async def work(services: Services) -> None:
+        entries = await services.outbox.deliver_pending(services.notifier)
+        delivered = sum(1 for e in entries if e.status == "delivered")
+        console.print(f"Delivered {delivered} of {len(entries)} pending entries.")
+
+    _with_services(work)
+
+
+@app.command()
+def doctor() -> None:
+    """Show which backend serves each port, where data lives, and check what is configured."""
+    from pydantic import SecretStr
+    from rich.table import Table
+
+    from sophia_mcp.store import Store
+    from sophia_mcp.wiring import backend_choices, build_services
+
+    console = _console()
+    settings = _settings()
+    table = Table(title="Ports")
+    table.add_column("Port")
+    table.add_column("Backend")
+    for port, backend in backend_choices(settings).items():
+        table.add_row(port, backend if backend != "local" else "local (embedded)")
+    console.print(table)
+
+    services = Table(title="Integrations")
+    for column in ("Service", "Backend", "Base URL", "Credentials"):
+        services.add_column(column)
+    for name, section in settings.integrations().items():
+        secrets = [field for field, value in section if isinstance(value, SecretStr)]
+        services.add_row(name, section.backend, section.base_url or "-", ", ".join(secrets) or "none set")
+    console.print(services)
+
+    ok = True
+    store = Store(settings.store_path)
+    try:
+        version = store.schema_version
+        console.print(f"[green]Store[/green] {settings.store_path} (schema version {version})")
+    except SophiaError as exc:
+        ok = False
+        console.print(f"[red]Store[/red] {exc}")
+    finally:
+        store.close()
+    try:
+        build_services(settings).close()
+    except SophiaError as exc:
+        ok = False
+        console.print(f"[red]Configuration[/red] {exc}")
+    if not ok:
+        raise typer.Exit(1)
+    console.print("[green]Everything configured can be used.[/green]")
+
+
+def main() -> None:
+    app()

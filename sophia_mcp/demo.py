@@ -1,0 +1,41 @@
+"""`sophia-mcp demo`: the bundled demo data set, loaded through the same import path as a real Gong export."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel
+
+from sophia_mcp.adapters.local_crm import LocalClients
+from sophia_mcp.demo_data import generate_demo
+from sophia_mcp.services import Services
+from sophia_mcp.store import utcnow
+from sophia_mcp.workflows.call_import import ImportReport, Progress, import_gong_bodies
+
+
+class DemoLoad(BaseModel):
+    loaded: bool
+    clients: int
+    contacts: int
+    calls: ImportReport | None = None
+
+
+async def load_demo(services: Services, today: date | None = None, progress: Progress | None = None) -> DemoLoad:
+    """Load the demo clients, contacts and calls into an empty store; a store with clients is left as it is."""
+    existing = await services.store.run(services.clients.count)
+    if existing:
+        return DemoLoad(loaded=False, clients=existing, contacts=0)
+    data = generate_demo(today or utcnow().date())
+
+    def save_crm() -> None:
+        with services.store.transaction() as conn:
+            LocalClients.save_clients(conn, data.clients)
+            LocalClients.save_contacts(conn, data.contacts)
+
+    await services.store.run(save_crm)
+    report = await import_gong_bodies(
+        services,
+        [("demo:/v2/calls/extensive", data.calls_extensive), ("demo:/v2/calls/transcript", data.transcripts)],
+        progress,
+    )
+    return DemoLoad(loaded=True, clients=len(data.clients), contacts=len(data.contacts), calls=report)

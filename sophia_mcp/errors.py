@@ -1,0 +1,39 @@
+"""The errors sophia-mcp raises on purpose.
+
+Adapters and workflows raise these; the MCP surface turns each into an `isError` result whose text says
+what to do next, and the CLI prints it. Anything else is a bug and is reported without its details.
+"""
+
+from __future__ import annotations
+
+
+class SophiaError(Exception):
+    """Base of every anticipated failure; its message is safe to show to a user or a model."""
+
+
+class NotFound(SophiaError):
+    """The thing asked for does not exist (an unknown id, an empty filter result that should not be)."""
+
+
+class InvalidInput(SophiaError):
+    """The request is well-formed but cannot be served as asked (a bad cursor, a date range backwards)."""
+
+
+class Conflict(SophiaError):
+    """The request clashes with the current state (an id that is taken, a run already in progress)."""
+
+
+class ServiceUnavailable(SophiaError):
+    """An external service (or the local store) could not answer, after the retries it was allowed."""
+
+
+class RateLimited(ServiceUnavailable):
+    """An external service kept answering 429 past the retry budget."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConfigurationError(SophiaError):
+    """The settings do not describe a usable backend (a missing credential, an unknown backend name)."""

@@ -1,0 +1,86 @@
+"""The `CallSource` port and the call records it hands out.
+
+Records follow Gong's vocabulary (parties, monologues, sentences with millisecond timings) because Gong is
+the system of record for calls; the local store keeps the same shape.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+Affiliation = Literal["Internal", "External", "Unknown"]
+
+
+class Party(BaseModel):
+    """One person on a call. `speaker_id` joins to the transcript; it is absent for silent parties."""
+
+    id: str
+    name: str | None = None
+    email: str | None = None
+    title: str | None = None
+    affiliation: Affiliation = "Unknown"
+    speaker_id: str | None = None
+    user_id: str | None = None
+
+
+class Sentence(BaseModel):
+    start_ms: int = Field(ge=0, description="Milliseconds from the start of the call.")
+    end_ms: int = Field(ge=0)
+    text: str
+
+
+class Monologue(BaseModel):
+    """One speaker's consecutive sentences, as Gong's transcript groups them."""
+
+    speaker_id: str
+    topic: str | None = None
+    sentences: list[Sentence]
+
+
+class Call(BaseModel):
+    id: str = Field(description="Gong call id: a string of up to 20 digits.")
+    title: str
+    started: datetime
+    duration_s: int = Field(ge=0)
+    direction: str = "Unknown"
+    scope: str = "Unknown"
+    url: str | None = None
+    client_id: str | None = Field(default=None, description="The client company this call was with, if known.")
+    client_name: str | None = None
+    parties: list[Party] = Field(default_factory=list)
+
+
+class Transcript(BaseModel):
+    call_id: str
+    monologues: list[Monologue]
+
+
+class CallFilter(BaseModel):
+    """What `CallSource.list_calls` narrows by; every field is optional."""
+
+    client: str | None = None
+    started_from: datetime | None = None
+    started_to: datetime | None = None
+    competitor: str | None = None
+
+
+class CallPage(BaseModel):
+    calls: list[Call]
+    next_cursor: str | None = None
+
+
+class CallSource(Protocol):
+    """Where calls and transcripts come from: the local store or Gong."""
+
+    async def list_calls(self, filter: CallFilter, limit: int, cursor: str | None) -> CallPage: ...
+
+    async def get_call(self, call_id: str) -> Call:
+        """Raise `NotFound` for an unknown id."""
+        ...
+
+    async def get_transcript(self, call_id: str) -> Transcript:
+        """Raise `NotFound` for an unknown id; a call without a transcript has no monologues."""
+        ...

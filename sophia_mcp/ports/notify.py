@@ -1,0 +1,28 @@
+"""The `Notifier` port: how an alert reaches people (the local outbox, or Slack)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+Severity = Literal["info", "warning", "critical"]
+
+
+class Alert(BaseModel):
+    """A message for a channel. `key` names what it is about, so the same alert is never sent twice."""
+
+    key: str = Field(description="Idempotency key, e.g. health-alert:{client_id}:{call_id}.")
+    channel: str
+    severity: Severity = "warning"
+    title: str
+    text: str = Field(description="Plain text; also the fallback where rich blocks are not shown.")
+    blocks: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Notifier(Protocol):
+    name: str
+
+    async def send(self, alert: Alert) -> str:
+        """Deliver the alert and return the receiver's reference for it (a Slack `ts`, a local id)."""
+        ...

@@ -1,0 +1,40 @@
+"""The `Warehouse` port: where analyses and client health are kept for reporting (SQLite or Snowflake)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from sophia_mcp.analysis.results import CallAnalysis, HealthScore
+
+
+class HealthRecord(BaseModel):
+    client_id: str
+    health: HealthScore
+    as_of: datetime
+    source_call_id: str | None = None
+    run_id: str | None = None
+
+
+class Warehouse(Protocol):
+    async def save_analysis(self, analysis: CallAnalysis) -> None:
+        """Insert or replace the analysis of one call."""
+        ...
+
+    async def get_analysis(self, call_id: str) -> CallAnalysis | None: ...
+
+    async def client_analyses(self, client_id: str, since: datetime) -> list[CallAnalysis]:
+        """Analyses of the client's calls that started at or after `since`, newest first."""
+        ...
+
+    async def record_health(self, record: HealthRecord) -> None:
+        """Set the client's current health and append it to the client's history."""
+        ...
+
+    async def get_health(self, client_id: str) -> HealthRecord | None: ...
+
+    async def health_history(self, client_id: str, limit: int) -> list[HealthRecord]:
+        """The most recent `limit` health records of a client, newest first."""
+        ...

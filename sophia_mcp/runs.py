@@ -1,0 +1,180 @@
+"""Workflow run records: every run and each of its steps (status, timings, errors) kept in the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from sophia_mcp.errors import SophiaError
+from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
+
+T = TypeVar("T")
+
+RunStatus = Literal["running", "succeeded", "failed"]
+
+
+def describe_error(exc: BaseException) -> str:
+    """What a run record says about a failure: our own messages verbatim, anything else by type only."""
+    if isinstance(exc, SophiaError):
+        return str(exc)
+    return f"internal error ({type(exc).__name__})"
+
+
+class StepRecord(BaseModel):
+    seq: int
+    name: str
+    status: str
+    detail: Any = None
+    error: str | None = None
+    started_at: datetime
+    duration_ms: float | None = None
+
+
+class RunRecord(BaseModel):
+    id: str
+    workflow: str
+    subject: str | None
+    status: RunStatus
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    steps: list[StepRecord]
+
+
+class Run:
+    """One run of a workflow; `step` wraps each unit of work so the record shows where time and errors went."""
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store = store
+        self.id = run_id
+        self.output: Any = None
+        self._seq = 0
+
+    async def step(
+        self,
+        name: str,
+        work: Callable[[], Awaitable[T]],
+        describe: Callable[[T], Any] | None = None,
+    ) -> T:
+        self._seq += 1
+        seq = self._seq
+        started = time.perf_counter()
+        await self.store.run(self._write_step_start, seq, name)
+        try:
+            result = await work()
+        except BaseException as exc:
+            await self.store.run(
+                self._write_step_end, seq, "failed", None, describe_error(exc), time.perf_counter() - started
+            )
+            raise
+        detail = describe(result) if describe else None
+        await self.store.run(self._write_step_end, seq, "succeeded", detail, None, time.perf_counter() - started)
+        return result
+
+    async def skip(self, name: str, reason: str) -> None:
+        """Record a step that was deliberately not taken, and why."""
+        self._seq += 1
+        await self.store.run(self._write_skip, self._seq, name, reason)
+
+    def _write_step_start(self, seq: int, name: str) -> None:
+        with self.store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO run_steps (run_id, seq, name, status, started_at) VALUES (?, ?, ?, 'running', ?)",
+                (self.id, seq, name, iso(utcnow())),
+            )
+
+    def _write_step_end(self, seq: int, status: str, detail: Any, error: str | None, seconds: float) -> None:
+        with self.store.transaction() as conn:
+            conn.execute(
+                """
+                UPDATE run_steps SET status = ?, detail = ?, error = ?, finished_at = ?, duration_ms = ?
+                WHERE run_id = ? AND seq = ?
+                """,
+                (
+                    status,
+                    None if detail is None else dumps(detail),
+                    error,
+                    iso(utcnow()),
+                    round(seconds * 1000, 3),
+                    self.id,
+                    seq,
+                ),
+            )
+
+    def _write_skip(self, seq: int, name: str, reason: str) -> None:
+        now = iso(utcnow())
+        with self.store.transaction() as conn:
+            conn.execute(
+                """
+                INSERT INTO run_steps (run_id, seq, name, status, detail, started_at, finished_at, duration_ms)
+                VALUES (?, ?, ?, 'skipped', ?, ?, ?, 0)
+                """,
+                (self.id, seq, name, dumps(reason), now, now),
+            )
+
+
+@asynccontextmanager
+async def start_run(store: Store, workflow: str, subject: str | None, inputs: Any) -> AsyncIterator[Run]:
+    """Record a run from start to end; a failure marks the run failed with its reason and is re-raised."""
+    run = Run(store, uuid.uuid4().hex)
+
+    def begin() -> None:
+        with store.transaction() as conn:
+            conn.execute(
+                """
+                INSERT INTO workflow_runs (id, workflow, subject, input, status, pid, started_at)
+                VALUES (?, ?, ?, ?, 'running', ?, ?)
+                """,
+                (run.id, workflow, subject, dumps(inputs), os.getpid(), iso(utcnow())),
+            )
+
+    def end(status: RunStatus, error: str | None) -> None:
+        with store.transaction() as conn:
+            conn.execute(
+                "UPDATE workflow_runs SET status = ?, output = ?, error = ?, finished_at = ? WHERE id = ?",
+                (status, None if run.output is None else dumps(run.output), error, iso(utcnow()), run.id),
+            )
+
+    await store.run(begin)
+    try:
+        yield run
+    except BaseException as exc:
+        await store.run(end, "failed", describe_error(exc))
+        raise
+    await store.run(end, "succeeded", None)
+
+
+def get_run(store: Store, run_id: str) -> RunRecord | None:
+    row = store.query_one("SELECT * FROM workflow_runs WHERE id = ?", (run_id,))
+    if row is None:
+        return None
+    steps = store.query("SELECT * FROM run_steps WHERE run_id = ? ORDER BY seq", (run_id,))
+    return RunRecord(
+        id=row["id"],
+        workflow=row["workflow"],
+        subject=row["subject"],
+        status=row["status"],
+        error=row["error"],
+        started_at=parse_iso(row["started_at"]),
+        finished_at=parse_iso(row["finished_at"]) if row["finished_at"] else None,
+        steps=[
+            StepRecord(
+                seq=s["seq"],
+                name=s["name"],
+                status=s["status"],
+                detail=None if s["detail"] is None else json.loads(s["detail"]),
+                error=s["error"],
+                started_at=parse_iso(s["started_at"]),
+                duration_ms=s["duration_ms"],
+            )
+            for s in steps
+        ],
+    )

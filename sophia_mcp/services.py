@@ -1,0 +1,32 @@
+"""The ports and shared pieces a workflow runs on, bundled; `wiring.build_services` fills it from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sophia_mcp.adapters.local_calls import LocalCalls
+from sophia_mcp.adapters.local_crm import LocalClients
+from sophia_mcp.outbox import Outbox
+from sophia_mcp.ports.analyst import Analyst
+from sophia_mcp.ports.calls import CallSource
+from sophia_mcp.ports.notify import Notifier
+from sophia_mcp.ports.warehouse import Warehouse
+from sophia_mcp.settings import Settings
+from sophia_mcp.store import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    calls: CallSource
+    analyst: Analyst
+    warehouse: Warehouse
+    notifier: Notifier
+    outbox: Outbox
+    # The store's own copies, always present whatever the backends: imports land here, completions read here.
+    local_calls: LocalCalls
+    clients: LocalClients
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,237 @@
+"""One settings tree for every server, workflow and CLI command.
+
+Read, highest precedence first, from: keyword arguments, environment variables (`SOPHIA_` prefix, `__`
+between nested names: `SOPHIA_GONG__BASE_URL`), a `.env` file in the working directory, and a TOML file
+(`SOPHIA_CONFIG_FILE`, else `sophia.toml` in the working directory). Secrets are `SecretStr` and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Integration(BaseModel):
+    """What every external service has: which backend serves it, where it lives, how hard to lean on it."""
+
+    backend: str = "local"
+    base_url: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    rate_per_second: float = Field(default=10.0, gt=0, description="Requests per second this client allows itself.")
+    max_concurrency: int = Field(default=4, ge=1)
+
+    @property
+    def is_local(self) -> bool:
+        return self.backend == "local"
+
+
+class GongSettings(Integration):
+    backend: Literal["local", "gong"] = "local"
+    base_url: str | None = "https://api.gong.io"
+    access_key: SecretStr | None = None
+    access_key_secret: SecretStr | None = None
+    # Gong allows 3 requests per second, company-wide.
+    rate_per_second: float = Field(default=3.0, gt=0)
+    max_concurrency: int = Field(default=3, ge=1)
+
+
+class HubSpotSettings(Integration):
+    backend: Literal["local", "hubspot"] = "local"
+    base_url: str | None = "https://api.hubapi.com"
+    access_token: SecretStr | None = None
+
+
+class ApolloSettings(Integration):
+    backend: Literal["local", "apollo"] = "local"
+    base_url: str | None = "https://api.apollo.io"
+    api_key: SecretStr | None = None
+
+
+class SnowflakeSettings(Integration):
+    backend: Literal["local", "snowflake"] = "local"
+    account: str | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+    private_key_file: Path | None = None
+    private_key_file_pwd: SecretStr | None = None
+    warehouse: str | None = None
+    database: str | None = None
+    schema_: str | None = Field(default=None, alias="schema")
+    role: str | None = None
+    query_timeout_s: int = Field(default=60, gt=0)
+
+
+class PineconeSettings(Integration):
+    backend: Literal["local", "pinecone"] = "local"
+    api_key: SecretStr | None = None
+    index_host: str | None = None
+    namespace: str = "sophia"
+
+
+class OpenAISettings(Integration):
+    backend: Literal["local", "openai"] = "local"
+    base_url: str | None = "https://api.openai.com/v1"
+    api_key: SecretStr | None = None
+    model: str = "gpt-4o-mini"
+    embedding_model: str = "text-embedding-3-small"
+
+
+class SlackSettings(Integration):
+    backend: Literal["local", "slack"] = "local"
+    base_url: str | None = "https://slack.com/api/"
+    bot_token: SecretStr | None = None
+    health_channel: str = "#client-health"
+    rate_per_second: float = Field(default=1.0, gt=0)
+
+
+class LinearSettings(Integration):
+    backend: Literal["local", "linear"] = "local"
+    base_url: str | None = "https://api.linear.app/graphql"
+    api_key: SecretStr | None = None
+    team: str | None = None
+
+
+class TavilySettings(Integration):
+    backend: Literal["local", "tavily"] = "local"
+    base_url: str | None = "https://api.tavily.com"
+    api_key: SecretStr | None = None
+
+
+class PerplexitySettings(Integration):
+    backend: Literal["local", "perplexity"] = "local"
+    base_url: str | None = "https://api.perplexity.ai"
+    api_key: SecretStr | None = None
+
+
+class WebSearchSettings(BaseModel):
+    """Which web search serves the strategic query; `local` means none (the source is reported as a gap)."""
+
+    backend: Literal["local", "tavily", "perplexity"] = "local"
+
+
+class AnalystSettings(BaseModel):
+    """Who reads transcripts: the local analyzers, an OpenAI-compatible model, or the client's model."""
+
+    backend: Literal["local", "openai", "sampling", "auto"] = "local"
+
+
+class Competitor(BaseModel):
+    """A competitor to watch for in calls; aliases are matched as whole words, case-insensitively."""
+
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [self.name, *self.aliases]
+
+
+DEFAULT_COMPETITORS = [
+    Competitor(name="AppFolio", aliases=["App Folio", "Appfolio Property Manager"]),
+    Competitor(name="Yardi", aliases=["Yardi Breeze", "Yardi Voyager", "Breeze"]),
+    Competitor(name="RealPage", aliases=["Real Page", "OneSite"]),
+    Competitor(name="Buildium", aliases=[]),
+    Competitor(name="Entrata", aliases=[]),
+]
+
+
+class HealthWeights(BaseModel):
+    """Weights of the client health components; they are normalised, so only their ratios matter."""
+
+    sentiment: float = Field(default=0.35, ge=0)
+    risk: float = Field(default=0.30, ge=0)
+    engagement: float = Field(default=0.20, ge=0)
+    competition: float = Field(default=0.15, ge=0)
+
+
+class HealthSettings(BaseModel):
+    threshold: float = Field(default=70.0, ge=0, le=100, description="Below this a client is at risk.")
+    weights: HealthWeights = Field(default_factory=HealthWeights)
+    half_life_days: float = Field(
+        default=30.0, gt=0, description="How fast an older call's weight in client health fades."
+    )
+    window_days: int = Field(default=90, gt=0, description="Calls older than this do not count towards health.")
+
+
+def default_data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("sophia-mcp", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Everything configurable about sophia-mcp."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOPHIA_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="Where the local store lives.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    gong: GongSettings = Field(default_factory=GongSettings)
+    hubspot: HubSpotSettings = Field(default_factory=HubSpotSettings)
+    apollo: ApolloSettings = Field(default_factory=ApolloSettings)
+    snowflake: SnowflakeSettings = Field(default_factory=SnowflakeSettings)
+    pinecone: PineconeSettings = Field(default_factory=PineconeSettings)
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    linear: LinearSettings = Field(default_factory=LinearSettings)
+    tavily: TavilySettings = Field(default_factory=TavilySettings)
+    perplexity: PerplexitySettings = Field(default_factory=PerplexitySettings)
+    web_search: WebSearchSettings = Field(default_factory=WebSearchSettings)
+    analyst: AnalystSettings = Field(default_factory=AnalystSettings)
+
+    competitors: list[Competitor] = Field(default_factory=lambda: list(DEFAULT_COMPETITORS))
+    health: HealthSettings = Field(default_factory=HealthSettings)
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "sophia.db"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("SOPHIA_CONFIG_FILE", "sophia.toml"))
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+            file_secret_settings,
+        )
+
+    def integrations(self) -> dict[str, Integration]:
+        """Each external service's section, by name, in a stable order."""
+        return {name: value for name, value in self if isinstance(value, Integration)}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings once; overrides win over every source (tests and the CLI use them)."""
+    return Settings(**overrides)

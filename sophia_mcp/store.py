@@ -1,0 +1,282 @@
+"""The embedded store: one SQLite file in WAL mode, shared by every server process and the CLI.
+
+Several processes use the file at once (a client starts each server as its own process), so writes take
+the write lock up front (`BEGIN IMMEDIATE`) and wait on a busy timeout instead of failing, and migrations
+run inside such a transaction so two processes starting together apply each one exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+from sophia_mcp.errors import ServiceUnavailable
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 30.0
+
+# Each entry upgrades the schema by one version; never edit a shipped entry, append a new one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE clients (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        domain TEXT,
+        industry TEXT,
+        segment TEXT,
+        city TEXT,
+        units_managed INTEGER,
+        arr REAL,
+        csm_name TEXT,
+        csm_email TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX clients_name ON clients (name COLLATE NOCASE);
+    CREATE INDEX clients_domain ON clients (domain COLLATE NOCASE);
+
+    CREATE TABLE contacts (
+        id TEXT PRIMARY KEY,
+        client_id TEXT REFERENCES clients (id),
+        first_name TEXT,
+        last_name TEXT,
+        email TEXT,
+        title TEXT,
+        phone TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX contacts_client ON contacts (client_id);
+    CREATE INDEX contacts_email ON contacts (email COLLATE NOCASE);
+
+    CREATE TABLE calls (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        started TEXT NOT NULL,
+        duration_s INTEGER NOT NULL,
+        direction TEXT,
+        scope TEXT,
+        url TEXT,
+        client_id TEXT REFERENCES clients (id),
+        client_name TEXT,
+        source TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        imported_at TEXT NOT NULL
+    );
+    CREATE INDEX calls_started ON calls (started DESC, id DESC);
+    CREATE INDEX calls_client ON calls (client_id, started DESC);
+
+    CREATE TABLE call_parties (
+        call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+        party_id TEXT NOT NULL,
+        name TEXT,
+        email TEXT,
+        title TEXT,
+        affiliation TEXT NOT NULL,
+        speaker_id TEXT,
+        user_id TEXT,
+        PRIMARY KEY (call_id, party_id)
+    );
+
+    CREATE TABLE transcripts (
+        call_id TEXT PRIMARY KEY REFERENCES calls (id) ON DELETE CASCADE,
+        monologues TEXT NOT NULL,
+        sentence_count INTEGER NOT NULL,
+        imported_at TEXT NOT NULL
+    );
+
+    CREATE TABLE call_mentions (
+        call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+        competitor TEXT NOT NULL,
+        mentions INTEGER NOT NULL,
+        PRIMARY KEY (call_id, competitor)
+    );
+    CREATE INDEX call_mentions_competitor ON call_mentions (competitor COLLATE NOCASE);
+
+    CREATE TABLE call_analyses (
+        call_id TEXT PRIMARY KEY REFERENCES calls (id) ON DELETE CASCADE,
+        client_id TEXT,
+        started TEXT NOT NULL,
+        analyst TEXT NOT NULL,
+        external_sentiment REAL,
+        internal_ratio REAL,
+        analysis TEXT NOT NULL,
+        analyzed_at TEXT NOT NULL
+    );
+    CREATE INDEX call_analyses_client ON call_analyses (client_id, started DESC);
+
+    CREATE TABLE client_health (
+        client_id TEXT PRIMARY KEY,
+        score REAL NOT NULL,
+        components TEXT NOT NULL,
+        explanation TEXT NOT NULL,
+        as_of TEXT NOT NULL,
+        source_call_id TEXT,
+        run_id TEXT,
+        updated_at TEXT NOT NULL
+    );
+
+    CREATE TABLE client_health_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        client_id TEXT NOT NULL,
+        score REAL NOT NULL,
+        components TEXT NOT NULL,
+        explanation TEXT NOT NULL,
+        as_of TEXT NOT NULL,
+        source_call_id TEXT,
+        run_id TEXT,
+        recorded_at TEXT NOT NULL
+    );
+    CREATE INDEX client_health_history_client ON client_health_history (client_id, recorded_at);
+
+    CREATE TABLE workflow_runs (
+        id TEXT PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        subject TEXT,
+        input TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+        output TEXT,
+        error TEXT,
+        pid INTEGER,
+        started_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE INDEX workflow_runs_workflow ON workflow_runs (workflow, started_at DESC);
+
+    CREATE TABLE run_steps (
+        run_id TEXT NOT NULL REFERENCES workflow_runs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
+        detail TEXT,
+        error TEXT,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        duration_ms REAL,
+        PRIMARY KEY (run_id, seq)
+    );
+
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'sending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        external_ref TEXT,
+        run_id TEXT,
+        created_at TEXT NOT NULL,
+        claimed_at TEXT,
+        delivered_at TEXT
+    );
+    CREATE INDEX outbox_status ON outbox (status, id);
+    """,
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(value: datetime) -> str:
+    """Timestamps are stored as UTC ISO 8601 text, so they sort and compare as strings."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+class Store:
+    """A connection to the store file; blocking calls go through `run` so they never block the event loop."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode=WAL")
+                # In WAL mode NORMAL is durable across application crashes and much faster than FULL.
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                self._migrate(conn)
+            except sqlite3.Error as exc:
+                raise ServiceUnavailable(f"Cannot open the local store at {self.path}: {exc}") from exc
+            self._conn = conn
+        return self._conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        if conn.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._connect().execute("PRAGMA user_version").fetchone()[0])
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        """Run a read and return every row."""
+        with self._lock:
+            return self._connect().execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self._connect().execute(sql, params).fetchone()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the write lock from its start, so it cannot deadlock on upgrade."""
+        with self._lock:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking store function in a worker thread."""
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -1,0 +1,187 @@
+"""What every sophia-mcp server shares on the MCP side: errors as `isError` results that say what to fix,
+lazily built services, `logging/setLevel`, completions from several providers, and tool annotations.
+
+Servers under `sophia_mcp.servers` declare their tools with the SDK's decorators on a `SophiaServer`; the
+composite server registers the same functions again under prefixes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+import anyio.to_thread
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedResourceError,
+    UnexpectedToolError,
+)
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp_types import (
+    CallToolResult,
+    Completion,
+    CompletionArgument,
+    CompletionContext,
+    EmptyResult,
+    InputRequiredResult,
+    LoggingLevel,
+    PromptReference,
+    ResourceTemplateReference,
+    SetLevelRequestParams,
+    ToolAnnotations,
+)
+from pydantic import AnyUrl, ValidationError
+
+from sophia_mcp.errors import NotFound, SophiaError
+from sophia_mcp.services import Services
+from sophia_mcp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LEVELS: tuple[LoggingLevel, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+MAX_COMPLETIONS = 20
+
+# (services, what the user typed so far, arguments already chosen) -> suggestions; runs in a worker thread.
+Completer = Callable[[Services, str, dict[str, str]], list[str]]
+
+
+def tool_hints(
+    title: str, *, read_only: bool, destructive: bool = False, idempotent: bool = True, open_world: bool = False
+) -> ToolAnnotations:
+    """Tool hints for clients; `open_world` is true when the tool reaches a service outside this machine."""
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=read_only,
+        destructive_hint=destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=open_world,
+    )
+
+
+def describe_validation(tool: str, error: ValidationError) -> str:
+    """A short, fixable account of bad arguments: which argument, what is wrong, what was sent."""
+    lines = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(part) for part in item["loc"]) or "arguments"
+        sent = "" if item["type"] == "missing" else f" (got {item['input']!r:.80})"
+        lines.append(f"- {where}: {item['msg']}{sent}")
+    return f"Invalid arguments for {tool}; fix these and call again:\n" + "\n".join(lines)
+
+
+class SophiaServer(MCPServer[Any]):
+    """An `MCPServer` wired to sophia-mcp's services, with our error, logging and completion conventions."""
+
+    def __init__(self, name: str, instructions: str, settings: Settings | None = None, **kwargs: Any) -> None:
+        from sophia_mcp import __version__
+
+        super().__init__(name=name, instructions=instructions, version=__version__, **kwargs)
+        self._settings = settings
+        self._services: Services | None = None
+        self._services_lock = threading.Lock()
+        self._completers: dict[tuple[str, str], Completer] = {}
+        self._log_levels: weakref.WeakKeyDictionary[Any, LoggingLevel] = weakref.WeakKeyDictionary()
+        # MCPServer does not serve logging/setLevel itself; handshake-era clients rely on it.
+        self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, self._set_level)
+        self.completion()(self._complete)
+
+    # -- services -----------------------------------------------------------------------------------
+
+    @property
+    def services(self) -> Services:
+        """Built on first use, so starting a server and listing its tools touches no store or network."""
+        if self._services is None:
+            with self._services_lock:
+                if self._services is None:
+                    from sophia_mcp.settings import load_settings
+                    from sophia_mcp.wiring import build_services
+
+                    self._services = build_services(self._settings or load_settings())
+        return self._services
+
+    def close(self) -> None:
+        if self._services is not None:
+            self._services.close()
+
+    # -- errors -------------------------------------------------------------------------------------
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError as exc:
+            if isinstance(exc.__cause__, SophiaError):
+                raise ToolError(str(exc.__cause__)) from exc.__cause__
+            raise
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(describe_validation(name, exc.__cause__)) from exc.__cause__
+            raise
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        try:
+            return await super().read_resource(uri, context)
+        except UnexpectedResourceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, NotFound):
+                raise ResourceNotFoundError(str(cause)) from cause
+            if isinstance(cause, SophiaError | ValidationError):
+                raise ResourceError(f"Cannot read {uri}: {cause}") from cause
+            raise
+
+    # -- logging ------------------------------------------------------------------------------------
+
+    async def _set_level(self, ctx: ServerRequestContext[Any, Any], params: SetLevelRequestParams) -> EmptyResult:
+        self._log_levels[ctx.session] = params.level
+        return EmptyResult()
+
+    async def log(self, ctx: Context[Any, Any], level: LoggingLevel, message: str) -> None:
+        """Send a log message to the client unless it asked (logging/setLevel) for higher levels only."""
+        wanted = self._log_levels.get(ctx.session, "info")
+        if LEVELS.index(level) < LEVELS.index(wanted):
+            return
+        with warnings.catch_warnings():
+            # Deprecated at the 2026-07-28 protocol revision, still what handshake-era clients show users.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await ctx.log(level, message, logger_name=self.name)
+
+    # -- completions --------------------------------------------------------------------------------
+
+    def add_completer(self, ref: str, argument: str, completer: Completer) -> None:
+        """Suggest values for `argument` of a prompt (by name) or a resource template (by URI template)."""
+        self._completers[(ref, argument)] = completer
+
+    async def _complete(
+        self,
+        ref: PromptReference | ResourceTemplateReference,
+        argument: CompletionArgument,
+        context: CompletionContext | None,
+    ) -> Completion | None:
+        key = ref.name if isinstance(ref, PromptReference) else ref.uri
+        completer = self._completers.get((key, argument.name))
+        if completer is None:
+            return None
+        resolved = dict(context.arguments or {}) if context else {}
+        values = await anyio.to_thread.run_sync(completer, self.services, argument.value, resolved)
+        return Completion(values=values[:MAX_COMPLETIONS], total=len(values), has_more=len(values) > MAX_COMPLETIONS)
+
+
+def server_of(ctx: Context[Any, Any]) -> SophiaServer:
+    return cast(SophiaServer, ctx.mcp_server)
+
+
+def services_of(ctx: Context[Any, Any]) -> Services:
+    """The services of the server handling this request."""
+    return server_of(ctx).services

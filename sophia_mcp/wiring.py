@@ -1,0 +1,84 @@
+"""The one place that reads settings and builds the adapters behind each port.
+
+Real-service adapters are imported only when their backend is chosen, so a server on the embedded
+default never pays for importing their clients.
+"""
+
+from __future__ import annotations
+
+from sophia_mcp.adapters.local import LocalAnalyst, LocalNotifier
+from sophia_mcp.adapters.local_calls import LocalCalls
+from sophia_mcp.adapters.local_crm import LocalClients
+from sophia_mcp.adapters.local_warehouse import LocalWarehouse
+from sophia_mcp.errors import ConfigurationError
+from sophia_mcp.outbox import Outbox
+from sophia_mcp.ports.analyst import Analyst
+from sophia_mcp.ports.calls import CallSource
+from sophia_mcp.ports.notify import Notifier
+from sophia_mcp.ports.warehouse import Warehouse
+from sophia_mcp.services import Services
+from sophia_mcp.settings import Settings
+from sophia_mcp.store import Store
+
+
+def _not_built(port: str, backend: str, setting: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"The {backend!r} backend for {port} is not available in this version; "
+        f"unset {setting} (or set it to 'local') to use the embedded default."
+    )
+
+
+def backend_choices(settings: Settings) -> dict[str, str]:
+    """Which backend serves each port, as configured (for `doctor`)."""
+    return {
+        "CallSource": settings.gong.backend,
+        "Analyst": settings.analyst.backend,
+        "Warehouse": settings.snowflake.backend,
+        "Notifier": settings.slack.backend,
+        "CRM": settings.hubspot.backend,
+        "Enricher": settings.apollo.backend,
+        "VectorIndex": settings.pinecone.backend,
+        "IssueTracker": settings.linear.backend,
+        "WebSearch": settings.web_search.backend,
+    }
+
+
+def build_services(settings: Settings) -> Services:
+    store = Store(settings.store_path)
+    local_calls = LocalCalls(store, settings.competitors)
+
+    calls: CallSource
+    if settings.gong.backend == "local":
+        calls = local_calls
+    else:
+        raise _not_built("CallSource", settings.gong.backend, "SOPHIA_GONG__BACKEND")
+
+    analyst: Analyst
+    if settings.analyst.backend == "local":
+        analyst = LocalAnalyst(settings.competitors)
+    else:
+        raise _not_built("Analyst", settings.analyst.backend, "SOPHIA_ANALYST__BACKEND")
+
+    warehouse: Warehouse
+    if settings.snowflake.backend == "local":
+        warehouse = LocalWarehouse(store)
+    else:
+        raise _not_built("Warehouse", settings.snowflake.backend, "SOPHIA_SNOWFLAKE__BACKEND")
+
+    notifier: Notifier
+    if settings.slack.backend == "local":
+        notifier = LocalNotifier()
+    else:
+        raise _not_built("Notifier", settings.slack.backend, "SOPHIA_SLACK__BACKEND")
+
+    return Services(
+        settings=settings,
+        store=store,
+        calls=calls,
+        analyst=analyst,
+        warehouse=warehouse,
+        notifier=notifier,
+        outbox=Outbox(store),
+        local_calls=local_calls,
+        clients=LocalClients(store),
+    )

@@ -1,0 +1,59 @@
+"""Shared fixtures: a data dir holding the demo store, copied fresh for each test (loading it once per run)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from sophia_mcp.settings import Settings, load_settings
+
+# Tests never read a developer's own configuration.
+for key in [k for k in os.environ if k.startswith("SOPHIA_")]:
+    del os.environ[key]
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    return load_settings(data_dir=data_dir, **overrides)
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir with the demo loaded (not analysed), built once per test session."""
+    from sophia_mcp.demo import load_demo
+    from sophia_mcp.wiring import build_services
+
+    data_dir = tmp_path_factory.mktemp("demo-template")
+    services = build_services(make_settings(data_dir))
+    try:
+        anyio.run(load_demo, services)
+    finally:
+        services.close()
+    # Fold the WAL into the main file so a plain file copy is complete.
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return data_dir
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, demo_template: Path) -> Path:
+    """A private copy of the demo data dir."""
+    target = tmp_path / "data"
+    target.mkdir()
+    shutil.copy(demo_template / "sophia.db", target / "sophia.db")
+    return target
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    return make_settings(data_dir)
+
+
+@pytest.fixture
+def empty_settings(tmp_path: Path) -> Iterator[Settings]:
+    yield make_settings(tmp_path / "empty")

@@ -1,0 +1,254 @@
+"""The gong server through an in-process MCP client session: tools, resources, prompts, completions, errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from mcp import Client
+from mcp_types import PromptReference, ResourceTemplateReference, TextResourceContents
+
+from sophia_mcp.servers.gong import create_server
+from sophia_mcp.settings import Settings
+from tests.conftest import make_settings
+from tests.mcp_helpers import newest_call_ids, outbox_rows, structured, text_of
+
+pytestmark = pytest.mark.anyio
+
+GONG_TOOLS = {"list_calls", "get_call", "get_transcript", "analyze_call"}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_lists_the_gong_tools_with_schemas_and_annotations(settings: Settings) -> None:
+    async with Client(create_server(settings)) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == GONG_TOOLS
+    for tool in tools.values():
+        assert tool.output_schema is not None, tool.name
+        assert tool.annotations is not None and tool.annotations.title, tool.name
+        assert tool.description and len(tool.description) > 60, tool.name
+    assert tools["list_calls"].annotations.read_only_hint is True
+    assert tools["analyze_call"].annotations.read_only_hint is False
+    assert tools["analyze_call"].annotations.idempotent_hint is True
+
+
+async def test_analyze_call_returns_analysis_and_health(settings: Settings, data_dir: Path) -> None:
+    call_id = newest_call_ids(data_dir, 1)[0]
+    async with Client(create_server(settings)) as client:
+        report = structured(await client.call_tool("analyze_call", {"call_id": call_id}))
+    analysis = report["analysis"]
+    assert report["call_id"] == call_id
+    assert report["client_id"]
+    assert -1 <= analysis["sentiment"]["overall"] <= 1
+    assert analysis["sentiment"]["label"] in {"positive", "neutral", "negative"}
+    assert 0 <= analysis["talk"]["internal_ratio"] <= 1
+    assert isinstance(analysis["competitor_mentions"], list)
+    assert 0 <= report["health"]["score"] <= 100
+    assert {c["name"] for c in report["health"]["components"]} == {"sentiment", "risk", "engagement", "competition"}
+    assert report["health"]["explanation"]
+
+
+async def test_analysis_finds_competitor_mentions_with_quotes(settings: Settings, data_dir: Path) -> None:
+    async with Client(create_server(settings)) as client:
+        page = structured(await client.call_tool("list_calls", {"competitor": "AppFolio", "limit": 5}))
+        assert page["calls"], "the demo mentions AppFolio on some calls"
+        call_id = page["calls"][0]["id"]
+        report = structured(await client.call_tool("analyze_call", {"call_id": call_id}))
+    mentions = report["analysis"]["competitor_mentions"]
+    assert any(m["competitor"] == "AppFolio" for m in mentions)
+    for mention in mentions:
+        assert mention["text"] and mention["speaker_id"] and mention["at_ms"] >= 0
+
+
+async def test_analysing_the_same_call_twice_alerts_once(data_dir: Path) -> None:
+    # A threshold of 100 puts every client under it, so the first analysis must alert.
+    settings = make_settings(data_dir, health={"threshold": 100})
+    call_id = newest_call_ids(data_dir, 1)[0]
+    async with Client(create_server(settings)) as client:
+        first = structured(await client.call_tool("analyze_call", {"call_id": call_id}))
+        second = structured(await client.call_tool("analyze_call", {"call_id": call_id}))
+    assert first["at_risk"] and second["at_risk"]
+    assert first["alert"]["new"] is True and first["alert"]["status"] == "delivered"
+    assert second["alert"]["new"] is False and second["alert"]["key"] == first["alert"]["key"]
+    assert first["alert"]["channel"] == "#client-health"
+    assert outbox_rows(data_dir) == [(first["alert"]["key"], "delivered")]
+
+
+async def test_healthy_threshold_sends_no_alert(data_dir: Path) -> None:
+    settings = make_settings(data_dir, health={"threshold": 0})
+    call_id = newest_call_ids(data_dir, 1)[0]
+    async with Client(create_server(settings)) as client:
+        report = structured(await client.call_tool("analyze_call", {"call_id": call_id}))
+    assert report["at_risk"] is False and report["alert"] is None
+    assert outbox_rows(data_dir) == []
+
+
+async def test_analyze_call_records_a_run_with_its_steps(settings: Settings, data_dir: Path) -> None:
+    call_id = newest_call_ids(data_dir, 1)[0]
+    async with Client(create_server(settings)) as client:
+        report = structured(await client.call_tool("analyze_call", {"call_id": call_id}))
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        status = conn.execute("SELECT status FROM workflow_runs WHERE id = ?", (report["run_id"],)).fetchone()[0]
+        steps = [
+            r[0] for r in conn.execute("SELECT name FROM run_steps WHERE run_id = ? ORDER BY seq", (report["run_id"],))
+        ]
+    assert status == "succeeded"
+    assert steps == ["fetch_call", "fetch_transcript", "read_call", "store_analysis", "update_health", "send_alert"]
+
+
+async def test_list_calls_pages_through_every_call_once(settings: Settings, data_dir: Path) -> None:
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        total = conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    seen: list[str] = []
+    cursor = None
+    async with Client(create_server(settings)) as client:
+        while True:
+            args = {"limit": 37} | ({"cursor": cursor} if cursor else {})
+            page = structured(await client.call_tool("list_calls", args))
+            seen += [c["id"] for c in page["calls"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    assert len(seen) == total == len(set(seen))
+
+
+async def test_list_calls_filters_by_client_and_dates(settings: Settings, data_dir: Path) -> None:
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        client_id, name, day = conn.execute(
+            "SELECT client_id, client_name, substr(started, 1, 10) FROM calls ORDER BY started DESC LIMIT 1"
+        ).fetchone()
+        expected_for_client = conn.execute("SELECT COUNT(*) FROM calls WHERE client_id = ?", (client_id,)).fetchone()[0]
+        expected_on_day = conn.execute(
+            "SELECT COUNT(*) FROM calls WHERE substr(started, 1, 10) = ?", (day,)
+        ).fetchone()[0]
+    async with Client(create_server(settings)) as client:
+        by_name = structured(await client.call_tool("list_calls", {"client": name.lower()[:8], "limit": 100}))
+        by_id = structured(await client.call_tool("list_calls", {"client": client_id, "limit": 100}))
+        on_day = structured(await client.call_tool("list_calls", {"from_date": day, "to_date": day, "limit": 100}))
+    assert len(by_id["calls"]) == expected_for_client
+    assert {c["client_id"] for c in by_id["calls"]} == {client_id}
+    assert client_id in {c["client_id"] for c in by_name["calls"]}
+    assert len(on_day["calls"]) == expected_on_day
+    assert all(c["started"].startswith(day) for c in on_day["calls"])
+
+
+async def test_get_call_and_paged_transcript(settings: Settings, data_dir: Path) -> None:
+    call_id = newest_call_ids(data_dir, 1)[0]
+    async with Client(create_server(settings)) as client:
+        detail = structured(await client.call_tool("get_call", {"call_id": call_id}))
+        first = structured(await client.call_tool("get_transcript", {"call_id": call_id, "limit": 10}))
+        rest = structured(
+            await client.call_tool("get_transcript", {"call_id": call_id, "cursor": first["next_cursor"], "limit": 500})
+        )
+    affiliations = {p["affiliation"] for p in detail["call"]["parties"]}
+    assert {"Internal", "External"} <= affiliations
+    assert detail["analysis"] is None
+    assert len(first["lines"]) == 10
+    assert len(first["lines"]) + len(rest["lines"]) == first["total_sentences"]
+    assert rest["next_cursor"] is None
+    starts = [line["start_ms"] for line in first["lines"] + rest["lines"]]
+    assert starts == sorted(starts)
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expected"),
+    [
+        ("get_call", {"call_id": "1234567890123"}, "No call with id '1234567890123'. Use list_calls to find call ids."),
+        ("analyze_call", {"call_id": "99"}, "No call with id '99'. Use list_calls to find call ids."),
+        ("get_call", {"call_id": "12; DROP TABLE calls"}, "- call_id: String should match pattern"),
+        ("list_calls", {"limit": -1}, "- limit: Input should be greater than or equal to 1 (got -1)"),
+        ("list_calls", {"limit": 100000}, "- limit: Input should be less than or equal to 100 (got 100000)"),
+        ("list_calls", {"from_date": "2026-13-45"}, "- from_date: Input should be a valid date"),
+        ("list_calls", {"limit": "many"}, "- limit: Input should be a valid integer"),
+        ("list_calls", {"from_date": "2026-05-02", "to_date": "2026-05-01"}, "from_date 2026-05-02 is after to_date"),
+        ("list_calls", {"cursor": "not-a-cursor"}, "cursor is not one this server gave out"),
+        ("list_calls", {"competitor": "Salesforce"}, "Unknown competitor 'Salesforce'; the configured competitors are"),
+        ("get_call", {}, "- call_id: Field required"),
+        ("get_transcript", {"call_id": "1", "cursor": "x"}, "No call with id '1'"),
+    ],
+)
+async def test_bad_input_gets_a_clear_error_and_the_server_keeps_serving(
+    settings: Settings, tool: str, arguments: dict[str, object], expected: str
+) -> None:
+    async with Client(create_server(settings)) as client:
+        result = await client.call_tool(tool, arguments)
+        assert result.is_error
+        message = text_of(result)
+        assert expected in message
+        assert "Traceback" not in message and 'File "' not in message
+        assert "errors.pydantic.dev" not in message
+        still = await client.call_tool("list_calls", {"limit": 1})
+        assert not still.is_error
+
+
+async def test_resources_read_calls_and_transcripts(settings: Settings, data_dir: Path) -> None:
+    call_id = newest_call_ids(data_dir, 1)[0]
+    async with Client(create_server(settings)) as client:
+        templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+        call = await client.read_resource(f"gong://calls/{call_id}")
+        transcript = await client.read_resource(f"gong://calls/{call_id}/transcript")
+    assert templates == {"gong://calls/{call_id}", "gong://calls/{call_id}/transcript"}
+    call_text = call.contents[0]
+    assert isinstance(call_text, TextResourceContents) and call_id in call_text.text
+    lines = transcript.contents[0]
+    assert isinstance(lines, TextResourceContents)
+    assert "(External):" in lines.text and "(Internal):" in lines.text
+
+
+async def test_unknown_call_resource_is_not_found(settings: Settings) -> None:
+    from mcp.shared.exceptions import MCPError
+
+    async with Client(create_server(settings)) as client:
+        with pytest.raises(MCPError, match="No call with id '4242'"):
+            await client.read_resource("gong://calls/4242")
+
+
+async def test_prompts_are_described_and_render(settings: Settings, data_dir: Path) -> None:
+    call_id = newest_call_ids(data_dir, 1)[0]
+    async with Client(create_server(settings)) as client:
+        prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+        rendered = await client.get_prompt("review_call", {"call_id": call_id, "focus": "pricing"})
+    assert set(prompts) == {"review_call", "review_client_calls"}
+    assert all(p.description for p in prompts.values())
+    texts = [m.content.text for m in rendered.messages]  # type: ignore[union-attr]
+    assert "analyze_call" in texts[0] and "pricing" in texts[0]
+    assert "Transcript:" in texts[1]
+
+
+async def test_completions_suggest_call_ids_and_client_names(settings: Settings, data_dir: Path) -> None:
+    newest = newest_call_ids(data_dir, 1)[0]
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        name = conn.execute("SELECT name FROM clients ORDER BY name LIMIT 1").fetchone()[0]
+    async with Client(create_server(settings)) as client:
+        ids = await client.complete(
+            ResourceTemplateReference(type="ref/resource", uri="gong://calls/{call_id}"),
+            {"name": "call_id", "value": newest[:6]},
+        )
+        names = await client.complete(
+            PromptReference(type="ref/prompt", name="review_client_calls"), {"name": "client", "value": name[:4]}
+        )
+    assert newest in ids.completion.values
+    assert all(v.startswith(newest[:6]) for v in ids.completion.values)
+    assert name in names.completion.values
+
+
+async def test_logging_set_level_filters_messages(settings: Settings, data_dir: Path) -> None:
+    call_id = newest_call_ids(data_dir, 1)[0]
+    received: list[tuple[str, object]] = []
+
+    async def on_log(params: object) -> None:
+        received.append((params.level, params.data))  # type: ignore[attr-defined]
+
+    async with Client(create_server(settings), mode="legacy", logging_callback=on_log) as client:
+        assert client.server_capabilities.logging is not None
+        await client.call_tool("analyze_call", {"call_id": call_id})
+        assert ("info", f"Analysing call {call_id}") in received
+        received.clear()
+        await client.set_logging_level("error")
+        await client.call_tool("analyze_call", {"call_id": call_id})
+        assert [level for level, _ in received if level in ("info", "warning")] == []
