@@ -159,8 +159,10 @@ def demo() -> None:
         table = Table(
             title=f"Client health after {len(reports)} calls (threshold {services.settings.health.threshold:.0f})"
         )
-        for column in ("Client", "Health", "Calls", "Main reasons"):
-            table.add_column(column)
+        table.add_column("Client", no_wrap=True, min_width=12)
+        table.add_column("Health", justify="right", no_wrap=True, min_width=6)
+        table.add_column("Calls", justify="right", no_wrap=True, min_width=5)
+        table.add_column("Weakest part of the score", overflow="ellipsis", no_wrap=True, max_width=70)
         per_client: dict[str, int] = {}
         for r in reports:
             if r.client_id:
@@ -174,16 +176,16 @@ def demo() -> None:
                 report.client_name or str(report.client_id),
                 f"[{style}]{score}[/{style}]",
                 str(per_client[str(report.client_id)]),
-                f"{weakest.name}: {weakest.detail}",
+                f"{weakest.name} {weakest.score:.0f}: {weakest.detail}",
             )
         console.print(table)
-        alerts = [r.alert for r in reports if r.alert]
-        new_alerts = [a for a in alerts if a.new]
+        new_keys = {r.alert.key for r in reports if r.alert and r.alert.new}
+        old_keys = {r.alert.key for r in reports if r.alert and not r.alert.new} - new_keys
         at_risk = sum(1 for r in latest.values() if r.at_risk)
         console.print(
             f"{at_risk} of {len(latest)} clients are under the threshold; "
-            f"{len(new_alerts)} new alerts to {services.settings.slack.health_channel} "
-            f"({len(alerts) - len(new_alerts)} already sent before). See them with: sophia-mcp outbox list"
+            f"{len(new_keys)} new alerts to {services.settings.slack.health_channel}, "
+            f"{len(old_keys)} raised before. See them with: sophia-mcp outbox list"
         )
 
     _with_services(work)

@@ -143,13 +143,18 @@ class SophiaServer(MCPServer[Any]):
 
     # -- logging ------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _connection_of(session: Any) -> Any:
+        # Each request gets its own ServerSession over one per-client connection; the level belongs to the latter.
+        return getattr(session, "_connection", session)
+
     async def _set_level(self, ctx: ServerRequestContext[Any, Any], params: SetLevelRequestParams) -> EmptyResult:
-        self._log_levels[ctx.session] = params.level
+        self._log_levels[self._connection_of(ctx.session)] = params.level
         return EmptyResult()
 
     async def log(self, ctx: Context[Any, Any], level: LoggingLevel, message: str) -> None:
         """Send a log message to the client unless it asked (logging/setLevel) for higher levels only."""
-        wanted = self._log_levels.get(ctx.session, "info")
+        wanted = self._log_levels.get(self._connection_of(ctx.session), "info")
         if LEVELS.index(level) < LEVELS.index(wanted):
             return
         with warnings.catch_warnings():

@@ -1,6 +1,6 @@
 """The tool list (names, descriptions, input and output schemas, annotations) is pinned: a change shows in review.
 
-After an intended change, regenerate with: SOPHIA_UPDATE_SNAPSHOTS=1 pytest tests/test_tool_snapshot.py
+After an intended change, regenerate with: UPDATE_SNAPSHOTS=1 pytest tests/test_tool_snapshot.py
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def tool_list(settings: Settings) -> list[dict[str, object]]:
 def test_tool_list_matches_snapshot(server: str, empty_settings: Settings) -> None:
     path = SNAPSHOTS / f"{server}_tools.json"
     current = json.dumps(tool_list(empty_settings), indent=2, sort_keys=True) + "\n"
-    if os.environ.get("SOPHIA_UPDATE_SNAPSHOTS") == "1":
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         path.write_text(current)
-    assert path.exists(), f"no snapshot yet: run SOPHIA_UPDATE_SNAPSHOTS=1 pytest {__file__}"
+    assert path.exists(), f"no snapshot yet: run UPDATE_SNAPSHOTS=1 pytest {__file__}"
     assert current == path.read_text(), f"the {server} tool list changed; review it and update the snapshot"

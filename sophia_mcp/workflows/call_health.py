@@ -21,7 +21,6 @@ from sophia_mcp.ports.notify import Alert
 from sophia_mcp.ports.warehouse import HealthRecord
 from sophia_mcp.runs import start_run
 from sophia_mcp.services import Services
-from sophia_mcp.store import utcnow
 
 Progress = Callable[[float, float, str], Awaitable[None]]
 
@@ -43,7 +42,7 @@ class CallHealthReport(BaseModel):
     client_name: str | None
     analysis: CallAnalysis
     health: HealthScore | None = Field(
-        description="The client's health after this call; None when the call has no known client."
+        description="The client's health as of its newest analysed call; None when the call has no known client."
     )
     threshold: float
     at_risk: bool
@@ -51,7 +50,7 @@ class CallHealthReport(BaseModel):
 
 
 def health_alert(call: Call, health: HealthScore, threshold: float, channel: str) -> Alert:
-    """The Slack-ready alert for a client whose health fell under the threshold after `call`."""
+    """The Slack-ready alert for a client whose health, as of `call` (its newest), is under the threshold."""
     client = call.client_name or call.client_id or "Unknown client"
     when = call.started.strftime("%Y-%m-%d")
     title = f"{client}: health {health.score:.0f}/100 (threshold {threshold:.0f})"
@@ -107,37 +106,49 @@ async def analyze_call(services: Services, call_id: str, progress: Progress | No
         await report(4, "stored analysis")
 
         health: HealthScore | None = None
+        anchor = call
         if call.client_id is None:
             await run.skip("update_health", "the call is not linked to a client")
         else:
             client_id = call.client_id
-            now = utcnow()
 
-            async def update_health() -> HealthScore | None:
-                since = now - timedelta(days=settings.health.window_days)
-                analyses = await services.warehouse.client_analyses(client_id, since)
+            async def update_health() -> tuple[HealthScore | None, CallAnalysis]:
+                # A client's health is as of its newest analysed call, so it does not depend on the order in
+                # which calls are analysed, and re-analysing an older call reproduces the same figures.
+                window = timedelta(days=settings.health.window_days)
+                analyses = await services.warehouse.client_analyses(client_id, since=call.started - window)
+                newest = max(analyses, key=lambda a: (a.started, a.call_id), default=analysis)
                 score = client_health(
                     analyses,
                     settings.health.weights,
-                    as_of=now,
+                    as_of=newest.started,
                     half_life_days=settings.health.half_life_days,
                     window_days=settings.health.window_days,
                 )
                 if score is not None:
                     await services.warehouse.record_health(
                         HealthRecord(
-                            client_id=client_id, health=score, as_of=now, source_call_id=call.id, run_id=run.id
+                            client_id=client_id,
+                            health=score,
+                            as_of=newest.started,
+                            source_call_id=newest.call_id,
+                            run_id=run.id,
                         )
                     )
-                return score
+                return score, newest
 
-            health = await run.step("update_health", update_health, lambda h: h and {"score": h.score})
+            health, newest = await run.step(
+                "update_health", update_health, lambda r: {"score": r[0] and r[0].score, "as_of_call": r[1].call_id}
+            )
+            if newest.call_id != call.id:
+                anchor = await services.calls.get_call(newest.call_id)
         await report(5, "updated client health")
 
         alert_outcome: AlertOutcome | None = None
         at_risk = health is not None and health.score < threshold
         if health is not None and at_risk:
-            alert = health_alert(call, health, threshold, settings.slack.health_channel)
+            # One alert per client and newest call: new evidence may alert again, a re-run never does.
+            alert = health_alert(anchor, health, threshold, settings.slack.health_channel)
 
             async def send_alert() -> AlertOutcome:
                 entry, new = await services.outbox.enqueue(alert, run.id)
