@@ -133,7 +133,7 @@ NEGATIVE_ANSWERS = [
     "Residents keep complaining that the portal is slow and confusing.",
     "Month end was a mess again and the owners noticed.",
     "We are disappointed, this is not what we were promised during the sale.",
-    "It's been a struggle, and nobody on my team is happy with it right now.",
+    "It's been a struggle, and my team is unhappy with it right now.",
 ]
 RISKS = {
     "pricing": [

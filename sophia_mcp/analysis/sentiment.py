@@ -1,4 +1,8 @@
-"""Sentence sentiment with the VADER lexicon, rolled up per speaker and for the client side."""
+"""Sentence sentiment with the VADER lexicon, rolled up per speaker and for the client side.
+
+Known limits of a lexicon: negation further than three words back ("nobody on my team is happy") and idioms
+("above and beyond") are missed; the model-backed analysts read those right.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,10 @@ if TYPE_CHECKING:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 # VADER is tuned on social media; these words carry a different weight on a software customer's call.
-# "increase" is neutral here because "price increase" is bad news and "revenue increase" good news.
+# "increase" is neutral here because "price increase" is bad news and "revenue increase" good news;
+# "honestly" and "frankly" usually announce bad news on a call rather than carry good feeling.
 DOMAIN_LEXICON = {
+    "rough": -1.5,
     "expensive": -1.5,
     "overpriced": -2.2,
     "outage": -2.0,
@@ -41,6 +47,8 @@ DOMAIN_LEXICON = {
     "smoothly": 1.2,
     "increase": 0.0,
     "increases": 0.0,
+    "honestly": 0.0,
+    "frankly": 0.0,
 }
 
 POSITIVE_AT = 0.05
