@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from sophia_mcp.analysis.results import CallAnalysis
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.ports.calls import Affiliation, Call, CallFilter, Party
+from sophia_mcp.ports.calls import Affiliation, Call, CallFilter, Party, Transcript
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
 from sophia_mcp.surface import SophiaServer, server_of, services_of, tool_hints
@@ -72,7 +72,15 @@ class TranscriptPage(BaseModel):
 
 
 def _summary(call: Call) -> CallSummary:
-    return CallSummary.model_validate(call.model_dump(include=set(CallSummary.model_fields)))
+    return CallSummary(
+        id=call.id,
+        title=call.title,
+        started=call.started,
+        duration_s=call.duration_s,
+        client_id=call.client_id,
+        client_name=call.client_name,
+        url=call.url,
+    )
 
 
 def _day_start(day: date) -> datetime:
@@ -125,10 +133,8 @@ async def get_transcript(
 ) -> TranscriptPage:
     """Read a call's transcript sentence by sentence, with speaker names, sides (Internal = our team, External =
     the client) and timings in milliseconds. Long calls come in pages: follow `next_cursor`."""
-    services = services_of(ctx)
-    call = await services.calls.get_call(call_id)
-    transcript = await services.calls.get_transcript(call_id)
     start = _offset(cursor)
+    call, transcript = await _call_and_transcript(services_of(ctx), call_id)
     speakers: dict[str, Party] = {p.speaker_id: p for p in call.parties if p.speaker_id}
     lines = [
         TranscriptLine(
@@ -194,9 +200,12 @@ async def transcript_resource(call_id: str, ctx: Context) -> str:
     return await _transcript_text(services_of(ctx), call_id)
 
 
+async def _call_and_transcript(services: Services, call_id: str) -> tuple[Call, Transcript]:
+    return await services.calls.get_call(call_id), await services.calls.get_transcript(call_id)
+
+
 async def _transcript_text(services: Services, call_id: str) -> str:
-    call = await services.calls.get_call(call_id)
-    transcript = await services.calls.get_transcript(call_id)
+    call, transcript = await _call_and_transcript(services, call_id)
     speakers = {p.speaker_id: p for p in call.parties if p.speaker_id}
     out = [f"{call.title} ({call.started:%Y-%m-%d %H:%M} UTC, {call.duration_s // 60} min)"]
     for monologue in transcript.monologues:

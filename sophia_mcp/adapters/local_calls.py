@@ -8,13 +8,23 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sophia_mcp.adapters.gong_payloads import ParsedCall
+from pydantic import TypeAdapter
+
 from sophia_mcp.analysis.competitors import find_competitor_mentions
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.ports.calls import Call, CallFilter, CallPage, Monologue, Party, Transcript
 from sophia_mcp.settings import Competitor
 from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
+
+if TYPE_CHECKING:
+    # Only imports need the Gong payload models; a starting server should not pay for building them.
+    from sophia_mcp.adapters.gong_payloads import ParsedCall
+
+
+# Parsing the stored JSON straight into models in one pass is several times faster than loads-then-validate.
+_MONOLOGUES = TypeAdapter(list[Monologue])
 
 
 def _encode_cursor(started: str, call_id: str) -> str:
@@ -134,8 +144,8 @@ class LocalCalls:
         )
         if row is None:
             raise NotFound(f"No call with id {call_id!r}. Use list_calls to find call ids.")
-        monologues = json.loads(row["monologues"]) if row["monologues"] else []
-        return Transcript(call_id=call_id, monologues=[Monologue.model_validate(m) for m in monologues])
+        monologues = _MONOLOGUES.validate_json(row["monologues"]) if row["monologues"] else []
+        return Transcript.model_construct(call_id=call_id, monologues=monologues)
 
     async def get_transcript(self, call_id: str) -> Transcript:
         return await self.store.run(self._get_transcript, call_id)
