@@ -133,8 +133,8 @@ async def get_transcript(
 ) -> TranscriptPage:
     """Read a call's transcript sentence by sentence, with speaker names, sides (Internal = our team, External =
     the client) and timings in milliseconds. Long calls come in pages: follow `next_cursor`."""
-    start = _offset(cursor)
     call, transcript = await _call_and_transcript(services_of(ctx), call_id)
+    start = _offset(cursor)
     speakers: dict[str, Party] = {p.speaker_id: p for p in call.parties if p.speaker_id}
     lines = [
         TranscriptLine(
