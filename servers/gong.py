@@ -10,8 +10,9 @@ from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from pydantic import BaseModel, Field
 
 from sophia_mcp.analysis.results import CallAnalysis
-from sophia_mcp.errors import InvalidInput
+from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.ports.calls import Affiliation, Call, CallFilter, Party, Transcript
+from sophia_mcp.runs import get_run
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
 from sophia_mcp.surface import SophiaServer, server_of, services_of, tool_hints
@@ -217,6 +218,15 @@ async def _transcript_text(services: Services, call_id: str) -> str:
     return "\n".join(out)
 
 
+async def run_resource(run_id: str, ctx: Context) -> str:
+    """A workflow run as JSON: its status, error if any, and each step with its timing and outcome."""
+    services = services_of(ctx)
+    record = await services.store.run(get_run, services.store, run_id)
+    if record is None:
+        raise NotFound(f"No run with id {run_id!r}; analyze_call returns the run_id of the run it made.")
+    return record.model_dump_json(indent=2)
+
+
 async def review_call(
     ctx: Context,
     call_id: Annotated[str, Field(description="Gong call id to review.")],
@@ -277,6 +287,9 @@ def register(server: SophiaServer, prefix: str = "") -> None:
     server.resource(
         "gong://calls/{call_id}/transcript", name="call_transcript", title="Call transcript", mime_type="text/plain"
     )(transcript_resource)
+    server.resource("sophia://runs/{run_id}", name="run", title="Workflow run", mime_type="application/json")(
+        run_resource
+    )
     server.prompt(name="review_call", title="Review a call")(review_call)
     server.prompt(name="review_client_calls", title="Review a client's recent calls")(review_client_calls)
     for ref in ("review_call", "gong://calls/{call_id}", "gong://calls/{call_id}/transcript"):

@@ -19,10 +19,6 @@ class InvalidInput(SophiaError):
     """The request is well-formed but cannot be served as asked (a bad cursor, a date range backwards)."""
 
 
-class Conflict(SophiaError):
-    """The request clashes with the current state (an id that is taken, a run already in progress)."""
-
-
 class ServiceUnavailable(SophiaError):
     """An external service (or the local store) could not answer, after the retries it was allowed."""
 

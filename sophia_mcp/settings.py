@@ -30,10 +30,6 @@ class Integration(BaseModel):
     rate_per_second: float = Field(default=10.0, gt=0, description="Requests per second this client allows itself.")
     max_concurrency: int = Field(default=4, ge=1)
 
-    @property
-    def is_local(self) -> bool:
-        return self.backend == "local"
-
 
 class GongSettings(Integration):
     backend: Literal["local", "gong"] = "local"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import PromptReference, ResourceTemplateReference, TextResourceContents
 
 from sophia_mcp.servers.gong import create_server
@@ -88,17 +90,61 @@ async def test_healthy_threshold_sends_no_alert(data_dir: Path) -> None:
     assert outbox_rows(data_dir) == []
 
 
-async def test_analyze_call_records_a_run_with_its_steps(settings: Settings, data_dir: Path) -> None:
+async def test_analyze_call_records_a_run_with_its_steps(data_dir: Path) -> None:
+    settings = make_settings(data_dir, health={"threshold": 0})
     call_id = newest_call_ids(data_dir, 1)[0]
     async with Client(create_server(settings)) as client:
         report = structured(await client.call_tool("analyze_call", {"call_id": call_id}))
+        contents = (await client.read_resource(f"sophia://runs/{report['run_id']}")).contents[0]
+    assert isinstance(contents, TextResourceContents)
+    run = json.loads(contents.text)
+    assert (run["workflow"], run["subject"], run["status"], run["error"]) == (
+        "analyze_call",
+        call_id,
+        "succeeded",
+        None,
+    )
+    steps = [(s["name"], s["status"]) for s in run["steps"]]
+    assert steps == [
+        ("fetch_call", "succeeded"),
+        ("fetch_transcript", "succeeded"),
+        ("read_call", "succeeded"),
+        ("store_analysis", "succeeded"),
+        ("update_health", "succeeded"),
+        ("send_alert", "skipped"),
+    ]
+    assert all(s["duration_ms"] is not None for s in run["steps"])
+
+
+async def test_failed_run_is_recorded_with_its_reason(settings: Settings, data_dir: Path) -> None:
+    async with Client(create_server(settings)) as client:
+        assert (await client.call_tool("analyze_call", {"call_id": "4242"})).is_error
     with sqlite3.connect(data_dir / "sophia.db") as conn:
-        status = conn.execute("SELECT status FROM workflow_runs WHERE id = ?", (report["run_id"],)).fetchone()[0]
-        steps = [
-            r[0] for r in conn.execute("SELECT name FROM run_steps WHERE run_id = ? ORDER BY seq", (report["run_id"],))
-        ]
-    assert status == "succeeded"
-    assert steps == ["fetch_call", "fetch_transcript", "read_call", "store_analysis", "update_health", "send_alert"]
+        status, error = conn.execute("SELECT status, error FROM workflow_runs WHERE subject = '4242'").fetchone()
+        step = conn.execute(
+            "SELECT s.name, s.status FROM run_steps s JOIN workflow_runs r ON r.id = s.run_id WHERE r.subject = '4242'"
+        ).fetchall()
+    assert status == "failed" and error.startswith("No call with id '4242'")
+    assert step == [("fetch_call", "failed")]
+
+
+async def test_health_history_grows_with_each_analysis(settings: Settings, data_dir: Path) -> None:
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        client_id, *call_ids = conn.execute(
+            "SELECT client_id, group_concat(id) FROM calls GROUP BY client_id HAVING COUNT(*) >= 3 LIMIT 1"
+        ).fetchone()
+    ids = call_ids[0].split(",")[:3]
+    async with Client(create_server(settings)) as client:
+        for call_id in ids:
+            structured(await client.call_tool("analyze_call", {"call_id": call_id}))
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        history = conn.execute(
+            "SELECT score, explanation FROM client_health_history WHERE client_id = ? ORDER BY id", (client_id,)
+        ).fetchall()
+        current = conn.execute("SELECT score FROM client_health WHERE client_id = ?", (client_id,)).fetchone()
+    assert len(history) == 3
+    assert all(0 <= score <= 100 and explanation.startswith("Health ") for score, explanation in history)
+    assert current[0] == history[-1][0]
 
 
 async def test_list_calls_pages_through_every_call_once(settings: Settings, data_dir: Path) -> None:
@@ -192,7 +238,7 @@ async def test_resources_read_calls_and_transcripts(settings: Settings, data_dir
         templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
         call = await client.read_resource(f"gong://calls/{call_id}")
         transcript = await client.read_resource(f"gong://calls/{call_id}/transcript")
-    assert templates == {"gong://calls/{call_id}", "gong://calls/{call_id}/transcript"}
+    assert templates == {"gong://calls/{call_id}", "gong://calls/{call_id}/transcript", "sophia://runs/{run_id}"}
     call_text = call.contents[0]
     assert isinstance(call_text, TextResourceContents) and call_id in call_text.text
     lines = transcript.contents[0]
@@ -249,6 +295,8 @@ async def test_logging_set_level_filters_messages(settings: Settings, data_dir: 
         await client.call_tool("analyze_call", {"call_id": call_id})
         assert ("info", f"Analysing call {call_id}") in received
         received.clear()
-        await client.set_logging_level("error")
+        # Deprecated at the 2026-07-28 revision; handshake-era clients (Claude Desktop among them) still send it.
+        with pytest.warns(MCPDeprecationWarning):
+            await client.set_logging_level("error")
         await client.call_tool("analyze_call", {"call_id": call_id})
         assert [level for level, _ in received if level in ("info", "warning")] == []

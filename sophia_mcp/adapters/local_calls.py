@@ -7,7 +7,6 @@ import binascii
 import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pydantic import TypeAdapter
@@ -53,18 +52,19 @@ def _call_from_row(row: sqlite3.Row, parties: Sequence[sqlite3.Row] = ()) -> Cal
         url=row["url"],
         client_id=row["client_id"],
         client_name=row["client_name"],
-        parties=[
-            Party(
-                id=p["party_id"],
-                name=p["name"],
-                email=p["email"],
-                title=p["title"],
-                affiliation=p["affiliation"],
-                speaker_id=p["speaker_id"],
-                user_id=p["user_id"],
-            )
-            for p in parties
-        ],
+        parties=[_party_from_row(p) for p in parties],
+    )
+
+
+def _party_from_row(row: sqlite3.Row) -> Party:
+    return Party(
+        id=row["party_id"],
+        name=row["name"],
+        email=row["email"],
+        title=row["title"],
+        affiliation=row["affiliation"],
+        speaker_id=row["speaker_id"],
+        user_id=row["user_id"],
     )
 
 
@@ -245,12 +245,7 @@ class LocalCalls:
             ),
         )
         parties = [
-            Party(
-                id=p["party_id"],
-                name=p["name"],
-                affiliation=p["affiliation"],
-                speaker_id=p["speaker_id"],
-            )
+            _party_from_row(p)
             for p in conn.execute("SELECT * FROM call_parties WHERE call_id = ?", (transcript.call_id,))
         ]
         mentions: dict[str, int] = {}
@@ -264,7 +259,3 @@ class LocalCalls:
 
     def has_call(self, conn: sqlite3.Connection, call_id: str) -> bool:
         return conn.execute("SELECT 1 FROM calls WHERE id = ?", (call_id,)).fetchone() is not None
-
-    def latest_started(self) -> datetime | None:
-        row = self.store.query_one("SELECT MAX(started) AS s FROM calls")
-        return parse_iso(row["s"]) if row and row["s"] else None

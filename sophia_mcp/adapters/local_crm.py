@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
+from pydantic import BaseModel
+
 from sophia_mcp.ports.crm import Client, Contact
 from sophia_mcp.store import Store, iso, utcnow
 
@@ -12,11 +14,16 @@ _CLIENT_FIELDS = tuple(Client.model_fields)
 _CONTACT_FIELDS = tuple(Contact.model_fields)
 
 
-def _upsert_sql(table: str, fields: tuple[str, ...]) -> str:
+def _upsert(conn: sqlite3.Connection, table: str, fields: tuple[str, ...], records: Iterable[BaseModel]) -> None:
+    """Insert or update records by id; `fields` are the model's fields, which are also the table's columns."""
     columns = ", ".join((*fields, "updated_at"))
     marks = ", ".join("?" for _ in range(len(fields) + 1))
     updates = ", ".join(f"{f} = excluded.{f}" for f in (*fields[1:], "updated_at"))
-    return f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}"
+    now = iso(utcnow())
+    conn.executemany(
+        f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}",
+        [(*(getattr(r, f) for f in fields), now) for r in records],
+    )
 
 
 class LocalClients:
@@ -27,19 +34,11 @@ class LocalClients:
 
     @staticmethod
     def save_clients(conn: sqlite3.Connection, clients: Iterable[Client]) -> None:
-        now = iso(utcnow())
-        conn.executemany(
-            _upsert_sql("clients", _CLIENT_FIELDS),
-            [(*(getattr(c, f) for f in _CLIENT_FIELDS), now) for c in clients],
-        )
+        _upsert(conn, "clients", _CLIENT_FIELDS, clients)
 
     @staticmethod
     def save_contacts(conn: sqlite3.Connection, contacts: Iterable[Contact]) -> None:
-        now = iso(utcnow())
-        conn.executemany(
-            _upsert_sql("contacts", _CONTACT_FIELDS),
-            [(*(getattr(c, f) for f in _CONTACT_FIELDS), now) for c in contacts],
-        )
+        _upsert(conn, "contacts", _CONTACT_FIELDS, contacts)
 
     def _get_client(self, client_id: str) -> Client | None:
         row = self.store.query_one("SELECT * FROM clients WHERE id = ?", (client_id,))

@@ -122,11 +122,3 @@ class LocalWarehouse:
             self.store.query_one, "SELECT * FROM client_health WHERE client_id = ?", (client_id,)
         )
         return _health_from_row(row) if row else None
-
-    async def health_history(self, client_id: str, limit: int) -> list[HealthRecord]:
-        rows = await self.store.run(
-            self.store.query,
-            "SELECT * FROM client_health_history WHERE client_id = ? ORDER BY id DESC LIMIT ?",
-            (client_id, limit),
-        )
-        return [_health_from_row(r) for r in rows]
