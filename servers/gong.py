@@ -101,8 +101,9 @@ async def list_calls(
     limit: Annotated[int, Field(ge=1, le=100, description="Calls per page, 1-100.")] = 20,
     cursor: Annotated[str | None, Field(description="next_cursor from the previous page.")] = None,
 ) -> CallList:
-    """List recorded calls, newest first, optionally for one client, a date range, or a competitor mentioned on
-    the call. Returns call ids, titles, dates and clients; page with `cursor`. Cheap: reads the local store."""
+    """List recorded calls, optionally for one client, a date range, or a competitor mentioned on the call.
+    Returns call ids, titles, dates and clients, newest first (in Gong's order when served live from Gong);
+    page with `cursor`."""
     if from_date and to_date and from_date > to_date:
         raise InvalidInput(f"from_date {from_date} is after to_date {to_date}; swap them or drop one")
     page = await services_of(ctx).calls.list_calls(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import anyio
 import typer
 
-from sophia_mcp.errors import SophiaError
+from sophia_mcp.errors import ConfigurationError, SophiaError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -71,7 +72,10 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
         raise typer.Exit(1) from exc
 
     async def main() -> T:
-        return await work(services)
+        try:
+            return await work(services)
+        finally:
+            await services.aclose()
 
     try:
         return anyio.run(main)
@@ -216,6 +220,45 @@ def calls_import(
             console.print(f"[yellow]{problem}[/yellow]")
         if report.problems and not (report.calls_new or report.calls_updated or report.transcripts):
             raise typer.Exit(1)
+
+    _with_services(work)
+
+
+@calls_app.command("sync")
+def calls_sync(
+    since: Annotated[
+        datetime, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="Pull calls from this date.")
+    ],
+    until: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="Up to this date (excluded).")
+    ] = None,
+) -> None:
+    """Pull calls and transcripts from Gong into the local store (needs SOPHIA_GONG__BACKEND=gong)."""
+    from sophia_mcp.adapters.gong import GongCalls
+    from sophia_mcp.workflows.call_sync import sync_calls
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        if not isinstance(services.calls, GongCalls):
+            raise ConfigurationError(
+                "calls sync pulls from Gong: set SOPHIA_GONG__BACKEND=gong with SOPHIA_GONG__ACCESS_KEY, "
+                "SOPHIA_GONG__ACCESS_KEY_SECRET and SOPHIA_GONG__BASE_URL"
+            )
+        with _progress_bar() as bar:
+            task = bar.add_task("Syncing from Gong", total=None)
+
+            async def progress(done: float, total: float, _: str) -> None:
+                bar.update(task, completed=done, total=total or None)
+
+            report = await sync_calls(
+                services, services.calls, since.replace(tzinfo=UTC), until and until.replace(tzinfo=UTC), progress
+            )
+        console.print(
+            f"{report.calls_new} new calls, {report.calls_updated} updated, {report.transcripts} transcripts from Gong."
+        )
+        for problem in report.problems:
+            console.print(f"[yellow]{problem}[/yellow]")
 
     _with_services(work)
 

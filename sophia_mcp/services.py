@@ -30,3 +30,10 @@ class Services:
 
     def close(self) -> None:
         self.store.close()
+
+    async def aclose(self) -> None:
+        """Close the network clients of real backends (the store closes with `close`)."""
+        for adapter in (self.calls, self.analyst, self.warehouse, self.notifier):
+            http = getattr(adapter, "http", None)
+            if http is not None:
+                await http.aclose()

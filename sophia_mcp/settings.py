@@ -27,6 +27,8 @@ class Integration(BaseModel):
     base_url: str | None = None
     timeout_s: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
+    retry_base_s: float = Field(default=0.5, gt=0, description="First backoff wait; it doubles, with jitter.")
+    retry_max_s: float = Field(default=30.0, gt=0, description="Longest wait between attempts, Retry-After included.")
     rate_per_second: float = Field(default=10.0, gt=0, description="Requests per second this client allows itself.")
     max_concurrency: int = Field(default=4, ge=1)
 

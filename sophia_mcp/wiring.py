@@ -48,10 +48,12 @@ def build_services(settings: Settings) -> Services:
     local_calls = LocalCalls(store, settings.competitors)
 
     calls: CallSource
-    if settings.gong.backend == "local":
-        calls = local_calls
+    if settings.gong.backend == "gong":
+        from sophia_mcp.adapters.gong import GongCalls, gong_client
+
+        calls = GongCalls(gong_client(settings.gong))
     else:
-        raise _not_built("CallSource", settings.gong.backend, "SOPHIA_GONG__BACKEND")
+        calls = local_calls
 
     analyst: Analyst
     if settings.analyst.backend == "local":

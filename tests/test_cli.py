@@ -102,10 +102,17 @@ def test_doctor_shows_ports_and_hides_secrets(tmp_path: Path) -> None:
     assert "xoxb-very-secret-token" not in result.output
 
 
-def test_doctor_flags_a_backend_that_cannot_be_built(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["doctor"], env=env_for(tmp_path / "data", COLUMNS="200", SOPHIA_GONG__BACKEND="gong"))
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"SOPHIA_GONG__BACKEND": "gong"}, "The gong backend needs SOPHIA_GONG__ACCESS_KEY"),
+        ({"SOPHIA_SLACK__BACKEND": "slack"}, "SOPHIA_SLACK__BACKEND"),
+    ],
+)
+def test_doctor_flags_a_backend_that_cannot_be_built(tmp_path: Path, variables: dict[str, str], expected: str) -> None:
+    result = runner.invoke(app, ["doctor"], env=env_for(tmp_path / "data", COLUMNS="200", **variables))
     assert result.exit_code == 1
-    assert "SOPHIA_GONG__BACKEND" in result.output
+    assert expected in result.output
 
 
 def test_demo_loads_an_empty_data_dir_and_reports_health(tmp_path: Path) -> None:

@@ -257,5 +257,16 @@ class LocalCalls:
             [(transcript.call_id, name, count) for name, count in sorted(mentions.items())],
         )
 
+    def keep(self, call: Call, transcript: Transcript, source: str) -> None:
+        """Keep a copy of a call read from elsewhere (Gong), so its analysis and health link to it here."""
+        from sophia_mcp.adapters.gong_payloads import AccountRef, ParsedCall
+
+        parsed = ParsedCall(
+            call=call, account=AccountRef(call.client_id, call.client_name), raw=call.model_dump(mode="json")
+        )
+        with self.store.transaction() as conn:
+            self.save_call(conn, parsed, source)
+            self.save_transcript(conn, transcript)
+
     def has_call(self, conn: sqlite3.Connection, call_id: str) -> bool:
         return conn.execute("SELECT 1 FROM calls WHERE id = ?", (call_id,)).fetchone() is not None

@@ -75,6 +75,8 @@ class CallPage(BaseModel):
 class CallSource(Protocol):
     """Where calls and transcripts come from: the local store or Gong."""
 
+    name: str
+
     async def list_calls(self, filter: CallFilter, limit: int, cursor: str | None) -> CallPage: ...
 
     async def get_call(self, call_id: str) -> Call:

@@ -94,6 +94,12 @@ async def analyze_call(services: Services, call_id: str, progress: Progress | No
             lambda: services.calls.get_transcript(call_id),
             lambda t: {"monologues": len(t.monologues)},
         )
+        if services.calls is not services.local_calls:
+            # Analyses and health live in the store and refer to the call: keep a copy of what was read.
+            await run.step(
+                "keep_call",
+                lambda: services.store.run(services.local_calls.keep, call, transcript, services.calls.name),
+            )
         await report(2, "fetched transcript")
         insights = await run.step(
             "read_call",

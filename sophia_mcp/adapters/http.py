@@ -1,0 +1,199 @@
+"""The one resilient HTTP layer every httpx-based adapter shares.
+
+Per service: a base URL and auth from settings, timeouts, a request rate (leaky bucket) and a concurrency
+bound, bounded retries with exponential backoff and jitter on 429, 5xx, timeouts, dropped connections and
+unparseable bodies, honouring `Retry-After`; a typed error when the retries run out. Secrets never reach a
+log line or an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterable, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import anyio
+import httpx
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from sophia_mcp.errors import ConfigurationError, InvalidInput, RateLimited, ServiceUnavailable
+from sophia_mcp.settings import Integration
+from sophia_mcp.store import utcnow
+
+log = logging.getLogger(__name__)
+
+REDACTED = "***"
+
+
+class Redactor:
+    """Replaces every configured secret (and its Basic-auth and Bearer forms) with *** in text."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        values = {s for s in secrets if s and len(s) >= 4}
+        forms = set(values)
+        for value in values:
+            forms.add(base64.b64encode(value.encode()).decode())
+        pairs = [f"{a}:{b}" for a in values for b in values if a != b]
+        forms.update(base64.b64encode(pair.encode()).decode() for pair in pairs)
+        self._forms = sorted(forms, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for form in self._forms:
+            text = text.replace(form, REDACTED)
+        return text
+
+
+class RetryableResponse(Exception):
+    """An answer worth asking again for: 429, a 5xx, or a body that is not the JSON promised."""
+
+    def __init__(self, response: httpx.Response, reason: str) -> None:
+        super().__init__(reason)
+        self.response = response
+        self.retry_after = retry_after(response)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds the service asked us to wait, from `Retry-After` (seconds or an HTTP date)."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, (parsedate_to_datetime(value) - utcnow()).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, RetryableResponse)
+
+
+class ServiceClient:
+    """An httpx client for one service, configured once from its settings section and passed to adapters."""
+
+    def __init__(
+        self,
+        service: str,
+        settings: Integration,
+        *,
+        auth: httpx.Auth | None = None,
+        headers: Mapping[str, str] | None = None,
+        secrets: Iterable[str] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not settings.base_url:
+            raise ConfigurationError(f"No base URL is set for {service}")
+        self.service = service
+        self.settings = settings
+        self.redact = Redactor(secrets)
+        self.client = httpx.AsyncClient(
+            base_url=settings.base_url,
+            auth=auth,
+            headers=dict(headers or {}),
+            timeout=settings.timeout_s,
+            transport=transport,
+            limits=httpx.Limits(max_connections=settings.max_concurrency),
+        )
+        # One request per 1/rate seconds: no burst, so no one-second window ever holds more than the rate.
+        self.limiter = AsyncLimiter(1, 1 / settings.rate_per_second)
+        self.slots = anyio.Semaphore(settings.max_concurrency)
+        self._backoff = wait_exponential_jitter(multiplier=settings.retry_base_s, max=settings.retry_max_s)
+        self.requests_sent = 0
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RetryableResponse) and error.retry_after is not None:
+            return min(error.retry_after, self.settings.retry_max_s)
+        return float(self._backoff(state))
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "%s: attempt %d failed (%s); retrying in %.2fs",
+            self.service,
+            state.attempt_number,
+            self.redact(_describe(error)),
+            wait,
+        )
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        ok: Iterable[int] = (),
+    ) -> tuple[httpx.Response, Any]:
+        """Send with pacing and retries; return the response and its JSON body (None when it has none).
+
+        4xx answers other than 429 are returned as they are when listed in `ok` (a 404 an adapter reads as
+        "not found"); otherwise they raise: 401/403 a configuration error, the rest an input error.
+        """
+        accepted = set(ok)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception_type(TRANSIENT),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    async with self.slots, self.limiter:
+                        self.requests_sent += 1
+                        response = await self.client.request(method, path, json=json, params=params)
+                    return response, self._check(response, accepted)
+        except RetryableResponse as exc:
+            status = exc.response.status_code
+            if status == 429:
+                raise RateLimited(
+                    f"{self.service} kept answering 429 (rate limited) after {self.settings.max_retries} retries; "
+                    "try again later",
+                    retry_after=exc.retry_after,
+                ) from None
+            raise ServiceUnavailable(
+                f"{self.service} is not answering properly ({self.redact(str(exc))}) after "
+                f"{self.settings.max_retries} retries; try again later"
+            ) from None
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            raise ServiceUnavailable(
+                f"{self.service} could not be reached ({self.redact(_describe(exc))}) after "
+                f"{self.settings.max_retries} retries; try again later"
+            ) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _check(self, response: httpx.Response, accepted: set[int]) -> Any:
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise RetryableResponse(response, f"HTTP {status}")
+        if status >= 400 and status not in accepted:
+            detail = self.redact(response.text[:300])
+            if status in (401, 403):
+                raise ConfigurationError(
+                    f"{self.service} refused the credentials (HTTP {status}); check its settings. {detail}"
+                )
+            raise InvalidInput(f"{self.service} rejected the request (HTTP {status}): {detail}")
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise RetryableResponse(response, f"HTTP {status} with a body that is not JSON") from None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "no error"
+    if isinstance(error, RetryableResponse):
+        return str(error)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
