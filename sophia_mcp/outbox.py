@@ -115,7 +115,9 @@ class Outbox:
         if entry is None:
             return await self.get(entry_id)
         try:
-            ref = await notifier.send(entry.alert)
+            # A second attempt may follow one whose answer was lost after it went through: look before sending.
+            earlier = await notifier.already_sent(entry.alert) if entry.attempts > 1 else None
+            ref = earlier or await notifier.send(entry.alert)
         except Exception as exc:
             log.warning("Delivery of outbox entry %s via %s failed: %s", entry_id, notifier.name, describe_error(exc))
             return await self.store.run(self._finish, entry_id, None, describe_error(exc))

@@ -68,10 +68,12 @@ def build_services(settings: Settings) -> Services:
         raise _not_built("Warehouse", settings.snowflake.backend, "SOPHIA_SNOWFLAKE__BACKEND")
 
     notifier: Notifier
-    if settings.slack.backend == "local":
-        notifier = LocalNotifier()
+    if settings.slack.backend == "slack":
+        from sophia_mcp.adapters.slack import SlackNotifier
+
+        notifier = SlackNotifier(settings.slack)
     else:
-        raise _not_built("Notifier", settings.slack.backend, "SOPHIA_SLACK__BACKEND")
+        notifier = LocalNotifier()
 
     return Services(
         settings=settings,

@@ -106,7 +106,8 @@ def test_doctor_shows_ports_and_hides_secrets(tmp_path: Path) -> None:
     ("variables", "expected"),
     [
         ({"SOPHIA_GONG__BACKEND": "gong"}, "The gong backend needs SOPHIA_GONG__ACCESS_KEY"),
-        ({"SOPHIA_SLACK__BACKEND": "slack"}, "SOPHIA_SLACK__BACKEND"),
+        ({"SOPHIA_SLACK__BACKEND": "slack"}, "The slack backend needs SOPHIA_SLACK__BOT_TOKEN"),
+        ({"SOPHIA_SNOWFLAKE__BACKEND": "snowflake"}, "SOPHIA_SNOWFLAKE__BACKEND"),
     ],
 )
 def test_doctor_flags_a_backend_that_cannot_be_built(tmp_path: Path, variables: dict[str, str], expected: str) -> None:

@@ -35,3 +35,6 @@ class LocalNotifier:
     async def send(self, alert: Alert) -> str:
         log.info("Alert for %s: %s", alert.channel, alert.title)
         return f"local:{uuid.uuid4().hex[:12]}"
+
+    async def already_sent(self, alert: Alert) -> str | None:
+        return None  # delivery and its record are one store transaction: nothing can be half-sent

@@ -26,3 +26,7 @@ class Notifier(Protocol):
     async def send(self, alert: Alert) -> str:
         """Deliver the alert and return the receiver's reference for it (a Slack `ts`, a local id)."""
         ...
+
+    async def already_sent(self, alert: Alert) -> str | None:
+        """The reference of an earlier delivery of this alert whose answer was lost, if there was one."""
+        ...

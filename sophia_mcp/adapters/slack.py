@@ -1,0 +1,121 @@
+"""The `Notifier` port on Slack's Web API (`chat.postMessage`) with slack-sdk's async client.
+
+Slack has no idempotency key, so a post whose answer was lost may have gone through. Each message carries its
+alert key in Slack message metadata; before sending an alert again, `already_sent` looks for that key in the
+channel's recent history, and the outbox records the existing message instead of posting a second one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sophia_mcp.errors import ConfigurationError, InvalidInput, ServiceUnavailable
+from sophia_mcp.ports.notify import Alert
+from sophia_mcp.settings import SlackSettings
+
+if TYPE_CHECKING:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+EVENT_TYPE = "sophia_alert"
+# Slack's errors that only a change of settings fixes (token, scopes, channel membership).
+SETUP_ERRORS = {
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "token_expired",
+    "missing_scope",
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+}
+MESSAGE_ERRORS = {"msg_too_long", "no_text", "invalid_blocks", "too_many_attachments", "invalid_metadata_format"}
+HISTORY_LOOKBACK = 200
+
+
+class SlackNotifier:
+    name = "slack"
+
+    def __init__(self, settings: SlackSettings) -> None:
+        if settings.bot_token is None:
+            raise ConfigurationError("The slack backend needs SOPHIA_SLACK__BOT_TOKEN (a bot token, xoxb-...).")
+        # Imported here: slack-sdk and aiohttp are only paid for when Slack is configured.
+        from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+        from slack_sdk.web.async_client import AsyncWebClient
+
+        base_url = settings.base_url or "https://slack.com/api/"
+        self.client: AsyncWebClient = AsyncWebClient(
+            token=settings.bot_token.get_secret_value(),
+            base_url=base_url if base_url.endswith("/") else base_url + "/",
+            timeout=int(max(1, settings.timeout_s)),
+        )
+        # A 429 means Slack did not post, so retrying it is safe. Connection errors are left to the outbox,
+        # which checks the channel before sending again: a blind retry after a lost answer could post twice.
+        self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=settings.max_retries))
+        self._token = settings.bot_token.get_secret_value()
+        self._channel_ids: dict[str, str] = {}
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        from aiohttp import ClientError
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
+        try:
+            return await getattr(self.client, method)(**kwargs)
+        except SlackApiError as exc:
+            code = str(exc.response.get("error", "unknown_error"))
+            if code in SETUP_ERRORS:
+                raise ConfigurationError(
+                    f"Slack refused {method}: {code}; check the bot token, scopes and channel"
+                ) from None
+            if code in MESSAGE_ERRORS:
+                raise InvalidInput(f"Slack rejected the message: {code}") from None
+            status = getattr(exc.response, "status_code", "?")
+            raise ServiceUnavailable(f"Slack answered {method} with {code} (HTTP {status})") from None
+        except (TimeoutError, ClientError, SlackClientError, OSError) as exc:
+            message = str(exc).replace(self._token, "***")
+            raise ServiceUnavailable(f"Slack could not be reached ({type(exc).__name__}: {message})") from None
+
+    async def send(self, alert: Alert) -> str:
+        response = await self._call(
+            "chat_postMessage",
+            channel=alert.channel,
+            text=alert.text[:40000],
+            blocks=alert.blocks[:50] or None,
+            unfurl_links=False,
+            metadata={"event_type": EVENT_TYPE, "event_payload": {"key": alert.key, "severity": alert.severity}},
+        )
+        channel = str(response.get("channel") or "")
+        if channel and alert.channel.startswith("#"):
+            self._channel_ids[alert.channel.lstrip("#")] = channel
+        return str(response["ts"])
+
+    async def _channel_id(self, channel: str) -> str | None:
+        if not channel.startswith("#"):
+            return channel
+        name = channel.lstrip("#")
+        cursor = None
+        while name not in self._channel_ids:
+            page = await self._call("conversations_list", limit=1000, cursor=cursor, exclude_archived=True)
+            for item in page.get("channels") or []:
+                self._channel_ids[str(item.get("name"))] = str(item.get("id"))
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return self._channel_ids.get(name)
+
+    async def already_sent(self, alert: Alert) -> str | None:
+        """The `ts` of a message already posted for this alert, if a lost answer hid it."""
+        channel = await self._channel_id(alert.channel)
+        if channel is None:
+            return None
+        history = await self._call(
+            "conversations_history", channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True
+        )
+        for message in history.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            if (
+                metadata.get("event_type") == EVENT_TYPE
+                and (metadata.get("event_payload") or {}).get("key") == alert.key
+            ):
+                return str(message["ts"])
+        return None
