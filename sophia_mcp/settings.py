@@ -181,6 +181,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Where the local store lives.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    outbox_interval_s: float = Field(
+        default=30.0, gt=0, description="How often a running server retries side effects that could not be sent."
+    )
 
     gong: GongSettings = Field(default_factory=GongSettings)
     hubspot: HubSpotSettings = Field(default_factory=HubSpotSettings)

@@ -11,9 +11,11 @@ import logging
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
+import anyio
 import anyio.to_thread
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
@@ -43,7 +45,7 @@ from pydantic import AnyUrl, ValidationError
 
 from sophia_mcp.errors import NotFound, SophiaError
 from sophia_mcp.services import Services
-from sophia_mcp.settings import Settings
+from sophia_mcp.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ class SophiaServer(MCPServer[Any]):
     def __init__(self, name: str, instructions: str, settings: Settings | None = None, **kwargs: Any) -> None:
         from sophia_mcp import __version__
 
-        super().__init__(name=name, instructions=instructions, version=__version__, **kwargs)
+        super().__init__(name=name, instructions=instructions, version=__version__, lifespan=self._lifespan, **kwargs)
         self._settings = settings
         self._services: Services | None = None
         self._services_lock = threading.Lock()
@@ -102,7 +104,6 @@ class SophiaServer(MCPServer[Any]):
         if self._services is None:
             with self._services_lock:
                 if self._services is None:
-                    from sophia_mcp.settings import load_settings
                     from sophia_mcp.wiring import build_services
 
                     self._services = build_services(self._settings or load_settings())
@@ -111,6 +112,27 @@ class SophiaServer(MCPServer[Any]):
     def close(self) -> None:
         if self._services is not None:
             self._services.close()
+
+    @asynccontextmanager
+    async def _lifespan(self, _: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
+        """While serving, retry side effects that a real service could not take (Slack down, say)."""
+        settings = self._settings or load_settings()
+        if settings.slack.backend == "local":  # local delivery cannot fail half-way: nothing to retry
+            yield {}
+            return
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._deliver_pending_forever, settings.outbox_interval_s)
+            yield {}
+            group.cancel_scope.cancel()
+
+    async def _deliver_pending_forever(self, interval_s: float) -> None:
+        while True:
+            await anyio.sleep(interval_s)
+            try:
+                services = self.services
+                await services.outbox.deliver_pending(services.notifier)
+            except SophiaError as exc:
+                log.warning("Background outbox delivery failed: %s", exc)
 
     # -- errors -------------------------------------------------------------------------------------
 

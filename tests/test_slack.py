@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import anyio.to_thread
 import pytest
 from mcp import Client
@@ -79,6 +80,23 @@ async def test_slack_down_keeps_the_alert_and_delivers_it_later(data_dir: Path, 
     assert "Delivered 0 of 0 pending entries." in await anyio.to_thread.run_sync(deliver)
     assert len(state.posted_to(HEALTH)) == 1
     assert outbox_rows(data_dir) == [(report["alert"]["key"], "delivered")]
+
+
+async def test_a_running_server_delivers_pending_alerts_when_slack_returns(
+    data_dir: Path, slack: tuple[str, SlackState]
+) -> None:
+    url, state = slack
+    state.faults = ["500"] * 3
+    settings = slack_settings(data_dir, url).model_copy(update={"outbox_interval_s": 0.05})
+    call_id = newest_call_ids(data_dir, 1)[0]
+    async with Client(create_server(settings)) as client:
+        report = structured(await client.call_tool("analyze_call", {"call_id": call_id}))
+        assert report["alert"]["status"] == "pending"
+        # The server's background task writes the store; there is no event to wait on, so watch it, bounded.
+        with anyio.fail_after(10):
+            while outbox_rows(data_dir) != [(report["alert"]["key"], "delivered")]:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+    assert len(state.posted_to(HEALTH)) == 1
 
 
 async def test_a_lost_answer_is_not_posted_twice(data_dir: Path, slack: tuple[str, SlackState]) -> None:
