@@ -1,0 +1,76 @@
+"""Gong sync of 1,000 calls across pages, against the time the fake's rate limit allows.
+
+The Gong fake (tests/fakes/gong.py) serves 1,000 calls in pages of 100 and allows 3 requests per second, as
+Gong does; `calls sync` must fetch 10 call pages and 10 transcript pages. The floor is the time the limit
+allows for those requests ((requests - 1) / rate); the target is to stay within 10% of it.
+Run: python bench/gong_sync.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sophia_mcp.demo_data import generate_demo
+from sophia_mcp.settings import load_settings
+from sophia_mcp.store import utcnow
+from sophia_mcp.wiring import build_services
+from sophia_mcp.workflows.call_sync import sync_calls
+from tests.fakes.gong import ACCESS_KEY, ACCESS_SECRET, GongState, gong_app
+from tests.fakes.server import serve
+
+
+def thousand_calls(n: int) -> GongState:
+    """n distinct calls, made by repeating the demo's calls under new ids (and the same transcripts)."""
+    data = generate_demo(utcnow().date())
+    calls, transcripts = [], {}
+    base = data.calls_extensive["calls"]
+    by_id = {t["callId"]: t["transcript"] for t in data.transcripts["callTranscripts"]}
+    for i in range(n):
+        call = copy.deepcopy(base[i % len(base)])
+        original = call["metaData"]["id"]
+        call["metaData"]["id"] = f"{9000000000000000000 + i}"
+        calls.append(call)
+        transcripts[call["metaData"]["id"]] = by_id[original]
+    return GongState(calls=calls, transcripts=transcripts, page_size=100, rate_per_second=3, retry_after="1")
+
+
+async def run(n: int, rate: float) -> None:
+    state = thousand_calls(n)
+    state.rate_per_second = rate
+    with serve(gong_app(state)) as url:
+        settings = load_settings(
+            data_dir=Path(tempfile.mkdtemp(prefix="sophia-sync-")),
+            gong={"backend": "gong", "base_url": url, "access_key": ACCESS_KEY, "access_key_secret": ACCESS_SECRET,
+                  "rate_per_second": rate, "max_concurrency": 3},
+        )  # fmt: skip
+        services = build_services(settings)
+        started = time.perf_counter()
+        try:
+            report = await sync_calls(services, services.calls, utcnow() - timedelta(days=95))  # type: ignore[arg-type]
+        finally:
+            await services.aclose()
+            services.close()
+        elapsed = time.perf_counter() - started
+    requests = len(state.requests)
+    floor = (requests - 1) / rate
+    print(f"synced {report.calls_new} calls and {report.transcripts} transcripts in {requests} requests")
+    print(f"  elapsed {elapsed:6.2f} s; rate-limit floor {floor:6.2f} s ({requests} requests at {rate:g}/s)")
+    print(f"  ratio {elapsed / floor:.3f} (target <= 1.10); 429s drawn: {state.throttled}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=3.0)
+    options = parser.parse_args()
+    anyio.run(run, options.calls, options.rate)
