@@ -34,6 +34,6 @@ class Services:
     async def aclose(self) -> None:
         """Close the network clients of real backends (the store closes with `close`)."""
         for adapter in (self.calls, self.analyst, self.warehouse, self.notifier):
-            http = getattr(adapter, "http", None)
-            if http is not None:
-                await http.aclose()
+            closer = getattr(adapter, "aclose", None)
+            if closer is not None:
+                await closer()

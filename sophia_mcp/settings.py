@@ -82,6 +82,10 @@ class OpenAISettings(Integration):
     api_key: SecretStr | None = None
     model: str = "gpt-4o-mini"
     embedding_model: str = "text-embedding-3-small"
+    max_input_chars: int = Field(
+        default=48_000, ge=2_000, description="Transcript text per request; longer calls are read in chunks."
+    )
+    max_retries: int = Field(default=2, ge=0)
 
 
 class SlackSettings(Integration):

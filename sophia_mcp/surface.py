@@ -117,13 +117,20 @@ class SophiaServer(MCPServer[Any]):
     async def _lifespan(self, _: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
         """While serving, retry side effects that a real service could not take (Slack down, say)."""
         settings = self._settings or load_settings()
-        if settings.slack.backend == "local":  # local delivery cannot fail half-way: nothing to retry
-            yield {}
-            return
-        async with anyio.create_task_group() as group:
-            group.start_soon(self._deliver_pending_forever, settings.outbox_interval_s)
-            yield {}
-            group.cancel_scope.cancel()
+        try:
+            if settings.slack.backend == "local":  # local delivery cannot fail half-way: nothing to retry
+                yield {}
+            else:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(self._deliver_pending_forever, settings.outbox_interval_s)
+                    yield {}
+                    group.cancel_scope.cancel()
+        finally:
+            # Network clients belong to the event loop that served; close them with it.
+            services, self._services = self._services, None
+            if services is not None:
+                await services.aclose()
+                services.close()
 
     async def _deliver_pending_forever(self, interval_s: float) -> None:
         while True:

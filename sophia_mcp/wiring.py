@@ -55,11 +55,14 @@ def build_services(settings: Settings) -> Services:
     else:
         calls = local_calls
 
-    analyst: Analyst
-    if settings.analyst.backend == "local":
-        analyst = LocalAnalyst(settings.competitors)
-    else:
-        raise _not_built("Analyst", settings.analyst.backend, "SOPHIA_ANALYST__BACKEND")
+    analyst: Analyst = LocalAnalyst(settings.competitors)
+    choice = settings.analyst.backend
+    if choice == "sampling":
+        raise _not_built("Analyst", choice, "SOPHIA_ANALYST__BACKEND")
+    if choice == "openai" or (choice == "auto" and settings.openai.api_key is not None):
+        from sophia_mcp.adapters.openai_analyst import OpenAIAnalyst
+
+        analyst = OpenAIAnalyst(settings.openai, settings.competitors, fallback=analyst)
 
     warehouse: Warehouse
     if settings.snowflake.backend == "local":

@@ -66,6 +66,9 @@ class GongCalls:
     def __init__(self, http: ServiceClient) -> None:
         self.http = http
 
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """One page; None when Gong says the filter matched nothing (its 404)."""
         response, payload = await self.http.request("POST", path, json=body, ok={404})

@@ -65,6 +65,9 @@ class CallInsights(BaseModel):
     competitor_mentions: list[CompetitorMention]
     risk_factors: list[RiskFactor]
     summary: str = ""
+    fallback_reason: str | None = Field(
+        default=None, description="Why the configured analyst's reading was not used, when the local one stood in."
+    )
 
 
 class CallAnalysis(CallInsights):

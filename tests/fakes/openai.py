@@ -1,0 +1,111 @@
+"""A fake OpenAI-compatible chat completions endpoint with structured outputs, per ../shared/apis/openai.md.
+
+Bearer auth (401 with an `error` body otherwise); POST /v1/chat/completions must carry a model, messages and a
+strict `json_schema` response format; answers in the chat.completion shape with the JSON in `content`. Its
+default reading of a transcript is a crude keyword pass; tests can queue answers instead: a dict (sent as the
+JSON content), or one of "invalid", "refusal", "length", "429", "500".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+API_KEY = "sk-fake-openai-key-000000000000000000"
+COMPETITORS = ["AppFolio", "Yardi", "RealPage", "Buildium", "Entrata"]
+RISK_WORDS = {
+    "churn_intent": r"cancel|not be renewing|end our contract|switching",
+    "pricing": r"price|expensive|rate",
+    "budget": r"budget|spending freeze|cutting costs",
+    "implementation": r"broken|failed|errors|outages|not working|bugs",
+    "competitor_evaluation": r"demo with|quoted|RFP|comparing",
+}
+
+
+@dataclass
+class OpenAIState:
+    answers: list[Any] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_answer(self) -> Any:
+        with self._lock:
+            return self.answers.pop(0) if self.answers else None
+
+
+def _error(status: int, message: str, kind: str, code: str | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status, headers={"retry-after": "0"} if status == 429 else None)
+
+
+def read_transcript(prompt: str) -> dict[str, Any]:
+    """A crude but deterministic reading of the tab-separated transcript lines the analyst sends."""
+    speakers: dict[str, list[float]] = {}
+    mentions, risks = [], []
+    for row in prompt.splitlines():
+        parts = row.split("\t")
+        if len(parts) != 4 or not parts[0].isdigit():
+            continue
+        number, _, who, text = int(parts[0]), parts[1], parts[2], parts[3]
+        speaker = who.split(" ", 1)[0]
+        negative = bool(re.search(r"frustrat|disappoint|cancel|broken|unacceptable|rough|expensive", text, re.I))
+        speakers.setdefault(speaker, []).append(-0.6 if negative else 0.3)
+        mentions += [{"line": number, "competitor": c} for c in COMPETITORS if c.lower() in text.lower()]
+        if "External" in who:
+            risks += [{"line": number, "kind": k} for k, rx in RISK_WORDS.items() if re.search(rx, text, re.I)]
+    return {
+        "speakers": [{"speaker_id": s, "sentiment": sum(v) / len(v)} for s, v in speakers.items()],
+        "competitor_mentions": mentions,
+        "risk_factors": risks,
+        "summary": "The client discussed the account.",
+    }
+
+
+def openai_app(state: OpenAIState) -> Starlette:
+    async def completions(request: Request) -> JSONResponse:
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        body = await request.json()
+        state.requests.append(body)
+        fmt = body.get("response_format") or {}
+        if not body.get("model") or not body.get("messages"):
+            return _error(400, "model and messages are required", "invalid_request_error")
+        if fmt.get("type") != "json_schema" or not (fmt.get("json_schema") or {}).get("strict"):
+            return _error(400, "this fake expects a strict json_schema response_format", "invalid_request_error")
+        answer = state.next_answer()
+        if answer == "429":
+            return _error(429, "Rate limit reached", "requests", "rate_limit_exceeded")
+        if answer == "500":
+            return _error(500, "The server had an error", "server_error")
+        message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+        finish = "stop"
+        if answer == "refusal":
+            message["refusal"] = "I can't help with that."
+        elif answer == "invalid":
+            message["content"] = '{"speakers": "lots"}'
+        elif answer == "length":
+            message["content"] = '{"speakers": [{"speaker_id": "1", "sent'
+            finish = "length"
+        else:
+            reading = answer if isinstance(answer, dict) else read_transcript(body["messages"][-1]["content"])
+            message["content"] = json.dumps(reading)
+        return JSONResponse(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 1_700_000_000,
+                "model": body["model"],
+                "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
+            }
+        )
+
+    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
