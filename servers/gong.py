@@ -15,7 +15,7 @@ from sophia_mcp.ports.calls import Affiliation, Call, CallFilter, Party, Transcr
 from sophia_mcp.runs import get_run
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import SophiaServer, server_of, services_of, tool_hints
+from sophia_mcp.surface import SophiaServer, analyst_for, server_of, services_of, tool_hints
 from sophia_mcp.workflows.call_health import CallHealthReport
 from sophia_mcp.workflows.call_health import analyze_call as analyze_call_workflow
 
@@ -181,7 +181,7 @@ async def analyze_call(ctx: Context, call_id: CallId) -> CallHealthReport:
     async def progress(done: float, total: float, message: str) -> None:
         await ctx.report_progress(done, total, message)
 
-    report = await analyze_call_workflow(server.services, call_id, progress)
+    report = await analyze_call_workflow(server.services, call_id, progress, analyst=analyst_for(ctx))
     if report.at_risk and report.health is not None:
         await server.log(
             ctx,

@@ -44,6 +44,7 @@ from mcp_types import (
 from pydantic import AnyUrl, ValidationError
 
 from sophia_mcp.errors import NotFound, SophiaError
+from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings, load_settings
 
@@ -210,6 +211,26 @@ class SophiaServer(MCPServer[Any]):
         resolved = dict(context.arguments or {}) if context else {}
         values = await anyio.to_thread.run_sync(completer, self.services, argument.value, resolved)
         return Completion(values=values[:MAX_COMPLETIONS], total=len(values), has_more=len(values) > MAX_COMPLETIONS)
+
+
+def analyst_for(ctx: Context[Any, Any]) -> Analyst:
+    """The analyst for this request: the client's own model when sampling is chosen (or `auto`) and offered."""
+    services = services_of(ctx)
+    choice = services.settings.analyst.backend
+    if choice not in ("sampling", "auto"):
+        return services.analyst
+    capabilities = ctx.client_capabilities
+    offered = capabilities is not None and capabilities.sampling is not None
+    if not offered and choice == "auto":
+        return services.analyst
+    from sophia_mcp.adapters.sampling_analyst import SamplingAnalyst
+
+    return SamplingAnalyst(
+        ctx.session if offered else None,
+        services.settings.competitors,
+        fallback=services.analyst,
+        max_chars=services.settings.openai.max_input_chars,
+    )
 
 
 def server_of(ctx: Context[Any, Any]) -> SophiaServer:

@@ -57,8 +57,7 @@ def build_services(settings: Settings) -> Services:
 
     analyst: Analyst = LocalAnalyst(settings.competitors)
     choice = settings.analyst.backend
-    if choice == "sampling":
-        raise _not_built("Analyst", choice, "SOPHIA_ANALYST__BACKEND")
+    # "sampling" needs the request's client, so the MCP surface picks it per call; this is what stands behind it.
     if choice == "openai" or (choice == "auto" and settings.openai.api_key is not None):
         from sophia_mcp.adapters.openai_analyst import OpenAIAnalyst
 

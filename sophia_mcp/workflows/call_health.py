@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from sophia_mcp.analysis.health import client_health
 from sophia_mcp.analysis.insights import build_analysis
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
+from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.calls import Call
 from sophia_mcp.ports.notify import Alert
 from sophia_mcp.ports.warehouse import HealthRecord
@@ -77,9 +78,15 @@ def health_alert(call: Call, health: HealthScore, threshold: float, channel: str
     )
 
 
-async def analyze_call(services: Services, call_id: str, progress: Progress | None = None) -> CallHealthReport:
-    """Analyse one call, update its client's health, and alert when that health is under the threshold."""
+async def analyze_call(
+    services: Services, call_id: str, progress: Progress | None = None, analyst: Analyst | None = None
+) -> CallHealthReport:
+    """Analyse one call, update its client's health, and alert when that health is under the threshold.
+
+    `analyst` overrides the configured one for this run (the MCP surface passes the client's own model).
+    """
     settings = services.settings
+    reader = analyst or services.analyst
     threshold = settings.health.threshold
 
     async def report(done: int, message: str) -> None:
@@ -103,10 +110,10 @@ async def analyze_call(services: Services, call_id: str, progress: Progress | No
         await report(2, "fetched transcript")
         insights = await run.step(
             "read_call",
-            lambda: services.analyst.read_call(call, transcript),
-            lambda i: {"analyst": services.analyst.name, "risks": len(i.risk_factors)},
+            lambda: reader.read_call(call, transcript),
+            lambda i: {"analyst": reader.name, "risks": len(i.risk_factors), "fallback": i.fallback_reason},
         )
-        analysis = build_analysis(call, transcript, insights, services.analyst.name)
+        analysis = build_analysis(call, transcript, insights, reader.name)
         await report(3, "analysed transcript")
         await run.step("store_analysis", lambda: services.warehouse.save_analysis(analysis))
         await report(4, "stored analysis")
