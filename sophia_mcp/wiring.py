@@ -10,7 +10,6 @@ from sophia_mcp.adapters.local import LocalAnalyst, LocalNotifier
 from sophia_mcp.adapters.local_calls import LocalCalls
 from sophia_mcp.adapters.local_crm import LocalClients
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
-from sophia_mcp.errors import ConfigurationError
 from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.calls import CallSource
@@ -19,13 +18,6 @@ from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
 from sophia_mcp.store import Store
-
-
-def _not_built(port: str, backend: str, setting: str) -> ConfigurationError:
-    return ConfigurationError(
-        f"The {backend!r} backend for {port} is not available in this version; "
-        f"unset {setting} (or set it to 'local') to use the embedded default."
-    )
 
 
 def backend_choices(settings: Settings) -> dict[str, str]:
@@ -64,10 +56,12 @@ def build_services(settings: Settings) -> Services:
         analyst = OpenAIAnalyst(settings.openai, settings.competitors, fallback=analyst)
 
     warehouse: Warehouse
-    if settings.snowflake.backend == "local":
-        warehouse = LocalWarehouse(store)
+    if settings.snowflake.backend == "snowflake":
+        from sophia_mcp.adapters.snowflake import SnowflakeWarehouse
+
+        warehouse = SnowflakeWarehouse(settings.snowflake)
     else:
-        raise _not_built("Warehouse", settings.snowflake.backend, "SOPHIA_SNOWFLAKE__BACKEND")
+        warehouse = LocalWarehouse(store)
 
     notifier: Notifier
     if settings.slack.backend == "slack":

@@ -107,7 +107,11 @@ def test_doctor_shows_ports_and_hides_secrets(tmp_path: Path) -> None:
     [
         ({"SOPHIA_GONG__BACKEND": "gong"}, "The gong backend needs SOPHIA_GONG__ACCESS_KEY"),
         ({"SOPHIA_SLACK__BACKEND": "slack"}, "The slack backend needs SOPHIA_SLACK__BOT_TOKEN"),
-        ({"SOPHIA_SNOWFLAKE__BACKEND": "snowflake"}, "SOPHIA_SNOWFLAKE__BACKEND"),
+        ({"SOPHIA_SNOWFLAKE__BACKEND": "snowflake"}, "The snowflake warehouse needs SOPHIA_SNOWFLAKE__ACCOUNT"),
+        (
+            {"SOPHIA_OPENAI__BASE_URL": "http://127.0.0.1:9", "SOPHIA_ANALYST__BACKEND": "openai"},
+            "SOPHIA_OPENAI__API_KEY",
+        ),
     ],
 )
 def test_doctor_flags_a_backend_that_cannot_be_built(tmp_path: Path, variables: dict[str, str], expected: str) -> None:

@@ -1,0 +1,204 @@
+"""The `Warehouse` port on Snowflake, through snowflake-connector-python.
+
+One connection, opened on first use and reused (a login costs about a second); the connector is synchronous, so
+every statement runs in a worker thread, one at a time. Values are always bound (qmark style, server side), never
+formatted into SQL. The tables are created if missing; upserts are MERGE statements. The analysis is kept as JSON
+text beside the columns reports filter on.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime
+from typing import Any
+
+import anyio.to_thread
+
+from sophia_mcp.analysis.results import CallAnalysis, HealthScore
+from sophia_mcp.errors import ConfigurationError, ServiceUnavailable
+from sophia_mcp.ports.warehouse import HealthRecord
+from sophia_mcp.settings import SnowflakeSettings
+from sophia_mcp.store import utcnow
+
+TABLES = [
+    """CREATE TABLE IF NOT EXISTS CALL_ANALYSES (
+        CALL_ID VARCHAR PRIMARY KEY, CLIENT_ID VARCHAR, STARTED TIMESTAMP_TZ, ANALYST VARCHAR,
+        EXTERNAL_SENTIMENT FLOAT, INTERNAL_RATIO FLOAT, ANALYSIS VARCHAR, ANALYZED_AT TIMESTAMP_TZ)""",
+    """CREATE TABLE IF NOT EXISTS CLIENT_HEALTH (
+        CLIENT_ID VARCHAR PRIMARY KEY, SCORE FLOAT, COMPONENTS VARCHAR, EXPLANATION VARCHAR, AS_OF TIMESTAMP_TZ,
+        SOURCE_CALL_ID VARCHAR, RUN_ID VARCHAR, UPDATED_AT TIMESTAMP_TZ)""",
+    """CREATE TABLE IF NOT EXISTS CLIENT_HEALTH_HISTORY (
+        CLIENT_ID VARCHAR, SCORE FLOAT, COMPONENTS VARCHAR, EXPLANATION VARCHAR, AS_OF TIMESTAMP_TZ,
+        SOURCE_CALL_ID VARCHAR, RUN_ID VARCHAR, RECORDED_AT TIMESTAMP_TZ)""",
+]
+
+UPSERT_ANALYSIS = """
+MERGE INTO CALL_ANALYSES t USING (
+    SELECT ? AS CALL_ID, ? AS CLIENT_ID, CAST(? AS TIMESTAMP_TZ) AS STARTED, ? AS ANALYST,
+           CAST(? AS FLOAT) AS EXTERNAL_SENTIMENT, CAST(? AS FLOAT) AS INTERNAL_RATIO, ? AS ANALYSIS,
+           CAST(? AS TIMESTAMP_TZ) AS ANALYZED_AT) s
+ON t.CALL_ID = s.CALL_ID
+WHEN MATCHED THEN UPDATE SET CLIENT_ID = s.CLIENT_ID, STARTED = s.STARTED, ANALYST = s.ANALYST,
+    EXTERNAL_SENTIMENT = s.EXTERNAL_SENTIMENT, INTERNAL_RATIO = s.INTERNAL_RATIO, ANALYSIS = s.ANALYSIS,
+    ANALYZED_AT = s.ANALYZED_AT
+WHEN NOT MATCHED THEN INSERT (CALL_ID, CLIENT_ID, STARTED, ANALYST, EXTERNAL_SENTIMENT, INTERNAL_RATIO, ANALYSIS,
+    ANALYZED_AT) VALUES (s.CALL_ID, s.CLIENT_ID, s.STARTED, s.ANALYST, s.EXTERNAL_SENTIMENT, s.INTERNAL_RATIO,
+    s.ANALYSIS, s.ANALYZED_AT)
+"""
+
+UPSERT_HEALTH = """
+MERGE INTO CLIENT_HEALTH t USING (
+    SELECT ? AS CLIENT_ID, CAST(? AS FLOAT) AS SCORE, ? AS COMPONENTS, ? AS EXPLANATION,
+           CAST(? AS TIMESTAMP_TZ) AS AS_OF, ? AS SOURCE_CALL_ID, ? AS RUN_ID, CAST(? AS TIMESTAMP_TZ) AS UPDATED_AT) s
+ON t.CLIENT_ID = s.CLIENT_ID
+WHEN MATCHED THEN UPDATE SET SCORE = s.SCORE, COMPONENTS = s.COMPONENTS, EXPLANATION = s.EXPLANATION,
+    AS_OF = s.AS_OF, SOURCE_CALL_ID = s.SOURCE_CALL_ID, RUN_ID = s.RUN_ID, UPDATED_AT = s.UPDATED_AT
+WHEN NOT MATCHED THEN INSERT (CLIENT_ID, SCORE, COMPONENTS, EXPLANATION, AS_OF, SOURCE_CALL_ID, RUN_ID, UPDATED_AT)
+    VALUES (s.CLIENT_ID, s.SCORE, s.COMPONENTS, s.EXPLANATION, s.AS_OF, s.SOURCE_CALL_ID, s.RUN_ID, s.UPDATED_AT)
+"""
+
+INSERT_HISTORY = """
+INSERT INTO CLIENT_HEALTH_HISTORY (CLIENT_ID, SCORE, COMPONENTS, EXPLANATION, AS_OF, SOURCE_CALL_ID, RUN_ID,
+    RECORDED_AT) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _ts(value: datetime) -> str:
+    return value.isoformat()
+
+
+class SnowflakeWarehouse:
+    name = "snowflake"
+
+    def __init__(self, settings: SnowflakeSettings) -> None:
+        missing = [n for n in ("account", "user", "warehouse", "database") if not getattr(settings, n)]
+        if settings.password is None and settings.private_key_file is None:
+            missing.append("password or private_key_file")
+        if missing:
+            raise ConfigurationError(
+                "The snowflake warehouse needs SOPHIA_SNOWFLAKE__"
+                + ", SOPHIA_SNOWFLAKE__".join(m.upper().replace(" OR ", " or SOPHIA_SNOWFLAKE__") for m in missing)
+            )
+        self.settings = settings
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        if self._conn is None:
+            # Imported here: the connector is heavy, and only a Snowflake deployment needs it.
+            import snowflake.connector
+
+            s = self.settings
+            options: dict[str, Any] = {
+                "account": s.account,
+                "user": s.user,
+                "warehouse": s.warehouse,
+                "database": s.database,
+                "schema": s.schema_ or "PUBLIC",
+                "role": s.role,
+                "paramstyle": "qmark",
+                "login_timeout": int(s.timeout_s),
+                "network_timeout": int(s.timeout_s),
+                "session_parameters": {
+                    "QUERY_TAG": "sophia-mcp",
+                    "STATEMENT_TIMEOUT_IN_SECONDS": s.query_timeout_s,
+                },
+            }
+            if s.private_key_file is not None:
+                options["private_key_file"] = str(s.private_key_file)
+                options["authenticator"] = "SNOWFLAKE_JWT"
+                if s.private_key_file_pwd is not None:
+                    options["private_key_file_pwd"] = s.private_key_file_pwd.get_secret_value()
+            else:
+                assert s.password is not None
+                options["password"] = s.password.get_secret_value()
+            try:
+                conn = snowflake.connector.connect(**{k: v for k, v in options.items() if v is not None})
+                cursor = conn.cursor()
+                if s.schema_:
+                    cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{s.schema_.replace(chr(34), "")}"')
+                    cursor.execute(f'USE SCHEMA "{s.schema_.replace(chr(34), "")}"')
+                for ddl in TABLES:
+                    cursor.execute(ddl)
+            except snowflake.connector.errors.Error as exc:
+                raise ServiceUnavailable(f"Snowflake: {type(exc).__name__}: {exc.msg or exc}") from None
+            self._conn = conn
+        return self._conn
+
+    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import snowflake.connector
+
+        with self._lock:
+            try:
+                cursor = self._connect().cursor()
+                cursor.execute(sql, params, timeout=self.settings.query_timeout_s)
+                return list(cursor.fetchall()) if cursor.description else []
+            except snowflake.connector.errors.Error as exc:
+                raise ServiceUnavailable(f"Snowflake: {type(exc).__name__}: {exc.msg or exc}") from None
+
+    async def _query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return await anyio.to_thread.run_sync(self._run, sql, params)
+
+    async def save_analysis(self, analysis: CallAnalysis) -> None:
+        await self._query(
+            UPSERT_ANALYSIS,
+            analysis.call_id,
+            analysis.client_id,
+            _ts(analysis.started),
+            analysis.analyst,
+            analysis.sentiment.external,
+            analysis.talk.internal_ratio,
+            analysis.model_dump_json(),
+            _ts(utcnow()),
+        )
+
+    async def get_analysis(self, call_id: str) -> CallAnalysis | None:
+        rows = await self._query("SELECT ANALYSIS FROM CALL_ANALYSES WHERE CALL_ID = ?", call_id)
+        return CallAnalysis.model_validate_json(rows[0][0]) if rows else None
+
+    async def client_analyses(self, client_id: str, since: datetime) -> list[CallAnalysis]:
+        rows = await self._query(
+            "SELECT ANALYSIS FROM CALL_ANALYSES WHERE CLIENT_ID = ? AND STARTED >= CAST(? AS TIMESTAMP_TZ) "
+            "ORDER BY STARTED DESC",
+            client_id,
+            _ts(since),
+        )
+        return [CallAnalysis.model_validate_json(r[0]) for r in rows]
+
+    async def record_health(self, record: HealthRecord) -> None:
+        values = (
+            record.client_id,
+            record.health.score,
+            json.dumps([c.model_dump() for c in record.health.components]),
+            record.health.explanation,
+            _ts(record.as_of),
+            record.source_call_id,
+            record.run_id,
+            _ts(utcnow()),
+        )
+        await self._query(UPSERT_HEALTH, *values)
+        await self._query(INSERT_HISTORY, *values)
+
+    async def get_health(self, client_id: str) -> HealthRecord | None:
+        rows = await self._query(
+            "SELECT CLIENT_ID, SCORE, COMPONENTS, EXPLANATION, AS_OF, SOURCE_CALL_ID, RUN_ID FROM CLIENT_HEALTH "
+            "WHERE CLIENT_ID = ?",
+            client_id,
+        )
+        if not rows:
+            return None
+        client, score, components, explanation, as_of, source, run = rows[0]
+        return HealthRecord(
+            client_id=client,
+            health=HealthScore(score=score, components=json.loads(components), explanation=explanation),
+            as_of=as_of if isinstance(as_of, datetime) else datetime.fromisoformat(str(as_of)),
+            source_call_id=source,
+            run_id=run,
+        )
+
+    async def aclose(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
