@@ -6,6 +6,12 @@ import json
 import sqlite3
 from datetime import datetime
 
+from sophia_mcp.adapters.warehouse_sql import (
+    ANALYSES_OF_CLIENT_SINCE,
+    ANALYSIS_OF_CALL,
+    APPEND_HEALTH_HISTORY,
+    HEALTH_OF_CLIENT,
+)
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
 from sophia_mcp.ports.warehouse import HealthRecord
 from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
@@ -66,17 +72,11 @@ class LocalWarehouse:
         await self.store.run(self._save_analysis, analysis)
 
     async def get_analysis(self, call_id: str) -> CallAnalysis | None:
-        row = await self.store.run(
-            self.store.query_one, "SELECT analysis FROM call_analyses WHERE call_id = ?", (call_id,)
-        )
+        row = await self.store.run(self.store.query_one, ANALYSIS_OF_CALL, (call_id,))
         return CallAnalysis.model_validate_json(row["analysis"]) if row else None
 
     async def client_analyses(self, client_id: str, since: datetime) -> list[CallAnalysis]:
-        rows = await self.store.run(
-            self.store.query,
-            "SELECT analysis FROM call_analyses WHERE client_id = ? AND started >= ? ORDER BY started DESC",
-            (client_id, iso(since)),
-        )
+        rows = await self.store.run(self.store.query, ANALYSES_OF_CLIENT_SINCE, (client_id, iso(since)))
         return [CallAnalysis.model_validate_json(r["analysis"]) for r in rows]
 
     def _record_health(self, record: HealthRecord) -> None:
@@ -105,20 +105,11 @@ class LocalWarehouse:
                 """,
                 values,
             )
-            conn.execute(
-                """
-                INSERT INTO client_health_history (client_id, score, components, explanation, as_of,
-                                                   source_call_id, run_id, recorded_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                values,
-            )
+            conn.execute(APPEND_HEALTH_HISTORY, values)
 
     async def record_health(self, record: HealthRecord) -> None:
         await self.store.run(self._record_health, record)
 
     async def get_health(self, client_id: str) -> HealthRecord | None:
-        row = await self.store.run(
-            self.store.query_one, "SELECT * FROM client_health WHERE client_id = ?", (client_id,)
-        )
+        row = await self.store.run(self.store.query_one, HEALTH_OF_CLIENT, (client_id,))
         return _health_from_row(row) if row else None

@@ -15,6 +15,12 @@ from typing import Any
 
 import anyio.to_thread
 
+from sophia_mcp.adapters.warehouse_sql import (
+    ANALYSES_OF_CLIENT_SINCE,
+    ANALYSIS_OF_CALL,
+    APPEND_HEALTH_HISTORY,
+    HEALTH_OF_CLIENT,
+)
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
 from sophia_mcp.errors import ConfigurationError, ServiceUnavailable
 from sophia_mcp.ports.warehouse import HealthRecord
@@ -56,11 +62,6 @@ WHEN MATCHED THEN UPDATE SET SCORE = s.SCORE, COMPONENTS = s.COMPONENTS, EXPLANA
     AS_OF = s.AS_OF, SOURCE_CALL_ID = s.SOURCE_CALL_ID, RUN_ID = s.RUN_ID, UPDATED_AT = s.UPDATED_AT
 WHEN NOT MATCHED THEN INSERT (CLIENT_ID, SCORE, COMPONENTS, EXPLANATION, AS_OF, SOURCE_CALL_ID, RUN_ID, UPDATED_AT)
     VALUES (s.CLIENT_ID, s.SCORE, s.COMPONENTS, s.EXPLANATION, s.AS_OF, s.SOURCE_CALL_ID, s.RUN_ID, s.UPDATED_AT)
-"""
-
-INSERT_HISTORY = """
-INSERT INTO CLIENT_HEALTH_HISTORY (CLIENT_ID, SCORE, COMPONENTS, EXPLANATION, AS_OF, SOURCE_CALL_ID, RUN_ID,
-    RECORDED_AT) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
@@ -154,16 +155,11 @@ class SnowflakeWarehouse:
         )
 
     async def get_analysis(self, call_id: str) -> CallAnalysis | None:
-        rows = await self._query("SELECT ANALYSIS FROM CALL_ANALYSES WHERE CALL_ID = ?", call_id)
+        rows = await self._query(ANALYSIS_OF_CALL, call_id)
         return CallAnalysis.model_validate_json(rows[0][0]) if rows else None
 
     async def client_analyses(self, client_id: str, since: datetime) -> list[CallAnalysis]:
-        rows = await self._query(
-            "SELECT ANALYSIS FROM CALL_ANALYSES WHERE CLIENT_ID = ? AND STARTED >= CAST(? AS TIMESTAMP_TZ) "
-            "ORDER BY STARTED DESC",
-            client_id,
-            _ts(since),
-        )
+        rows = await self._query(ANALYSES_OF_CLIENT_SINCE, client_id, _ts(since))
         return [CallAnalysis.model_validate_json(r[0]) for r in rows]
 
     async def record_health(self, record: HealthRecord) -> None:
@@ -178,14 +174,10 @@ class SnowflakeWarehouse:
             _ts(utcnow()),
         )
         await self._query(UPSERT_HEALTH, *values)
-        await self._query(INSERT_HISTORY, *values)
+        await self._query(APPEND_HEALTH_HISTORY, *values)
 
     async def get_health(self, client_id: str) -> HealthRecord | None:
-        rows = await self._query(
-            "SELECT CLIENT_ID, SCORE, COMPONENTS, EXPLANATION, AS_OF, SOURCE_CALL_ID, RUN_ID FROM CLIENT_HEALTH "
-            "WHERE CLIENT_ID = ?",
-            client_id,
-        )
+        rows = await self._query(HEALTH_OF_CLIENT, client_id)
         if not rows:
             return None
         client, score, components, explanation, as_of, source, run = rows[0]
