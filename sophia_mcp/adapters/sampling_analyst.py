@@ -8,7 +8,6 @@ sampling, a declined request, prose instead of JSON) leaves the call to the fall
 from __future__ import annotations
 
 import json
-import logging
 import re
 import warnings
 from collections.abc import Sequence
@@ -16,22 +15,11 @@ from typing import Any
 
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import SamplingMessage, TextContent
-from pydantic import ValidationError
 
-from sophia_mcp.analysis.model_reading import (
-    SYSTEM_PROMPT,
-    ModelReading,
-    UnusableAnswer,
-    chunk_prompt,
-    reading_to_insights,
-    transcript_chunks,
-)
-from sophia_mcp.analysis.results import CallInsights
+from sophia_mcp.adapters.model_analyst import ModelAnalyst
+from sophia_mcp.analysis.model_reading import SYSTEM_PROMPT, ModelReading, UnusableAnswer
 from sophia_mcp.ports.analyst import Analyst
-from sophia_mcp.ports.calls import Call, Transcript
 from sophia_mcp.settings import Competitor
-
-log = logging.getLogger(__name__)
 
 SCHEMA_NOTE = "\n\nAnswer with one JSON object and nothing else, matching this JSON schema:\n{schema}"
 MAX_TOKENS = 4000
@@ -44,7 +32,7 @@ def _json_of(text: str) -> str:
     return fenced.group(1) if fenced else text.strip()
 
 
-class SamplingAnalyst:
+class SamplingAnalyst(ModelAnalyst):
     name = "sampling"
 
     def __init__(
@@ -54,30 +42,14 @@ class SamplingAnalyst:
         fallback: Analyst,
         max_chars: int,
     ) -> None:
+        super().__init__(competitors, fallback, max_chars)
         self.session = session  # None when the client does not offer sampling
-        self.competitors = list(competitors)
-        self.fallback = fallback
-        self.max_chars = max_chars
 
-    async def read_call(self, call: Call, transcript: Transcript) -> CallInsights:
-        try:
-            if self.session is None:
-                raise UnusableAnswer("the client does not offer sampling")
-            chunks = transcript_chunks(call, transcript, self.max_chars)
-            readings = [await self._ask(chunk_prompt(call, c, i, len(chunks))) for i, c in enumerate(chunks, 1)]
-            return reading_to_insights(call, transcript, readings, self.competitors)
-        except Exception as exc:  # whatever the client's model does, the call still gets analysed
-            reason = str(exc) if isinstance(exc, UnusableAnswer) else type(exc).__name__
-            if isinstance(exc, ValidationError | json.JSONDecodeError):
-                reason = "the answer was not the JSON asked for"
-            log.info("Sampling analysis of call %s unusable, using %s: %s", call.id, self.fallback.name, reason)
-            insights = await self.fallback.read_call(call, transcript)
-            return insights.model_copy(update={"fallback_reason": f"sampling: {reason}"})
-
-    async def _ask(self, prompt: str) -> ModelReading:
+    async def ask(self, prompt: str) -> ModelReading:
+        if self.session is None:
+            raise UnusableAnswer("the client does not offer sampling")
         names = ", ".join(c.name for c in self.competitors)
         schema = json.dumps(ModelReading.model_json_schema())
-        assert self.session is not None
         with warnings.catch_warnings():
             # Deprecated at the 2026-07-28 revision, still how handshake-era clients lend their model.
             warnings.simplefilter("ignore", MCPDeprecationWarning)
