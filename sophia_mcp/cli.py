@@ -362,10 +362,22 @@ def doctor() -> None:
     finally:
         store.close()
     try:
-        build_services(settings).close()
+        built = build_services(settings)
     except SophiaError as exc:
         ok = False
         console.print(f"[red]Configuration[/red] {exc}")
+    else:
+
+        async def check() -> list[tuple[str, str | None, str | None]]:
+            try:
+                return await built.check_real_services()
+            finally:
+                await built.aclose()
+                built.close()
+
+        for port, fine, problem in anyio.run(check):
+            ok = ok and problem is None
+            console.print(f"[green]{port}[/green] {fine}" if problem is None else f"[red]{port}[/red] {problem}")
     if not ok:
         raise typer.Exit(1)
     console.print("[green]Everything configured can be used.[/green]")

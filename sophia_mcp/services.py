@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sophia_mcp.adapters.local_calls import LocalCalls
 from sophia_mcp.adapters.local_crm import LocalClients
+from sophia_mcp.errors import SophiaError
 from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.calls import CallSource
@@ -30,6 +31,21 @@ class Services:
 
     def close(self) -> None:
         self.store.close()
+
+    async def check_real_services(self) -> list[tuple[str, str | None, str | None]]:
+        """(port, what a real backend said, or why it failed) for each port served by a real service."""
+        results: list[tuple[str, str | None, str | None]] = []
+        ports = {"CallSource": self.calls, "Analyst": self.analyst, "Warehouse": self.warehouse,
+                 "Notifier": self.notifier}  # fmt: skip
+        for port, adapter in ports.items():
+            check = getattr(adapter, "check", None)
+            if check is None:
+                continue
+            try:
+                results.append((port, await check(), None))
+            except SophiaError as exc:
+                results.append((port, None, str(exc)))
+        return results
 
     async def aclose(self) -> None:
         """Close the network clients of real backends (the store closes with `close`)."""

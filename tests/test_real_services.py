@@ -100,3 +100,33 @@ async def test_notifier_contract(tmp_path: Path, backend: str) -> None:
             assert await services.notifier.already_sent(other) is None
         finally:
             services.close()
+
+
+def test_doctor_checks_each_real_service(tmp_path: Path) -> None:
+    gong, slack, model = demo_state(), SlackState(), OpenAIState()
+    with serve(gong_app(gong)) as gong_url, serve(slack_app(slack)) as slack_url, serve(openai_app(model)) as ai_url:
+        base = {
+            "SOPHIA_GONG__BACKEND": "gong", "SOPHIA_GONG__BASE_URL": gong_url,
+            "SOPHIA_GONG__ACCESS_KEY": ACCESS_KEY, "SOPHIA_GONG__ACCESS_KEY_SECRET": ACCESS_SECRET,
+            "SOPHIA_SLACK__BACKEND": "slack", "SOPHIA_SLACK__BASE_URL": f"{slack_url}/api/",
+            "SOPHIA_SLACK__BOT_TOKEN": BOT_TOKEN, "SOPHIA_ANALYST__BACKEND": "openai",
+            "SOPHIA_OPENAI__API_KEY": API_KEY, "SOPHIA_OPENAI__BASE_URL": f"{ai_url}/v1",
+            "SOPHIA_OPENAI__MODEL": "gpt-test", "SOPHIA_GONG__MAX_RETRIES": "0", "COLUMNS": "200",
+        }  # fmt: skip
+
+        def doctor(**changes: str) -> tuple[int, str]:
+            result = CliRunner().invoke(app, ["doctor"], env=env_for(tmp_path / "data", **(base | changes)))
+            return result.exit_code, result.output
+
+        code, healthy = doctor()
+        broken_code, broken = doctor(SOPHIA_GONG__ACCESS_KEY_SECRET="wrong-gong-secret", SOPHIA_OPENAI__MODEL="gpt-9")
+    assert code == 0, healthy
+    assert "CallSource Gong at" in healthy and "accepted the credentials" in healthy
+    assert "Notifier Slack accepted the bot token (team Pay Ready" in healthy
+    assert "Analyst the model 'gpt-test'" in healthy
+    assert broken_code == 1
+    assert "CallSource Gong refused the credentials (HTTP 401)" in broken
+    assert "Analyst OpenAI-compatible API: HTTP 404 NotFoundError" in broken
+    for text in (healthy, broken):
+        for secret in [*SECRETS, "wrong-gong-secret"]:
+            assert secret not in text

@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -20,7 +20,7 @@ from sophia_mcp.adapters.http import ServiceClient
 from sophia_mcp.errors import ConfigurationError, InvalidInput, NotFound
 from sophia_mcp.ports.calls import Call, CallFilter, CallPage, Transcript
 from sophia_mcp.settings import GongSettings
-from sophia_mcp.store import iso
+from sophia_mcp.store import iso, utcnow
 
 CONTENT_SELECTOR = {
     "context": "Extended",
@@ -68,6 +68,12 @@ class GongCalls:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+    async def check(self) -> str:
+        """One small authenticated request, for `doctor`."""
+        now = utcnow()
+        await self._post("/v2/calls/extensive", {"filter": self.call_filter(now - timedelta(minutes=1), now)})
+        return f"Gong at {self.http.settings.base_url} accepted the credentials"
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """One page; None when Gong says the filter matched nothing (its 404)."""

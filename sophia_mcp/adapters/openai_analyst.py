@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from sophia_mcp.adapters.model_analyst import ModelAnalyst
 from sophia_mcp.analysis.model_reading import SYSTEM_PROMPT, ModelReading, UnusableAnswer
-from sophia_mcp.errors import ConfigurationError
+from sophia_mcp.errors import ConfigurationError, ServiceUnavailable
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.settings import Competitor, OpenAISettings
 
@@ -40,6 +40,14 @@ class OpenAIAnalyst(ModelAnalyst):
 
     async def aclose(self) -> None:
         await self.client.close()
+
+    async def check(self) -> str:
+        """The configured model exists and the key may use it, for `doctor`."""
+        try:
+            await self.client.models.retrieve(self.settings.model)
+        except Exception as exc:
+            raise ServiceUnavailable(f"OpenAI-compatible API: {self.reason(exc)}") from None
+        return f"the model {self.settings.model!r} at {self.settings.base_url} answers"
 
     async def ask(self, prompt: str) -> ModelReading:
         names = ", ".join(c.name for c in self.competitors)

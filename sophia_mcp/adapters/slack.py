@@ -89,6 +89,11 @@ class SlackNotifier:
             self._channel_ids[alert.channel.lstrip("#")] = channel
         return str(response["ts"])
 
+    async def check(self) -> str:
+        """`auth.test`, for `doctor`."""
+        answer = await self._call("auth_test")
+        return f"Slack accepted the bot token (team {answer.get('team')}, user {answer.get('user')})"
+
     async def _channel_id(self, channel: str) -> str | None:
         if not channel.startswith("#"):
             return channel

@@ -189,6 +189,11 @@ class SnowflakeWarehouse:
             run_id=run,
         )
 
+    async def check(self) -> str:
+        """Log in, create the tables if missing, and run a query, for `doctor`."""
+        await self._query("SELECT 1")
+        return f"Snowflake {self.settings.account} / {self.settings.database} answers"
+
     async def aclose(self) -> None:
         with self._lock:
             if self._conn is not None:

@@ -108,4 +108,17 @@ def openai_app(state: OpenAIState) -> Starlette:
             }
         )
 
-    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+    async def model(request: Request) -> JSONResponse:
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        name = request.path_params["name"]
+        if name not in ("gpt-test", "gpt-4o-mini"):
+            return _error(404, f"The model '{name}' does not exist", "invalid_request_error", "model_not_found")
+        return JSONResponse({"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "fake"})
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+            Route("/v1/models/{name}", model, methods=["GET"]),
+        ]
+    )
