@@ -165,6 +165,34 @@ class HealthSettings(BaseModel):
     window_days: int = Field(default=90, gt=0, description="Calls older than this do not count towards health.")
 
 
+class LeadScoreWeights(BaseModel):
+    """Points of the lead score, by factor; the defaults add up to 100 at most. See analysis/lead_score.py."""
+
+    seniority: dict[str, float] = Field(
+        default_factory=lambda: {"executive": 25.0, "vp": 20.0, "director": 15.0, "manager": 10.0, "staff": 4.0}
+    )
+    size_tiers: list[tuple[int, float]] = Field(
+        default_factory=lambda: [(15000, 20.0), (2500, 14.0), (500, 8.0), (0, 3.0)],
+        description="(units managed at least, points), largest first.",
+    )
+    industry: dict[str, float] = Field(
+        default_factory=lambda: {
+            "Property Management": 15.0,
+            "Multifamily": 15.0,
+            "HOA Management": 10.0,
+            "Student Housing": 10.0,
+            "Commercial Property": 6.0,
+        }
+    )
+    points_per_recent_call: float = 5
+    engagement_cap: float = 20
+    health_tiers: list[tuple[float, float]] = Field(
+        default_factory=lambda: [(80.0, 20.0), (70.0, 12.0), (50.0, 5.0), (0.0, 0.0)],
+        description="(client health at least, points), highest first.",
+    )
+    health_unknown: float = 8
+
+
 def default_data_dir() -> Path:
     from platformdirs import user_data_dir
 
@@ -204,6 +232,7 @@ class Settings(BaseSettings):
 
     competitors: list[Competitor] = Field(default_factory=lambda: list(DEFAULT_COMPETITORS))
     health: HealthSettings = Field(default_factory=HealthSettings)
+    lead_score: LeadScoreWeights = Field(default_factory=LeadScoreWeights)
 
     @field_validator("data_dir", mode="after")
     @classmethod

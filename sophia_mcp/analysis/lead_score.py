@@ -1,0 +1,116 @@
+"""The lead score: a transparent points model, 0-100, with the reason for every point.
+
+Five factors, each worth at most its points in `LeadScoreWeights` (settings `lead_score`): seniority (from the
+job title), company size (units managed, in tiers), industry fit, engagement (calls in the last 90 days, capped)
+and the client's current health (in tiers; a middling figure when unknown). The score is their sum, capped at
+100, and the grade follows it (A >= 75, B >= 55, C >= 35, else D).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from sophia_mcp.settings import LeadScoreWeights
+
+Seniority = Literal["executive", "vp", "director", "manager", "staff"]
+
+# Checked in order: the first pattern that matches a title decides its seniority.
+SENIORITY_PATTERNS: list[tuple[Seniority, re.Pattern[str]]] = [
+    (
+        "executive",
+        re.compile(r"\b(?:ceo|coo|cfo|cto|cio|chief|owner|founder|(?<!vice )(?<!vice-)president|principal)\b", re.I),
+    ),
+    ("vp", re.compile(r"\b(?:vp|svp|evp|vice[- ]president|head of)\b", re.I)),
+    ("director", re.compile(r"\bdirector\b", re.I)),
+    ("manager", re.compile(r"\b(?:manager|controller|supervisor|lead)\b", re.I)),
+]
+
+
+class LeadSignals(BaseModel):
+    """What is known about a contact and its company when it is scored."""
+
+    title: str | None = None
+    units_managed: int | None = Field(default=None, ge=0)
+    industry: str | None = None
+    recent_calls: int = Field(default=0, ge=0, description="Calls with the company in the last 90 days.")
+    client_health: float | None = Field(default=None, ge=0, le=100)
+
+
+class ScoreReason(BaseModel):
+    factor: Literal["seniority", "company_size", "industry", "engagement", "client_health"]
+    points: float
+    max_points: float
+    why: str
+
+
+class LeadScore(BaseModel):
+    score: float = Field(ge=0, le=100)
+    grade: Literal["A", "B", "C", "D"]
+    reasons: list[ScoreReason]
+
+
+def seniority_of(title: str | None) -> Seniority:
+    for level, pattern in SENIORITY_PATTERNS:
+        if title and pattern.search(title):
+            return level
+    return "staff"
+
+
+def _tier(value: float, tiers: list[tuple[float, float]] | list[tuple[int, float]]) -> float:
+    for floor, points in tiers:
+        if value >= floor:
+            return points
+    return 0.0
+
+
+def score_lead(signals: LeadSignals, weights: LeadScoreWeights) -> LeadScore:
+    """Score a lead and say why, factor by factor."""
+    level = seniority_of(signals.title)
+    top_size = max((p for _, p in weights.size_tiers), default=0.0)
+    top_health = max((p for _, p in weights.health_tiers), default=0.0)
+    reasons = [
+        ScoreReason(
+            factor="seniority",
+            points=weights.seniority.get(level, 0.0),
+            max_points=max(weights.seniority.values(), default=0.0),
+            why=f"{signals.title or 'no title'} reads as {level}",
+        ),
+        ScoreReason(
+            factor="company_size",
+            points=_tier(signals.units_managed, weights.size_tiers) if signals.units_managed is not None else 0.0,
+            max_points=top_size,
+            why=f"{signals.units_managed:,} units managed" if signals.units_managed is not None else "size unknown",
+        ),
+        ScoreReason(
+            factor="industry",
+            points=weights.industry.get(signals.industry or "", 0.0),
+            max_points=max(weights.industry.values(), default=0.0),
+            why=f"industry {signals.industry}" if signals.industry else "industry unknown",
+        ),
+        ScoreReason(
+            factor="engagement",
+            points=min(weights.engagement_cap, signals.recent_calls * weights.points_per_recent_call),
+            max_points=weights.engagement_cap,
+            why=f"{signals.recent_calls} call{'s' if signals.recent_calls != 1 else ''} in the last 90 days",
+        ),
+        ScoreReason(
+            factor="client_health",
+            points=(
+                _tier(signals.client_health, weights.health_tiers)
+                if signals.client_health is not None
+                else weights.health_unknown
+            ),
+            max_points=top_health,
+            why=(
+                f"client health {signals.client_health:.0f}/100"
+                if signals.client_health is not None
+                else "client health not known yet"
+            ),
+        ),
+    ]
+    score = round(min(100.0, sum(r.points for r in reasons)), 1)
+    grade: Literal["A", "B", "C", "D"] = "A" if score >= 75 else "B" if score >= 55 else "C" if score >= 35 else "D"
+    return LeadScore(score=score, grade=grade, reasons=reasons)
