@@ -35,6 +35,7 @@ app.add_typer(outbox_app, name="outbox")
 
 class ServerName(StrEnum):
     gong = "gong"
+    crm = "crm"
 
 
 class Transport(StrEnum):

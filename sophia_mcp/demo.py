@@ -6,7 +6,8 @@ from datetime import date
 
 from pydantic import BaseModel
 
-from sophia_mcp.adapters.local_crm import LocalClients
+from sophia_mcp.adapters.local_crm import LocalCRM
+from sophia_mcp.adapters.local_enrich import save_firmographics
 from sophia_mcp.demo_data import generate_demo
 from sophia_mcp.services import Services
 from sophia_mcp.store import utcnow
@@ -29,8 +30,9 @@ async def load_demo(services: Services, today: date | None = None, progress: Pro
 
     def save_crm() -> None:
         with services.store.transaction() as conn:
-            LocalClients.save_clients(conn, data.clients)
-            LocalClients.save_contacts(conn, data.contacts)
+            LocalCRM.save_clients(conn, data.clients)
+            LocalCRM.save_contacts(conn, data.contacts)
+            save_firmographics(conn, data.firmographics, source="demo")
 
     await services.store.run(save_crm)
     report = await import_gong_bodies(

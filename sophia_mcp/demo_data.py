@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from sophia_mcp.ports.crm import Client, Contact
+from sophia_mcp.ports.enrich import Organization
 
 Tone = Literal["positive", "neutral", "at_risk"]
 
@@ -215,6 +216,7 @@ class DemoData:
     contacts: list[Contact]
     calls_extensive: dict[str, Any]
     transcripts: dict[str, Any]
+    firmographics: list[Organization]
 
 
 def _digits(rng: random.Random, n: int) -> str:
@@ -331,7 +333,40 @@ def generate_demo(today: date, seed: int = 7) -> DemoData:
         contacts=contacts,
         calls_extensive={"requestId": _request_id(rng), "records": records, "calls": calls},
         transcripts={"requestId": _request_id(rng), "records": records, "callTranscripts": transcripts},
+        firmographics=_firmographics(clients, seed),
     )
+
+
+TECHNOLOGIES = ["Yardi Voyager", "AppFolio", "RealPage", "Buildium", "Entrata", "QuickBooks", "Salesforce",
+                "HubSpot", "Rent Manager", "DocuSign"]  # fmt: skip
+
+
+def _firmographics(clients: list[Client], seed: int) -> list[Organization]:
+    """What a data provider would know of the clients' firms; one in eight is unknown to it, as happens."""
+    rng = random.Random(seed * 1_000 + 1)  # its own stream: adding it changed nothing else in the demo
+    known = []
+    for index, client in enumerate(clients):
+        if index % 8 == 5:
+            continue
+        city, _, state = (client.city or "").partition(", ")
+        units = client.units_managed or 0
+        known.append(
+            Organization(
+                name=client.name,
+                domain=client.domain,
+                industry=client.industry,
+                employees=max(5, units // rng.randrange(45, 80)),
+                units_managed=units,
+                annual_revenue=round(units * rng.uniform(90, 160), -3),
+                city=city or None,
+                state=state or None,
+                country="United States",
+                founded_year=rng.randrange(1978, 2019),
+                linkedin_url=f"http://www.linkedin.com/company/{(client.domain or '').removesuffix('.com')}",
+                technologies=rng.sample(TECHNOLOGIES, 3),
+            )
+        )
+    return known
 
 
 def _request_id(rng: random.Random) -> str:

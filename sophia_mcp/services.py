@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sophia_mcp.adapters.local_calls import LocalCalls
-from sophia_mcp.adapters.local_crm import LocalClients
+from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.errors import SophiaError
 from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.calls import CallSource
+from sophia_mcp.ports.crm import CRM
+from sophia_mcp.ports.enrich import Enricher
 from sophia_mcp.ports.notify import Notifier
 from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.settings import Settings
@@ -24,10 +26,16 @@ class Services:
     analyst: Analyst
     warehouse: Warehouse
     notifier: Notifier
+    crm: CRM
+    enricher: Enricher
     outbox: Outbox
     # The store's own copies, always present whatever the backends: imports land here, completions read here.
     local_calls: LocalCalls
-    clients: LocalClients
+    clients: LocalCRM
+
+    def ports(self) -> dict[str, object]:
+        return {"CallSource": self.calls, "Analyst": self.analyst, "Warehouse": self.warehouse,
+                "Notifier": self.notifier, "CRM": self.crm, "Enricher": self.enricher}  # fmt: skip
 
     def close(self) -> None:
         self.store.close()
@@ -35,9 +43,7 @@ class Services:
     async def check_real_services(self) -> list[tuple[str, str | None, str | None]]:
         """(port, what a real backend said, or why it failed) for each port served by a real service."""
         results: list[tuple[str, str | None, str | None]] = []
-        ports = {"CallSource": self.calls, "Analyst": self.analyst, "Warehouse": self.warehouse,
-                 "Notifier": self.notifier}  # fmt: skip
-        for port, adapter in ports.items():
+        for port, adapter in self.ports().items():
             check = getattr(adapter, "check", None)
             if check is None:
                 continue
@@ -49,7 +55,7 @@ class Services:
 
     async def aclose(self) -> None:
         """Close the network clients of real backends (the store closes with `close`)."""
-        for adapter in (self.calls, self.analyst, self.warehouse, self.notifier):
+        for adapter in self.ports().values():
             closer = getattr(adapter, "aclose", None)
             if closer is not None:
                 await closer()

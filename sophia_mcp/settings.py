@@ -43,16 +43,74 @@ class GongSettings(Integration):
     max_concurrency: int = Field(default=3, ge=1)
 
 
+DEFAULT_CONTACT_PROPERTIES = {
+    "first_name": "firstname",
+    "last_name": "lastname",
+    "email": "email",
+    "title": "jobtitle",
+    "phone": "phone",
+    "company": "company",
+    "city": "city",
+    "state": "state",
+    "country": "country",
+    "linkedin_url": "hs_linkedin_url",
+    "seniority": "sophia_seniority",
+    "lead_score": "sophia_lead_score",
+    "lead_grade": "sophia_lead_grade",
+}
+DEFAULT_COMPANY_PROPERTIES = {
+    "name": "name",
+    "domain": "domain",
+    "industry": "industry",
+    "city": "city",
+    "units_managed": "sophia_units_managed",
+    "arr": "sophia_arr",
+    "segment": "sophia_segment",
+}
+
+
 class HubSpotSettings(Integration):
     backend: Literal["local", "hubspot"] = "local"
     base_url: str | None = "https://api.hubapi.com"
     access_token: SecretStr | None = None
+    # Private apps on Free/Starter get 100 requests per 10 s; search endpoints 5 per second on any plan.
+    rate_per_second: float = Field(default=9.0, gt=0)
+    search_per_second: float = Field(default=4.0, gt=0)
+    contact_properties: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_CONTACT_PROPERTIES),
+        description="Our contact field -> the HubSpot contact property that holds it. The sophia_* ones are "
+        "custom properties to create in HubSpot (Settings > Properties) or map to your own.",
+    )
+    company_properties: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_COMPANY_PROPERTIES),
+        description="Our client field -> the HubSpot company property that holds it.",
+    )
+    confirm_writes: bool = Field(
+        default=True, description="Ask the user (MCP elicitation, when the client offers it) before writing."
+    )
 
 
 class ApolloSettings(Integration):
     backend: Literal["local", "apollo"] = "local"
-    base_url: str | None = "https://api.apollo.io"
+    base_url: str | None = "https://api.apollo.io/api/v1"
     api_key: SecretStr | None = None
+    rate_per_second: float = Field(default=1.0, gt=0)
+    bulk_per_minute: float = Field(
+        default=20.0, gt=0, description="Bulk people matches per minute (Apollo throttles bulk harder)."
+    )
+    max_concurrency: int = Field(default=2, ge=1)
+
+
+class EnrichmentSettings(BaseModel):
+    """How contact enrichment treats what the CRM already holds."""
+
+    overwrite: bool = Field(
+        default=False,
+        description="Replace values the CRM already has with the enricher's; by default only blanks are filled.",
+    )
+    refresh_days: int = Field(
+        default=30, ge=0, description="A contact enriched more recently than this is skipped unless forced."
+    )
 
 
 class SnowflakeSettings(Integration):
@@ -175,6 +233,10 @@ class LeadScoreWeights(BaseModel):
         default_factory=lambda: [(15000, 20.0), (2500, 14.0), (500, 8.0), (0, 3.0)],
         description="(units managed at least, points), largest first.",
     )
+    employee_tiers: list[tuple[int, float]] = Field(
+        default_factory=lambda: [(1000, 20.0), (250, 14.0), (50, 8.0), (0, 3.0)],
+        description="(employees at least, points), largest first; used when units managed are unknown.",
+    )
     industry: dict[str, float] = Field(
         default_factory=lambda: {
             "Property Management": 15.0,
@@ -182,7 +244,9 @@ class LeadScoreWeights(BaseModel):
             "HOA Management": 10.0,
             "Student Housing": 10.0,
             "Commercial Property": 6.0,
-        }
+            "Real Estate": 10.0,
+        },
+        description="Industry -> points; names match case-insensitively (Apollo spells them in lower case).",
     )
     points_per_recent_call: float = 5
     engagement_cap: float = 20
@@ -233,6 +297,7 @@ class Settings(BaseSettings):
     competitors: list[Competitor] = Field(default_factory=lambda: list(DEFAULT_COMPETITORS))
     health: HealthSettings = Field(default_factory=HealthSettings)
     lead_score: LeadScoreWeights = Field(default_factory=LeadScoreWeights)
+    enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -181,6 +181,48 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_status ON outbox (status, id);
     """,
+    # 2: what enrichment and the lead score add to a contact; firmographics; the enrichment ledger.
+    """
+    ALTER TABLE contacts ADD COLUMN city TEXT;
+    ALTER TABLE contacts ADD COLUMN state TEXT;
+    ALTER TABLE contacts ADD COLUMN country TEXT;
+    ALTER TABLE contacts ADD COLUMN linkedin_url TEXT;
+    ALTER TABLE contacts ADD COLUMN seniority TEXT;
+    ALTER TABLE contacts ADD COLUMN lead_score REAL;
+    ALTER TABLE contacts ADD COLUMN lead_grade TEXT;
+    CREATE INDEX contacts_updated ON contacts (updated_at);
+
+    CREATE TABLE firmographics (
+        domain TEXT PRIMARY KEY COLLATE NOCASE,
+        name TEXT,
+        industry TEXT,
+        employees INTEGER,
+        units_managed INTEGER,
+        annual_revenue REAL,
+        city TEXT,
+        state TEXT,
+        country TEXT,
+        founded_year INTEGER,
+        linkedin_url TEXT,
+        technologies TEXT NOT NULL DEFAULT '[]',
+        source TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+
+    CREATE TABLE enrichments (
+        crm TEXT NOT NULL,
+        contact_id TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('enriched', 'written', 'unchanged', 'failed')),
+        person TEXT,
+        changes TEXT,
+        score TEXT,
+        error TEXT,
+        run_id TEXT,
+        enriched_at TEXT NOT NULL,
+        finished_at TEXT,
+        PRIMARY KEY (crm, contact_id)
+    );
+    """,
 ]
 
 

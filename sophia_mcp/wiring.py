@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from sophia_mcp.adapters.local import LocalAnalyst, LocalNotifier
 from sophia_mcp.adapters.local_calls import LocalCalls
-from sophia_mcp.adapters.local_crm import LocalClients
+from sophia_mcp.adapters.local_crm import LocalCRM
+from sophia_mcp.adapters.local_enrich import LocalEnricher
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
 from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.calls import CallSource
+from sophia_mcp.ports.crm import CRM
+from sophia_mcp.ports.enrich import Enricher
 from sophia_mcp.ports.notify import Notifier
 from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.services import Services
@@ -63,6 +66,21 @@ def build_services(settings: Settings) -> Services:
     else:
         warehouse = LocalWarehouse(store)
 
+    clients = LocalCRM(store)
+    crm: CRM = clients
+    if settings.hubspot.backend == "hubspot":
+        from sophia_mcp.adapters.hubspot import HubSpotCRM, hubspot_client
+
+        crm = HubSpotCRM(hubspot_client(settings.hubspot), settings.hubspot)
+
+    enricher: Enricher
+    if settings.apollo.backend == "apollo":
+        from sophia_mcp.adapters.apollo import ApolloEnricher, apollo_client
+
+        enricher = ApolloEnricher(apollo_client(settings.apollo), settings.apollo)
+    else:
+        enricher = LocalEnricher(store)
+
     notifier: Notifier
     if settings.slack.backend == "slack":
         from sophia_mcp.adapters.slack import SlackNotifier
@@ -78,7 +96,9 @@ def build_services(settings: Settings) -> Services:
         analyst=analyst,
         warehouse=warehouse,
         notifier=notifier,
+        crm=crm,
+        enricher=enricher,
         outbox=Outbox(store),
         local_calls=local_calls,
-        clients=LocalClients(store),
+        clients=clients,
     )

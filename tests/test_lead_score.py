@@ -57,3 +57,13 @@ def test_best_lead_is_capped_at_100_and_weights_come_from_settings() -> None:
     assert generous.score == 100  # still capped
     junior = score_lead(LeadSignals(title="Leasing Agent", recent_calls=3), heavier)
     assert {r.factor: r.points for r in junior.reasons}["engagement"] == 30
+
+
+def test_enricher_signals_seniority_employees_and_industry_case() -> None:
+    score = score_lead(
+        LeadSignals(title="Partner", seniority="executive", employees=300, industry="real estate"), LeadScoreWeights()
+    )
+    points = {r.factor: r.points for r in score.reasons}
+    assert points["seniority"] == 25 and points["company_size"] == 14 and points["industry"] == 10
+    why = {r.factor: r.why for r in score.reasons}
+    assert why["seniority"] == "Partner the enricher rates executive" and why["company_size"] == "about 300 employees"

@@ -7,6 +7,7 @@ import binascii
 import json
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pydantic import TypeAdapter
@@ -161,6 +162,20 @@ class LocalCalls:
     def all_call_ids(self) -> list[str]:
         """Every call id, oldest call first."""
         return [r["id"] for r in self.store.query("SELECT id FROM calls ORDER BY started, id")]
+
+    def call_counts(self, client_ids: Sequence[str], since: datetime) -> dict[str, int]:
+        """How many calls each client had since `since` (clients with none are absent)."""
+        ids = list(dict.fromkeys(client_ids))
+        counts: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.store.query(
+                f"SELECT client_id, COUNT(*) AS n FROM calls WHERE started >= ? AND client_id IN "
+                f"({', '.join('?' for _ in chunk)}) GROUP BY client_id",
+                [iso(since), *chunk],
+            )
+            counts.update((r["client_id"], int(r["n"])) for r in rows)
+        return counts
 
     # -- writes ---------------------------------------------------------------------------------------
 

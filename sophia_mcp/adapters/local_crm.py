@@ -1,51 +1,198 @@
-"""Client companies and contacts kept in the local store (the embedded CRM, filled by the demo or imports)."""
+"""The embedded CRM: client companies and contacts kept in the local store (filled by the demo or imports)."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from pydantic import BaseModel
+from sophia_mcp.errors import InvalidInput, NotFound
+from sophia_mcp.ports.crm import (
+    WORKFLOW_WRITABLE,
+    Client,
+    ClientPage,
+    Contact,
+    ContactChanges,
+    ContactPage,
+    ContactQuery,
+)
+from sophia_mcp.store import Store, iso, parse_iso, utcnow
 
-from sophia_mcp.ports.crm import Client, Contact
-from sophia_mcp.store import Store, iso, utcnow
+CLIENT_COLUMNS = tuple(Client.model_fields)
+CONTACT_COLUMNS = ("id", "client_id", *WORKFLOW_WRITABLE)
 
-_CLIENT_FIELDS = tuple(Client.model_fields)
-_CONTACT_FIELDS = tuple(Contact.model_fields)
+_CONTACT_SELECT = f"""
+    SELECT {", ".join(f"ct.{c}" for c in CONTACT_COLUMNS)}, ct.updated_at, cl.name AS company
+    FROM contacts ct LEFT JOIN clients cl ON cl.id = ct.client_id
+"""
 
 
-def _upsert(conn: sqlite3.Connection, table: str, fields: tuple[str, ...], records: Iterable[BaseModel]) -> None:
-    """Insert or update records by id; `fields` are the model's fields, which are also the table's columns."""
-    columns = ", ".join((*fields, "updated_at"))
-    marks = ", ".join("?" for _ in range(len(fields) + 1))
-    updates = ", ".join(f"{f} = excluded.{f}" for f in (*fields[1:], "updated_at"))
+def _upsert(conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> None:
+    """Insert or update rows by id; `columns` are both the table's columns and the rows' keys."""
+    names = ", ".join((*columns, "updated_at"))
+    marks = ", ".join("?" for _ in range(len(columns) + 1))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in (*columns[1:], "updated_at"))
     now = iso(utcnow())
     conn.executemany(
-        f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}",
-        [(*(getattr(r, f) for f in fields), now) for r in records],
+        f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}",
+        [(*(row.get(c) for c in columns), now) for row in rows],
     )
 
 
-class LocalClients:
-    """Reads and writes of client companies and contacts."""
+def _contact(row: sqlite3.Row) -> Contact:
+    values = {key: row[key] for key in row.keys()}
+    values["updated_at"] = parse_iso(values["updated_at"]) if values["updated_at"] else None
+    return Contact.model_validate(values)
+
+
+def _client(row: sqlite3.Row) -> Client:
+    return Client.model_validate({c: row[c] for c in CLIENT_COLUMNS})
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class LocalCRM:
+    """The `CRM` port on the store; also where imports and completions read and write, whatever the backend."""
+
+    name = "local"
+    batch_size = 500
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    # -- writes used by the demo and imports ----------------------------------------------------------
+
     @staticmethod
     def save_clients(conn: sqlite3.Connection, clients: Iterable[Client]) -> None:
-        _upsert(conn, "clients", _CLIENT_FIELDS, clients)
+        _upsert(conn, "clients", CLIENT_COLUMNS, (c.model_dump() for c in clients))
 
     @staticmethod
     def save_contacts(conn: sqlite3.Connection, contacts: Iterable[Contact]) -> None:
-        _upsert(conn, "contacts", _CONTACT_FIELDS, contacts)
+        _upsert(conn, "contacts", CONTACT_COLUMNS, (c.model_dump() for c in contacts))
+
+    # -- contacts -------------------------------------------------------------------------------------
+
+    def _contacts_by_id(self, contact_ids: Sequence[str]) -> dict[str, Contact]:
+        found: dict[str, Contact] = {}
+        for start in range(0, len(contact_ids), 500):
+            chunk = list(contact_ids[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            for row in self.store.query(f"{_CONTACT_SELECT} WHERE ct.id IN ({marks})", chunk):
+                found[row["id"]] = _contact(row)
+        return found
+
+    async def get_contacts(self, contact_ids: list[str]) -> dict[str, Contact]:
+        return await self.store.run(self._contacts_by_id, contact_ids)
+
+    async def get_contact(self, contact_id: str) -> Contact:
+        found = await self.get_contacts([contact_id])
+        if contact_id not in found:
+            raise NotFound(f"No contact with id {contact_id!r}. Use search_contacts to find contact ids.")
+        return found[contact_id]
+
+    def _search(self, query: ContactQuery, limit: int, cursor: str | None) -> ContactPage:
+        where, params = ["1 = 1"], []
+        for word in (query.text or "").split():
+            where.append(
+                "(ct.first_name || ' ' || ct.last_name LIKE ? ESCAPE '\\' OR ct.email LIKE ? ESCAPE '\\' "
+                "OR ct.title LIKE ? ESCAPE '\\' OR cl.name LIKE ? ESCAPE '\\')"
+            )
+            params += [_like(word)] * 4
+        if query.client_id:
+            where.append("ct.client_id = ?")
+            params.append(query.client_id)
+        if query.email:
+            where.append("ct.email = ? COLLATE NOCASE")
+            params.append(query.email)
+        if query.updated_since:
+            where.append("ct.updated_at >= ?")
+            params.append(iso(query.updated_since))
+        total_row = self.store.query_one(
+            f"SELECT COUNT(*) AS n FROM contacts ct LEFT JOIN clients cl ON cl.id = ct.client_id "
+            f"WHERE {' AND '.join(where)}",
+            params,
+        )
+        if cursor:
+            where.append("ct.id > ?")
+            params.append(cursor)
+        rows = self.store.query(
+            f"{_CONTACT_SELECT} WHERE {' AND '.join(where)} ORDER BY ct.id LIMIT ?", [*params, limit + 1]
+        )
+        contacts = [_contact(r) for r in rows[:limit]]
+        return ContactPage(
+            contacts=contacts,
+            next_cursor=contacts[-1].id if len(rows) > limit else None,
+            total=int(total_row["n"]) if total_row else None,
+        )
+
+    async def search_contacts(self, query: ContactQuery, limit: int, cursor: str | None) -> ContactPage:
+        return await self.store.run(self._search, query, limit, cursor)
+
+    def _update(self, changes: dict[str, ContactChanges]) -> dict[str, str | None]:
+        outcome: dict[str, str | None] = {}
+        now = iso(utcnow())
+        with self.store.transaction() as conn:
+            for contact_id, fields in changes.items():
+                refused = [f for f in fields if f not in WORKFLOW_WRITABLE]
+                if refused:
+                    outcome[contact_id] = f"{', '.join(refused)} cannot be written"
+                    continue
+                assignments = ", ".join(f"{f} = ?" for f in fields)
+                cursor = conn.execute(
+                    f"UPDATE contacts SET {assignments}, updated_at = ? WHERE id = ?",
+                    [*fields.values(), now, contact_id],
+                )
+                outcome[contact_id] = None if cursor.rowcount else f"no contact with id {contact_id!r}"
+        return outcome
+
+    async def update_contacts(self, changes: dict[str, ContactChanges]) -> dict[str, str | None]:
+        return await self.store.run(self._update, changes)
+
+    async def update_contact(self, contact_id: str, changes: ContactChanges) -> Contact:
+        error = (await self.update_contacts({contact_id: changes}))[contact_id]
+        if error and error.startswith("no contact"):
+            raise NotFound(f"No contact with id {contact_id!r}. Use search_contacts to find contact ids.")
+        if error:
+            raise InvalidInput(f"Contact {contact_id} was not changed: {error}")
+        return await self.get_contact(contact_id)
+
+    # -- clients --------------------------------------------------------------------------------------
 
     def _get_client(self, client_id: str) -> Client | None:
         row = self.store.query_one("SELECT * FROM clients WHERE id = ?", (client_id,))
-        return Client.model_validate({f: row[f] for f in _CLIENT_FIELDS}) if row else None
+        return _client(row) if row else None
 
     async def get_client(self, client_id: str) -> Client | None:
         return await self.store.run(self._get_client, client_id)
+
+    def _clients_by_id(self, client_ids: list[str]) -> dict[str, Client]:
+        found: dict[str, Client] = {}
+        for start in range(0, len(client_ids), 500):
+            chunk = client_ids[start : start + 500]
+            rows = self.store.query(f"SELECT * FROM clients WHERE id IN ({', '.join('?' for _ in chunk)})", chunk)
+            found.update((row["id"], _client(row)) for row in rows)
+        return found
+
+    async def get_clients(self, client_ids: list[str]) -> dict[str, Client]:
+        return await self.store.run(self._clients_by_id, client_ids)
+
+    def _list_clients(self, text: str | None, limit: int, cursor: str | None) -> ClientPage:
+        rows = self.store.query(
+            """
+            SELECT * FROM clients WHERE (? IS NULL OR name LIKE ? ESCAPE '\\' OR domain LIKE ? ESCAPE '\\')
+            AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?
+            """,
+            (text, _like(text or ""), _like(text or ""), cursor, cursor, limit + 1),
+        )
+        clients = [_client(r) for r in rows[:limit]]
+        return ClientPage(clients=clients, next_cursor=clients[-1].id if len(rows) > limit else None)
+
+    async def list_clients(self, text: str | None, limit: int, cursor: str | None) -> ClientPage:
+        return await self.store.run(self._list_clients, text, limit, cursor)
+
+    # -- completions and counts -----------------------------------------------------------------------
 
     def client_names(self, prefix: str, limit: int) -> list[str]:
         """Client names containing `prefix` (case-insensitive), those starting with it first."""
@@ -57,6 +204,25 @@ class LocalClients:
             (f"%{needle}%", f"{needle}%", limit),
         )
         return [r["name"] for r in rows]
+
+    def client_ids(self, typed: str, limit: int) -> list[str]:
+        """Ids of clients whose id starts with, or whose name contains, what was typed."""
+        rows = self.store.query(
+            "SELECT id FROM clients WHERE id LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\' ORDER BY name LIMIT ?",
+            (_like(typed)[1:], _like(typed), limit),
+        )
+        return [r["id"] for r in rows]
+
+    def contact_ids(self, typed: str, limit: int) -> list[str]:
+        """Ids of contacts whose id starts with, or whose name or email contains, what was typed."""
+        rows = self.store.query(
+            """
+            SELECT id FROM contacts WHERE id LIKE ? ESCAPE '\\' OR email LIKE ? ESCAPE '\\'
+            OR first_name || ' ' || last_name LIKE ? ESCAPE '\\' ORDER BY last_name, first_name LIMIT ?
+            """,
+            (_like(typed)[1:], _like(typed), _like(typed), limit),
+        )
+        return [r["id"] for r in rows]
 
     def count(self) -> int:
         row = self.store.query_one("SELECT COUNT(*) AS n FROM clients")

@@ -1,8 +1,9 @@
 """The lead score: a transparent points model, 0-100, with the reason for every point.
 
-Five factors, each worth at most its points in `LeadScoreWeights` (settings `lead_score`): seniority (from the
-job title), company size (units managed, in tiers), industry fit, engagement (calls in the last 90 days, capped)
-and the client's current health (in tiers; a middling figure when unknown). The score is their sum, capped at
+Five factors, each worth at most its points in `LeadScoreWeights` (settings `lead_score`): seniority (the
+enricher's when known, else read from the job title), company size (units managed in tiers, else employees in
+tiers), industry fit, engagement (calls in the last 90 days, capped) and the client's current health (in tiers; a
+middling figure when unknown). The score is their sum, capped at
 100, and the grade follows it (A >= 75, B >= 55, C >= 35, else D).
 """
 
@@ -29,11 +30,29 @@ SENIORITY_PATTERNS: list[tuple[Seniority, re.Pattern[str]]] = [
 ]
 
 
+# Apollo's seniority vocabulary, folded into ours.
+APOLLO_SENIORITY: dict[str, Seniority] = {
+    "c_suite": "executive",
+    "founder": "executive",
+    "owner": "executive",
+    "partner": "executive",
+    "vp": "vp",
+    "head": "vp",
+    "director": "director",
+    "manager": "manager",
+    "senior": "staff",
+    "entry": "staff",
+    "intern": "staff",
+}
+
+
 class LeadSignals(BaseModel):
     """What is known about a contact and its company when it is scored."""
 
     title: str | None = None
+    seniority: Seniority | None = Field(default=None, description="From an enricher; wins over the title.")
     units_managed: int | None = Field(default=None, ge=0)
+    employees: int | None = Field(default=None, ge=0)
     industry: str | None = None
     recent_calls: int = Field(default=0, ge=0, description="Calls with the company in the last 90 days.")
     client_health: float | None = Field(default=None, ge=0, le=100)
@@ -66,27 +85,33 @@ def _tier(value: float, tiers: list[tuple[float, float]] | list[tuple[int, float
     return 0.0
 
 
+def _size(signals: LeadSignals, weights: LeadScoreWeights) -> tuple[float, str]:
+    if signals.units_managed is not None:
+        return _tier(signals.units_managed, weights.size_tiers), f"{signals.units_managed:,} units managed"
+    if signals.employees is not None:
+        return _tier(signals.employees, weights.employee_tiers), f"about {signals.employees:,} employees"
+    return 0.0, "size unknown"
+
+
 def score_lead(signals: LeadSignals, weights: LeadScoreWeights) -> LeadScore:
     """Score a lead and say why, factor by factor."""
-    level = seniority_of(signals.title)
-    top_size = max((p for _, p in weights.size_tiers), default=0.0)
+    level = signals.seniority or seniority_of(signals.title)
+    told = "the enricher rates" if signals.seniority else "reads as"
+    top_size = max((p for _, p in [*weights.size_tiers, *weights.employee_tiers]), default=0.0)
     top_health = max((p for _, p in weights.health_tiers), default=0.0)
+    size_points, size_why = _size(signals, weights)
+    industries = {name.casefold(): points for name, points in weights.industry.items()}
     reasons = [
         ScoreReason(
             factor="seniority",
             points=weights.seniority.get(level, 0.0),
             max_points=max(weights.seniority.values(), default=0.0),
-            why=f"{signals.title or 'no title'} reads as {level}",
+            why=f"{signals.title or 'no title'} {told} {level}",
         ),
-        ScoreReason(
-            factor="company_size",
-            points=_tier(signals.units_managed, weights.size_tiers) if signals.units_managed is not None else 0.0,
-            max_points=top_size,
-            why=f"{signals.units_managed:,} units managed" if signals.units_managed is not None else "size unknown",
-        ),
+        ScoreReason(factor="company_size", points=size_points, max_points=top_size, why=size_why),
         ScoreReason(
             factor="industry",
-            points=weights.industry.get(signals.industry or "", 0.0),
+            points=industries.get((signals.industry or "").casefold(), 0.0),
             max_points=max(weights.industry.values(), default=0.0),
             why=f"industry {signals.industry}" if signals.industry else "industry unknown",
         ),

@@ -1,0 +1,485 @@
+"""Contact enrichment: enrich → score → write back only what changed, one contact or thousands.
+
+Contacts are matched in the enricher's bulk size (10 for Apollo) with bounded concurrency, scored (the lead score
+reads the enriched title and seniority, the client's size and industry, its recent calls and health) and written
+in the CRM's batch size (100 for HubSpot) as soon as a batch fills, so writing overlaps enriching.
+
+Nothing is spent or written twice. Every answer of the enricher is kept in the store's enrichment ledger as it
+arrives, and reused for `refresh_days` (no second credit for the same contact); every write is a diff against
+what the CRM holds when the contact is read, so a re-run after a crash finds the contacts already written
+unchanged and writes only the rest. A contact that fails (enricher down for its batch, a write refused) is
+recorded with its reason and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+import anyio
+from pydantic import BaseModel, Field
+
+from sophia_mcp.analysis.lead_score import LeadScore, LeadSignals, score_lead, seniority_of
+from sophia_mcp.errors import InvalidInput, SophiaError
+from sophia_mcp.ports.crm import Client, Contact, ContactChanges, ContactQuery, FieldValue
+from sophia_mcp.ports.enrich import Person, PersonQuery
+from sophia_mcp.runs import Run, describe_error, start_run
+from sophia_mcp.services import Services
+from sophia_mcp.store import dumps, iso, utcnow
+
+Progress = Callable[[float, float, str], Awaitable[None]]
+
+# What enrichment may fill in on a contact (identity fields, like the email, are never changed by it).
+ENRICHED_FIELDS = ("first_name", "last_name", "title", "city", "state", "country", "linkedin_url")
+ENGAGEMENT_DAYS = 90
+MAX_SELECTED = 10_000
+OUTCOMES_SHOWN = 100
+
+
+class ContactOutcome(BaseModel):
+    contact_id: str
+    status: Literal["written", "unchanged", "failed"] = Field(
+        description="written: changes were saved to the CRM; unchanged: the CRM already held all of it; "
+        "failed: see error (the rest of the batch went on)."
+    )
+    matched: bool = Field(description="Whether the enricher knew this person.")
+    reused: bool = Field(default=False, description="The enricher's earlier answer was reused (no new credit).")
+    changes: ContactChanges = Field(default_factory=dict, description="Fields written, with their new values.")
+    score: LeadScore | None = None
+    error: str | None = None
+
+
+class EnrichmentReport(BaseModel):
+    run_id: str
+    crm: str
+    enricher: str
+    requested: int
+    written: int
+    unchanged: int
+    failed: int
+    matched: int
+    reused: int
+    outcomes: list[ContactOutcome] = Field(
+        description=f"Failures first, then the others; at most {OUTCOMES_SHOWN} (see outcomes_omitted)."
+    )
+    outcomes_omitted: int = 0
+
+
+@dataclass
+class ScoringContext:
+    """What the lead score needs beyond the contact: its client, the client's recent calls and health."""
+
+    clients: dict[str, Client] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    health: dict[str, float] = field(default_factory=dict)
+
+    def signals(self, contact: Contact, person: Person | None, title: str | None) -> LeadSignals:
+        client = self.clients.get(contact.client_id or "")
+        org = person.organization if person else None
+        return LeadSignals(
+            title=title,
+            seniority=person.seniority if person else None,
+            units_managed=(client.units_managed if client else None) or (org.units_managed if org else None),
+            employees=org.employees if org else None,
+            industry=(client.industry if client else None) or (org.industry if org else None),
+            recent_calls=self.calls.get(contact.client_id or "", 0),
+            client_health=self.health.get(contact.client_id or ""),
+        )
+
+
+async def scoring_context(services: Services, contacts: list[Contact]) -> ScoringContext:
+    context = ScoringContext()
+    client_ids = sorted({c.client_id for c in contacts if c.client_id})
+    if not client_ids:
+        return context
+    context.clients = await services.crm.get_clients(client_ids)
+    since = utcnow() - timedelta(days=ENGAGEMENT_DAYS)
+    context.calls = await services.store.run(services.local_calls.call_counts, client_ids, since)
+    limiter = anyio.CapacityLimiter(8)
+
+    async def health_of(client_id: str) -> None:
+        async with limiter:
+            record = await services.warehouse.get_health(client_id)
+        if record is not None:
+            context.health[client_id] = record.health.score
+
+    async with anyio.create_task_group() as group:
+        for client_id in client_ids:
+            group.start_soon(health_of, client_id)
+    return context
+
+
+def last_enrichment(services: Services, contact_id: str) -> Person | None:
+    """The enricher's latest answer about a contact, however old (None: never asked, or not known)."""
+    row = services.store.query_one(
+        "SELECT person FROM enrichments WHERE crm = ? AND contact_id = ? AND person IS NOT NULL",
+        (services.crm.name, contact_id),
+    )
+    raw = json.loads(row["person"]) if row else None
+    return Person.model_validate(raw) if raw else None
+
+
+class _Work:
+    """One contact on its way through the pipeline."""
+
+    def __init__(self, contact: Contact) -> None:
+        self.contact = contact
+        self.person: Person | None = None
+        self.matched = False
+        self.reused = False
+        self.error: str | None = None
+
+
+def _query(contact: Contact, client: Client | None) -> PersonQuery | None:
+    domain = client.domain if client else None
+    if not contact.email and not (contact.first_name and contact.last_name and (domain or contact.company)):
+        return None  # nothing an enricher could match on
+    return PersonQuery(
+        email=contact.email,
+        first_name=contact.first_name,
+        last_name=contact.last_name,
+        title=contact.title,
+        domain=domain,
+        organization_name=contact.company,
+    )
+
+
+def _same(current: FieldValue, new: FieldValue) -> bool:
+    if isinstance(current, float | int) and isinstance(new, float | int):
+        return math.isclose(float(current), float(new), abs_tol=0.05)
+    return current == new
+
+
+Pending = tuple[_Work, ContactChanges, LeadScore]  # a contact scored, with what to write
+
+
+class Enrichment:
+    """One enrichment run over a set of contacts."""
+
+    def __init__(self, services: Services, run: Run, force: bool, progress: Progress | None) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.run = run
+        self.force = force
+        self.progress = progress
+        self.context = ScoringContext()
+        self.outcomes: dict[str, ContactOutcome] = {}
+        self.total = 0
+        self.done = 0
+        self._unstored: list[ContactOutcome] = []  # outcomes with no write behind them, not yet in the ledger
+
+    # -- ledger -----------------------------------------------------------------------------------------
+
+    def _load_ledger(self, contact_ids: list[str]) -> dict[str, Person | None]:
+        """Earlier enricher answers still fresh enough to reuse (None: asked, and it did not know the person)."""
+        fresh_since = iso(utcnow() - timedelta(days=self.settings.enrichment.refresh_days))
+        known: dict[str, Person | None] = {}
+        for start in range(0, len(contact_ids), 500):
+            chunk = contact_ids[start : start + 500]
+            rows = self.services.store.query(
+                f"""
+                SELECT contact_id, person FROM enrichments
+                WHERE crm = ? AND person IS NOT NULL AND enriched_at >= ?
+                AND contact_id IN ({", ".join("?" for _ in chunk)})
+                """,
+                [self.services.crm.name, fresh_since, *chunk],
+            )
+            for row in rows:
+                raw = json.loads(row["person"])
+                known[row["contact_id"]] = Person.model_validate(raw) if raw else None
+        return known
+
+    def _remember(self, works: list[_Work]) -> None:
+        """Keep the enricher's answers the moment they arrive: a crash after this spends no credit again."""
+        now = iso(utcnow())
+        with self.services.store.transaction() as conn:
+            conn.executemany(
+                """
+                INSERT INTO enrichments (crm, contact_id, status, person, error, run_id, enriched_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (crm, contact_id) DO UPDATE SET status = excluded.status, person = excluded.person,
+                    error = excluded.error, run_id = excluded.run_id, enriched_at = excluded.enriched_at,
+                    changes = NULL, score = NULL, finished_at = NULL
+                """,
+                [
+                    (
+                        self.services.crm.name,
+                        w.contact.id,
+                        "failed" if w.error else "enriched",
+                        None if w.error else dumps(w.person.model_dump() if w.person else None),
+                        w.error,
+                        self.run.id,
+                        now,
+                    )
+                    for w in works
+                ],
+            )
+
+    def _finish(self, outcomes: list[ContactOutcome]) -> None:
+        now = iso(utcnow())
+        with self.services.store.transaction() as conn:
+            conn.executemany(
+                """
+                UPDATE enrichments SET status = ?, changes = ?, score = ?, error = ?, run_id = ?, finished_at = ?
+                WHERE crm = ? AND contact_id = ?
+                """,
+                [
+                    (
+                        o.status,
+                        dumps(o.changes),
+                        o.score.model_dump_json() if o.score else None,
+                        o.error,
+                        self.run.id,
+                        now,
+                        self.services.crm.name,
+                        o.contact_id,
+                    )
+                    for o in outcomes
+                ],
+            )
+
+    # -- the pipeline ---------------------------------------------------------------------------------
+
+    async def enrich(self, contacts: list[Contact]) -> list[ContactOutcome]:
+        self.total = len(contacts)
+        await self._report("reading the CRM's clients and the calls and health behind the score")
+        self.context = await self.run.step(
+            "context", lambda: scoring_context(self.services, contacts), lambda c: {"clients": len(c.clients)}
+        )
+        known = await self.services.store.run(self._load_ledger, [c.id for c in contacts]) if not self.force else {}
+        works = [_Work(c) for c in contacts]
+        fresh: list[_Work] = []
+        for work in works:
+            if work.contact.id in known:
+                work.person, work.reused = known[work.contact.id], True
+                work.matched = work.person is not None
+            else:
+                fresh.append(work)
+
+        enricher = self.services.enricher
+        size = enricher.bulk_size
+        chunks = [fresh[i : i + size] for i in range(0, len(fresh), size)]
+        reused = [w for w in works if w.reused]
+        send, receive = anyio.create_memory_object_stream[list[_Work]](max(1, len(chunks) + 1))
+
+        async def enrich_chunk(chunk: list[_Work], limiter: anyio.CapacityLimiter) -> None:
+            async with limiter:
+                await self._match(chunk)
+            await send.send(chunk)
+
+        async def produce() -> None:
+            async with send:
+                if reused:
+                    await send.send(reused)
+                limiter = anyio.CapacityLimiter(self._enricher_concurrency())
+                async with anyio.create_task_group() as group:
+                    for chunk in chunks:
+                        group.start_soon(enrich_chunk, chunk, limiter)
+
+        async def consume() -> None:
+            batch: list[Pending] = []
+            async with receive, anyio.create_task_group() as writers:
+                limiter = anyio.CapacityLimiter(self._crm_concurrency())
+                async for arrived in receive:
+                    for work in arrived:
+                        if work.error:
+                            self._record([self._failed(work)])
+                            continue
+                        changes, score = self._changes(work)
+                        if changes:
+                            batch.append((work, changes, score))
+                        else:
+                            self._record([self._outcome(work, "unchanged", score=score)])
+                    await self._flush_unchanged()
+                    while len(batch) >= self.services.crm.batch_size:
+                        ready, batch = batch[: self.services.crm.batch_size], batch[self.services.crm.batch_size :]
+                        writers.start_soon(self._write, ready, limiter)
+                if batch:
+                    writers.start_soon(self._write, batch, limiter)
+
+        async def pipeline() -> None:
+            async with anyio.create_task_group() as group:
+                group.start_soon(produce)
+                group.start_soon(consume)
+
+        await self.run.step(
+            "enrich, score and write",
+            pipeline,
+            lambda _: {
+                "contacts": len(works),
+                "enricher_batches": len(chunks),
+                "reused": len(reused),
+                "written": sum(o.status == "written" for o in self.outcomes.values()),
+                "failed": sum(o.status == "failed" for o in self.outcomes.values()),
+            },
+        )
+        return [self.outcomes[c.id] for c in contacts]
+
+    def _enricher_concurrency(self) -> int:
+        return self.settings.apollo.max_concurrency if self.services.enricher.name == "apollo" else 4
+
+    def _crm_concurrency(self) -> int:
+        return self.settings.hubspot.max_concurrency if self.services.crm.name == "hubspot" else 1
+
+    async def _match(self, chunk: list[_Work]) -> None:
+        asked = [(w, q) for w in chunk if (q := _query(w.contact, self.context.clients.get(w.contact.client_id or "")))]
+        try:
+            answers = await self.services.enricher.match_people([q for _, q in asked]) if asked else []
+        except SophiaError as exc:
+            for work in chunk:
+                work.error = f"{self.services.enricher.name}: {describe_error(exc)}"
+        else:
+            for (work, _), person in zip(asked, answers, strict=True):
+                work.person, work.matched = person, person is not None
+        await self.services.store.run(self._remember, chunk)
+
+    def _changes(self, work: _Work) -> tuple[ContactChanges, LeadScore]:
+        contact, person = work.contact, work.person
+        overwrite = self.settings.enrichment.overwrite
+        changes: ContactChanges = {}
+        if person is not None:
+            for name in ENRICHED_FIELDS:
+                new, current = getattr(person, name), getattr(contact, name)
+                if new and (current is None or (overwrite and current != new)):
+                    changes[name] = new
+        title = changes.get("title", contact.title)
+        signals = self.context.signals(contact, person, title if isinstance(title, str) else None)
+        score = score_lead(signals, self.settings.lead_score)
+        level = (person.seniority if person else None) or seniority_of(title if isinstance(title, str) else None)
+        for name, value in (("seniority", level), ("lead_score", score.score), ("lead_grade", score.grade)):
+            if not _same(getattr(contact, name), value):
+                changes[name] = value
+        return changes, score
+
+    async def _write(self, batch: list[Pending], limiter: anyio.CapacityLimiter) -> None:
+        async with limiter:
+            try:
+                errors = await self.services.crm.update_contacts({w.contact.id: ch for w, ch, _ in batch})
+            except SophiaError as exc:
+                errors = {w.contact.id: f"{self.services.crm.name}: {describe_error(exc)}" for w, _, _ in batch}
+        outcomes = [
+            self._outcome(
+                w, "failed" if errors.get(w.contact.id) else "written", changes, score, error=errors.get(w.contact.id)
+            )
+            for w, changes, score in batch
+        ]
+        await self.services.store.run(self._finish, outcomes)
+        self._record(outcomes, stored=True)
+        await self._report(f"wrote {len(batch)} contacts to {self.services.crm.name}")
+
+    def _failed(self, work: _Work) -> ContactOutcome:
+        return ContactOutcome(contact_id=work.contact.id, status="failed", matched=False, error=work.error)
+
+    @staticmethod
+    def _outcome(
+        work: _Work,
+        status: Literal["written", "unchanged", "failed"],
+        changes: ContactChanges | None = None,
+        score: LeadScore | None = None,
+        error: str | None = None,
+    ) -> ContactOutcome:
+        return ContactOutcome(
+            contact_id=work.contact.id,
+            status=status,
+            matched=work.matched,
+            reused=work.reused,
+            changes=changes or {},
+            score=score,
+            error=error,
+        )
+
+    def _record(self, outcomes: list[ContactOutcome], stored: bool = False) -> None:
+        for outcome in outcomes:
+            self.outcomes[outcome.contact_id] = outcome
+        if not stored:
+            self._unstored.extend(outcomes)
+        self.done = len(self.outcomes)
+
+    async def _flush_unchanged(self) -> None:
+        pending, self._unstored = self._unstored, []
+        if pending:
+            await self.services.store.run(self._finish, pending)
+            await self._report(f"{len(pending)} contacts needed no write")
+
+    async def _report(self, message: str) -> None:
+        if self.progress is not None:
+            await self.progress(self.done, max(self.total, 1), message)
+
+
+def _report(run: Run, services: Services, outcomes: list[ContactOutcome]) -> EnrichmentReport:
+    ordered = sorted(outcomes, key=lambda o: o.status != "failed")
+    return EnrichmentReport(
+        run_id=run.id,
+        crm=services.crm.name,
+        enricher=services.enricher.name,
+        requested=len(outcomes),
+        written=sum(o.status == "written" for o in outcomes),
+        unchanged=sum(o.status == "unchanged" for o in outcomes),
+        failed=sum(o.status == "failed" for o in outcomes),
+        matched=sum(o.matched for o in outcomes),
+        reused=sum(o.reused for o in outcomes),
+        outcomes=ordered[:OUTCOMES_SHOWN],
+        outcomes_omitted=max(0, len(ordered) - OUTCOMES_SHOWN),
+    )
+
+
+async def _select(services: Services, ids: list[str] | None, since: datetime | None) -> tuple[list[Contact], list[str]]:
+    """The contacts to enrich, and the requested ids the CRM does not have."""
+    if ids:
+        wanted = list(dict.fromkeys(ids))
+        found = await services.crm.get_contacts(wanted)
+        return [found[i] for i in wanted if i in found], [i for i in wanted if i not in found]
+    assert since is not None
+    contacts: list[Contact] = []
+    cursor: str | None = None
+    while True:
+        page = await services.crm.search_contacts(ContactQuery(updated_since=since), 100, cursor)
+        contacts += page.contacts
+        cursor = page.next_cursor
+        if not cursor or len(contacts) >= MAX_SELECTED:
+            return contacts[:MAX_SELECTED], []
+
+
+async def enrich_contacts(
+    services: Services,
+    ids: list[str] | None = None,
+    since: datetime | None = None,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> EnrichmentReport:
+    """Enrich, score and write back the given contacts, or those changed in the CRM since `since`."""
+    if not ids and since is None:
+        raise InvalidInput("Give contact ids, or `since` (contacts changed in the CRM since then)")
+    subject = f"{len(ids)} contacts" if ids else f"contacts changed since {iso(since)}" if since else None
+    inputs = {"ids": ids, "since": iso(since) if since else None, "force": force}
+    async with start_run(services.store, "enrich_contacts", subject, inputs) as run:
+        contacts, missing = await run.step(
+            "select contacts", lambda: _select(services, ids, since), lambda r: {"found": len(r[0]), "missing": r[1]}
+        )
+        outcomes = await Enrichment(services, run, force, progress).enrich(contacts)
+        outcomes += [
+            ContactOutcome(
+                contact_id=i, status="failed", matched=False, error=f"No contact with id {i!r} in {services.crm.name}"
+            )
+            for i in missing
+        ]
+        report = _report(run, services, outcomes)
+        run.output = report.model_dump(exclude={"outcomes"})
+    return report
+
+
+async def enrich_one(
+    services: Services, contact_id: str, *, force: bool = False, progress: Progress | None = None
+) -> tuple[EnrichmentReport, Contact]:
+    """Enrich, score and write back one contact; returns the run's report and the contact as it is now."""
+    contact = await services.crm.get_contact(contact_id)
+    async with start_run(services.store, "enrich_contact", contact_id, {"contact_id": contact_id}) as run:
+        outcomes = await Enrichment(services, run, force, progress).enrich([contact])
+        report = _report(run, services, outcomes)
+        run.output = report.model_dump()
+    return report, await services.crm.get_contact(contact_id)

@@ -1,0 +1,235 @@
+"""The crm server on the embedded default, through an in-process MCP client session."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp_types import PromptReference, ResourceTemplateReference, TextResourceContents
+
+from sophia_mcp.servers.crm import create_server
+from sophia_mcp.settings import Settings
+from tests.mcp_helpers import newest_call_ids, structured, text_of
+
+pytestmark = pytest.mark.anyio
+
+CRM_TOOLS = {
+    "get_contact", "search_contacts", "enrich_contact", "enrich_contacts", "update_contact", "score_lead",
+    "list_clients", "get_client_health",
+}  # fmt: skip
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def contacts(data_dir: Path, where: str = "1 = 1") -> list[sqlite3.Row]:
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(f"SELECT * FROM contacts WHERE {where} ORDER BY id").fetchall()
+
+
+def firm_known(data_dir: Path, email: str) -> bool:
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        domain = email.rsplit("@", 1)[1]
+        return conn.execute("SELECT 1 FROM firmographics WHERE domain = ?", (domain,)).fetchone() is not None
+
+
+async def test_lists_the_crm_tools_with_schemas_and_annotations(settings: Settings) -> None:
+    async with Client(create_server(settings)) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == CRM_TOOLS
+    for tool in tools.values():
+        assert tool.output_schema is not None, tool.name
+        assert tool.annotations is not None and tool.annotations.title, tool.name
+        assert tool.description and len(tool.description) > 60, tool.name
+    for name in ("enrich_contact", "enrich_contacts", "update_contact"):
+        hints = tools[name].annotations
+        assert hints is not None and hints.destructive_hint is True and hints.read_only_hint is False, name
+    for name in ("get_contact", "search_contacts", "score_lead", "list_clients", "get_client_health"):
+        hints = tools[name].annotations
+        assert hints is not None and hints.read_only_hint is True, name
+
+
+async def test_enrich_contact_scores_writes_changes_and_a_repeat_writes_nothing(
+    settings: Settings, data_dir: Path
+) -> None:
+    row = next(r for r in contacts(data_dir) if firm_known(data_dir, r["email"]))
+    async with Client(create_server(settings)) as client:
+        first = structured(await client.call_tool("enrich_contact", {"contact_id": row["id"]}))
+        again = structured(await client.call_tool("enrich_contact", {"contact_id": row["id"]}))
+    outcome = first["outcome"]
+    assert outcome["status"] == "written" and outcome["matched"] is True
+    assert set(outcome["changes"]) >= {"seniority", "lead_score", "lead_grade"}
+    score = outcome["score"]
+    assert 0 <= score["score"] <= 100 and score["grade"] in "ABCD"
+    assert {r["factor"] for r in score["reasons"]} == {
+        "seniority", "company_size", "industry", "engagement", "client_health"
+    }  # fmt: skip
+    assert sum(r["points"] for r in score["reasons"]) == pytest.approx(score["score"], abs=0.1)
+    stored = contacts(data_dir, f"id = '{row['id']}'")[0]
+    assert stored["lead_score"] == score["score"] and stored["lead_grade"] == score["grade"]
+    assert first["contact"]["lead_score"] == score["score"]
+    assert again["outcome"]["status"] == "unchanged" and again["outcome"]["reused"] is True
+    assert again["outcome"]["changes"] == {}
+
+
+async def test_a_contact_the_enricher_does_not_know_is_scored_honestly(settings: Settings, data_dir: Path) -> None:
+    row = next(r for r in contacts(data_dir) if not firm_known(data_dir, r["email"]))
+    async with Client(create_server(settings)) as client:
+        result = structured(await client.call_tool("enrich_contact", {"contact_id": row["id"]}))
+    outcome = result["outcome"]
+    assert outcome["matched"] is False and outcome["status"] == "written"
+    assert set(outcome["changes"]) <= {"seniority", "lead_score", "lead_grade"}
+    assert result["contact"]["city"] is None  # nothing invented
+
+
+async def test_enrich_contacts_reports_progress_and_each_contact(settings: Settings, data_dir: Path) -> None:
+    ids = [r["id"] for r in contacts(data_dir)[:30]]
+    seen: list[tuple[float, float | None]] = []
+
+    async def on_progress(done: float, total: float | None, _: str | None) -> None:
+        seen.append((done, total))
+
+    async with Client(create_server(settings)) as client:
+        result = await client.call_tool(
+            "enrich_contacts", {"contact_ids": [*ids, "99999999999"]}, progress_callback=on_progress
+        )
+        report = structured(result)
+        rerun = structured(await client.call_tool("enrich_contacts", {"contact_ids": ids}))
+    assert report["requested"] == 31 and report["written"] == 30 and report["failed"] == 1
+    failure = report["outcomes"][0]
+    assert failure["contact_id"] == "99999999999" and "No contact" in failure["error"]
+    assert seen and seen[-1][0] == seen[-1][1] == 30
+    assert rerun["written"] == 0 and rerun["unchanged"] == 30 and rerun["reused"] == 30
+
+
+async def test_enrich_contacts_since_takes_recently_changed_contacts(settings: Settings) -> None:
+    async with Client(create_server(settings)) as client:
+        report = structured(await client.call_tool("enrich_contacts", {"since": "2000-01-01T00:00:00Z"}))
+        neither = await client.call_tool("enrich_contacts", {})
+    assert report["requested"] == report["written"] > 100
+    assert neither.is_error and "contact_ids or since" in text_of(neither)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"contact_id": "99999999999", "changes": {"title": "CEO"}}, "No contact with id '99999999999'"),
+        ({"contact_id": "CONTACT", "changes": {"title": "CEO"}}, "contact_id"),
+        ({"changes": {"email": "not-an-email"}}, "email"),
+        ({"changes": {"lead_score": 99}}, "lead_score is read-only"),
+        ({"changes": {"hs_object_id": "1"}}, "hs_object_id is not a contact field"),
+        ({"changes": {}}, "give at least one field"),
+        ({"changes": {"linkedin_url": "javascript:alert(1)"}}, "linkedin_url"),
+    ],
+)
+async def test_bad_updates_get_a_clear_error(
+    settings: Settings, data_dir: Path, arguments: dict[str, Any], expected: str
+) -> None:
+    contact_id = contacts(data_dir)[0]["id"]
+    async with Client(create_server(settings)) as client:
+        result = await client.call_tool("update_contact", {"contact_id": contact_id} | arguments)
+    assert result.is_error
+    text = text_of(result)
+    assert expected in text
+    assert "Traceback" not in text and "pydantic.dev" not in text
+
+
+async def test_update_contact_writes_and_clears_fields(settings: Settings, data_dir: Path) -> None:
+    contact_id = contacts(data_dir)[0]["id"]
+    async with Client(create_server(settings)) as client:
+        updated = structured(
+            await client.call_tool(
+                "update_contact",
+                {"contact_id": contact_id, "changes": {"title": "Chief Operating Officer", "email": "Ana@Example.com",
+                                                       "phone": ""}},
+            )  # fmt: skip
+        )
+        scored = structured(await client.call_tool("score_lead", {"contact_id": contact_id}))
+    assert updated["title"] == "Chief Operating Officer" and updated["phone"] is None
+    assert updated["email"].lower() == "ana@example.com"
+    assert scored["signals"]["title"] == "Chief Operating Officer"
+    assert {r["factor"]: r["points"] for r in scored["score"]["reasons"]}["seniority"] == 25
+
+
+async def test_search_get_and_client_health(settings: Settings, data_dir: Path) -> None:
+    from sophia_mcp.workflows.call_health import analyze_call
+    from sophia_mcp.wiring import build_services
+
+    services = build_services(settings)
+    call_id = newest_call_ids(data_dir, 1)[0]
+    report = await analyze_call(services, call_id)
+    await services.aclose()
+    services.close()
+    async with Client(create_server(settings)) as client:
+        page = structured(await client.call_tool("search_contacts", {"client_id": report.client_id, "limit": 2}))
+        assert page["contacts"] and all(c["client_id"] == report.client_id for c in page["contacts"])
+        detail = structured(await client.call_tool("get_contact", {"contact_id": page["contacts"][0]["id"]}))
+        by_name = structured(await client.call_tool("get_client_health", {"client": report.client_name}))
+        clients = structured(await client.call_tool("list_clients", {"query": report.client_name[:6]}))
+        text = structured(await client.call_tool("search_contacts", {"query": detail["contact"]["last_name"]}))
+        unknown = await client.call_tool("get_client_health", {"client": "No Such Company Inc"})
+    assert detail["client"]["id"] == report.client_id
+    assert by_name["client"]["id"] == report.client_id
+    assert by_name["health"]["health"]["score"] == pytest.approx(report.health.score if report.health else -1)
+    assert by_name["at_risk"] == (by_name["health"]["health"]["score"] < by_name["threshold"])
+    assert any(c["client"]["id"] == report.client_id and c["health_score"] is not None for c in clients["clients"])
+    assert any(c["id"] == detail["contact"]["id"] for c in text["contacts"])
+    assert unknown.is_error and "No client matches" in text_of(unknown)
+
+
+async def test_search_pages_through_every_contact_once(settings: Settings, data_dir: Path) -> None:
+    seen: list[str] = []
+    cursor = None
+    async with Client(create_server(settings)) as client:
+        while True:
+            page = structured(await client.call_tool("search_contacts", {"limit": 50, "cursor": cursor}))
+            seen += [c["id"] for c in page["contacts"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    assert sorted(seen) == [r["id"] for r in contacts(data_dir)]
+
+
+async def test_resources_prompts_and_completions(settings: Settings, data_dir: Path) -> None:
+    row = contacts(data_dir)[0]
+    async with Client(create_server(settings)) as client:
+        contact = await client.read_resource(f"crm://contacts/{row['id']}")
+        client_doc = await client.read_resource(f"crm://clients/{row['client_id']}")
+        health = await client.read_resource(f"crm://clients/{row['client_id']}/health")
+        prompt = await client.get_prompt("qualify_lead", {"contact_id": row["id"]})
+        by_name = await client.complete(
+            PromptReference(name="qualify_lead"), {"name": "contact_id", "value": row["last_name"][:4]}
+        )
+        client_ids = await client.complete(
+            ResourceTemplateReference(uri="crm://clients/{client_id}/health"),
+            {"name": "client_id", "value": row["client_id"][:3]},
+        )
+        missing = None
+        try:
+            await client.read_resource("crm://clients/0000000001/health")
+        except Exception as exc:  # noqa: BLE001 (the SDK raises its own error type for a resource error)
+            missing = str(exc)
+
+    def body(result: Any) -> dict[str, Any]:
+        content = result.contents[0]
+        assert isinstance(content, TextResourceContents)
+        return dict(json.loads(content.text))
+
+    assert body(contact)["contact"]["id"] == row["id"]
+    assert body(client_doc)["id"] == row["client_id"]
+    assert body(health)["client"]["id"] == row["client_id"]
+    assert row["id"] in text_of_prompt(prompt)
+    assert row["id"] in by_name.completion.values
+    assert row["client_id"] in client_ids.completion.values
+    assert missing is not None and "No client with id" in missing
+
+
+def text_of_prompt(prompt: Any) -> str:
+    return "\n".join(getattr(m.content, "text", "") for m in prompt.messages)
