@@ -31,6 +31,9 @@ outbox_app = typer.Typer(help="Side effects waiting to be delivered, and those d
 app.add_typer(calls_app, name="calls")
 app.add_typer(run_app, name="run")
 app.add_typer(outbox_app, name="outbox")
+crm_app = typer.Typer(help="Contacts, enrichment and lead scores; firmographics for the local enricher.",
+                      no_args_is_help=True)  # fmt: skip
+app.add_typer(crm_app, name="crm")
 
 
 class ServerName(StrEnum):
@@ -287,6 +290,70 @@ def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id."
             console.print(f"Health: {report.health.score:.1f}/100. {report.health.explanation}")
         if report.alert:
             console.print(f"Alert {report.alert.key} to {report.alert.channel}: {report.alert.status}")
+
+    _with_services(work)
+
+
+@crm_app.command("enrich")
+def crm_enrich(
+    contact_ids: Annotated[list[str] | None, typer.Argument(help="Contact ids; or use --since.")] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="Every contact changed in the CRM since then."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Ask the enricher again for contacts it answered recently.")] = False,
+) -> None:
+    """Enrich contacts, score them as leads and write back what changed; safe to re-run after a failure."""
+    from sophia_mcp.workflows.enrichment import enrich_contacts
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        with _progress_bar() as bar:
+            task = bar.add_task(f"Enriching via {services.enricher.name} into {services.crm.name}", total=None)
+
+            async def progress(done: float, total: float, _: str) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = await enrich_contacts(
+                services, contact_ids or None, since and since.replace(tzinfo=UTC), force=force, progress=progress
+            )
+        console.print(
+            f"{report.requested} contacts: {report.written} written, {report.unchanged} unchanged, "
+            f"{report.failed} failed; {report.matched} known to the enricher ({report.reused} from earlier answers). "
+            f"Run {report.run_id}."
+        )
+        for outcome in report.outcomes:
+            if outcome.status == "failed":
+                console.print(f"[yellow]{outcome.contact_id}: {outcome.error}[/yellow]")
+        if report.failed:
+            raise typer.Exit(1)
+
+    _with_services(work)
+
+
+@crm_app.command("import-firmographics")
+def crm_import_firmographics(
+    path: Annotated[Path, typer.Argument(help="CSV with a header: domain, name, industry, employees, ...")],
+) -> None:
+    """Load firmographics (one firm per row, by domain) for the local enricher; rows update firms already known."""
+    from sophia_mcp.adapters.local_enrich import read_firmographics_csv, save_firmographics
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        organizations, problems = read_firmographics_csv(path)
+
+        def save() -> int:
+            with services.store.transaction() as conn:
+                return save_firmographics(conn, organizations, source=f"csv:{path.name}")
+
+        saved = await services.store.run(save)
+        console.print(f"{saved} firms imported from {path}.")
+        for problem in problems:
+            console.print(f"[yellow]{problem}[/yellow]")
+        if problems and not saved:
+            raise typer.Exit(1)
 
     _with_services(work)
 
