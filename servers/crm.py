@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import anyio
-from mcp.server.mcpserver import Context
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
+from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
+from mcp.server.mcpserver.resolve import Elicit
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from sophia_mcp.analysis.lead_score import LeadScore, LeadSignals, score_lead
@@ -126,21 +128,52 @@ class Declined(SophiaError):
     """The user said no to a write."""
 
 
-async def confirm_write(ctx: Context, what: str) -> None:
-    """Ask the user before a real CRM is written to, when the client can ask (elicitation) and settings want it."""
+class Confirm(BaseModel):
+    confirm: bool = Field(description="Write these changes to the CRM?")
+
+
+NO_QUESTION = Confirm(confirm=True)
+NO_ANSWER: Any = None  # never used: the SDK fills a Resolve(...) parameter before the tool runs
+
+# What a writing tool receives: the user's answer, or an implicit yes when nobody needs asking.
+Confirmation = ElicitationResult[Confirm]
+
+
+def _ask(ctx: Context, what: str) -> Confirm | Elicit[Confirm]:
+    """Ask before a real CRM is written to, when settings want it and the client can ask (elicitation); a client
+    that cannot ask goes by the tool's destructive hint instead."""
     services = services_of(ctx)
     if services.crm.name == "local" or not services.settings.hubspot.confirm_writes:
-        return
+        return NO_QUESTION
     capabilities = ctx.client_capabilities
     if capabilities is None or capabilities.elicitation is None:
-        return  # the tool's destructive hint is what such a client goes by
+        return NO_QUESTION
+    return Elicit(f"{what} in {services.crm.name}. Go ahead?", Confirm)
 
-    class Confirm(BaseModel):
-        confirm: bool = Field(description="Write these changes to the CRM?")
 
-    answer = await ctx.elicit(f"{what} in {services.crm.name}. Go ahead?", Confirm)
-    if answer.action != "accept" or not answer.data.confirm:
+def _confirmed(answer: Confirmation, what: str) -> None:
+    if not isinstance(answer, AcceptedElicitation) or not answer.data.confirm:
         raise Declined(f"Nothing was written: the user did not confirm ({what}).")
+
+
+def _ask_enrich_one(ctx: Context, contact_id: str) -> Confirm | Elicit[Confirm]:
+    return _ask(ctx, f"Enrich contact {contact_id} and write its changed fields and lead score")
+
+
+def _either_ids_or_since(contact_ids: list[str] | None, since: datetime | None) -> None:
+    if bool(contact_ids) == (since is not None):
+        raise InvalidInput("Give either contact_ids or since, not both and not neither")
+
+
+def _ask_enrich_many(ctx: Context, contact_ids: list[str] | None, since: datetime | None) -> Confirm | Elicit[Confirm]:
+    _either_ids_or_since(contact_ids, since)  # before anyone is asked anything
+    what = f"{len(contact_ids)} contacts" if contact_ids else f"every contact changed since {since:%Y-%m-%d %H:%M}"
+    return _ask(ctx, f"Enrich {what} and write changed fields and lead scores")
+
+
+async def _ask_update(ctx: Context, contact_id: str, changes: ContactUpdate) -> Confirm | Elicit[Confirm]:
+    await services_of(ctx).crm.get_contact(contact_id)  # an unknown id is reported before anyone is asked anything
+    return _ask(ctx, f"Change {', '.join(changes.model_dump(exclude_unset=True))} of contact {contact_id}")
 
 
 async def get_contact(ctx: Context, contact_id: ContactId) -> ContactDetail:
@@ -178,12 +211,13 @@ async def enrich_contact(
     force: Annotated[
         bool, Field(description="Ask the enricher again even if it answered recently (spends a credit).")
     ] = False,
+    confirmation: Annotated[Confirmation, Resolve(_ask_enrich_one)] = NO_ANSWER,
 ) -> ContactEnrichment:
     """Enrich one contact (title, seniority, location, LinkedIn, company size and industry from the enricher),
     score them as a lead (0-100 with a reason per factor) and write back only the fields that changed. Fills blank
     fields only unless settings say to overwrite; safe to repeat (a repeat writes nothing new)."""
+    _confirmed(confirmation, f"enrich contact {contact_id}")
     services = services_of(ctx)
-    await confirm_write(ctx, f"Enrich contact {contact_id} and write the changed fields and lead score")
 
     async def progress(done: float, total: float, message: str) -> None:
         await ctx.report_progress(done, total, message)
@@ -202,15 +236,14 @@ async def enrich_contacts(
         Field(description="Instead of ids: every contact changed in the CRM since then (ISO 8601)."),
     ] = None,
     force: Annotated[bool, Field(description="Ask the enricher again for contacts it answered recently.")] = False,
+    confirmation: Annotated[Confirmation, Resolve(_ask_enrich_many)] = NO_ANSWER,
 ) -> EnrichmentReport:
     """Enrich, score and write back many contacts: by ids, or all changed since a time. Works in the enricher's
     and the CRM's batch sizes within their rate limits, reports progress, records a failure per contact without
     stopping, and is safe to re-run (contacts already done are not written again)."""
-    if bool(contact_ids) == (since is not None):
-        raise InvalidInput("Give either contact_ids or since, not both and not neither")
+    _either_ids_or_since(contact_ids, since)
+    _confirmed(confirmation, "enrich contacts")
     server = server_of(ctx)
-    what = f"{len(contact_ids)} contacts" if contact_ids else f"every contact changed since {since:%Y-%m-%d %H:%M}"
-    await confirm_write(ctx, f"Enrich {what} and write changed fields and lead scores")
 
     async def progress(done: float, total: float, message: str) -> None:
         await ctx.report_progress(done, total, message)
@@ -221,13 +254,17 @@ async def enrich_contacts(
     return report
 
 
-async def update_contact(ctx: Context, contact_id: ContactId, changes: ContactUpdate) -> Contact:
+async def update_contact(
+    ctx: Context,
+    contact_id: ContactId,
+    changes: ContactUpdate,
+    confirmation: Annotated[Confirmation, Resolve(_ask_update)] = NO_ANSWER,
+) -> Contact:
     """Change a contact's fields (name, email, title, phone, location, LinkedIn URL). Only the fields given are
     written; null or "" clears one. Returns the contact as the CRM holds it afterwards."""
     services = services_of(ctx)
     fields = {k: (v or None) for k, v in changes.model_dump(exclude_unset=True).items()}
-    await services.crm.get_contact(contact_id)  # an unknown id is reported before anyone is asked anything
-    await confirm_write(ctx, f"Change {', '.join(fields)} of contact {contact_id}")
+    _confirmed(confirmation, f"change contact {contact_id}")
     return await services.crm.update_contact(contact_id, fields)
 
 

@@ -147,9 +147,11 @@ async def test_update_contact_writes_and_clears_fields(settings: Settings, data_
         updated = structured(
             await client.call_tool(
                 "update_contact",
-                {"contact_id": contact_id, "changes": {"title": "Chief Operating Officer", "email": "Ana@Example.com",
-                                                       "phone": ""}},
-            )  # fmt: skip
+                {
+                    "contact_id": contact_id,
+                    "changes": {"title": "Chief Operating Officer", "email": "Ana@Example.com", "phone": ""},
+                },
+            )
         )
         scored = structured(await client.call_tool("score_lead", {"contact_id": contact_id}))
     assert updated["title"] == "Chief Operating Officer" and updated["phone"] is None
@@ -159,8 +161,8 @@ async def test_update_contact_writes_and_clears_fields(settings: Settings, data_
 
 
 async def test_search_get_and_client_health(settings: Settings, data_dir: Path) -> None:
-    from sophia_mcp.workflows.call_health import analyze_call
     from sophia_mcp.wiring import build_services
+    from sophia_mcp.workflows.call_health import analyze_call
 
     services = build_services(settings)
     call_id = newest_call_ids(data_dir, 1)[0]
@@ -214,7 +216,7 @@ async def test_resources_prompts_and_completions(settings: Settings, data_dir: P
         missing = None
         try:
             await client.read_resource("crm://clients/0000000001/health")
-        except Exception as exc:  # noqa: BLE001 (the SDK raises its own error type for a resource error)
+        except Exception as exc:
             missing = str(exc)
 
     def body(result: Any) -> dict[str, Any]:

@@ -335,7 +335,8 @@ class Enrichment:
         else:
             for (work, _), person in zip(asked, answers, strict=True):
                 work.person, work.matched = person, person is not None
-        await self.services.store.run(self._remember, chunk)
+        with anyio.CancelScope(shield=True):  # an answer paid for is kept, even if the run is being torn down
+            await self.services.store.run(self._remember, chunk)
 
     def _changes(self, work: _Work) -> tuple[ContactChanges, LeadScore]:
         contact, person = work.contact, work.person
