@@ -1,3 +1,3 @@
-from sophia_mcp.cli import main
+from sophia_mcp.serving import main
 
 main()

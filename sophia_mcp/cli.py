@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -13,6 +12,7 @@ import anyio
 import typer
 
 from sophia_mcp.errors import ConfigurationError, SophiaError
+from sophia_mcp.serving import SERVER_NAMES
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -36,9 +36,7 @@ crm_app = typer.Typer(help="Contacts, enrichment and lead scores; firmographics 
 app.add_typer(crm_app, name="crm")
 
 
-class ServerName(StrEnum):
-    gong = "gong"
-    crm = "crm"
+ServerName = StrEnum("ServerName", {name: name for name in SERVER_NAMES})  # type: ignore[misc]
 
 
 class Transport(StrEnum):
@@ -113,18 +111,9 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on (sse and http).")] = 8000,
 ) -> None:
     """Run an MCP server. Under stdio nothing but protocol is written to stdout."""
-    settings = _settings()
-    module = importlib.import_module(f"sophia_mcp.servers.{name.value}")
-    server = module.create_server(settings, log_level=settings.log_level)
-    try:
-        if transport is Transport.stdio:
-            server.run("stdio")
-        elif transport is Transport.sse:
-            server.run("sse", host=host, port=port)
-        else:
-            server.run("streamable-http", host=host, port=port)
-    finally:
-        server.close()
+    from sophia_mcp.serving import run_server
+
+    run_server(name.value, transport.value, host, port)
 
 
 @app.command()
@@ -452,4 +441,6 @@ def doctor() -> None:
 
 
 def main() -> None:
-    app()
+    from sophia_mcp.serving import main as entry
+
+    entry()

@@ -108,6 +108,10 @@ async def test_contract_health_is_set_and_kept(warehouse: Warehouse) -> None:
     assert stored is not None and stored.health == worse and stored.source_call_id == "2"
     assert stored.as_of == NOW
     assert await warehouse.get_health("nobody") is None
+    await warehouse.record_health(HealthRecord(client_id="c2", health=health, as_of=NOW))
+    scores = await warehouse.health_scores(["c1", "c2", "nobody"])
+    assert scores == {"c1": pytest.approx(worse.score), "c2": pytest.approx(health.score)}
+    assert await warehouse.health_scores([]) == {}
 
 
 async def test_snowflake_needs_its_settings(tmp_path: Path) -> None:

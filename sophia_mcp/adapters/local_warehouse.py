@@ -11,6 +11,7 @@ from sophia_mcp.adapters.warehouse_sql import (
     ANALYSIS_OF_CALL,
     APPEND_HEALTH_HISTORY,
     HEALTH_OF_CLIENT,
+    scores_of_clients,
 )
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
 from sophia_mcp.ports.warehouse import HealthRecord
@@ -109,6 +110,14 @@ class LocalWarehouse:
 
     async def record_health(self, record: HealthRecord) -> None:
         await self.store.run(self._record_health, record)
+
+    async def health_scores(self, client_ids: list[str]) -> dict[str, float]:
+        scores: dict[str, float] = {}
+        for start in range(0, len(client_ids), 500):
+            chunk = client_ids[start : start + 500]
+            rows = await self.store.run(self.store.query, scores_of_clients(len(chunk)), chunk)
+            scores.update((row[0], float(row[1])) for row in rows)
+        return scores
 
     async def get_health(self, client_id: str) -> HealthRecord | None:
         row = await self.store.run(self.store.query_one, HEALTH_OF_CLIENT, (client_id,))

@@ -20,6 +20,7 @@ from sophia_mcp.adapters.warehouse_sql import (
     ANALYSIS_OF_CALL,
     APPEND_HEALTH_HISTORY,
     HEALTH_OF_CLIENT,
+    scores_of_clients,
 )
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
 from sophia_mcp.errors import ConfigurationError, ServiceUnavailable
@@ -175,6 +176,14 @@ class SnowflakeWarehouse:
         )
         await self._query(UPSERT_HEALTH, *values)
         await self._query(APPEND_HEALTH_HISTORY, *values)
+
+    async def health_scores(self, client_ids: list[str]) -> dict[str, float]:
+        scores: dict[str, float] = {}
+        for start in range(0, len(client_ids), 500):
+            chunk = client_ids[start : start + 500]
+            rows = await self._query(scores_of_clients(len(chunk)), *chunk)
+            scores.update((str(row[0]), float(row[1])) for row in rows)
+        return scores
 
     async def get_health(self, client_id: str) -> HealthRecord | None:
         rows = await self._query(HEALTH_OF_CLIENT, client_id)

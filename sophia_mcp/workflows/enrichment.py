@@ -99,17 +99,7 @@ async def scoring_context(services: Services, contacts: list[Contact]) -> Scorin
     context.clients = await services.crm.get_clients(client_ids)
     since = utcnow() - timedelta(days=ENGAGEMENT_DAYS)
     context.calls = await services.store.run(services.local_calls.call_counts, client_ids, since)
-    limiter = anyio.CapacityLimiter(8)
-
-    async def health_of(client_id: str) -> None:
-        async with limiter:
-            record = await services.warehouse.get_health(client_id)
-        if record is not None:
-            context.health[client_id] = record.health.score
-
-    async with anyio.create_task_group() as group:
-        for client_id in client_ids:
-            group.start_soon(health_of, client_id)
+    context.health = await services.warehouse.health_scores(client_ids)
     return context
 
 

@@ -1,0 +1,69 @@
+"""Starting a server, and the `sophia-mcp` entry point.
+
+`sophia-mcp serve NAME` is what an MCP client spawns on every start, so it is parsed here with argparse and never
+imports typer and rich (about 40 ms of a server's cold start); every other command, and any `serve` this parser
+does not take (`--help`, a typo), goes to the full typer CLI in `sophia_mcp.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import NoReturn
+
+SERVER_NAMES = ("gong", "crm")
+TRANSPORTS = ("stdio", "sse", "http")
+
+
+def run_server(name: str, transport: str, host: str, port: int) -> None:
+    """Run one server until its transport ends. Under stdio nothing but protocol is written to stdout."""
+    from pydantic import ValidationError
+
+    from sophia_mcp.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        print(f"The settings are not valid:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    module = importlib.import_module(f"sophia_mcp.servers.{name}")
+    server = module.create_server(settings, log_level=settings.log_level)
+    try:
+        if transport == "stdio":
+            server.run("stdio")
+        elif transport == "sse":
+            server.run("sse", host=host, port=port)
+        else:
+            server.run("streamable-http", host=host, port=port)
+    finally:
+        server.close()
+
+
+class _QuietParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ValueError(message)  # the full CLI will say what is wrong, in its own words
+
+
+def _serve_options(argv: list[str]) -> argparse.Namespace | None:
+    parser = _QuietParser(add_help=False, exit_on_error=False)
+    parser.add_argument("command", choices=["serve"])
+    parser.add_argument("name", choices=SERVER_NAMES)
+    parser.add_argument("--transport", choices=TRANSPORTS, default="stdio")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    try:
+        options, rest = parser.parse_known_args(argv)
+    except (argparse.ArgumentError, ValueError):
+        return None
+    return None if rest else options
+
+
+def main() -> None:
+    options = _serve_options(sys.argv[1:]) if sys.argv[1:2] == ["serve"] else None
+    if options is not None:
+        run_server(options.name, options.transport, options.host, options.port)
+        return
+    from sophia_mcp.cli import app
+
+    app()
