@@ -118,7 +118,7 @@ def serve(
 
 @app.command()
 def demo() -> None:
-    """Load the demo data set into an empty data dir, then analyse every call and report client health."""
+    """Load the demo into an empty data dir, analyse every call and report client health, then score the leads."""
     from rich.table import Table
 
     from sophia_mcp.demo import load_demo
@@ -184,8 +184,48 @@ def demo() -> None:
             f"{len(new_keys)} new alerts to {services.settings.slack.health_channel}, "
             f"{len(old_keys)} raised before. See them with: sophia-mcp outbox list"
         )
+        await _demo_leads(services, console)
 
     _with_services(work)
+
+
+async def _demo_leads(services: Services, console: Console) -> None:
+    """The demo's second job: enrich and score every contact, then show the best leads and why."""
+    from rich.table import Table
+
+    from sophia_mcp.analysis.lead_score import LeadScore
+    from sophia_mcp.workflows.enrichment import enrich_contacts
+
+    report = await enrich_contacts(services, since=datetime(2000, 1, 1, tzinfo=UTC))
+    rows = await services.store.run(
+        services.store.query,
+        "SELECT contact_id, score FROM enrichments WHERE crm = ? AND score IS NOT NULL "
+        "ORDER BY json_extract(score, '$.score') DESC, contact_id LIMIT 5",
+        (services.crm.name,),
+    )
+    best = {r["contact_id"]: LeadScore.model_validate_json(r["score"]) for r in rows}
+    found = await services.crm.get_contacts(list(best))
+    table = Table(title=f"Top leads of {report.requested} contacts (enriched via {services.enricher.name})")
+    table.add_column("Contact", no_wrap=True)
+    table.add_column("Company", no_wrap=True, overflow="ellipsis", max_width=30)
+    table.add_column("Score", justify="right", no_wrap=True)
+    table.add_column("Why", overflow="ellipsis", no_wrap=True, max_width=60)
+    for contact_id, score in best.items():
+        contact = found.get(contact_id)
+        if contact is None:
+            continue
+        strongest = sorted(score.reasons, key=lambda r: r.points, reverse=True)[:2]
+        table.add_row(
+            f"{contact.first_name} {contact.last_name}, {contact.title}",
+            contact.company or "",
+            f"{score.score:.0f} {score.grade}",
+            "; ".join(r.why for r in strongest),
+        )
+    console.print(table)
+    console.print(
+        f"{report.written} contacts updated, {report.unchanged} already up to date, {report.matched} known to the "
+        "enricher. Ask the crm server for more: sophia-mcp serve crm"
+    )
 
 
 @calls_app.command("import")

@@ -134,10 +134,13 @@ def test_demo_loads_an_empty_data_dir_and_reports_health(tmp_path: Path) -> None
     assert 3 <= under <= 20, "the demo should hold some at-risk clients and mostly healthy ones"
     alerts = count(data_dir, "SELECT COUNT(*) FROM outbox WHERE status = 'delivered'")
     assert alerts >= under
-    # Running the demo again loads nothing new and sends no alert twice.
+    contacts = count(data_dir, "SELECT COUNT(*) FROM contacts")
+    assert "Top leads" in out and f"{contacts} contacts updated" in out
+    assert count(data_dir, "SELECT COUNT(*) FROM contacts WHERE lead_grade IS NOT NULL") == contacts
+    # Running the demo again loads nothing new, sends no alert twice and finds every contact up to date.
     code, out = invoke(data_dir, "demo")
     assert code == 0, out
-    assert "already holds" in out
+    assert "already holds" in out and f"{contacts} already up to date" in out
     assert count(data_dir, "SELECT COUNT(*) FROM outbox") == alerts
     assert count(data_dir, "SELECT COUNT(*) FROM calls") == calls
 

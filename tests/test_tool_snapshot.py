@@ -5,6 +5,7 @@ After an intended change, regenerate with: UPDATE_SNAPSHOTS=1 pytest tests/test_
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -13,13 +14,14 @@ import anyio
 import pytest
 from mcp import Client
 
-from sophia_mcp.servers.gong import create_server
 from sophia_mcp.settings import Settings
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
-def tool_list(settings: Settings) -> list[dict[str, object]]:
+def tool_list(server: str, settings: Settings) -> list[dict[str, object]]:
+    create_server = importlib.import_module(f"sophia_mcp.servers.{server}").create_server
+
     async def fetch() -> list[dict[str, object]]:
         async with Client(create_server(settings)) as client:
             tools = (await client.list_tools()).tools
@@ -30,10 +32,10 @@ def tool_list(settings: Settings) -> list[dict[str, object]]:
     return anyio.run(fetch)
 
 
-@pytest.mark.parametrize("server", ["gong"])
+@pytest.mark.parametrize("server", ["gong", "crm"])
 def test_tool_list_matches_snapshot(server: str, empty_settings: Settings) -> None:
     path = SNAPSHOTS / f"{server}_tools.json"
-    current = json.dumps(tool_list(empty_settings), indent=2, sort_keys=True) + "\n"
+    current = json.dumps(tool_list(server, empty_settings), indent=2, sort_keys=True) + "\n"
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         path.write_text(current)
     assert path.exists(), f"no snapshot yet: run UPDATE_SNAPSHOTS=1 pytest {__file__}"
