@@ -16,6 +16,7 @@ from mcp_types import ElicitRequestParams, ElicitResult
 
 from sophia_mcp.servers.crm import create_server
 from sophia_mcp.services import Services
+from sophia_mcp.settings import Settings
 from sophia_mcp.wiring import build_services
 from sophia_mcp.workflows.enrichment import enrich_contacts
 from tests.fakes import apollo, hubspot
@@ -46,9 +47,13 @@ def asked_emails(state: apollo.ApolloState, since: int = 0) -> list[str]:
     return out
 
 
-def services_for(data_dir: Path, fakes: tuple[str, Any, str, Any], **more: Any) -> Services:
+def settings_for(data_dir: Path, fakes: tuple[str, Any, str, Any], **more: Any) -> Settings:
     h_url, _, a_url, _ = fakes
-    return build_services(real_settings(data_dir, hubspot_url=h_url, apollo_url=a_url, **more))
+    return real_settings(data_dir, hubspot_url=h_url, apollo_url=a_url, **more)
+
+
+def services_for(data_dir: Path, fakes: tuple[str, Any, str, Any], **more: Any) -> Services:
+    return build_services(settings_for(data_dir, fakes, **more))
 
 
 async def test_every_contact_in_bulk_matches_of_ten_and_batch_writes_of_a_hundred(
@@ -164,7 +169,7 @@ async def test_the_user_confirms_before_hubspot_is_written(
             return ElicitResult(action="accept", content={"confirm": True})
         return ElicitResult(action="decline")
 
-    server = create_server(services_for(data_dir, fakes).settings)
+    server = create_server(settings_for(data_dir, fakes))
     async with Client(server, mode=mode, elicitation_callback=elicit) as client:
         unknown = await client.call_tool("update_contact", {"contact_id": "99999999999", "changes": {"city": "Reno"}})
         assert unknown.is_error and "No HubSpot contact" in text_of(unknown) and asked == []
@@ -179,3 +184,20 @@ async def test_the_user_confirms_before_hubspot_is_written(
     assert accepted["city"] == "Reno" and enriched["outcome"]["status"] in ("written", "unchanged")
     assert len(asked) == 3 and "hubspot" in asked[0] and "city" in asked[0]
     assert next(i for i, _ in h_state.updates) == contact_id
+
+
+async def test_hubspot_refusing_a_property_reaches_the_client_as_a_clear_error(
+    data_dir: Path, fakes: tuple[str, Any, str, Any]
+) -> None:
+    _, h_state, _, _ = fakes
+    settings = settings_for(data_dir, fakes)
+    mapping = dict(settings.hubspot.contact_properties, city="hs_object_id")
+    server = create_server(settings.model_copy(update={"hubspot": settings.hubspot.model_copy(
+        update={"contact_properties": mapping, "confirm_writes": False})}))  # fmt: skip
+    async with Client(server) as client:
+        result = await client.call_tool(
+            "update_contact", {"contact_id": demo().contacts[0].id, "changes": {"city": "Reno"}}
+        )
+    assert result.is_error
+    assert "HubSpot refused the change" in text_of(result) and "hs_object_id" in text_of(result)
+    assert h_state.updates == []
