@@ -37,7 +37,7 @@ Progress = Callable[[float, float, str], Awaitable[None]]
 ENRICHED_FIELDS = ("first_name", "last_name", "title", "city", "state", "country", "linkedin_url")
 ENGAGEMENT_DAYS = 90
 MAX_SELECTED = 10_000
-OUTCOMES_SHOWN = 100
+OUTCOMES_SHOWN = 25  # a report is read by a model: failures first, then a sample; the ledger has them all
 
 
 class ContactOutcome(BaseModel):
