@@ -223,6 +223,22 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (crm, contact_id)
     );
     """,
+    # 3: the local vector index (one row per vector) and the model that built it.
+    """
+    CREATE TABLE vector_model (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        model TEXT NOT NULL,
+        dimension INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+
+    CREATE TABLE vectors (
+        id TEXT PRIMARY KEY,
+        vector BLOB NOT NULL,
+        metadata TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 

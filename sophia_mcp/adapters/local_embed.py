@@ -1,0 +1,60 @@
+"""The embedded embedding model: WordLlama's `l2_supercat` static embeddings, 256 dimensions.
+
+Chosen because its wheel (MIT, 19 MB) carries the weights and the tokenizer, so nothing is downloaded at run
+time, and it needs numpy, safetensors and tokenizers but no torch or ONNX runtime; it embeds tens of thousands of
+sentences a second on one core. Static embeddings trail transformer models on retrieval, which the knowledge
+base's hybrid search (vectors fused with full-text ranking) makes up for. The package would look for its tokenizer
+in the wrong folder and then try Hugging Face; pointing its cache at its own install keeps it offline.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+
+from sophia_mcp.errors import ConfigurationError
+from sophia_mcp.ports.embed import Vectors
+
+BATCH = 512
+
+
+class LocalEmbedder:
+    model = "wordllama/l2_supercat-256"
+    dimension = 256
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                import wordllama
+                from wordllama import WordLlama
+
+                try:
+                    self._model = WordLlama.load(
+                        "l2_supercat", dim=self.dimension, cache_dir=Path(wordllama.__file__).parent,
+                        disable_download=True,
+                    )  # fmt: skip
+                except (FileNotFoundError, ValueError) as exc:
+                    raise ConfigurationError(f"The local embedding model could not be loaded: {exc}") from exc
+            return self._model
+
+    def embed_now(self, texts: list[str]) -> Vectors:
+        """Embed in the calling thread (batched); rows are L2-normalised, so a dot product is the cosine."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        model = self._load()
+        parts = [np.asarray(model.embed(texts[i : i + BATCH], norm=False), dtype=np.float32)
+                 for i in range(0, len(texts), BATCH)]  # fmt: skip
+        out = np.vstack(parts)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
+
+    async def embed(self, texts: list[str]) -> Vectors:
+        return await anyio.to_thread.run_sync(self.embed_now, texts)

@@ -1,0 +1,20 @@
+"""The `Embedder` port: text to unit-length vectors, for the knowledge base's vector index."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+
+
+class Embedder(Protocol):
+    # Which model made the vectors, and their length: an index refuses vectors of another model or size.
+    model: str
+    dimension: int
+
+    async def embed(self, texts: list[str]) -> Vectors:
+        """One unit-length row per text, in order (shape: len(texts) x dimension)."""
+        ...
