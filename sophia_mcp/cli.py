@@ -34,6 +34,8 @@ app.add_typer(outbox_app, name="outbox")
 crm_app = typer.Typer(help="Contacts, enrichment and lead scores; firmographics for the local enricher.",
                       no_args_is_help=True)  # fmt: skip
 app.add_typer(crm_app, name="crm")
+kb_app = typer.Typer(help="The knowledge base: ingest documents, search them.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
 
 
 ServerName = StrEnum("ServerName", {name: name for name in SERVER_NAMES})  # type: ignore[misc]
@@ -138,7 +140,8 @@ def demo() -> None:
         if loaded.loaded and loaded.calls:
             console.print(
                 f"Loaded {loaded.clients} clients, {loaded.contacts} contacts, "
-                f"{loaded.calls.calls_new} calls and {loaded.calls.transcripts} transcripts."
+                f"{loaded.calls.calls_new} calls and {loaded.calls.transcripts} transcripts, "
+                f"{loaded.documents} knowledge-base documents."
             )
         else:
             console.print(f"The store already holds {loaded.clients} clients; not loading the demo again.")
@@ -383,6 +386,62 @@ def crm_import_firmographics(
             console.print(f"[yellow]{problem}[/yellow]")
         if problems and not saved:
             raise typer.Exit(1)
+
+    _with_services(work)
+
+
+@kb_app.command("ingest")
+def kb_ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files, or folders to walk, under SOPHIA_KNOWLEDGE__ROOTS.")],
+    type: Annotated[str, typer.Option(help="Document type, e.g. playbook, product_note, policy.")] = "document",
+    tag: Annotated[list[str] | None, typer.Option(help="A tag (repeat for several).")] = None,
+) -> None:
+    """Ingest documents (PDF, DOCX, HTML, Markdown, text); the same content again changes nothing."""
+    from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX
+    from sophia_mcp.workflows.knowledge import ingest_file
+
+    console = _console()
+    files = [p for path in paths for p in (sorted(path.rglob("*")) if path.is_dir() else [path])
+             if p.is_file() or not p.exists()]  # fmt: skip
+    files = [f for f in files if not f.exists() or f.suffix.lower() in FORMAT_OF_SUFFIX or f in paths]
+
+    async def work(services: Services) -> None:
+        failed = 0
+        for file in files:
+            try:
+                report = await ingest_file(services, str(file.absolute()), type=type, tags=tag or [])
+            except SophiaError as exc:
+                failed += 1
+                console.print(f"[yellow]{file}: {exc}[/yellow]")
+                continue
+            doc = report.document
+            console.print(f"{report.status:9s} {doc.title} ({doc.chunk_count} chunks) {doc.id}")
+        if failed:
+            raise typer.Exit(1)
+
+    _with_services(work)
+
+
+@kb_app.command("search")
+def kb_search(
+    query: Annotated[str, typer.Argument(help="A question or keywords.")],
+    limit: Annotated[int, typer.Option(min=1, max=50)] = 5,
+    type: Annotated[list[str] | None, typer.Option(help="Only this document type (repeat for several).")] = None,
+) -> None:
+    """Search the knowledge base and print the passages with their citations."""
+    from sophia_mcp.ports.knowledge import DocumentFilter
+    from sophia_mcp.workflows.knowledge import search
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        hits = await search(services, query, DocumentFilter(types=type or None), limit)
+        if not hits:
+            console.print("Nothing found.")
+        for number, hit in enumerate(hits, 1):
+            console.print(f"[bold]{number}. {hit.citation}[/bold]  ({hit.type}, score {hit.score:.4f})")
+            console.print(hit.text, markup=False, highlight=False)
+            console.print()
 
     _with_services(work)
 

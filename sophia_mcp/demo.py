@@ -19,6 +19,7 @@ class DemoLoad(BaseModel):
     clients: int
     contacts: int
     calls: ImportReport | None = None
+    documents: int = 0
 
 
 async def load_demo(services: Services, today: date | None = None, progress: Progress | None = None) -> DemoLoad:
@@ -40,4 +41,20 @@ async def load_demo(services: Services, today: date | None = None, progress: Pro
         [("demo:/v2/calls/extensive", data.calls_extensive), ("demo:/v2/calls/transcript", data.transcripts)],
         progress,
     )
-    return DemoLoad(loaded=True, clients=len(data.clients), contacts=len(data.contacts), calls=report)
+    documents = await load_demo_documents(services)
+    return DemoLoad(
+        loaded=True, clients=len(data.clients), contacts=len(data.contacts), calls=report, documents=documents
+    )
+
+
+async def load_demo_documents(services: Services) -> int:
+    """Ingest the demo's playbooks, product and competitor notes, pricing policy and meeting notes."""
+    from sophia_mcp.demo_documents import DOCUMENTS
+    from sophia_mcp.workflows.knowledge import ingest_text
+
+    for doc in DOCUMENTS:
+        await ingest_text(
+            services, doc.title, doc.text, document_id=f"demo-{doc.slug}", type=doc.type, tags=doc.tags,
+            doc_date=doc.date,
+        )  # fmt: skip
+    return len(DOCUMENTS)

@@ -6,13 +6,16 @@ from dataclasses import dataclass
 
 from sophia_mcp.adapters.local_calls import LocalCalls
 from sophia_mcp.adapters.local_crm import LocalCRM
+from sophia_mcp.adapters.local_documents import LocalDocuments
 from sophia_mcp.errors import SophiaError
 from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.calls import CallSource
 from sophia_mcp.ports.crm import CRM
+from sophia_mcp.ports.embed import Embedder
 from sophia_mcp.ports.enrich import Enricher
 from sophia_mcp.ports.notify import Notifier
+from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.settings import Settings
 from sophia_mcp.store import Store
@@ -28,6 +31,9 @@ class Services:
     notifier: Notifier
     crm: CRM
     enricher: Enricher
+    embedder: Embedder
+    vectors: VectorIndex
+    documents: LocalDocuments
     outbox: Outbox
     # The store's own copies, always present whatever the backends: imports land here, completions read here.
     local_calls: LocalCalls
@@ -35,7 +41,8 @@ class Services:
 
     def ports(self) -> dict[str, object]:
         return {"CallSource": self.calls, "Analyst": self.analyst, "Warehouse": self.warehouse,
-                "Notifier": self.notifier, "CRM": self.crm, "Enricher": self.enricher}  # fmt: skip
+                "Notifier": self.notifier, "CRM": self.crm, "Enricher": self.enricher, "Embedder": self.embedder,
+                "VectorIndex": self.vectors}  # fmt: skip
 
     def close(self) -> None:
         self.store.close()

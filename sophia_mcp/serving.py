@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import NoReturn
 
-SERVER_NAMES = ("gong", "crm")
+SERVER_NAMES = ("gong", "crm", "knowledge")
 TRANSPORTS = ("stdio", "sse", "http")
 
 

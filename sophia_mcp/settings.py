@@ -7,13 +7,15 @@ between nested names: `SOPHIA_GONG__BASE_URL`), a `.env` file in the working dir
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -185,6 +187,41 @@ class AnalystSettings(BaseModel):
     backend: Literal["local", "openai", "sampling", "auto"] = "local"
 
 
+class EmbeddingSettings(BaseModel):
+    """Who turns text into vectors: the bundled local model, or OpenAI's embeddings (settings `openai`)."""
+
+    backend: Literal["local", "openai"] = "local"
+
+
+class KnowledgeSettings(BaseModel):
+    """Where documents may be ingested from, and how they are cut up."""
+
+    roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Directories files may be ingested from (besides the MCP client's roots): a JSON list, or "
+        "paths separated by the OS path separator (':' on Linux and macOS).",
+    )
+    max_file_mb: float = Field(default=25.0, gt=0, description="Larger files are refused.")
+    chunk_tokens: int = Field(default=256, ge=32, le=2048, description="Most tokens in one chunk.")
+    min_chunk_tokens: int = Field(default=96, ge=1, description="A chunk is filled to at least this if it can be.")
+    overlap_tokens: int = Field(default=32, ge=0, description="Tokens a chunk shares with the one before it.")
+
+    @field_validator("roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in text.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("roots", mode="after")
+    @classmethod
+    def _expand_roots(cls, value: list[Path]) -> list[Path]:
+        return [path.expanduser() for path in value]
+
+
 class Competitor(BaseModel):
     """A competitor to watch for in calls; aliases are matched as whole words, case-insensitively."""
 
@@ -298,6 +335,8 @@ class Settings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     lead_score: LeadScoreWeights = Field(default_factory=LeadScoreWeights)
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
+    embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
 
     @field_validator("data_dir", mode="after")
     @classmethod

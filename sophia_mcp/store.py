@@ -239,7 +239,63 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 4: the knowledge base: documents, their chunks, and a full-text index over the chunks.
+    """
+    CREATE TABLE documents (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        source TEXT NOT NULL,
+        type TEXT NOT NULL,
+        format TEXT NOT NULL,
+        tags TEXT NOT NULL DEFAULT '[]',
+        doc_date TEXT,
+        content_hash TEXT NOT NULL,
+        chars INTEGER NOT NULL,
+        chunk_count INTEGER NOT NULL,
+        embedding_model TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX documents_type ON documents (type, updated_at DESC);
+
+    CREATE TABLE chunks (
+        pk INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        document_id TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        section TEXT NOT NULL,
+        text TEXT NOT NULL,
+        start_char INTEGER NOT NULL,
+        end_char INTEGER NOT NULL,
+        UNIQUE (document_id, seq)
+    );
+
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(
+        section, text, content = 'chunks', content_rowid = 'pk', tokenize = 'porter unicode61'
+    );
+
+    CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts (rowid, section, text) VALUES (new.pk, new.section, new.text);
+    END;
+
+    CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts (chunks_fts, rowid, section, text) VALUES ('delete', old.pk, old.section, old.text);
+    END;
+    """,
 ]
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The complete statements of a script, one by one (a trigger's body keeps its inner semicolons)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip():
+                yield pending
+            pending = ""
+    if pending.strip().rstrip(";").strip():
+        yield pending
 
 
 def utcnow() -> datetime:
@@ -293,9 +349,8 @@ class Store:
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in _statements(script):
+                    conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:

@@ -9,14 +9,18 @@ from __future__ import annotations
 from sophia_mcp.adapters.local import LocalAnalyst, LocalNotifier
 from sophia_mcp.adapters.local_calls import LocalCalls
 from sophia_mcp.adapters.local_crm import LocalCRM
+from sophia_mcp.adapters.local_documents import LocalDocuments
 from sophia_mcp.adapters.local_enrich import LocalEnricher
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
+from sophia_mcp.errors import ConfigurationError
 from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.calls import CallSource
 from sophia_mcp.ports.crm import CRM
+from sophia_mcp.ports.embed import Embedder
 from sophia_mcp.ports.enrich import Enricher
 from sophia_mcp.ports.notify import Notifier
+from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
@@ -32,6 +36,7 @@ def backend_choices(settings: Settings) -> dict[str, str]:
         "Notifier": settings.slack.backend,
         "CRM": settings.hubspot.backend,
         "Enricher": settings.apollo.backend,
+        "Embedder": settings.embeddings.backend,
         "VectorIndex": settings.pinecone.backend,
         "IssueTracker": settings.linear.backend,
         "WebSearch": settings.web_search.backend,
@@ -81,6 +86,20 @@ def build_services(settings: Settings) -> Services:
     else:
         enricher = LocalEnricher(store)
 
+    from sophia_mcp.adapters.local_embed import LocalEmbedder
+    from sophia_mcp.adapters.local_vectors import LocalVectorIndex
+
+    embedder: Embedder = LocalEmbedder()
+    if settings.embeddings.backend == "openai":
+        from sophia_mcp.adapters.openai_embed import OpenAIEmbedder
+
+        embedder = OpenAIEmbedder(settings.openai)
+    vectors: VectorIndex = LocalVectorIndex(store)
+    if settings.pinecone.backend == "pinecone":
+        raise ConfigurationError(
+            "The pinecone backend is not available yet; use SOPHIA_PINECONE__BACKEND=local for now"
+        )
+
     notifier: Notifier
     if settings.slack.backend == "slack":
         from sophia_mcp.adapters.slack import SlackNotifier
@@ -98,6 +117,9 @@ def build_services(settings: Settings) -> Services:
         notifier=notifier,
         crm=crm,
         enricher=enricher,
+        embedder=embedder,
+        vectors=vectors,
+        documents=LocalDocuments(store),
         outbox=Outbox(store),
         local_calls=local_calls,
         clients=clients,

@@ -9,17 +9,31 @@ in the wrong folder and then try Hugging Face; pointing its cache at its own ins
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import numpy as np
 
 from sophia_mcp.errors import ConfigurationError
-from sophia_mcp.ports.embed import Vectors
+
+if TYPE_CHECKING:
+    from sophia_mcp.ports.embed import Vectors
 
 BATCH = 512
+
+
+@functools.cache
+def local_tokenizer() -> Any:
+    """The local model's own tokenizer (a Hugging Face `tokenizers.Tokenizer`): chunk budgets count its tokens."""
+    import wordllama
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(
+        str(Path(wordllama.__file__).parent / "tokenizers" / "l2_supercat_tokenizer_config.json")
+    )
 
 
 class LocalEmbedder:

@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sophia_mcp.errors import ConfigurationError, InvalidInput
-from sophia_mcp.ports.embed import Vectors
 from sophia_mcp.ports.vectors import Filter, Metadata, VectorMatch, matches
 from sophia_mcp.store import Store, dumps, iso, utcnow
+
+if TYPE_CHECKING:
+    from sophia_mcp.ports.embed import Vectors
 
 
 class LocalVectorIndex:

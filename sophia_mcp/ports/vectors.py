@@ -8,11 +8,13 @@ Filters use Pinecone's operators, so one filter means the same on both backends:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
-from sophia_mcp.ports.embed import Vectors
+if TYPE_CHECKING:
+    from sophia_mcp.ports.embed import Vectors
+
 
 Metadata = dict[str, str | int | float | bool | list[str]]
 Filter = Mapping[str, Any]

@@ -9,12 +9,15 @@ Retry-After; usage headers on every answer. Mounted under /api/v1, as the real b
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
+import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,7 +25,7 @@ from starlette.routing import Route
 
 from sophia_mcp.ports.crm import Client, Contact
 
-API_KEY = "apollo-fake-key-0123456789"
+API_KEY = "apollo-fake-key-123456"
 PREFIX = "/api/v1"
 
 
@@ -35,6 +38,7 @@ class ApolloState:
     window_s: float = 60.0
     retry_after: str = "1"
     faults: list[str] = field(default_factory=list)
+    slow_seconds: float = 2.0
     requests: list[tuple[str, Any]] = field(default_factory=list)
     credits_consumed: int = 0
     throttled: int = 0
@@ -79,29 +83,45 @@ def apollo_app(state: ApolloState) -> Starlette:
             "x-24-hour-requests-left": str(limit * 50 - used),
         }  # fmt: skip
         if fault == "429" or not allowed:
-            message = f"The maximum number of api calls allowed for {request.url.path} is {limit} times per minute."
+            message = (
+                f"The maximum number of api calls allowed for {request.url.path} is {limit} times per minute. "
+                "You have hit the rate limit."
+            )
             throttled = JSONResponse({"error": message}, 429, headers={**headers, "Retry-After": state.retry_after})
             return throttled, {}, None
+        if fault == "slow":
+            await anyio.sleep(state.slow_seconds)
+        if fault == "malformed":
+            return Response('{"person": {"id": ', 200, media_type="application/json", headers=headers), {}, None
         body: Any = dict(request.query_params)
         if request.method == "POST":
             try:
                 body = await request.json()
             except ValueError:
                 return JSONResponse({"error": "Invalid JSON"}, 400, headers=headers), {}, None
+            if not isinstance(body, dict):
+                return JSONResponse({"error": "The body must be a JSON object"}, 400, headers=headers), {}, None
         state.requests.append((request.url.path, body))
         return None, headers, body
 
     def match(details: dict[str, Any]) -> dict[str, Any] | None:
-        email = str(details.get("email") or "").lower()
-        if email:
-            return state.people.get(email)
+        """By email first (case-blind); failing that, by first and last name at a domain or organization name."""
+        email = str(details.get("email") or "").strip().lower()
+        if email and email in state.people:
+            return state.people[email]
         first, last = str(details.get("first_name") or "").lower(), str(details.get("last_name") or "").lower()
-        where = str(details.get("domain") or details.get("organization_name") or "").lower()
+        if not (first and last) and details.get("name"):
+            first, _, last = str(details["name"]).lower().strip().partition(" ")
+        domain = _domain(details.get("domain"))
+        company = str(details.get("organization_name") or "").strip().lower()
+        if not (first and last and (domain or company)):
+            return None
         for person in state.people.values():
             org = person.get("organization") or {}
-            if (person["first_name"].lower(), person["last_name"].lower()) == (first, last) and where in (
-                str(org.get("primary_domain", "")).lower(),
-                str(org.get("name", "")).lower(),
+            same_name = (str(person.get("first_name")).lower(), str(person.get("last_name")).lower()) == (first, last)
+            if same_name and (
+                (domain and domain == str(org.get("primary_domain") or "").lower())
+                or (company and company == str(org.get("name") or "").lower())
             ):
                 return person
         return None
@@ -137,7 +157,7 @@ def apollo_app(state: ApolloState) -> Starlette:
         refusal, headers, _ = await guard(request, "single")
         if refusal is not None:
             return refusal
-        domain = request.query_params.get("domain", "").lower()
+        domain = _domain(request.query_params.get("domain"))
         return JSONResponse({"organization": state.organizations.get(domain, {})}, headers=headers)
 
     async def organization_bulk(request: Request) -> Response:
@@ -147,11 +167,12 @@ def apollo_app(state: ApolloState) -> Starlette:
         domains = (body or {}).get("domains") if isinstance(body, dict) else None
         if not isinstance(domains, list) or not domains or len(domains) > 10:
             return JSONResponse({"error": "domains must hold 1 to 10 domains"}, 422, headers=headers)
-        found = [state.organizations[d.lower()] for d in domains if d.lower() in state.organizations]
+        wanted = list(dict.fromkeys(_domain(d) for d in domains))
+        found = [state.organizations[d] for d in wanted if d in state.organizations]
         return JSONResponse(
             {"status": "success", "organizations": found, "total_requested_domains": len(domains),
-             "unique_domains": len(set(domains)), "unique_enriched_records": len(found),
-             "missing_records": len(domains) - len(found)},
+             "unique_domains": len(wanted), "unique_enriched_records": len(found),
+             "missing_records": len(wanted) - len(found)},
             headers=headers,
         )  # fmt: skip
 
@@ -165,48 +186,109 @@ def apollo_app(state: ApolloState) -> Starlette:
     )
 
 
+def _domain(value: Any) -> str:
+    """`https://www.Example.com/about` and `example.com` alike as `example.com`."""
+    text = str(value or "").strip().lower()
+    text = text.split("://", 1)[-1].split("/", 1)[0]
+    return text.removeprefix("www.")
+
+
 def _hex(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:24]
 
 
-SENIORITY = [("COO", "c_suite"), ("Owner", "owner"), ("VP", "vp"), ("Director", "director"), ("Manager", "manager"),
-             ("Controller", "manager"), ("Coordinator", "entry")]  # fmt: skip
+SENIORITY = [
+    ("Owner", "owner"), ("Founder", "founder"), ("Partner", "partner"), ("Chief", "c_suite"), ("COO", "c_suite"),
+    ("CEO", "c_suite"), ("CFO", "c_suite"), ("President", "c_suite"), ("VP", "vp"), ("Vice President", "vp"),
+    ("Head", "head"), ("Director", "director"), ("Manager", "manager"), ("Controller", "manager"),
+    ("Senior", "senior"), ("Coordinator", "entry"), ("Assistant", "entry"), ("Intern", "intern"),
+]  # fmt: skip
+DEPARTMENTS = [
+    ("Financ", "master_finance"), ("Controller", "master_finance"), ("Account", "master_finance"),
+    ("Leasing", "master_sales"), ("Sales", "master_sales"), ("Marketing", "master_marketing"),
+    ("Technology", "master_information_technology"), ("Maintenance", "master_operations"),
+]  # fmt: skip
+US_STATES = {
+    "AZ": "Arizona", "CA": "California", "CO": "Colorado", "FL": "Florida", "GA": "Georgia", "ID": "Idaho",
+    "MN": "Minnesota", "MO": "Missouri", "NC": "North Carolina", "OH": "Ohio", "OR": "Oregon", "TN": "Tennessee",
+    "TX": "Texas", "UT": "Utah", "VA": "Virginia", "WA": "Washington", "NY": "New York", "IL": "Illinois",
+}  # fmt: skip
+TECHNOLOGIES = ["AppFolio", "Yardi", "Buildium", "RentManager", "Salesforce", "HubSpot", "Google Workspace", "Zoom"]
+
+
+def _field(record: Any, name: str) -> Any:
+    return getattr(record, name, None)
+
+
+def _seniority(title: str) -> str:
+    """Apollo's seniority from a job title: the first telling word, else `senior` or `entry`."""
+    words = set(title.replace(",", " ").replace("/", " ").split())
+    for word, seniority in SENIORITY:
+        if (word in words) if word.isupper() else (word.lower() in title.lower()):
+            return seniority
+    return "senior" if len(words) > 2 else "entry"
+
+
+def _place(city_state: str | None) -> tuple[str | None, str | None]:
+    """`Austin, TX` as (`Austin`, `Texas`)."""
+    city, _, state = (city_state or "").partition(",")
+    state = state.strip()
+    return city.strip() or None, US_STATES.get(state, state) or None
+
+
+def _organization(client: Client) -> dict[str, Any]:
+    domain = _domain(_field(client, "domain"))
+    name = str(_field(client, "name") or domain)
+    city, state = _place(_field(client, "city"))
+    units = int(_field(client, "units_managed") or 0)
+    digest = int(hashlib.sha1(domain.encode()).hexdigest(), 16)
+    revenue = units * 1_200 + digest % 250_000
+    industry = str(_field(client, "industry") or "Real Estate").lower()
+    return {
+        "id": _hex(domain), "name": name, "website_url": f"http://www.{domain}", "primary_domain": domain,
+        "linkedin_url": f"http://www.linkedin.com/company/{domain.rsplit('.', 1)[0]}",
+        "industry": "real estate" if industry == "property management" else industry,
+        "keywords": list(dict.fromkeys(["property management", "real estate", industry, "residential rentals"])),
+        "estimated_num_employees": max(5, units // 60), "annual_revenue": revenue,
+        "annual_revenue_printed": f"{revenue / 1e6:.1f}M" if revenue >= 1e6 else f"{revenue / 1e3:.0f}K",
+        "founded_year": 1975 + digest % 45, "city": city, "state": state, "country": "United States",
+        "short_description": f"{name} is a {industry} company managing about {units:,} units.",
+        "technology_names": sorted(TECHNOLOGIES[digest % 3 : digest % 3 + 3 + digest % 4]),
+    }  # fmt: skip
+
+
+def _person(contact: Contact, client: Client | None, org: dict[str, Any] | None) -> dict[str, Any]:
+    title = str(_field(contact, "title") or "")
+    first, last = str(_field(contact, "first_name") or ""), str(_field(contact, "last_name") or "")
+    digest = int(hashlib.sha1(contact.id.encode()).hexdigest(), 16)
+    plain = unicodedata.normalize("NFKD", f"{first} {last}").encode("ascii", "ignore").decode().lower()
+    slug = "-".join(re.findall(r"[a-z0-9]+", plain))
+    company = str(_field(client, "name")) if client else None
+    city, state = _place(_field(client, "city")) if client else (None, None)
+    department = next((d for word, d in DEPARTMENTS if word in title), "master_operations")
+    return {
+        "id": _hex(contact.id), "first_name": first, "last_name": last, "name": f"{first} {last}".strip(),
+        "title": title, "headline": f"{title} at {company}" if company else title, "seniority": _seniority(title),
+        "departments": [department], "email": _field(contact, "email"), "email_status": "verified",
+        "linkedin_url": f"http://www.linkedin.com/in/{slug}-{digest % 10**8:08d}",
+        "city": city, "state": state, "country": "United States",
+        "employment_history": [{"organization_name": company, "title": title,
+                                "start_date": f"{2012 + digest % 12}-{1 + digest % 12:02d}-01", "end_date": None,
+                                "current": True}],
+        "organization_id": org["id"] if org else None, "organization": org,
+    }  # fmt: skip
 
 
 def state_from_demo(clients: list[Client], contacts: list[Contact], miss_every: int = 7, **kwargs: Any) -> ApolloState:
     """A person for each demo contact but every `miss_every`-th (people a provider does not know), and a firm each."""
-    organizations: dict[str, dict[str, Any]] = {}
-    for c in clients:
-        domain = (c.domain or "").lower()
-        city, _, state = (c.city or "").partition(", ")
-        units = c.units_managed or 0
-        organizations[domain] = {
-            "id": _hex(domain), "name": c.name, "website_url": f"http://www.{domain}", "primary_domain": domain,
-            "linkedin_url": f"http://www.linkedin.com/company/{domain.removesuffix('.com')}",
-            "industry": "real estate", "keywords": ["property management", "rentals"],
-            "estimated_num_employees": max(5, units // 60), "annual_revenue": units * 120,
-            "annual_revenue_printed": f"{units * 120 / 1e6:.1f}M", "founded_year": 1990 + len(c.name) % 30,
-            "city": city or None, "state": state or None, "country": "United States",
-            "short_description": f"{c.name} manages residential properties.", "technology_names": ["Salesforce"],
-        }  # fmt: skip
+    organizations = {org["primary_domain"]: org for org in map(_organization, clients) if org["primary_domain"]}
     by_client = {c.id: c for c in clients}
     people: dict[str, dict[str, Any]] = {}
-    for index, p in enumerate(contacts):
-        if miss_every and index % miss_every == miss_every - 1:
+    for index, contact in enumerate(contacts):
+        email = str(_field(contact, "email") or "").lower()
+        if not email or (miss_every and index % miss_every == miss_every - 1):
             continue
-        client = by_client.get(p.client_id or "")
-        org = organizations.get((client.domain or "").lower()) if client else None
-        title = p.title or ""
-        seniority = next((s for word, s in SENIORITY if word in title), "senior")
-        first, last = p.first_name or "", p.last_name or ""
-        people[(p.email or "").lower()] = {
-            "id": _hex(p.id), "first_name": first, "last_name": last, "name": f"{first} {last}", "title": title,
-            "headline": f"{title} at {client.name if client else 'a property manager'}", "seniority": seniority,
-            "departments": ["master_operations"], "email": p.email, "email_status": "verified",
-            "linkedin_url": f"http://www.linkedin.com/in/{first.lower()}-{last.lower()}-{p.id[-5:]}",
-            "city": org["city"] if org else None, "state": org["state"] if org else None, "country": "United States",
-            "employment_history": [{"organization_name": client.name if client else None, "title": title,
-                                    "start_date": "2019-03-01", "end_date": None, "current": True}],
-            "organization_id": org["id"] if org else None, "organization": org,
-        }  # fmt: skip
+        client = by_client.get(_field(contact, "client_id") or "")
+        org = organizations.get(_domain(_field(client, "domain"))) if client else None
+        people[email] = _person(contact, client, org)
     return ApolloState(people=people, organizations=organizations, **kwargs)

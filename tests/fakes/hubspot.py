@@ -11,6 +11,8 @@ Every write is logged in `updates`, so a test can prove nothing was written twic
 from __future__ import annotations
 
 import base64
+import math
+import re
 import threading
 import time
 import uuid
@@ -27,14 +29,19 @@ from starlette.routing import Route
 
 from sophia_mcp.ports.crm import Client, Contact
 
-ACCESS_TOKEN = "pat-na1-fake-hubspot-token-0001"
-READ_ONLY = {"hs_object_id", "createdate", "lastmodifieddate", "hubspotscore", "associatedcompanyid"}
+ACCESS_TOKEN = "pat-na1-fake-hubspot-token"
+READ_ONLY = {"hs_object_id", "createdate", "lastmodifieddate", "hubspotscore"}
 CONTACT_PROPERTIES = {
     "email", "firstname", "lastname", "jobtitle", "phone", "company", "lifecyclestage", "city", "state", "country",
     "hs_linkedin_url", "sophia_seniority", "sophia_lead_score", "sophia_lead_grade",
 }  # fmt: skip
 COMPANY_PROPERTIES = {"name", "domain", "industry", "city", "sophia_units_managed", "sophia_arr", "sophia_segment"}
 DATETIME_PROPERTIES = {"createdate", "lastmodifieddate"}
+OPERATORS = {
+    "EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN",
+    "HAS_PROPERTY", "NOT_HAS_PROPERTY", "CONTAINS_TOKEN",
+}  # fmt: skip
+SEARCH_REACH = 10_000  # the most results one search query can page through
 TEXT_FIELDS = {
     "contacts": ("firstname", "lastname", "email", "company", "phone"),
     "companies": ("name", "domain"),
@@ -47,6 +54,39 @@ def _now() -> str:
 
 def _ms(value: str) -> int:
     return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(str(value))
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _epoch_ms(value: Any) -> int:
+    """A datetime property or filter value as epoch milliseconds: filters send digits, objects hold ISO-8601."""
+    text = str(value).strip()
+    return int(text) if text.lstrip("-").isdigit() else _ms(text)
+
+
+def _pair(name: str, value: Any, target: Any) -> tuple[Any, Any]:
+    """An object's value and a filter's, made comparable: instants, numbers when both parse, else text case-blind."""
+    if name in DATETIME_PROPERTIES:
+        return _epoch_ms(value), _epoch_ms(target)
+    left, right = _number(value), _number(target)
+    if left is not None and right is not None:
+        return left, right
+    return str(value).lower(), str(target).lower()
+
+
+def _contains_token(value: Any, token: str) -> bool:
+    """CONTAINS_TOKEN: a case-blind token or substring, where `*` stands for any run of characters."""
+    text, token = str(value).lower(), token.lower().strip()
+    if "*" not in token:
+        return token in text
+    pattern = re.compile(".*".join(re.escape(part) for part in token.split("*")))
+    return bool(pattern.search(text))
 
 
 @dataclass
@@ -127,6 +167,8 @@ def hubspot_app(state: HubSpotState) -> Starlette:
                 "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can "
                 "find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
             )
+        if request.path_params.get("kind", "contacts") not in ("contacts", "companies"):
+            return _error(404, "OBJECT_NOT_FOUND", f"Unknown object type: {request.path_params['kind']}")
         fault = state.next_fault()
         if fault == "500":
             return _error(500, "INTERNAL_ERROR", "internal error")
@@ -149,6 +191,8 @@ def hubspot_app(state: HubSpotState) -> Starlette:
                 body = await request.json()
             except ValueError:
                 return _error(400, "VALIDATION_ERROR", "Invalid input JSON on line 1")
+            if not isinstance(body, dict):
+                return _error(400, "VALIDATION_ERROR", "Invalid input JSON: expected an object")
         logged = body if body is not None else dict(request.query_params)
         state.requests.append((request.method, request.url.path, logged))
         request.state.body = body
@@ -158,6 +202,7 @@ def hubspot_app(state: HubSpotState) -> Starlette:
         props = state.objects(kind)[object_id]
         base = {"hs_object_id", "createdate", "lastmodifieddate"}
         chosen = {k: v for k, v in props.items() if k in base or (wanted is not None and k in wanted)}
+        chosen.update({k: None for k in wanted or [] if k in state.schema(kind) and k not in chosen})
         if kind == "contacts" and wanted and "associatedcompanyid" in wanted:
             chosen["associatedcompanyid"] = state.associations.get(object_id)
         out: dict[str, Any] = {
@@ -228,19 +273,24 @@ def hubspot_app(state: HubSpotState) -> Starlette:
         return base64.b64encode(f"{offset}\n".encode()).decode()
 
     def decode(after: str | None) -> int | None:
+        """An `after` this fake gave out: an opaque (base64) one from a list, a plain offset from a search."""
         if not after:
             return 0
         try:
-            return int(base64.b64decode(after).decode().strip()) if not after.isdigit() else int(after)
+            offset = int(after) if after.isdigit() else int(base64.b64decode(after, validate=True).decode().strip())
         except ValueError:
             return None
+        return offset if offset >= 0 else None
 
-    def paged(request: Request, kind: str, ids: list[str], offset: int, limit: int, wanted: list[str]) -> dict:
-        page = ids[offset : offset + limit]
+    def paged(
+        request: Request, kind: str, ids: list[str], offset: int, limit: int, wanted: list[str], search: bool = False
+    ) -> dict[str, Any]:
+        reach = min(len(ids), SEARCH_REACH) if search else len(ids)
+        page = ids[offset : min(offset + limit, reach)]
         body: dict[str, Any] = {"results": [render(kind, i, wanted) for i in page]}
-        if offset + limit < len(ids):
-            after = encode(offset + limit)
-            body["paging"] = {"next": {"after": after, "link": f"{request.url.path}?after={after}"}}
+        if offset + limit < reach:
+            after = str(offset + limit) if search else encode(offset + limit)
+            body["paging"] = {"next": {"after": after, "link": str(request.url.include_query_params(after=after))}}
         return body
 
     async def collection(request: Request) -> Response:
@@ -272,81 +322,89 @@ def hubspot_app(state: HubSpotState) -> Starlette:
         wanted = [p for p in request.query_params.get("properties", "").split(",") if p]
         return answer(paged(request, kind, ids, offset, limit, wanted))
 
-    def matches(kind: str, object_id: str, flt: dict[str, Any]) -> bool:
-        props = dict(state.objects(kind)[object_id])
+    def props_of(kind: str, object_id: str) -> dict[str, str | None]:
+        props = {"hs_object_id": object_id, **state.objects(kind)[object_id]}
         if kind == "contacts":
             props["associatedcompanyid"] = state.associations.get(object_id)
-        name, op = flt.get("propertyName"), flt.get("operator")
-        value = props.get(name)
+        return props
+
+    def matches(kind: str, object_id: str, flt: dict[str, Any]) -> bool:
+        """One filter against one object; ValueError when a value cannot be compared (a 400, as HubSpot's)."""
+        name, op = str(flt.get("propertyName")), flt.get("operator")
+        value = props_of(kind, object_id).get(name)
         if op == "HAS_PROPERTY":
             return value not in (None, "")
         if op == "NOT_HAS_PROPERTY":
             return value in (None, "")
-        if value is None:
+        if value in (None, ""):
             return op in ("NEQ", "NOT_IN")
-
-        def comparable(x: Any) -> Any:
-            if name in DATETIME_PROPERTIES:
-                return _ms(str(x)) if not str(x).isdigit() else int(x)
-            try:
-                return float(x)
-            except (TypeError, ValueError):
-                return str(x).lower()
-
-        left = comparable(value)
-        if op in ("IN", "NOT_IN"):
-            inside = left in [comparable(v) for v in flt.get("values") or []]
-            return inside if op == "IN" else not inside
         if op == "CONTAINS_TOKEN":
-            token = str(flt.get("value", "")).lower().replace("*", "")
-            return token in str(value).lower()
-        right = comparable(flt.get("value"))
-        if type(left) is not type(right):
-            left, right = str(left), str(right)
+            return _contains_token(value, str(flt.get("value") or ""))
+        if op in ("IN", "NOT_IN"):
+            inside = any(a == b for a, b in (_pair(name, value, v) for v in flt.get("values") or []))
+            return inside if op == "IN" else not inside
+        left, right = _pair(name, value, flt.get("value"))
         if op == "BETWEEN":
-            high = comparable(flt.get("highValue"))
+            high = _pair(name, value, flt.get("highValue"))[1]
             return bool(right <= left <= high)
         return bool(
             {"EQ": left == right, "NEQ": left != right, "LT": left < right, "LTE": left <= right,
-             "GT": left > right, "GTE": left >= right}.get(str(op), False)
+             "GT": left > right, "GTE": left >= right}[str(op)]
         )  # fmt: skip
+
+    def sort_key(kind: str, name: str, ids: list[str]) -> Any:
+        """Numbers as numbers, datetimes as instants, other text case-blind; an empty value sorts last."""
+        values = {i: props_of(kind, i).get(name) for i in ids}
+        present = [v for v in values.values() if v not in (None, "")]
+        if name in DATETIME_PROPERTIES:
+            typed: Any = _epoch_ms
+        elif all(_number(v) is not None for v in present):
+            typed = _number
+        else:
+            typed = str.lower
+        return lambda i: (values[i] in (None, ""), typed(values[i]) if values[i] not in (None, "") else 0)
 
     async def search(request: Request) -> Response:
         kind = request.path_params["kind"]
         if (refusal := await guard(request, search=True)) is not None:
             return refusal
-        body = request.state.body or {}
+        body = request.state.body if isinstance(request.state.body, dict) else {}
         groups = body.get("filterGroups") or []
         if len(groups) > 5 or any(len(g.get("filters") or []) > 6 for g in groups):
-            return _error(400, "VALIDATION_ERROR", "Too many filter groups or filters: at most 5 groups of 6")
+            return _error(400, "VALIDATION_ERROR", "Too many filter groups or filters: at most 5 groups of 6 filters")
+        unknown = {f.get("operator") for g in groups for f in g.get("filters") or []} - OPERATORS
+        if unknown:
+            return _error(400, "VALIDATION_ERROR", f"Unknown filter operator: {sorted(map(str, unknown))[0]}")
         limit = body.get("limit", 10)
         if not isinstance(limit, int) or not 1 <= limit <= 100:
             return _error(400, "VALIDATION_ERROR", "limit must be between 1 and 100")
         offset = decode(str(body.get("after") or ""))
         if offset is None:
             return _error(400, "VALIDATION_ERROR", "Invalid after value")
-        words = str(body.get("query") or "").lower().split()
+        if offset >= SEARCH_REACH:
+            return _error(400, "VALIDATION_ERROR", f"A search can page through at most {SEARCH_REACH} results")
+        query = str(body.get("query") or "").lower().strip()
         chosen = []
-        for object_id, props in state.objects(kind).items():
-            if groups and not any(all(matches(kind, object_id, f) for f in g.get("filters") or []) for g in groups):
-                continue
-            text = " ".join(str(props.get(f) or "") for f in TEXT_FIELDS[kind]).lower()
-            if any(w not in text for w in words):
-                continue
-            chosen.append(object_id)
-        for sort in reversed(body.get("sorts") or [{"propertyName": "hs_object_id", "direction": "ASCENDING"}]):
-            key = sort.get("propertyName")
-            numeric = key in ("hs_object_id",) or key in DATETIME_PROPERTIES
-            chosen.sort(
-                key=lambda i, k=key, n=numeric: (
-                    (int(i) if k == "hs_object_id" else _ms(state.objects(kind)[i][k] or "1970-01-01T00:00:00Z"))
-                    if n else str(state.objects(kind)[i].get(k) or "")
-                ),
-                reverse=sort.get("direction") == "DESCENDING",
-            )  # fmt: skip
-        chosen = chosen[:10_000]
+        try:
+            for object_id, props in state.objects(kind).items():
+                if groups and not any(all(matches(kind, object_id, f) for f in g.get("filters") or []) for g in groups):
+                    continue
+                fields = [str(props.get(f) or "").lower() for f in TEXT_FIELDS[kind]]
+                if (
+                    query
+                    and not any(query in text for text in fields)
+                    and not all(any(word in text for text in fields) for word in query.split())
+                ):
+                    continue
+                chosen.append(object_id)
+        except (ValueError, TypeError) as exc:
+            return _error(400, "VALIDATION_ERROR", f"Invalid filter value: {exc}")
+        chosen.sort(key=int)
+        for sort in reversed(body.get("sorts") or []):
+            name = str(sort.get("propertyName"))
+            chosen.sort(key=sort_key(kind, name, chosen), reverse=sort.get("direction") == "DESCENDING")
         wanted = list(body.get("properties") or [])
-        return answer({"total": len(chosen), **paged(request, kind, chosen, offset, limit, wanted)}, search=True)
+        return answer({"total": len(chosen), **paged(request, kind, chosen, offset, limit, wanted, True)}, search=True)
 
     def batch_envelope(results: list[Any], errors: list[Any]) -> JSONResponse:
         now = _now()
@@ -425,26 +483,41 @@ def hubspot_app(state: HubSpotState) -> Starlette:
     )
 
 
+def _field(record: Any, name: str) -> Any:
+    return getattr(record, name, None)
+
+
+def _text(value: Any) -> str | None:
+    """A HubSpot property value: a string, numbers without exponent or a needless `.0`, or null."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
 def state_from_demo(clients: list[Client], contacts: list[Contact], **kwargs: Any) -> HubSpotState:
     """The demo's clients as companies and its contacts as contacts, with the same ids, in HubSpot's shape."""
     created = "2025-06-02T15:04:05.000Z"
-    names = {c.id: c.name for c in clients}
-    companies = {
-        c.id: {
-            "hs_object_id": c.id, "createdate": created, "lastmodifieddate": created, "name": c.name,
-            "domain": c.domain, "industry": c.industry, "city": c.city,
-            "sophia_units_managed": str(c.units_managed) if c.units_managed is not None else None,
-            "sophia_arr": f"{c.arr:g}" if c.arr is not None else None, "sophia_segment": c.segment,
-        }
-        for c in clients
-    }  # fmt: skip
-    people: dict[str, dict[str, str | None]] = {}
-    for c in contacts:
-        people[c.id] = {
-            "hs_object_id": c.id, "createdate": created, "lastmodifieddate": created, "email": c.email,
-            "firstname": c.first_name, "lastname": c.last_name, "jobtitle": c.title, "phone": c.phone,
-            "company": names.get(c.client_id or ""), "lifecyclestage": "customer",
+    stamps = {"createdate": created, "lastmodifieddate": created}
+    companies: dict[str, dict[str, str | None]] = {}
+    for c in clients:
+        companies[c.id] = {
+            "hs_object_id": c.id, **stamps, "name": _field(c, "name"), "domain": _field(c, "domain"),
+            "industry": _field(c, "industry"), "city": _field(c, "city"),
+            "sophia_units_managed": _text(_field(c, "units_managed")), "sophia_arr": _text(_field(c, "arr")),
+            "sophia_segment": _field(c, "segment"),
         }  # fmt: skip
-        people[c.id].update(dict.fromkeys(CONTACT_PROPERTIES - set(people[c.id])))
-    links = {c.id: c.client_id for c in contacts if c.client_id}
+    people: dict[str, dict[str, str | None]] = {}
+    links: dict[str, str] = {}
+    for p in contacts:
+        client_id = _field(p, "client_id")
+        people[p.id] = {
+            "hs_object_id": p.id, **stamps, "email": _field(p, "email"), "firstname": _field(p, "first_name"),
+            "lastname": _field(p, "last_name"), "jobtitle": _field(p, "title"), "phone": _field(p, "phone"),
+            "company": (companies.get(client_id or "") or {}).get("name"), "lifecyclestage": "customer",
+        }  # fmt: skip
+        people[p.id].update(dict.fromkeys(CONTACT_PROPERTIES - set(people[p.id])))
+        if client_id:
+            links[p.id] = client_id
     return HubSpotState(contacts=people, companies=companies, associations=links, **kwargs)

@@ -1,0 +1,240 @@
+"""The knowledge server: ingest documents and text, search them with citations, read and delete them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import unquote, urlparse
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.prompts.base import Message, UserMessage
+from mcp.shared.exceptions import MCPDeprecationWarning
+from pydantic import BaseModel, Field
+
+from sophia_mcp.errors import NotFound
+from sophia_mcp.ports.knowledge import ChunkRecord, DocumentFilter, DocumentInfo, SearchHit
+from sophia_mcp.services import Services
+from sophia_mcp.settings import Settings
+from sophia_mcp.surface import SophiaServer, services_of, tool_hints
+from sophia_mcp.workflows.knowledge import IngestReport, ingest_file, search
+from sophia_mcp.workflows.knowledge import delete_document as delete_document_workflow
+from sophia_mcp.workflows.knowledge import ingest_text as ingest_text_workflow
+
+INSTRUCTIONS = """\
+The revenue team's knowledge base: playbooks, product notes, competitor notes, pricing policy, meeting notes.
+search_knowledge answers a question with the passages that answer it, each with a citation (document, section,
+position) to quote. ingest_document adds a file (PDF, DOCX, HTML, Markdown, text) from a folder open for
+ingestion; ingest_text adds text directly. list_documents, get_document and delete_document manage them."""
+
+DocumentId = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,80}$", description="Document id, as list_documents or a search hit gives.")
+]
+DocType = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,40}$", description="e.g. playbook, product_note, policy.")]
+Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]], Field(max_length=20)]
+
+
+class SearchResults(BaseModel):
+    query: str
+    hits: list[SearchHit]
+
+
+class DocumentPage(BaseModel):
+    documents: list[DocumentInfo]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
+
+
+class DocumentDetail(BaseModel):
+    document: DocumentInfo
+    chunks: list[ChunkRecord] | None = Field(description="The document's chunks, when asked for.")
+
+
+async def _client_roots(ctx: Context) -> list[Path]:
+    """The folders the MCP client shares (file:// roots), when it offers roots; none otherwise."""
+    capabilities = ctx.client_capabilities
+    if capabilities is None or capabilities.roots is None:
+        return []
+    try:
+        with warnings.catch_warnings():
+            # Deprecated at the 2026-07-28 revision, still how handshake-era clients share their folders.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            answer = await ctx.session.list_roots()
+    except Exception:  # a client that cannot answer simply shares no roots
+        return []
+    roots = []
+    for root in answer.roots:
+        url = urlparse(str(root.uri))
+        if url.scheme == "file":
+            roots.append(Path(unquote(url.path)))
+    return roots
+
+
+async def ingest_document(
+    ctx: Context,
+    path: Annotated[str, Field(min_length=1, max_length=1024, description="File path, absolute or under a root.")],
+    type: DocType = "document",
+    tags: Tags | None = None,
+    title: Annotated[str | None, Field(max_length=200, description="Title; by default the file's own.")] = None,
+    date: Annotated[dt.date | None, Field(description="The document's date, YYYY-MM-DD.")] = None,
+) -> IngestReport:
+    """Add a file to the knowledge base (PDF, DOCX, HTML, Markdown or text) from a folder open for ingestion
+    (SOPHIA_KNOWLEDGE__ROOTS, or a root the client shares). Ingesting the same content again changes nothing; a
+    changed file replaces its previous version."""
+
+    async def progress(done: float, total: float, message: str) -> None:
+        await ctx.report_progress(done, total, message)
+
+    return await ingest_file(
+        services_of(ctx), path, await _client_roots(ctx), progress,
+        title=title, type=type, tags=tags, doc_date=date,
+    )  # fmt: skip
+
+
+async def ingest_text(
+    ctx: Context,
+    title: Annotated[str, Field(min_length=1, max_length=200)],
+    text: Annotated[str, Field(min_length=1, max_length=2_000_000, description="Markdown or plain text.")],
+    type: DocType = "document",
+    tags: Tags | None = None,
+    date: Annotated[dt.date | None, Field(description="The document's date, YYYY-MM-DD.")] = None,
+    document_id: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[A-Za-z0-9_.:-]{1,80}$", description="Reuse to replace a document; by default from the title."
+        ),
+    ] = None,
+) -> IngestReport:
+    """Add text to the knowledge base (notes, a pasted policy, a meeting summary). The same title (or document_id)
+    replaces the earlier version; the same content again changes nothing."""
+    return await ingest_text_workflow(services_of(ctx), title, text, document_id, type=type, tags=tags, doc_date=date)
+
+
+async def search_knowledge(
+    ctx: Context,
+    query: Annotated[str, Field(min_length=1, max_length=1000, description="A question or keywords.")],
+    types: Annotated[list[str] | None, Field(description="Only these document types.")] = None,
+    tags: Annotated[list[str] | None, Field(description="Only documents with any of these tags.")] = None,
+    date_from: Annotated[dt.date | None, Field(description="Only documents dated on or after, YYYY-MM-DD.")] = None,
+    date_to: Annotated[dt.date | None, Field(description="Only documents dated on or before, YYYY-MM-DD.")] = None,
+    limit: Annotated[int, Field(ge=1, le=50, description="Passages to return, 1-50.")] = 8,
+) -> SearchResults:
+    """Search the knowledge base by meaning and by words together, and return the passages that answer best,
+    each with its document, section, position and a citation to quote."""
+    flt = DocumentFilter(types=types, tags=tags, date_from=date_from, date_to=date_to)
+    return SearchResults(query=query, hits=await search(services_of(ctx), query, flt, limit))
+
+
+async def get_document(
+    ctx: Context,
+    document_id: DocumentId,
+    include_chunks: Annotated[bool, Field(description="Also return the document's chunks (its text).")] = False,
+) -> DocumentDetail:
+    """Get a document's details (title, source, type, tags, date, size, chunks) and, if asked, its chunks."""
+    services = services_of(ctx)
+    document = await services.store.run(services.documents.get, document_id)
+    if document is None:
+        raise NotFound(f"No document with id {document_id!r}; list_documents shows the ids")
+    chunks = await services.store.run(services.documents.chunks, document_id) if include_chunks else None
+    return DocumentDetail(document=document, chunks=chunks)
+
+
+async def list_documents(
+    ctx: Context,
+    type: Annotated[str | None, Field(max_length=40, description="Only this document type.")] = None,
+    tag: Annotated[str | None, Field(max_length=40, description="Only documents with this tag.")] = None,
+    limit: Annotated[int, Field(ge=1, le=100, description="Documents per page, 1-100.")] = 20,
+    cursor: Annotated[str | None, Field(max_length=100, description="next_cursor from the previous page.")] = None,
+) -> DocumentPage:
+    """List the documents in the knowledge base, optionally of one type or with one tag."""
+    services = services_of(ctx)
+    flt = DocumentFilter(types=[type] if type else None, tags=[tag] if tag else None)
+    documents, following = await services.store.run(services.documents.page, flt, limit, cursor)
+    return DocumentPage(documents=documents, next_cursor=following)
+
+
+async def delete_document(ctx: Context, document_id: DocumentId) -> DocumentInfo:
+    """Delete a document, its chunks and its vectors from the knowledge base. Returns what was deleted."""
+    return await delete_document_workflow(services_of(ctx), document_id)
+
+
+async def document_resource(document_id: str, ctx: Context) -> str:
+    """A document's details as JSON."""
+    return (await get_document(ctx, document_id)).model_dump_json(indent=2)
+
+
+async def chunks_resource(document_id: str, ctx: Context) -> str:
+    """A document's text, chunk by chunk, with each chunk's section."""
+    detail = await get_document(ctx, document_id, include_chunks=True)
+    parts = [f"# {detail.document.title}"]
+    parts += [f"\n[chunk {c.seq + 1}] {c.section}\n{c.text}" for c in detail.chunks or []]
+    return "\n".join(parts)
+
+
+def answer_from_knowledge(question: Annotated[str, Field(description="The question to answer.")]) -> list[Message]:
+    """Answer a question from the knowledge base, quoting its sources."""
+    return [
+        UserMessage(
+            f"Answer this question from the knowledge base: {question}\nCall search_knowledge with the question, "
+            "read the passages, and answer in a few sentences. Quote the passages you rely on and cite each by its "
+            "`citation`. If the passages do not answer it, say so rather than guess."
+        )
+    ]
+
+
+def competitor_brief(competitor: Annotated[str, Field(description="Competitor name, e.g. AppFolio.")]) -> list[Message]:
+    """Brief a rep on a competitor: where they win, where we win, and what to say."""
+    return [
+        UserMessage(
+            f"Brief me on {competitor} before a sales call. Use search_knowledge with types=['competitor_note'] and "
+            f"the query '{competitor}', then search pricing and product notes for what we say against them. Give "
+            "where they win, where we win, and three questions to ask the prospect, each with a citation."
+        )
+    ]
+
+
+def _complete_document_ids(services: Services, typed: str, _: dict[str, str]) -> list[str]:
+    return services.documents.ids_and_titles(typed, 100)
+
+
+def _complete_competitors(services: Services, typed: str, _: dict[str, str]) -> list[str]:
+    names = [c.name for c in services.settings.competitors]
+    return [n for n in names if n.casefold().startswith(typed.casefold())]
+
+
+def register(server: SophiaServer, prefix: str = "") -> None:
+    """Declare the knowledge tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
+    hints = tool_hints
+    server.add_tool(
+        ingest_document, name=f"{prefix}ingest_document",
+        annotations=hints("Ingest document", read_only=False, idempotent=True),
+    )  # fmt: skip
+    server.add_tool(
+        ingest_text, name=f"{prefix}ingest_text", annotations=hints("Ingest text", read_only=False, idempotent=True)
+    )
+    server.add_tool(
+        search_knowledge, name=f"{prefix}search_knowledge", annotations=hints("Search knowledge", read_only=True)
+    )
+    server.add_tool(get_document, name=f"{prefix}get_document", annotations=hints("Get document", read_only=True))
+    server.add_tool(list_documents, name=f"{prefix}list_documents", annotations=hints("List documents", read_only=True))
+    server.add_tool(
+        delete_document, name=f"{prefix}delete_document",
+        annotations=hints("Delete document", read_only=False, destructive=True, idempotent=False),
+    )  # fmt: skip
+    server.resource(
+        "kb://documents/{document_id}", name="document", title="Knowledge document", mime_type="application/json"
+    )(document_resource)
+    server.resource(
+        "kb://documents/{document_id}/chunks", name="document_chunks", title="Document text", mime_type="text/plain"
+    )(chunks_resource)
+    server.prompt(name="answer_from_knowledge", title="Answer from the knowledge base")(answer_from_knowledge)
+    server.prompt(name="competitor_brief", title="Brief on a competitor")(competitor_brief)
+    for ref in ("kb://documents/{document_id}", "kb://documents/{document_id}/chunks"):
+        server.add_completer(ref, "document_id", _complete_document_ids)
+    server.add_completer("competitor_brief", "competitor", _complete_competitors)
+
+
+def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServer:
+    server = SophiaServer("sophia-knowledge", INSTRUCTIONS, settings, **kwargs)
+    register(server)
+    return server

@@ -1,0 +1,60 @@
+"""The `Embedder` port on OpenAI's embeddings endpoint (or any OpenAI-compatible one: `base_url` is settable)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sophia_mcp.errors import ConfigurationError, ServiceUnavailable
+from sophia_mcp.settings import OpenAISettings
+
+if TYPE_CHECKING:
+    from sophia_mcp.ports.embed import Vectors
+
+BATCH = 256
+DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+
+
+class OpenAIEmbedder:
+    def __init__(self, settings: OpenAISettings) -> None:
+        if settings.api_key is None:
+            raise ConfigurationError("The openai embeddings backend needs SOPHIA_OPENAI__API_KEY")
+        self.settings = settings
+        self.model = f"openai/{settings.embedding_model}"
+        self.dimension = DIMENSIONS.get(settings.embedding_model, 1536)
+        self._client: Any = None
+
+    def _openai(self) -> Any:
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
+            self._client = AsyncOpenAI(
+                api_key=key,
+                base_url=self.settings.base_url,
+                timeout=self.settings.timeout_s,
+                max_retries=self.settings.max_retries,
+            )
+        return self._client
+
+    async def embed(self, texts: list[str]) -> Vectors:
+        import openai
+
+        rows: list[list[float]] = []
+        for start in range(0, len(texts), BATCH):
+            batch = [t if t.strip() else " " for t in texts[start : start + BATCH]]
+            try:
+                answer = await self._openai().embeddings.create(model=self.settings.embedding_model, input=batch)
+            except openai.AuthenticationError:
+                raise ConfigurationError("OpenAI refused the API key (SOPHIA_OPENAI__API_KEY)") from None
+            except openai.APIError as exc:
+                raise ServiceUnavailable(f"OpenAI embeddings failed: {type(exc).__name__}") from None
+            rows += [item.embedding for item in sorted(answer.data, key=lambda d: d.index)]
+        out = np.asarray(rows, dtype=np.float32).reshape(len(texts), -1) if texts else np.zeros((0, self.dimension))
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return np.divide(out, norms, out=np.zeros_like(out, dtype=np.float32), where=norms > 0).astype(np.float32)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()

@@ -1,0 +1,272 @@
+"""The knowledge base: ingest files and text, delete them, and search them (vectors and full text, fused).
+
+Ingesting parses, chunks and embeds first, writing nothing; then the new vectors go to the index under ids
+that name the content (so they never overwrite the vectors of the version being replaced), then the document
+and its chunks are written in one store transaction, and only then are the old version's vectors removed. A
+failure at any point leaves the previous version whole. The same content ingested again is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from sophia_mcp.adapters.local_documents import LocalDocuments, chunk_id
+from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX, Format, chunk_text, parse_document
+from sophia_mcp.errors import InvalidInput, NotFound
+from sophia_mcp.ports.knowledge import DocumentFilter, DocumentInfo, SearchHit
+from sophia_mcp.ports.vectors import Metadata
+from sophia_mcp.runs import start_run
+from sophia_mcp.services import Services
+from sophia_mcp.store import utcnow
+
+Progress = Callable[[float, float, str], Awaitable[None]]
+
+RRF_K = 60  # reciprocal-rank fusion: a hit's score is the sum of 1 / (RRF_K + rank) over the rankings it is in
+CANDIDATES = 50  # hits taken from each ranking before fusing
+
+
+class IngestReport(BaseModel):
+    run_id: str | None = Field(description="The ingestion run; null when nothing needed doing.")
+    status: Literal["new", "updated", "unchanged"]
+    document: DocumentInfo
+
+
+def _hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _vector_metadata(document: DocumentInfo) -> Metadata:
+    metadata: Metadata = {"document_id": document.id, "type": document.type, "tags": list(document.tags)}
+    if document.date:
+        metadata["date"] = int(document.date.strftime("%Y%m%d"))
+    return metadata
+
+
+def vector_filter(flt: DocumentFilter | None) -> dict[str, Any] | None:
+    """The document filter in the vector index's (Pinecone's) terms."""
+    if flt is None:
+        return None
+    out: dict[str, Any] = {}
+    if flt.types:
+        out["type"] = {"$in": flt.types}
+    if flt.tags:
+        out["tags"] = {"$in": flt.tags}
+    dates = {}
+    if flt.date_from:
+        dates["$gte"] = int(flt.date_from.strftime("%Y%m%d"))
+    if flt.date_to:
+        dates["$lte"] = int(flt.date_to.strftime("%Y%m%d"))
+    if dates:
+        out["date"] = dates
+    return out or None
+
+
+def vector_id(document_id: str, content_hash: str, seq: int) -> str:
+    return f"{document_id}#{content_hash[:10]}.{seq}"
+
+
+async def ingest(
+    services: Services,
+    data: bytes,
+    *,
+    document_id: str,
+    source: str,
+    fmt: Format,
+    title: str | None = None,
+    type: str = "document",
+    tags: list[str] | None = None,
+    doc_date: date | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest one document's bytes (parsed as `fmt`) under `document_id`."""
+    documents: LocalDocuments = services.documents
+    settings = services.settings.knowledge
+    embedder, index = services.embedder, services.vectors
+    parsed = parse_document(data, fmt)
+    if not parsed.text.strip():
+        raise InvalidInput(f"{source} holds no text to ingest")
+    name = (title or parsed.title or Path(source).stem or document_id).strip()
+    tags = sorted({t.strip() for t in tags or [] if t.strip()})
+    content_hash = _hash(parsed.text, name, type, tags, doc_date, embedder.model)
+    previous = await services.store.run(documents.get, document_id)
+    if previous is not None and previous.content_hash == content_hash:
+        return IngestReport(run_id=None, status="unchanged", document=previous)
+
+    async with start_run(services.store, "ingest_document", document_id, {"source": source, "type": type}) as run:
+
+        async def report(done: int, message: str) -> None:
+            if progress is not None:
+                await progress(done, 4, message)
+
+        await report(0, f"cutting {name} into chunks")
+        from sophia_mcp.adapters.local_embed import local_tokenizer
+
+        chunks = await run.step(
+            "chunk",
+            lambda: services.store.run(
+                chunk_text, parsed.text, name, local_tokenizer(), settings.chunk_tokens, settings.min_chunk_tokens,
+                settings.overlap_tokens,
+            ),
+            lambda c: {"chunks": len(c)},
+        )  # fmt: skip
+        if not chunks:
+            raise InvalidInput(f"{source} holds only headings; there is nothing to search in it")
+        await report(1, f"embedding {len(chunks)} chunks")
+        vectors = await run.step("embed", lambda: embedder.embed([f"{c.section}\n\n{c.text}" for c in chunks]))
+        now = utcnow()
+        document = DocumentInfo(
+            id=document_id, title=name, source=source, type=type, format=parsed.format, tags=tags, date=doc_date,
+            content_hash=content_hash, chars=len(parsed.text), chunk_count=len(chunks),
+            embedding_model=embedder.model, created_at=previous.created_at if previous else now, updated_at=now,
+        )  # fmt: skip
+        ids = [vector_id(document_id, content_hash, c.seq) for c in chunks]
+        await report(2, "indexing")
+
+        async def index_vectors() -> None:
+            await index.bind(embedder.model, embedder.dimension)
+            await index.upsert(ids, vectors, [_vector_metadata(document) | {"seq": c.seq} for c in chunks])
+
+        await run.step("index vectors", index_vectors)
+        await report(3, "saving")
+        await run.step("save document", lambda: services.store.run(documents.save, document, chunks))
+        if previous is not None:
+            stale = [vector_id(document_id, previous.content_hash, seq) for seq in range(previous.chunk_count)]
+            await run.step("remove the old version's vectors", lambda: index.delete(stale))
+        await report(4, "done")
+        run.output = {"document_id": document_id, "chunks": len(chunks)}
+    return IngestReport(run_id=run.id, status="updated" if previous else "new", document=document)
+
+
+def allowed_path(path: str, roots: list[Path], max_bytes: int) -> tuple[Path, Format]:
+    """The real file `path` names, if it is under one of `roots`, not too big, and of a format we read."""
+    if not roots:
+        raise InvalidInput(
+            "No folder is open for ingestion: set SOPHIA_KNOWLEDGE__ROOTS (or let the client share its roots), "
+            "or send the text with ingest_text"
+        )
+    given = Path(path).expanduser()
+    candidates = [given] if given.is_absolute() else [root / given for root in roots]
+    real_roots = [root.resolve() for root in roots]
+    for candidate in candidates:
+        try:
+            real = candidate.resolve(strict=True)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except (OSError, RuntimeError) as exc:
+            raise InvalidInput(f"{path!r} cannot be resolved: {exc}") from None
+        if not any(real.is_relative_to(root) for root in real_roots):
+            raise InvalidInput(
+                f"{path!r} is outside the folders open for ingestion ({', '.join(str(r) for r in real_roots)})"
+            )
+        if not real.is_file():
+            raise InvalidInput(f"{path!r} is not a file")
+        fmt = FORMAT_OF_SUFFIX.get(real.suffix.lower())
+        if fmt is None:
+            kinds = ", ".join(sorted(FORMAT_OF_SUFFIX))
+            raise InvalidInput(f"{real.name} is not a format the knowledge base reads ({kinds})")
+        size = real.stat().st_size
+        if size > max_bytes:
+            raise InvalidInput(f"{real.name} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+        return real, fmt
+    raise NotFound(f"No file {path!r} under the folders open for ingestion")
+
+
+async def ingest_file(
+    services: Services,
+    path: str,
+    extra_roots: list[Path] | None = None,
+    progress: Progress | None = None,
+    **meta: Any,
+) -> IngestReport:
+    settings = services.settings.knowledge
+    real, fmt = allowed_path(path, [*settings.roots, *(extra_roots or [])], int(settings.max_file_mb * 1e6))
+    data = real.read_bytes()
+    document_id = "doc-" + hashlib.sha256(str(real).encode()).hexdigest()[:16]
+    return await ingest(services, data, document_id=document_id, source=str(real), fmt=fmt, progress=progress, **meta)
+
+
+async def ingest_text(
+    services: Services, title: str, text: str, document_id: str | None = None, **meta: Any
+) -> IngestReport:
+    document_id = document_id or "txt-" + hashlib.sha256(title.strip().casefold().encode()).hexdigest()[:16]
+    fmt: Format = "markdown" if text.lstrip().startswith("#") else "text"
+    return await ingest(
+        services, text.encode(), document_id=document_id, source=f"text:{title}", fmt=fmt, title=title, **meta
+    )
+
+
+async def delete_document(services: Services, document_id: str) -> DocumentInfo:
+    documents: LocalDocuments = services.documents
+    document = await services.store.run(documents.get, document_id)
+    if document is None:
+        raise NotFound(f"No document with id {document_id!r}; list_documents shows the ids")
+    ids = [vector_id(document_id, document.content_hash, seq) for seq in range(document.chunk_count)]
+    await services.store.run(documents.delete, document_id)  # searches stop finding it at once
+    await services.vectors.delete(ids)
+    return document
+
+
+async def search(services: Services, query: str, flt: DocumentFilter | None = None, limit: int = 10) -> list[SearchHit]:
+    """Vector and full-text search, fused by reciprocal rank; each hit cites its document, section and position."""
+    if not query.strip():
+        raise InvalidInput("The query is empty; ask in words what you are looking for")
+    documents: LocalDocuments = services.documents
+    vector = (await services.embedder.embed([query]))[0]
+    matches = await services.vectors.query(vector, CANDIDATES, vector_filter(flt)) if vector.any() else []
+    lexical = await services.store.run(documents.lexical, query, flt, CANDIDATES)
+    vector_ranks = {m.id: rank for rank, m in enumerate(matches, 1)}
+    chunk_of_vector = await services.store.run(_chunks_for_vectors, documents, list(vector_ranks))
+    ranks: dict[str, dict[str, int]] = {}
+    for vid, rank in vector_ranks.items():
+        if vid in chunk_of_vector:
+            ranks.setdefault(chunk_of_vector[vid], {})["vector"] = rank
+    for rank, cid in enumerate(lexical, 1):
+        ranks.setdefault(cid, {})["lexical"] = rank
+    fused = sorted(ranks, key=lambda c: -sum(1 / (RRF_K + r) for r in ranks[c].values()))[:limit]
+    found = await services.store.run(documents.chunks_by_id, fused)
+    hits = []
+    for cid in fused:
+        if cid not in found:
+            continue
+        chunk, document = found[cid]
+        hits.append(
+            SearchHit(
+                chunk_id=cid, document_id=document.id, title=document.title, source=document.source,
+                type=document.type, section=chunk.section, position=chunk.seq, text=chunk.text,
+                score=round(sum(1 / (RRF_K + r) for r in ranks[cid].values()), 6),
+                vector_rank=ranks[cid].get("vector"), lexical_rank=ranks[cid].get("lexical"),
+                citation=_citation(document, chunk.section, chunk.seq),
+            )
+        )  # fmt: skip
+    return hits
+
+
+def _citation(document: DocumentInfo, section: str, seq: int) -> str:
+    where = section.split(" › ", 1)[1] if " › " in section else ""
+    return f"{document.title}{', ' + where if where else ''} (chunk {seq + 1} of {document.chunk_count})"
+
+
+def _chunks_for_vectors(documents: LocalDocuments, vector_ids: list[str]) -> dict[str, str]:
+    """Vector id -> chunk id, for vectors whose document version is the current one."""
+    out: dict[str, str] = {}
+    wanted: dict[str, list[tuple[str, str, int]]] = {}
+    for vid in vector_ids:
+        document_id, _, rest = vid.partition("#")
+        prefix, _, position = rest.partition(".")
+        if position.isdigit():
+            wanted.setdefault(document_id, []).append((vid, prefix, int(position)))
+    for document_id, items in wanted.items():
+        document = documents.get(document_id)
+        if document is None:
+            continue
+        for vid, prefix, number in items:
+            if document.content_hash.startswith(prefix) and number < document.chunk_count:
+                out[vid] = chunk_id(document_id, number)
+    return out

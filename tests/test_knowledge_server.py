@@ -1,0 +1,193 @@
+"""The knowledge server through an MCP client session: ingestion from roots, search with citations, documents,
+and the refusals (a path outside the roots, traversal, an oversized or corrupt file, an empty query)."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp_types import ListRootsResult, Root, TextResourceContents
+
+from sophia_mcp.servers.knowledge import create_server
+from sophia_mcp.settings import Settings
+from tests.conftest import make_settings
+from tests.mcp_helpers import structured, text_of
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "parking.md").write_text(
+        "# Parking policy\n\n## Residents\n\nEvery unit has one assigned parking space.\n\n"
+        "## Guests\n\nGuests may park in the visitor lot for up to 48 hours with a pass from the office.\n"
+    )
+    return folder
+
+
+def kb_settings(data_dir: Path, root: Path, **knowledge: Any) -> Settings:
+    return make_settings(data_dir, knowledge={"roots": [str(root)], **knowledge})
+
+
+def counts(data_dir: Path) -> tuple[int, int, int]:
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        return tuple(
+            conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("documents", "chunks", "vectors")
+        )  # type: ignore[return-value]
+
+
+async def test_tools_and_a_search_over_the_demo_documents(settings: Settings) -> None:
+    async with Client(create_server(settings)) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        found = structured(
+            await client.call_tool("search_knowledge", {"query": "Who approves a 20% discount?", "limit": 3})
+        )
+        competitors = structured(
+            await client.call_tool("search_knowledge", {"query": "price", "types": ["competitor_note"]})
+        )
+        listed = structured(await client.call_tool("list_documents", {"type": "competitor_note"}))
+    assert set(tools) == {"ingest_document", "ingest_text", "search_knowledge", "get_document", "list_documents",
+                          "delete_document"}  # fmt: skip
+    assert tools["search_knowledge"].annotations.read_only_hint is True  # type: ignore[union-attr]
+    assert tools["delete_document"].annotations.destructive_hint is True  # type: ignore[union-attr]
+    best = found["hits"][0]
+    assert best["document_id"] == "demo-pricing-policy" and "VP of Sales" in " ".join(best["text"].split())
+    assert best["citation"].startswith("Pricing policy") and "chunk" in best["citation"]
+    assert competitors["hits"] and {h["type"] for h in competitors["hits"]} == {"competitor_note"}
+    assert len(listed["documents"]) == 4 and all(d["type"] == "competitor_note" for d in listed["documents"])
+
+
+async def test_ingest_reingest_change_and_delete_a_file(data_dir: Path, root: Path) -> None:
+    before = counts(data_dir)
+    async with Client(create_server(kb_settings(data_dir, root))) as client:
+        first = structured(await client.call_tool("ingest_document", {"path": "parking.md", "type": "policy"}))
+        again = structured(await client.call_tool("ingest_document", {"path": str(root / "parking.md"),
+                                                                      "type": "policy"}))  # fmt: skip
+        hits = structured(await client.call_tool("search_knowledge", {"query": "how long can guests park"}))
+        (root / "parking.md").write_text("# Parking policy\n\nGuests may park for 24 hours only.\n")
+        changed = structured(await client.call_tool("ingest_document", {"path": "parking.md", "type": "policy"}))
+        after_change = counts(data_dir)
+        detail = structured(
+            await client.call_tool("get_document", {"document_id": first["document"]["id"], "include_chunks": True})
+        )
+        deleted = structured(await client.call_tool("delete_document", {"document_id": first["document"]["id"]}))
+        missing = await client.call_tool("get_document", {"document_id": first["document"]["id"]})
+    assert first["status"] == "new" and again["status"] == "unchanged" and changed["status"] == "updated"
+    assert first["document"]["id"] == again["document"]["id"] == changed["document"]["id"]
+    assert hits["hits"][0]["document_id"] == first["document"]["id"] and "48 hours" in hits["hits"][0]["text"]
+    assert after_change == (before[0] + 1, before[1] + 1, before[2] + 1)  # the old version's chunks are gone
+    assert "24 hours" in detail["chunks"][0]["text"]
+    assert deleted["id"] == first["document"]["id"]
+    assert missing.is_error and "No document" in text_of(missing)
+    assert counts(data_dir) == before
+
+
+def _docx_bytes() -> bytes:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Move-out checklist", level=1)
+    document.add_paragraph("Residents return all keys and fobs on the last day.")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+async def test_pdf_docx_and_html_files_are_read(data_dir: Path, root: Path) -> None:
+    from pypdf import PdfWriter
+
+    (root / "moveout.docx").write_bytes(_docx_bytes())
+    (root / "page.html").write_text(
+        "<html><head><title>Pet policy</title><script>var x=1;</script></head><body><nav>Menu</nav>"
+        "<h1>Pet policy</h1><p>Two pets per unit; dogs under 50 pounds.</p></body></html>"
+    )
+    blank = PdfWriter()
+    blank.add_blank_page(width=200, height=200)
+    buffer = io.BytesIO()
+    blank.write(buffer)
+    (root / "scan.pdf").write_bytes(buffer.getvalue())
+    async with Client(create_server(kb_settings(data_dir, root))) as client:
+        docx_doc = structured(await client.call_tool("ingest_document", {"path": "moveout.docx"}))
+        html_doc = structured(await client.call_tool("ingest_document", {"path": "page.html"}))
+        scan = await client.call_tool("ingest_document", {"path": "scan.pdf"})
+        chunks = await client.read_resource(f"kb://documents/{html_doc['document']['id']}/chunks")
+    assert docx_doc["document"]["title"] == "Move-out checklist" and docx_doc["document"]["format"] == "docx"
+    assert html_doc["document"]["title"] == "Pet policy"
+    content = chunks.contents[0]
+    assert isinstance(content, TextResourceContents) and "50 pounds" in content.text and "var x" not in content.text
+    assert scan.is_error and "no text layer" in text_of(scan)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"path": "../outside.md"}, "outside the folders"),
+        ({"path": "/etc/hostname"}, "outside the folders"),
+        ({"path": "nope.md"}, "No file 'nope.md'"),
+        ({"path": "big.md"}, "the limit is"),
+        ({"path": "broken.pdf"}, "cannot be read"),
+        ({"path": "broken.docx"}, "cannot be read"),
+        ({"path": "binary.txt"}, "binary data"),
+        ({"path": "data.csv"}, "not a format"),
+        ({"path": "sub"}, "not a file"),
+        ({"path": "link.md"}, "outside the folders"),
+    ],
+)
+async def test_refused_files_leave_nothing_behind(
+    data_dir: Path, root: Path, arguments: dict[str, str], expected: str
+) -> None:
+    (root.parent / "outside.md").write_text("# Secret\n\nNot for the knowledge base.\n")
+    (root / "big.md").write_text("# Big\n\n" + "word " * 400_000)
+    (root / "broken.pdf").write_bytes(b"%PDF-1.7\n%broken beyond repair")
+    (root / "broken.docx").write_bytes(b"PK\x03\x04 not really a zip")
+    (root / "binary.txt").write_bytes(b"\x00\x01\x02" * 100)
+    (root / "data.csv").write_text("a,b\n1,2\n")
+    (root / "sub").mkdir()
+    (root / "link.md").symlink_to(root.parent / "outside.md")
+    before = counts(data_dir)
+    async with Client(create_server(kb_settings(data_dir, root, max_file_mb=1))) as client:
+        result = await client.call_tool("ingest_document", arguments)
+    assert result.is_error, text_of(result)
+    assert expected in text_of(result) and "Traceback" not in text_of(result)
+    assert counts(data_dir) == before
+
+
+async def test_no_roots_means_no_files_and_an_empty_query_is_refused(data_dir: Path) -> None:
+    async with Client(create_server(make_settings(data_dir))) as client:
+        no_roots = await client.call_tool("ingest_document", {"path": "/tmp/x.md"})
+        empty = await client.call_tool("search_knowledge", {"query": "   "})
+        text = structured(
+            await client.call_tool("ingest_text", {"title": "Gate code", "text": "The gate code is 4512."})
+        )
+        again = structured(
+            await client.call_tool("ingest_text", {"title": "Gate code", "text": "The gate code is 4512."})
+        )
+    assert no_roots.is_error and "SOPHIA_KNOWLEDGE__ROOTS" in text_of(no_roots)
+    assert empty.is_error and "empty" in text_of(empty)
+    assert text["status"] == "new" and again["status"] == "unchanged"
+
+
+async def test_a_root_the_client_shares_opens_its_folder(data_dir: Path, root: Path) -> None:
+    async def roots(_: Any) -> ListRootsResult:
+        return ListRootsResult(roots=[Root(uri=root.as_uri(), name="docs")])  # type: ignore[arg-type]
+
+    async with Client(create_server(make_settings(data_dir)), mode="legacy", list_roots_callback=roots) as client:
+        report = structured(await client.call_tool("ingest_document", {"path": str(root / "parking.md")}))
+        doc = await client.read_resource(f"kb://documents/{report['document']['id']}")
+        prompt = await client.get_prompt("competitor_brief", {"competitor": "AppFolio"})
+    content = doc.contents[0]
+    assert isinstance(content, TextResourceContents)
+    assert json.loads(content.text)["document"]["title"] == "Parking policy"
+    assert "AppFolio" in prompt.messages[0].content.text  # type: ignore[union-attr]
