@@ -73,7 +73,7 @@ def test_hubspot_list_pages_through_every_contact_once(hub: tuple[httpx.Client, 
 
 
 def test_hubspot_get_by_email_with_associations(hub: tuple[httpx.Client, hubspot.HubSpotState]) -> None:
-    client, state = hub
+    client, _ = hub
     contact = demo().contacts[0]
     params = {"idProperty": "email", "properties": "email", "associations": "companies"}
     body = client.get(f"{CONTACTS}/{contact.email.upper()}", params=params).json()
