@@ -12,7 +12,6 @@ from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.adapters.local_documents import LocalDocuments
 from sophia_mcp.adapters.local_enrich import LocalEnricher
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
-from sophia_mcp.errors import ConfigurationError
 from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.calls import CallSource
@@ -96,9 +95,9 @@ def build_services(settings: Settings) -> Services:
         embedder = OpenAIEmbedder(settings.openai)
     vectors: VectorIndex = LocalVectorIndex(store)
     if settings.pinecone.backend == "pinecone":
-        raise ConfigurationError(
-            "The pinecone backend is not available yet; use SOPHIA_PINECONE__BACKEND=local for now"
-        )
+        from sophia_mcp.adapters.pinecone import PineconeIndex, pinecone_client
+
+        vectors = PineconeIndex(pinecone_client(settings.pinecone), settings.pinecone.namespace)
 
     notifier: Notifier
     if settings.slack.backend == "slack":

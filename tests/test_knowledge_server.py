@@ -191,3 +191,42 @@ async def test_a_root_the_client_shares_opens_its_folder(data_dir: Path, root: P
     assert isinstance(content, TextResourceContents)
     assert json.loads(content.text)["document"]["title"] == "Parking policy"
     assert "AppFolio" in prompt.messages[0].content.text  # type: ignore[union-attr]
+
+
+def test_kb_commands_on_pinecone_and_openai_configured_by_environment(tmp_path: Path, root: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sophia_mcp.cli import app
+    from tests.fakes import openai as openai_fake
+    from tests.fakes import pinecone as pinecone_fake
+    from tests.fakes.server import serve
+    from tests.processes import env_for
+
+    index = pinecone_fake.PineconeState(dimension=1536)
+    with (
+        serve(pinecone_fake.pinecone_app(index)) as p_url,
+        serve(openai_fake.openai_app(openai_fake.OpenAIState())) as o_url,
+    ):
+        env = env_for(
+            tmp_path / "data",
+            COLUMNS="200",
+            SOPHIA_PINECONE__BACKEND="pinecone",
+            SOPHIA_PINECONE__API_KEY=pinecone_fake.API_KEY,
+            SOPHIA_PINECONE__INDEX_HOST=p_url,
+            SOPHIA_PINECONE__NAMESPACE="kb-test",
+            SOPHIA_EMBEDDINGS__BACKEND="openai",
+            SOPHIA_OPENAI__API_KEY=openai_fake.API_KEY,
+            SOPHIA_OPENAI__BASE_URL=f"{o_url}/v1",
+            SOPHIA_KNOWLEDGE__ROOTS=str(root),
+        )
+        runner = CliRunner()
+        ingested = runner.invoke(app, ["kb", "ingest", str(root), "--type", "policy"], env=env)
+        found = runner.invoke(app, ["kb", "search", "guests park visitor lot", "--limit", "1"], env=env)
+        doctor = runner.invoke(app, ["doctor"], env=env)
+    assert ingested.exit_code == 0, ingested.output
+    assert found.exit_code == 0 and "Parking policy" in found.output and "48 hours" in found.output
+    assert "Pinecone index at" in doctor.output
+    vectors = index.namespaces["kb-test"]
+    assert len(vectors) >= 2 and "__sophia_model__" in vectors
+    for secret in (pinecone_fake.API_KEY, openai_fake.API_KEY):
+        assert secret not in ingested.output + found.output + doctor.output

@@ -1,8 +1,10 @@
-"""The local embedding model and the local vector index (groundwork of the knowledge server)."""
+"""The Embedder and VectorIndex contracts, on the embedded backends and on OpenAI and Pinecone (their fakes)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,8 +12,14 @@ import pytest
 from sophia_mcp.adapters.local_embed import LocalEmbedder
 from sophia_mcp.adapters.local_vectors import LocalVectorIndex
 from sophia_mcp.errors import ConfigurationError, InvalidInput
-from sophia_mcp.ports.vectors import matches
+from sophia_mcp.ports.embed import Embedder
+from sophia_mcp.ports.vectors import VectorIndex, matches
 from sophia_mcp.store import Store
+from sophia_mcp.wiring import build_services
+from tests.conftest import make_settings
+from tests.fakes import openai as openai_fake
+from tests.fakes import pinecone as pinecone_fake
+from tests.fakes.server import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -56,15 +64,61 @@ def test_a_question_lands_nearest_its_answer(embedder: LocalEmbedder, question: 
     assert int(np.argmax(scores)) == expected, scores
 
 
-async def test_index_search_filters_deletes_and_refuses_another_model(tmp_path: Path, embedder: LocalEmbedder) -> None:
-    store = Store(tmp_path / "sophia.db")
-    index = LocalVectorIndex(store)
-    with pytest.raises(ConfigurationError, match="bind"):
-        await index.upsert(["x"], embedder.embed_now(["x"]), [{}])
-    await index.bind(embedder.model, embedder.dimension)
-    await index.bind(embedder.model, embedder.dimension)  # the same model again is fine
-    with pytest.raises(ConfigurationError, match="cannot be searched together"):
-        await index.bind("text-embedding-3-small", 1536)
+@pytest.fixture
+def pinecone_state() -> Iterator[tuple[str, pinecone_fake.PineconeState]]:
+    state = pinecone_fake.PineconeState(dimension=LocalEmbedder.dimension)
+    with serve(pinecone_fake.pinecone_app(state)) as url:
+        yield url, state
+
+
+def pinecone_settings(data_dir: Path, url: str, **more: Any) -> Any:
+    section = {"backend": "pinecone", "api_key": pinecone_fake.API_KEY, "index_host": url, "namespace": "test",
+               "retry_base_s": 0.01, "rate_per_second": 1000} | more  # fmt: skip
+    return make_settings(data_dir, pinecone=section)
+
+
+@pytest.fixture(params=["local", "pinecone"])
+async def index(
+    request: pytest.FixtureRequest, tmp_path: Path, pinecone_state: tuple[str, Any]
+) -> AsyncIterator[VectorIndex]:
+    settings = make_settings(tmp_path) if request.param == "local" else pinecone_settings(tmp_path, pinecone_state[0])
+    services = build_services(settings)
+    yield services.vectors
+    await services.aclose()
+    services.close()
+
+
+@pytest.fixture(params=["local", "openai"])
+async def any_embedder(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Embedder]:
+    if request.param == "local":
+        yield LocalEmbedder()
+        return
+    with serve(openai_fake.openai_app(openai_fake.OpenAIState())) as url:
+        settings = make_settings(
+            tmp_path, embeddings={"backend": "openai"}, openai={"api_key": openai_fake.API_KEY, "base_url": f"{url}/v1"}
+        )
+        services = build_services(settings)
+        yield services.embedder
+        await services.aclose()
+        services.close()
+
+
+async def test_contract_embeddings_are_unit_rows_in_order(any_embedder: Embedder) -> None:
+    vectors = await any_embedder.embed([*TEXTS, "  "])
+    assert vectors.shape == (5, any_embedder.dimension) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors[:4], axis=1), 1.0, atol=1e-5)
+    assert not vectors[4].any()
+    again = await any_embedder.embed([TEXTS[2], TEXTS[0]])
+    assert np.allclose(again[0], vectors[2], atol=1e-6) and np.allclose(again[1], vectors[0], atol=1e-6)
+    assert (await any_embedder.embed([])).shape[0] == 0
+
+
+async def test_contract_index_search_filters_deletes_and_refuses_another_model(
+    index: VectorIndex, embedder: LocalEmbedder
+) -> None:
+    with pytest.raises(ConfigurationError, match=r"cannot be searched together|dimension"):
+        await index.bind(embedder.model, embedder.dimension)
+        await index.bind("another-model", embedder.dimension)
     kinds = ["pricing", "competitor", "playbook", "playbook"]
     metadata = [{"type": k, "tags": [k, "all"], "date": 20260100 + i} for i, k in enumerate(kinds)]
     await index.upsert([f"c{i}" for i in range(4)], embedder.embed_now(TEXTS), metadata)  # type: ignore[arg-type]
@@ -76,13 +130,45 @@ async def test_index_search_filters_deletes_and_refuses_another_model(tmp_path: 
     assert [m.id for m in only_pricing] == ["c0"]
     recent = await index.query(query, 5, {"date": {"$gte": 20260102}, "tags": {"$in": ["playbook"]}})
     assert {m.id for m in recent} == {"c2", "c3"}
+    await index.delete(["c2"])
+    assert "c2" not in {m.id for m in await index.query(query, 4)}
+    assert len(await index.query(query, 10)) == 3
+
+
+async def test_local_index_refusals_and_a_second_process(tmp_path: Path, embedder: LocalEmbedder) -> None:
+    store = Store(tmp_path / "sophia.db")
+    index = LocalVectorIndex(store)
+    with pytest.raises(ConfigurationError, match="bind"):
+        await index.upsert(["x"], embedder.embed_now(["x"]), [{}])
+    await index.bind(embedder.model, embedder.dimension)
+    await index.upsert(["a", "b"], embedder.embed_now(TEXTS[:2]), [{}, {}])
     with pytest.raises(InvalidInput, match="dimensions"):
         await index.query(np.zeros(3, dtype=np.float32), 1)
-
     other = LocalVectorIndex(Store(tmp_path / "sophia.db"))  # another process on the same store
-    assert [m.id for m in await other.query(query, 1)] == ["c2"]
-    await index.delete(["c2"])
-    assert "c2" not in {m.id for m in await other.query(query, 4)}
+    assert {m.id for m in await other.query(embedder.embed_now(TEXTS[:1])[0], 5)} == {"a", "b"}
+    await index.delete(["a"])
+    assert {m.id for m in await other.query(embedder.embed_now(TEXTS[:1])[0], 5)} == {"b"}
+
+
+async def test_pinecone_refuses_vectors_of_another_size_and_a_bad_key(
+    tmp_path: Path, pinecone_state: tuple[str, Any]
+) -> None:
+    url, state = pinecone_state
+    services = build_services(pinecone_settings(tmp_path, url))
+    try:
+        with pytest.raises(ConfigurationError, match="holds 256-dimension vectors"):
+            await services.vectors.bind("openai/text-embedding-3-small", 1536)
+    finally:
+        await services.aclose()
+        services.close()
+    wrong = build_services(pinecone_settings(tmp_path, url, api_key="pcsk_wrong"))
+    try:
+        with pytest.raises(ConfigurationError, match="Pinecone refused the credentials"):
+            await wrong.vectors.bind("m", 256)
+    finally:
+        await wrong.aclose()
+        wrong.close()
+    assert all(body.get("namespace", "test") == "test" for _, body in state.requests if isinstance(body, dict))
 
 
 @pytest.mark.parametrize(

@@ -60,13 +60,16 @@ class LocalEmbedder:
             return self._model
 
     def embed_now(self, texts: list[str]) -> Vectors:
-        """Embed in the calling thread (batched); rows are L2-normalised, so a dot product is the cosine."""
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
+        """Embed in the calling thread (batched); rows are L2-normalised, so a dot product is the cosine. A blank
+        text has no direction: its row is zeros."""
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        wanted = [i for i, t in enumerate(texts) if t.strip()]
+        if not wanted:
+            return out
         model = self._load()
-        parts = [np.asarray(model.embed(texts[i : i + BATCH], norm=False), dtype=np.float32)
-                 for i in range(0, len(texts), BATCH)]  # fmt: skip
-        out = np.vstack(parts)
+        for start in range(0, len(wanted), BATCH):
+            rows = wanted[start : start + BATCH]
+            out[rows] = np.asarray(model.embed([texts[i] for i in rows], norm=False), dtype=np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from sophia_mcp.errors import ConfigurationError, ServiceUnavailable
 from sophia_mcp.settings import OpenAISettings
 
@@ -39,21 +37,31 @@ class OpenAIEmbedder:
         return self._client
 
     async def embed(self, texts: list[str]) -> Vectors:
+        """Rows in order; a blank text (which OpenAI refuses) gets a zero row, as on the local model."""
+        import numpy as np
         import openai
 
-        rows: list[list[float]] = []
-        for start in range(0, len(texts), BATCH):
-            batch = [t if t.strip() else " " for t in texts[start : start + BATCH]]
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        wanted = [i for i, t in enumerate(texts) if t.strip()]
+        for start in range(0, len(wanted), BATCH):
+            rows = wanted[start : start + BATCH]
             try:
-                answer = await self._openai().embeddings.create(model=self.settings.embedding_model, input=batch)
+                answer = await self._openai().embeddings.create(
+                    model=self.settings.embedding_model, input=[texts[i] for i in rows]
+                )
             except openai.AuthenticationError:
                 raise ConfigurationError("OpenAI refused the API key (SOPHIA_OPENAI__API_KEY)") from None
             except openai.APIError as exc:
                 raise ServiceUnavailable(f"OpenAI embeddings failed: {type(exc).__name__}") from None
-            rows += [item.embedding for item in sorted(answer.data, key=lambda d: d.index)]
-        out = np.asarray(rows, dtype=np.float32).reshape(len(texts), -1) if texts else np.zeros((0, self.dimension))
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return np.divide(out, norms, out=np.zeros_like(out, dtype=np.float32), where=norms > 0).astype(np.float32)
+            for item in answer.data:
+                vector = np.asarray(item.embedding, dtype=np.float32)
+                if vector.shape[0] != self.dimension:
+                    raise ServiceUnavailable(
+                        f"OpenAI answered {vector.shape[0]} dimensions for {self.model}, not {self.dimension}"
+                    )
+                norm = float(np.linalg.norm(vector))
+                out[rows[item.index]] = vector / norm if norm else vector
+        return out
 
     async def aclose(self) -> None:
         if self._client is not None:

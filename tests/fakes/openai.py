@@ -1,6 +1,8 @@
 """A fake OpenAI-compatible chat completions endpoint with structured outputs, per ../shared/apis/openai.md.
 
-Bearer auth (401 with an `error` body otherwise); POST /v1/chat/completions must carry a model, messages and a
+Also POST /v1/embeddings (unit vectors from hashed words, so texts sharing words are near; 1,536 or 3,072
+dimensions by model; at most 2,048 non-empty inputs). Bearer auth (401 with an `error` body otherwise); POST
+/v1/chat/completions must carry a model, messages and a
 strict `json_schema` response format; answers in the chat.completion shape with the JSON in `content`. Its
 default reading of a transcript is a crude keyword pass; tests can queue answers instead: a dict (sent as the
 JSON content), or one of "invalid", "refusal", "length", "429", "500".
@@ -8,6 +10,7 @@ JSON content), or one of "invalid", "refusal", "length", "429", "500".
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -69,6 +72,19 @@ def read_transcript(prompt: str) -> dict[str, Any]:
     }
 
 
+EMBEDDING_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072}
+
+
+def hashed_embedding(text: str, size: int) -> list[float]:
+    """A deterministic unit vector: words hashed into buckets, so texts sharing words point alike."""
+    vector = [0.0] * size
+    for word in re.findall(r"\w+", text.lower()):
+        bucket = int(hashlib.sha256(word.encode()).hexdigest(), 16)
+        vector[bucket % size] += 1.0 if (bucket >> 20) % 2 else -1.0
+    norm = sum(x * x for x in vector) ** 0.5 or 1.0
+    return [x / norm for x in vector]
+
+
 def openai_app(state: OpenAIState) -> Starlette:
     async def completions(request: Request) -> JSONResponse:
         if request.headers.get("authorization") != f"Bearer {API_KEY}":
@@ -116,8 +132,31 @@ def openai_app(state: OpenAIState) -> Starlette:
             return _error(404, f"The model '{name}' does not exist", "invalid_request_error", "model_not_found")
         return JSONResponse({"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "fake"})
 
+    async def embeddings(request: Request) -> JSONResponse:
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        body = await request.json()
+        state.requests.append(body)
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        if body.get("model") not in EMBEDDING_DIMENSIONS:
+            return _error(404, f"The model '{body.get('model')}' does not exist", "invalid_request_error",
+                          "model_not_found")  # fmt: skip
+        if not isinstance(inputs, list) or not inputs or len(inputs) > 2048 or any(not str(t).strip() for t in inputs):
+            return _error(400, "'input' must be 1 to 2048 non-empty strings", "invalid_request_error")
+        answer = state.next_answer()
+        if answer in ("429", "500"):
+            return _error(int(answer), "Rate limit reached" if answer == "429" else "The server had an error",
+                          "requests" if answer == "429" else "server_error")  # fmt: skip
+        size = EMBEDDING_DIMENSIONS[body["model"]]
+        data = [{"object": "embedding", "index": i, "embedding": hashed_embedding(str(t), size)}
+                for i, t in enumerate(inputs)]  # fmt: skip
+        return JSONResponse({"object": "list", "data": data, "model": body["model"],
+                             "usage": {"prompt_tokens": 8 * len(inputs), "total_tokens": 8 * len(inputs)}})  # fmt: skip
+
     return Starlette(
         routes=[
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/v1/chat/completions", completions, methods=["POST"]),
             Route("/v1/models/{name}", model, methods=["GET"]),
         ]
