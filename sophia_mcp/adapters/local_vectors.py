@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from sophia_mcp.errors import ConfigurationError, InvalidInput
 from sophia_mcp.ports.vectors import Filter, Metadata, VectorMatch, matches
@@ -21,6 +22,9 @@ from sophia_mcp.store import Store, dumps, iso, utcnow
 
 if TYPE_CHECKING:
     from sophia_mcp.ports.embed import Vectors
+
+
+MASKS_KEPT = 32
 
 
 class LocalVectorIndex:
@@ -33,6 +37,7 @@ class LocalVectorIndex:
         self._ids: list[str] = []
         self._matrix = np.zeros((0, 0), dtype=np.float32)
         self._metadata: list[Metadata] = []
+        self._masks: dict[str, npt.NDArray[np.bool_]] = {}
 
     # -- the model --------------------------------------------------------------------------------------
 
@@ -106,6 +111,18 @@ class LocalVectorIndex:
             if rows else np.zeros((0, 0), dtype=np.float32)
         )  # fmt: skip
         self._version = version
+        self._masks = {}
+
+    def _mask(self, filter: Filter) -> npt.NDArray[np.bool_]:
+        """Which rows pass `filter`; kept per filter until the store changes, since a few filters recur."""
+        key = dumps(filter)
+        if key not in self._masks:
+            if len(self._masks) >= MASKS_KEPT:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[key] = np.fromiter(
+                (matches(m, filter) for m in self._metadata), dtype=bool, count=len(self._ids)
+            )
+        return self._masks[key]
 
     def _query(self, vector: Vectors, top_k: int, filter: Filter | None) -> list[VectorMatch]:
         with self._lock:
@@ -119,8 +136,7 @@ class LocalVectorIndex:
                 )
             scores = self._matrix @ query
             if filter:
-                allowed = np.fromiter((matches(m, filter) for m in self._metadata), dtype=bool, count=len(self._ids))
-                scores = np.where(allowed, scores, -np.inf)
+                scores = np.where(self._mask(filter), scores, -np.inf)
             k = min(top_k, int(np.isfinite(scores).sum()))
             if k <= 0:
                 return []

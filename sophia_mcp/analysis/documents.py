@@ -155,16 +155,26 @@ def _sections(text: str, title: str) -> list[tuple[int, str]]:
     return out
 
 
+_SPLITTERS: dict[tuple[int, tuple[int, int], int], tuple[Any, Any]] = {}  # key -> (tokenizer kept alive, splitter)
+
+
+def _splitter(tokenizer: Any, capacity: tuple[int, int], overlap: int) -> Any:
+    """A splitter per tokenizer and budget: building one copies the tokenizer, which takes longer than splitting."""
+    from semantic_text_splitter import MarkdownSplitter
+
+    key = (id(tokenizer), capacity, overlap)
+    if key not in _SPLITTERS:
+        splitter = MarkdownSplitter.from_huggingface_tokenizer(tokenizer, capacity=capacity, overlap=overlap)
+        _SPLITTERS[key] = (tokenizer, splitter)
+    return _SPLITTERS[key][1]
+
+
 def chunk_text(
     text: str, title: str, tokenizer: Any, max_tokens: int, min_tokens: int, overlap_tokens: int
 ) -> list[Chunk]:
     """Cut text into chunks of `min_tokens`..`max_tokens` tokens (by `tokenizer`, a Hugging Face tokenizer),
     at headings, then paragraphs, then sentences, each sharing up to `overlap_tokens` with the previous one."""
-    from semantic_text_splitter import MarkdownSplitter
-
-    splitter = MarkdownSplitter.from_huggingface_tokenizer(
-        tokenizer, capacity=(min(min_tokens, max_tokens), max_tokens), overlap=min(overlap_tokens, max_tokens // 2)
-    )
+    splitter = _splitter(tokenizer, (min(min_tokens, max_tokens), max_tokens), min(overlap_tokens, max_tokens // 2))
     sections = _sections(text, title)
     chunks: list[Chunk] = []
     for start, piece in splitter.chunk_indices(text):
