@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sophia_mcp.ports.embed import Vectors
 
 BATCH = 512
+INLINE_CHARS = 2_000
 
 
 @functools.cache
@@ -74,4 +75,6 @@ class LocalEmbedder:
         return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
 
     async def embed(self, texts: list[str]) -> Vectors:
+        if self._model is not None and sum(len(t) for t in texts) <= INLINE_CHARS:
+            return self.embed_now(texts)  # a query takes microseconds: less than the trip to a worker thread
         return await anyio.to_thread.run_sync(self.embed_now, texts)

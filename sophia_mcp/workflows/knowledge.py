@@ -220,17 +220,24 @@ async def search(services: Services, query: str, flt: DocumentFilter | None = No
     documents: LocalDocuments = services.documents
     vector = (await services.embedder.embed([query]))[0]
     matches = await services.vectors.query(vector, CANDIDATES, vector_filter(flt)) if vector.any() else []
-    lexical = await services.store.run(documents.lexical, query, flt, CANDIDATES)
-    vector_ranks = {m.id: rank for rank, m in enumerate(matches, 1)}
-    chunk_of_vector = await services.store.run(_chunks_for_vectors, documents, list(vector_ranks))
+    # Everything else is the store's: one trip to its thread.
+    return await services.store.run(_fuse, documents, query, flt, [m.id for m in matches], limit)
+
+
+def _fuse(
+    documents: LocalDocuments, query: str, flt: DocumentFilter | None, vector_ids: list[str], limit: int
+) -> list[SearchHit]:
+    """Full-text ranks beside the vector ranks, fused by reciprocal rank, as cited hits."""
+    lexical = documents.lexical(query, flt, CANDIDATES)
+    chunk_of_vector = _chunks_for_vectors(documents, vector_ids)
     ranks: dict[str, dict[str, int]] = {}
-    for vid, rank in vector_ranks.items():
+    for rank, vid in enumerate(vector_ids, 1):
         if vid in chunk_of_vector:
             ranks.setdefault(chunk_of_vector[vid], {})["vector"] = rank
     for rank, cid in enumerate(lexical, 1):
         ranks.setdefault(cid, {})["lexical"] = rank
     fused = sorted(ranks, key=lambda c: -sum(1 / (RRF_K + r) for r in ranks[c].values()))[:limit]
-    found = await services.store.run(documents.chunks_by_id, fused)
+    found = documents.chunks_by_id(fused)
     hits = []
     for cid in fused:
         if cid not in found:

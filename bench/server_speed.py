@@ -1,0 +1,95 @@
+"""A server's speed beside a bare MCPServer, measured in the same run, over stdio like a desktop client.
+
+The same method as bench/gong_server.py (whose driver this reuses): cold start is spawn -> initialize ->
+tools/list, the median of N alternating starts; tool-call latency is p50 and p99 of the server's read tools
+against the bare server's `echo`, taken in turns. Targets: cold start within 1.2x of the bare server, a tool call
+within 1.5x. Run: python bench/server_speed.py crm   (or knowledge)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gong_server import BARE, SCRIPT, StdioPeer, cold_start, latencies, pct, prepare_data_dir
+
+Args = Callable[[int], dict[str, Any]]
+
+
+def crm_probes(server: StdioPeer) -> dict[str, tuple[str, Args]]:
+    contacts = server.call("search_contacts", {"limit": 100})["structuredContent"]["contacts"]
+    ids = [c["id"] for c in contacts]
+
+    def one_of(i: int) -> dict[str, Any]:
+        return {"contact_id": ids[i % len(ids)]}
+
+    return {
+        "get_contact": ("get_contact", one_of),
+        "search_contacts": ("search_contacts", lambda i: {"query": "manager", "limit": 20}),
+        "score_lead": ("score_lead", one_of),
+        "list_clients": ("list_clients", lambda i: {"limit": 20}),
+    }
+
+
+def knowledge_probes(server: StdioPeer) -> dict[str, tuple[str, Args]]:
+    documents = server.call("list_documents", {"limit": 100})["structuredContent"]["documents"]
+    ids = [d["id"] for d in documents]
+    questions = ["who approves a discount", "card fees for residents", "AppFolio pricing", "onboarding weeks"]
+    return {
+        "get_document": ("get_document", lambda i: {"document_id": ids[i % len(ids)]}),
+        "list_documents": ("list_documents", lambda i: {"limit": 20}),
+        "search_knowledge": ("search_knowledge", lambda i: {"query": questions[i % len(questions)], "limit": 5}),
+    }
+
+
+PROBES = {"crm": crm_probes, "knowledge": knowledge_probes}
+
+
+def measure(name: str, starts: int, calls: int) -> None:
+    data_dir = anyio.run(prepare_data_dir)
+    env = {"SOPHIA_DATA_DIR": str(data_dir)}
+    command = [SCRIPT, "serve", name]
+    cold_start(BARE), cold_start(command, env)  # first starts write bytecode caches; not counted
+    bare_starts, starts_of = [], []
+    for _ in range(starts):
+        bare_starts.append(cold_start(BARE))
+        starts_of.append(cold_start(command, env))
+
+    bare, server = StdioPeer(BARE), StdioPeer(command, env)
+    bare.initialize()
+    server.initialize()
+    probes = {"echo (bare)": (bare, "echo", lambda i: {"text": f"hello {i}"})}
+    probes |= {label: (server, tool, args) for label, (tool, args) in PROBES[name](server).items()}
+    series = latencies(probes, calls)  # type: ignore[arg-type]
+    bare.close()
+    server.close()
+
+    cold_bare, cold = statistics.median(bare_starts), statistics.median(starts_of)
+    print("cold start (spawn -> initialize -> tools/list), median of the runs:")
+    print(f"  bare MCPServer   {cold_bare * 1000:8.1f} ms")
+    print(f"  {name:16s} {cold * 1000:8.1f} ms   ratio {cold / cold_bare:.2f}  (target <= 1.2)")
+    print("tool-call latency over stdio (server + pipes, no client-side validation):")
+    base = series["echo (bare)"]
+    for label, values in series.items():
+        ratios = "" if values is base else (
+            f"   ratio p50 {pct(values, 50) / pct(base, 50):.2f} p99 {pct(values, 99) / pct(base, 99):.2f}"
+        )  # fmt: skip
+        print(f"  {label:17s} p50 {pct(values, 50) * 1000:7.2f} ms  p99 {pct(values, 99) * 1000:7.2f} ms{ratios}")
+    print("target: a tool call within 1.5x of the bare echo")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("server", choices=sorted(PROBES))
+    parser.add_argument("--starts", type=int, default=10)
+    parser.add_argument("--calls", type=int, default=300)
+    options = parser.parse_args()
+    measure(options.server, options.starts, options.calls)
