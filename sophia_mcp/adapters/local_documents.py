@@ -39,9 +39,9 @@ def _document(row: sqlite3.Row) -> DocumentInfo:
     )
 
 
-def _chunk(row: sqlite3.Row) -> ChunkRecord:
+def _chunk(row: sqlite3.Row, id_column: str = "id") -> ChunkRecord:
     return ChunkRecord(
-        id=row["id"],
+        id=row[id_column],
         document_id=row["document_id"],
         seq=row["seq"],
         section=row["section"],
@@ -113,16 +113,7 @@ class LocalDocuments:
         )
         out = {}
         for row in rows:
-            record = ChunkRecord(
-                id=row["chunk_id"],
-                document_id=row["document_id"],
-                seq=row["seq"],
-                section=row["section"],
-                text=row["text"],
-                start_char=row["start_char"],
-                end_char=row["end_char"],
-            )
-            out[row["chunk_id"]] = (record, _document(row))
+            out[row["chunk_id"]] = (_chunk(row, "chunk_id"), _document(row))
         return out
 
     def lexical(self, text: str, flt: DocumentFilter | None, limit: int) -> list[str]:
