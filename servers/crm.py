@@ -18,7 +18,7 @@ from sophia_mcp.ports.enrich import Person
 from sophia_mcp.ports.warehouse import HealthRecord
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import SophiaServer, server_of, services_of, tool_hints
+from sophia_mcp.surface import SophiaServer, complete_client_names, server_of, services_of, tool_hints
 from sophia_mcp.workflows.enrichment import (
     ContactOutcome,
     EnrichmentReport,
@@ -396,10 +396,6 @@ def _complete_client_ids(services: Services, typed: str, _: dict[str, str]) -> l
     return services.clients.client_ids(typed, 100)
 
 
-def _complete_client_names(services: Services, typed: str, _: dict[str, str]) -> list[str]:
-    return services.clients.client_names(typed, 100)
-
-
 def register(server: SophiaServer, prefix: str = "") -> None:
     """Declare the crm tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
     hints = tool_hints
@@ -434,7 +430,7 @@ def register(server: SophiaServer, prefix: str = "") -> None:
         server.add_completer(ref, "contact_id", _complete_contact_ids)
     for ref in ("crm://clients/{client_id}", "crm://clients/{client_id}/health"):
         server.add_completer(ref, "client_id", _complete_client_ids)
-    server.add_completer("account_brief", "client", _complete_client_names)
+    server.add_completer("account_brief", "client", complete_client_names)
 
 
 def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServer:

@@ -15,7 +15,7 @@ from sophia_mcp.ports.calls import Affiliation, Call, CallFilter, Party, Transcr
 from sophia_mcp.runs import get_run
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import SophiaServer, analyst_for, server_of, services_of, tool_hints
+from sophia_mcp.surface import SophiaServer, analyst_for, complete_client_names, server_of, services_of, tool_hints
 from sophia_mcp.workflows.call_health import CallHealthReport
 from sophia_mcp.workflows.call_health import analyze_call as analyze_call_workflow
 
@@ -265,10 +265,6 @@ def _complete_call_ids(services: Services, typed: str, _: dict[str, str]) -> lis
     return services.local_calls.call_ids(typed, 100)
 
 
-def _complete_client_names(services: Services, typed: str, _: dict[str, str]) -> list[str]:
-    return services.clients.client_names(typed, 100)
-
-
 def register(server: SophiaServer, prefix: str = "") -> None:
     """Declare the gong tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
     read = tool_hints
@@ -295,7 +291,7 @@ def register(server: SophiaServer, prefix: str = "") -> None:
     server.prompt(name="review_client_calls", title="Review a client's recent calls")(review_client_calls)
     for ref in ("review_call", "gong://calls/{call_id}", "gong://calls/{call_id}/transcript"):
         server.add_completer(ref, "call_id", _complete_call_ids)
-    server.add_completer("review_client_calls", "client", _complete_client_names)
+    server.add_completer("review_client_calls", "client", complete_client_names)
 
 
 def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServer:

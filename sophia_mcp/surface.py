@@ -213,6 +213,11 @@ class SophiaServer(MCPServer[Any]):
         return Completion(values=values[:MAX_COMPLETIONS], total=len(values), has_more=len(values) > MAX_COMPLETIONS)
 
 
+def complete_client_names(services: Services, typed: str, _: dict[str, str]) -> list[str]:
+    """Client names for a `client` argument, whichever server offers it."""
+    return services.clients.client_names(typed, 100)
+
+
 def analyst_for(ctx: Context[Any, Any]) -> Analyst:
     """The analyst for this request: the client's own model when sampling is chosen (or `auto`) and offered."""
     services = services_of(ctx)

@@ -277,7 +277,7 @@ class Enrichment:
                 async for arrived in receive:
                     for work in arrived:
                         if work.error:
-                            self._record([self._failed(work)])
+                            self._record([self._outcome(work, "failed", error=work.error)])
                             continue
                         changes, score = self._changes(work)
                         if changes:
@@ -361,9 +361,6 @@ class Enrichment:
         await self.services.store.run(self._finish, outcomes)
         self._record(outcomes, stored=True)
         await self._report(f"wrote {len(batch)} contacts to {self.services.crm.name}")
-
-    def _failed(self, work: _Work) -> ContactOutcome:
-        return ContactOutcome(contact_id=work.contact.id, status="failed", matched=False, error=work.error)
 
     @staticmethod
     def _outcome(
