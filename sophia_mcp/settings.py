@@ -205,6 +205,10 @@ class KnowledgeSettings(BaseModel):
     chunk_tokens: int = Field(default=256, ge=32, le=2048, description="Most tokens in one chunk.")
     min_chunk_tokens: int = Field(default=96, ge=1, description="A chunk is filled to at least this if it can be.")
     overlap_tokens: int = Field(default=32, ge=0, description="Tokens a chunk shares with the one before it.")
+    lexical_budget_ms: float = Field(
+        default=50.0, gt=0, description="Most time full-text ranking may take in a search; past it the vectors rank "
+        "alone (it matters only over many thousands of chunks sharing common words)."
+    )  # fmt: skip
 
     @field_validator("roots", mode="before")
     @classmethod

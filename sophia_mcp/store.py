@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -367,6 +368,21 @@ class Store:
         with self._lock:
             return self._connect().execute(sql, params).fetchall()
 
+    def query_within(self, seconds: float, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row] | None:
+        """Run a read that may take long, giving up after `seconds`: its rows, or None when out of time."""
+        deadline = time.perf_counter() + seconds
+        with self._lock:
+            conn = self._connect()
+            conn.set_progress_handler(lambda: time.perf_counter() > deadline, 1000)
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "interrupt" in str(exc):
+                    return None
+                raise
+            finally:
+                conn.set_progress_handler(None, 0)
+
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
         with self._lock:
             return self._connect().execute(sql, params).fetchone()
@@ -387,6 +403,14 @@ class Store:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking store function in a worker thread."""
         return await anyio.to_thread.run_sync(fn, *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a short read (a fraction of a millisecond) here when no other thread is using the store, since the
+        trip to a worker thread and back costs as much as the read; in a worker thread when the store is busy."""
+        if self._lock.acquire(blocking=False):
+            self._lock.release()  # not held across `fn`: it takes the lock per statement, as in a worker
+            return fn(*args)
+        return await self.run(fn, *args)
 
     def close(self) -> None:
         with self._lock:

@@ -230,3 +230,18 @@ def test_kb_commands_on_pinecone_and_openai_configured_by_environment(tmp_path: 
     assert len(vectors) >= 2 and "__sophia_model__" in vectors
     for secret in (pinecone_fake.API_KEY, openai_fake.API_KEY):
         assert secret not in ingested.output + found.output + doctor.output
+
+
+async def test_full_text_out_of_time_leaves_the_vectors_to_answer(data_dir: Path) -> None:
+    query = {"query": "who approves a discount above fifteen percent", "limit": 5}
+    rules = "\n\n".join(
+        f"Discount rule {i}: a discount of {i % 40} percent needs a manager's approval." for i in range(800)
+    )
+    async with Client(create_server(make_settings(data_dir))) as client:
+        structured(await client.call_tool("ingest_text", {"title": "Discount rules", "text": rules}))
+        both = structured(await client.call_tool("search_knowledge", query))["hits"]
+    hurried = make_settings(data_dir, knowledge={"lexical_budget_ms": 1e-6})
+    async with Client(create_server(hurried)) as client:
+        alone = structured(await client.call_tool("search_knowledge", query))["hits"]
+    assert any(h["lexical_rank"] for h in both)
+    assert alone and all(h["lexical_rank"] is None and h["vector_rank"] for h in alone)

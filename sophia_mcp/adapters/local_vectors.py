@@ -9,6 +9,7 @@ product takes a few milliseconds. The index remembers the model and dimension th
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -96,6 +97,11 @@ class LocalVectorIndex:
     async def delete(self, ids: list[str]) -> None:
         await self.store.run(self._delete, ids)
 
+    @property
+    def size(self) -> int:
+        """Vectors in the memory copy; before the first load or after a write, "many" (a load may be slow)."""
+        return len(self._ids) if self._version is not None else sys.maxsize
+
     # -- search -----------------------------------------------------------------------------------------
 
     def _fresh(self) -> None:
@@ -124,7 +130,7 @@ class LocalVectorIndex:
             )
         return self._masks[key]
 
-    def _query(self, vector: Vectors, top_k: int, filter: Filter | None) -> list[VectorMatch]:
+    def query_now(self, vector: Vectors, top_k: int, filter: Filter | None = None) -> list[VectorMatch]:
         with self._lock:
             self._fresh()
             if not self._ids:
@@ -142,7 +148,7 @@ class LocalVectorIndex:
                 return []
             best = np.argpartition(-scores, k - 1)[:k]
             best = best[np.argsort(-scores[best])]
-            return [VectorMatch(id=self._ids[i], score=float(scores[i]), metadata=self._metadata[i]) for i in best]
+            return [VectorMatch(self._ids[i], float(scores[i]), self._metadata[i]) for i in best]
 
     async def query(self, vector: Vectors, top_k: int, filter: Filter | None = None) -> list[VectorMatch]:
-        return await self.store.run(self._query, vector, top_k, filter)
+        return await self.store.run(self.query_now, vector, top_k, filter)

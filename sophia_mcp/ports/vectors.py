@@ -8,9 +8,7 @@ Filters use Pinecone's operators, so one filter means the same on both backends:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from sophia_mcp.ports.embed import Vectors
@@ -22,7 +20,9 @@ Filter = Mapping[str, Any]
 OPERATORS = {"$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte"}
 
 
-class VectorMatch(BaseModel):
+class VectorMatch(NamedTuple):
+    """One neighbour: a plain tuple, since a search makes dozens of them and reads three fields."""
+
     id: str
     score: float
     metadata: Metadata
@@ -39,6 +39,19 @@ class VectorIndex(Protocol):
 
     async def query(self, vector: Vectors, top_k: int, filter: Filter | None = None) -> list[VectorMatch]:
         """The `top_k` nearest (cosine) vectors passing `filter`, best first."""
+        ...
+
+
+@runtime_checkable
+class InProcessQuery(Protocol):
+    """An index that answers from this process (the embedded one): a search may query it on the thread it is
+    already on, beside its other store reads, rather than make a trip of its own."""
+
+    def query_now(self, vector: Vectors, top_k: int, filter: Filter | None = None) -> list[VectorMatch]: ...
+
+    @property
+    def size(self) -> int:
+        """Vectors held at the last look (a hint of how long a search takes, not a count to rely on)."""
         ...
 
 

@@ -21,7 +21,7 @@ from sophia_mcp.adapters.local_documents import LocalDocuments, chunk_id
 from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX, Format, chunk_text, parse_document
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.ports.knowledge import DocumentFilter, DocumentInfo, SearchHit
-from sophia_mcp.ports.vectors import Metadata
+from sophia_mcp.ports.vectors import InProcessQuery, Metadata
 from sophia_mcp.runs import start_run
 from sophia_mcp.services import Services
 from sophia_mcp.store import utcnow
@@ -30,6 +30,7 @@ Progress = Callable[[float, float, str], Awaitable[None]]
 
 RRF_K = 60  # reciprocal-rank fusion: a hit's score is the sum of 1 / (RRF_K + rank) over the rankings it is in
 CANDIDATES = 50  # hits taken from each ranking before fusing
+INLINE_CHUNKS = 2000  # up to this many chunks a search runs on the event loop, past it in a worker thread
 
 
 class IngestReport(BaseModel):
@@ -219,16 +220,32 @@ async def search(services: Services, query: str, flt: DocumentFilter | None = No
         raise InvalidInput("The query is empty; ask in words what you are looking for")
     documents: LocalDocuments = services.documents
     vector = (await services.embedder.embed([query]))[0]
-    matches = await services.vectors.query(vector, CANDIDATES, vector_filter(flt)) if vector.any() else []
+    index, where = services.vectors, vector_filter(flt)
+    budget = services.settings.knowledge.lexical_budget_ms / 1000
+    if not vector.any():  # no word the model knows: words alone
+        nearest: Callable[[], list[str]] = list
+    elif isinstance(index, InProcessQuery):  # the embedded index: queried beside the store's reads
+        nearest = lambda: [m.id for m in index.query_now(vector, CANDIDATES, where)]  # noqa: E731
+        if index.size <= INLINE_CHUNKS:  # a fraction of a millisecond: less than a trip to a worker thread
+            return await services.store.read(_fuse, documents, query, flt, nearest, limit, budget)
+    else:
+        ids = [m.id for m in await index.query(vector, CANDIDATES, where)]
+        nearest = lambda: ids  # noqa: E731
     # Everything else is the store's: one trip to its thread.
-    return await services.store.run(_fuse, documents, query, flt, [m.id for m in matches], limit)
+    return await services.store.run(_fuse, documents, query, flt, nearest, limit, budget)
 
 
 def _fuse(
-    documents: LocalDocuments, query: str, flt: DocumentFilter | None, vector_ids: list[str], limit: int
+    documents: LocalDocuments,
+    query: str,
+    flt: DocumentFilter | None,
+    nearest: Callable[[], list[str]],
+    limit: int,
+    budget_s: float,
 ) -> list[SearchHit]:
     """Full-text ranks beside the vector ranks, fused by reciprocal rank, as cited hits."""
-    lexical = documents.lexical(query, flt, CANDIDATES)
+    vector_ids = nearest()
+    lexical = documents.lexical(query, flt, CANDIDATES, budget_s)
     chunk_of_vector = _chunks_for_vectors(documents, vector_ids)
     ranks: dict[str, dict[str, int]] = {}
     for rank, vid in enumerate(vector_ids, 1):
@@ -269,11 +286,9 @@ def _chunks_for_vectors(documents: LocalDocuments, vector_ids: list[str]) -> dic
         prefix, _, position = rest.partition(".")
         if position.isdigit():
             wanted.setdefault(document_id, []).append((vid, prefix, int(position)))
-    for document_id, items in wanted.items():
-        document = documents.get(document_id)
-        if document is None:
-            continue
-        for vid, prefix, number in items:
-            if document.content_hash.startswith(prefix) and number < document.chunk_count:
+    versions = documents.versions(list(wanted))
+    for document_id, (content_hash, chunk_count) in versions.items():
+        for vid, prefix, number in wanted[document_id]:
+            if content_hash.startswith(prefix) and number < chunk_count:
                 out[vid] = chunk_id(document_id, number)
     return out
