@@ -184,6 +184,9 @@ async def test_pinecone_refuses_vectors_of_another_size_and_a_bad_key(
         ({}, {"type": "a"}, False),
         ({"type": "a", "date": 1}, {"$or": [{"type": "b"}, {"date": 1}]}, True),
         ({"type": "a"}, None, True),
+        ({"date": 1}, {"date": {"$exists": True}}, True),
+        ({}, {"date": {"$exists": True}}, False),
+        ({}, {"date": {"$exists": False}}, True),
     ],
 )
 def test_filters_mean_what_pinecone_means(metadata: dict, flt: dict | None, expected: bool) -> None:

@@ -2,7 +2,7 @@
 
 Filters use Pinecone's operators, so one filter means the same on both backends: `{"type": "playbook"}`,
 `{"tags": {"$in": ["pricing"]}}`, `{"date": {"$gte": 20260101}}`; several keys are ANDed. Supported: `$eq`,
-`$ne`, `$in`, `$nin`, `$gt`, `$gte`, `$lt`, `$lte`. A list-valued metadata field matches when any element does.
+`$ne`, `$in`, `$nin`, `$gt`, `$gte`, `$lt`, `$lte`, `$exists`. A list-valued metadata field matches when any element does.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 Metadata = dict[str, str | int | float | bool | list[str]]
 Filter = Mapping[str, Any]
 
-OPERATORS = {"$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte"}
+OPERATORS = {"$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists"}
 
 
 class VectorMatch(NamedTuple):
@@ -90,7 +90,11 @@ def matches(metadata: Mapping[str, Any], filter: Filter | None) -> bool:
         for op, operand in conditions.items():
             if op not in OPERATORS:
                 raise ValueError(f"unknown filter operator {op!r}; use one of {', '.join(sorted(OPERATORS))}")
-            if key not in metadata:
+            if op == "$exists":
+                if (key in metadata) != bool(operand):
+                    return False
+                continue
+            if key not in metadata:  # a record without the field is "not equal" to anything, and in nothing
                 if op in ("$ne", "$nin"):
                     continue
                 return False
