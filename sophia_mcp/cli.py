@@ -184,7 +184,7 @@ def demo() -> None:
         at_risk = sum(1 for r in latest.values() if r.at_risk)
         console.print(
             f"{at_risk} of {len(latest)} clients are under the threshold; "
-            f"{len(new_keys)} new alerts to {services.settings.slack.health_channel}, "
+            f"{len(new_keys)} new alerts to {services.settings.alerts.channel_for('health')}, "
             f"{len(old_keys)} raised before. See them with: sophia-mcp outbox list"
         )
         await _demo_leads(services, console)

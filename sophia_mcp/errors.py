@@ -24,7 +24,7 @@ class ServiceUnavailable(SophiaError):
 
 
 class RateLimited(ServiceUnavailable):
-    """An external service kept answering 429 past the retry budget."""
+    """An external service kept saying it is rate limited past the retry budget."""
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)

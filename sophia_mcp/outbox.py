@@ -78,6 +78,30 @@ class Outbox:
         """Keep the alert for delivery; returns the entry and whether it is new (False: already known)."""
         return await self.store.run(self._enqueue, alert, run_id)
 
+    def _enqueue_within(self, alert: Alert, window: timedelta | None) -> tuple[OutboxEntry, bool]:
+        now = utcnow()
+        with self.store.transaction() as conn:
+            row = conn.execute(
+                "SELECT * FROM outbox WHERE dedupe_key = ? ORDER BY id DESC LIMIT 1", (alert.key,)
+            ).fetchone()
+            if row is not None and (window is None or parse_iso(row["created_at"]) >= now - window):
+                return _entry(row), False
+            stamped = alert.model_copy(update={"key": f"{alert.key}@{iso(now)}"})
+            conn.execute(
+                """
+                INSERT INTO outbox (key, kind, target, payload, created_at, dedupe_key)
+                VALUES (?, 'alert', ?, ?, ?, ?)
+                """,
+                (stamped.key, alert.channel, stamped.model_dump_json(), iso(now), alert.key),
+            )
+            row = conn.execute("SELECT * FROM outbox WHERE key = ?", (stamped.key,)).fetchone()
+        return _entry(row), True
+
+    async def enqueue_within(self, alert: Alert, window: timedelta | None) -> tuple[OutboxEntry, bool]:
+        """Keep the alert unless one with the same key was kept within `window` (None: ever); then that one is
+        returned with False. Past the window the same key may alert again."""
+        return await self.store.run(self._enqueue_within, alert, window)
+
     def _claim(self, entry_id: int) -> OutboxEntry | None:
         now = utcnow()
         with self.store.transaction() as conn:
@@ -142,10 +166,17 @@ class Outbox:
             raise LookupError(entry_id)
         return _entry(row)
 
-    async def list(self, status: OutboxStatus | None = None, limit: int = 50) -> list[OutboxEntry]:
+    async def list(
+        self, status: OutboxStatus | None = None, limit: int = 50, target: str | None = None, before: int | None = None
+    ) -> list[OutboxEntry]:
+        """Newest first; `before` an entry id, to page back."""
         rows = await self.store.run(
             self.store.query,
-            "SELECT * FROM outbox WHERE (:status IS NULL OR status = :status) ORDER BY id DESC LIMIT :limit",
-            {"status": status, "limit": limit},
+            """
+            SELECT * FROM outbox WHERE (:status IS NULL OR status = :status) AND (:target IS NULL OR target = :target)
+                AND (:before IS NULL OR id < :before)
+            ORDER BY id DESC LIMIT :limit
+            """,
+            {"status": status, "limit": limit, "target": target, "before": before},
         )
         return [_entry(r) for r in rows]

@@ -14,6 +14,7 @@ from sophia_mcp.ports.calls import CallSource
 from sophia_mcp.ports.crm import CRM
 from sophia_mcp.ports.embed import Embedder
 from sophia_mcp.ports.enrich import Enricher
+from sophia_mcp.ports.issues import IssueTracker
 from sophia_mcp.ports.notify import Notifier
 from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
@@ -33,6 +34,7 @@ class Services:
     enricher: Enricher
     embedder: Embedder
     vectors: VectorIndex
+    tracker: IssueTracker
     documents: LocalDocuments
     outbox: Outbox
     # The store's own copies, always present whatever the backends: imports land here, completions read here.
@@ -42,7 +44,7 @@ class Services:
     def ports(self) -> dict[str, object]:
         return {"CallSource": self.calls, "Analyst": self.analyst, "Warehouse": self.warehouse,
                 "Notifier": self.notifier, "CRM": self.crm, "Enricher": self.enricher, "Embedder": self.embedder,
-                "VectorIndex": self.vectors}  # fmt: skip
+                "VectorIndex": self.vectors, "IssueTracker": self.tracker}  # fmt: skip
 
     def close(self) -> None:
         self.store.close()

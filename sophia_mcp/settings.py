@@ -152,15 +152,45 @@ class SlackSettings(Integration):
     backend: Literal["local", "slack"] = "local"
     base_url: str | None = "https://slack.com/api/"
     bot_token: SecretStr | None = None
-    health_channel: str = "#client-health"
     rate_per_second: float = Field(default=1.0, gt=0)
 
 
 class LinearSettings(Integration):
     backend: Literal["local", "linear"] = "local"
     base_url: str | None = "https://api.linear.app/graphql"
-    api_key: SecretStr | None = None
-    team: str | None = None
+    api_key: SecretStr | None = Field(
+        default=None, description="A personal API key (sent as is) or an OAuth token (sent as a Bearer token)."
+    )
+    team: str | None = Field(default=None, description="Key or id of the team issues go to when none is named.")
+
+
+DEFAULT_ROUTES = {
+    "health": "#client-health",
+    "churn": "#leadership",
+    "competitive": "#competitive-intel",
+    "bug": "#bugs",
+    "dashboard": "#dashboards",
+}
+
+
+class AlertsSettings(BaseModel):
+    """Where alerts go, by topic, and how long the same alert is kept from being sent again."""
+
+    routes: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_ROUTES),
+        description="Topic -> channel, e.g. health alerts to #client-health, churn to #leadership (JSON).",
+    )
+    default_channel: str = Field(default="#alerts", description="Where an alert with no topic or channel goes.")
+    dedupe_minutes: float = Field(
+        default=60.0, ge=0, description="An alert with the same idempotency key within this window is not sent "
+        "again; the earlier one is returned. 0: a key is sent once, ever."
+    )  # fmt: skip
+
+    def channel_for(self, topic: str | None) -> str:
+        """The channel for a topic: its route, else the built-in route (routes given replace the whole table),
+        else the default channel."""
+        topic = topic or ""
+        return self.routes.get(topic) or DEFAULT_ROUTES.get(topic) or self.default_channel
 
 
 class TavilySettings(Integration):
@@ -334,6 +364,7 @@ class Settings(BaseSettings):
     perplexity: PerplexitySettings = Field(default_factory=PerplexitySettings)
     web_search: WebSearchSettings = Field(default_factory=WebSearchSettings)
     analyst: AnalystSettings = Field(default_factory=AnalystSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
 
     competitors: list[Competitor] = Field(default_factory=lambda: list(DEFAULT_COMPETITORS))
     health: HealthSettings = Field(default_factory=HealthSettings)

@@ -283,6 +283,45 @@ MIGRATIONS: list[str] = [
         INSERT INTO chunks_fts (chunks_fts, rowid, section, text) VALUES ('delete', old.pk, old.section, old.text);
     END;
     """,
+    # 5: alerts deduplicated by their sender's key within a window; the local issue tracker; the ledger of issues
+    # created under an idempotency key (whatever the tracker).
+    """
+    ALTER TABLE outbox ADD COLUMN dedupe_key TEXT;
+    CREATE INDEX outbox_dedupe ON outbox (dedupe_key, id);
+
+    CREATE TABLE tracker_teams (
+        id TEXT PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        issue_count INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO tracker_teams (id, key, name) VALUES
+        ('team-cs', 'CS', 'Customer Success'), ('team-eng', 'ENG', 'Engineering'), ('team-sales', 'SALES', 'Sales');
+
+    CREATE TABLE tracker_issues (
+        id TEXT PRIMARY KEY,
+        identifier TEXT NOT NULL UNIQUE,
+        team_id TEXT NOT NULL REFERENCES tracker_teams (id),
+        title TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        priority INTEGER NOT NULL DEFAULT 0 CHECK (priority BETWEEN 0 AND 4),
+        state TEXT NOT NULL,
+        assignee TEXT,
+        labels TEXT NOT NULL DEFAULT '[]',
+        due_date TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX tracker_issues_team ON tracker_issues (team_id, updated_at DESC);
+
+    CREATE TABLE issue_keys (
+        key TEXT PRIMARY KEY,
+        backend TEXT NOT NULL,
+        issue_id TEXT,
+        identifier TEXT,
+        created_at TEXT NOT NULL
+    );
+    """,
 ]
 
 

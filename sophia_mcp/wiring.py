@@ -11,6 +11,7 @@ from sophia_mcp.adapters.local_calls import LocalCalls
 from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.adapters.local_documents import LocalDocuments
 from sophia_mcp.adapters.local_enrich import LocalEnricher
+from sophia_mcp.adapters.local_tracker import LocalTracker
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
 from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
@@ -18,6 +19,7 @@ from sophia_mcp.ports.calls import CallSource
 from sophia_mcp.ports.crm import CRM
 from sophia_mcp.ports.embed import Embedder
 from sophia_mcp.ports.enrich import Enricher
+from sophia_mcp.ports.issues import IssueTracker
 from sophia_mcp.ports.notify import Notifier
 from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
@@ -99,6 +101,12 @@ def build_services(settings: Settings) -> Services:
 
         vectors = PineconeIndex(pinecone_client(settings.pinecone), settings.pinecone.namespace)
 
+    tracker: IssueTracker = LocalTracker(store)
+    if settings.linear.backend == "linear":
+        from sophia_mcp.adapters.linear import LinearTracker, linear_client
+
+        tracker = LinearTracker(linear_client(settings.linear), store, settings.linear)
+
     notifier: Notifier
     if settings.slack.backend == "slack":
         from sophia_mcp.adapters.slack import SlackNotifier
@@ -118,6 +126,7 @@ def build_services(settings: Settings) -> Services:
         enricher=enricher,
         embedder=embedder,
         vectors=vectors,
+        tracker=tracker,
         documents=LocalDocuments(store),
         outbox=Outbox(store),
         local_calls=local_calls,

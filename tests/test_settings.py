@@ -51,10 +51,10 @@ def test_environment_nests_with_double_underscore(monkeypatch: pytest.MonkeyPatc
 
 def test_toml_file_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "sophia.toml").write_text('[slack]\nhealth_channel = "#cs-alerts"\n[health]\nthreshold = 65\n')
+    (tmp_path / "sophia.toml").write_text('[alerts.routes]\nhealth = "#cs-alerts"\n[health]\nthreshold = 65\n')
     (tmp_path / ".env").write_text("SOPHIA_HEALTH__THRESHOLD=60\n")
     settings = load_settings()
-    assert settings.slack.health_channel == "#cs-alerts"
+    assert settings.alerts.channel_for("health") == "#cs-alerts"
     assert settings.health.threshold == 60  # .env outranks the TOML file
     monkeypatch.setenv("SOPHIA_HEALTH__THRESHOLD", "50")
     assert load_settings().health.threshold == 50  # and the environment outranks both

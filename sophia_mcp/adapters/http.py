@@ -49,10 +49,12 @@ class Redactor:
 class RetryableResponse(Exception):
     """An answer worth asking again for: 429, a 5xx, or a body that is not the JSON promised."""
 
-    def __init__(self, response: httpx.Response, reason: str) -> None:
+    def __init__(self, response: httpx.Response, reason: str, wait_s: float | None = None) -> None:
         super().__init__(reason)
         self.response = response
-        self.retry_after = retry_after(response)
+        self.retry_after = retry_after(response) if wait_s is None else wait_s
+        # A service may say "rate limited" with another status (Linear: 400 and a RATELIMITED error code).
+        self.rate_limited = response.status_code == 429 or wait_s is not None
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -151,10 +153,9 @@ class ServiceClient:
                         response = await self.client.request(method, path, json=json, params=params)
                     return response, self._check(response, accepted)
         except RetryableResponse as exc:
-            status = exc.response.status_code
-            if status == 429:
+            if exc.rate_limited:
                 raise RateLimited(
-                    f"{self.service} kept answering 429 (rate limited) after {self.settings.max_retries} retries; "
+                    f"{self.service} kept answering that it is rate limited after {self.settings.max_retries} retries; "
                     "try again later",
                     retry_after=exc.retry_after,
                 ) from None

@@ -2,7 +2,8 @@
 
 Filters use Pinecone's operators, so one filter means the same on both backends: `{"type": "playbook"}`,
 `{"tags": {"$in": ["pricing"]}}`, `{"date": {"$gte": 20260101}}`; several keys are ANDed. Supported: `$eq`,
-`$ne`, `$in`, `$nin`, `$gt`, `$gte`, `$lt`, `$lte`, `$exists`. A list-valued metadata field matches when any element does.
+`$ne`, `$in`, `$nin`, `$gt`, `$gte`, `$lt`, `$lte`, `$exists`. A list-valued metadata field matches when any
+element does.
 """
 
 from __future__ import annotations

@@ -161,7 +161,7 @@ async def analyze_call(
         at_risk = health is not None and health.score < threshold
         if health is not None and at_risk:
             # One alert per client and newest call: new evidence may alert again, a re-run never does.
-            alert = health_alert(anchor, health, threshold, settings.slack.health_channel)
+            alert = health_alert(anchor, health, threshold, settings.alerts.channel_for("health"))
 
             async def send_alert() -> AlertOutcome:
                 entry, new = await services.outbox.enqueue(alert, run.id)

@@ -1,0 +1,155 @@
+"""The alerts server: send alerts to channels (Slack, or the local outbox), see them and retry them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.prompts.base import Message, UserMessage
+from pydantic import BaseModel, Field
+
+from sophia_mcp.errors import InvalidInput, NotFound
+from sophia_mcp.outbox import OutboxEntry, OutboxStatus
+from sophia_mcp.ports.notify import Severity
+from sophia_mcp.services import Services
+from sophia_mcp.settings import Settings
+from sophia_mcp.surface import SophiaServer, complete_client_names, services_of, tool_hints
+from sophia_mcp.workflows.alerts import SentAlert
+from sophia_mcp.workflows.alerts import retry_alerts as retry_alerts_workflow
+from sophia_mcp.workflows.alerts import send_alert as send_alert_workflow
+
+INSTRUCTIONS = """\
+Alerts to the team's channels (Slack, or the local outbox when Slack is not configured). send_alert posts one:
+name a channel, or a topic whose route picks it (health -> #client-health, churn -> #leadership, competitive ->
+#competitive-intel, bug -> #bugs); the same idempotency key within the dedupe window is sent once. list_alerts
+shows what was sent or is waiting, with errors; retry_alerts sends again what could not be sent."""
+
+Channel = Annotated[
+    str, Field(pattern=r"^(#[a-z0-9][a-z0-9_-]{0,79}|[CGD][A-Z0-9]{6,20})$",
+               description="A channel by #name (lower case) or Slack id.", examples=["#client-health"])
+]  # fmt: skip
+Topic = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Routing topic, e.g. health, churn.")]
+RECENT = 50
+
+Block = Annotated[dict[str, Any], Field(description="A Slack Block Kit block: an object with a `type`.")]
+
+
+class AlertPage(BaseModel):
+    alerts: list[OutboxEntry]
+    next_cursor: int | None = Field(description="Pass as `cursor` for older alerts; null on the last page.")
+
+
+class Retried(BaseModel):
+    alerts: list[OutboxEntry]
+    delivered: int
+    pending: int
+
+
+async def send_alert(
+    ctx: Context,
+    text: Annotated[str, Field(min_length=1, max_length=40_000, description="The message, in plain text.")],
+    severity: Annotated[Severity, Field(description="info, warning or critical.")] = "warning",
+    channel: Annotated[Channel | None, Field(description="Where to post; default: the topic's route.")] = None,
+    topic: Annotated[Topic | None, Field(description="Routes the alert when no channel is named.")] = None,
+    title: Annotated[str | None, Field(max_length=150, description="Short heading; default: the first line.")] = None,
+    blocks: Annotated[list[Block] | None, Field(max_length=50, description="Optional rich layout.")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[\w:.\-/@#]{1,200}$",
+            description="What the alert is about, e.g. health:acme:2026-11-25; "
+            "the same key within the dedupe window is not sent twice. Default: the message itself.",
+        ),
+    ] = None,
+) -> SentAlert:
+    """Post an alert to a channel, routed by topic when no channel is named, sent once per key within the dedupe
+    window. If Slack cannot take it now, it is kept and sent later (status pending, with the error)."""
+    if blocks and any(not isinstance(b.get("type"), str) for b in blocks):
+        raise InvalidInput("Every block needs a string `type` (section, header, divider, ...), as Block Kit requires")
+    return await send_alert_workflow(
+        services_of(ctx), text, severity=severity, channel=channel, topic=topic, title=title, blocks=blocks,
+        key=idempotency_key,
+    )  # fmt: skip
+
+
+async def list_alerts(
+    ctx: Context,
+    status: Annotated[OutboxStatus | None, Field(description="Only alerts with this status.")] = None,
+    channel: Annotated[Channel | None, Field(description="Only alerts to this channel.")] = None,
+    limit: Annotated[int, Field(ge=1, le=200, description="Alerts per page.")] = 20,
+    cursor: Annotated[int | None, Field(ge=1, description="From a previous page's next_cursor.")] = None,
+) -> AlertPage:
+    """Alerts sent or waiting to be sent, newest first, with their delivery status, attempts and last error."""
+    alerts = await services_of(ctx).outbox.list(status, limit + 1, channel, cursor)
+    return AlertPage(alerts=alerts[:limit], next_cursor=alerts[limit - 1].id if len(alerts) > limit else None)
+
+
+async def retry_alerts(
+    ctx: Context,
+    alert_ids: Annotated[
+        list[Annotated[int, Field(ge=1)]] | None, Field(max_length=100, description="Default: every pending one.")
+    ] = None,
+) -> Retried:
+    """Send again alerts that could not be sent (Slack down, say). Delivered alerts are never sent twice."""
+    alerts = await retry_alerts_workflow(services_of(ctx), alert_ids)
+    delivered = sum(a.status == "delivered" for a in alerts)
+    return Retried(alerts=alerts, delivered=delivered, pending=len(alerts) - delivered)
+
+
+async def alert_resource(alert_id: str, ctx: Context) -> str:
+    try:
+        entry = await services_of(ctx).outbox.get(int(alert_id))
+    except (ValueError, LookupError):
+        raise NotFound(f"No alert {alert_id!r}; alerts://recent lists them") from None
+    return entry.model_dump_json(indent=2)
+
+
+def escalate(
+    client: Annotated[str, Field(description="The client at risk.")],
+    reason: Annotated[str, Field(description="What happened.")],
+) -> list[Message]:
+    """Write and send a clear escalation about a client."""
+    return [
+        UserMessage(
+            f"Write a short escalation about {client}: {reason}. Say what happened, why it matters and who should "
+            "act by when, in three lines. Then send it with send_alert, topic 'health', severity 'critical', and "
+            f"idempotency_key 'escalation:{client}' so it is sent once."
+        )
+    ]
+
+
+def _complete_alert_ids(services: Services, typed: str, _: dict[str, str]) -> list[str]:
+    rows = services.store.query("SELECT id FROM outbox ORDER BY id DESC LIMIT 200")
+    return [str(r["id"]) for r in rows if str(r["id"]).startswith(typed)]
+
+
+def register(server: SophiaServer, prefix: str = "") -> None:
+    """Declare the alerts tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
+    server.add_tool(
+        send_alert, name=f"{prefix}send_alert",
+        annotations=tool_hints("Send alert", read_only=False, idempotent=True, open_world=True),
+    )  # fmt: skip
+    server.add_tool(list_alerts, name=f"{prefix}list_alerts", annotations=tool_hints("List alerts", read_only=True))
+    server.add_tool(
+        retry_alerts, name=f"{prefix}retry_alerts",
+        annotations=tool_hints("Retry alerts", read_only=False, idempotent=True, open_world=True),
+    )  # fmt: skip
+
+    async def recent_alerts() -> str:
+        """The 50 newest alerts with their delivery status."""
+        alerts = await server.services.outbox.list(limit=RECENT)
+        return AlertPage(alerts=alerts, next_cursor=None).model_dump_json(indent=2)
+
+    server.resource("alerts://recent", name="recent_alerts", title="Recent alerts", mime_type="application/json")(
+        recent_alerts
+    )
+    server.resource("alerts://{alert_id}", name="alert", title="Alert", mime_type="application/json")(alert_resource)
+    server.prompt(name="escalate", title="Escalate a client")(escalate)
+    server.add_completer("alerts://{alert_id}", "alert_id", _complete_alert_ids)
+    server.add_completer("escalate", "client", complete_client_names)
+
+
+def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServer:
+    server = SophiaServer("sophia-alerts", INSTRUCTIONS, settings, **kwargs)
+    register(server)
+    return server

@@ -1,0 +1,170 @@
+"""The linear server: issues in Linear (or the local tracker): create once per key, search, update, teams."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.prompts.base import Message, UserMessage
+from pydantic import BaseModel, Field
+
+from sophia_mcp.errors import InvalidInput
+from sophia_mcp.ports.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Priority, Team
+from sophia_mcp.services import Services
+from sophia_mcp.settings import Settings
+from sophia_mcp.surface import SophiaServer, services_of, tool_hints
+
+INSTRUCTIONS = """\
+Issues in Linear (or the local tracker when Linear is not configured). create_issue opens one in a team (by key,
+e.g. CS, or the default team) with a priority (1 urgent .. 4 low), assignee and labels; the same
+idempotency_key never opens a second issue. search_issues finds issues by title words, team, state or label;
+update_issue changes state, priority, assignee, labels or text; list_teams shows the teams and their keys."""
+
+IssueRef = Annotated[
+    str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]{0,9}-\d{1,9}|[0-9a-f-]{36})$",
+               description="Issue identifier (CS-12) or id.", examples=["CS-12"])
+]  # fmt: skip
+TeamRef = Annotated[str, Field(min_length=1, max_length=80, description="Team key (e.g. CS) or id.")]
+Label = Annotated[str, Field(min_length=1, max_length=80)]
+
+
+class CreatedIssue(BaseModel):
+    issue: Issue
+    new: bool = Field(description="False when this idempotency key had already opened the issue.")
+
+
+class TeamList(BaseModel):
+    teams: list[Team]
+    default_team: str | None = Field(description="Where issues go when no team is named.")
+
+
+def default_team(services: Services) -> str | None:
+    return services.settings.linear.team or ("CS" if services.tracker.name == "local" else None)
+
+
+async def create_issue(
+    ctx: Context,
+    title: Annotated[str, Field(min_length=1, max_length=255, description="One line saying what is wrong or wanted.")],
+    description: Annotated[str, Field(max_length=50_000, description="Markdown: context, links, next steps.")] = "",
+    team: Annotated[TeamRef | None, Field(description="Default: SOPHIA_LINEAR__TEAM.")] = None,
+    priority: Priority = 0,
+    assignee: Annotated[str | None, Field(max_length=200, description="A member's email or name.")] = None,
+    labels: Annotated[list[Label] | None, Field(max_length=20, description="Label names, e.g. bug.")] = None,
+    due_date: Annotated[date | None, Field(description="YYYY-MM-DD.")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[\w:.\-/@#]{1,200}$",
+            description="What the issue is about, e.g. health:acme:2026-W48; "
+            "a key that already opened an issue returns that issue. Default: the team, title and text.",
+        ),
+    ] = None,
+) -> CreatedIssue:
+    """Open an issue in a team, once per idempotency key: calling again with the same key (or the same team, title
+    and description) returns the issue already opened instead of a duplicate."""
+    services = services_of(ctx)
+    team = team or default_team(services)
+    if not team:
+        raise InvalidInput("Name a team (list_teams shows them) or set SOPHIA_LINEAR__TEAM")
+    draft = IssueDraft(
+        team=team, title=title, description=description, priority=priority, assignee=assignee, labels=labels or [],
+        due_date=due_date,
+    )  # fmt: skip
+    key = idempotency_key or "issue:" + hashlib.sha256(f"{team}\n{title}\n{description}".encode()).hexdigest()[:20]
+    issue, new = await services.tracker.create(draft, key)
+    return CreatedIssue(issue=issue, new=new)
+
+
+async def search_issues(
+    ctx: Context,
+    text: Annotated[str | None, Field(max_length=200, description="Words in the title, or an identifier.")] = None,
+    team: TeamRef | None = None,
+    state: Annotated[str | None, Field(max_length=80, description="e.g. Todo, In Progress, Done.")] = None,
+    labels: Annotated[list[Label] | None, Field(max_length=20, description="Issues with any of these.")] = None,
+    limit: Annotated[int, Field(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Field(max_length=500, description="From a previous page's next_cursor.")] = None,
+) -> IssuePage:
+    """Find issues by title words, team, state or label, newest first."""
+    query = IssueQuery(text=text, team=team, state=state, labels=labels, limit=limit, cursor=cursor)
+    return await services_of(ctx).tracker.search(query)
+
+
+async def update_issue(
+    ctx: Context,
+    issue_id: IssueRef,
+    title: Annotated[str | None, Field(min_length=1, max_length=255)] = None,
+    description: Annotated[str | None, Field(max_length=50_000)] = None,
+    state: Annotated[str | None, Field(min_length=1, max_length=80, description="e.g. In Progress, Done.")] = None,
+    priority: Priority | None = None,
+    assignee: Annotated[str | None, Field(max_length=200, description="Email or name; empty to unassign.")] = None,
+    labels: Annotated[list[Label] | None, Field(max_length=20, description="The labels it should have.")] = None,
+) -> Issue:
+    """Change an issue's state, priority, assignee, labels, title or description; what is not given stays."""
+    changes = IssueChanges(
+        title=title, description=description, state=state, priority=priority, assignee=assignee, labels=labels
+    )
+    if changes.is_empty():
+        raise InvalidInput("Nothing to change: give at least one of title, description, state, priority, assignee "
+                           "or labels")  # fmt: skip
+    return await services_of(ctx).tracker.update(issue_id, changes)
+
+
+async def list_teams(ctx: Context) -> TeamList:
+    """The teams issues can go to, with their keys, and the default team."""
+    services = services_of(ctx)
+    return TeamList(teams=await services.tracker.teams(), default_team=default_team(services))
+
+
+async def issue_resource(issue_id: str, ctx: Context) -> str:
+    return (await services_of(ctx).tracker.get(issue_id)).model_dump_json(indent=2)
+
+
+def triage_bug(report: Annotated[str, Field(description="The bug report, as the reporter wrote it.")]) -> list[Message]:
+    """Turn a bug report into a well-formed issue."""
+    return [
+        UserMessage(
+            "Turn this bug report into an issue: a one-line title, a description with steps, expected and actual "
+            "behaviour, and a priority (1 urgent if customers are blocked, 2 high if many are affected, 3 medium "
+            "otherwise). Create it with create_issue in team ENG with the label bug.\n\n" + report
+        )
+    ]
+
+
+def _complete_issue_ids(services: Services, typed: str, _: dict[str, str]) -> list[str]:
+    rows = services.store.query(
+        "SELECT identifier FROM issue_keys WHERE identifier LIKE ? ORDER BY created_at DESC LIMIT 100",
+        (f"{typed.upper()}%",),
+    )
+    return [r["identifier"] for r in rows]
+
+
+def register(server: SophiaServer, prefix: str = "") -> None:
+    """Declare the linear tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
+    hints = tool_hints
+    server.add_tool(
+        create_issue, name=f"{prefix}create_issue",
+        annotations=hints("Create issue", read_only=False, idempotent=True, open_world=True),
+    )  # fmt: skip
+    server.add_tool(
+        search_issues,
+        name=f"{prefix}search_issues",
+        annotations=hints("Search issues", read_only=True, open_world=True),
+    )
+    server.add_tool(
+        update_issue, name=f"{prefix}update_issue",
+        annotations=hints("Update issue", read_only=False, idempotent=True, open_world=True),
+    )  # fmt: skip
+    server.add_tool(list_teams, name=f"{prefix}list_teams", annotations=hints("List teams", read_only=True))
+    server.resource("linear://issues/{issue_id}", name="issue", title="Issue", mime_type="application/json")(
+        issue_resource
+    )
+    server.prompt(name="triage_bug", title="Triage a bug report")(triage_bug)
+    server.add_completer("linear://issues/{issue_id}", "issue_id", _complete_issue_ids)
+
+
+def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServer:
+    server = SophiaServer("sophia-linear", INSTRUCTIONS, settings, **kwargs)
+    register(server)
+    return server
