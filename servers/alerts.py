@@ -17,12 +17,15 @@ from sophia_mcp.surface import SophiaServer, complete_client_names, services_of,
 from sophia_mcp.workflows.alerts import SentAlert
 from sophia_mcp.workflows.alerts import retry_alerts as retry_alerts_workflow
 from sophia_mcp.workflows.alerts import send_alert as send_alert_workflow
+from sophia_mcp.workflows.health_monitor import MonitorReport, monitor_health
 
 INSTRUCTIONS = """\
-Alerts to the team's channels (Slack, or the local outbox when Slack is not configured). send_alert posts one:
-name a channel, or a topic whose route picks it (health -> #client-health, churn -> #leadership, competitive ->
-#competitive-intel, bug -> #bugs); the same idempotency key within the dedupe window is sent once. list_alerts
-shows what was sent or is waiting, with errors; retry_alerts sends again what could not be sent."""
+Alerts to the team's channels (Slack, or the local outbox when Slack is not configured), and client-health
+monitoring. send_alert posts one: name a channel, or a topic whose route picks it (health -> #client-health,
+churn -> #leadership, competitive -> #competitive-intel, bug -> #bugs); the same idempotency key within the
+dedupe window is sent once. list_alerts shows what was sent or is waiting, with errors; retry_alerts sends
+again what could not be sent. run_health_monitor opens an issue, a meeting request and an alert for each client
+under the health threshold, once per period."""
 
 Channel = Annotated[
     str, Field(pattern=r"^(#[a-z0-9][a-z0-9_-]{0,79}|[CGD][A-Z0-9]{6,20})$",
@@ -104,6 +107,13 @@ async def alert_resource(alert_id: str, ctx: Context) -> str:
     return entry.model_dump_json(indent=2)
 
 
+async def run_health_monitor(ctx: Context) -> MonitorReport:
+    """Check every client's health now: for each under the threshold, open an issue for its team, send its CSM a
+    meeting request and alert the health channel, once per client per period (a week by default) however often
+    it runs. Reports how many are healthy, at risk, newly flagged, and anything still waiting to be sent."""
+    return await monitor_health(services_of(ctx))
+
+
 def escalate(
     client: Annotated[str, Field(description="The client at risk.")],
     reason: Annotated[str, Field(description="What happened.")],
@@ -130,6 +140,10 @@ def register(server: SophiaServer, prefix: str = "") -> None:
         annotations=tool_hints("Send alert", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
     server.add_tool(list_alerts, name=f"{prefix}list_alerts", annotations=tool_hints("List alerts", read_only=True))
+    server.add_tool(
+        run_health_monitor, name=f"{prefix}run_health_monitor",
+        annotations=tool_hints("Run the health monitor", read_only=False, idempotent=True, open_world=True),
+    )  # fmt: skip
     server.add_tool(
         retry_alerts, name=f"{prefix}retry_alerts",
         annotations=tool_hints("Retry alerts", read_only=False, idempotent=True, open_world=True),

@@ -15,6 +15,7 @@ from sophia_mcp.ports.issues import Issue, IssueChanges, IssueDraft, IssuePage, 
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
 from sophia_mcp.surface import SophiaServer, services_of, tool_hints
+from sophia_mcp.workflows.issues import default_team
 
 INSTRUCTIONS = """\
 Issues in Linear (or the local tracker when Linear is not configured). create_issue opens one in a team (by key,
@@ -38,10 +39,6 @@ class CreatedIssue(BaseModel):
 class TeamList(BaseModel):
     teams: list[Team]
     default_team: str | None = Field(description="Where issues go when no team is named.")
-
-
-def default_team(services: Services) -> str | None:
-    return services.settings.linear.team or ("CS" if services.tracker.name == "local" else None)
 
 
 async def create_issue(

@@ -326,6 +326,32 @@ def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id."
     _with_services(work)
 
 
+@run_app.command("health-monitor")
+def run_health_monitor() -> None:
+    """One pass of the client-health monitor: an issue, a meeting request and an alert for each client under
+    the threshold, once per period however often it runs."""
+    from sophia_mcp.workflows.health_monitor import monitor_health
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        report = await monitor_health(services)
+        console.print(
+            f"Health monitor {report.period} (run {report.run_id}): {report.clients} clients, {report.healthy} "
+            f"healthy, {report.at_risk} under {report.threshold:.0f}, {report.without_health} without a score yet."
+        )
+        console.print(
+            f"New this run: {report.new_issues} issues, {report.new_meetings} meeting requests, {report.new_alerts} "
+            f"alerts; {report.pending} waiting to be sent."
+        )
+        for row in report.worst[:10]:
+            console.print(
+                f"  {row.score:5.1f}  {row.name}  issue {row.issue or row.issue_status}, alert {row.alert_status}"
+            )
+
+    _with_services(work)
+
+
 @crm_app.command("enrich")
 def crm_enrich(
     contact_ids: Annotated[list[str] | None, typer.Argument(help="Contact ids; or use --since.")] = None,
@@ -462,7 +488,7 @@ def outbox_list(
         for column in ("Id", "Status", "To", "Title", "Created"):
             table.add_column(column)
         for e in entries:
-            table.add_row(str(e.id), e.status, e.target, e.alert.title, f"{e.created_at:%Y-%m-%d %H:%M}")
+            table.add_row(str(e.id), e.status, e.target, e.title, f"{e.created_at:%Y-%m-%d %H:%M}")
         console.print(table)
 
     _with_services(work)
@@ -474,7 +500,7 @@ def outbox_deliver() -> None:
     console = _console()
 
     async def work(services: Services) -> None:
-        entries = await services.outbox.deliver_pending(services.notifier)
+        entries = await services.outbox.deliver_pending()
         delivered = sum(1 for e in entries if e.status == "delivered")
         console.print(f"Delivered {delivered} of {len(entries)} pending entries.")
 

@@ -1,20 +1,23 @@
 """The outbox: every side effect is written here first, then delivered, then marked delivered.
 
-An entry's key says what it is about, so enqueuing the same alert again (a retry, a re-run, a second
-process) finds the existing entry instead of sending twice. A delivery that fails leaves the entry
-pending with its error, to be sent by a later `deliver_pending`.
+An entry's key says what it is about, so enqueuing the same side effect again (a retry, a re-run, a second
+process) finds the existing entry instead of sending twice. A delivery that fails leaves the entry pending with
+its error, to be sent by a later `deliver_pending`. Each kind of entry (an alert, an issue) has its sender.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from sophia_mcp.ports.notify import Alert, Notifier
+from sophia_mcp.ports.issues import IssueDraft, IssueTracker
+from sophia_mcp.ports.notify import Alert
 from sophia_mcp.runs import describe_error
 from sophia_mcp.store import Store, iso, parse_iso, utcnow
 
@@ -26,19 +29,36 @@ OutboxStatus = Literal["pending", "sending", "delivered", "failed"]
 CLAIM_LEASE = timedelta(minutes=5)
 
 
+class Sender(Protocol):
+    """Delivers one kind of entry: `send` returns the receiver's reference; `already_sent` finds an earlier
+    delivery whose answer was lost (None when there was none, or when sending is idempotent by itself)."""
+
+    async def send(self, payload: dict[str, Any]) -> str: ...
+
+    async def already_sent(self, payload: dict[str, Any]) -> str | None: ...
+
+
 class OutboxEntry(BaseModel):
     id: int
     key: str
-    kind: str
-    target: str
+    kind: str = Field(description="alert or issue.")
+    target: str = Field(description="Where it goes: a channel, or a team.")
     status: OutboxStatus
     attempts: int
     last_error: str | None
-    external_ref: str | None
+    external_ref: str | None = Field(description="The receiver's reference: a Slack ts, an issue identifier.")
     run_id: str | None
     created_at: datetime
     delivered_at: datetime | None
-    alert: Alert
+    payload: dict[str, Any] = Field(description="What is sent: the alert (title, text, ...) or the issue draft.")
+
+    @property
+    def alert(self) -> Alert:
+        return Alert.model_validate(self.payload)
+
+    @property
+    def title(self) -> str:
+        return str(self.payload.get("title") or (self.payload.get("draft") or {}).get("title") or "")
 
 
 def _entry(row: sqlite3.Row) -> OutboxEntry:
@@ -54,13 +74,42 @@ def _entry(row: sqlite3.Row) -> OutboxEntry:
         run_id=row["run_id"],
         created_at=parse_iso(row["created_at"]),
         delivered_at=parse_iso(row["delivered_at"]) if row["delivered_at"] else None,
-        alert=Alert.model_validate_json(row["payload"]),
+        payload=json.loads(row["payload"]),
     )
 
 
+class AlertSender:
+    """Alerts go through the notifier (Slack, or the local outbox itself)."""
+
+    def __init__(self, notifier: Any) -> None:
+        self.notifier = notifier
+
+    async def send(self, payload: dict[str, Any]) -> str:
+        return str(await self.notifier.send(Alert.model_validate(payload)))
+
+    async def already_sent(self, payload: dict[str, Any]) -> str | None:
+        found = await self.notifier.already_sent(Alert.model_validate(payload))
+        return None if found is None else str(found)
+
+
+class IssueSender:
+    """Issues go to the tracker, whose create is idempotent by the entry's key: a lost answer needs no lookup."""
+
+    def __init__(self, tracker: IssueTracker) -> None:
+        self.tracker = tracker
+
+    async def send(self, payload: dict[str, Any]) -> str:
+        issue, _ = await self.tracker.create(IssueDraft.model_validate(payload["draft"]), payload["key"])
+        return issue.identifier
+
+    async def already_sent(self, payload: dict[str, Any]) -> str | None:
+        return None
+
+
 class Outbox:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, senders: Mapping[str, Sender] | None = None) -> None:
         self.store = store
+        self.senders: dict[str, Sender] = dict(senders or {})
 
     def _enqueue(self, alert: Alert, run_id: str | None) -> tuple[OutboxEntry, bool]:
         with self.store.transaction() as conn:
@@ -133,21 +182,68 @@ class Outbox:
             row = conn.execute("SELECT * FROM outbox WHERE id = ?", (entry_id,)).fetchone()
         return _entry(row)
 
-    async def deliver(self, entry_id: int, notifier: Notifier) -> OutboxEntry:
+    def _enqueue_many(
+        self, kind: str, items: Sequence[tuple[str, str, dict[str, Any]]], run_id: str | None
+    ) -> list[tuple[int, bool]]:
+        now = iso(utcnow())
+        out = []
+        with self.store.transaction() as conn:
+            for key, target, payload in items:
+                cursor = conn.execute(
+                    """
+                    INSERT INTO outbox (key, kind, target, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (key) DO NOTHING RETURNING id
+                    """,
+                    (key, kind, target, json.dumps(payload), run_id, now),
+                )
+                inserted = cursor.fetchone()
+                if inserted is not None:
+                    out.append((int(inserted[0]), True))
+                else:
+                    out.append((int(conn.execute("SELECT id FROM outbox WHERE key = ?", (key,)).fetchone()[0]), False))
+        return out
+
+    async def enqueue_many(
+        self, kind: str, items: Sequence[tuple[str, str, dict[str, Any]]], run_id: str | None = None
+    ) -> list[tuple[int, bool]]:
+        """Keep many side effects of one kind, (key, target, payload) each, in one transaction: (entry id, new)
+        for each; a key already kept is not kept again."""
+        return await self.store.run(self._enqueue_many, kind, items, run_id)
+
+    async def deliver(self, entry_id: int) -> OutboxEntry:
         """Send one entry unless it is delivered or another process is sending it; never raises on send failure."""
         entry = await self.store.run(self._claim, entry_id)
         if entry is None:
             return await self.get(entry_id)
+        sender = self.senders.get(entry.kind)
+        if sender is None:
+            return await self.store.run(self._finish, entry_id, None, f"nothing here delivers {entry.kind!r} entries")
         try:
             # A second attempt may follow one whose answer was lost after it went through: look before sending.
-            earlier = await notifier.already_sent(entry.alert) if entry.attempts > 1 else None
-            ref = earlier or await notifier.send(entry.alert)
+            earlier = await sender.already_sent(entry.payload) if entry.attempts > 1 else None
+            ref = earlier or await sender.send(entry.payload)
         except Exception as exc:
-            log.warning("Delivery of outbox entry %s via %s failed: %s", entry_id, notifier.name, describe_error(exc))
+            log.warning("Delivery of outbox entry %s (%s) failed: %s", entry_id, entry.kind, describe_error(exc))
             return await self.store.run(self._finish, entry_id, None, describe_error(exc))
         return await self.store.run(self._finish, entry_id, ref, None)
 
-    async def deliver_pending(self, notifier: Notifier, limit: int = 100) -> list[OutboxEntry]:
+    async def deliver_all(self, entry_ids: Sequence[int], concurrency: int = 4) -> list[OutboxEntry]:
+        """Send these entries, a few at a time (each service's own limits pace them further)."""
+        import anyio
+
+        results: dict[int, OutboxEntry] = {}
+        slots = anyio.Semaphore(concurrency)
+
+        async def one(entry_id: int) -> None:
+            async with slots:
+                results[entry_id] = await self.deliver(entry_id)
+
+        async with anyio.create_task_group() as group:
+            for entry_id in entry_ids:
+                group.start_soon(one, entry_id)
+        return [results[i] for i in entry_ids]
+
+    async def deliver_pending(self, limit: int = 100) -> list[OutboxEntry]:
         """Try every pending entry (oldest first), and any whose sender died mid-send."""
         stale = iso(utcnow() - CLAIM_LEASE)
         rows = await self.store.run(
@@ -158,7 +254,19 @@ class Outbox:
             """,
             (stale, limit),
         )
-        return [await self.deliver(row["id"], notifier) for row in rows]
+        return [await self.deliver(row["id"]) for row in rows]
+
+    def _entries(self, entry_ids: Sequence[int]) -> list[OutboxEntry]:
+        out = []
+        for start in range(0, len(entry_ids), 500):
+            chunk = list(entry_ids[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            out += [_entry(r) for r in self.store.query(f"SELECT * FROM outbox WHERE id IN ({marks})", chunk)]
+        return out
+
+    async def entries(self, entry_ids: Sequence[int]) -> list[OutboxEntry]:
+        """These entries as they are now (in no particular order)."""
+        return await self.store.run(self._entries, entry_ids)
 
     async def get(self, entry_id: int) -> OutboxEntry:
         row = await self.store.run(self.store.query_one, "SELECT * FROM outbox WHERE id = ?", (entry_id,))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sophia_mcp.adapters.local_calls import LocalCalls
 from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.adapters.local_documents import LocalDocuments
+from sophia_mcp.adapters.local_meetings import LocalMeetings
 from sophia_mcp.errors import SophiaError
 from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
@@ -35,6 +36,7 @@ class Services:
     embedder: Embedder
     vectors: VectorIndex
     tracker: IssueTracker
+    meetings: LocalMeetings
     documents: LocalDocuments
     outbox: Outbox
     # The store's own copies, always present whatever the backends: imports land here, completions read here.

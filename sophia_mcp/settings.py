@@ -173,6 +173,20 @@ DEFAULT_ROUTES = {
 }
 
 
+class MonitorSettings(BaseModel):
+    """Scheduled client-health monitoring: what it opens for a client under the health threshold."""
+
+    period_days: int = Field(
+        default=7, ge=1, le=90, description="One issue, meeting and alert per client per period (7: per ISO week)."
+    )
+    team: str | None = Field(default=None, description="Team for its issues; default SOPHIA_LINEAR__TEAM.")
+    priority: int = Field(default=2, ge=0, le=4, description="Issue priority (1 urgent .. 4 low).")
+    meeting_hour_utc: int = Field(default=15, ge=0, le=23, description="Meetings are asked for the next weekday "
+                                  "at this hour (UTC).")  # fmt: skip
+    meeting_minutes: int = Field(default=30, ge=5, le=240)
+    organizer_email: str = Field(default="cs-ops@sophia.local", description="Who sends the meeting requests.")
+
+
 class AlertsSettings(BaseModel):
     """Where alerts go, by topic, and how long the same alert is kept from being sent again."""
 
@@ -365,6 +379,7 @@ class Settings(BaseSettings):
     web_search: WebSearchSettings = Field(default_factory=WebSearchSettings)
     analyst: AnalystSettings = Field(default_factory=AnalystSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     competitors: list[Competitor] = Field(default_factory=lambda: list(DEFAULT_COMPETITORS))
     health: HealthSettings = Field(default_factory=HealthSettings)

@@ -322,6 +322,57 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
+    # 6: meeting invites; schedules and their runs; bug reports and the issues they became.
+    """
+    CREATE TABLE meetings (
+        uid TEXT PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        organizer TEXT NOT NULL,
+        attendees TEXT NOT NULL,
+        starts_at TEXT NOT NULL,
+        ends_at TEXT NOT NULL,
+        ics TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX meetings_start ON meetings (starts_at);
+
+    CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        next_run_at TEXT NOT NULL,
+        last_run_at TEXT,
+        lease_owner TEXT,
+        lease_until TEXT,
+        updated_at TEXT NOT NULL
+    );
+
+    CREATE TABLE schedule_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        schedule TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        missed INTEGER NOT NULL DEFAULT 0,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+        run_id TEXT,
+        summary TEXT,
+        error TEXT
+    );
+    CREATE INDEX schedule_runs_schedule ON schedule_runs (schedule, id DESC);
+
+    CREATE TABLE bug_reports (
+        issue_key TEXT PRIMARY KEY,
+        issue_id TEXT,
+        reporter TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        last_state TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -119,7 +119,7 @@ class SophiaServer(MCPServer[Any]):
         """While serving, retry side effects that a real service could not take (Slack down, say)."""
         settings = self._settings or load_settings()
         try:
-            if settings.slack.backend == "local":  # local delivery cannot fail half-way: nothing to retry
+            if settings.slack.backend == settings.linear.backend == "local":  # local delivery cannot fail half-way
                 yield {}
             else:
                 async with anyio.create_task_group() as group:
@@ -138,7 +138,7 @@ class SophiaServer(MCPServer[Any]):
             await anyio.sleep(interval_s)
             try:
                 services = self.services
-                await services.outbox.deliver_pending(services.notifier)
+                await services.outbox.deliver_pending()
             except SophiaError as exc:
                 log.warning("Background outbox delivery failed: %s", exc)
 

@@ -11,9 +11,10 @@ from sophia_mcp.adapters.local_calls import LocalCalls
 from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.adapters.local_documents import LocalDocuments
 from sophia_mcp.adapters.local_enrich import LocalEnricher
+from sophia_mcp.adapters.local_meetings import LocalMeetings
 from sophia_mcp.adapters.local_tracker import LocalTracker
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
-from sophia_mcp.outbox import Outbox
+from sophia_mcp.outbox import AlertSender, IssueSender, Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.calls import CallSource
 from sophia_mcp.ports.crm import CRM
@@ -127,8 +128,9 @@ def build_services(settings: Settings) -> Services:
         embedder=embedder,
         vectors=vectors,
         tracker=tracker,
+        meetings=LocalMeetings(store),
         documents=LocalDocuments(store),
-        outbox=Outbox(store),
+        outbox=Outbox(store, {"alert": AlertSender(notifier), "issue": IssueSender(tracker)}),
         local_calls=local_calls,
         clients=clients,
     )

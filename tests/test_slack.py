@@ -106,9 +106,9 @@ async def test_a_lost_answer_is_not_posted_twice(data_dir: Path, slack: tuple[st
     alert = Alert(key="health-alert:c1:42", channel="#client-health", title="t", text="Client at risk")
     try:
         entry, _ = await services.outbox.enqueue(alert)
-        entry = await services.outbox.deliver(entry.id, services.notifier)
+        entry = await services.outbox.deliver(entry.id)
         assert entry.status == "pending" and "Slack could not be reached" in (entry.last_error or "")
-        entry = await services.outbox.deliver(entry.id, services.notifier)
+        entry = await services.outbox.deliver(entry.id)
     finally:
         services.close()
     assert entry.status == "delivered"

@@ -192,6 +192,10 @@ class LocalCRM:
     async def list_clients(self, text: str | None, limit: int, cursor: str | None) -> ClientPage:
         return await self.store.run(self._list_clients, text, limit, cursor)
 
+    def all_clients(self) -> list[Client]:
+        """Every client, in one query (the health monitor's set-based pass)."""
+        return [_client(r) for r in self.store.query("SELECT * FROM clients ORDER BY id")]
+
     # -- completions and counts -----------------------------------------------------------------------
 
     def client_names(self, prefix: str, limit: int) -> list[str]:

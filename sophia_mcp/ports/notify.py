@@ -9,6 +9,12 @@ from pydantic import BaseModel, Field
 Severity = Literal["info", "warning", "critical"]
 
 
+class Attachment(BaseModel):
+    filename: str
+    mime_type: str = Field(description="e.g. text/calendar for a meeting invite.")
+    content: str
+
+
 class Alert(BaseModel):
     """A message for a channel. `key` names what it is about, so the same alert is never sent twice."""
 
@@ -18,6 +24,7 @@ class Alert(BaseModel):
     title: str
     text: str = Field(description="Plain text; also the fallback where rich blocks are not shown.")
     blocks: list[dict[str, Any]] = Field(default_factory=list)
+    attachments: list[Attachment] = Field(default_factory=list, description="Files it carries (an invite).")
 
 
 class Notifier(Protocol):

@@ -49,18 +49,18 @@ async def send_alert(
     window = timedelta(minutes=settings.dedupe_minutes) if settings.dedupe_minutes > 0 else None
     entry, new = await services.outbox.enqueue_within(alert, window)
     if new:
-        entry = await services.outbox.deliver(entry.id, services.notifier)
+        entry = await services.outbox.deliver(entry.id)
     return SentAlert(entry=entry, new=new)
 
 
 async def retry_alerts(services: Services, ids: list[int] | None = None) -> list[OutboxEntry]:
     """Send again what is pending: the entries named, or every pending one."""
     if not ids:
-        return await services.outbox.deliver_pending(services.notifier)
+        return await services.outbox.deliver_pending()
     out = []
     for entry_id in ids:
         try:
-            out.append(await services.outbox.deliver(entry_id, services.notifier))
+            out.append(await services.outbox.deliver(entry_id))
         except LookupError:
             raise NotFound(f"No alert {entry_id}; list_alerts shows them") from None
     return out

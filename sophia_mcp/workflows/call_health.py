@@ -166,7 +166,7 @@ async def analyze_call(
             async def send_alert() -> AlertOutcome:
                 entry, new = await services.outbox.enqueue(alert, run.id)
                 if entry.status == "pending":
-                    entry = await services.outbox.deliver(entry.id, services.notifier)
+                    entry = await services.outbox.deliver(entry.id)
                 return AlertOutcome(
                     key=entry.key, channel=entry.target, status=entry.status, new=new, last_error=entry.last_error
                 )

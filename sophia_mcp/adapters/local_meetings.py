@@ -1,0 +1,108 @@
+"""The `MeetingScheduler` port in the store: each meeting request becomes an iCalendar invite (icalendar), kept
+with its attendees; the notification that asks for the meeting carries the invite as an .ics attachment.
+
+The invite's UID comes from the request's key, so sending it again (to another calendar, or after a retry)
+updates one event instead of adding another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from datetime import timedelta
+
+from sophia_mcp.errors import NotFound
+from sophia_mcp.ports.meetings import Attendee, Meeting, MeetingRequest
+from sophia_mcp.store import Store, iso, parse_iso, utcnow
+
+PRODID = "-//sophia-mcp//meetings//EN"
+
+
+def invite(request: MeetingRequest, uid: str) -> str:
+    """The request as an RFC 5545 calendar with one VEVENT and METHOD:REQUEST."""
+    from icalendar import Calendar, Event, vCalAddress, vText  # imported when a meeting is booked, not at start
+
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("method", "REQUEST")
+    event = Event()
+    event.add("uid", uid)
+    event.add("dtstamp", utcnow())
+    event.add("dtstart", request.starts_at)
+    event.add("dtend", request.starts_at + timedelta(minutes=request.minutes))
+    event.add("summary", request.title)
+    if request.description:
+        event.add("description", request.description)
+    organizer = vCalAddress(f"mailto:{request.organizer.email}")
+    if request.organizer.name:
+        organizer.params["cn"] = vText(request.organizer.name)
+    event.add("organizer", organizer)
+    for person in request.attendees:
+        attendee = vCalAddress(f"mailto:{person.email}")
+        if person.name:
+            attendee.params["cn"] = vText(person.name)
+        attendee.params["role"] = vText("REQ-PARTICIPANT")
+        attendee.params["partstat"] = vText("NEEDS-ACTION")
+        attendee.params["rsvp"] = vText("TRUE")
+        event.add("attendee", attendee, encode=False)
+    event.add("status", "CONFIRMED")
+    event.add("sequence", 0)
+    calendar.add_component(event)
+    return calendar.to_ical().decode()
+
+
+def _meeting(row: sqlite3.Row) -> Meeting:
+    return Meeting(
+        uid=row["uid"], key=row["key"], title=row["title"], organizer=Attendee.model_validate_json(row["organizer"]),
+        attendees=[Attendee.model_validate(a) for a in json.loads(row["attendees"])],
+        starts_at=parse_iso(row["starts_at"]), ends_at=parse_iso(row["ends_at"]), ics=row["ics"],
+    )  # fmt: skip
+
+
+class LocalMeetings:
+    name = "local"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def book_now(self, conn: sqlite3.Connection, request: MeetingRequest) -> tuple[Meeting, bool]:
+        """Book inside the caller's transaction (the health monitor books many in one)."""
+        row = conn.execute("SELECT * FROM meetings WHERE key = ?", (request.key,)).fetchone()
+        if row is not None:
+            return _meeting(row), False
+        uid = hashlib.sha256(request.key.encode()).hexdigest()[:32] + "@sophia-mcp"
+        ends = request.starts_at + timedelta(minutes=request.minutes)
+        ics = invite(request, uid)
+        conn.execute(
+            """
+            INSERT INTO meetings (uid, key, title, organizer, attendees, starts_at, ends_at, ics, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            (
+                uid, request.key, request.title, request.organizer.model_dump_json(),
+                json.dumps([a.model_dump() for a in request.attendees]), iso(request.starts_at), iso(ends), ics,
+                iso(utcnow()),
+            ),
+        )  # fmt: skip
+        return Meeting(
+            uid=uid, key=request.key, title=request.title, organizer=request.organizer, attendees=request.attendees,
+            starts_at=request.starts_at, ends_at=ends, ics=ics,
+        ), True  # fmt: skip
+
+    def _book(self, request: MeetingRequest) -> tuple[Meeting, bool]:
+        with self.store.transaction() as conn:
+            return self.book_now(conn, request)
+
+    async def book(self, request: MeetingRequest) -> tuple[Meeting, bool]:
+        return await self.store.run(self._book, request)
+
+    def _get(self, uid: str) -> Meeting:
+        row = self.store.query_one("SELECT * FROM meetings WHERE uid = ? OR key = ?", (uid, uid))
+        if row is None:
+            raise NotFound(f"No meeting {uid!r}")
+        return _meeting(row)
+
+    async def get(self, uid: str) -> Meeting:
+        return await self.store.run(self._get, uid)

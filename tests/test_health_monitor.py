@@ -1,0 +1,126 @@
+"""The scheduled health monitor: once per client per period however often it runs, nothing lost or doubled when
+Slack or Linear is down, and invites that are valid iCalendar."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from icalendar import Calendar
+from mcp import Client
+
+from sophia_mcp.servers.alerts import create_server
+from sophia_mcp.settings import Settings
+from tests.conftest import make_settings
+from tests.fakes.linear import API_KEY, LinearState, linear_app
+from tests.fakes.server import serve
+from tests.fakes.slack import BOT_TOKEN, SlackState, slack_app
+from tests.mcp_helpers import structured
+
+pytestmark = pytest.mark.anyio
+AT_RISK = {"c-low-1": 38.0, "c-low-2": 55.5, "c-low-3": 69.9}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def set_health(data_dir: Path, scores: dict[str, float]) -> None:
+    """Health as call analysis leaves it: some clients under the threshold (70), the rest above."""
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM clients ORDER BY id")]
+        # The first clients (by id) get the given scores, in order; the rest are healthy.
+        given = dict(zip(ids, scores.values(), strict=False))
+        for client_id in ids:
+            score = given.get(client_id, 85.0)
+            conn.execute(
+                """
+                INSERT OR REPLACE INTO client_health (client_id, score, components, explanation, as_of, updated_at)
+                VALUES (?, ?, '[]', 'seeded', '2026-11-20T00:00:00Z', '2026-11-20T00:00:00Z')
+                """,
+                (client_id, score),
+            )
+
+
+def counts(data_dir: Path) -> dict[str, int]:
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        return {
+            "meetings": conn.execute("SELECT count(*) FROM meetings").fetchone()[0],
+            "issues": conn.execute("SELECT count(*) FROM outbox WHERE kind = 'issue'").fetchone()[0],
+            "alerts": conn.execute("SELECT count(*) FROM outbox WHERE key LIKE 'health-monitor:%'").fetchone()[0],
+        }
+
+
+async def test_three_runs_open_each_issue_meeting_and_alert_once(data_dir: Path) -> None:
+    set_health(data_dir, AT_RISK)
+    async with Client(create_server(make_settings(data_dir))) as client:
+        runs = [structured(await client.call_tool("run_health_monitor", {})) for _ in range(3)]
+        issues = structured(await client.call_tool("list_alerts", {"channel": "#client-health"}))
+    first, second, third = runs
+    assert first["at_risk"] == 3 and first["healthy"] == first["clients"] - 3
+    assert (first["new_issues"], first["new_meetings"], first["new_alerts"], first["pending"]) == (3, 3, 3, 0)
+    for later in (second, third):
+        assert (later["new_issues"], later["new_meetings"], later["new_alerts"]) == (0, 0, 0)
+        assert later["period"] == first["period"] and not any(r["first_this_period"] for r in later["worst"])
+    assert [r["score"] for r in first["worst"]] == [38.0, 55.5, 69.9]
+    assert all(r["issue"].startswith("CS-") and r["meeting_uid"] for r in first["worst"])
+    assert counts(data_dir) == {"meetings": 3, "issues": 3, "alerts": 3}
+    assert len(issues["alerts"]) == 3
+
+
+async def test_the_invite_is_an_icalendar_request_to_the_csm(data_dir: Path) -> None:
+    set_health(data_dir, {"c-low-1": 40.0})
+    async with Client(create_server(make_settings(data_dir))) as client:
+        report = structured(await client.call_tool("run_health_monitor", {}))
+        alerts = structured(await client.call_tool("list_alerts", {"channel": "#client-health"}))
+    [attachment] = alerts["alerts"][0]["payload"]["attachments"]
+    calendar = Calendar.from_ical(attachment["content"])
+    [event] = calendar.walk("VEVENT")
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        csm = conn.execute("SELECT csm_email FROM clients WHERE id = ?", (report["worst"][0]["client_id"],)).fetchone()[
+            0
+        ]
+    assert calendar["METHOD"] == "REQUEST" and attachment["mime_type"] == "text/calendar"
+    assert str(event["UID"]) == report["worst"][0]["meeting_uid"]
+    assert [str(a) for a in (event["ATTENDEE"] if isinstance(event["ATTENDEE"], list) else [event["ATTENDEE"]])] == [
+        f"mailto:{csm}"
+    ]
+    assert event.decoded("DTEND") > event.decoded("DTSTART")
+
+
+@pytest.fixture
+def services_down() -> Iterator[tuple[str, SlackState, str, LinearState]]:
+    slack, linear = SlackState(retry_after="0"), LinearState()
+    with serve(slack_app(slack)) as slack_url, serve(linear_app(linear)) as linear_url:
+        yield slack_url, slack, linear_url, linear
+
+
+def on_services(data_dir: Path, slack_url: str, linear_url: str) -> Settings:
+    return make_settings(
+        data_dir,
+        slack={"backend": "slack", "base_url": f"{slack_url}/api/", "bot_token": BOT_TOKEN, "timeout_s": 1},
+        linear={"backend": "linear", "base_url": f"{linear_url}/graphql", "api_key": API_KEY, "team": "CS",
+                "timeout_s": 1, "max_retries": 0},
+    )  # fmt: skip
+
+
+async def test_slack_and_linear_down_lose_nothing_and_double_nothing(
+    data_dir: Path, services_down: tuple[str, SlackState, str, LinearState]
+) -> None:
+    slack_url, slack, linear_url, linear = services_down
+    set_health(data_dir, AT_RISK)
+    settings = on_services(data_dir, slack_url, linear_url)
+    slack.faults = ["500"] * 3
+    linear.faults = ["500"] * 3
+    async with Client(create_server(settings)) as client:
+        down = structured(await client.call_tool("run_health_monitor", {}))
+        back = structured(await client.call_tool("run_health_monitor", {}))
+        again = structured(await client.call_tool("run_health_monitor", {}))
+    assert down["pending"] == 6 and down["new_issues"] == 3
+    assert back["pending"] == 0 and back["new_issues"] == 0 and again["pending"] == 0
+    assert sorted(i["title"].split(":")[0] for i in linear.issues) == sorted(r["name"] for r in back["worst"])
+    assert len(slack.posted_to("C0HEALTH01")) == 3
+    assert all(r["issue"] and r["issue"].startswith("CS-") for r in back["worst"])
