@@ -151,36 +151,45 @@ class Outbox:
         returned with False. Past the window the same key may alert again."""
         return await self.store.run(self._enqueue_within, alert, window)
 
-    def _claim(self, entry_id: int) -> OutboxEntry | None:
+    def _claim(self, entry_ids: Sequence[int]) -> list[OutboxEntry]:
+        """Mark these entries as being sent, those that are pending (or whose sender died); return them."""
         now = utcnow()
+        claimed = []
         with self.store.transaction() as conn:
-            claimed = conn.execute(
-                """
-                UPDATE outbox SET status = 'sending', claimed_at = ?, attempts = attempts + 1
-                WHERE id = ? AND (status = 'pending' OR (status = 'sending' AND claimed_at < ?))
-                """,
-                (iso(now), entry_id, iso(now - CLAIM_LEASE)),
-            ).rowcount
-            row = conn.execute("SELECT * FROM outbox WHERE id = ?", (entry_id,)).fetchone()
-        return _entry(row) if claimed else None
-
-    def _finish(self, entry_id: int, ref: str | None, error: str | None) -> OutboxEntry:
-        with self.store.transaction() as conn:
-            if error is None:
-                conn.execute(
+            for entry_id in entry_ids:
+                row = conn.execute(
                     """
-                    UPDATE outbox SET status = 'delivered', external_ref = ?, delivered_at = ?, last_error = NULL
-                    WHERE id = ?
+                    UPDATE outbox SET status = 'sending', claimed_at = ?, attempts = attempts + 1
+                    WHERE id = ? AND (status = 'pending' OR (status = 'sending' AND claimed_at < ?)) RETURNING *
                     """,
-                    (ref, iso(utcnow()), entry_id),
-                )
-            else:
-                conn.execute(
-                    "UPDATE outbox SET status = 'pending', last_error = ?, claimed_at = NULL WHERE id = ?",
-                    (error, entry_id),
-                )
-            row = conn.execute("SELECT * FROM outbox WHERE id = ?", (entry_id,)).fetchone()
-        return _entry(row)
+                    (iso(now), entry_id, iso(now - CLAIM_LEASE)),
+                ).fetchone()
+                if row is not None:
+                    claimed.append(_entry(row))
+        return claimed
+
+    def _finish(self, outcomes: Sequence[tuple[int, str | None, str | None]]) -> list[OutboxEntry]:
+        """Record each (entry id, receiver's reference, error): delivered, or pending again with the error."""
+        done = []
+        with self.store.transaction() as conn:
+            for entry_id, ref, error in outcomes:
+                if error is None:
+                    row = conn.execute(
+                        """
+                        UPDATE outbox SET status = 'delivered', external_ref = ?, delivered_at = ?, last_error = NULL
+                        WHERE id = ? RETURNING *
+                        """,
+                        (ref, iso(utcnow()), entry_id),
+                    ).fetchone()
+                else:
+                    row = conn.execute(
+                        """
+                        UPDATE outbox SET status = 'pending', last_error = ?, claimed_at = NULL WHERE id = ? RETURNING *
+                        """,
+                        (error, entry_id),
+                    ).fetchone()
+                done.append(_entry(row))
+        return done
 
     def _enqueue_many(
         self, kind: str, items: Sequence[tuple[str, str, dict[str, Any]]], run_id: str | None
@@ -210,38 +219,43 @@ class Outbox:
         for each; a key already kept is not kept again."""
         return await self.store.run(self._enqueue_many, kind, items, run_id)
 
-    async def deliver(self, entry_id: int) -> OutboxEntry:
-        """Send one entry unless it is delivered or another process is sending it; never raises on send failure."""
-        entry = await self.store.run(self._claim, entry_id)
-        if entry is None:
-            return await self.get(entry_id)
+    async def _send(self, entry: OutboxEntry) -> tuple[int, str | None, str | None]:
         sender = self.senders.get(entry.kind)
         if sender is None:
-            return await self.store.run(self._finish, entry_id, None, f"nothing here delivers {entry.kind!r} entries")
+            return entry.id, None, f"nothing here delivers {entry.kind!r} entries"
         try:
             # A second attempt may follow one whose answer was lost after it went through: look before sending.
             earlier = await sender.already_sent(entry.payload) if entry.attempts > 1 else None
-            ref = earlier or await sender.send(entry.payload)
+            return entry.id, earlier or await sender.send(entry.payload), None
         except Exception as exc:
-            log.warning("Delivery of outbox entry %s (%s) failed: %s", entry_id, entry.kind, describe_error(exc))
-            return await self.store.run(self._finish, entry_id, None, describe_error(exc))
-        return await self.store.run(self._finish, entry_id, ref, None)
+            log.warning("Delivery of outbox entry %s (%s) failed: %s", entry.id, entry.kind, describe_error(exc))
+            return entry.id, None, describe_error(exc)
 
-    async def deliver_all(self, entry_ids: Sequence[int], concurrency: int = 4) -> list[OutboxEntry]:
-        """Send these entries, a few at a time (each service's own limits pace them further)."""
+    async def deliver(self, entry_id: int) -> OutboxEntry:
+        """Send one entry unless it is delivered or another process is sending it; never raises on send failure."""
+        claimed = await self.store.run(self._claim, [entry_id])
+        if not claimed:
+            return await self.get(entry_id)
+        return (await self.store.run(self._finish, [await self._send(claimed[0])]))[0]
+
+    async def deliver_all(self, entry_ids: Sequence[int], concurrency: int = 4, batch: int = 200) -> None:
+        """Send these entries: claimed and recorded a batch at a time, sent a few at a time (each service's own
+        limits pace them further). Entries delivered already, or being sent by another process, are left alone."""
         import anyio
 
-        results: dict[int, OutboxEntry] = {}
         slots = anyio.Semaphore(concurrency)
 
-        async def one(entry_id: int) -> None:
+        async def one(entry: OutboxEntry, outcomes: list[tuple[int, str | None, str | None]]) -> None:
             async with slots:
-                results[entry_id] = await self.deliver(entry_id)
+                outcomes.append(await self._send(entry))
 
-        async with anyio.create_task_group() as group:
-            for entry_id in entry_ids:
-                group.start_soon(one, entry_id)
-        return [results[i] for i in entry_ids]
+        for start in range(0, len(entry_ids), batch):
+            claimed = await self.store.run(self._claim, entry_ids[start : start + batch])
+            outcomes: list[tuple[int, str | None, str | None]] = []
+            async with anyio.create_task_group() as group:
+                for entry in claimed:
+                    group.start_soon(one, entry, outcomes)
+            await self.store.run(self._finish, outcomes)
 
     async def deliver_pending(self, limit: int = 100) -> list[OutboxEntry]:
         """Try every pending entry (oldest first), and any whose sender died mid-send."""
