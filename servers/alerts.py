@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.outbox import OutboxEntry, OutboxStatus
 from sophia_mcp.ports.notify import Severity
 from sophia_mcp.services import Services
-from sophia_mcp.settings import Settings
+from sophia_mcp.settings import ScheduleSpec, Settings
+from sophia_mcp.store import utcnow
 from sophia_mcp.surface import SophiaServer, complete_client_names, services_of, tool_hints
+from sophia_mcp.workflows import scheduler
 from sophia_mcp.workflows.alerts import SentAlert
 from sophia_mcp.workflows.alerts import retry_alerts as retry_alerts_workflow
 from sophia_mcp.workflows.alerts import send_alert as send_alert_workflow
 from sophia_mcp.workflows.health_monitor import MonitorReport, monitor_health
+from sophia_mcp.workflows.scheduler import ScheduleInfo
 
 INSTRUCTIONS = """\
 Alerts to the team's channels (Slack, or the local outbox when Slack is not configured), and client-health
@@ -25,7 +28,7 @@ monitoring. send_alert posts one: name a channel, or a topic whose route picks i
 churn -> #leadership, competitive -> #competitive-intel, bug -> #bugs); the same idempotency key within the
 dedupe window is sent once. list_alerts shows what was sent or is waiting, with errors; retry_alerts sends
 again what could not be sent. run_health_monitor opens an issue, a meeting request and an alert for each client
-under the health threshold, once per period."""
+under the health threshold, once per period; list_schedules and set_schedule show and change what runs when."""
 
 Channel = Annotated[
     str, Field(pattern=r"^(#[a-z0-9][a-z0-9_-]{0,79}|[CGD][A-Z0-9]{6,20})$",
@@ -33,6 +36,7 @@ Channel = Annotated[
 ]  # fmt: skip
 Topic = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Routing topic, e.g. health, churn.")]
 RECENT = 50
+ScheduledWorkflow = Literal["health-monitor", "deliver-outbox", "bug-status"]
 
 Block = Annotated[dict[str, Any], Field(description="A Slack Block Kit block: an object with a `type`.")]
 
@@ -40,6 +44,10 @@ Block = Annotated[dict[str, Any], Field(description="A Slack Block Kit block: an
 class AlertPage(BaseModel):
     alerts: list[OutboxEntry]
     next_cursor: int | None = Field(description="Pass as `cursor` for older alerts; null on the last page.")
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleInfo]
 
 
 class Retried(BaseModel):
@@ -114,6 +122,35 @@ async def run_health_monitor(ctx: Context) -> MonitorReport:
     return await monitor_health(services_of(ctx))
 
 
+async def list_schedules(ctx: Context) -> ScheduleList:
+    """The scheduled workflows: timing, next and last run, whether one is running, and their recent runs with
+    results or errors. `sophia-mcp schedule` runs them."""
+    services = services_of(ctx)
+    return ScheduleList(schedules=await services.store.run(scheduler.list_schedules, services.store))
+
+
+async def set_schedule(
+    ctx: Context,
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,59}$", description="e.g. health-monitor.")],
+    workflow: Annotated[ScheduledWorkflow, Field(description="What it runs.")],
+    cron: Annotated[
+        str | None,
+        Field(max_length=100, description="minute hour day month weekday (UTC), e.g. '0 2 * * *' for 02:00 daily."),
+    ] = None,
+    every: Annotated[str | None, Field(max_length=12, description="Or an interval: 30s, 5m, 2h, 1d.")] = None,
+    enabled: bool = True,
+) -> ScheduleInfo:
+    """Add or change a schedule (kept in the store; schedules named in settings are set from them again when the
+    scheduler starts). Give exactly one of cron or every."""
+    services = services_of(ctx)
+    try:
+        spec = ScheduleSpec(name=name, workflow=workflow, cron=cron, every=every, enabled=enabled)
+    except ValidationError as exc:
+        raise InvalidInput("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    await services.store.run(scheduler.set_schedule, services.store, spec, utcnow())
+    return await services.store.run(scheduler.get_schedule, services.store, name)
+
+
 def escalate(
     client: Annotated[str, Field(description="The client at risk.")],
     reason: Annotated[str, Field(description="What happened.")],
@@ -140,6 +177,13 @@ def register(server: SophiaServer, prefix: str = "") -> None:
         annotations=tool_hints("Send alert", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
     server.add_tool(list_alerts, name=f"{prefix}list_alerts", annotations=tool_hints("List alerts", read_only=True))
+    server.add_tool(
+        list_schedules, name=f"{prefix}list_schedules", annotations=tool_hints("List schedules", read_only=True)
+    )
+    server.add_tool(
+        set_schedule, name=f"{prefix}set_schedule",
+        annotations=tool_hints("Set a schedule", read_only=False, idempotent=True),
+    )  # fmt: skip
     server.add_tool(
         run_health_monitor, name=f"{prefix}run_health_monitor",
         annotations=tool_hints("Run the health monitor", read_only=False, idempotent=True, open_world=True),

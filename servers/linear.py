@@ -15,13 +15,16 @@ from sophia_mcp.ports.issues import Issue, IssueChanges, IssueDraft, IssuePage, 
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
 from sophia_mcp.surface import SophiaServer, services_of, tool_hints
+from sophia_mcp.workflows.bugs import BugReportResult, notify_state
+from sophia_mcp.workflows.bugs import report_bug as report_bug_workflow
 from sophia_mcp.workflows.issues import default_team
 
 INSTRUCTIONS = """\
 Issues in Linear (or the local tracker when Linear is not configured). create_issue opens one in a team (by key,
 e.g. CS, or the default team) with a priority (1 urgent .. 4 low), assignee and labels; the same
 idempotency_key never opens a second issue. search_issues finds issues by title words, team, state or label;
-update_issue changes state, priority, assignee, labels or text; list_teams shows the teams and their keys."""
+update_issue changes state, priority, assignee, labels or text; list_teams shows the teams and their keys.
+report_bug files a bug report as it was written (e.g. a Slack message) and keeps its channel told."""
 
 IssueRef = Annotated[
     str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]{0,9}-\d{1,9}|[0-9a-f-]{36})$",
@@ -105,7 +108,37 @@ async def update_issue(
     if changes.is_empty():
         raise InvalidInput("Nothing to change: give at least one of title, description, state, priority, assignee "
                            "or labels")  # fmt: skip
-    return await services_of(ctx).tracker.update(issue_id, changes)
+    services = services_of(ctx)
+    issue = await services.tracker.update(issue_id, changes)
+    if changes.state is not None:
+        await notify_state(services, issue)  # a bug report's channel hears of the new state
+    return issue
+
+
+async def report_bug(
+    ctx: Context,
+    text: Annotated[
+        str,
+        Field(
+            min_length=3,
+            max_length=20_000,
+            description="The report as written, e.g. a Slack message: the first line becomes the title.",
+        ),
+    ],
+    reporter: Annotated[str, Field(min_length=1, max_length=200, description="Who reported it (name or @handle).")],
+    channel: Annotated[
+        str,
+        Field(
+            pattern=r"^(#[a-z0-9][a-z0-9_-]{0,79}|[CGD][A-Z0-9]{6,20})$",
+            description="Where it was reported; told when the issue is filed and when its state changes.",
+            examples=["#support"],
+        ),
+    ],
+) -> BugReportResult:
+    """File a bug report as an issue: title from its first line, priority and labels (bug, and areas such as
+    payments or reporting) from its words; the reporter's channel is told, and told again on each state change.
+    The same report again returns the issue already filed."""
+    return await report_bug_workflow(services_of(ctx), text, reporter, channel)
 
 
 async def list_teams(ctx: Context) -> TeamList:
@@ -154,6 +187,10 @@ def register(server: SophiaServer, prefix: str = "") -> None:
         annotations=hints("Update issue", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
     server.add_tool(list_teams, name=f"{prefix}list_teams", annotations=hints("List teams", read_only=True))
+    server.add_tool(
+        report_bug, name=f"{prefix}report_bug",
+        annotations=hints("Report a bug", read_only=False, idempotent=True, open_world=True),
+    )  # fmt: skip
     server.resource("linear://issues/{issue_id}", name="issue", title="Issue", mime_type="application/json")(
         issue_resource
     )

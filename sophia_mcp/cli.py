@@ -352,6 +352,38 @@ def run_health_monitor() -> None:
     _with_services(work)
 
 
+@app.command()
+def schedule(
+    once: Annotated[bool, typer.Option("--once", help="Run what is due now, then stop.")] = False,
+) -> None:
+    """Run the scheduled workflows (SOPHIA_SCHEDULES; by default the health monitor every 5 minutes, pending side
+    effects every minute, bug-report states every 10 minutes) until stopped with Ctrl-C."""
+    from sophia_mcp.store import utcnow
+    from sophia_mcp.workflows.scheduler import Scheduler, sync_schedules
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        scheduler = Scheduler(services)
+        specs = services.settings.schedules
+        if once:
+            await services.store.run(sync_schedules, services.store, specs, utcnow())
+            for run in await scheduler.run_due():
+                detail = run.error or ", ".join(f"{k} {v}" for k, v in (run.summary or {}).items())
+                missed = f" (caught up {run.missed} missed)" if run.missed else ""
+                console.print(f"{run.status:9s} due {run.due_at:%Y-%m-%d %H:%M}{missed}: {detail}")
+            return
+        console.print(
+            f"Running {len(specs)} schedules ({', '.join(s.name + ' ' + s.spec for s in specs)}); Ctrl-C stops."
+        )
+        await scheduler.serve(specs)
+
+    try:
+        _with_services(work)
+    except KeyboardInterrupt:
+        console.print("Stopped.")
+
+
 @crm_app.command("enrich")
 def crm_enrich(
     contact_ids: Annotated[list[str] | None, typer.Argument(help="Contact ids; or use --since.")] = None,

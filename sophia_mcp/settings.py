@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -162,6 +164,7 @@ class LinearSettings(Integration):
         default=None, description="A personal API key (sent as is) or an OAuth token (sent as a Bearer token)."
     )
     team: str | None = Field(default=None, description="Key or id of the team issues go to when none is named.")
+    bug_team: str | None = Field(default=None, description="Team for bug reports; default `team`.")
 
 
 DEFAULT_ROUTES = {
@@ -185,6 +188,60 @@ class MonitorSettings(BaseModel):
                                   "at this hour (UTC).")  # fmt: skip
     meeting_minutes: int = Field(default=30, ge=5, le=240)
     organizer_email: str = Field(default="cs-ops@sophia.local", description="Who sends the meeting requests.")
+
+
+INTERVAL = re.compile(r"^(\d{1,6})(s|m|h|d)$")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def interval_seconds(every: str) -> int:
+    """`every` ("30s", "5m", "2h", "1d") in seconds; ValueError if it is not one of those forms."""
+    match = INTERVAL.match(every.strip())
+    if match is None or int(match[1]) == 0:
+        raise ValueError(f"{every!r} is not an interval: write a number and s, m, h or d, e.g. 5m")
+    return int(match[1]) * UNIT_SECONDS[match[2]]
+
+
+def check_cron(cron: str) -> str:
+    """A five-field cron expression (minute hour day month weekday, in UTC), or ValueError saying what is wrong."""
+    from cronsim import CronSim, CronSimError
+
+    try:
+        CronSim(cron, datetime.now(UTC))
+    except CronSimError as exc:
+        raise ValueError(f"{cron!r} is not a cron expression ({exc}); e.g. '0 2 * * *' is 02:00 every day") from None
+    return cron.strip()
+
+
+class ScheduleSpec(BaseModel):
+    """A workflow run on a cron expression (UTC) or at an interval."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,59}$")
+    workflow: Literal["health-monitor", "deliver-outbox", "bug-status"]
+    cron: str | None = Field(default=None, description="minute hour day month weekday, UTC: '0 2 * * *'.")
+    every: str | None = Field(default=None, description="An interval: 30s, 5m, 2h, 1d.")
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> ScheduleSpec:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("give exactly one of cron (e.g. '0 2 * * *') or every (e.g. '5m')")
+        if self.cron is not None:
+            self.cron = check_cron(self.cron)
+        if self.every is not None:
+            interval_seconds(self.every)
+        return self
+
+    @property
+    def spec(self) -> str:
+        return f"cron {self.cron}" if self.cron else f"every {self.every}"
+
+
+DEFAULT_SCHEDULES = [
+    ScheduleSpec(name="health-monitor", workflow="health-monitor", every="5m"),
+    ScheduleSpec(name="deliver-outbox", workflow="deliver-outbox", every="1m"),
+    ScheduleSpec(name="bug-status", workflow="bug-status", every="10m"),
+]
 
 
 class AlertsSettings(BaseModel):
@@ -380,6 +437,10 @@ class Settings(BaseSettings):
     analyst: AnalystSettings = Field(default_factory=AnalystSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    schedules: list[ScheduleSpec] = Field(
+        default_factory=lambda: [s.model_copy() for s in DEFAULT_SCHEDULES],
+        description="What `sophia-mcp schedule` runs (JSON list); the health monitor every 5 minutes by default.",
+    )
 
     competitors: list[Competitor] = Field(default_factory=lambda: list(DEFAULT_COMPETITORS))
     health: HealthSettings = Field(default_factory=HealthSettings)

@@ -458,6 +458,11 @@ class Store:
         with self._lock:
             return self._connect().execute(sql, params).fetchall()
 
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """Run one write in its own transaction; returns how many rows it changed."""
+        with self.transaction() as conn:
+            return conn.execute(sql, params).rowcount
+
     def query_within(self, seconds: float, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row] | None:
         """Run a read that may take long, giving up after `seconds`: its rows, or None when out of time."""
         deadline = time.perf_counter() + seconds

@@ -1,0 +1,175 @@
+"""Bug report -> issue: a Slack-style report becomes an issue with labels and a priority, the reporter's channel
+is told, and told again whenever the issue's state changes.
+
+The issue goes through the outbox like every side effect: if the tracker is down the report is kept, the
+channel hears it was received, and the issue is opened (and the channel told) when the tracker is back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from sophia_mcp.errors import InvalidInput
+from sophia_mcp.ports.issues import Issue, IssueDraft
+from sophia_mcp.ports.notify import Alert
+from sophia_mcp.services import Services
+from sophia_mcp.store import iso, utcnow
+from sophia_mcp.workflows.issues import default_team
+
+LOCAL_BUG_TEAM = "ENG"
+MENTION = re.compile(r"<[@#!][^>]*>|(?<!\w)@[\w.-]+")
+PREFIX = re.compile(r"^\s*(\[(bug|issue|problem)\]\s*[:\-–]?|(bug|issue|problem)\s*[:\-–])\s*", re.IGNORECASE)
+# (priority, words that set it), most urgent first; the first that matches wins.
+PRIORITY_WORDS: list[tuple[int, tuple[str, ...]]] = [
+    (1, ("urgent", "outage", "is down", "blocker", "blocking", "can't log in", "cannot log in", "data loss", "asap")),
+    (2, ("broken", "fails", "failing", "failed", "error", "crash", "500", "not working", "doesn't work", "wrong")),
+    (4, ("typo", "cosmetic", "minor", "nice to have", "alignment")),
+]
+AREA_LABELS = {
+    "reporting": ("report", "export", "statement", "dashboard"),
+    "payments": ("payment", "rent", "ach", "card", "invoice", "fee"),
+    "auth": ("login", "log in", "password", "sso", "2fa", "sign in"),
+    "mobile": ("mobile", "ios", "android", "app store"),
+    "integrations": ("sync", "integration", "api", "webhook", "yardi", "appfolio"),
+}
+
+
+class BugReportResult(BaseModel):
+    issue: Issue | None = Field(description="The issue, once the tracker has it.")
+    status: Literal["filed", "already filed", "received"] = Field(
+        description="received: the tracker could not be reached; the issue is opened when it is back."
+    )
+    title: str
+    priority: int
+    labels: list[str]
+    channel: str
+    acknowledgement: str = Field(description="Delivery status of the message to the reporter's channel.")
+
+
+def draft_from_report(text: str, reporter: str, channel: str, team: str) -> IssueDraft:
+    """Title from the first line (mentions and a 'bug:' prefix dropped), priority and labels from its words."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        raise InvalidInput("The bug report is empty; say what went wrong")
+    title = PREFIX.sub("", MENTION.sub("", lines[0])).strip(" :-") or "Bug report"
+    if len(title) > 120:
+        title = title[:117].rsplit(" ", 1)[0] + "..."
+    lowered = text.casefold()
+    priority = next((p for p, words in PRIORITY_WORDS if any(w in lowered for w in words)), 3)
+    labels = ["bug", *(label for label, words in AREA_LABELS.items() if any(w in lowered for w in words))]
+    description = f"{text.strip()}\n\n---\nReported by {reporter} in {channel}."
+    return IssueDraft(team=team, title=title, description=description, priority=priority, labels=labels)
+
+
+def _ack(key: str, channel: str, text: str, title: str) -> Alert:
+    return Alert(key=key, channel=channel, severity="info", title=title, text=text)
+
+
+async def report_bug(services: Services, text: str, reporter: str, channel: str) -> BugReportResult:
+    team = default_team(services, services.settings.linear.bug_team, LOCAL_BUG_TEAM)
+    if team is None:
+        raise InvalidInput("Bug reports need a team: set SOPHIA_LINEAR__BUG_TEAM or SOPHIA_LINEAR__TEAM")
+    draft = draft_from_report(text, reporter, channel, team)
+    key = "bug:" + hashlib.sha256(f"{reporter}\n{text.strip()}".encode()).hexdigest()[:20]
+    store = services.store
+    now = iso(utcnow())
+    await store.run(
+        store.execute,
+        """
+        INSERT INTO bug_reports (issue_key, reporter, channel, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (issue_key) DO NOTHING
+        """,
+        (key, reporter, channel, now, now),
+    )
+    [(entry_id, new)] = await services.outbox.enqueue_many(
+        "issue", [(key, team, {"key": key, "draft": draft.model_dump(mode="json")})]
+    )
+    entry = await services.outbox.deliver(entry_id)
+    issue = None
+    if entry.status == "delivered" and entry.external_ref:
+        issue = await services.tracker.get(entry.external_ref)
+        ack = await _told_filed(services, key, channel, reporter, issue)
+    else:
+        alert = _ack(
+            f"bug-received:{key}", channel,
+            f"Thanks {reporter}: your report \"{draft.title}\" is received. The tracker cannot be reached just now; "
+            "the issue will be opened as soon as it is back, and this channel told.", "Bug report received",
+        )  # fmt: skip
+        ack = await _send(services, alert)
+    return BugReportResult(
+        issue=issue, status="filed" if issue and new else "already filed" if issue else "received",
+        title=draft.title, priority=draft.priority, labels=draft.labels, channel=channel, acknowledgement=ack,
+    )  # fmt: skip
+
+
+async def _send(services: Services, alert: Alert) -> str:
+    [(entry_id, new)] = await services.outbox.enqueue_many("alert", [(alert.key, alert.channel, alert.model_dump())])
+    entry = await services.outbox.deliver(entry_id) if new else (await services.outbox.entries([entry_id]))[0]
+    return entry.status
+
+
+async def _told_filed(services: Services, key: str, channel: str, reporter: str, issue: Issue) -> str:
+    await services.store.run(
+        services.store.execute,
+        "UPDATE bug_reports SET issue_id = ?, last_state = ?, updated_at = ? WHERE issue_key = ?",
+        (issue.id, issue.state, iso(utcnow()), key),
+    )
+    where = f" ({issue.url})" if issue.url else ""
+    alert = _ack(
+        f"bug-filed:{key}", channel,
+        f"Thanks {reporter}: filed as {issue.identifier} \"{issue.title}\"{where}, priority "
+        f"{issue.priority}, state {issue.state}. This channel hears when its state changes.",
+        f"Bug filed as {issue.identifier}",
+    )  # fmt: skip
+    return await _send(services, alert)
+
+
+async def notify_state(services: Services, issue: Issue, when: datetime | None = None) -> bool:
+    """Tell a bug report's channel that its issue changed state (once per state); False if it is no bug report's
+    issue or its state is the one the channel last heard."""
+    row = await services.store.run(
+        services.store.query_one, "SELECT * FROM bug_reports WHERE issue_id = ?", (issue.id,)
+    )
+    if row is None or row["last_state"] == issue.state:
+        return False
+    await services.store.run(
+        services.store.execute,
+        "UPDATE bug_reports SET last_state = ?, updated_at = ? WHERE issue_key = ?",
+        (issue.state, iso(when or utcnow()), row["issue_key"]),
+    )
+    alert = _ack(
+        f"bug-state:{row['issue_key']}:{issue.state}", row["channel"],
+        f"{issue.identifier} \"{issue.title}\" (reported by {row['reporter']}) is now {issue.state}.",
+        f"{issue.identifier}: {issue.state}",
+    )  # fmt: skip
+    await _send(services, alert)
+    return True
+
+
+async def notify_status_changes(services: Services) -> dict[str, Any]:
+    """The scheduled check: open the issues of reports kept while the tracker was down (telling their channels),
+    and tell each channel whose issue changed state in the tracker since it last heard."""
+    rows = await services.store.run(services.store.query, "SELECT * FROM bug_reports ORDER BY created_at")
+    filed = changed = 0
+    for row in rows:
+        if row["issue_id"] is None:
+            entry_row = await services.store.run(
+                services.store.query_one, "SELECT id FROM outbox WHERE key = ?", (row["issue_key"],)
+            )
+            if entry_row is None:
+                continue
+            entry = await services.outbox.deliver(int(entry_row["id"]))
+            if entry.status == "delivered" and entry.external_ref:
+                issue = await services.tracker.get(entry.external_ref)
+                await _told_filed(services, row["issue_key"], row["channel"], row["reporter"], issue)
+                filed += 1
+            continue
+        if row["last_state"] in ("Done", "Canceled"):
+            continue
+        changed += await notify_state(services, await services.tracker.get(row["issue_id"]))
+    return {"reports": len(rows), "filed": filed, "state_changes": changed}

@@ -1,0 +1,113 @@
+"""Bug report -> issue: labels and priority from the report, the reporter's channel told when it is filed and
+on every state change, kept when the tracker is down and filed when it is back."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from sophia_mcp.servers.linear import create_server
+from sophia_mcp.settings import Settings
+from sophia_mcp.wiring import build_services
+from sophia_mcp.workflows.bugs import draft_from_report, notify_status_changes
+from tests.conftest import make_settings
+from tests.fakes.linear import API_KEY, LinearState, linear_app
+from tests.fakes.server import serve
+from tests.mcp_helpers import structured, text_of
+
+pytestmark = pytest.mark.anyio
+REPORT = """<@U024BE7LH> bug: Rent payments by ACH fail with a 500 for Acme
+Steps: resident portal > pay rent > ACH. Urgent, month-end is blocked for three clients."""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def told(data_dir: Path, channel: str) -> list[str]:
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        rows = conn.execute(
+            "SELECT json_extract(payload, '$.text') FROM outbox WHERE kind = 'alert' AND target = ? ORDER BY id",
+            (channel,),
+        )
+        return [r[0] for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("text", "title", "priority", "labels"),
+    [
+        (REPORT, "Rent payments by ACH fail with a 500 for Acme", 1, ["bug", "payments"]),
+        ("The owner statement export is broken", "The owner statement export is broken", 2, ["bug", "reporting"]),
+        ("[Bug] typo on the login page", "typo on the login page", 4, ["bug", "auth"]),
+        ("Residents ask for dark mode in the app", "Residents ask for dark mode in the app", 3, ["bug"]),
+    ],
+)
+def test_a_report_becomes_a_draft(text: str, title: str, priority: int, labels: list[str]) -> None:
+    draft = draft_from_report(text, "@maria", "#support", "ENG")
+    assert (draft.title, draft.priority, draft.labels) == (title, priority, labels)
+    assert "Reported by @maria in #support" in draft.description
+
+
+async def test_filed_once_and_the_channel_hears_each_state(data_dir: Path) -> None:
+    report = {"text": REPORT, "reporter": "@maria", "channel": "#support"}
+    async with Client(create_server(make_settings(data_dir))) as client:
+        filed = structured(await client.call_tool("report_bug", report))
+        again = structured(await client.call_tool("report_bug", report))
+        issue = filed["issue"]["identifier"]
+        for state in ("In Progress", "In Progress", "Done"):
+            structured(await client.call_tool("update_issue", {"issue_id": issue, "state": state}))
+        empty = await client.call_tool("report_bug", report | {"text": "   \n  "})
+    assert filed["status"] == "filed" and issue.startswith("ENG-") and filed["issue"]["priority"] == 1
+    assert filed["issue"]["labels"] == ["bug", "payments"] and filed["acknowledgement"] == "delivered"
+    assert again["status"] == "already filed" and again["issue"]["id"] == filed["issue"]["id"]
+    messages = told(data_dir, "#support")
+    assert len(messages) == 3 and f"filed as {issue}" in messages[0]
+    assert "is now In Progress" in messages[1] and "is now Done" in messages[2]
+    assert empty.is_error and "Traceback" not in text_of(empty)
+
+
+@pytest.fixture
+def linear() -> Iterator[tuple[str, LinearState]]:
+    state = LinearState()
+    with serve(linear_app(state)) as url:
+        yield url, state
+
+
+def on_linear(data_dir: Path, url: str) -> Settings:
+    section = {"backend": "linear", "base_url": f"{url}/graphql", "api_key": API_KEY, "team": "ENG",
+               "timeout_s": 1, "max_retries": 0}  # fmt: skip
+    return make_settings(data_dir, linear=section)
+
+
+async def test_linear_down_keeps_the_report_and_files_it_when_back(
+    data_dir: Path, linear: tuple[str, LinearState]
+) -> None:
+    url, state = linear
+    settings = on_linear(data_dir, url)
+    state.faults = ["500"]  # Linear fails the report's first request, then is back
+    async with Client(create_server(settings)) as client:
+        kept = structured(await client.call_tool("report_bug", {"text": REPORT, "reporter": "@maria",
+                                                                "channel": "#support"}))  # fmt: skip
+    assert kept["status"] == "received" and kept["issue"] is None and state.issues == []
+    services = build_services(settings)
+    try:
+        back = await notify_status_changes(services)
+        # Someone moves the issue on in Linear itself; the next check tells the channel.
+        [issue] = state.issues
+        issue["state_id"] = next(
+            s["id"] for s in state.states if s["team_id"] == issue["team_id"] and s["name"] == "Done"
+        )
+        moved = await notify_status_changes(services)
+        still = await notify_status_changes(services)
+    finally:
+        await services.aclose()
+        services.close()
+    assert back["filed"] == 1 and moved["state_changes"] == 1 and still["state_changes"] == 0
+    messages = told(data_dir, "#support")
+    assert "received" in messages[0] and "filed as ENG-1" in messages[1] and "is now Done" in messages[2]
+    assert len(messages) == 3 and len(state.issues) == 1
