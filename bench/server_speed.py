@@ -3,7 +3,7 @@
 The same method as bench/gong_server.py (whose driver this reuses): cold start is spawn -> initialize ->
 tools/list, the median of N alternating starts; tool-call latency is p50 and p99 of the server's read tools
 against the bare server's `echo`, taken in turns. Targets: cold start within 1.2x of the bare server, a tool call
-within 1.5x. Run: python bench/server_speed.py crm   (or knowledge)
+within 1.5x. Run: python bench/server_speed.py crm   (or knowledge, alerts, linear)
 """
 
 from __future__ import annotations
@@ -50,7 +50,27 @@ def knowledge_probes(server: StdioPeer) -> dict[str, tuple[str, Args]]:
     }
 
 
-PROBES = {"crm": crm_probes, "knowledge": knowledge_probes}
+def alerts_probes(server: StdioPeer) -> dict[str, tuple[str, Args]]:
+    for i in range(20):
+        server.call("send_alert", {"text": f"Bench alert {i}", "topic": "health", "idempotency_key": f"bench:{i}"})
+    return {
+        "list_alerts": ("list_alerts", lambda i: {"limit": 20}),
+        "send_alert (dup)": ("send_alert", lambda i: {"text": "Bench alert 1", "idempotency_key": "bench:1"}),
+        "list_schedules": ("list_schedules", lambda i: {}),
+    }
+
+
+def linear_probes(server: StdioPeer) -> dict[str, tuple[str, Args]]:
+    for i in range(20):
+        server.call("create_issue", {"title": f"Bench issue {i}", "idempotency_key": f"bench:{i}"})
+    return {
+        "search_issues": ("search_issues", lambda i: {"text": "Bench", "limit": 10}),
+        "create_issue (dup)": ("create_issue", lambda i: {"title": "Bench issue 1", "idempotency_key": "bench:1"}),
+        "list_teams": ("list_teams", lambda i: {}),
+    }
+
+
+PROBES = {"crm": crm_probes, "knowledge": knowledge_probes, "alerts": alerts_probes, "linear": linear_probes}
 
 
 def measure(name: str, starts: int, calls: int) -> None:

@@ -14,7 +14,7 @@ from sophia_mcp.ports.notify import Severity
 from sophia_mcp.services import Services
 from sophia_mcp.settings import ScheduleSpec, Settings
 from sophia_mcp.store import utcnow
-from sophia_mcp.surface import SophiaServer, complete_client_names, services_of, tool_hints
+from sophia_mcp.surface import KEY_PATTERN, SophiaServer, complete_client_names, services_of, tool_hints
 from sophia_mcp.workflows import scheduler
 from sophia_mcp.workflows.alerts import SentAlert
 from sophia_mcp.workflows.alerts import retry_alerts as retry_alerts_workflow
@@ -67,7 +67,8 @@ async def send_alert(
     idempotency_key: Annotated[
         str | None,
         Field(
-            pattern=r"^[\w:.\-/@#]{1,200}$",
+            pattern=KEY_PATTERN,
+            max_length=200,
             description="What the alert is about, e.g. health:acme:2026-11-25; "
             "the same key within the dedupe window is not sent twice. Default: the message itself.",
         ),

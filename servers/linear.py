@@ -14,7 +14,7 @@ from sophia_mcp.errors import InvalidInput
 from sophia_mcp.ports.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Priority, Team
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import SophiaServer, services_of, tool_hints
+from sophia_mcp.surface import KEY_PATTERN, SophiaServer, services_of, tool_hints
 from sophia_mcp.workflows.bugs import BugReportResult, notify_state
 from sophia_mcp.workflows.bugs import report_bug as report_bug_workflow
 from sophia_mcp.workflows.issues import default_team
@@ -56,7 +56,8 @@ async def create_issue(
     idempotency_key: Annotated[
         str | None,
         Field(
-            pattern=r"^[\w:.\-/@#]{1,200}$",
+            pattern=KEY_PATTERN,
+            max_length=200,
             description="What the issue is about, e.g. health:acme:2026-W48; "
             "a key that already opened an issue returns that issue. Default: the team, title and text.",
         ),

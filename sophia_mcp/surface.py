@@ -54,6 +54,10 @@ LEVELS: tuple[LoggingLevel, ...] = ("debug", "info", "notice", "warning", "error
 
 MAX_COMPLETIONS = 20
 
+# An idempotency key a caller gives: word characters and : . - / @ #. Its length is bounded by max_length, not in
+# the pattern: a bounded repeat of \w compiles to an automaton that costs a server's start 80 ms.
+KEY_PATTERN = r"^[\w:.\-/@#]+$"
+
 # (services, what the user typed so far, arguments already chosen) -> suggestions; runs in a worker thread.
 Completer = Callable[[Services, str, dict[str, str]], list[str]]
 
