@@ -249,13 +249,9 @@ class LinearTracker:
     async def update(self, issue_id: str, changes: IssueChanges) -> Issue:
         current = await self.get(issue_id)
         team = await self._team(current.team_key)
-        payload: dict[str, Any] = {}
-        if changes.title is not None:
-            payload["title"] = changes.title.strip()
-        if changes.description is not None:
-            payload["description"] = changes.description
-        if changes.priority is not None:
-            payload["priority"] = changes.priority
+        payload: dict[str, Any] = changes.model_dump(exclude_none=True, include={"title", "description", "priority"})
+        if "title" in payload:
+            payload["title"] = payload["title"].strip()
         if changes.state is not None:
             payload["stateId"] = await self._state_id(team.id, changes.state)
         if changes.assignee is not None:

@@ -154,19 +154,15 @@ class LocalTracker:
     def _update(self, issue_id: str, changes: IssueChanges) -> Issue:
         with self.store.transaction() as conn:
             issue = self._get(conn, issue_id)
-            values: dict[str, Any] = {}
-            if changes.title is not None:
-                values["title"] = changes.title.strip()
-            if changes.description is not None:
-                values["description"] = changes.description
-            if changes.priority is not None:
-                values["priority"] = changes.priority
-            if changes.state is not None:
-                values["state"] = _state(changes.state)
-            if changes.assignee is not None:
-                values["assignee"] = changes.assignee or None
-            if changes.labels is not None:
-                values["labels"] = _labels(changes.labels)
+            values: dict[str, Any] = changes.model_dump(exclude_none=True)
+            if "title" in values:
+                values["title"] = values["title"].strip()
+            if "state" in values:
+                values["state"] = _state(values["state"])
+            if "assignee" in values:
+                values["assignee"] = values["assignee"] or None
+            if "labels" in values:
+                values["labels"] = _labels(values["labels"])
             if values:
                 values["updated_at"] = iso(utcnow())
                 assignments = ", ".join(f"{column} = :{column}" for column in values)
