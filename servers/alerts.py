@@ -152,6 +152,11 @@ async def set_schedule(
     return await services.store.run(scheduler.get_schedule, services.store, name)
 
 
+async def meeting_resource(uid: str, ctx: Context) -> str:
+    """A meeting request as its iCalendar invite (.ics)."""
+    return (await services_of(ctx).meetings.get(uid)).ics
+
+
 def escalate(
     client: Annotated[str, Field(description="The client at risk.")],
     reason: Annotated[str, Field(description="What happened.")],
@@ -203,6 +208,9 @@ def register(server: SophiaServer, prefix: str = "") -> None:
         recent_alerts
     )
     server.resource("alerts://{alert_id}", name="alert", title="Alert", mime_type="application/json")(alert_resource)
+    server.resource("meetings://{uid}", name="meeting", title="Meeting request", mime_type="text/calendar")(
+        meeting_resource
+    )
     server.prompt(name="escalate", title="Escalate a client")(escalate)
     server.add_completer("alerts://{alert_id}", "alert_id", _complete_alert_ids)
     server.add_completer("escalate", "client", complete_client_names)

@@ -76,6 +76,8 @@ async def test_the_invite_is_an_icalendar_request_to_the_csm(data_dir: Path) -> 
     async with Client(create_server(make_settings(data_dir))) as client:
         report = structured(await client.call_tool("run_health_monitor", {}))
         alerts = structured(await client.call_tool("list_alerts", {"channel": "#client-health"}))
+        invite = await client.read_resource(f"meetings://{report['worst'][0]['meeting_uid']}")
+    assert invite.contents[0].text == alerts["alerts"][0]["payload"]["attachments"][0]["content"]  # type: ignore[union-attr]
     [attachment] = alerts["alerts"][0]["payload"]["attachments"]
     calendar = Calendar.from_ical(attachment["content"])
     [event] = calendar.walk("VEVENT")
@@ -124,3 +126,14 @@ async def test_slack_and_linear_down_lose_nothing_and_double_nothing(
     assert sorted(i["title"].split(":")[0] for i in linear.issues) == sorted(r["name"] for r in back["worst"])
     assert len(slack.posted_to("C0HEALTH01")) == 3
     assert all(r["issue"] and r["issue"].startswith("CS-") for r in back["worst"])
+
+
+def test_run_health_monitor_from_the_command_line(data_dir: Path) -> None:
+    from tests.test_cli import invoke
+
+    set_health(data_dir, AT_RISK)
+    code, out = invoke(data_dir, "run", "health-monitor")
+    assert code == 0, out
+    assert "3 under 70" in out and "New this run: 3 issues, 3 meeting requests, 3 alerts" in out
+    code, again = invoke(data_dir, "run", "health-monitor")
+    assert code == 0 and "New this run: 0 issues, 0 meeting requests, 0 alerts" in again
