@@ -3,7 +3,7 @@
 The same method as bench/gong_server.py (whose driver this reuses): cold start is spawn -> initialize ->
 tools/list, the median of N alternating starts; tool-call latency is p50 and p99 of the server's read tools
 against the bare server's `echo`, taken in turns. Targets: cold start within 1.2x of the bare server, a tool call
-within 1.5x. Run: python bench/server_speed.py crm   (or knowledge, alerts, linear)
+within 1.5x. Run: python bench/server_speed.py crm   (or composite, knowledge, alerts, linear)
 """
 
 from __future__ import annotations
@@ -70,7 +70,18 @@ def linear_probes(server: StdioPeer) -> dict[str, tuple[str, Args]]:
     }
 
 
-PROBES = {"crm": crm_probes, "knowledge": knowledge_probes, "alerts": alerts_probes, "linear": linear_probes}
+def composite_probes(server: StdioPeer) -> dict[str, tuple[str, Args]]:
+    return {
+        "run_metric": ("run_metric", lambda i: {"name": "revenue_by_segment"}),
+        "query_warehouse": ("query_warehouse", lambda i: {"sql": "SELECT segment, count(*) FROM clients GROUP BY 1"}),
+        "crm_list_clients": ("crm_list_clients", lambda i: {"limit": 20}),
+    }
+
+
+PROBES = {
+    "composite": composite_probes, "crm": crm_probes, "knowledge": knowledge_probes, "alerts": alerts_probes,
+    "linear": linear_probes,
+}  # fmt: skip
 
 
 def measure(name: str, starts: int, calls: int) -> None:

@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import NoReturn
 
-SERVER_NAMES = ("gong", "crm", "knowledge", "alerts", "linear")
+SERVER_NAMES = ("composite", "gong", "crm", "knowledge", "alerts", "linear")
 TRANSPORTS = ("stdio", "sse", "http")
 
 

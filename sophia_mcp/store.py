@@ -463,20 +463,29 @@ class Store:
         with self.transaction() as conn:
             return conn.execute(sql, params).rowcount
 
-    def query_within(self, seconds: float, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row] | None:
-        """Run a read that may take long, giving up after `seconds`: its rows, or None when out of time."""
+    def query_within(
+        self, seconds: float, sql: str, params: Sequence[Any] = (), *, read_only: bool = False
+    ) -> tuple[list[str], list[sqlite3.Row]] | None:
+        """Run a read that may take long, giving up after `seconds`: its columns and rows, or None when out of
+        time. `read_only` runs it with SQLite's query_only on, so no statement can write whatever it says."""
         deadline = time.perf_counter() + seconds
         with self._lock:
             conn = self._connect()
+            if read_only:
+                conn.execute("PRAGMA query_only = ON")
             conn.set_progress_handler(lambda: time.perf_counter() > deadline, 1000)
             try:
-                return conn.execute(sql, params).fetchall()
+                cursor = conn.execute(sql, params)
+                rows = cursor.fetchall()
+                return [d[0] for d in cursor.description or []], rows
             except sqlite3.OperationalError as exc:
                 if "interrupt" in str(exc):
                     return None
                 raise
             finally:
                 conn.set_progress_handler(None, 0)
+                if read_only:
+                    conn.execute("PRAGMA query_only = OFF")
 
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
         with self._lock:

@@ -32,7 +32,7 @@ def tool_list(server: str, settings: Settings) -> list[dict[str, object]]:
     return anyio.run(fetch)
 
 
-@pytest.mark.parametrize("server", ["gong", "crm", "knowledge", "alerts", "linear"])
+@pytest.mark.parametrize("server", ["composite", "gong", "crm", "knowledge", "alerts", "linear"])
 def test_tool_list_matches_snapshot(server: str, empty_settings: Settings) -> None:
     path = SNAPSHOTS / f"{server}_tools.json"
     current = json.dumps(tool_list(server, empty_settings), indent=2, sort_keys=True) + "\n"

@@ -161,11 +161,11 @@ class LocalDocuments:
                     ORDER BY score LIMIT ?
                 ) f JOIN chunks c ON c.pk = f.rowid ORDER BY f.score
             """
-        rows = self.store.query_within(budget_s, sql, [query, *params, limit])
-        if rows is None:
+        answer = self.store.query_within(budget_s, sql, [query, *params, limit])
+        if answer is None:
             log.info("full-text ranking for %r ran out of its %.0f ms; the vectors rank alone", text, budget_s * 1000)
             return []
-        return [r["id"] for r in rows]
+        return [r["id"] for r in answer[1]]
 
     def ids_and_titles(self, typed: str, limit: int) -> list[str]:
         rows = self.store.query(

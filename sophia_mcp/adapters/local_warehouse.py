@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import datetime
+from functools import partial
+from typing import Any
 
 from sophia_mcp.adapters.warehouse_sql import (
     ANALYSES_OF_CLIENT_SINCE,
@@ -14,7 +16,8 @@ from sophia_mcp.adapters.warehouse_sql import (
     scores_of_clients,
 )
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
-from sophia_mcp.ports.warehouse import HealthRecord
+from sophia_mcp.errors import InvalidInput
+from sophia_mcp.ports.warehouse import HealthRecord, QueryResult
 from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
 
 
@@ -32,9 +35,19 @@ def _health_from_row(row: sqlite3.Row) -> HealthRecord:
 
 class LocalWarehouse:
     name = "local"
+    dialect = "sqlite"
 
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    async def read(self, sql: str, params: list[Any], timeout_s: float) -> QueryResult:
+        answer = await self.store.run(partial(self.store.query_within, timeout_s, sql, params, read_only=True))
+        if answer is None:
+            raise InvalidInput(
+                f"The query ran past its {timeout_s:g} s; narrow it (a WHERE, fewer joins) or aggregate first"
+            )
+        columns, rows = answer
+        return QueryResult(columns=columns, rows=[list(r) for r in rows])
 
     def _save_analysis(self, analysis: CallAnalysis) -> None:
         mentions: dict[str, int] = {}

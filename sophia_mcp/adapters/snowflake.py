@@ -23,8 +23,8 @@ from sophia_mcp.adapters.warehouse_sql import (
     scores_of_clients,
 )
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
-from sophia_mcp.errors import ConfigurationError, ServiceUnavailable
-from sophia_mcp.ports.warehouse import HealthRecord
+from sophia_mcp.errors import ConfigurationError, InvalidInput, ServiceUnavailable
+from sophia_mcp.ports.warehouse import HealthRecord, QueryResult
 from sophia_mcp.settings import SnowflakeSettings
 from sophia_mcp.store import utcnow
 
@@ -72,6 +72,7 @@ def _ts(value: datetime) -> str:
 
 class SnowflakeWarehouse:
     name = "snowflake"
+    dialect = "snowflake"
 
     def __init__(self, settings: SnowflakeSettings) -> None:
         missing = [n for n in ("account", "user", "warehouse", "database") if not getattr(settings, n)]
@@ -138,6 +139,23 @@ class SnowflakeWarehouse:
                 return list(cursor.fetchall()) if cursor.description else []
             except snowflake.connector.errors.Error as exc:
                 raise ServiceUnavailable(f"Snowflake: {type(exc).__name__}: {exc.msg or exc}") from None
+
+    def _read(self, sql: str, params: list[Any], timeout_s: float) -> QueryResult:
+        import snowflake.connector
+
+        with self._lock:
+            try:
+                cursor = self._connect().cursor()
+                cursor.execute(sql, params, timeout=max(1, int(timeout_s)))
+                columns = [d[0] for d in cursor.description or []]
+                return QueryResult(columns=columns, rows=[list(r) for r in cursor.fetchall()])
+            except snowflake.connector.errors.ProgrammingError as exc:
+                raise InvalidInput(f"Snowflake refused the query: {exc.msg or exc}") from None
+            except snowflake.connector.errors.Error as exc:
+                raise ServiceUnavailable(f"Snowflake: {type(exc).__name__}: {exc.msg or exc}") from None
+
+    async def read(self, sql: str, params: list[Any], timeout_s: float) -> QueryResult:
+        return await anyio.to_thread.run_sync(self._read, sql, params, timeout_s)
 
     async def _query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return await anyio.to_thread.run_sync(self._run, sql, params)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -18,7 +18,18 @@ class HealthRecord(BaseModel):
     run_id: str | None = None
 
 
+class QueryResult(BaseModel):
+    columns: list[str]
+    rows: list[list[Any]]
+
+
 class Warehouse(Protocol):
+    dialect: str  # sqlglot's name for the SQL it speaks: "sqlite" or "snowflake"
+
+    async def read(self, sql: str, params: list[Any], timeout_s: float) -> QueryResult:
+        """Run one read-only statement (already checked) within `timeout_s`; InvalidInput when it takes longer."""
+        ...
+
     async def save_analysis(self, analysis: CallAnalysis) -> None:
         """Insert or replace the analysis of one call."""
         ...

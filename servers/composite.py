@@ -1,0 +1,82 @@
+"""The composite server: every domain server's tools under its prefix, and the higher-level workflows.
+
+The domain servers' `register` functions declare their tools, resources, prompts and completions here again
+under prefixes (`gong_list_calls`, `crm_get_contact`, ...): the same functions, no copies.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from pydantic import Field
+
+from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
+from sophia_mcp.settings import Settings
+from sophia_mcp.surface import SophiaServer, services_of, tool_hints
+from sophia_mcp.workflows import analytics
+from sophia_mcp.workflows.analytics import MetricArgs, TableResult
+
+DOMAINS = {"gong": gong, "crm": crm, "knowledge": knowledge, "alerts": alerts, "linear": linear}
+
+INSTRUCTIONS = """\
+sophia: a revenue team's calls, CRM, knowledge base, alerts and issues, and workflows over them.
+- A number about the business (clients at risk, health trend, ARR by segment, competitor mentions) ->
+  run_metric; anything else the warehouse holds -> query_warehouse (one read-only SELECT).
+- A call -> gong_analyze_call (sentiment, competitors, risks, client health, an alert when at risk).
+- A contact -> crm_enrich_contact (enrich, update the CRM, score the lead); many -> crm_enrich_contacts.
+- Client health for everyone now -> alerts_run_health_monitor (issue, meeting and alert per at-risk client).
+- A document or text to keep -> knowledge_ingest_document / knowledge_ingest_text; to look something up ->
+  knowledge_search_knowledge.
+- A bug report -> linear_report_bug; an issue -> linear_create_issue.
+Tools of one area carry its prefix: gong_, crm_, knowledge_, alerts_, linear_."""
+
+
+MetricName = Literal["at_risk_clients", "health_trend", "revenue_by_segment", "competitor_mentions"]
+RowLimit = Annotated[int, Field(ge=1, le=analytics.ROW_LIMIT, description="Most rows to return.")]
+
+
+async def run_metric(
+    ctx: Context,
+    name: Annotated[
+        MetricName, Field(description="at_risk_clients, health_trend, revenue_by_segment or competitor_mentions.")
+    ],
+    threshold: Annotated[
+        float | None, Field(ge=0, le=100, description="Health threshold; default the setting.")
+    ] = None,
+    days: Annotated[int, Field(ge=1, le=3650, description="How far back (trend, mentions).")] = 90,
+    client_id: Annotated[str | None, Field(max_length=100, description="One client (trend, mentions).")] = None,
+    limit: RowLimit = 50,
+) -> TableResult:
+    """A named business metric from the warehouse: clients at risk (health under the threshold, with ARR and
+    CSM), the health trend by day, ARR by segment with ARR at risk, or competitors named on calls."""
+    args = MetricArgs(threshold=threshold, days=days, client_id=client_id)
+    return await analytics.run_metric(services_of(ctx), name, args, limit)
+
+
+async def query_warehouse(
+    ctx: Context,
+    sql: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=10_000,
+            description="One SELECT over the tables clients, "
+            "contacts, calls, call_analyses, call_mentions, client_health, client_health_history.",
+        ),
+    ],
+    limit: RowLimit = 100,
+) -> TableResult:
+    """Run one read-only SELECT on the warehouse (row-capped, 5 s timeout). Anything else (writes, DDL, several
+    statements, other tables) is refused with the reason. Prefer run_metric when a named metric answers."""
+    return await analytics.query_warehouse(services_of(ctx), sql, limit)
+
+
+def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServer:
+    server = SophiaServer("sophia", INSTRUCTIONS, settings, **kwargs)
+    for prefix, module in DOMAINS.items():
+        module.register(server, prefix=f"{prefix}_")
+    read = tool_hints
+    server.add_tool(run_metric, name="run_metric", annotations=read("Business metric", read_only=True))
+    server.add_tool(query_warehouse, name="query_warehouse", annotations=read("Query the warehouse", read_only=True))
+    return server

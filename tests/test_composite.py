@@ -1,0 +1,45 @@
+"""The composite server: the domain servers' tools under their prefixes, plus its own, all described for a
+model (annotations and output schemas), and instructions that say which tool serves which ask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
+from sophia_mcp.servers.composite import create_server
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_every_domain_tool_is_there_under_its_prefix_with_annotations_and_output_schema(
+    data_dir: Path,
+) -> None:
+    settings = make_settings(data_dir)
+    async with Client(create_server(settings)) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        instructions = client.instructions or ""
+    for prefix, module in {
+        "gong": gong,
+        "crm": crm,
+        "knowledge": knowledge,
+        "alerts": alerts,
+        "linear": linear,
+    }.items():
+        async with Client(module.create_server(settings)) as domain:
+            names = [t.name for t in (await domain.list_tools()).tools]
+        assert {f"{prefix}_{n}" for n in names} <= set(tools), prefix
+    assert {"run_metric", "query_warehouse"} <= set(tools)
+    for tool in tools.values():
+        assert tool.annotations is not None and tool.annotations.title, tool.name
+        assert tool.output_schema is not None, tool.name
+        assert tool.description and len(tool.description) > 40, tool.name
+    assert instructions and "run_metric" in instructions and "gong_analyze_call" in instructions
