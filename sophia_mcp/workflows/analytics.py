@@ -15,7 +15,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from sophia_mcp.analysis.sql_guard import check_select, limited
 from sophia_mcp.errors import InvalidInput
 from sophia_mcp.services import Services
 from sophia_mcp.store import iso, utcnow
@@ -102,6 +101,8 @@ async def _read(services: Services, sql: str, params: list[Any], limit: int, tim
 @lru_cache(maxsize=64)
 def _metric_sql(name: str, dialect: str, limit: int) -> str:
     """A metric's statement, checked and capped, in the warehouse's dialect (parsed once, not per call)."""
+    from sophia_mcp.analysis.sql_guard import check_select, limited  # sqlglot: paid on first use, not at start
+
     return limited(check_select(METRICS[name].sql, ALLOWED_TABLES), limit, dialect)
 
 
@@ -125,4 +126,6 @@ async def query_warehouse(services: Services, sql: str, limit: int = ROW_LIMIT) 
 @lru_cache(maxsize=256)
 def _checked(sql: str, dialect: str, limit: int) -> str:
     """A query's checked, capped statement; a query asked again (models repeat themselves) is not parsed again."""
+    from sophia_mcp.analysis.sql_guard import check_select, limited
+
     return limited(check_select(sql, ALLOWED_TABLES, dialect), limit, dialect)
