@@ -6,23 +6,30 @@ under prefixes (`gong_list_calls`, `crm_get_contact`, ...): the same functions, 
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from pydantic import Field
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp_types import SamplingMessage, TextContent
+from pydantic import BaseModel, Field
 
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
+from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.settings import Settings
 from sophia_mcp.surface import SophiaServer, services_of, tool_hints
 from sophia_mcp.workflows import analytics
 from sophia_mcp.workflows.analytics import MetricArgs, TableResult
+from sophia_mcp.workflows.strategic import Evidence, SourceName, gather_evidence, synthesis_prompt
 
 DOMAINS = {"gong": gong, "crm": crm, "knowledge": knowledge, "alerts": alerts, "linear": linear}
 
 INSTRUCTIONS = """\
 sophia: a revenue team's calls, CRM, knowledge base, alerts and issues, and workflows over them.
-- A number about the business (clients at risk, health trend, ARR by segment, competitor mentions) ->
-  run_metric; anything else the warehouse holds -> query_warehouse (one read-only SELECT).
+- A question about the business ("which clients are at risk and why?", "what is AppFolio doing?") ->
+  strategic_query: the warehouse, call insights, the knowledge base and the web at once, with citations.
+- One number (clients at risk, health trend, ARR by segment, competitor mentions) -> run_metric; anything
+  else the warehouse holds -> query_warehouse (one read-only SELECT).
 - A call -> gong_analyze_call (sentiment, competitors, risks, client health, an alert when at risk).
 - A contact -> crm_enrich_contact (enrich, update the CRM, score the lead); many -> crm_enrich_contacts.
 - Client health for everyone now -> alerts_run_health_monitor (issue, meeting and alert per at-risk client).
@@ -72,11 +79,81 @@ async def query_warehouse(
     return await analytics.query_warehouse(services_of(ctx), sql, limit)
 
 
+class StrategicAnswer(BaseModel):
+    answer: str | None = Field(description="The synthesis, citing evidence ids; null when no model is available.")
+    synthesized_by: Literal["sampling", "openai"] | None = Field(
+        description="sampling: the client's own model; openai: the configured OpenAI-compatible model."
+    )
+    evidence: Evidence
+
+
+async def _synthesize(ctx: Context, evidence: Evidence) -> tuple[str | None, Literal["sampling", "openai"] | None]:
+    """The client's model when it offers sampling, else the configured OpenAI-compatible model, else none."""
+    if not evidence.citations:
+        return None, None
+    prompt = synthesis_prompt(evidence)
+    capabilities = ctx.client_capabilities
+    if capabilities is not None and capabilities.sampling is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            result = await ctx.session.create_message(
+                messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
+                max_tokens=800,
+            )
+        if isinstance(result.content, TextContent) and result.content.text.strip():
+            return result.content.text.strip(), "sampling"
+    openai = services_of(ctx).settings.openai
+    if openai.api_key is not None:
+        from openai import AsyncOpenAI, OpenAIError  # only when a model is configured
+
+        client = AsyncOpenAI(api_key=openai.api_key.get_secret_value(), base_url=openai.base_url,
+                             timeout=openai.timeout_s, max_retries=openai.max_retries)  # fmt: skip
+        try:
+            completion = await client.chat.completions.create(
+                model=openai.model, messages=[{"role": "user", "content": prompt}], max_tokens=800
+            )
+        except OpenAIError:
+            return None, None  # the evidence stands on its own
+        finally:
+            await client.close()
+        text = completion.choices[0].message.content if completion.choices else None
+        if text and text.strip():
+            return text.strip(), "openai"
+    return None, None
+
+
+async def strategic_query(
+    ctx: Context,
+    question: Annotated[str, Field(min_length=3, max_length=2000, description="The question, in plain words.")],
+    client: Annotated[
+        str | None, Field(max_length=200, description="Narrow calls, trend and mentions to one client (id or name).")
+    ] = None,
+    sources: Annotated[
+        list[SourceName] | None, Field(description="Which of warehouse, calls, knowledge, web (default all).")
+    ] = None,
+    synthesize: Annotated[
+        bool, Field(description="Write an answer from the evidence when a model is available.")
+    ] = True,
+) -> StrategicAnswer:
+    """Answer an executive's question from the warehouse (clients at risk, ARR by segment, health trend,
+    competitor mentions), call insights, the knowledge base and the web, asked at once. Returns an evidence
+    bundle with numbered citations and, when the client's model or a configured model is available, a synthesis
+    that cites them. A source that fails or is slow is reported as a gap; the rest still answer."""
+    services = services_of(ctx)
+    client_id = (await resolve_client(services, client)).id if client else None
+    evidence = await gather_evidence(services, question, client_id, sources)
+    answer, by = await _synthesize(ctx, evidence) if synthesize else (None, None)
+    return StrategicAnswer(answer=answer, synthesized_by=by, evidence=evidence)
+
+
 def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServer:
     server = SophiaServer("sophia", INSTRUCTIONS, settings, **kwargs)
     for prefix, module in DOMAINS.items():
         module.register(server, prefix=f"{prefix}_")
     read = tool_hints
+    server.add_tool(
+        strategic_query, name="strategic_query", annotations=read("Strategic query", read_only=True, open_world=True)
+    )
     server.add_tool(run_metric, name="run_metric", annotations=read("Business metric", read_only=True))
     server.add_tool(query_warehouse, name="query_warehouse", annotations=read("Query the warehouse", read_only=True))
     return server

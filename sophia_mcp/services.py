@@ -19,6 +19,7 @@ from sophia_mcp.ports.issues import IssueTracker
 from sophia_mcp.ports.notify import Notifier
 from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
+from sophia_mcp.ports.web import WebSearch
 from sophia_mcp.settings import Settings
 from sophia_mcp.store import Store
 
@@ -36,6 +37,7 @@ class Services:
     embedder: Embedder
     vectors: VectorIndex
     tracker: IssueTracker
+    web: WebSearch
     meetings: LocalMeetings
     documents: LocalDocuments
     outbox: Outbox
@@ -46,7 +48,7 @@ class Services:
     def ports(self) -> dict[str, object]:
         return {"CallSource": self.calls, "Analyst": self.analyst, "Warehouse": self.warehouse,
                 "Notifier": self.notifier, "CRM": self.crm, "Enricher": self.enricher, "Embedder": self.embedder,
-                "VectorIndex": self.vectors, "IssueTracker": self.tracker}  # fmt: skip
+                "VectorIndex": self.vectors, "IssueTracker": self.tracker, "WebSearch": self.web}  # fmt: skip
 
     def close(self) -> None:
         self.store.close()

@@ -244,6 +244,13 @@ DEFAULT_SCHEDULES = [
 ]
 
 
+class StrategicSettings(BaseModel):
+    """The strategic query's sources: how long each may take, and how long an answer is reused."""
+
+    source_budget_s: float = Field(default=3.0, gt=0, le=60, description="Time each source gets.")
+    cache_ttl_s: float = Field(default=300.0, ge=0, description="How long a source's answer is reused.")
+
+
 class AlertsSettings(BaseModel):
     """Where alerts go, by topic, and how long the same alert is kept from being sent again."""
 
@@ -437,6 +444,7 @@ class Settings(BaseSettings):
     analyst: AnalystSettings = Field(default_factory=AnalystSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    strategic: StrategicSettings = Field(default_factory=StrategicSettings)
     schedules: list[ScheduleSpec] = Field(
         default_factory=lambda: [s.model_copy() for s in DEFAULT_SCHEDULES],
         description="What `sophia-mcp schedule` runs (JSON list); the health monitor every 5 minutes by default.",

@@ -6,7 +6,7 @@ default never pays for importing their clients.
 
 from __future__ import annotations
 
-from sophia_mcp.adapters.local import LocalAnalyst, LocalNotifier
+from sophia_mcp.adapters.local import LocalAnalyst, LocalNotifier, NoWebSearch
 from sophia_mcp.adapters.local_calls import LocalCalls
 from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.adapters.local_documents import LocalDocuments
@@ -24,6 +24,7 @@ from sophia_mcp.ports.issues import IssueTracker
 from sophia_mcp.ports.notify import Notifier
 from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
+from sophia_mcp.ports.web import WebSearch
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
 from sophia_mcp.store import Store
@@ -108,6 +109,18 @@ def build_services(settings: Settings) -> Services:
 
         tracker = LinearTracker(linear_client(settings.linear), store, settings.linear)
 
+    web: WebSearch
+    if settings.web_search.backend == "tavily":
+        from sophia_mcp.adapters.web_search import TavilySearch
+
+        web = TavilySearch(settings.tavily)
+    elif settings.web_search.backend == "perplexity":
+        from sophia_mcp.adapters.web_search import PerplexitySearch
+
+        web = PerplexitySearch(settings.perplexity)
+    else:
+        web = NoWebSearch()
+
     notifier: Notifier
     if settings.slack.backend == "slack":
         from sophia_mcp.adapters.slack import SlackNotifier
@@ -128,6 +141,7 @@ def build_services(settings: Settings) -> Services:
         embedder=embedder,
         vectors=vectors,
         tracker=tracker,
+        web=web,
         meetings=LocalMeetings(store),
         documents=LocalDocuments(store),
         outbox=Outbox(store, {"alert": AlertSender(notifier), "issue": IssueSender(tracker)}),

@@ -1,4 +1,5 @@
-"""Embedded backends with no store tables of their own: the lexicon analyst and the outbox notifier."""
+"""Embedded backends with no store tables of their own: the lexicon analyst, the outbox notifier, and web
+search switched off."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import Sequence
 
 from sophia_mcp.analysis.insights import local_insights
 from sophia_mcp.analysis.results import CallInsights
+from sophia_mcp.errors import ConfigurationError
 from sophia_mcp.ports.calls import Call, Transcript
 from sophia_mcp.ports.notify import Alert
+from sophia_mcp.ports.web import Recency, WebAnswer
 from sophia_mcp.settings import Competitor
 
 log = logging.getLogger(__name__)
@@ -38,3 +41,17 @@ class LocalNotifier:
 
     async def already_sent(self, alert: Alert) -> str | None:
         return None  # delivery and its record are one store transaction: nothing can be half-sent
+
+
+class NoWebSearch:
+    """The embedded default: no web search. Says how to turn it on."""
+
+    name = "off"
+
+    async def search(
+        self, query: str, *, recency: Recency | None = None, max_results: int = 5, news: bool = False
+    ) -> WebAnswer:
+        raise ConfigurationError(
+            "Web search is not configured: set SOPHIA_WEB_SEARCH__BACKEND=tavily with SOPHIA_TAVILY__API_KEY, or "
+            "=perplexity with SOPHIA_PERPLEXITY__API_KEY"
+        )

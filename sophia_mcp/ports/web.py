@@ -1,0 +1,34 @@
+"""The `WebSearch` port: a question to the web, answered with results that cite their pages (Tavily or
+Perplexity). Unconfigured, web search is off: `search` says so, and the strategic query reports the gap."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+Recency = Literal["day", "week", "month", "year"]
+
+
+class WebResult(BaseModel):
+    title: str
+    url: str
+    snippet: str = ""
+    published: date | None = None
+    score: float | None = None
+
+
+class WebAnswer(BaseModel):
+    query: str
+    provider: str
+    answer: str | None = Field(default=None, description="The provider's own short answer, when it gives one.")
+    results: list[WebResult]
+
+
+class WebSearch(Protocol):
+    name: str
+
+    async def search(
+        self, query: str, *, recency: Recency | None = None, max_results: int = 5, news: bool = False
+    ) -> WebAnswer: ...
