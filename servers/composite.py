@@ -6,6 +6,7 @@ under prefixes (`gong_list_calls`, `crm_get_contact`, ...): the same functions, 
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import SamplingMessage, TextContent
 from pydantic import BaseModel, Field
 
+from sophia_mcp.runs import workflow_metrics
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.settings import Settings
@@ -151,6 +153,14 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
     for prefix, module in DOMAINS.items():
         module.register(server, prefix=f"{prefix}_")
     read = tool_hints
+
+    async def metrics() -> str:
+        """Per workflow: runs, success and error rates, p50/p95 latency."""
+        store = server.services.store
+        rows = await store.run(workflow_metrics, store)
+        return json.dumps({"workflows": [r.model_dump() for r in rows]}, indent=2)
+
+    server.resource("sophia://metrics", name="metrics", title="Workflow metrics", mime_type="application/json")(metrics)
     server.add_tool(
         strategic_query, name="strategic_query", annotations=read("Strategic query", read_only=True, open_world=True)
     )

@@ -67,8 +67,10 @@ def _settings() -> Settings:
 
 def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
     """Build the services from settings, run `work`, and turn our errors into a message and exit code 1."""
+    from sophia_mcp.telemetry import configure_from_environment, shutdown
     from sophia_mcp.wiring import build_services
 
+    configure_from_environment("sophia-cli")
     try:
         services = build_services(_settings())
     except SophiaError as exc:
@@ -88,6 +90,7 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
         raise typer.Exit(1) from exc
     finally:
         services.close()
+        shutdown()
 
 
 def _progress_bar() -> Any:

@@ -11,10 +11,11 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sophia_mcp.errors import SophiaError
 from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
+from sophia_mcp.telemetry import span
 
 T = TypeVar("T")
 
@@ -68,13 +69,14 @@ class Run:
         seq = self._seq
         started = time.perf_counter()
         await self.store.run(self._write_step_start, seq, name)
-        try:
-            result = await work()
-        except BaseException as exc:
-            await self.store.run(
-                self._write_step_end, seq, "failed", None, describe_error(exc), time.perf_counter() - started
-            )
-            raise
+        with span(f"step {name}", run_id=self.id, step=seq):
+            try:
+                result = await work()
+            except BaseException as exc:
+                await self.store.run(
+                    self._write_step_end, seq, "failed", None, describe_error(exc), time.perf_counter() - started
+                )
+                raise
         detail = describe(result) if describe else None
         await self.store.run(self._write_step_end, seq, "succeeded", detail, None, time.perf_counter() - started)
         return result
@@ -144,11 +146,12 @@ async def start_run(store: Store, workflow: str, subject: str | None, inputs: An
             )
 
     await store.run(begin)
-    try:
-        yield run
-    except BaseException as exc:
-        await store.run(end, "failed", describe_error(exc))
-        raise
+    with span(f"workflow {workflow}", run_id=run.id, workflow=workflow, subject=subject):
+        try:
+            yield run
+        except BaseException as exc:
+            await store.run(end, "failed", describe_error(exc))
+            raise
     await store.run(end, "succeeded", None)
 
 
@@ -178,3 +181,54 @@ def get_run(store: Store, run_id: str) -> RunRecord | None:
             for s in steps
         ],
     )
+
+
+class WorkflowMetrics(BaseModel):
+    workflow: str
+    runs: int
+    succeeded: int
+    failed: int
+    running: int
+    success_rate: float | None = Field(description="Succeeded of finished runs; null before any finished.")
+    error_rate: float | None
+    p50_ms: float | None = Field(description="Median duration of finished runs (the last 1,000).")
+    p95_ms: float | None
+
+
+def _percentile(ordered: list[float], p: float) -> float | None:
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))], 1)
+
+
+def workflow_metrics(store: Store) -> list[WorkflowMetrics]:
+    """Per workflow: runs, success and error rates, and p50/p95 latency of its recent finished runs."""
+    counts = store.query(
+        """
+        SELECT workflow, count(*) AS runs, sum(status = 'succeeded') AS ok, sum(status = 'failed') AS failed,
+            sum(status = 'running') AS running
+        FROM workflow_runs GROUP BY workflow ORDER BY workflow
+        """
+    )
+    out = []
+    for row in counts:
+        durations = sorted(
+            r[0]
+            for r in store.query(
+                """
+                SELECT (julianday(finished_at) - julianday(started_at)) * 86400000 FROM workflow_runs
+                WHERE workflow = ? AND finished_at IS NOT NULL ORDER BY started_at DESC LIMIT 1000
+                """,
+                (row["workflow"],),
+            )
+        )
+        finished = row["ok"] + row["failed"]
+        out.append(
+            WorkflowMetrics(
+                workflow=row["workflow"], runs=row["runs"], succeeded=row["ok"], failed=row["failed"],
+                running=row["running"], success_rate=round(row["ok"] / finished, 4) if finished else None,
+                error_rate=round(row["failed"] / finished, 4) if finished else None,
+                p50_ms=_percentile(durations, 50), p95_ms=_percentile(durations, 95),
+            )
+        )  # fmt: skip
+    return out

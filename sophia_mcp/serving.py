@@ -27,6 +27,9 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
     except ValidationError as exc:
         print(f"The settings are not valid:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    from sophia_mcp.telemetry import configure_from_environment, shutdown
+
+    configure_from_environment(f"sophia-{name}")
     module = importlib.import_module(f"sophia_mcp.servers.{name}")
     server = module.create_server(settings, log_level=settings.log_level)
     try:
@@ -38,6 +41,7 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
             server.run("streamable-http", host=host, port=port)
     finally:
         server.close()
+        shutdown()
 
 
 class _QuietParser(argparse.ArgumentParser):
