@@ -34,6 +34,7 @@ from mcp_types import (
     CompletionArgument,
     CompletionContext,
     EmptyResult,
+    Icon,
     InputRequiredResult,
     LoggingLevel,
     PromptReference,
@@ -41,6 +42,7 @@ from mcp_types import (
     SetLevelRequestParams,
     ToolAnnotations,
 )
+from mcp_types import Tool as MCPTool
 from pydantic import AnyUrl, ValidationError
 
 from sophia_mcp.errors import NotFound, SophiaError
@@ -100,6 +102,54 @@ class SophiaServer(MCPServer[Any]):
         # MCPServer does not serve logging/setLevel itself; handshake-era clients rely on it.
         self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, self._set_level)
         self.completion()(self._complete)
+        # Tools are declared here and built when first called; the list comes from the tool cache when it can.
+        self._pending_tools: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
+        self._tool_list: list[MCPTool] | None = None
+
+    # -- tools, built lazily --------------------------------------------------------------------------
+
+    def add_tool(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: ToolAnnotations | None = None,
+        icons: list[Icon] | None = None,
+        meta: dict[str, Any] | None = None,
+        structured_output: bool | None = None,
+    ) -> None:
+        """Declare a tool; it is built (arguments model, schemas) when it is first called or listed uncached."""
+        options = {"title": title, "description": description, "annotations": annotations, "icons": icons,
+                   "meta": meta, "structured_output": structured_output}  # fmt: skip
+        self._pending_tools[name or fn.__name__] = (fn, options)
+        self._tool_list = None
+
+    def _build_tool(self, name: str) -> None:
+        pending = self._pending_tools.pop(name, None)
+        if pending is not None:
+            fn, options = pending
+            super().add_tool(fn, name=name, **options)
+
+    async def list_tools(self) -> list[MCPTool]:
+        if self._tool_list is None:
+            from sophia_mcp import tool_cache
+
+            names = sorted([*self._pending_tools, *(t.name for t in self._tool_manager.list_tools())])
+            key = tool_cache.code_key(self.name, names)
+            cached = tool_cache.load(self.name, key)
+            if cached is not None:
+                self._tool_list = [MCPTool.model_validate(t) for t in cached]
+            else:
+                for name in list(self._pending_tools):
+                    self._build_tool(name)
+                self._tool_list = await super().list_tools()
+                tool_cache.save(self.name, key, [t.model_dump(mode="json", by_alias=True) for t in self._tool_list])
+        return list(self._tool_list)
+
+    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
+        self._build_tool(name)
+        return super()._tool_input_schema(name)
 
     # -- services -----------------------------------------------------------------------------------
 
@@ -151,6 +201,7 @@ class SophiaServer(MCPServer[Any]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        self._build_tool(name)
         try:
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +14,10 @@ import pytest
 
 from sophia_mcp.settings import Settings, load_settings
 
-# Tests never read a developer's own configuration.
+# Tests never read a developer's own configuration, and keep their tool-list cache to themselves.
 for key in [k for k in os.environ if k.startswith("SOPHIA_")]:
     del os.environ[key]
+os.environ["SOPHIA_CACHE_DIR"] = tempfile.mkdtemp(prefix="sophia-test-cache-")
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
