@@ -20,10 +20,13 @@ from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.settings import Settings
 from sophia_mcp.surface import SophiaServer, services_of, tool_hints
-from sophia_mcp.workflows import analytics
+from sophia_mcp.workflows import analytics, dashboard
 from sophia_mcp.workflows.analytics import MetricArgs, TableResult
+from sophia_mcp.workflows.dashboard import DashboardReport
 from sophia_mcp.workflows.strategic import Evidence, SourceName, gather_evidence, synthesis_prompt
 
+DASHBOARD_UI = "ui://sophia/dashboard"
+MCP_APP = "text/html;profile=mcp-app"
 DOMAINS = {"gong": gong, "crm": crm, "knowledge": knowledge, "alerts": alerts, "linear": linear}
 
 INSTRUCTIONS = """\
@@ -38,10 +41,11 @@ sophia: a revenue team's calls, CRM, knowledge base, alerts and issues, and work
 - A document or text to keep -> knowledge_ingest_document / knowledge_ingest_text; to look something up ->
   knowledge_search_knowledge.
 - A bug report -> linear_report_bug; an issue -> linear_create_issue.
+- A dashboard ("show me client health and competitor mentions") -> build_dashboard.
 Tools of one area carry its prefix: gong_, crm_, knowledge_, alerts_, linear_."""
 
 
-MetricName = Literal["at_risk_clients", "health_trend", "revenue_by_segment", "competitor_mentions"]
+MetricName = Literal["at_risk_clients", "client_health", "health_trend", "revenue_by_segment", "competitor_mentions"]
 RowLimit = Annotated[int, Field(ge=1, le=analytics.ROW_LIMIT, description="Most rows to return.")]
 
 
@@ -148,6 +152,36 @@ async def strategic_query(
     return StrategicAnswer(answer=answer, synthesized_by=by, evidence=evidence)
 
 
+async def build_dashboard(
+    ctx: Context,
+    request: Annotated[
+        str,
+        Field(
+            min_length=3,
+            max_length=300,
+            description="What to show, in words, e.g. "
+            "'client health and competitor mentions'; it also becomes the title.",
+        ),
+    ],
+    channel: Annotated[
+        str | None,
+        Field(
+            pattern=r"^(#[a-z0-9][a-z0-9_-]{0,79}|[CGD][A-Z0-9]{6,20})$",
+            description="Where to post the link; default the dashboard route (#dashboards).",
+        ),
+    ] = None,
+    requested_by: Annotated[str | None, Field(max_length=200, description="Who asked (named in the post).")] = None,
+) -> DashboardReport:
+    """Build a self-contained HTML dashboard (client health and its trend, ARR by segment, competitor mentions:
+    the panels the request names, or all), save it in the data dir, post its link to the channel and return it
+    as a resource; hosts with MCP Apps show it inline."""
+    return await dashboard.build_dashboard(services_of(ctx), request, channel, requested_by)
+
+
+async def dashboard_resource(name: str, ctx: Context) -> str:
+    return dashboard.dashboard_path(services_of(ctx), name).read_text(encoding="utf-8")
+
+
 def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServer:
     server = SophiaServer("sophia", INSTRUCTIONS, settings, **kwargs)
     for prefix, module in DOMAINS.items():
@@ -161,6 +195,19 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
         return json.dumps({"workflows": [r.model_dump() for r in rows]}, indent=2)
 
     server.resource("sophia://metrics", name="metrics", title="Workflow metrics", mime_type="application/json")(metrics)
+
+    async def latest_dashboard() -> str:
+        """The newest dashboard, as an MCP Apps UI."""
+        return dashboard.latest_dashboard(server.services).read_text(encoding="utf-8")
+
+    server.resource(DASHBOARD_UI, name="dashboard_ui", title="Dashboard", mime_type=MCP_APP)(latest_dashboard)
+    server.resource("sophia://dashboards/{name}", name="dashboard", title="Dashboard", mime_type="text/html")(
+        dashboard_resource
+    )
+    server.add_tool(
+        build_dashboard, name="build_dashboard", meta={"ui": {"resourceUri": DASHBOARD_UI}},
+        annotations=read("Build a dashboard", read_only=False, idempotent=False),
+    )  # fmt: skip
     server.add_tool(
         strategic_query, name="strategic_query", annotations=read("Strategic query", read_only=True, open_world=True)
     )

@@ -52,6 +52,14 @@ METRICS: dict[str, Metric] = {
         """,
         lambda a, t: [t],
     ),
+    "client_health": Metric(
+        "Every client with a health score, lowest first, with segment, ARR and CSM.",
+        """
+        SELECT c.id AS client_id, c.name, c.segment, c.arr, c.csm_name, h.score AS health, h.as_of
+        FROM client_health h JOIN clients c ON c.id = h.client_id ORDER BY h.score
+        """,
+        lambda a, t: [],
+    ),
     "health_trend": Metric(
         "Health by day over the last `days`: clients scored, average health, how many under the threshold "
         "(one client with `client_id`).",

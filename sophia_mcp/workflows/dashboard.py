@@ -1,0 +1,158 @@
+"""A dashboard on request: client health, its trend, ARR by segment and competitor mentions, as one HTML file.
+
+Self-contained: styles inline, charts as server-drawn SVG, no script, and a Content-Security-Policy that allows
+no fetch of any kind, so it opens anywhere (a browser, a host's sandboxed iframe as an MCP Apps UI) with no
+network. Written to the data dir, served as a resource, and a link posted to the requester's channel.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from html import escape
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from sophia_mcp.analysis.charts import bar_chart, line_chart, table
+from sophia_mcp.errors import NotFound
+from sophia_mcp.outbox import OutboxEntry
+from sophia_mcp.services import Services
+from sophia_mcp.store import utcnow
+from sophia_mcp.workflows import analytics
+from sophia_mcp.workflows.alerts import send_alert
+
+Panel = Literal["health", "trend", "revenue", "competitors"]
+PANELS: tuple[Panel, ...] = ("health", "trend", "revenue", "competitors")
+KEYWORDS: dict[Panel, tuple[str, ...]] = {
+    "health": ("health", "risk", "churn", "client"),
+    "trend": ("trend", "over time", "history", "week"),
+    "revenue": ("revenue", "arr", "segment", "money"),
+    "competitors": ("competitor", "competition", "mention", "appfolio", "yardi", "realpage", "buildium", "entrata"),
+}
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2330;background:#fff}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px}
+.meta{color:#5c6370;margin-bottom:16px}section{max-width:700px}
+table{border-collapse:collapse;margin-top:8px}th,td{border-bottom:1px solid #e3e6ea;padding:4px 10px;text-align:left}
+th{background:#f4f6f8}
+"""
+
+
+class DashboardReport(BaseModel):
+    name: str
+    title: str
+    path: str = Field(description="The HTML file in the data dir.")
+    uri: str = Field(description="The dashboard as a resource.")
+    panels: list[Panel]
+    posted: OutboxEntry | None = Field(description="The link posted to the channel, with its delivery status.")
+
+
+def panels_for(request: str) -> list[Panel]:
+    """The panels a request names; all of them when it names none."""
+    text = request.casefold()
+    named = [p for p in PANELS if any(k in text for k in KEYWORDS[p])]
+    return named or list(PANELS)
+
+
+def dashboards_dir(services: Services) -> Path:
+    return services.settings.data_dir / "dashboards"
+
+
+def dashboard_path(services: Services, name: str) -> Path:
+    if not re.fullmatch(r"dashboard-\d{8}-\d{6}(-\d+)?", name):
+        raise NotFound(f"No dashboard {name!r}")
+    path = dashboards_dir(services) / f"{name}.html"
+    if not path.is_file():
+        raise NotFound(f"No dashboard {name!r}; build_dashboard makes one")
+    return path
+
+
+def latest_dashboard(services: Services) -> Path:
+    found = sorted(dashboards_dir(services).glob("dashboard-*.html")) if dashboards_dir(services).is_dir() else []
+    if not found:
+        raise NotFound("No dashboard yet; build_dashboard makes one")
+    return found[-1]
+
+
+async def render(services: Services, title: str, panels: list[Panel], now: datetime) -> str:
+    threshold = services.settings.health.threshold
+    sections = []
+    if "health" in panels:
+        everyone = await analytics.run_metric(services, "client_health", analytics.MetricArgs(), 500)
+        col = {c: i for i, c in enumerate(everyone.columns)}
+        worst = everyone.rows[:15]
+        at_risk = [r for r in everyone.rows if r[col["health"]] < threshold]
+        sections.append(
+            f"<section id='health'><h2>Client health (lowest 15; threshold {threshold:.0f})</h2>"
+            + bar_chart(
+                "Client health",
+                [(r[col["name"]], float(r[col["health"]])) for r in worst],
+                maximum=100,
+                threshold=threshold,
+            )
+            + f"<h2>{len(at_risk)} clients under {threshold:.0f}</h2>"
+            + table(
+                ["Client", "Segment", "ARR", "CSM", "Health"],
+                [
+                    [r[col["name"]], r[col["segment"]], r[col["arr"]], r[col["csm_name"]], r[col["health"]]]
+                    for r in at_risk
+                ],
+            )
+            + "</section>"
+        )
+    if "trend" in panels:
+        trend = await analytics.run_metric(services, "health_trend", analytics.MetricArgs(threshold=threshold), 200)
+        points = [(str(r[0]), float(r[2])) for r in trend.rows if r[2] is not None]
+        sections.append("<section id='trend'><h2>Average health by day (last 90 days)</h2>"
+                        + line_chart("Average health", points) + "</section>")  # fmt: skip
+    if "revenue" in panels:
+        revenue = await analytics.run_metric(services, "revenue_by_segment", analytics.MetricArgs(threshold=threshold))
+        sections.append(
+            "<section id='revenue'><h2>ARR by segment</h2>"
+            + bar_chart("ARR by segment", [(str(r[0]), float(r[2] or 0)) for r in revenue.rows])
+            + table(["Segment", "Clients", "ARR", "Average health", "ARR at risk"], revenue.rows)
+            + "</section>"
+        )
+    if "competitors" in panels:
+        mentions = await analytics.run_metric(services, "competitor_mentions", analytics.MetricArgs())
+        sections.append(
+            "<section id='competitors'><h2>Competitors named on calls (last 90 days)</h2>"
+            + bar_chart("Competitor mentions", [(str(r[0]), float(r[1])) for r in mentions.rows])
+            + "</section>"
+        )
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
+        f"<meta name='viewport' content='width=device-width'><title>{escape(title)}</title><style>{STYLE}</style>"
+        f"</head><body><h1>{escape(title)}</h1><div class='meta'>Built {now:%Y-%m-%d %H:%M} UTC by sophia-mcp</div>"
+        + "".join(sections)
+        + "</body></html>"
+    )
+
+
+async def build_dashboard(
+    services: Services, request: str, channel: str | None = None, requested_by: str | None = None
+) -> DashboardReport:
+    now = utcnow()
+    panels = panels_for(request)
+    title = request.strip()[:120] or "Client dashboard"
+    html = await render(services, title, panels, now)
+    folder = dashboards_dir(services)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"dashboard-{now:%Y%m%d-%H%M%S}"
+    n = 1
+    while (folder / f"{name}.html").exists():
+        n += 1
+        name = f"dashboard-{now:%Y%m%d-%H%M%S}-{n}"
+    path = folder / f"{name}.html"
+    path.write_text(html, encoding="utf-8")
+    uri = f"sophia://dashboards/{name}"
+    who = f" for {requested_by}" if requested_by else ""
+    sent = await send_alert(
+        services, f"Dashboard \"{title}\"{who} is ready: {path.as_uri()} (resource {uri}).", severity="info",
+        channel=channel, topic="dashboard", title="Dashboard ready", key=f"dashboard:{name}",
+    )  # fmt: skip
+    return DashboardReport(name=name, title=title, path=str(path), uri=uri, panels=panels, posted=sent.entry)
