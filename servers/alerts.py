@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
@@ -12,7 +12,7 @@ from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.outbox import OutboxEntry, OutboxStatus
 from sophia_mcp.ports.notify import Severity
 from sophia_mcp.services import Services
-from sophia_mcp.settings import ScheduleSpec, Settings
+from sophia_mcp.settings import ScheduledWorkflow, ScheduleSpec, Settings
 from sophia_mcp.store import utcnow
 from sophia_mcp.surface import KEY_PATTERN, SophiaServer, complete_client_names, services_of, tool_hints
 from sophia_mcp.workflows import scheduler
@@ -36,7 +36,6 @@ Channel = Annotated[
 ]  # fmt: skip
 Topic = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Routing topic, e.g. health, churn.")]
 RECENT = 50
-ScheduledWorkflow = Literal["health-monitor", "deliver-outbox", "bug-status"]
 
 Block = Annotated[dict[str, Any], Field(description="A Slack Block Kit block: an object with a `type`.")]
 

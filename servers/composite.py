@@ -20,8 +20,9 @@ from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.settings import Settings
 from sophia_mcp.surface import SophiaServer, services_of, tool_hints
-from sophia_mcp.workflows import analytics, dashboard
+from sophia_mcp.workflows import analytics, competitive, dashboard
 from sophia_mcp.workflows.analytics import MetricArgs, TableResult
+from sophia_mcp.workflows.competitive import IntelReport
 from sophia_mcp.workflows.dashboard import DashboardReport
 from sophia_mcp.workflows.strategic import Evidence, SourceName, gather_evidence, synthesis_prompt
 
@@ -42,6 +43,7 @@ sophia: a revenue team's calls, CRM, knowledge base, alerts and issues, and work
   knowledge_search_knowledge.
 - A bug report -> linear_report_bug; an issue -> linear_create_issue.
 - A dashboard ("show me client health and competitor mentions") -> build_dashboard.
+- What competitors are doing, refreshed now -> competitive_intelligence (it also runs daily).
 Tools of one area carry its prefix: gong_, crm_, knowledge_, alerts_, linear_."""
 
 
@@ -178,6 +180,13 @@ async def build_dashboard(
     return await dashboard.build_dashboard(services_of(ctx), request, channel, requested_by)
 
 
+async def competitive_intelligence(ctx: Context) -> IntelReport:
+    """For each configured competitor: this week's web news and what clients said about it on calls, kept as an
+    insight document in the knowledge base; a significant change (mentions doubling, new news) alerts
+    #competitive-intel once a day. Runs daily on the scheduler; call it to refresh now."""
+    return await competitive.competitive_intelligence(services_of(ctx))
+
+
 async def dashboard_resource(name: str, ctx: Context) -> str:
     return dashboard.dashboard_path(services_of(ctx), name).read_text(encoding="utf-8")
 
@@ -204,6 +213,10 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
     server.resource("sophia://dashboards/{name}", name="dashboard", title="Dashboard", mime_type="text/html")(
         dashboard_resource
     )
+    server.add_tool(
+        competitive_intelligence, name="competitive_intelligence",
+        annotations=read("Competitive intelligence", read_only=False, idempotent=True, open_world=True),
+    )  # fmt: skip
     server.add_tool(
         build_dashboard, name="build_dashboard", meta={"ui": {"resourceUri": DASHBOARD_UI}},
         annotations=read("Build a dashboard", read_only=False, idempotent=False),

@@ -213,11 +213,14 @@ def check_cron(cron: str) -> str:
     return cron.strip()
 
 
+ScheduledWorkflow = Literal["health-monitor", "deliver-outbox", "bug-status", "competitive-intel"]
+
+
 class ScheduleSpec(BaseModel):
     """A workflow run on a cron expression (UTC) or at an interval."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,59}$")
-    workflow: Literal["health-monitor", "deliver-outbox", "bug-status"]
+    workflow: ScheduledWorkflow
     cron: str | None = Field(default=None, description="minute hour day month weekday, UTC: '0 2 * * *'.")
     every: str | None = Field(default=None, description="An interval: 30s, 5m, 2h, 1d.")
     enabled: bool = True
@@ -241,6 +244,7 @@ DEFAULT_SCHEDULES = [
     ScheduleSpec(name="health-monitor", workflow="health-monitor", every="5m"),
     ScheduleSpec(name="deliver-outbox", workflow="deliver-outbox", every="1m"),
     ScheduleSpec(name="bug-status", workflow="bug-status", every="10m"),
+    ScheduleSpec(name="competitive-intel", workflow="competitive-intel", cron="0 2 * * *"),
 ]
 
 

@@ -55,10 +55,17 @@ async def _bug_status(services: Services) -> dict[str, Any]:
     return await notify_status_changes(services)
 
 
+async def _competitive_intel(services: Services) -> dict[str, Any]:
+    from sophia_mcp.workflows.competitive import competitive_intelligence, summary
+
+    return summary(await competitive_intelligence(services))
+
+
 WORKFLOWS: dict[str, Workflow] = {
     "health-monitor": _health_monitor,
     "deliver-outbox": _deliver_outbox,
     "bug-status": _bug_status,
+    "competitive-intel": _competitive_intel,
 }
 
 

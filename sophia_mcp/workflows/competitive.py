@@ -1,0 +1,158 @@
+"""Competitive intelligence: for each competitor, what the web says and what clients say on calls, kept as an
+insight in the knowledge base; a significant change alerts the competitive-intel channel.
+
+Per competitor and day: recent news from web search (when configured; otherwise noted), and the mentions on
+calls of the last `window_days` beside the window before. The insight is one knowledge-base document per
+competitor and day (type `competitor_insight`, tagged with the competitor), so search finds it and a second
+run the same day changes nothing. A change is significant when mentions at least double (and are at least
+`min_mentions`), or when the web has news the previous insight did not; each alert is sent once per day.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from sophia_mcp.errors import SophiaError
+from sophia_mcp.ports.web import WebResult
+from sophia_mcp.runs import start_run
+from sophia_mcp.services import Services
+from sophia_mcp.settings import Competitor
+from sophia_mcp.store import iso, utcnow
+from sophia_mcp.workflows.alerts import send_alert
+from sophia_mcp.workflows.knowledge import ingest_text
+
+WINDOW_DAYS = 14
+MIN_MENTIONS = 3
+QUOTES = 3
+
+
+class CompetitorInsight(BaseModel):
+    competitor: str
+    mentions: int = Field(description="Mentions on calls in the last window.")
+    mentions_before: int = Field(description="Mentions in the window before it.")
+    clients: int
+    news: list[WebResult]
+    web: str = Field(description="ok, or why there is no news (web search off or failing).")
+    significant: list[str] = Field(description="What changed enough to alert; empty when nothing did.")
+    document_id: str
+    alert: str | None = Field(description="The alert's delivery status, when one was sent.")
+
+
+class IntelReport(BaseModel):
+    run_id: str
+    day: date
+    competitors: list[CompetitorInsight]
+
+
+def _mentions(services: Services, competitor: str, start: str, end: str) -> tuple[int, int, list[tuple[str, str]]]:
+    """Mentions, clients, and a few quotes (call title, words) of `competitor` on calls started in [start, end)."""
+    store = services.store
+    row = store.query_one(
+        """
+        SELECT COALESCE(SUM(m.mentions), 0), COUNT(DISTINCT k.client_id) FROM call_mentions m
+        JOIN calls k ON k.id = m.call_id WHERE m.competitor = ? AND k.started >= ? AND k.started < ?
+        """,
+        (competitor, start, end),
+    )
+    quotes = store.query(
+        """
+        SELECT k.title, a.analysis FROM call_mentions m JOIN calls k ON k.id = m.call_id
+        JOIN call_analyses a ON a.call_id = k.id
+        WHERE m.competitor = ? AND k.started >= ? AND k.started < ? ORDER BY k.started DESC LIMIT ?
+        """,
+        (competitor, start, end, QUOTES),
+    )
+    from sophia_mcp.analysis.results import CallAnalysis
+
+    said = []
+    for title, raw in quotes:
+        analysis = CallAnalysis.model_validate_json(raw)
+        said += [(title, m.text) for m in analysis.competitor_mentions if m.competitor == competitor][:1]
+    return (int(row[0]), int(row[1]), said) if row else (0, 0, said)
+
+
+async def _news(services: Services, competitor: Competitor) -> tuple[list[WebResult], str]:
+    try:
+        answer = await services.web.search(f"{competitor.name} property management software news", recency="week",
+                                           news=True, max_results=5)  # fmt: skip
+    except SophiaError as exc:
+        return [], str(exc)
+    return answer.results, "ok"
+
+
+def _document(competitor: str, day: date, counts: tuple[int, int, int], said: list[tuple[str, str]],
+              news: list[WebResult], web: str) -> str:  # fmt: skip
+    mentions, before, clients = counts
+    lines = [f"# Competitive insight: {competitor}, {day.isoformat()}", "", "## On our calls", "",
+             f"{mentions} mentions on calls with {clients} clients in the last {WINDOW_DAYS} days "
+             f"({before} in the {WINDOW_DAYS} days before)."]  # fmt: skip
+    lines += [f'- {title}: "{text}"' for title, text in said]
+    lines += ["", "## In the news", ""]
+    if news:
+        lines += [f"- {r.title} ({r.published or 'undated'}): {r.snippet} <{r.url}>" for r in news]
+    else:
+        lines.append(f"No news read: {web}" if web != "ok" else "Nothing new this week.")
+    return "\n".join(lines)
+
+
+async def competitive_intelligence(services: Services, day: date | None = None) -> IntelReport:
+    now = utcnow()
+    day = day or now.date()
+    end = now if day >= now.date() else datetime.combine(day + timedelta(days=1), time(), UTC)
+    window = timedelta(days=WINDOW_DAYS)
+    async with start_run(services.store, "competitive_intelligence", day.isoformat(), {"day": day.isoformat()}) as run:
+        insights = []
+        for competitor in services.settings.competitors:
+            mentions, clients, said = await services.store.run(
+                _mentions, services, competitor.name, iso(end - window), iso(end)
+            )
+            before, _, _ = await services.store.run(
+                _mentions, services, competitor.name, iso(end - 2 * window), iso(end - window)
+            )
+            news, web = await run.step(f"news {competitor.name}", partial(_news, services, competitor))
+            slug = competitor.name.casefold().replace(" ", "-")
+            previous = await services.store.run(
+                services.store.query_one,
+                "SELECT id FROM documents WHERE type = 'competitor_insight' AND id LIKE ? AND id < ? "
+                "ORDER BY id DESC LIMIT 1",
+                (f"intel-{slug}-%", f"intel-{slug}-{day.isoformat()}"),
+            )
+            known_urls = set()
+            if previous is not None:
+                chunks = await services.store.run(services.documents.chunks, previous[0])
+                known_urls = {r.url for r in news if any(r.url in c.text for c in chunks)}
+            significant = []
+            if mentions >= MIN_MENTIONS and mentions >= 2 * max(before, 1):
+                significant.append(f"mentions on calls {before} -> {mentions} in {WINDOW_DAYS} days")
+            fresh = [r for r in news if r.url not in known_urls]
+            if fresh and previous is not None:
+                significant.append(f"{len(fresh)} new news items: {fresh[0].title}")
+            document_id = f"intel-{slug}-{day.isoformat()}"
+            text = _document(competitor.name, day, (mentions, before, clients), said, news, web)
+            title = f"Competitive insight: {competitor.name}, {day.isoformat()}"
+            await ingest_text(
+                services, title, text, document_id=document_id, type="competitor_insight", tags=[slug], doc_date=day
+            )
+            alert = None
+            if significant:
+                sent = await send_alert(
+                    services, f"{competitor.name}: " + "; ".join(significant) + f". Insight: kb://documents/{document_id}",
+                    severity="warning", topic="competitive", title=f"{competitor.name} is moving",
+                    key=f"competitive:{slug}:{day.isoformat()}",
+                )  # fmt: skip
+                alert = sent.entry.status
+            insights.append(CompetitorInsight(
+                competitor=competitor.name, mentions=mentions, mentions_before=before, clients=clients, news=news,
+                web=web, significant=significant, document_id=document_id, alert=alert,
+            ))  # fmt: skip
+        run.output = {"competitors": len(insights), "alerts": sum(1 for i in insights if i.alert)}
+    return IntelReport(run_id=run.id, day=day, competitors=insights)
+
+
+def summary(report: IntelReport) -> dict[str, Any]:
+    return {"day": report.day.isoformat(), "competitors": len(report.competitors),
+            "alerts": [i.competitor for i in report.competitors if i.alert]}  # fmt: skip
