@@ -20,8 +20,9 @@ from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.settings import Settings
 from sophia_mcp.surface import SophiaServer, services_of, tool_hints
-from sophia_mcp.workflows import analytics, competitive, dashboard
+from sophia_mcp.workflows import analytics, churn, competitive, dashboard
 from sophia_mcp.workflows.analytics import MetricArgs, TableResult
+from sophia_mcp.workflows.churn import ChurnReport
 from sophia_mcp.workflows.competitive import IntelReport
 from sophia_mcp.workflows.dashboard import DashboardReport
 from sophia_mcp.workflows.strategic import Evidence, SourceName, gather_evidence, synthesis_prompt
@@ -44,6 +45,7 @@ sophia: a revenue team's calls, CRM, knowledge base, alerts and issues, and work
 - A bug report -> linear_report_bug; an issue -> linear_create_issue.
 - A dashboard ("show me client health and competitor mentions") -> build_dashboard.
 - What competitors are doing, refreshed now -> competitive_intelligence (it also runs daily).
+- Which clients may leave, and acting on it -> predict_churn (weekly too); a renewal or loss -> record_outcome.
 Tools of one area carry its prefix: gong_, crm_, knowledge_, alerts_, linear_."""
 
 
@@ -187,6 +189,43 @@ async def competitive_intelligence(ctx: Context) -> IntelReport:
     return await competitive.competitive_intelligence(services_of(ctx))
 
 
+async def predict_churn(
+    ctx: Context,
+    threshold: Annotated[
+        float | None,
+        Field(
+            gt=0, lt=1, description="Churn probability that triggers actions; default SOPHIA_CHURN__THRESHOLD (0.7)."
+        ),
+    ] = None,
+    act: Annotated[bool, Field(description="Open issues, book meetings and alert for clients above it.")] = True,
+) -> ChurnReport:
+    """Score every client's churn risk with a calibrated model trained on the store's history (health and its
+    trend, call sentiment and its trend, competitor mentions, engagement, size), each with its reasons. For those
+    above the threshold: an urgent issue, a meeting request with the CSM and a #leadership alert, once a week.
+    Runs weekly on the scheduler."""
+    return await churn.predict_churn(services_of(ctx), threshold, act)
+
+
+async def record_outcome(
+    ctx: Context,
+    client: Annotated[str, Field(min_length=1, max_length=200, description="Client id or name.")],
+    outcome: Annotated[Literal["renewed", "churned"], Field(description="How the client's contract ended.")],
+) -> OutcomeRecorded:
+    """Record that a client renewed or churned: its recent weekly snapshots become history the churn model
+    learns from."""
+    services = services_of(ctx)
+    found = await resolve_client(services, client)
+    count = await services.store.run(churn.record_outcome, services.store, found.id, outcome)
+    return OutcomeRecorded(client_id=found.id, name=found.name, outcome=outcome, snapshots=count)
+
+
+class OutcomeRecorded(BaseModel):
+    client_id: str
+    name: str
+    outcome: str
+    snapshots: int = Field(description="Weekly snapshots now labelled with the outcome.")
+
+
 async def dashboard_resource(name: str, ctx: Context) -> str:
     return dashboard.dashboard_path(services_of(ctx), name).read_text(encoding="utf-8")
 
@@ -213,6 +252,14 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
     server.resource("sophia://dashboards/{name}", name="dashboard", title="Dashboard", mime_type="text/html")(
         dashboard_resource
     )
+    server.add_tool(
+        predict_churn, name="predict_churn",
+        annotations=read("Predict churn", read_only=False, idempotent=True, open_world=True),
+    )  # fmt: skip
+    server.add_tool(
+        record_outcome, name="record_outcome",
+        annotations=read("Record a renewal or churn", read_only=False, idempotent=True),
+    )  # fmt: skip
     server.add_tool(
         competitive_intelligence, name="competitive_intelligence",
         annotations=read("Competitive intelligence", read_only=False, idempotent=True, open_world=True),

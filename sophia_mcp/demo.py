@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.adapters.local_enrich import save_firmographics
 from sophia_mcp.demo_data import generate_demo
+from sophia_mcp.demo_history import seed_churn_history
 from sophia_mcp.services import Services
 from sophia_mcp.store import utcnow
 from sophia_mcp.workflows.call_import import ImportReport, Progress, import_gong_bodies
@@ -34,6 +35,7 @@ async def load_demo(services: Services, today: date | None = None, progress: Pro
             LocalCRM.save_clients(conn, data.clients)
             LocalCRM.save_contacts(conn, data.contacts)
             save_firmographics(conn, data.firmographics, source="demo")
+            seed_churn_history(conn, today or utcnow().date())
 
     await services.store.run(save_crm)
     report = await import_gong_bodies(

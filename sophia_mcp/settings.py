@@ -213,7 +213,7 @@ def check_cron(cron: str) -> str:
     return cron.strip()
 
 
-ScheduledWorkflow = Literal["health-monitor", "deliver-outbox", "bug-status", "competitive-intel"]
+ScheduledWorkflow = Literal["health-monitor", "deliver-outbox", "bug-status", "competitive-intel", "churn"]
 
 
 class ScheduleSpec(BaseModel):
@@ -245,7 +245,14 @@ DEFAULT_SCHEDULES = [
     ScheduleSpec(name="deliver-outbox", workflow="deliver-outbox", every="1m"),
     ScheduleSpec(name="bug-status", workflow="bug-status", every="10m"),
     ScheduleSpec(name="competitive-intel", workflow="competitive-intel", cron="0 2 * * *"),
+    ScheduleSpec(name="churn", workflow="churn", cron="0 6 * * 1"),
 ]
+
+
+class ChurnSettings(BaseModel):
+    threshold: float = Field(
+        default=0.7, gt=0, lt=1, description="Above this churn probability: an urgent issue, a meeting, an alert."
+    )
 
 
 class StrategicSettings(BaseModel):
@@ -449,6 +456,7 @@ class Settings(BaseSettings):
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     strategic: StrategicSettings = Field(default_factory=StrategicSettings)
+    churn: ChurnSettings = Field(default_factory=ChurnSettings)
     schedules: list[ScheduleSpec] = Field(
         default_factory=lambda: [s.model_copy() for s in DEFAULT_SCHEDULES],
         description="What `sophia-mcp schedule` runs (JSON list); the health monitor every 5 minutes by default.",

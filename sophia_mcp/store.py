@@ -373,6 +373,19 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 7: churn: each client's features as of a date, and (once known) whether it renewed or churned.
+    """
+    CREATE TABLE client_snapshots (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        client_id TEXT NOT NULL,
+        as_of TEXT NOT NULL,
+        features TEXT NOT NULL,
+        outcome TEXT CHECK (outcome IN ('renewed', 'churned')),
+        source TEXT NOT NULL,
+        UNIQUE (client_id, as_of)
+    );
+    CREATE INDEX client_snapshots_outcome ON client_snapshots (outcome);
+    """,
 ]
 
 

@@ -61,11 +61,18 @@ async def _competitive_intel(services: Services) -> dict[str, Any]:
     return summary(await competitive_intelligence(services))
 
 
+async def _churn(services: Services) -> dict[str, Any]:
+    from sophia_mcp.workflows.churn import predict_churn, summary
+
+    return summary(await predict_churn(services))
+
+
 WORKFLOWS: dict[str, Workflow] = {
     "health-monitor": _health_monitor,
     "deliver-outbox": _deliver_outbox,
     "bug-status": _bug_status,
     "competitive-intel": _competitive_intel,
+    "churn": _churn,
 }
 
 
