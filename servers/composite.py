@@ -11,6 +11,7 @@ import warnings
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import SamplingMessage, TextContent
 from pydantic import BaseModel, Field
@@ -19,7 +20,7 @@ from sophia_mcp.runs import workflow_metrics
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import SophiaServer, services_of, tool_hints
+from sophia_mcp.surface import SophiaServer, complete_client_names, services_of, tool_hints
 from sophia_mcp.workflows import analytics, churn, competitive, dashboard
 from sophia_mcp.workflows.analytics import MetricArgs, TableResult
 from sophia_mcp.workflows.churn import ChurnReport
@@ -230,11 +231,66 @@ async def dashboard_resource(name: str, ctx: Context) -> str:
     return dashboard.dashboard_path(services_of(ctx), name).read_text(encoding="utf-8")
 
 
+def executive_briefing(
+    question: Annotated[str, Field(description="What the executive wants to know.")],
+) -> list[Message]:
+    """Answer a business question from every source, with citations."""
+    return [UserMessage(
+        f"{question}\n\nUse strategic_query with this question. Answer in three short paragraphs, citing the "
+        "evidence ids it returns (e.g. [W1], [K2]); name any source that was a gap, and end with the two actions "
+        "you would take first."
+    )]  # fmt: skip
+
+
+def churn_review(
+    client: Annotated[str | None, Field(description="One client to focus on (name), or none for all.")] = None,
+) -> list[Message]:
+    """Review churn risk and what to do about it."""
+    focus = f" Focus on {client}: why its risk is what it is." if client else ""
+    return [UserMessage(
+        "Run predict_churn with act=false first and show the ten highest risks with their reasons." + focus
+        + " Then say which clients deserve the urgent issue, meeting and #leadership alert that predict_churn "
+        "opens when run with act=true, and ask before running it."
+    )]  # fmt: skip
+
+
+def competitor_watch(
+    competitor: Annotated[str, Field(description="A competitor, e.g. AppFolio.")],
+) -> list[Message]:
+    """What a competitor is doing, from the web, our calls and our notes."""
+    return [UserMessage(
+        f"Run competitive_intelligence, then search_knowledge for '{competitor}' (types competitor_insight and "
+        f"competitor_note). Summarise what {competitor} is doing this week, what clients say about it on calls, "
+        "and how we answer it, with citations."
+    )]  # fmt: skip
+
+
+def dashboard_request(
+    audience: Annotated[str, Field(description="Who it is for, e.g. the Monday leadership meeting.")],
+) -> list[Message]:
+    """A dashboard for an audience."""
+    return [UserMessage(
+        f"Build a dashboard for {audience} with build_dashboard: client health and its trend, ARR by segment and "
+        "competitor mentions. Then point out the three things on it that need attention."
+    )]  # fmt: skip
+
+
+def _complete_competitors(services: Any, typed: str, _: dict[str, str]) -> list[str]:
+    names = [c.name for c in services.settings.competitors]
+    return [n for n in names if n.casefold().startswith(typed.casefold())]
+
+
 def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServer:
     server = SophiaServer("sophia", INSTRUCTIONS, settings, **kwargs)
     for prefix, module in DOMAINS.items():
         module.register(server, prefix=f"{prefix}_")
     read = tool_hints
+    server.prompt(name="executive_briefing", title="Executive briefing")(executive_briefing)
+    server.prompt(name="churn_review", title="Churn review")(churn_review)
+    server.prompt(name="competitor_watch", title="Competitor watch")(competitor_watch)
+    server.prompt(name="dashboard_request", title="Dashboard for an audience")(dashboard_request)
+    server.add_completer("churn_review", "client", complete_client_names)
+    server.add_completer("competitor_watch", "competitor", _complete_competitors)
 
     async def metrics() -> str:
         """Per workflow: runs, success and error rates, p50/p95 latency."""

@@ -43,3 +43,22 @@ async def test_every_domain_tool_is_there_under_its_prefix_with_annotations_and_
         assert tool.output_schema is not None, tool.name
         assert tool.description and len(tool.description) > 40, tool.name
     assert instructions and "run_metric" in instructions and "gong_analyze_call" in instructions
+
+
+async def test_workflow_prompts_and_their_completions(data_dir: Path) -> None:
+    from mcp_types import PromptReference
+
+    async with Client(create_server(make_settings(data_dir))) as client:
+        prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+        briefing = await client.get_prompt("executive_briefing", {"question": "Where is ARR at risk?"})
+        competitors = await client.complete(
+            PromptReference(type="ref/prompt", name="competitor_watch"), {"name": "competitor", "value": "App"}
+        )
+        clients = await client.complete(
+            PromptReference(type="ref/prompt", name="churn_review"), {"name": "client", "value": "Oak"}
+        )
+    assert {"executive_briefing", "churn_review", "competitor_watch", "dashboard_request"} <= set(prompts)
+    assert all(p.description for p in prompts.values())
+    assert "strategic_query" in briefing.messages[0].content.text  # type: ignore[union-attr]
+    assert competitors.completion.values == ["AppFolio"]
+    assert clients.completion.values and all("Oak" in v for v in clients.completion.values)
