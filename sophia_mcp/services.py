@@ -11,6 +11,7 @@ from sophia_mcp.adapters.local_meetings import LocalMeetings
 from sophia_mcp.errors import SophiaError
 from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
+from sophia_mcp.ports.cache import Cache
 from sophia_mcp.ports.calls import CallSource
 from sophia_mcp.ports.crm import CRM
 from sophia_mcp.ports.embed import Embedder
@@ -38,6 +39,7 @@ class Services:
     vectors: VectorIndex
     tracker: IssueTracker
     web: WebSearch
+    cache: Cache
     meetings: LocalMeetings
     documents: LocalDocuments
     outbox: Outbox
@@ -48,7 +50,8 @@ class Services:
     def ports(self) -> dict[str, object]:
         return {"CallSource": self.calls, "Analyst": self.analyst, "Warehouse": self.warehouse,
                 "Notifier": self.notifier, "CRM": self.crm, "Enricher": self.enricher, "Embedder": self.embedder,
-                "VectorIndex": self.vectors, "IssueTracker": self.tracker, "WebSearch": self.web}  # fmt: skip
+                "VectorIndex": self.vectors, "IssueTracker": self.tracker, "WebSearch": self.web,
+                "Cache": self.cache}  # fmt: skip
 
     def close(self) -> None:
         self.store.close()

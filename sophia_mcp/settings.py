@@ -255,6 +255,12 @@ class ChurnSettings(BaseModel):
     )
 
 
+class RedisSettings(BaseModel):
+    url: str | None = Field(
+        default=None, description="redis://host:port/db: cached answers shared by replicas; none keeps them in process."
+    )
+
+
 class StrategicSettings(BaseModel):
     """The strategic query's sources: how long each may take, and how long an answer is reused."""
 
@@ -457,6 +463,7 @@ class Settings(BaseSettings):
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     strategic: StrategicSettings = Field(default_factory=StrategicSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     schedules: list[ScheduleSpec] = Field(
         default_factory=lambda: [s.model_copy() for s in DEFAULT_SCHEDULES],
         description="What `sophia-mcp schedule` runs (JSON list); the health monitor every 5 minutes by default.",

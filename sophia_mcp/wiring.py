@@ -6,7 +6,7 @@ default never pays for importing their clients.
 
 from __future__ import annotations
 
-from sophia_mcp.adapters.local import LocalAnalyst, LocalNotifier, NoWebSearch
+from sophia_mcp.adapters.local import LocalAnalyst, LocalNotifier, MemoryCache, NoWebSearch
 from sophia_mcp.adapters.local_calls import LocalCalls
 from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.adapters.local_documents import LocalDocuments
@@ -16,6 +16,7 @@ from sophia_mcp.adapters.local_tracker import LocalTracker
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
 from sophia_mcp.outbox import AlertSender, IssueSender, Outbox
 from sophia_mcp.ports.analyst import Analyst
+from sophia_mcp.ports.cache import Cache
 from sophia_mcp.ports.calls import CallSource
 from sophia_mcp.ports.crm import CRM
 from sophia_mcp.ports.embed import Embedder
@@ -43,6 +44,7 @@ def backend_choices(settings: Settings) -> dict[str, str]:
         "VectorIndex": settings.pinecone.backend,
         "IssueTracker": settings.linear.backend,
         "WebSearch": settings.web_search.backend,
+        "Cache": "redis" if settings.redis.url else "memory",
     }
 
 
@@ -121,6 +123,12 @@ def build_services(settings: Settings) -> Services:
     else:
         web = NoWebSearch()
 
+    cache: Cache = MemoryCache()
+    if settings.redis.url:
+        from sophia_mcp.adapters.redis_cache import RedisCache
+
+        cache = RedisCache(settings.redis.url)
+
     notifier: Notifier
     if settings.slack.backend == "slack":
         from sophia_mcp.adapters.slack import SlackNotifier
@@ -142,6 +150,7 @@ def build_services(settings: Settings) -> Services:
         vectors=vectors,
         tracker=tracker,
         web=web,
+        cache=cache,
         meetings=LocalMeetings(store),
         documents=LocalDocuments(store),
         outbox=Outbox(store, {"alert": AlertSender(notifier), "issue": IssueSender(tracker)}),

@@ -14,7 +14,7 @@ from mcp_types import CreateMessageRequestParams, CreateMessageResult, TextConte
 from sophia_mcp.adapters.web_search import PerplexitySearch, TavilySearch
 from sophia_mcp.errors import ConfigurationError, RateLimited
 from sophia_mcp.servers.composite import create_server
-from sophia_mcp.settings import PerplexitySettings, Settings, TavilySettings
+from sophia_mcp.settings import PerplexitySettings, RedisSettings, Settings, TavilySettings
 from tests.conftest import make_settings
 from tests.fakes.server import serve
 from tests.fakes.web_search import PERPLEXITY_KEY, TAVILY_KEY, WebState, perplexity_app, tavily_app
@@ -132,3 +132,45 @@ async def test_tavily_and_perplexity_adapters_on_their_fakes() -> None:
     assert news.answer and state.requests[1]["time_range"] == "week" and state.requests[1]["topic"] == "news"
     assert answer.provider == "perplexity" and "resident mobile app" in (answer.answer or "")
     assert answer.results[0].url == "https://news.example.com/yardi-breeze-app"
+
+
+async def test_replicas_share_answers_through_redis(
+    data_dir: Path, tavily: tuple[str, WebState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fakeredis
+    from redis.asyncio import Redis
+
+    from sophia_mcp.wiring import build_services
+    from sophia_mcp.workflows.strategic import gather_evidence
+
+    server = fakeredis.FakeServer()
+    monkeypatch.setattr(
+        Redis, "from_url", classmethod(lambda cls, url, **kw: fakeredis.FakeAsyncRedis(server=server, **kw))
+    )
+    url, state = tavily
+    settings = with_web(data_dir, url).model_copy(update={"redis": RedisSettings(url="redis://127.0.0.1:6390/0")})
+    one, two = build_services(settings), build_services(settings)
+    try:
+        first = await gather_evidence(one, QUESTION)
+        second = await gather_evidence(two, QUESTION)
+    finally:
+        for services in (one, two):
+            await services.aclose()
+            services.close()
+    assert not any(s.cached for s in first.sources) and all(s.cached for s in second.sources)
+    assert [c.id for c in second.citations] == [c.id for c in first.citations] and len(state.requests) == 1
+
+
+async def test_redis_down_is_a_cache_miss_not_a_failure(data_dir: Path, tavily: tuple[str, WebState]) -> None:
+    from sophia_mcp.wiring import build_services
+    from sophia_mcp.workflows.strategic import gather_evidence
+
+    url, state = tavily
+    settings = with_web(data_dir, url).model_copy(update={"redis": RedisSettings(url="redis://127.0.0.1:1/0")})
+    services = build_services(settings)
+    try:
+        answers = [await gather_evidence(services, QUESTION) for _ in range(2)]
+    finally:
+        await services.aclose()
+        services.close()
+    assert all(a.gaps == [] and not any(s.cached for s in a.sources) for a in answers) and len(state.requests) == 2

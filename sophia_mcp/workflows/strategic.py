@@ -1,14 +1,16 @@
 """The strategic query: one question asked of the warehouse, the calls, the knowledge base and the web at once.
 
-Each source runs in parallel within its own time budget; an answer is kept in a cache for a while (in the
-process), so the same question again is answered at once. A source that fails or runs out of time leaves a
-named gap instead of failing the answer. The result is an evidence bundle with numbered citations
-(W warehouse, C calls, K knowledge, X web) for a synthesis to quote; the server adds the synthesis, from the
-client's own model (MCP sampling) or the configured OpenAI-compatible model, when one is available.
+Each source runs in parallel within its own time budget; an answer is kept in the cache for a while (in the
+process, or in Redis shared by replicas), so the same question again is answered at once. A source that fails
+or runs out of time leaves a named gap instead of failing the answer. The result is an evidence bundle with
+numbered citations (W warehouse, C calls, K knowledge, X web) for a synthesis to quote; the server adds the
+synthesis, from the client's own model (MCP sampling) or the configured OpenAI-compatible model, when one is
+available.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -57,38 +59,6 @@ class Evidence(BaseModel):
     citations: list[Citation]
     gaps: list[str] = Field(description="Sources that could not answer, with why.")
     seconds: float
-
-
-class Cache:
-    """Answers by (source, question), each for `ttl_s` seconds, in this process."""
-
-    def __init__(self, ttl_s: float, size: int = 512) -> None:
-        self.ttl_s = ttl_s
-        self.size = size
-        self._items: dict[tuple[str, ...], tuple[float, list[Citation]]] = {}
-
-    def get(self, key: tuple[str, ...]) -> list[Citation] | None:
-        item = self._items.get(key)
-        if item is None or item[0] < time.monotonic():
-            self._items.pop(key, None)
-            return None
-        return item[1]
-
-    def put(self, key: tuple[str, ...], value: list[Citation]) -> None:
-        if len(self._items) >= self.size:
-            self._items.pop(next(iter(self._items)))
-        self._items[key] = (time.monotonic() + self.ttl_s, value)
-
-
-_caches: dict[int, Cache] = {}
-
-
-def cache_of(services: Services) -> Cache:
-    settings = services.settings.strategic
-    key = id(services)
-    if key not in _caches:
-        _caches[key] = Cache(settings.cache_ttl_s)
-    return _caches[key]
 
 
 def _cite(letter: str, source: SourceName, items: list[tuple[str, str, str]]) -> list[Citation]:
@@ -165,21 +135,25 @@ async def gather_evidence(
         raise InvalidInput("The question is empty; ask what you want to know")
     settings = services.settings.strategic
     wanted = list(dict.fromkeys(sources or SOURCES))
-    cache = cache_of(services)
+    cache = services.cache
     started = time.perf_counter()
     reports: dict[str, SourceReport] = {}
     found: dict[str, list[Citation]] = {}
 
     async def ask(name: SourceName) -> None:
         began = time.perf_counter()
-        key = (name, " ".join(question.casefold().split()), client_id or "")
-        cached = cache.get(key)
+        key = (
+            "strategic:"
+            + hashlib.sha256(f"{name}\n{' '.join(question.casefold().split())}\n{client_id or ''}".encode()).hexdigest()
+        )
+        kept = await cache.get(key)
+        cached = [Citation.model_validate(c) for c in json.loads(kept)] if kept else None
         reason = None
         if cached is None:
             with anyio.move_on_after(settings.source_budget_s) as scope:
                 try:
                     cached = await ASK[name](services, question, client_id)
-                    cache.put(key, cached)
+                    await cache.put(key, json.dumps([c.model_dump() for c in cached]), settings.cache_ttl_s)
                 except SophiaError as exc:
                     reason = str(exc)
                 except Exception as exc:  # one source's bug is a gap in the answer, not a failed answer
