@@ -62,3 +62,32 @@ async def test_workflow_prompts_and_their_completions(data_dir: Path) -> None:
     assert "strategic_query" in briefing.messages[0].content.text  # type: ignore[union-attr]
     assert competitors.completion.values == ["AppFolio"]
     assert clients.completion.values and all("Oak" in v for v in clients.completion.values)
+
+
+async def test_every_workflow_runs_through_the_composite_server_on_the_embedded_default(data_dir: Path) -> None:
+    from tests.mcp_helpers import newest_call_ids, structured
+
+    async with Client(create_server(make_settings(data_dir))) as client:
+        call = await client.call_tool("gong_analyze_call", {"call_id": newest_call_ids(data_dir, 1)[0]})
+        contacts = structured(await client.call_tool("crm_search_contacts", {"limit": 2}))["contacts"]
+        runs = {
+            "analyze call": call,
+            "enrich contact": await client.call_tool("crm_enrich_contact", {"contact_id": contacts[0]["id"]}),
+            "enrich contacts": await client.call_tool(
+                "crm_enrich_contacts", {"contact_ids": [c["id"] for c in contacts]}
+            ),
+            "ingest": await client.call_tool("knowledge_ingest_text", {"title": "Note", "text": "Gate code 4512."}),
+            "search": await client.call_tool("knowledge_search_knowledge", {"query": "gate code"}),
+            "health monitor": await client.call_tool("alerts_run_health_monitor", {}),
+            "bug report": await client.call_tool(
+                "linear_report_bug", {"text": "Export fails", "reporter": "@maria", "channel": "#support"}
+            ),
+            "strategic query": await client.call_tool("strategic_query", {"question": "Who is at risk?"}),
+            "metric": await client.call_tool("run_metric", {"name": "revenue_by_segment"}),
+            "sql": await client.call_tool("query_warehouse", {"sql": "SELECT count(*) FROM calls"}),
+            "churn": await client.call_tool("predict_churn", {"act": False}),
+            "competitive": await client.call_tool("competitive_intelligence", {}),
+            "dashboard": await client.call_tool("build_dashboard", {"request": "client health"}),
+        }
+    failed = {name: r.content for name, r in runs.items() if r.is_error or r.structured_content is None}
+    assert failed == {}

@@ -174,3 +174,15 @@ async def test_redis_down_is_a_cache_miss_not_a_failure(data_dir: Path, tavily: 
         await services.aclose()
         services.close()
     assert all(a.gaps == [] and not any(s.cached for s in a.sources) for a in answers) and len(state.requests) == 2
+
+
+async def test_the_configured_model_writes_the_answer_when_the_client_cannot(data_dir: Path) -> None:
+    from tests.fakes.openai import API_KEY, OpenAIState, openai_app
+
+    state = OpenAIState()
+    with serve(openai_app(state)) as url:
+        settings = make_settings(data_dir, openai={"api_key": API_KEY, "base_url": f"{url}/v1", "max_retries": 0})
+        async with Client(create_server(settings)) as client:
+            result = structured(await client.call_tool("strategic_query", {"question": QUESTION}))
+    assert result["synthesized_by"] == "openai" and result["answer"].startswith("From the evidence [W1]")
+    assert "[K1]" in state.requests[-1]["messages"][-1]["content"]

@@ -2,8 +2,8 @@
 
 Also POST /v1/embeddings (unit vectors from hashed words, so texts sharing words are near; 1,536 or 3,072
 dimensions by model; at most 2,048 non-empty inputs). Bearer auth (401 with an `error` body otherwise); POST
-/v1/chat/completions must carry a model, messages and a
-strict `json_schema` response format; answers in the chat.completion shape with the JSON in `content`. Its
+/v1/chat/completions must carry a model and messages; with a response format it must be a strict
+`json_schema` one and the answer's `content` is JSON, without one the answer is plain text. Its
 default reading of a transcript is a crude keyword pass; tests can queue answers instead: a dict (sent as the
 JSON content), or one of "invalid", "refusal", "length", "429", "500".
 """
@@ -94,9 +94,18 @@ def openai_app(state: OpenAIState) -> Starlette:
         fmt = body.get("response_format") or {}
         if not body.get("model") or not body.get("messages"):
             return _error(400, "model and messages are required", "invalid_request_error")
-        if fmt.get("type") != "json_schema" or not (fmt.get("json_schema") or {}).get("strict"):
+        if fmt and (fmt.get("type") != "json_schema" or not (fmt.get("json_schema") or {}).get("strict")):
             return _error(400, "this fake expects a strict json_schema response_format", "invalid_request_error")
         answer = state.next_answer()
+        if not fmt and answer not in ("429", "500"):  # a plain text answer: queued text, or one citing the prompt
+            cited = re.findall(r"\[([A-Z]\d+)\]", body["messages"][-1]["content"])
+            text = answer if isinstance(answer, str) else f"From the evidence [{cited[0] if cited else '?'}]."
+            return JSONResponse({
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000, "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                             "finish_reason": "stop", "logprobs": None}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+            })  # fmt: skip
         if answer == "429":
             return _error(429, "Rate limit reached", "requests", "rate_limit_exceeded")
         if answer == "500":
