@@ -104,6 +104,7 @@ class SophiaServer(MCPServer[Any]):
         self.completion()(self._complete)
         # Tools are declared here and built when first called; the list comes from the tool cache when it can.
         self._pending_tools: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
+        self._deferred: list[Callable[[], Any]] = []
         self._tool_list: list[MCPTool] | None = None
 
     # -- tools, built lazily --------------------------------------------------------------------------
@@ -146,6 +147,49 @@ class SophiaServer(MCPServer[Any]):
                 self._tool_list = await super().list_tools()
                 tool_cache.save(self.name, key, [t.model_dump(mode="json", by_alias=True) for t in self._tool_list])
         return list(self._tool_list)
+
+    # -- prompts and resources, declared at once and built on the first ask for either ----------------
+
+    def prompt(
+        self,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        icons: list[Icon] | None = None,
+    ) -> Callable[[Any], Any]:
+        def declare(fn: Any) -> Any:
+            self._deferred.append(lambda: MCPServer.prompt(self, name, title, description, icons)(fn))
+            return fn
+
+        return declare
+
+    def resource(self, uri: str, **options: Any) -> Callable[[Any], Any]:
+        def declare(fn: Any) -> Any:
+            self._deferred.append(lambda: MCPServer.resource(self, uri, **options)(fn))
+            return fn
+
+        return declare
+
+    def _declare_deferred(self) -> None:
+        """Build the prompts and resources declared so far (a few milliseconds each: not on the way to tools)."""
+        while self._deferred:
+            self._deferred.pop(0)()
+
+    async def list_prompts(self) -> Any:
+        self._declare_deferred()
+        return await super().list_prompts()
+
+    async def get_prompt(self, *args: Any, **kwargs: Any) -> Any:
+        self._declare_deferred()
+        return await super().get_prompt(*args, **kwargs)
+
+    async def list_resources(self) -> Any:
+        self._declare_deferred()
+        return await super().list_resources()
+
+    async def list_resource_templates(self) -> Any:
+        self._declare_deferred()
+        return await super().list_resource_templates()
 
     def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
         self._build_tool(name)
@@ -216,6 +260,7 @@ class SophiaServer(MCPServer[Any]):
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
     ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        self._declare_deferred()
         try:
             return await super().read_resource(uri, context)
         except UnexpectedResourceError as exc:
