@@ -8,6 +8,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -59,3 +60,24 @@ def settings(data_dir: Path) -> Settings:
 @pytest.fixture
 def empty_settings(tmp_path: Path) -> Iterator[Settings]:
     yield make_settings(tmp_path / "empty")
+
+
+def with_web(data_dir: Path, url: str, **strategic: object) -> Settings:
+    """Settings with web search on the Tavily fake at `url`."""
+    from tests.fakes.web_search import TAVILY_KEY
+
+    return make_settings(
+        data_dir, web_search={"backend": "tavily"}, strategic=strategic,
+        tavily={"base_url": url, "api_key": TAVILY_KEY, "timeout_s": 2, "max_retries": 0},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def tavily() -> Iterator[tuple[str, Any]]:
+    """The Tavily fake, served for one test: its base URL and its state."""
+    from tests.fakes.server import serve
+    from tests.fakes.web_search import WebState, tavily_app
+
+    state = WebState()
+    with serve(tavily_app(state)) as url:
+        yield url, state

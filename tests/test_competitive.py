@@ -4,7 +4,6 @@ what clients said on calls), the same day again changes nothing, and new news al
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,12 @@ import pytest
 from mcp import Client
 
 from sophia_mcp.servers.composite import create_server
-from sophia_mcp.settings import Settings
 from sophia_mcp.store import utcnow
 from sophia_mcp.wiring import build_services
 from sophia_mcp.workflows.competitive import competitive_intelligence
-from tests.conftest import make_settings
+from tests.conftest import make_settings, with_web
 from tests.fakes import web_search
-from tests.fakes.server import serve
-from tests.fakes.web_search import TAVILY_KEY, WebState, tavily_app
+from tests.fakes.web_search import WebState
 from tests.mcp_helpers import newest_call_ids, structured
 
 pytestmark = pytest.mark.anyio
@@ -29,18 +26,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def tavily() -> Iterator[tuple[str, WebState]]:
-    state = WebState()
-    with serve(tavily_app(state)) as url:
-        yield url, state
-
-
-def with_web(data_dir: Path, url: str) -> Settings:
-    return make_settings(data_dir, web_search={"backend": "tavily"},
-                         tavily={"base_url": url, "api_key": TAVILY_KEY, "max_retries": 0})  # fmt: skip
 
 
 def intel_alerts(data_dir: Path) -> list[str]:

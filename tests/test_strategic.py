@@ -3,7 +3,6 @@ synthesis from the client's model that cites the evidence; and the web-search ad
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,8 @@ from mcp_types import CreateMessageRequestParams, CreateMessageResult, TextConte
 from sophia_mcp.adapters.web_search import PerplexitySearch, TavilySearch
 from sophia_mcp.errors import ConfigurationError, RateLimited
 from sophia_mcp.servers.composite import create_server
-from sophia_mcp.settings import PerplexitySettings, RedisSettings, Settings, TavilySettings
-from tests.conftest import make_settings
+from sophia_mcp.settings import PerplexitySettings, RedisSettings, TavilySettings
+from tests.conftest import make_settings, with_web
 from tests.fakes.server import serve
 from tests.fakes.web_search import PERPLEXITY_KEY, TAVILY_KEY, WebState, perplexity_app, tavily_app
 from tests.mcp_helpers import newest_call_ids, structured
@@ -27,20 +26,6 @@ QUESTION = "Which clients are at risk, and what is AppFolio doing on pricing?"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def tavily() -> Iterator[tuple[str, WebState]]:
-    state = WebState()
-    with serve(tavily_app(state)) as url:
-        yield url, state
-
-
-def with_web(data_dir: Path, url: str, **strategic: Any) -> Settings:
-    return make_settings(
-        data_dir, web_search={"backend": "tavily"}, strategic=strategic,
-        tavily={"base_url": url, "api_key": TAVILY_KEY, "timeout_s": 2, "max_retries": 0},
-    )  # fmt: skip
 
 
 async def analyse_some_calls(client: Client, data_dir: Path) -> None:

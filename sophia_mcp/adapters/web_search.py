@@ -36,14 +36,23 @@ def _client(service: str, settings: TavilySettings | PerplexitySettings, transpo
     return ServiceClient(service, settings, headers=headers, secrets=[key], transport=transport)
 
 
-class TavilySearch:
-    name = "tavily"
+class _HTTPSearch:
+    """A web search spoken over the shared HTTP layer with a Bearer key."""
 
-    def __init__(self, settings: TavilySettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.http = _client("Tavily", settings, transport)
+    service = ""
+
+    def __init__(
+        self, settings: TavilySettings | PerplexitySettings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.http = _client(self.service, settings, transport)
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+class TavilySearch(_HTTPSearch):
+    name = "tavily"
+    service = "Tavily"
 
     async def search(
         self, query: str, *, recency: Recency | None = None, max_results: int = 5, news: bool = False
@@ -68,15 +77,10 @@ class TavilySearch:
         return WebAnswer(query=query, provider=self.name, answer=(data or {}).get("answer"), results=results)
 
 
-class PerplexitySearch:
+class PerplexitySearch(_HTTPSearch):
     name = "perplexity"
-
-    def __init__(self, settings: PerplexitySettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.http = _client("Perplexity", settings, transport)
-        self.model = "sonar"
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
+    service = "Perplexity"
+    model = "sonar"
 
     async def search(
         self, query: str, *, recency: Recency | None = None, max_results: int = 5, news: bool = False
