@@ -7,6 +7,7 @@ under prefixes (`gong_list_calls`, `crm_get_contact`, ...): the same functions, 
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,8 @@ from sophia_mcp.workflows.churn import ChurnReport
 from sophia_mcp.workflows.competitive import IntelReport
 from sophia_mcp.workflows.dashboard import DashboardReport
 from sophia_mcp.workflows.strategic import Evidence, SourceName, gather_evidence, synthesis_prompt
+
+log = logging.getLogger(__name__)
 
 DASHBOARD_UI = "ui://sophia/dashboard"
 MCP_APP = "text/html;profile=mcp-app"
@@ -123,8 +126,11 @@ async def _synthesize(ctx: Context, evidence: Evidence) -> tuple[str | None, Lit
             completion = await client.chat.completions.create(
                 model=openai.model, messages=[{"role": "user", "content": prompt}], max_tokens=800
             )
-        except OpenAIError:
-            return None, None  # the evidence stands on its own
+        except OpenAIError as exc:
+            log.warning(
+                "The model could not write the strategic answer (%s); the evidence stands alone", type(exc).__name__
+            )
+            return None, None
         finally:
             await client.close()
         text = completion.choices[0].message.content if completion.choices else None
