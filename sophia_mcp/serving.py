@@ -35,10 +35,14 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
     try:
         if transport == "stdio":
             server.run("stdio")
-        elif transport == "sse":
-            server.run("sse", host=host, port=port)
         else:
-            server.run("streamable-http", host=host, port=port)
+            from sophia_mcp.http_serving import NotSafeToServe, serve_http
+
+            try:
+                serve_http(server, settings, transport, host, port)
+            except NotSafeToServe as exc:
+                print(exc, file=sys.stderr)
+                raise SystemExit(2) from exc
     finally:
         server.close()
         shutdown()

@@ -249,6 +249,29 @@ DEFAULT_SCHEDULES = [
 ]
 
 
+class HTTPSettings(BaseModel):
+    """Serving over HTTP: who may call, and from where."""
+
+    bearer_token: SecretStr | None = Field(
+        default=None, description="Required as 'Authorization: Bearer <token>'; must be set to listen beyond loopback."
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host headers let through beside the loopback names (JSON or commas)."
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins let through beside loopback ones (JSON or commas)."
+    )
+    stateless: bool = Field(default=False, description="Streamable HTTP without sessions, for several replicas.")
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
+        return value
+
+
 class ChurnSettings(BaseModel):
     threshold: float = Field(
         default=0.7, gt=0, lt=1, description="Above this churn probability: an urgent issue, a meeting, an alert."
@@ -464,6 +487,7 @@ class Settings(BaseSettings):
     strategic: StrategicSettings = Field(default_factory=StrategicSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    http: HTTPSettings = Field(default_factory=HTTPSettings)
     schedules: list[ScheduleSpec] = Field(
         default_factory=lambda: [s.model_copy() for s in DEFAULT_SCHEDULES],
         description="What `sophia-mcp schedule` runs (JSON list); the health monitor every 5 minutes by default.",

@@ -1,0 +1,90 @@
+"""Serving over HTTP (Streamable HTTP or SSE): Host and Origin checks on by default, and a bearer token
+required whenever the server listens beyond loopback.
+
+The checks are the SDK's DNS-rebinding protection, with the loopback names always allowed and more from
+`SOPHIA_HTTP__ALLOWED_HOSTS` / `ALLOWED_ORIGINS`. The token (`SOPHIA_HTTP__BEARER_TOKEN`) is compared in
+constant time; a request without it, or with another, is answered 401 before any MCP handling.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from sophia_mcp.settings import Settings
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class NotSafeToServe(Exception):
+    """The settings would expose the server without protection; the message says what to set."""
+
+
+class BearerAuth:
+    """ASGI middleware: every HTTP request must carry `Authorization: Bearer <token>`."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": "unauthorized", "error_description": "a valid bearer token is required"}).encode()
+        await send({
+            "type": "http.response.start", "status": 401,
+            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="sophia-mcp"'),
+                        (b"content-length", str(len(body)).encode())],
+        })  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+def transport_security(settings: Settings, host: str) -> Any:
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    http = settings.http
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *http.allowed_hosts]
+    if host not in LOOPBACK and host not in ("0.0.0.0", "::"):  # noqa: S104 (a check, not a bind)
+        hosts.append(f"{host}:*")
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *http.allowed_origins]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+def check_safe(settings: Settings, host: str) -> None:
+    if host in LOOPBACK:
+        return
+    if settings.http.bearer_token is None:
+        raise NotSafeToServe(
+            f"Refusing to listen on {host} without authentication: set SOPHIA_HTTP__BEARER_TOKEN (clients send it as "
+            "'Authorization: Bearer <token>'), or listen on 127.0.0.1"
+        )
+    if host in ("0.0.0.0", "::") and not settings.http.allowed_hosts:  # noqa: S104
+        raise NotSafeToServe(
+            f"Listening on {host} needs SOPHIA_HTTP__ALLOWED_HOSTS: the host names clients reach this server by "
+            '(JSON list, e.g. ["mcp.example.com:*"]), which the Host check lets through'
+        )
+
+
+def http_app(server: Any, settings: Settings, transport: str, host: str) -> Any:
+    """The server's ASGI app for `transport` ("http" or "sse"), with the checks and, when set, the token."""
+    security = transport_security(settings, host)
+    if transport == "sse":
+        app = server.sse_app(transport_security=security, host=host)
+    else:
+        app = server.streamable_http_app(transport_security=security, host=host, stateless_http=settings.http.stateless)
+    token = settings.http.bearer_token
+    return BearerAuth(app, token.get_secret_value()) if token is not None else app
+
+
+def serve_http(server: Any, settings: Settings, transport: str, host: str, port: int) -> None:
+    import uvicorn
+
+    check_safe(settings, host)
+    app = http_app(server, settings, transport, host)
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), lifespan="on")
