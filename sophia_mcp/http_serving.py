@@ -56,10 +56,28 @@ def transport_security(settings: Settings, host: str) -> Any:
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
+def oauth_options(settings: Settings, host: str, port: int) -> dict[str, Any]:
+    """The MCPServer arguments that make it an OAuth 2.1 resource server, when a JWKS is configured."""
+    http = settings.http
+    if not http.jwks_url:
+        return {}
+    if not (http.issuer and http.audience):
+        raise NotSafeToServe("OAuth needs SOPHIA_HTTP__ISSUER and SOPHIA_HTTP__AUDIENCE beside SOPHIA_HTTP__JWKS_URL")
+    from mcp.server.auth.settings import AuthSettings
+
+    from sophia_mcp.adapters.jwt_verifier import JWTVerifier
+
+    auth = AuthSettings(
+        issuer_url=http.issuer, resource_server_url=http.audience, required_scopes=http.required_scopes or None,
+        validate_token_resource=False,  # the verifier checks the audience itself
+    )  # fmt: skip
+    return {"auth": auth, "token_verifier": JWTVerifier(http.jwks_url, http.issuer, http.audience)}
+
+
 def check_safe(settings: Settings, host: str) -> None:
     if host in LOOPBACK:
         return
-    if settings.http.bearer_token is None:
+    if settings.http.bearer_token is None and not settings.http.jwks_url:
         raise NotSafeToServe(
             f"Refusing to listen on {host} without authentication: set SOPHIA_HTTP__BEARER_TOKEN (clients send it as "
             "'Authorization: Bearer <token>'), or listen on 127.0.0.1"
@@ -79,7 +97,9 @@ def http_app(server: Any, settings: Settings, transport: str, host: str) -> Any:
     else:
         app = server.streamable_http_app(transport_security=security, host=host, stateless_http=settings.http.stateless)
     token = settings.http.bearer_token
-    return BearerAuth(app, token.get_secret_value()) if token is not None else app
+    if token is None or settings.http.jwks_url:  # OAuth, when configured, is the SDK's own middleware
+        return app
+    return BearerAuth(app, token.get_secret_value())
 
 
 def serve_http(server: Any, settings: Settings, transport: str, host: str, port: int) -> None:

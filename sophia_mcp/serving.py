@@ -31,7 +31,16 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
 
     configure_from_environment(f"sophia-{name}")
     module = importlib.import_module(f"sophia_mcp.servers.{name}")
-    server = module.create_server(settings, log_level=settings.log_level)
+    extra = {}
+    if transport != "stdio":
+        from sophia_mcp.http_serving import NotSafeToServe, oauth_options
+
+        try:
+            extra = oauth_options(settings, host, port)
+        except NotSafeToServe as exc:
+            print(exc, file=sys.stderr)
+            raise SystemExit(2) from exc
+    server = module.create_server(settings, log_level=settings.log_level, **extra)
     try:
         if transport == "stdio":
             server.run("stdio")

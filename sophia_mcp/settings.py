@@ -262,8 +262,13 @@ class HTTPSettings(BaseModel):
         default_factory=list, description="Origins let through beside loopback ones (JSON or commas)."
     )
     stateless: bool = Field(default=False, description="Streamable HTTP without sessions, for several replicas.")
+    jwks_url: str | None = Field(default=None, description="OAuth: the authorization server's JWKS; tokens are JWTs.")
+    issuer: str | None = Field(default=None, description="OAuth: the tokens' required issuer (iss).")
+    audience: str | None = Field(default=None, description="OAuth: the tokens' required audience (aud): this server.")
+    required_scopes: Annotated[list[str], NoDecode] = Field(default_factory=list, description="OAuth: scopes every "
+                                                           "request needs (JSON or commas).")  # fmt: skip
 
-    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @field_validator("allowed_hosts", "allowed_origins", "required_scopes", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

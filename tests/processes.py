@@ -26,9 +26,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def http_server(data_dir: Path, transport: str, timeout_s: float = 60, **env: str) -> Iterator[str]:
+def http_server(
+    data_dir: Path, transport: str, timeout_s: float = 60, port: int | None = None, **env: str
+) -> Iterator[str]:
     """Run `sophia-mcp serve gong` over HTTP on 127.0.0.1 and yield its base URL once it listens."""
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         [SCRIPT, "serve", "gong", "--transport", transport, "--port", str(port)],
         env=env_for(data_dir, SOPHIA_LOG_LEVEL="INFO", **env),

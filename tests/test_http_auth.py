@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import httpx2
@@ -60,3 +61,62 @@ def test_no_listening_beyond_loopback_without_a_token(data_dir: Path) -> None:
     )  # fmt: skip
     assert refused.returncode == 2 and "SOPHIA_HTTP__BEARER_TOKEN" in refused.stderr
     assert hosts.returncode == 2 and "SOPHIA_HTTP__ALLOWED_HOSTS" in hosts.stderr
+
+
+def _keys() -> tuple[Any, dict[str, Any]]:
+    import json as _json
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = _json.loads(RSAAlgorithm.to_jwk(private.public_key())) | {"kid": "k1", "use": "sig", "alg": "RS256"}
+    return private, {"keys": [public]}
+
+
+async def test_oauth_tokens_are_checked_for_signature_issuer_audience_expiry_and_scope(data_dir: Path) -> None:
+    import time
+
+    import jwt
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from tests.fakes.server import serve
+
+    private, jwks = _keys()
+    other, _ = _keys()
+    issuer = "https://auth.example.com"
+
+    def token(key: Any = private, **claims: Any) -> str:
+        body = {"iss": issuer, "sub": "u1", "client_id": "c1", "exp": int(time.time()) + 300, "scope": "sophia:read"}
+        return jwt.encode(body | claims, key, algorithm="RS256", headers={"kid": "k1"})
+
+    async def keys(_: Any) -> JSONResponse:
+        return JSONResponse(jwks)
+
+    with serve(Starlette(routes=[Route("/jwks.json", keys)])) as auth_server:
+        port = free_port()
+        audience = f"http://127.0.0.1:{port}/mcp"
+        env = {"SOPHIA_HTTP__JWKS_URL": f"{auth_server}/jwks.json", "SOPHIA_HTTP__ISSUER": issuer,
+               "SOPHIA_HTTP__AUDIENCE": audience, "SOPHIA_HTTP__REQUIRED_SCOPES": "sophia:read"}  # fmt: skip
+        with http_server(data_dir, "http", port=port, **env) as base:
+            good = token(aud=audience)
+            cases = {
+                "none": None, "expired": token(aud=audience, exp=int(time.time()) - 10),
+                "audience": token(aud="http://other.example.com/mcp"), "issuer": token(aud=audience, iss="https://evil"),
+                "signature": token(key=other, aud=audience), "scope": token(aud=audience, scope="other"),
+            }  # fmt: skip
+            async with httpx.AsyncClient(timeout=10) as http:
+                answers = {}
+                for name, value in cases.items():
+                    headers = ACCEPT | ({"Authorization": f"Bearer {value}"} if value else {})
+                    answers[name] = (await http.post(f"{base}/mcp", json=INITIALIZE, headers=headers)).status_code
+                metadata = await http.get(f"{base}/.well-known/oauth-protected-resource/mcp")
+            client_http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {good}"})
+            async with Client(streamable_http_client(f"{base}/mcp", http_client=client_http)) as client:
+                tools = {t.name for t in (await client.list_tools()).tools}
+    assert answers == {"none": 401, "expired": 401, "audience": 401, "issuer": 401, "signature": 401, "scope": 403}
+    assert metadata.status_code == 200 and metadata.json()["resource"] == audience
+    assert issuer in [str(s).rstrip("/") for s in metadata.json()["authorization_servers"]]
+    assert "list_calls" in tools
