@@ -263,6 +263,8 @@ class HTTPSettings(BaseModel):
     )
     stateless: bool = Field(default=False, description="Streamable HTTP without sessions, for several replicas.")
     jwks_url: str | None = Field(default=None, description="OAuth: the authorization server's JWKS; tokens are JWTs.")
+    write_scope: str = Field(default="sophia:write", description="OAuth: the scope a token needs for tools that "
+                             "change or delete data (annotated destructive).")  # fmt: skip
     issuer: str | None = Field(default=None, description="OAuth: the tokens' required issuer (iss).")
     audience: str | None = Field(default=None, description="OAuth: the tokens' required audience (aud): this server.")
     required_scopes: Annotated[list[str], NoDecode] = Field(default_factory=list, description="OAuth: scopes every "
@@ -471,6 +473,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Where the local store lives.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    tool_timeout_s: float = Field(
+        default=600.0, gt=0, description="A tool call running longer is stopped and answered with an error."
+    )
     outbox_interval_s: float = Field(
         default=30.0, gt=0, description="How often a running server retries side effects that could not be sent."
     )

@@ -105,6 +105,7 @@ class SophiaServer(MCPServer[Any]):
         # Tools are declared here and built when first called; the list comes from the tool cache when it can.
         self._pending_tools: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
         self._deferred: list[Callable[[], Any]] = []
+        self._destructive: set[str] = set()
         self._tool_list: list[MCPTool] | None = None
 
     # -- tools, built lazily --------------------------------------------------------------------------
@@ -124,6 +125,8 @@ class SophiaServer(MCPServer[Any]):
         options = {"title": title, "description": description, "annotations": annotations, "icons": icons,
                    "meta": meta, "structured_output": structured_output}  # fmt: skip
         self._pending_tools[name or fn.__name__] = (fn, options)
+        if annotations is not None and annotations.destructive_hint:
+            self._destructive.add(name or fn.__name__)
         self._tool_list = None
 
     def _build_tool(self, name: str) -> None:
@@ -246,8 +249,21 @@ class SophiaServer(MCPServer[Any]):
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         self._build_tool(name)
+        settings = self._settings or self.services.settings
+        if name in self._destructive:
+            from mcp.server.auth.middleware.auth_context import get_access_token
+
+            token = get_access_token()  # present only when the server is an OAuth resource server
+            scope = settings.http.write_scope
+            if token is not None and scope not in token.scopes:
+                raise ToolError(f"{name} changes data: the access token needs the scope {scope!r}")
         try:
-            return await super().call_tool(name, arguments, context)
+            with anyio.fail_after(settings.tool_timeout_s):
+                return await super().call_tool(name, arguments, context)
+        except TimeoutError:
+            raise ToolError(
+                f"{name} took longer than {settings.tool_timeout_s:g} s and was stopped; try a smaller request"
+            ) from None
         except UnexpectedToolError as exc:
             if isinstance(exc.__cause__, SophiaError):
                 raise ToolError(str(exc.__cause__)) from exc.__cause__

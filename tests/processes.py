@@ -27,12 +27,12 @@ def free_port() -> int:
 
 @contextmanager
 def http_server(
-    data_dir: Path, transport: str, timeout_s: float = 60, port: int | None = None, **env: str
+    data_dir: Path, transport: str, timeout_s: float = 60, port: int | None = None, server: str = "gong", **env: str
 ) -> Iterator[str]:
-    """Run `sophia-mcp serve gong` over HTTP on 127.0.0.1 and yield its base URL once it listens."""
+    """Run `sophia-mcp serve SERVER` over HTTP on 127.0.0.1 and yield its base URL once it listens."""
     port = port or free_port()
     proc = subprocess.Popen(
-        [SCRIPT, "serve", "gong", "--transport", transport, "--port", str(port)],
+        [SCRIPT, "serve", server, "--transport", transport, "--port", str(port)],
         env=env_for(data_dir, SOPHIA_LOG_LEVEL="INFO", **env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.mcp_helpers import structured
+from tests.mcp_helpers import structured, text_of
 from tests.processes import SCRIPT, env_for, free_port, http_server
 
 pytestmark = pytest.mark.anyio
@@ -100,7 +100,7 @@ async def test_oauth_tokens_are_checked_for_signature_issuer_audience_expiry_and
         audience = f"http://127.0.0.1:{port}/mcp"
         env = {"SOPHIA_HTTP__JWKS_URL": f"{auth_server}/jwks.json", "SOPHIA_HTTP__ISSUER": issuer,
                "SOPHIA_HTTP__AUDIENCE": audience, "SOPHIA_HTTP__REQUIRED_SCOPES": "sophia:read"}  # fmt: skip
-        with http_server(data_dir, "http", port=port, **env) as base:
+        with http_server(data_dir, "http", port=port, server="knowledge", **env) as base:
             good = token(aud=audience)
             cases = {
                 "none": None, "expired": token(aud=audience, exp=int(time.time()) - 10),
@@ -116,7 +116,24 @@ async def test_oauth_tokens_are_checked_for_signature_issuer_audience_expiry_and
             client_http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {good}"})
             async with Client(streamable_http_client(f"{base}/mcp", http_client=client_http)) as client:
                 tools = {t.name for t in (await client.list_tools()).tools}
+                read_only = await client.call_tool("delete_document", {"document_id": "demo-pricing-policy"})
+            writer = httpx2.AsyncClient(
+                headers={"Authorization": f"Bearer {token(aud=audience, scope='sophia:read sophia:write')}"}
+            )
+            async with Client(streamable_http_client(f"{base}/mcp", http_client=writer)) as client:
+                deleted = await client.call_tool("delete_document", {"document_id": "demo-pricing-policy"})
     assert answers == {"none": 401, "expired": 401, "audience": 401, "issuer": 401, "signature": 401, "scope": 403}
     assert metadata.status_code == 200 and metadata.json()["resource"] == audience
     assert issuer in [str(s).rstrip("/") for s in metadata.json()["authorization_servers"]]
-    assert "list_calls" in tools
+    assert "search_knowledge" in tools
+    assert read_only.is_error and "needs the scope 'sophia:write'" in text_of(read_only)
+    assert not deleted.is_error and deleted.structured_content["id"] == "demo-pricing-policy"
+
+
+async def test_a_tool_running_past_its_time_is_stopped_with_a_clear_error(data_dir: Path) -> None:
+    from sophia_mcp.servers.gong import create_server
+    from tests.conftest import make_settings
+
+    async with Client(create_server(make_settings(data_dir, tool_timeout_s=1e-6))) as client:
+        result = await client.call_tool("list_calls", {"limit": 1})
+    assert result.is_error and "took longer than 1e-06 s" in text_of(result)
