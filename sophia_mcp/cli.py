@@ -73,6 +73,9 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
     configure_from_environment("sophia-cli")
     try:
         services = build_services(_settings())
+        from sophia_mcp.runs import reap_interrupted
+
+        reap_interrupted(services.store)
     except SophiaError as exc:
         _console(stderr=True).print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc

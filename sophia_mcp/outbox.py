@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -159,10 +160,10 @@ class Outbox:
             for entry_id in entry_ids:
                 row = conn.execute(
                     """
-                    UPDATE outbox SET status = 'sending', claimed_at = ?, attempts = attempts + 1
+                    UPDATE outbox SET status = 'sending', claimed_at = ?, claimed_by = ?, attempts = attempts + 1
                     WHERE id = ? AND (status = 'pending' OR (status = 'sending' AND claimed_at < ?)) RETURNING *
                     """,
-                    (iso(now), entry_id, iso(now - CLAIM_LEASE)),
+                    (iso(now), os.getpid(), entry_id, iso(now - CLAIM_LEASE)),
                 ).fetchone()
                 if row is not None:
                     claimed.append(_entry(row))

@@ -155,6 +155,48 @@ async def start_run(store: Store, workflow: str, subject: str | None, inputs: An
     await store.run(end, "succeeded", None)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def reap_interrupted(store: Store) -> int:
+    """Mark runs whose process died mid-run (killed, crashed) as failed, saying so, with their open steps.
+    Re-running the workflow finishes the work: its side effects are keyed, so none done is repeated."""
+    rows = store.query("SELECT id, pid FROM workflow_runs WHERE status = 'running' AND pid IS NOT NULL")
+    dead = [(r["id"], r["pid"]) for r in rows if r["pid"] != os.getpid() and not _alive(r["pid"])]
+    claimers = [r[0] for r in store.query("SELECT DISTINCT claimed_by FROM outbox WHERE status = 'sending'")]
+    gone = [pid for pid in claimers if pid is not None and pid != os.getpid() and not _alive(pid)]
+    if not dead and not gone:
+        return 0
+    now = iso(utcnow())
+    with store.transaction() as conn:
+        # What a dead process was sending goes back to pending: the next delivery sends it (a receiver that
+        # took it already is asked first, or is idempotent by the entry's key).
+        conn.executemany(
+            "UPDATE outbox SET status = 'pending', claimed_at = NULL WHERE status = 'sending' AND claimed_by = ?",
+            [(pid,) for pid in gone],
+        )
+        for run_id, pid in dead:
+            reason = f"interrupted: its process ({pid}) ended mid-run; run it again to finish the rest"
+            conn.execute(
+                "UPDATE workflow_runs SET status = 'failed', error = ?, finished_at = ? "
+                "WHERE id = ? AND status = 'running'",
+                (reason, now, run_id),
+            )
+            conn.execute(
+                "UPDATE run_steps SET status = 'failed', error = 'interrupted', finished_at = ? "
+                "WHERE run_id = ? AND status = 'running'",
+                (now, run_id),
+            )
+    return len(dead)
+
+
 def get_run(store: Store, run_id: str) -> RunRecord | None:
     row = store.query_one("SELECT * FROM workflow_runs WHERE id = ?", (run_id,))
     if row is None:

@@ -386,6 +386,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX client_snapshots_outcome ON client_snapshots (outcome);
     """,
+    # 8: which process claimed an outbox entry, so a claim by a process that died is released at once.
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_by INTEGER;
+    """,
 ]
 
 

@@ -209,6 +209,9 @@ class SophiaServer(MCPServer[Any]):
                     from sophia_mcp.wiring import build_services
 
                     self._services = build_services(self._settings or load_settings())
+                    from sophia_mcp.runs import reap_interrupted
+
+                    reap_interrupted(self._services.store)
         return self._services
 
     def close(self) -> None:
