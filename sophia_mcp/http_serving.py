@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
+import time
 from typing import Any
 
 from sophia_mcp.settings import Settings
@@ -40,6 +42,48 @@ class BearerAuth:
         await send({
             "type": "http.response.start", "status": 401,
             "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="sophia-mcp"'),
+                        (b"content-length", str(len(body)).encode())],
+        })  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+
+class RateLimit:
+    """ASGI middleware: each client (by its Authorization header, else its address) gets a token bucket of
+    `per_minute` requests a minute with a burst of a tenth of that; beyond it, 429 with Retry-After."""
+
+    def __init__(self, app: Any, per_minute: float) -> None:
+        self.app = app
+        self.rate = per_minute / 60
+        self.burst = max(5.0, per_minute / 10)
+        self.buckets: dict[bytes, tuple[float, float]] = {}
+
+    def _take(self, key: bytes) -> float:
+        """0 when the request may go; else the seconds until it could."""
+        now = time.monotonic()
+        tokens, then = self.buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.rate)
+        if tokens >= 1:
+            self.buckets[key] = (tokens - 1, now)
+            return 0.0
+        self.buckets[key] = (tokens, now)
+        return (1 - tokens) / self.rate
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        key = headers.get(b"authorization") or str((scope.get("client") or ("?",))[0]).encode()
+        if len(self.buckets) > 10_000:  # forget idle clients rather than grow without bound
+            self.buckets.clear()
+        wait = self._take(key)
+        if not wait:
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": "rate_limited", "error_description": "too many requests; wait and retry"}).encode()
+        await send({
+            "type": "http.response.start", "status": 429,
+            "headers": [(b"content-type", b"application/json"), (b"retry-after", str(math.ceil(wait)).encode()),
                         (b"content-length", str(len(body)).encode())],
         })  # fmt: skip
         await send({"type": "http.response.body", "body": body})
@@ -91,15 +135,19 @@ def check_safe(settings: Settings, host: str) -> None:
 
 def http_app(server: Any, settings: Settings, transport: str, host: str) -> Any:
     """The server's ASGI app for `transport` ("http" or "sse"), with the checks and, when set, the token."""
+    http = settings.http
     security = transport_security(settings, host)
+    limit = int(http.max_body_mb * 1024 * 1024)
     if transport == "sse":
-        app = server.sse_app(transport_security=security, host=host)
+        app = server.sse_app(transport_security=security, host=host, max_request_body_size=limit)
     else:
-        app = server.streamable_http_app(transport_security=security, host=host, stateless_http=settings.http.stateless)
-    token = settings.http.bearer_token
-    if token is None or settings.http.jwks_url:  # OAuth, when configured, is the SDK's own middleware
-        return app
-    return BearerAuth(app, token.get_secret_value())
+        app = server.streamable_http_app(
+            transport_security=security, host=host, stateless_http=http.stateless, max_request_body_size=limit
+        )
+    token = http.bearer_token
+    if token is not None and not http.jwks_url:  # OAuth, when configured, is the SDK's own middleware
+        app = BearerAuth(app, token.get_secret_value())
+    return RateLimit(app, http.rate_per_minute) if http.rate_per_minute > 0 else app
 
 
 def serve_http(server: Any, settings: Settings, transport: str, host: str, port: int) -> None:

@@ -262,6 +262,11 @@ class HTTPSettings(BaseModel):
         default_factory=list, description="Origins let through beside loopback ones (JSON or commas)."
     )
     stateless: bool = Field(default=False, description="Streamable HTTP without sessions, for several replicas.")
+    max_body_mb: float = Field(default=4.0, gt=0, description="Larger request bodies are refused (413).")
+    rate_per_minute: float = Field(
+        default=600.0, ge=0, description="Requests per minute one client (its token, else its address) may make; "
+        "beyond, 429 with Retry-After. 0: no limit."
+    )  # fmt: skip
     jwks_url: str | None = Field(default=None, description="OAuth: the authorization server's JWKS; tokens are JWTs.")
     write_scope: str = Field(default="sophia:write", description="OAuth: the scope a token needs for tools that "
                              "change or delete data (annotated destructive).")  # fmt: skip

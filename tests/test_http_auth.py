@@ -137,3 +137,19 @@ async def test_a_tool_running_past_its_time_is_stopped_with_a_clear_error(data_d
     async with Client(create_server(make_settings(data_dir, tool_timeout_s=1e-6))) as client:
         result = await client.call_tool("list_calls", {"limit": 1})
     assert result.is_error and "took longer than 1e-06 s" in text_of(result)
+
+
+async def test_a_client_over_its_rate_is_told_to_wait_and_a_huge_body_is_refused(data_dir: Path) -> None:
+    env = {"SOPHIA_HTTP__RATE_PER_MINUTE": "60", "SOPHIA_HTTP__MAX_BODY_MB": "0.01"}
+    with http_server(data_dir, "http", **env) as base:
+        async with httpx.AsyncClient(timeout=10) as http:
+            statuses = [(await http.post(f"{base}/mcp", json=INITIALIZE, headers=ACCEPT)) for _ in range(12)]
+            other = await http.post(f"{base}/mcp", json=INITIALIZE, headers=ACCEPT | {"Authorization": "Bearer x"})
+        async with httpx.AsyncClient(timeout=10, headers={"Authorization": "Bearer big"}) as http:
+            big = await http.post(f"{base}/mcp", content=b"{" + b" " * 20_000 + b"}", headers=ACCEPT)
+    codes = [r.status_code for r in statuses]
+    assert codes[:5] == [200] * 5 and 429 in codes  # a burst of 6 at 60 a minute, then wait
+    limited = next(r for r in statuses if r.status_code == 429)
+    assert int(limited.headers["retry-after"]) >= 1
+    assert other.status_code == 200  # another client has its own allowance
+    assert big.status_code == 413
