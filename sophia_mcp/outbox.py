@@ -239,9 +239,12 @@ class Outbox:
             return await self.get(entry_id)
         return (await self.store.run(self._finish, [await self._send(claimed[0])]))[0]
 
-    async def deliver_all(self, entry_ids: Sequence[int], concurrency: int = 4, batch: int = 200) -> None:
+    async def deliver_all(
+        self, entry_ids: Sequence[int], concurrency: int = 4, batch: int = 200
+    ) -> dict[int, OutboxEntry]:
         """Send these entries: claimed and recorded a batch at a time, sent a few at a time (each service's own
-        limits pace them further). Entries delivered already, or being sent by another process, are left alone."""
+        limits pace them further). Entries delivered already, or being sent by another process, are left alone.
+        Returns every entry as it is afterwards, by id."""
         import anyio
 
         slots = anyio.Semaphore(concurrency)
@@ -257,6 +260,7 @@ class Outbox:
                 for entry in claimed:
                     group.start_soon(one, entry, outcomes)
             await self.store.run(self._finish, outcomes)
+        return {e.id: e for e in await self.entries(entry_ids)}
 
     async def deliver_pending(self, limit: int = 100) -> list[OutboxEntry]:
         """Try every pending entry (oldest first), and any whose sender died mid-send."""

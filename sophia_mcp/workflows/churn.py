@@ -277,10 +277,7 @@ async def _act(services: Services, above: list[Any], period: str, now: datetime)
         alerts.append((alert.key, channel, alert.model_dump(mode="json")))
     issue_ids = await services.outbox.enqueue_many("issue", issues)
     alert_ids = await services.outbox.enqueue_many("alert", alerts)
-    ids = [i for i, _ in issue_ids] + [i for i, _ in alert_ids]
-    waiting = [e.id for e in await services.outbox.entries(ids) if e.status != "delivered"]
-    await services.outbox.deliver_all(waiting)
-    entries = {e.id: e for e in await services.outbox.entries(ids)}
+    entries = await services.outbox.deliver_all([i for i, _ in issue_ids] + [i for i, _ in alert_ids])
     out = {}
     for (_, client, _, _), (issue_id, _), (alert_id, _) in zip(above, issue_ids, alert_ids, strict=True):
         issue = entries[issue_id]

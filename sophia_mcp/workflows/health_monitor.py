@@ -175,10 +175,7 @@ async def monitor_health(services: Services, now: datetime | None = None) -> Mon
         )  # fmt: skip
 
         async def deliver() -> dict[int, OutboxEntry]:
-            ids = [i for i, _ in issue_ids] + [i for i, _ in alert_ids]
-            waiting = [e.id for e in await services.outbox.entries(ids) if e.status != "delivered"]
-            await services.outbox.deliver_all(waiting)
-            return {e.id: e for e in await services.outbox.entries(ids)}
+            return await services.outbox.deliver_all([i for i, _ in issue_ids] + [i for i, _ in alert_ids])
 
         entries = await run.step(
             "send", deliver, lambda r: {"pending": sum(e.status != "delivered" for e in r.values())}
