@@ -132,7 +132,7 @@ async def get_document(
 ) -> DocumentDetail:
     """Get a document's details (title, source, type, tags, date, size, chunks) and, if asked, its chunks."""
     services = services_of(ctx)
-    document = await services.store.run(services.documents.get, document_id)
+    document = await services.store.read(services.documents.get, document_id)
     if document is None:
         raise NotFound(f"No document with id {document_id!r}; list_documents shows the ids")
     chunks = await services.store.run(services.documents.chunks, document_id) if include_chunks else None
@@ -149,7 +149,7 @@ async def list_documents(
     """List the documents in the knowledge base, optionally of one type or with one tag."""
     services = services_of(ctx)
     flt = DocumentFilter(types=[type] if type else None, tags=[tag] if tag else None)
-    documents, following = await services.store.run(services.documents.page, flt, limit, cursor)
+    documents, following = await services.store.read(services.documents.page, flt, limit, cursor)
     return DocumentPage(documents=documents, next_cursor=following)
 
 

@@ -425,6 +425,9 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
+READ_HERE_KEYS = 200  # `read` of more keys than this may take over a millisecond: it goes to a worker thread
+
+
 class Store:
     """A connection to the store file; blocking calls go through `run` so they never block the event loop."""
 
@@ -432,6 +435,11 @@ class Store:
         self.path = path
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        # `read` runs short reads in the calling (event-loop) thread on that thread's own read-only connection:
+        # no trip to a worker thread and no wait for the shared connection's lock (WAL lets readers run beside
+        # the writer). `_local.active` is that connection while such a read runs.
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -465,15 +473,46 @@ class Store:
             conn.execute("ROLLBACK")
             raise
 
+    def _open_reader(self) -> sqlite3.Connection:
+        with self._lock:
+            self._connect()  # the file exists and is migrated
+            try:
+                reader = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                )
+            except sqlite3.Error as exc:
+                raise ServiceUnavailable(f"Cannot open the local store at {self.path}: {exc}") from exc
+            reader.row_factory = sqlite3.Row
+            reader.execute("PRAGMA query_only = ON")
+            self._readers.append(reader)
+        self._local.reader = reader
+        return reader
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection a read runs on: this thread's own inside `read`, else the shared one, under its lock."""
+        active = getattr(self._local, "active", None)
+        if active is not None:
+            yield active
+            return
+        with self._lock:
+            yield self._connect()
+
     @property
     def schema_version(self) -> int:
-        with self._lock:
-            return int(self._connect().execute("PRAGMA user_version").fetchone()[0])
+        with self._reading() as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def data_version(self) -> tuple[int, int]:
+        """A token that changes when another connection (or process) commits: SQLite's `data_version`, with the
+        connection it was read on, since each connection counts on its own. Compare tokens only for equality."""
+        with self._reading() as conn:
+            return id(conn), int(conn.execute("PRAGMA data_version").fetchone()[0])
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         """Run a read and return every row."""
-        with self._lock:
-            return self._connect().execute(sql, params).fetchall()
+        with self._reading() as conn:
+            return conn.execute(sql, params).fetchall()
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Run one write in its own transaction; returns how many rows it changed."""
@@ -486,8 +525,8 @@ class Store:
         """Run a read that may take long, giving up after `seconds`: its columns and rows, or None when out of
         time. `read_only` runs it with SQLite's query_only on, so no statement can write whatever it says."""
         deadline = time.perf_counter() + seconds
-        with self._lock:
-            conn = self._connect()
+        with self._reading() as conn:
+            read_only = read_only and conn is not getattr(self._local, "active", None)  # a reader always is
             if read_only:
                 conn.execute("PRAGMA query_only = ON")
             conn.set_progress_handler(lambda: time.perf_counter() > deadline, 1000)
@@ -505,8 +544,8 @@ class Store:
                     conn.execute("PRAGMA query_only = OFF")
 
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
-        with self._lock:
-            return self._connect().execute(sql, params).fetchone()
+        with self._reading() as conn:
+            return conn.execute(sql, params).fetchone()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -525,16 +564,25 @@ class Store:
         """Run a blocking store function in a worker thread."""
         return await anyio.to_thread.run_sync(fn, *args)
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a short read (a fraction of a millisecond) here when no other thread is using the store, since the
-        trip to a worker thread and back costs as much as the read; in a worker thread when the store is busy."""
-        if self._lock.acquire(blocking=False):
-            self._lock.release()  # not held across `fn`: it takes the lock per statement, as in a worker
+    async def read(self, fn: Callable[..., T], *args: Any, keys: int = 1) -> T:
+        """Run a short read (a fraction of a millisecond: lookups by key, a small page) here, in the calling
+        thread, on its own read-only connection: the trip to a worker thread and back costs more than the read,
+        and under load each trip waits its turn on the busy event loop. A read of more than `READ_HERE_KEYS`
+        keys, and anything longer, goes to a worker thread (`run`)."""
+        if keys > READ_HERE_KEYS:
+            return await self.run(fn, *args)
+        self._local.active = getattr(self._local, "reader", None) or self._open_reader()
+        try:
             return fn(*args)
-        return await self.run(fn, *args)
+        finally:
+            self._local.active = None
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
+            self._local = threading.local()

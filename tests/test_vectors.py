@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,16 @@ async def test_local_index_refusals_and_a_second_process(tmp_path: Path, embedde
     assert {m.id for m in await other.query(embedder.embed_now(TEXTS[:1])[0], 5)} == {"a", "b"}
     await index.delete(["a"])
     assert {m.id for m in await other.query(embedder.embed_now(TEXTS[:1])[0], 5)} == {"b"}
+    # Read here (on this thread's read-only connection) and in a worker thread by turns: each sees every change.
+    vector = embedder.embed_now(TEXTS[:1])[0]
+    await index.upsert(["c"], embedder.embed_now(TEXTS[2:3]), [{}])
+    assert {m.id for m in await other.store.read(other.query_now, vector, 5)} == {"b", "c"}
+    await index.delete(["b"])
+    assert {m.id for m in await other.query(vector, 5)} == {"c"}
+    await index.upsert(["d"], embedder.embed_now(TEXTS[3:4]), [{}])
+    assert {m.id for m in await other.store.read(other.query_now, vector, 5)} == {"c", "d"}
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await other.store.read(other.store.query, "DELETE FROM vectors")
 
 
 async def test_pinecone_refuses_vectors_of_another_size_and_a_bad_key(

@@ -84,7 +84,7 @@ class LocalCRM:
         return found
 
     async def get_contacts(self, contact_ids: list[str]) -> dict[str, Contact]:
-        return await self.store.run(self._contacts_by_id, contact_ids)
+        return await self.store.read(self._contacts_by_id, contact_ids, keys=len(contact_ids))
 
     async def get_contact(self, contact_id: str) -> Contact:
         found = await self.get_contacts([contact_id])
@@ -165,7 +165,7 @@ class LocalCRM:
         return _client(row) if row else None
 
     async def get_client(self, client_id: str) -> Client | None:
-        return await self.store.run(self._get_client, client_id)
+        return await self.store.read(self._get_client, client_id)
 
     def _clients_by_id(self, client_ids: list[str]) -> dict[str, Client]:
         found: dict[str, Client] = {}
@@ -176,7 +176,7 @@ class LocalCRM:
         return found
 
     async def get_clients(self, client_ids: list[str]) -> dict[str, Client]:
-        return await self.store.run(self._clients_by_id, client_ids)
+        return await self.store.read(self._clients_by_id, client_ids, keys=len(client_ids))
 
     def _list_clients(self, text: str | None, limit: int, cursor: str | None) -> ClientPage:
         rows = self.store.query(
@@ -190,7 +190,8 @@ class LocalCRM:
         return ClientPage(clients=clients, next_cursor=clients[-1].id if len(rows) > limit else None)
 
     async def list_clients(self, text: str | None, limit: int, cursor: str | None) -> ClientPage:
-        return await self.store.run(self._list_clients, text, limit, cursor)
+        read = self.store.read if text is None else self.store.run  # a page along the key, or a scan for text
+        return await read(self._list_clients, text, limit, cursor)
 
     def all_clients(self) -> list[Client]:
         """Every client, in one query (the health monitor's set-based pass)."""

@@ -34,7 +34,7 @@ class LocalVectorIndex:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._lock = threading.Lock()
-        self._version: int | None = None
+        self._version: tuple[int, int] | None = None
         self._ids: list[str] = []
         self._matrix = np.zeros((0, 0), dtype=np.float32)
         self._metadata: list[Metadata] = []
@@ -106,7 +106,7 @@ class LocalVectorIndex:
 
     def _fresh(self) -> None:
         """Reload the memory copy if the store changed since it was taken."""
-        version = int(self.store.query_one("PRAGMA data_version")[0])  # type: ignore[index]
+        version = self.store.data_version()
         if version == self._version:
             return
         rows = self.store.query("SELECT id, vector, metadata FROM vectors ORDER BY id")

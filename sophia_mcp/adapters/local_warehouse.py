@@ -86,7 +86,7 @@ class LocalWarehouse:
         await self.store.run(self._save_analysis, analysis)
 
     async def get_analysis(self, call_id: str) -> CallAnalysis | None:
-        row = await self.store.run(self.store.query_one, ANALYSIS_OF_CALL, (call_id,))
+        row = await self.store.read(self.store.query_one, ANALYSIS_OF_CALL, (call_id,))
         return CallAnalysis.model_validate_json(row["analysis"]) if row else None
 
     async def client_analyses(self, client_id: str, since: datetime) -> list[CallAnalysis]:
@@ -128,10 +128,10 @@ class LocalWarehouse:
         scores: dict[str, float] = {}
         for start in range(0, len(client_ids), 500):
             chunk = client_ids[start : start + 500]
-            rows = await self.store.run(self.store.query, scores_of_clients(len(chunk)), chunk)
+            rows = await self.store.read(self.store.query, scores_of_clients(len(chunk)), chunk, keys=len(chunk))
             scores.update((row[0], float(row[1])) for row in rows)
         return scores
 
     async def get_health(self, client_id: str) -> HealthRecord | None:
-        row = await self.store.run(self.store.query_one, HEALTH_OF_CLIENT, (client_id,))
+        row = await self.store.read(self.store.query_one, HEALTH_OF_CLIENT, (client_id,))
         return _health_from_row(row) if row else None

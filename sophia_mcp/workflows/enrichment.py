@@ -98,7 +98,7 @@ async def scoring_context(services: Services, contacts: list[Contact]) -> Scorin
         return context
     context.clients = await services.crm.get_clients(client_ids)
     since = utcnow() - timedelta(days=ENGAGEMENT_DAYS)
-    context.calls = await services.store.run(services.local_calls.call_counts, client_ids, since)
+    context.calls = await services.store.read(services.local_calls.call_counts, client_ids, since, keys=len(client_ids))
     context.health = await services.warehouse.health_scores(client_ids)
     return context
 
