@@ -1,8 +1,14 @@
-"""The yardstick: a bare MCPServer with one echo tool, started the way sophia-mcp servers are (stdio)."""
+"""The yardstick: a bare MCPServer with one echo tool, started the way sophia-mcp servers are.
+
+stdio by default; `--http PORT` serves Streamable HTTP on 127.0.0.1:PORT at /mcp (logging at WARNING, as the
+load bench runs the server it compares with).
+"""
+
+import sys
 
 from mcp.server.mcpserver import MCPServer
 
-server = MCPServer("bare-echo")
+server = MCPServer("bare-echo", log_level="WARNING" if "--http" in sys.argv else "INFO")
 
 
 @server.tool()
@@ -12,4 +18,7 @@ def echo(text: str) -> str:
 
 
 if __name__ == "__main__":
-    server.run()
+    if "--http" in sys.argv:
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[sys.argv.index("--http") + 1]))
+    else:
+        server.run()

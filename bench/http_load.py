@@ -1,0 +1,325 @@
+"""Load over Streamable HTTP: concurrent MCP clients against the composite server, beside a bare MCPServer echo.
+
+Each server runs as its own process on 127.0.0.1 (`sophia-mcp serve composite --transport http`, and
+bench/bare_echo_server.py over the same transport), loaded in the same run by the same client: N concurrent
+MCP sessions (default 32), each initialized as a client does, sharing a budget of M tool calls (default 20,000).
+The composite server gets a mix of its read tools over the demo data (calls, clients, contacts, lead scores,
+knowledge search, metrics, read-only SQL, alerts and issues, the strategic query) and an idempotent write
+(a repeated alert with its key); the bare server gets `echo`. Every tool is called once before the clock starts,
+since the server builds a tool on its first call. The composite server runs as deployed on a network: bearer
+token, Host/Origin checks, the per-client rate limit (raised so the load stays under it) and the body cap on.
+
+An error is any HTTP status but 200, a JSON-RPC error or a result with isError; the run prints them and exits
+1 if there is any. The client speaks JSON-RPC over httpx itself, so what is measured is the servers, not a client
+library's validation. Run: python bench/http_load.py [--clients 32] [--calls 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gong_server import BARE, SCRIPT, pct, prepare_data_dir
+
+Args = Callable[[int], dict[str, Any]]
+PROTOCOL = "2025-06-18"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("SOPHIA_")}, **env}
+    return subprocess.Popen(command, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            assert proc.stderr is not None
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode(errors='replace')[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {timeout_s} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+class CallFailed(Exception):
+    pass
+
+
+class Connection:
+    """HTTP/1.1 over one kept-alive loopback socket: small enough that the load client costs less than a server.
+
+    (httpx costs about 3 ms of client CPU a request here, so with it the bench measured the client.)
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, headers: dict[str, str], body: bytes = b""
+    ) -> tuple[int, dict[str, str], bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        head = f"{method} /mcp HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Length: {len(body)}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        self.writer.write(head.encode() + b"\r\n" + body)
+        lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        reply_headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                reply_headers[name.strip().lower()] = value.strip()
+        if reply_headers.get("transfer-encoding") == "chunked":
+            chunks = []
+            while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                chunks.append((await self.reader.readexactly(size + 2))[:-2])
+            await self.reader.readuntil(b"\r\n")
+            payload = b"".join(chunks)
+        else:
+            payload = await self.reader.readexactly(int(reply_headers.get("content-length", "0")))
+        if reply_headers.get("connection") == "close":
+            await self.close()
+        return status, reply_headers, payload
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
+class Session:
+    """One MCP client session over Streamable HTTP, speaking JSON-RPC itself on its own connection."""
+
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
+        self.connection = Connection(port)
+        self.headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json", **headers}
+        self.next_id = 0
+
+    async def _post(self, message: dict[str, Any]) -> tuple[dict[str, str], bytes]:
+        status, headers, payload = await self.connection.request("POST", self.headers, json.dumps(message).encode())
+        if status not in (200, 202):
+            raise CallFailed(f"HTTP {status}: {payload[:200]!r}")
+        return headers, payload
+
+    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.next_id += 1
+        headers, payload = await self._post({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        if headers.get("content-type", "").startswith("text/event-stream"):
+            messages = [json.loads(line[5:]) for line in payload.decode().splitlines() if line.startswith("data:")]
+        else:
+            messages = [json.loads(payload)]
+        reply = next((m for m in messages if m.get("id") == self.next_id), None)
+        if reply is None:
+            raise CallFailed(f"{method}: no reply in {payload[:200]!r}")
+        if "error" in reply:
+            raise CallFailed(f"{method}: {reply['error']}")
+        return dict(reply["result"])
+
+    async def open(self) -> None:
+        self.next_id += 1
+        message = {
+            "jsonrpc": "2.0", "id": self.next_id, "method": "initialize",
+            "params": {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "load", "version": "1"}},
+        }  # fmt: skip
+        headers, _ = await self._post(message)
+        self.headers["mcp-session-id"] = headers["mcp-session-id"]
+        self.headers["mcp-protocol-version"] = PROTOCOL
+        await self._post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        result = await self.request("tools/call", {"name": tool, "arguments": arguments})
+        if result.get("isError"):
+            text = " ".join(c.get("text", "") for c in result.get("content", []))
+            raise CallFailed(f"{tool}: isError: {text[:200]}")
+        return result
+
+    async def close(self) -> None:
+        await self.connection.request("DELETE", self.headers)
+        await self.connection.close()
+
+
+async def composite_mix(session: Session) -> list[tuple[str, Args]]:
+    """The composite server's calls, with ids read from the demo data through the server itself."""
+    calls = (await session.call("gong_list_calls", {"limit": 50}))["structuredContent"]["calls"]
+    contacts = (await session.call("crm_search_contacts", {"limit": 50}))["structuredContent"]["contacts"]
+    clients = (await session.call("crm_list_clients", {"limit": 50}))["structuredContent"]["clients"]
+    call_ids, contact_ids = [c["id"] for c in calls], [c["id"] for c in contacts]
+    client_names = [c["client"]["name"] for c in clients]
+    questions = ["who approves a discount", "card fees for residents", "AppFolio pricing", "onboarding weeks"]
+    return [
+        ("gong_list_calls", lambda i: {"limit": 20}),
+        ("gong_get_call", lambda i: {"call_id": call_ids[i % len(call_ids)]}),
+        ("crm_list_clients", lambda i: {"limit": 20}),
+        ("crm_get_contact", lambda i: {"contact_id": contact_ids[i % len(contact_ids)]}),
+        ("crm_score_lead", lambda i: {"contact_id": contact_ids[i % len(contact_ids)]}),
+        ("crm_get_client_health", lambda i: {"client": client_names[i % len(client_names)]}),
+        ("knowledge_search_knowledge", lambda i: {"query": questions[i % len(questions)], "limit": 5}),
+        ("knowledge_list_documents", lambda i: {"limit": 20}),
+        ("run_metric", lambda i: {"name": "revenue_by_segment"}),
+        ("run_metric", lambda i: {"name": "at_risk_clients"}),
+        ("query_warehouse", lambda i: {"sql": "SELECT segment, count(*) FROM clients GROUP BY 1"}),
+        ("alerts_list_alerts", lambda i: {"limit": 20}),
+        ("alerts_send_alert", lambda i: {"text": "Load test alert", "topic": "health", "idempotency_key": "load:1"}),
+        ("linear_search_issues", lambda i: {"text": "renewal", "limit": 10}),
+        ("strategic_query", lambda i: {"question": f"Which clients are at risk this quarter? ({i % 4})"}),
+    ]
+
+
+async def echo_mix(session: Session) -> list[tuple[str, Args]]:
+    return [("echo", lambda i: {"text": f"hello {i}"})]
+
+
+async def load(
+    pid: int, port: int, headers: dict[str, str], mix_of: Callable[[Session], Any], clients: int, calls: int
+) -> dict[str, Any]:
+    first = Session(port, headers)
+    await first.open()
+    mix: list[tuple[str, Args]] = await mix_of(first)
+    for tool, args in mix:  # every tool once before the clock starts
+        await first.call(tool, args(0))
+    sessions = [first]
+    for _ in range(clients - 1):
+        sessions.append(Session(port, headers))
+        await sessions[-1].open()
+
+    counter = itertools.count()
+    latencies: dict[str, list[float]] = {tool: [] for tool, _ in mix}
+    every: list[float] = []
+    errors: Counter[str] = Counter()
+
+    async def client(session: Session) -> None:
+        while (i := next(counter)) < calls:
+            tool, args = mix[i % len(mix)]
+            began = time.perf_counter()
+            try:
+                await session.call(tool, args(i))
+            except (CallFailed, OSError, asyncio.IncompleteReadError) as error:
+                errors[f"{type(error).__name__}: {error}"[:300]] += 1
+                continue
+            took = time.perf_counter() - began
+            latencies[tool].append(took)
+            every.append(took)
+
+    server_cpu = cpu_seconds(pid)
+    cpu_began, began = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(client(session) for session in sessions))
+    wall, client_cpu = time.perf_counter() - began, time.process_time() - cpu_began
+    server_cpu = cpu_seconds(pid) - server_cpu
+    for session in sessions:
+        await session.close()
+    return {
+        "wall": wall,
+        "every": every,
+        "per_tool": latencies,
+        "errors": errors,
+        "client_cpu": client_cpu,
+        "server_cpu": server_cpu,
+    }
+
+
+def report(label: str, figures: dict[str, Any], calls: int) -> None:
+    every = figures["every"]
+    print(
+        f"  {label:10s} calls {len(every):6d}  errors {sum(figures['errors'].values()):4d}  "
+        f"p50 {pct(every, 50) * 1000:7.2f} ms  p99 {pct(every, 99) * 1000:7.2f} ms  "
+        f"throughput {len(every) / figures['wall']:7.0f} calls/s  wall {figures['wall']:6.1f} s  "
+        f"server CPU {figures['server_cpu'] / max(1, len(every)) * 1000:.2f} ms/call  "
+        f"(load client CPU {figures['client_cpu']:.1f} s)"
+    )
+    for error, count in figures["errors"].most_common(5):
+        print(f"      {count} x {error}")
+
+
+def main(clients: int, calls: int) -> int:
+    data_dir = anyio.run(prepare_data_dir)
+    token = secrets.token_urlsafe(24)
+
+    bare_port = free_port()
+    bare = start([*BARE, "--http", str(bare_port)], {})
+    try:
+        wait_listening(bare, bare_port)
+        bare_figures = asyncio.run(load(bare.pid, bare_port, {}, echo_mix, clients, calls))
+    finally:
+        stop(bare)
+
+    port = free_port()
+    env = {
+        "SOPHIA_DATA_DIR": str(data_dir),
+        "SOPHIA_LOG_LEVEL": "WARNING",
+        "SOPHIA_HTTP__BEARER_TOKEN": token,
+        "SOPHIA_HTTP__RATE_PER_MINUTE": "600000",
+    }
+    server = start([SCRIPT, "serve", "composite", "--transport", "http", "--port", str(port)], env)
+    try:
+        wait_listening(server, port)
+        headers = {"Authorization": f"Bearer {token}"}
+        figures = asyncio.run(load(server.pid, port, headers, composite_mix, clients, calls))
+    finally:
+        stop(server)
+
+    print(f"Streamable HTTP on 127.0.0.1: {clients} concurrent MCP sessions, {calls} tool calls each server")
+    report("bare echo", bare_figures, calls)
+    report("composite", figures, calls)
+    base = bare_figures["every"]
+    print(
+        f"  ratio composite / bare: p50 {pct(figures['every'], 50) / pct(base, 50):.2f}  "
+        f"p99 {pct(figures['every'], 99) / pct(base, 99):.2f}  "
+        f"throughput {(len(figures['every']) / figures['wall']) / (len(base) / bare_figures['wall']):.2f}"
+    )
+    print("  composite per tool (p50 / p99 ms):")
+    for tool, values in figures["per_tool"].items():
+        if values:
+            print(
+                f"    {tool:28s} {pct(values, 50) * 1000:7.2f} / {pct(values, 99) * 1000:7.2f}  ({len(values)} calls)"
+            )
+    return 1 if figures["errors"] or bare_figures["errors"] else 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--calls", type=int, default=20_000)
+    options = parser.parse_args()
+    sys.exit(main(options.clients, options.calls))
