@@ -49,8 +49,12 @@ class ScheduleList(BaseModel):
     schedules: list[ScheduleInfo]
 
 
+RETRIED_SHOWN = 50
+
+
 class Retried(BaseModel):
-    alerts: list[OutboxEntry]
+    alerts: list[OutboxEntry] = Field(description=f"Up to {RETRIED_SHOWN} of them, those still pending first.")
+    alerts_omitted: int = Field(default=0, description="How many more were retried than are listed.")
     delivered: int
     pending: int
 
@@ -104,7 +108,10 @@ async def retry_alerts(
     """Send again alerts that could not be sent (Slack down, say). Delivered alerts are never sent twice."""
     alerts = await retry_alerts_workflow(services_of(ctx), alert_ids)
     delivered = sum(a.status == "delivered" for a in alerts)
-    return Retried(alerts=alerts, delivered=delivered, pending=len(alerts) - delivered)
+    shown = sorted(alerts, key=lambda a: a.status == "delivered")[:RETRIED_SHOWN]  # stable: pending ones first
+    return Retried(
+        alerts=shown, alerts_omitted=len(alerts) - len(shown), delivered=delivered, pending=len(alerts) - delivered
+    )
 
 
 async def alert_resource(alert_id: str, ctx: Context) -> str:

@@ -47,7 +47,10 @@ class DocumentPage(BaseModel):
 
 class DocumentDetail(BaseModel):
     document: DocumentInfo
-    chunks: list[ChunkRecord] | None = Field(description="The document's chunks, when asked for.")
+    chunks: list[ChunkRecord] | None = Field(description="A page of the document's chunks, when asked for.")
+    next_chunk: int | None = Field(
+        default=None, description="Pass as `chunks_from` for the next page of chunks; null when none are left."
+    )
 
 
 async def _client_roots(ctx: Context) -> list[Path]:
@@ -129,14 +132,20 @@ async def get_document(
     ctx: Context,
     document_id: DocumentId,
     include_chunks: Annotated[bool, Field(description="Also return the document's chunks (its text).")] = False,
+    chunks_from: Annotated[int, Field(ge=0, description="First chunk position to return (next_chunk).")] = 0,
+    chunk_limit: Annotated[int, Field(ge=1, le=100, description="Chunks per page, 1-100.")] = 20,
 ) -> DocumentDetail:
-    """Get a document's details (title, source, type, tags, date, size, chunks) and, if asked, its chunks."""
+    """Get a document's details (title, source, type, tags, date, size, chunks) and, if asked, its chunks, a page
+    at a time."""
     services = services_of(ctx)
     document = await services.store.read(services.documents.get, document_id)
     if document is None:
         raise NotFound(f"No document with id {document_id!r}; list_documents shows the ids")
-    chunks = await services.store.run(services.documents.chunks, document_id) if include_chunks else None
-    return DocumentDetail(document=document, chunks=chunks)
+    if not include_chunks:
+        return DocumentDetail(document=document, chunks=None)
+    page = await services.store.read(services.documents.chunks, document_id, chunks_from, chunk_limit + 1)
+    following = page[chunk_limit].seq if len(page) > chunk_limit else None
+    return DocumentDetail(document=document, chunks=page[:chunk_limit], next_chunk=following)
 
 
 async def list_documents(
@@ -165,9 +174,10 @@ async def document_resource(document_id: str, ctx: Context) -> str:
 
 async def chunks_resource(document_id: str, ctx: Context) -> str:
     """A document's text, chunk by chunk, with each chunk's section."""
-    detail = await get_document(ctx, document_id, include_chunks=True)
+    detail = await get_document(ctx, document_id)  # the whole text: a resource is read by the client, not a model
+    chunks = await services_of(ctx).store.run(services_of(ctx).documents.chunks, document_id)
     parts = [f"# {detail.document.title}"]
-    parts += [f"\n[chunk {c.seq + 1}] {c.section}\n{c.text}" for c in detail.chunks or []]
+    parts += [f"\n[chunk {c.seq + 1}] {c.section}\n{c.text}" for c in chunks]
     return "\n".join(parts)
 
 

@@ -481,6 +481,9 @@ class Settings(BaseSettings):
     tool_timeout_s: float = Field(
         default=600.0, gt=0, description="A tool call running longer is stopped and answered with an error."
     )
+    max_result_kb: int = Field(
+        default=1024, ge=16, description="A tool result larger than this is refused with advice to ask for less."
+    )
     outbox_interval_s: float = Field(
         default=30.0, gt=0, description="How often a running server retries side effects that could not be sent."
     )

@@ -40,6 +40,7 @@ from mcp_types import (
     PromptReference,
     ResourceTemplateReference,
     SetLevelRequestParams,
+    TextContent,
     ToolAnnotations,
 )
 from mcp_types import Tool as MCPTool
@@ -85,6 +86,18 @@ def describe_validation(tool: str, error: ValidationError) -> str:
         sent = "" if item["type"] == "missing" else f" (got {item['input']!r:.80})"
         lines.append(f"- {where}: {item['msg']}{sent}")
     return f"Invalid arguments for {tool}; fix these and call again:\n" + "\n".join(lines)
+
+
+def _check_size(name: str, result: object, max_kb: int) -> None:
+    """Refuse a result too big to be useful to a model (the structured content is in its text content too)."""
+    if not isinstance(result, CallToolResult):
+        return
+    size = sum(len(c.text) for c in result.content if isinstance(c, TextContent))
+    if size > max_kb * 1024:
+        raise ToolError(
+            f"{name}'s result is {size // 1024} KB, over the {max_kb} KB a result may be (SOPHIA_MAX_RESULT_KB): "
+            "ask for a smaller page (limit) or narrow the request"
+        )
 
 
 class SophiaServer(MCPServer[Any]):
@@ -262,7 +275,7 @@ class SophiaServer(MCPServer[Any]):
                 raise ToolError(f"{name} changes data: the access token needs the scope {scope!r}")
         try:
             with anyio.fail_after(settings.tool_timeout_s):
-                return await super().call_tool(name, arguments, context)
+                result = await super().call_tool(name, arguments, context)
         except TimeoutError:
             raise ToolError(
                 f"{name} took longer than {settings.tool_timeout_s:g} s and was stopped; try a smaller request"
@@ -275,6 +288,8 @@ class SophiaServer(MCPServer[Any]):
             if isinstance(exc.__cause__, ValidationError):
                 raise ToolError(describe_validation(name, exc.__cause__)) from exc.__cause__
             raise
+        _check_size(name, result, settings.max_result_kb)
+        return result
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Any, Any] | None = None

@@ -92,6 +92,23 @@ async def test_slack_down_keeps_the_alert_and_retry_sends_it_once(
     assert len(state.posted_to("C0HEALTH01")) == 1
 
 
+async def test_retrying_many_alerts_lists_a_capped_page_pending_first(
+    data_dir: Path, slack: tuple[str, SlackState]
+) -> None:
+    url, state = slack
+    state.faults = ["500"] * 56  # every first post fails, and one retry too
+    async with Client(create_server(on_slack(data_dir, url))) as client:
+        for i in range(55):
+            await client.call_tool(
+                "send_alert", {"text": f"Client {i} at risk", "topic": "health", "idempotency_key": f"k{i}"}
+            )
+        retried = structured(await client.call_tool("retry_alerts", {}))
+    assert retried["delivered"] == 54 and retried["pending"] == 1
+    assert len(retried["alerts"]) == 50 and retried["alerts_omitted"] == 5
+    assert retried["alerts"][0]["status"] == "pending"
+    assert all(a["status"] == "delivered" for a in retried["alerts"][1:])
+
+
 @pytest.mark.parametrize(
     ("tool", "arguments", "expected"),
     [

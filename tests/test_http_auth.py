@@ -141,6 +141,17 @@ async def test_a_tool_running_past_its_time_is_stopped_with_a_clear_error(data_d
     assert result.is_error and "took longer than 1e-06 s" in text_of(result)
 
 
+async def test_a_result_over_the_size_cap_is_refused_with_advice_to_ask_for_less(data_dir: Path) -> None:
+    from sophia_mcp.servers.gong import create_server
+    from tests.conftest import make_settings
+
+    async with Client(create_server(make_settings(data_dir, max_result_kb=16))) as client:
+        big = await client.call_tool("list_calls", {"limit": 100})
+        small = await client.call_tool("list_calls", {"limit": 5})
+    assert big.is_error and "over the 16 KB a result may be" in text_of(big) and "limit" in text_of(big)
+    assert not small.is_error and len(small.structured_content["calls"]) == 5  # type: ignore[index]
+
+
 async def test_a_client_over_its_rate_is_told_to_wait_and_a_huge_body_is_refused(data_dir: Path) -> None:
     env = {"SOPHIA_HTTP__RATE_PER_MINUTE": "60", "SOPHIA_HTTP__MAX_BODY_MB": "0.01"}
     with http_server(data_dir, "http", **env) as base:

@@ -105,6 +105,29 @@ def _docx_bytes() -> bytes:
     return buffer.getvalue()
 
 
+async def test_a_long_document_s_chunks_come_a_page_at_a_time(data_dir: Path, root: Path) -> None:
+    sections = [
+        f"## Rule {i}\n\n" + f"Rule {i} says residents keep lane {i} clear at all hours. " * 30 for i in range(30)
+    ]
+    (root / "rules.md").write_text("# House rules\n\n" + "\n\n".join(sections))
+    async with Client(create_server(kb_settings(data_dir, root))) as client:
+        document = structured(await client.call_tool("ingest_document", {"path": "rules.md"}))["document"]
+        pages, start = [], 0
+        while start is not None:
+            page = structured(
+                await client.call_tool(
+                    "get_document",
+                    {"document_id": document["id"], "include_chunks": True, "chunks_from": start, "chunk_limit": 7},
+                )
+            )
+            pages.append(page["chunks"])
+            start = page["next_chunk"]
+        whole = await client.read_resource(f"kb://documents/{document['id']}/chunks")
+    assert document["chunk_count"] > 14 and all(len(p) == 7 for p in pages[:-1]) and 1 <= len(pages[-1]) <= 7
+    assert [c["seq"] for p in pages for c in p] == list(range(document["chunk_count"]))
+    assert whole.contents[0].text.count("[chunk ") == document["chunk_count"]  # type: ignore[union-attr]
+
+
 async def test_pdf_docx_and_html_files_are_read(data_dir: Path, root: Path) -> None:
     from pypdf import PdfWriter
 

@@ -121,8 +121,11 @@ class LocalDocuments:
         )
         return {r["id"]: (r["content_hash"], r["chunk_count"]) for r in rows}
 
-    def chunks(self, document_id: str) -> list[ChunkRecord]:
-        rows = self.store.query("SELECT * FROM chunks WHERE document_id = ? ORDER BY seq", (document_id,))
+    def chunks(self, document_id: str, start: int = 0, limit: int = -1) -> list[ChunkRecord]:
+        """The document's chunks in order, from position `start`; at most `limit` of them (-1: all)."""
+        rows = self.store.query(
+            "SELECT * FROM chunks WHERE document_id = ? AND seq >= ? ORDER BY seq LIMIT ?", (document_id, start, limit)
+        )
         return [_chunk(r) for r in rows]
 
     def chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, tuple[ChunkRecord, DocumentInfo]]:
