@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.mcp_helpers import structured, text_of
+from tests.mcp_helpers import outbox_rows, structured, text_of
 from tests.processes import SCRIPT, env_for, free_port, http_server
 
 pytestmark = pytest.mark.anyio
@@ -28,6 +28,41 @@ ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "appl
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+async def _session(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> dict[str, str]:
+    """Open an MCP session as a client does; the headers to send with its requests."""
+    opened = await http.post(url, json=INITIALIZE, headers=ACCEPT | headers)
+    assert opened.status_code == 200, opened.text
+    session = (
+        ACCEPT | headers | {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+    )
+    await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+    return session
+
+
+def _tool_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+
+
+async def test_a_tool_call_without_the_token_or_from_a_foreign_origin_never_reaches_the_tool(data_dir: Path) -> None:
+    alert = _tool_call("send_alert", {"text": "Acme at risk", "topic": "health", "idempotency_key": "refused"})
+    with http_server(data_dir, "http", server="alerts", SOPHIA_HTTP__BEARER_TOKEN=TOKEN) as base:
+        url = f"{base}/mcp"
+        async with httpx.AsyncClient(timeout=10) as http:
+            session = await _session(http, url, {"Authorization": f"Bearer {TOKEN}"})
+            without = {k: v for k, v in session.items() if k != "Authorization"}
+            refused = [
+                (await http.post(url, json=alert, headers=without)).status_code,
+                (await http.post(url, json=alert, headers=without | {"Authorization": "Bearer nope"})).status_code,
+                (await http.post(url, json=alert, headers=session | {"Origin": "http://evil.example.com"})).status_code,
+            ]
+            after_refusals = outbox_rows(data_dir)
+            served = await http.post(url, json=alert, headers=session)
+    assert refused == [401, 401, 403] and after_refusals == []
+    assert served.status_code == 200 and [(k.split("@")[0], status) for k, status in outbox_rows(data_dir)] == [
+        ("refused", "delivered")
+    ]
 
 
 async def test_requests_without_the_token_are_refused_and_with_it_served(data_dir: Path) -> None:
@@ -47,6 +82,18 @@ async def test_requests_without_the_token_are_refused_and_with_it_served(data_di
     assert wrong.status_code == 401 and TOKEN not in wrong.text
     assert foreign.status_code in (400, 403)
     assert "list_calls" in tools and len(calls["calls"]) == 1
+
+
+async def test_over_sse_too_the_stream_needs_the_token(data_dir: Path) -> None:
+    with http_server(data_dir, "sse", SOPHIA_HTTP__BEARER_TOKEN=TOKEN) as base:
+        async with httpx.AsyncClient(timeout=10) as http:
+            missing = await http.get(f"{base}/sse")
+            posted = await http.post(f"{base}/messages/?session_id=0" + "0" * 31, json=INITIALIZE)
+            async with http.stream("GET", f"{base}/sse", headers={"Authorization": f"Bearer {TOKEN}"}) as stream:
+                opened = stream.status_code
+                first = await anext(stream.aiter_lines())
+    assert missing.status_code == 401 and posted.status_code == 401
+    assert opened == 200 and first == "event: endpoint"
 
 
 def test_no_listening_beyond_loopback_without_a_token(data_dir: Path) -> None:
@@ -107,11 +154,16 @@ async def test_oauth_tokens_are_checked_for_signature_issuer_audience_expiry_and
                 "audience": token(aud="http://other.example.com/mcp"), "issuer": token(aud=audience, iss="https://evil"),
                 "signature": token(key=other, aud=audience), "scope": token(aud=audience, scope="other"),
             }  # fmt: skip
+            delete = _tool_call("delete_document", {"document_id": "demo-pricing-policy"})
             async with httpx.AsyncClient(timeout=10) as http:
-                answers = {}
+                answers, deletes = {}, {}
+                session = await _session(http, f"{base}/mcp", {"Authorization": f"Bearer {good}"})
                 for name, value in cases.items():
                     headers = ACCEPT | ({"Authorization": f"Bearer {value}"} if value else {})
                     answers[name] = (await http.post(f"{base}/mcp", json=INITIALIZE, headers=headers)).status_code
+                    # The same token on a tool call in an open session: refused before the tool.
+                    on_session = session | {"Authorization": f"Bearer {value}" if value else ""}
+                    deletes[name] = (await http.post(f"{base}/mcp", json=delete, headers=on_session)).status_code
                 metadata = await http.get(f"{base}/.well-known/oauth-protected-resource/mcp")
             client_http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {good}"})
             async with Client(streamable_http_client(f"{base}/mcp", http_client=client_http)) as client:
@@ -123,6 +175,7 @@ async def test_oauth_tokens_are_checked_for_signature_issuer_audience_expiry_and
             async with Client(streamable_http_client(f"{base}/mcp", http_client=writer)) as client:
                 deleted = await client.call_tool("delete_document", {"document_id": "demo-pricing-policy"})
     assert answers == {"none": 401, "expired": 401, "audience": 401, "issuer": 401, "signature": 401, "scope": 403}
+    assert deletes == answers  # and the document was still there for the writer to delete, below
     assert metadata.status_code == 200 and metadata.json()["resource"] == audience
     assert issuer in [str(s).rstrip("/") for s in metadata.json()["authorization_servers"]]
     assert "search_knowledge" in tools
