@@ -3,6 +3,7 @@ and no listening beyond loopback without authentication."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,23 @@ async def test_over_sse_too_the_stream_needs_the_token(data_dir: Path) -> None:
                 first = await anext(stream.aiter_lines())
     assert missing.status_code == 401 and posted.status_code == 401
     assert opened == 200 and first == "event: endpoint"
+
+
+async def test_stateless_replicas_on_one_store_share_its_state_and_send_once(data_dir: Path) -> None:
+    alert = _tool_call("send_alert", {"text": "Acme at risk", "topic": "health", "idempotency_key": "replicas"})
+    env = {"SOPHIA_HTTP__STATELESS": "true", "SOPHIA_HTTP__BEARER_TOKEN": TOKEN}
+    headers = ACCEPT | {"Authorization": f"Bearer {TOKEN}"}
+    with (
+        http_server(data_dir, "http", server="alerts", **env) as one,
+        http_server(data_dir, "http", server="alerts", **env) as two,
+    ):
+        async with httpx.AsyncClient(timeout=10) as http:
+            # No session: each request may go to any replica, as behind a load balancer.
+            answers = [await http.post(f"{base}/mcp", json=alert, headers=headers) for base in (one, two, one, two)]
+    results = [json.loads(a.text.split("data: ", 1)[1]) if "data: " in a.text else a.json() for a in answers]
+    assert all(a.status_code == 200 and "mcp-session-id" not in a.headers for a in answers)
+    assert [r["result"]["structuredContent"]["new"] for r in results] == [True, False, False, False]
+    assert len(outbox_rows(data_dir)) == 1
 
 
 def test_no_listening_beyond_loopback_without_a_token(data_dir: Path) -> None:
