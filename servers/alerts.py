@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from sophia_mcp.errors import InvalidInput, NotFound
+from sophia_mcp.model import Model
 from sophia_mcp.outbox import OutboxEntry, OutboxStatus
 from sophia_mcp.ports.notify import Severity
 from sophia_mcp.services import Services
@@ -40,19 +41,19 @@ RECENT = 50
 Block = Annotated[dict[str, Any], Field(description="A Slack Block Kit block: an object with a `type`.")]
 
 
-class AlertPage(BaseModel):
+class AlertPage(Model):
     alerts: list[OutboxEntry]
     next_cursor: int | None = Field(description="Pass as `cursor` for older alerts; null on the last page.")
 
 
-class ScheduleList(BaseModel):
+class ScheduleList(Model):
     schedules: list[ScheduleInfo]
 
 
 RETRIED_SHOWN = 50
 
 
-class Retried(BaseModel):
+class Retried(Model):
     alerts: list[OutboxEntry] = Field(description=f"Up to {RETRIED_SHOWN} of them, those still pending first.")
     alerts_omitted: int = Field(default=0, description="How many more were retried than are listed.")
     delivered: int

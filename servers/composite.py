@@ -15,8 +15,9 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import SamplingMessage, TextContent
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from sophia_mcp.model import Model
 from sophia_mcp.runs import workflow_metrics
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.crm import resolve_client
@@ -93,7 +94,7 @@ async def query_warehouse(
     return await analytics.query_warehouse(services_of(ctx), sql, limit)
 
 
-class StrategicAnswer(BaseModel):
+class StrategicAnswer(Model):
     answer: str | None = Field(description="The synthesis, citing evidence ids; null when no model is available.")
     synthesized_by: Literal["sampling", "openai"] | None = Field(
         description="sampling: the client's own model; openai: the configured OpenAI-compatible model."
@@ -226,7 +227,7 @@ async def record_outcome(
     return OutcomeRecorded(client_id=found.id, name=found.name, outcome=outcome, snapshots=count)
 
 
-class OutcomeRecorded(BaseModel):
+class OutcomeRecorded(Model):
     client_id: str
     name: str
     outcome: str

@@ -9,10 +9,11 @@ from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from mcp.server.mcpserver.resolve import Elicit
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from sophia_mcp.analysis.lead_score import LeadScore, LeadSignals, score_lead
 from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
+from sophia_mcp.model import Model
 from sophia_mcp.ports.crm import USER_WRITABLE, Client, Contact, ContactPage, ContactQuery
 from sophia_mcp.ports.enrich import Person
 from sophia_mcp.ports.warehouse import HealthRecord
@@ -71,7 +72,7 @@ READ_ONLY_FIELDS = {
 }
 
 
-class ContactUpdate(BaseModel):
+class ContactUpdate(Model):
     """The contact fields to change; a field given as null or "" is cleared, a field left out is kept."""
 
     model_config = ConfigDict(extra="forbid")
@@ -100,36 +101,36 @@ class ContactUpdate(BaseModel):
         return data
 
 
-class ContactDetail(BaseModel):
+class ContactDetail(Model):
     contact: Contact
     client: Client | None = Field(description="The contact's client company, when the CRM links one.")
     enrichment: Person | None = Field(description="What the enricher last said about this contact, if asked.")
 
 
-class ContactEnrichment(BaseModel):
+class ContactEnrichment(Model):
     run_id: str
     contact: Contact = Field(description="The contact as the CRM holds it now.")
     outcome: ContactOutcome
 
 
-class LeadScoreReport(BaseModel):
+class LeadScoreReport(Model):
     contact_id: str
     score: LeadScore
     signals: LeadSignals = Field(description="What the score was computed from.")
     stored_score: float | None = Field(description="The score the CRM holds now (set by the last enrich_contact).")
 
 
-class ClientSummary(BaseModel):
+class ClientSummary(Model):
     client: Client
     health_score: float | None = Field(description="Current health 0-100 from call analysis; null if none yet.")
 
 
-class ClientList(BaseModel):
+class ClientList(Model):
     clients: list[ClientSummary]
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
 
 
-class ClientHealth(BaseModel):
+class ClientHealth(Model):
     client: Client
     health: HealthRecord | None = Field(description="Null when none of the client's calls has been analysed yet.")
     threshold: float
@@ -140,7 +141,7 @@ class Declined(SophiaError):
     """The user said no to a write."""
 
 
-class Confirm(BaseModel):
+class Confirm(Model):
     confirm: bool = Field(description="Write these changes to the CRM?")
 
 

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.analysis.results import CallAnalysis
 from sophia_mcp.errors import InvalidInput, NotFound
+from sophia_mcp.model import Model
 from sophia_mcp.ports.calls import Affiliation, Call, CallFilter, Party, Transcript
 from sophia_mcp.runs import get_run
 from sophia_mcp.services import Services
@@ -35,7 +36,7 @@ CallId = Annotated[
 ]
 
 
-class CallSummary(BaseModel):
+class CallSummary(Model):
     id: str
     title: str
     started: datetime
@@ -45,17 +46,17 @@ class CallSummary(BaseModel):
     url: str | None
 
 
-class CallList(BaseModel):
+class CallList(Model):
     calls: list[CallSummary]
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
 
 
-class CallDetail(BaseModel):
+class CallDetail(Model):
     call: Call
     analysis: CallAnalysis | None = Field(description="The latest analysis of this call, if it has been analysed.")
 
 
-class TranscriptLine(BaseModel):
+class TranscriptLine(Model):
     speaker_id: str
     speaker_name: str | None
     affiliation: Affiliation
@@ -65,7 +66,7 @@ class TranscriptLine(BaseModel):
     text: str
 
 
-class TranscriptPage(BaseModel):
+class TranscriptPage(Model):
     call_id: str
     total_sentences: int
     lines: list[TranscriptLine]

@@ -11,9 +11,10 @@ from urllib.parse import unquote, urlparse
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from mcp.shared.exceptions import MCPDeprecationWarning
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.errors import NotFound
+from sophia_mcp.model import Model
 from sophia_mcp.ports.knowledge import ChunkRecord, DocumentFilter, DocumentInfo, SearchHit
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
@@ -35,17 +36,17 @@ DocType = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,40}$", description="e.g. p
 Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]], Field(max_length=20)]
 
 
-class SearchResults(BaseModel):
+class SearchResults(Model):
     query: str
     hits: list[SearchHit]
 
 
-class DocumentPage(BaseModel):
+class DocumentPage(Model):
     documents: list[DocumentInfo]
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
 
 
-class DocumentDetail(BaseModel):
+class DocumentDetail(Model):
     document: DocumentInfo
     chunks: list[ChunkRecord] | None = Field(description="A page of the document's chunks, when asked for.")
     next_chunk: int | None = Field(

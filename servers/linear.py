@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.errors import InvalidInput
+from sophia_mcp.model import Model
 from sophia_mcp.ports.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Priority, Team
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
@@ -34,12 +35,12 @@ TeamRef = Annotated[str, Field(min_length=1, max_length=80, description="Team ke
 Label = Annotated[str, Field(min_length=1, max_length=80)]
 
 
-class CreatedIssue(BaseModel):
+class CreatedIssue(Model):
     issue: Issue
     new: bool = Field(description="False when this idempotency key had already opened the issue.")
 
 
-class TeamList(BaseModel):
+class TeamList(Model):
     teams: list[Team]
     default_team: str | None = Field(description="Where issues go when no team is named.")
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import BaseModel
-
 from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.adapters.local_enrich import save_firmographics
 from sophia_mcp.demo_data import generate_demo
 from sophia_mcp.demo_history import seed_churn_history
+from sophia_mcp.model import Model
 from sophia_mcp.services import Services
 from sophia_mcp.store import utcnow
 from sophia_mcp.workflows.call_import import ImportReport, Progress, import_gong_bodies
 
 
-class DemoLoad(BaseModel):
+class DemoLoad(Model):
     loaded: bool
     clients: int
     contacts: int

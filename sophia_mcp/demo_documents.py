@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import BaseModel
+from sophia_mcp.model import Model
 
 
-class DemoDocument(BaseModel):
+class DemoDocument(Model):
     slug: str
     title: str
     type: str

@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from sophia_mcp.model import Model
 from sophia_mcp.ports.issues import IssueDraft, IssueTracker
 from sophia_mcp.ports.notify import Alert
 from sophia_mcp.runs import describe_error
@@ -39,7 +40,7 @@ class Sender(Protocol):
     async def already_sent(self, payload: dict[str, Any]) -> str | None: ...
 
 
-class OutboxEntry(BaseModel):
+class OutboxEntry(Model):
     id: int
     key: str
     kind: str = Field(description="alert or issue.")

@@ -11,9 +11,10 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.errors import SophiaError
+from sophia_mcp.model import Model
 from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
 from sophia_mcp.telemetry import span
 
@@ -29,7 +30,7 @@ def describe_error(exc: BaseException) -> str:
     return f"internal error ({type(exc).__name__})"
 
 
-class StepRecord(BaseModel):
+class StepRecord(Model):
     seq: int
     name: str
     status: str
@@ -39,7 +40,7 @@ class StepRecord(BaseModel):
     duration_ms: float | None = None
 
 
-class RunRecord(BaseModel):
+class RunRecord(Model):
     id: str
     workflow: str
     subject: str | None
@@ -225,7 +226,7 @@ def get_run(store: Store, run_id: str) -> RunRecord | None:
     )
 
 
-class WorkflowMetrics(BaseModel):
+class WorkflowMetrics(Model):
     workflow: str
     runs: int
     succeeded: int

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from sophia_mcp.errors import InvalidInput
+from sophia_mcp.model import Model
 from sophia_mcp.ports.calls import Call, Monologue, Party, Sentence, Transcript
 
 
-class _Loose(BaseModel):
+class _Loose(Model):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from sophia_mcp.model import Model
 
 FEATURES = (
     "health", "health_trend", "sentiment", "sentiment_trend", "competitor_mentions", "calls_90d",
@@ -16,7 +18,7 @@ FEATURES = (
 )  # fmt: skip
 
 
-class ChurnFeatures(BaseModel):
+class ChurnFeatures(Model):
     health: float = Field(description="Current health score, 0-100.")
     health_trend: float = Field(description="Health change per 30 days over the last 90.")
     sentiment: float = Field(description="Average client-side sentiment of the last 90 days' calls, -1..1.")

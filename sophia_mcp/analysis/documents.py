@@ -14,9 +14,8 @@ import re
 import zipfile
 from typing import Any, Literal
 
-from pydantic import BaseModel
-
 from sophia_mcp.errors import InvalidInput
+from sophia_mcp.model import Model
 
 Format = Literal["pdf", "docx", "html", "markdown", "text"]
 
@@ -28,13 +27,13 @@ FORMAT_OF_SUFFIX: dict[str, Format] = {
 HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 
 
-class ParsedDocument(BaseModel):
+class ParsedDocument(Model):
     title: str | None
     text: str
     format: Format
 
 
-class Chunk(BaseModel):
+class Chunk(Model):
     seq: int
     section: str
     text: str

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from sophia_mcp.model import Model
 from sophia_mcp.settings import LeadScoreWeights
 
 Seniority = Literal["executive", "vp", "director", "manager", "staff"]
@@ -46,7 +47,7 @@ APOLLO_SENIORITY: dict[str, Seniority] = {
 }
 
 
-class LeadSignals(BaseModel):
+class LeadSignals(Model):
     """What is known about a contact and its company when it is scored."""
 
     title: str | None = None
@@ -58,14 +59,14 @@ class LeadSignals(BaseModel):
     client_health: float | None = Field(default=None, ge=0, le=100)
 
 
-class ScoreReason(BaseModel):
+class ScoreReason(Model):
     factor: Literal["seniority", "company_size", "industry", "engagement", "client_health"]
     points: float
     max_points: float
     why: str
 
 
-class LeadScore(BaseModel):
+class LeadScore(Model):
     score: float = Field(ge=0, le=100)
     grade: Literal["A", "B", "C", "D"]
     reasons: list[ScoreReason]

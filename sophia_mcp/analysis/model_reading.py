@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from statistics import fmean
 from typing import Literal
 
-from pydantic import BaseModel
-
 from sophia_mcp.analysis.results import (
     CallInsights,
     CompetitorMention,
@@ -23,6 +21,7 @@ from sophia_mcp.analysis.results import (
 )
 from sophia_mcp.analysis.sentiment import label
 from sophia_mcp.analysis.speakers import name_of, side_of, speaker_index
+from sophia_mcp.model import Model
 from sophia_mcp.ports.calls import Call, Party, Sentence, Transcript
 from sophia_mcp.settings import Competitor
 
@@ -37,12 +36,12 @@ transcript lines (each: line number, start time in ms, speaker id, name and side
 Quote the line number of each mention and risk. Do not invent lines."""
 
 
-class SpeakerReading(BaseModel):
+class SpeakerReading(Model):
     speaker_id: str
     sentiment: float
 
 
-class LineReference(BaseModel):
+class LineReference(Model):
     line: int
 
 
@@ -54,7 +53,7 @@ class RiskReading(LineReference):
     kind: Literal["pricing", "churn_intent", "budget", "implementation", "competitor_evaluation"]
 
 
-class ModelReading(BaseModel):
+class ModelReading(Model):
     """The answer asked of the model (strict-schema friendly: no bounds, every field required)."""
 
     speakers: list[SpeakerReading]

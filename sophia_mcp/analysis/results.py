@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from sophia_mcp.model import Model
 
 RiskKind = Literal["pricing", "churn_intent", "budget", "implementation", "competitor_evaluation"]
 Side = Literal["Internal", "External", "Unknown"]
 
 
-class SpeakerSentiment(BaseModel):
+class SpeakerSentiment(Model):
     speaker_id: str
     name: str | None = None
     affiliation: Side = "Unknown"
@@ -19,7 +21,7 @@ class SpeakerSentiment(BaseModel):
     compound: float = Field(ge=-1, le=1, description="Mean VADER compound score of the speaker's sentences.")
 
 
-class SentimentSummary(BaseModel):
+class SentimentSummary(Model):
     overall: float = Field(ge=-1, le=1, description="Mean compound score over every sentence.")
     external: float | None = Field(
         default=None, ge=-1, le=1, description="Mean compound score of the client side; None if they never spoke."
@@ -28,7 +30,7 @@ class SentimentSummary(BaseModel):
     speakers: list[SpeakerSentiment]
 
 
-class TalkStats(BaseModel):
+class TalkStats(Model):
     internal_ms: int = Field(ge=0)
     external_ms: int = Field(ge=0)
     unknown_ms: int = Field(ge=0)
@@ -41,7 +43,7 @@ class TalkStats(BaseModel):
     questions_external: int = Field(ge=0)
 
 
-class Quote(BaseModel):
+class Quote(Model):
     text: str
     speaker_id: str
     speaker_name: str | None = None
@@ -58,7 +60,7 @@ class RiskFactor(Quote):
     kind: RiskKind
 
 
-class CallInsights(BaseModel):
+class CallInsights(Model):
     """The judgement part of an analysis: what an analyzer (lexicon or model) read out of the words."""
 
     sentiment: SentimentSummary
@@ -80,14 +82,14 @@ class CallAnalysis(CallInsights):
     analyst: str = Field(description="Which analyzer produced the insights (local, openai, sampling).")
 
 
-class HealthComponent(BaseModel):
+class HealthComponent(Model):
     name: Literal["sentiment", "risk", "engagement", "competition"]
     score: float = Field(ge=0, le=100)
     weight: float = Field(ge=0, le=1, description="Normalised weight; the weights of a score add up to 1.")
     detail: str
 
 
-class HealthScore(BaseModel):
+class HealthScore(Model):
     score: float = Field(ge=0, le=100)
     components: list[HealthComponent]
     explanation: str

@@ -9,12 +9,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from sophia_mcp.model import Model
 
 Affiliation = Literal["Internal", "External", "Unknown"]
 
 
-class Party(BaseModel):
+class Party(Model):
     """One person on a call. `speaker_id` joins to the transcript; it is absent for silent parties."""
 
     id: str
@@ -26,13 +28,13 @@ class Party(BaseModel):
     user_id: str | None = None
 
 
-class Sentence(BaseModel):
+class Sentence(Model):
     start_ms: int = Field(ge=0, description="Milliseconds from the start of the call.")
     end_ms: int = Field(ge=0)
     text: str
 
 
-class Monologue(BaseModel):
+class Monologue(Model):
     """One speaker's consecutive sentences, as Gong's transcript groups them."""
 
     speaker_id: str
@@ -40,7 +42,7 @@ class Monologue(BaseModel):
     sentences: list[Sentence]
 
 
-class Call(BaseModel):
+class Call(Model):
     id: str = Field(description="Gong call id: a string of up to 20 digits.")
     title: str
     started: datetime
@@ -53,12 +55,12 @@ class Call(BaseModel):
     parties: list[Party] = Field(default_factory=list)
 
 
-class Transcript(BaseModel):
+class Transcript(Model):
     call_id: str
     monologues: list[Monologue]
 
 
-class CallFilter(BaseModel):
+class CallFilter(Model):
     """What `CallSource.list_calls` narrows by; every field is optional."""
 
     client: str | None = None
@@ -67,7 +69,7 @@ class CallFilter(BaseModel):
     competitor: str | None = None
 
 
-class CallPage(BaseModel):
+class CallPage(Model):
     calls: list[Call]
     next_cursor: str | None = None
 

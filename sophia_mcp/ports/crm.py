@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.analysis.lead_score import Seniority
+from sophia_mcp.model import Model
 
 
-class Client(BaseModel):
+class Client(Model):
     """A customer company (for the demo: property-management firms)."""
 
     id: str
@@ -25,7 +26,7 @@ class Client(BaseModel):
     csm_email: str | None = None
 
 
-class Contact(BaseModel):
+class Contact(Model):
     id: str
     client_id: str | None = None
     first_name: str | None = None
@@ -53,20 +54,20 @@ FieldValue = str | float | None
 ContactChanges = dict[str, FieldValue]
 
 
-class ContactQuery(BaseModel):
+class ContactQuery(Model):
     text: str | None = Field(default=None, description="Words in the name, email, title or company.")
     client_id: str | None = None
     email: str | None = None
     updated_since: datetime | None = None
 
 
-class ContactPage(BaseModel):
+class ContactPage(Model):
     contacts: list[Contact]
     next_cursor: str | None = None
     total: int | None = None
 
 
-class ClientPage(BaseModel):
+class ClientPage(Model):
     clients: list[Client]
     next_cursor: str | None = None
 

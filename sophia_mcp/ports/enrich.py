@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.analysis.lead_score import Seniority
+from sophia_mcp.model import Model
 
 
-class PersonQuery(BaseModel):
+class PersonQuery(Model):
     """Whatever identifies a person; the more given, the better the match."""
 
     email: str | None = None
@@ -20,7 +21,7 @@ class PersonQuery(BaseModel):
     organization_name: str | None = None
 
 
-class Organization(BaseModel):
+class Organization(Model):
     name: str | None = None
     domain: str | None = None
     industry: str | None = None
@@ -35,7 +36,7 @@ class Organization(BaseModel):
     technologies: list[str] = Field(default_factory=list)
 
 
-class Person(BaseModel):
+class Person(Model):
     """An enricher's answer about one person; a field it does not know stays None (unknown, never guessed)."""
 
     email: str | None = None

@@ -9,19 +9,21 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from sophia_mcp.model import Model
 
 Priority = Annotated[int, Field(ge=0, le=4, description="0 none, 1 urgent, 2 high, 3 medium, 4 low.")]
 PRIORITY_NAMES = {0: "none", 1: "urgent", 2: "high", 3: "medium", 4: "low"}
 
 
-class Team(BaseModel):
+class Team(Model):
     id: str
     key: str = Field(description="Short key, the prefix of its issues' identifiers (e.g. CS in CS-12).")
     name: str
 
 
-class IssueDraft(BaseModel):
+class IssueDraft(Model):
     team: str = Field(description="Team key or id.")
     title: Annotated[str, Field(min_length=1, max_length=255)]
     description: str = Field(default="", max_length=50_000, description="Markdown.")
@@ -31,7 +33,7 @@ class IssueDraft(BaseModel):
     due_date: date | None = None
 
 
-class IssueChanges(BaseModel):
+class IssueChanges(Model):
     title: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     description: Annotated[str, Field(max_length=50_000)] | None = None
     priority: Priority | None = None
@@ -43,7 +45,7 @@ class IssueChanges(BaseModel):
         return not self.model_dump(exclude_none=True)
 
 
-class Issue(BaseModel):
+class Issue(Model):
     id: str
     identifier: str = Field(description="Team key and number, e.g. CS-12.")
     title: str
@@ -58,7 +60,7 @@ class Issue(BaseModel):
     updated_at: datetime
 
 
-class IssueQuery(BaseModel):
+class IssueQuery(Model):
     text: str | None = Field(default=None, description="Words in the title.")
     team: str | None = None
     state: str | None = None
@@ -67,7 +69,7 @@ class IssueQuery(BaseModel):
     cursor: str | None = None
 
 
-class IssuePage(BaseModel):
+class IssuePage(Model):
     issues: list[Issue]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 

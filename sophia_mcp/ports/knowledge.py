@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.analysis.documents import Format
+from sophia_mcp.model import Model
 
 
-class DocumentInfo(BaseModel):
+class DocumentInfo(Model):
     id: str
     title: str
     source: str = Field(description="The file it came from, or `text:` and a name for text given directly.")
@@ -25,7 +26,7 @@ class DocumentInfo(BaseModel):
     updated_at: dt.datetime
 
 
-class ChunkRecord(BaseModel):
+class ChunkRecord(Model):
     id: str
     document_id: str
     seq: int = Field(description="Position of the chunk in its document, from 0.")
@@ -35,14 +36,14 @@ class ChunkRecord(BaseModel):
     end_char: int
 
 
-class DocumentFilter(BaseModel):
+class DocumentFilter(Model):
     types: list[str] | None = None
     tags: list[str] | None = Field(default=None, description="Documents with any of these tags.")
     date_from: dt.date | None = None
     date_to: dt.date | None = None
 
 
-class SearchHit(BaseModel):
+class SearchHit(Model):
     chunk_id: str
     document_id: str
     title: str

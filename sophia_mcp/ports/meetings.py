@@ -8,15 +8,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from sophia_mcp.model import Model
 
 
-class Attendee(BaseModel):
+class Attendee(Model):
     email: str
     name: str | None = None
 
 
-class MeetingRequest(BaseModel):
+class MeetingRequest(Model):
     key: str = Field(description="What the meeting is about, e.g. health-meeting:{client}:{period}.")
     title: str
     description: str = ""
@@ -26,7 +28,7 @@ class MeetingRequest(BaseModel):
     minutes: int = Field(default=30, ge=5, le=480)
 
 
-class Meeting(BaseModel):
+class Meeting(Model):
     uid: str
     key: str
     title: str

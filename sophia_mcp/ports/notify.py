@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from sophia_mcp.model import Model
 
 Severity = Literal["info", "warning", "critical"]
 
 
-class Attachment(BaseModel):
+class Attachment(Model):
     filename: str
     mime_type: str = Field(description="e.g. text/calendar for a meeting invite.")
     content: str
 
 
-class Alert(BaseModel):
+class Alert(Model):
     """A message for a channel. `key` names what it is about, so the same alert is never sent twice."""
 
     key: str = Field(description="Idempotency key, e.g. health-alert:{client_id}:{call_id}.")

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel
-
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
+from sophia_mcp.model import Model
 
 
-class HealthRecord(BaseModel):
+class HealthRecord(Model):
     client_id: str
     health: HealthScore
     as_of: datetime
@@ -18,7 +17,7 @@ class HealthRecord(BaseModel):
     run_id: str | None = None
 
 
-class QueryResult(BaseModel):
+class QueryResult(Model):
     columns: list[str]
     rows: list[list[Any]]
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from sophia_mcp.model import Model
 
 Recency = Literal["day", "week", "month", "year"]
 
 
-class WebResult(BaseModel):
+class WebResult(Model):
     title: str
     url: str
     snippet: str = ""
@@ -19,7 +21,7 @@ class WebResult(BaseModel):
     score: float | None = None
 
 
-class WebAnswer(BaseModel):
+class WebAnswer(Model):
     query: str
     provider: str
     answer: str | None = Field(default=None, description="The provider's own short answer, when it gives one.")

@@ -10,15 +10,16 @@ import hashlib
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.errors import NotFound
+from sophia_mcp.model import Model
 from sophia_mcp.outbox import OutboxEntry
 from sophia_mcp.ports.notify import Alert, Severity
 from sophia_mcp.services import Services
 
 
-class SentAlert(BaseModel):
+class SentAlert(Model):
     entry: OutboxEntry
     new: bool = Field(description="False when the same alert (same key) was already raised within the window.")
 

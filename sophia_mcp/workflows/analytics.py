@@ -13,9 +13,10 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.errors import InvalidInput
+from sophia_mcp.model import Model
 from sophia_mcp.services import Services
 from sophia_mcp.store import iso, utcnow
 
@@ -25,7 +26,7 @@ ROW_LIMIT = 200
 TIMEOUT_S = 5.0
 
 
-class MetricArgs(BaseModel):
+class MetricArgs(Model):
     threshold: float | None = Field(default=None, ge=0, le=100, description="Health threshold; default the setting.")
     days: int = Field(default=90, ge=1, le=3650, description="How far back.")
     client_id: str | None = Field(default=None, max_length=100, description="One client only (where it applies).")
@@ -94,7 +95,7 @@ METRICS: dict[str, Metric] = {
 }
 
 
-class TableResult(BaseModel):
+class TableResult(Model):
     columns: list[str]
     rows: list[list[Any]]
     truncated: bool = Field(description="True when more rows matched than were returned.")

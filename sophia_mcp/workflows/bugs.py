@@ -12,9 +12,10 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.errors import InvalidInput
+from sophia_mcp.model import Model
 from sophia_mcp.ports.issues import Issue, IssueDraft
 from sophia_mcp.ports.notify import Alert
 from sophia_mcp.services import Services
@@ -39,7 +40,7 @@ AREA_LABELS = {
 }
 
 
-class BugReportResult(BaseModel):
+class BugReportResult(Model):
     issue: Issue | None = Field(description="The issue, once the tracker has it.")
     status: Literal["filed", "already filed", "received"] = Field(
         description="received: the tracker could not be reached; the issue is opened when it is back."

@@ -11,11 +11,12 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.analysis.health import client_health
 from sophia_mcp.analysis.insights import build_analysis
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
+from sophia_mcp.model import Model
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.calls import Call
 from sophia_mcp.ports.notify import Alert
@@ -28,7 +29,7 @@ Progress = Callable[[float, float, str], Awaitable[None]]
 STEPS = 6
 
 
-class AlertOutcome(BaseModel):
+class AlertOutcome(Model):
     key: str
     channel: str
     status: Literal["delivered", "pending", "sending", "failed"]
@@ -36,7 +37,7 @@ class AlertOutcome(BaseModel):
     last_error: str | None = None
 
 
-class CallHealthReport(BaseModel):
+class CallHealthReport(Model):
     run_id: str
     call_id: str
     client_id: str | None

@@ -11,10 +11,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.adapters.gong_payloads import ParsedCall, parse_call, parse_transcript
 from sophia_mcp.errors import InvalidInput, SophiaError
+from sophia_mcp.model import Model
 from sophia_mcp.ports.calls import Transcript
 from sophia_mcp.runs import start_run
 from sophia_mcp.services import Services
@@ -24,7 +25,7 @@ BATCH = 100
 Progress = Callable[[float, float, str], Awaitable[None]]
 
 
-class ImportReport(BaseModel):
+class ImportReport(Model):
     run_id: str | None = None
     sources: int = 0
     calls_new: int = 0

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.analysis.churn import FEATURES, ChurnFeatures, log1p, reason
 from sophia_mcp.errors import InvalidInput, NotFound
+from sophia_mcp.model import Model
 from sophia_mcp.ports.crm import Client
 from sophia_mcp.ports.issues import IssueDraft
 from sophia_mcp.ports.meetings import Attendee, MeetingRequest
@@ -32,7 +33,7 @@ MIN_HISTORY = 30  # labelled snapshots needed, with both outcomes
 SHOWN = 25
 
 
-class ChurnRisk(BaseModel):
+class ChurnRisk(Model):
     client_id: str
     name: str
     probability: float = Field(description="Calibrated probability of churning, 0-1.")
@@ -41,7 +42,7 @@ class ChurnRisk(BaseModel):
     actions: dict[str, str] = Field(description="For clients above the threshold: issue, meeting, alert status.")
 
 
-class ChurnReport(BaseModel):
+class ChurnReport(Model):
     run_id: str
     threshold: float
     trained_on: int = Field(description="Labelled snapshots the model learned from.")
@@ -53,7 +54,7 @@ class ChurnReport(BaseModel):
 
 
 @dataclass
-class Model:
+class ChurnModel:
     calibrated: Any
     explainer: Any  # a plain logistic regression on the same standardised features, for reasons
     scaler: Any
@@ -154,7 +155,7 @@ def record_outcome(store: Store, client_id: str, outcome: Literal["renewed", "ch
 # -- the model ---------------------------------------------------------------------------------------------
 
 
-def train(x: list[list[float]], y: list[int]) -> Model:
+def train(x: list[list[float]], y: list[int]) -> ChurnModel:
     if len(y) < MIN_HISTORY or len(set(y)) < 2:
         raise InvalidInput(
             f"Churn prediction needs at least {MIN_HISTORY} labelled snapshots with both outcomes; the store has "
@@ -174,10 +175,10 @@ def train(x: list[list[float]], y: list[int]) -> Model:
     calibrated.fit(scaled, labels)
     explainer = LogisticRegression(max_iter=1000).fit(scaled, labels)
     brier = float(brier_score_loss(labels, calibrated.predict_proba(scaled)[:, 1]))
-    return Model(calibrated, explainer, scaler, len(labels), float(labels.mean()), round(brier, 4))
+    return ChurnModel(calibrated, explainer, scaler, len(labels), float(labels.mean()), round(brier, 4))
 
 
-def predict(model: Model, features: ChurnFeatures) -> tuple[float, list[str]]:
+def predict(model: ChurnModel, features: ChurnFeatures) -> tuple[float, list[str]]:
     scaled = model.scaler.transform([features.vector()])
     probability = float(model.calibrated.predict_proba(scaled)[0, 1])
     pushes = sorted(zip(model.explainer.coef_[0] * scaled[0], FEATURES, strict=True), reverse=True)

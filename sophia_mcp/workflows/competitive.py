@@ -14,9 +14,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.errors import SophiaError
+from sophia_mcp.model import Model
 from sophia_mcp.ports.web import WebResult
 from sophia_mcp.runs import start_run
 from sophia_mcp.services import Services
@@ -30,7 +31,7 @@ MIN_MENTIONS = 3
 QUOTES = 3
 
 
-class CompetitorInsight(BaseModel):
+class CompetitorInsight(Model):
     competitor: str
     mentions: int = Field(description="Mentions on calls in the last window.")
     mentions_before: int = Field(description="Mentions in the window before it.")
@@ -42,7 +43,7 @@ class CompetitorInsight(BaseModel):
     alert: str | None = Field(description="The alert's delivery status, when one was sent.")
 
 
-class IntelReport(BaseModel):
+class IntelReport(Model):
     run_id: str
     day: date
     competitors: list[CompetitorInsight]

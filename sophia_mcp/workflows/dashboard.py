@@ -13,10 +13,11 @@ from html import escape
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.analysis.charts import bar_chart, line_chart, table
 from sophia_mcp.errors import NotFound
+from sophia_mcp.model import Model
 from sophia_mcp.outbox import OutboxEntry
 from sophia_mcp.services import Services
 from sophia_mcp.store import utcnow
@@ -41,7 +42,7 @@ th{background:#f4f6f8}
 """
 
 
-class DashboardReport(BaseModel):
+class DashboardReport(Model):
     name: str
     title: str
     path: str = Field(description="The HTML file in the data dir.")

@@ -21,10 +21,11 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 import anyio
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.analysis.lead_score import LeadScore, LeadSignals, score_lead, seniority_of
 from sophia_mcp.errors import InvalidInput, SophiaError
+from sophia_mcp.model import Model
 from sophia_mcp.ports.crm import Client, Contact, ContactChanges, ContactQuery, FieldValue
 from sophia_mcp.ports.enrich import Person, PersonQuery
 from sophia_mcp.runs import Run, describe_error, start_run
@@ -40,7 +41,7 @@ MAX_SELECTED = 10_000
 OUTCOMES_SHOWN = 25  # a report is read by a model: failures first, then a sample; the ledger has them all
 
 
-class ContactOutcome(BaseModel):
+class ContactOutcome(Model):
     contact_id: str
     status: Literal["written", "unchanged", "failed"] = Field(
         description="written: changes were saved to the CRM; unchanged: the CRM already held all of it; "
@@ -53,7 +54,7 @@ class ContactOutcome(BaseModel):
     error: str | None = None
 
 
-class EnrichmentReport(BaseModel):
+class EnrichmentReport(Model):
     run_id: str
     crm: str
     enricher: str

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, date, datetime, time, timedelta
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.errors import InvalidInput
+from sophia_mcp.model import Model
 from sophia_mcp.outbox import OutboxEntry
 from sophia_mcp.ports.crm import Client
 from sophia_mcp.ports.issues import IssueDraft
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 SHOWN = 50  # at-risk clients listed in a report, worst first
 
 
-class AtRiskClient(BaseModel):
+class AtRiskClient(Model):
     client_id: str
     name: str
     score: float
@@ -42,7 +43,7 @@ class AtRiskClient(BaseModel):
     first_this_period: bool = Field(description="False when an earlier run this period already flagged it.")
 
 
-class MonitorReport(BaseModel):
+class MonitorReport(Model):
     run_id: str
     period: str = Field(description="The period side effects are counted in, e.g. 2026-W48.")
     threshold: float

@@ -15,11 +15,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.adapters.local_documents import LocalDocuments, chunk_id
 from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX, Format, chunk_text, parse_document
 from sophia_mcp.errors import InvalidInput, NotFound
+from sophia_mcp.model import Model
 from sophia_mcp.ports.knowledge import DocumentFilter, DocumentInfo, SearchHit
 from sophia_mcp.ports.vectors import InProcessQuery, Metadata
 from sophia_mcp.runs import start_run
@@ -33,7 +34,7 @@ CANDIDATES = 50  # hits taken from each ranking before fusing
 INLINE_CHUNKS = 2000  # up to this many chunks a search runs on the event loop, past it in a worker thread
 
 
-class IngestReport(BaseModel):
+class IngestReport(Model):
     run_id: str | None = Field(description="The ingestion run; null when nothing needed doing.")
     status: Literal["new", "updated", "unchanged"]
     document: DocumentInfo

@@ -19,9 +19,10 @@ from typing import Any
 
 import anyio
 import anyio.abc
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.errors import NotFound
+from sophia_mcp.model import Model
 from sophia_mcp.runs import describe_error
 from sophia_mcp.services import Services
 from sophia_mcp.settings import ScheduleSpec, interval_seconds
@@ -76,7 +77,7 @@ WORKFLOWS: dict[str, Workflow] = {
 }
 
 
-class ScheduleRun(BaseModel):
+class ScheduleRun(Model):
     id: int
     due_at: datetime
     missed: int = Field(description="Fire times this run stood for beyond its own (after downtime).")
@@ -87,7 +88,7 @@ class ScheduleRun(BaseModel):
     error: str | None
 
 
-class ScheduleInfo(BaseModel):
+class ScheduleInfo(Model):
     name: str
     workflow: str
     spec: str = Field(description="'cron <expression>' (UTC) or 'every <interval>'.")

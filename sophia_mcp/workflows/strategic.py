@@ -17,10 +17,11 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import anyio
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from sophia_mcp.analysis.results import CallAnalysis
 from sophia_mcp.errors import InvalidInput, SophiaError
+from sophia_mcp.model import Model
 from sophia_mcp.runs import describe_error
 from sophia_mcp.services import Services
 from sophia_mcp.workflows import analytics
@@ -36,7 +37,7 @@ ANSWER_INSTRUCTIONS = (
 )
 
 
-class Citation(BaseModel):
+class Citation(Model):
     id: str = Field(description="W1, C2, K3, X1: the source's letter and a number, to quote in the answer.")
     source: SourceName
     title: str
@@ -44,7 +45,7 @@ class Citation(BaseModel):
     quote: str
 
 
-class SourceReport(BaseModel):
+class SourceReport(Model):
     source: SourceName
     status: Literal["ok", "gap"]
     reason: str | None = Field(description="Why it is a gap: not configured, an error, or out of time.")
@@ -53,7 +54,7 @@ class SourceReport(BaseModel):
     citations: list[str] = Field(description="The ids of this source's citations.")
 
 
-class Evidence(BaseModel):
+class Evidence(Model):
     question: str
     sources: list[SourceReport]
     citations: list[Citation]
