@@ -175,8 +175,9 @@ async def document_resource(document_id: str, ctx: Context) -> str:
 
 async def chunks_resource(document_id: str, ctx: Context) -> str:
     """A document's text, chunk by chunk, with each chunk's section."""
+    services = services_of(ctx)
     detail = await get_document(ctx, document_id)  # the whole text: a resource is read by the client, not a model
-    chunks = await services_of(ctx).store.run(services_of(ctx).documents.chunks, document_id)
+    chunks = await services.store.run(services.documents.chunks, document_id)
     parts = [f"# {detail.document.title}"]
     parts += [f"\n[chunk {c.seq + 1}] {c.section}\n{c.text}" for c in chunks]
     return "\n".join(parts)
