@@ -319,6 +319,7 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
         predict_churn, name="predict_churn",
         annotations=read("Predict churn", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
+    server.writes_only_when("predict_churn", "act")
     server.add_tool(
         record_outcome, name="record_outcome",
         annotations=read("Record a renewal or churn", read_only=False, idempotent=True),

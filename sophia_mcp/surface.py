@@ -8,17 +8,19 @@ composite server registers the same functions again under prefixes.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
-from mcp.server.context import ServerRequestContext
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import (
@@ -135,8 +137,10 @@ class SophiaServer(MCPServer[Any]):
         # Tools are declared here and built when first called; the list comes from the tool cache when it can.
         self._pending_tools: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
         self._deferred: list[Callable[[], Any]] = []
-        self._destructive: set[str] = set()
+        # Tools that change data, each with the boolean argument that must be false for a call to only read (if any).
+        self._writes: dict[str, tuple[str, Any] | None] = {}
         self._tool_list: list[MCPTool] | None = None
+        self.middleware.append(WriteScope(self))
 
     # -- tools, built lazily --------------------------------------------------------------------------
 
@@ -155,9 +159,31 @@ class SophiaServer(MCPServer[Any]):
         options = {"title": title, "description": description, "annotations": annotations, "icons": icons,
                    "meta": meta, "structured_output": structured_output}  # fmt: skip
         self._pending_tools[name or fn.__name__] = (fn, options)
-        if annotations is not None and annotations.destructive_hint:
-            self._destructive.add(name or fn.__name__)
+        if annotations is None or not annotations.read_only_hint:
+            self._writes[name or fn.__name__] = None
         self._tool_list = None
+
+    def writes_only_when(self, tool: str, argument: str) -> None:
+        """`tool` changes data only when its boolean `argument` is true (or left at a true default)."""
+        fn, _ = self._pending_tools[tool]
+        self._writes[tool] = (argument, inspect.signature(fn).parameters[argument].default)
+
+    def write_refusal(self, tool: str, arguments: Mapping[str, Any]) -> str | None:
+        """Why this call may not run for the caller (its access token lacks the write scope), or None if it may.
+
+        With no access token (stdio, or HTTP on loopback without authentication) every tool may run."""
+        if tool not in self._writes:
+            return None
+        gate = self._writes[tool]
+        if gate is not None and arguments.get(gate[0], gate[1]) is False:
+            return None
+        token = get_access_token()
+        scope = (self._settings or self.services.settings).http.write_scope
+        if token is None or scope in token.scopes:
+            return None
+        how = f" with {gate[0]}=true" if gate else ""
+        only = f" ({gate[0]}=false only reads)" if gate else ""
+        return f"{tool}{how} changes data: the access token needs the scope {scope!r}{only}"
 
     def _build_tool(self, name: str) -> None:
         pending = self._pending_tools.pop(name, None)
@@ -283,13 +309,6 @@ class SophiaServer(MCPServer[Any]):
     ) -> CallToolResult | InputRequiredResult:
         self._build_tool(name)
         settings = self._settings or self.services.settings
-        if name in self._destructive:
-            from mcp.server.auth.middleware.auth_context import get_access_token
-
-            token = get_access_token()  # present only when the server is an OAuth resource server
-            scope = settings.http.write_scope
-            if token is not None and scope not in token.scopes:
-                raise ToolError(f"{name} changes data: the access token needs the scope {scope!r}")
         try:
             result = await _within(settings.tool_timeout_s, super().call_tool(name, arguments, context))
         except TimeoutError:
@@ -361,6 +380,25 @@ class SophiaServer(MCPServer[Any]):
         resolved = dict(context.arguments or {}) if context else {}
         values = await anyio.to_thread.run_sync(completer, self.services, argument.value, resolved)
         return Completion(values=values[:MAX_COMPLETIONS], total=len(values), has_more=len(values) > MAX_COMPLETIONS)
+
+
+class WriteScope:
+    """MCP middleware: a call of a tool that changes data is answered with an error naming the missing scope, before
+    the tool is built or run, unless the caller's access token has the write scope. Which tools change data comes
+    from their annotations (anything not read-only), so a new tool cannot forget it."""
+
+    def __init__(self, server: SophiaServer) -> None:
+        self.server = server
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "tools/call" and isinstance(ctx.params, Mapping):
+            arguments = ctx.params.get("arguments")
+            refusal = self.server.write_refusal(
+                str(ctx.params.get("name")), arguments if isinstance(arguments, Mapping) else {}
+            )
+            if refusal is not None:
+                return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
+        return await call_next(ctx)
 
 
 def complete_client_names(services: Services, typed: str, _: dict[str, str]) -> list[str]:
