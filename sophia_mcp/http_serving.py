@@ -1,121 +1,43 @@
-"""Serving over HTTP (Streamable HTTP or SSE): Host and Origin checks on by default, and a bearer token
-required whenever the server listens beyond loopback.
+"""Serving over HTTP (Streamable HTTP or SSE), from the socket up:
 
-The checks are the SDK's DNS-rebinding protection, with the loopback names always allowed and more from
-`SOPHIA_HTTP__ALLOWED_HOSTS` / `ALLOWED_ORIGINS`. The token (`SOPHIA_HTTP__BEARER_TOKEN`) is compared in
-constant time; a request without it, or with another, is answered 401 before any MCP handling.
+- connections: at most `SOPHIA_HTTP__MAX_CONNECTIONS` (and what the file-descriptor limit leaves), each with
+  `HEADER_TIMEOUT_S` to send a request's headers, idle keep-alives closed after `KEEP_ALIVE_S` (`http_connections`);
+- per client: the body within `BODY_TIMEOUT_S` and `MAX_BODY_MB`, `RATE_PER_MINUTE` requests, `SESSIONS_PER_CLIENT`
+  open sessions (`http_limits`);
+- the SDK's app: Host and Origin checks (DNS-rebinding protection, loopback names always allowed, more from
+  `ALLOWED_HOSTS` / `ALLOWED_ORIGINS`), then the token verifier (`http_auth`): 401 or 403 before any MCP handling.
+
+A server refuses to listen beyond loopback without authentication.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
-import math
-import time
-from typing import Any
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, cast
 
+import uvicorn
+from mcp.server.transport_security import TransportSecuritySettings
+
+from sophia_mcp.http_auth import NotSafeToServe, Verifier, auth_options, subject_finder
+from sophia_mcp.http_connections import ConnectionPool, connection_cap
+from sophia_mcp.http_limits import ClientLimits, SessionLedger
 from sophia_mcp.settings import Settings
+
+log = logging.getLogger(__name__)
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-class NotSafeToServe(Exception):
-    """The settings would expose the server without protection; the message says what to set."""
-
-
-class BearerAuth:
-    """ASGI middleware: every HTTP request must carry `Authorization: Bearer <token>`."""
-
-    def __init__(self, app: Any, token: str) -> None:
-        self.app = app
-        self.expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope.get("headers") or []).get(b"authorization", b"")
-        if hmac.compare_digest(given, self.expected):
-            await self.app(scope, receive, send)
-            return
-        body = json.dumps({"error": "unauthorized", "error_description": "a valid bearer token is required"}).encode()
-        await send({
-            "type": "http.response.start", "status": 401,
-            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="sophia-mcp"'),
-                        (b"content-length", str(len(body)).encode())],
-        })  # fmt: skip
-        await send({"type": "http.response.body", "body": body})
-
-
-class RateLimit:
-    """ASGI middleware: each client (by its Authorization header, else its address) gets a token bucket of
-    `per_minute` requests a minute with a burst of a tenth of that; beyond it, 429 with Retry-After."""
-
-    def __init__(self, app: Any, per_minute: float) -> None:
-        self.app = app
-        self.rate = per_minute / 60
-        self.burst = max(5.0, per_minute / 10)
-        self.buckets: dict[bytes, tuple[float, float]] = {}
-
-    def _take(self, key: bytes) -> float:
-        """0 when the request may go; else the seconds until it could."""
-        now = time.monotonic()
-        tokens, then = self.buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - then) * self.rate)
-        if tokens >= 1:
-            self.buckets[key] = (tokens - 1, now)
-            return 0.0
-        self.buckets[key] = (tokens, now)
-        return (1 - tokens) / self.rate
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        key = headers.get(b"authorization") or str((scope.get("client") or ("?",))[0]).encode()
-        if len(self.buckets) > 10_000:  # forget idle clients rather than grow without bound
-            self.buckets.clear()
-        wait = self._take(key)
-        if not wait:
-            await self.app(scope, receive, send)
-            return
-        body = json.dumps({"error": "rate_limited", "error_description": "too many requests; wait and retry"}).encode()
-        await send({
-            "type": "http.response.start", "status": 429,
-            "headers": [(b"content-type", b"application/json"), (b"retry-after", str(math.ceil(wait)).encode()),
-                        (b"content-length", str(len(body)).encode())],
-        })  # fmt: skip
-        await send({"type": "http.response.body", "body": body})
-
-
-def transport_security(settings: Settings, host: str) -> Any:
-    from mcp.server.transport_security import TransportSecuritySettings
-
+def transport_security(settings: Settings, host: str) -> TransportSecuritySettings:
     http = settings.http
     hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *http.allowed_hosts]
     if host not in LOOPBACK and host not in ("0.0.0.0", "::"):  # noqa: S104 (a check, not a bind)
         hosts.append(f"{host}:*")
     origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *http.allowed_origins]
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
-
-
-def oauth_options(settings: Settings, host: str, port: int) -> dict[str, Any]:
-    """The MCPServer arguments that make it an OAuth 2.1 resource server, when a JWKS is configured."""
-    http = settings.http
-    if not http.jwks_url:
-        return {}
-    if not (http.issuer and http.audience):
-        raise NotSafeToServe("OAuth needs SOPHIA_HTTP__ISSUER and SOPHIA_HTTP__AUDIENCE beside SOPHIA_HTTP__JWKS_URL")
-    from mcp.server.auth.settings import AuthSettings
-
-    from sophia_mcp.adapters.jwt_verifier import JWTVerifier
-
-    auth = AuthSettings(
-        issuer_url=http.issuer, resource_server_url=http.audience, required_scopes=http.required_scopes or None,
-        validate_token_resource=False,  # the verifier checks the audience itself
-    )  # fmt: skip
-    return {"auth": auth, "token_verifier": JWTVerifier(http.jwks_url, http.issuer, http.audience)}
 
 
 def check_safe(settings: Settings, host: str) -> None:
@@ -133,26 +55,60 @@ def check_safe(settings: Settings, host: str) -> None:
         )
 
 
-def http_app(server: Any, settings: Settings, transport: str, host: str) -> Any:
-    """The server's ASGI app for `transport` ("http" or "sse"), with the checks and, when set, the token."""
+def http_app(server: Any, settings: Settings, transport: str, host: str, verifier: Verifier | None) -> Any:
+    """The server's ASGI app for `transport` ("http" or "sse") behind the per-client limits."""
     http = settings.http
     security = transport_security(settings, host)
     limit = int(http.max_body_mb * 1024 * 1024)
+    sessions = None
     if transport == "sse":
         app = server.sse_app(transport_security=security, host=host, max_request_body_size=limit)
     else:
         app = server.streamable_http_app(
-            transport_security=security, host=host, stateless_http=http.stateless, max_request_body_size=limit
-        )
-    token = http.bearer_token
-    if token is not None and not http.jwks_url:  # OAuth, when configured, is the SDK's own middleware
-        app = BearerAuth(app, token.get_secret_value())
-    return RateLimit(app, http.rate_per_minute) if http.rate_per_minute > 0 else app
+            transport_security=security, host=host, stateless_http=http.stateless, max_request_body_size=limit,
+            session_idle_timeout=http.session_idle_s, max_sessions=http.max_sessions,
+        )  # fmt: skip
+        if not http.stateless:
+            sessions = SessionLedger(per_client=http.sessions_per_client, idle_s=http.session_idle_s)
+    return ClientLimits(
+        app, identify=subject_finder(verifier) if verifier else _nobody, max_body_bytes=limit,
+        body_timeout_s=http.body_timeout_s, rate_per_minute=http.rate_per_minute, sessions=sessions,
+    )  # fmt: skip
 
 
-def serve_http(server: Any, settings: Settings, transport: str, host: str, port: int) -> None:
-    import uvicorn
+async def _nobody(_: str) -> None:
+    return None
 
+
+def serve_http(create_server: Callable[..., Any], settings: Settings, transport: str, host: str, port: int) -> None:
+    """Build the server with the configured authentication and serve it on `host`:`port` until stopped."""
     check_safe(settings, host)
-    app = http_app(server, settings, transport, host)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), lifespan="on")
+    options = auth_options(settings)
+    server = create_server(settings, log_level=settings.log_level, **options)
+    try:
+        app = http_app(server, settings, transport, host, options.get("token_verifier"))
+        http = settings.http
+        pool = ConnectionPool(connection_cap(http.max_connections), http.header_timeout_s)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level=settings.log_level.lower(), lifespan="on",
+            http=cast(type[asyncio.Protocol], pool.protocol),  # uvicorn builds each connection's protocol by calling it
+            timeout_keep_alive=http.keep_alive_s,
+        )  # fmt: skip
+        asyncio.run(_serve(uvicorn.Server(config)))
+    finally:
+        server.close()
+
+
+async def _serve(server: uvicorn.Server) -> None:
+    asyncio.get_running_loop().set_exception_handler(report_loop_error)
+    await server.serve()
+
+
+def report_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Log what the event loop could not handle (an `accept` out of file descriptors, say) and keep serving: when
+    even logging fails for want of a file, one line goes to the already open stderr."""
+    try:
+        loop.default_exception_handler(context)
+    except Exception:  # the handler must never take the loop down with it
+        what = f"{context.get('message', 'event loop error')}: {context.get('exception')!r}"
+        os.write(2, f"sophia-mcp: {what}\n".encode())

@@ -31,29 +31,22 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
 
     configure_from_environment(f"sophia-{name}")
     module = importlib.import_module(f"sophia_mcp.servers.{name}")
-    extra = {}
-    if transport != "stdio":
-        from sophia_mcp.http_serving import NotSafeToServe, oauth_options
-
-        try:
-            extra = oauth_options(settings, host, port)
-        except NotSafeToServe as exc:
-            print(exc, file=sys.stderr)
-            raise SystemExit(2) from exc
-    server = module.create_server(settings, log_level=settings.log_level, **extra)
     try:
         if transport == "stdio":
-            server.run("stdio")
+            server = module.create_server(settings, log_level=settings.log_level)
+            try:
+                server.run("stdio")
+            finally:
+                server.close()
         else:
             from sophia_mcp.http_serving import NotSafeToServe, serve_http
 
             try:
-                serve_http(server, settings, transport, host, port)
+                serve_http(module.create_server, settings, transport, host, port)
             except NotSafeToServe as exc:
                 print(exc, file=sys.stderr)
                 raise SystemExit(2) from exc
     finally:
-        server.close()
         shutdown()
 
 

@@ -264,12 +264,26 @@ class HTTPSettings(BaseModel):
     stateless: bool = Field(default=False, description="Streamable HTTP without sessions, for several replicas.")
     max_body_mb: float = Field(default=4.0, gt=0, description="Larger request bodies are refused (413).")
     rate_per_minute: float = Field(
-        default=600.0, ge=0, description="Requests per minute one client (its token, else its address) may make; "
-        "beyond, 429 with Retry-After. 0: no limit."
+        default=600.0, ge=0, description="Requests per minute one client (its OAuth subject, else its address) may "
+        "make; beyond, 429 with Retry-After. 0: no limit."
     )  # fmt: skip
+    max_connections: int = Field(
+        default=1000, ge=1, description="Open connections at most (and what the file-descriptor limit leaves); beyond, "
+        "the one waiting longest for its headers is closed, or the new one if none is."
+    )  # fmt: skip
+    header_timeout_s: float = Field(default=10.0, gt=0, description="A request's headers must arrive within this.")
+    body_timeout_s: float = Field(default=30.0, gt=0, description="A request's body must arrive within this (408).")
+    keep_alive_s: int = Field(default=5, ge=1, description="An idle keep-alive connection is closed after this.")
+    sessions_per_client: int = Field(
+        default=16, ge=1, description="Streamable HTTP sessions one client may hold open; beyond, 429."
+    )
+    max_sessions: int = Field(default=1000, ge=1, description="Streamable HTTP sessions open at most; beyond, 503.")
+    session_idle_s: float = Field(
+        default=600.0, gt=0, description="A Streamable HTTP session with no request for this long is closed."
+    )
     jwks_url: str | None = Field(default=None, description="OAuth: the authorization server's JWKS; tokens are JWTs.")
-    write_scope: str = Field(default="sophia:write", description="OAuth: the scope a token needs for tools that "
-                             "change or delete data (annotated destructive).")  # fmt: skip
+    write_scope: str = Field(default="sophia:write", description="OAuth: the scope a token needs for every tool "
+                             "that is not read-only.")  # fmt: skip
     issuer: str | None = Field(default=None, description="OAuth: the tokens' required issuer (iss).")
     audience: str | None = Field(default=None, description="OAuth: the tokens' required audience (aud): this server.")
     required_scopes: Annotated[list[str], NoDecode] = Field(default_factory=list, description="OAuth: scopes every "

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,9 +29,22 @@ def free_port() -> int:
 
 @contextmanager
 def http_server(
-    data_dir: Path, transport: str, timeout_s: float = 60, port: int | None = None, server: str = "gong", **env: str
+    data_dir: Path,
+    transport: str,
+    timeout_s: float = 60,
+    port: int | None = None,
+    server: str = "gong",
+    fd_limit: int | None = None,
+    running: list[subprocess.Popen[str]] | None = None,
+    **env: str,
 ) -> Iterator[str]:
-    """Run `sophia-mcp serve SERVER` over HTTP on 127.0.0.1 and yield its base URL once it listens."""
+    """Run `sophia-mcp serve SERVER` over HTTP on 127.0.0.1 and yield its base URL once it listens; with `fd_limit`,
+    under that many open files at most; the process is appended to `running` for a test to check on it."""
+
+    def limit_files() -> None:
+        if fd_limit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+
     port = port or free_port()
     proc = subprocess.Popen(
         [SCRIPT, "serve", server, "--transport", transport, "--port", str(port)],
@@ -37,7 +52,10 @@ def http_server(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=limit_files if fd_limit is not None else None,
     )
+    if running is not None:
+        running.append(proc)
     try:
         assert proc.stderr is not None
         seen = []
@@ -48,6 +66,8 @@ def http_server(
                 break
         else:
             raise AssertionError("server exited before listening:\n" + "".join(seen))
+        # Keep reading what it logs, so a busy server never blocks on a full pipe.
+        threading.Thread(target=seen.extend, args=(proc.stderr,), daemon=True).start()
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
