@@ -21,6 +21,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 log = logging.getLogger(__name__)
 
 HEADER_END = b"\r\n\r\n"
+# The listen queue, which is also how many connections asyncio accepts at once, before any of them reaches the
+# pool's cap: the cap leaves room for one such batch.
+BACKLOG = 100
 # File descriptors kept free for everything that is not a client connection: the store, logs, imports, threads.
 RESERVED_FDS = 64
 
@@ -30,7 +33,7 @@ def connection_cap(configured: int) -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return configured
-    return max(1, min(configured, soft - RESERVED_FDS))
+    return max(1, min(configured, soft - RESERVED_FDS - BACKLOG))
 
 
 @dataclass

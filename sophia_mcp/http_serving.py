@@ -22,7 +22,7 @@ import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
 
 from sophia_mcp.http_auth import NotSafeToServe, Verifier, auth_options, subject_finder
-from sophia_mcp.http_connections import ConnectionPool, connection_cap
+from sophia_mcp.http_connections import BACKLOG, ConnectionPool, connection_cap
 from sophia_mcp.http_limits import ClientLimits, SessionLedger
 from sophia_mcp.settings import Settings
 
@@ -92,7 +92,7 @@ def serve_http(create_server: Callable[..., Any], settings: Settings, transport:
         config = uvicorn.Config(
             app, host=host, port=port, log_level=settings.log_level.lower(), lifespan="on",
             http=cast(type[asyncio.Protocol], pool.protocol),  # uvicorn builds each connection's protocol by calling it
-            timeout_keep_alive=http.keep_alive_s,
+            timeout_keep_alive=http.keep_alive_s, backlog=BACKLOG,
         )  # fmt: skip
         asyncio.run(_serve(uvicorn.Server(config)))
     finally:

@@ -36,10 +36,12 @@ def http_server(
     server: str = "gong",
     fd_limit: int | None = None,
     running: list[subprocess.Popen[str]] | None = None,
+    output: list[str] | None = None,
     **env: str,
 ) -> Iterator[str]:
     """Run `sophia-mcp serve SERVER` over HTTP on 127.0.0.1 and yield its base URL once it listens; with `fd_limit`,
-    under that many open files at most; the process is appended to `running` for a test to check on it."""
+    under that many open files at most. The process is appended to `running`, and what it logs to `output`, for a
+    test to check on."""
 
     def limit_files() -> None:
         if fd_limit is not None:
@@ -58,7 +60,7 @@ def http_server(
         running.append(proc)
     try:
         assert proc.stderr is not None
-        seen = []
+        seen = output if output is not None else []
         # uvicorn says so on stderr once the socket is bound; no sleeping or polling needed.
         for line in proc.stderr:
             seen.append(line)

@@ -15,6 +15,7 @@ import httpx
 import httpx2
 import pytest
 from mcp import Client
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.mcp_helpers import newest_call_ids, outbox_rows, structured, text_of
@@ -113,6 +114,18 @@ async def test_a_read_only_token_cannot_call_any_tool_that_changes_data(data_dir
     assert failed == {}
 
 
+async def test_over_sse_too_a_read_only_token_cannot_send_an_alert(data_dir: Path) -> None:
+    port = free_port()
+    audience = f"http://127.0.0.1:{port}/mcp"
+    with issuer() as auth, http_server(data_dir, "sse", port=port, server="alerts", **auth.env(audience)) as base:
+        reader = {"Authorization": f"Bearer {auth.token(audience, 'sophia:read')}"}
+        async with Client(sse_client(f"{base}/sse", headers=reader)) as client:
+            refused = await client.call_tool("send_alert", {"text": "Acme at risk", "channel": "#client-health"})
+            listed = await client.call_tool("list_alerts", {})
+    assert refused.is_error and "needs the scope 'sophia:write'" in text_of(refused)
+    assert not listed.is_error and outbox_rows(data_dir) == []
+
+
 async def test_the_static_token_goes_through_the_one_verifier_and_its_scheme_is_case_insensitive(
     data_dir: Path,
 ) -> None:
@@ -188,8 +201,9 @@ def _closed_by_server(sock: socket.socket) -> bool:
 async def test_slow_connections_under_a_low_file_limit_neither_starve_nor_kill_the_server(data_dir: Path) -> None:
     port = free_port()
     running: list[subprocess.Popen[str]] = []
+    logged: list[str] = []
     env = {"SOPHIA_HTTP__HEADER_TIMEOUT_S": "2", "SOPHIA_HTTP__RATE_PER_MINUTE": "0"}
-    with http_server(data_dir, "http", port=port, fd_limit=512, running=running, **env) as base:
+    with http_server(data_dir, "http", port=port, fd_limit=512, running=running, output=logged, **env) as base:
         held = _stalled_sockets(port, 520)  # more than the server may open files
         async with Client(streamable_http_client(f"{base}/mcp")) as client:
             served = [await client.call_tool("list_calls", {"limit": 1}) for _ in range(20)]
@@ -202,6 +216,7 @@ async def test_slow_connections_under_a_low_file_limit_neither_starve_nor_kill_t
     assert [r.is_error for r in served] == [False] * 20
     assert all(closed)
     assert alive and not afterwards.is_error
+    assert not [line for line in logged if "Too many open files" in line]  # it never ran out
 
 
 def _raw(port: int, data: bytes) -> socket.socket:
