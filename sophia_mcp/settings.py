@@ -317,6 +317,16 @@ class StrategicSettings(BaseModel):
     cache_ttl_s: float = Field(default=300.0, ge=0, description="How long a source's answer is reused.")
 
 
+class AnalyticsSettings(BaseModel):
+    """Bounds on the SQL query_warehouse and run_metric run: how long it may take, how large a value it may build."""
+
+    timeout_s: float = Field(default=5.0, gt=0, le=600, description="A query running longer is stopped.")
+    max_value_kb: int = Field(
+        default=256, ge=16, le=1_000_000, description="The largest text, blob or row a query may build on the local "
+        "warehouse; one larger stops it (SQLite's length limit, which also bounds the time a text function takes)."
+    )  # fmt: skip
+
+
 class AlertsSettings(BaseModel):
     """Where alerts go, by topic, and how long the same alert is kept from being sent again."""
 
@@ -517,6 +527,7 @@ class Settings(BaseSettings):
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     strategic: StrategicSettings = Field(default_factory=StrategicSettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     http: HTTPSettings = Field(default_factory=HTTPSettings)

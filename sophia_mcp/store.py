@@ -24,6 +24,11 @@ from sophia_mcp.errors import ServiceUnavailable
 T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 30.0
+# SQLite's heap for the whole process once it serves SQL from outside (`untrusted_reader`): the backstop behind each
+# connection's value limit. The store's own use is a few MB (a 2 MB page cache per connection), so only a query
+# holding hundreds of MB reaches it; while one does, another statement's allocation may fail too (SQLITE_NOMEM:
+# that statement fails and rolls back; the file stays sound).
+UNTRUSTED_HEAP_BYTES = 256 * 1024 * 1024
 
 # Each entry upgrades the schema by one version; never edit a shipped entry, append a new one.
 MIGRATIONS: list[str] = [
@@ -440,6 +445,8 @@ class Store:
         # the writer). `_local.active` is that connection while such a read runs.
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self._untrusted: list[sqlite3.Connection] = []  # idle connections of `untrusted_reader`
+        self._untrusted_lock = threading.Lock()  # not `_lock`: a write transaction holds that throughout
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -520,15 +527,12 @@ class Store:
             return conn.execute(sql, params).rowcount
 
     def query_within(
-        self, seconds: float, sql: str, params: Sequence[Any] = (), *, read_only: bool = False
+        self, seconds: float, sql: str, params: Sequence[Any] = ()
     ) -> tuple[list[str], list[sqlite3.Row]] | None:
         """Run a read that may take long, giving up after `seconds`: its columns and rows, or None when out of
-        time. `read_only` runs it with SQLite's query_only on, so no statement can write whatever it says."""
+        time."""
         deadline = time.perf_counter() + seconds
         with self._reading() as conn:
-            read_only = read_only and conn is not getattr(self._local, "active", None)  # a reader always is
-            if read_only:
-                conn.execute("PRAGMA query_only = ON")
             conn.set_progress_handler(lambda: time.perf_counter() > deadline, 1000)
             try:
                 cursor = conn.execute(sql, params)
@@ -540,8 +544,42 @@ class Store:
                 raise
             finally:
                 conn.set_progress_handler(None, 0)
-                if read_only:
-                    conn.execute("PRAGMA query_only = OFF")
+
+    @contextmanager
+    def untrusted_reader(self, seconds: float, max_value_bytes: int) -> Iterator[sqlite3.Connection]:
+        """A connection of its own for one statement from outside (a model's SQL): opened read-only (`mode=ro`, and
+        `query_only`), so nothing it runs writes and no write waits for it; no text, blob or row over
+        `max_value_bytes`; interrupted by a timer after `seconds` whatever it is doing. Close its cursors before
+        the block ends: the connection is reused."""
+        with self._untrusted_lock:
+            idle = self._untrusted.pop() if self._untrusted else None
+        conn = idle or self._open_untrusted()
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_value_bytes)
+        timer = threading.Timer(seconds, conn.interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield conn
+        finally:
+            timer.cancel()
+            timer.join()  # an interrupt must not reach the connection's next user, nor a closed connection
+            with self._untrusted_lock:
+                self._untrusted.append(conn)
+
+    def _open_untrusted(self) -> sqlite3.Connection:
+        if self._conn is None:
+            with self._lock:
+                self._connect()  # the file exists, is migrated and in WAL mode: a read-only connection cannot
+        try:
+            conn = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                isolation_level=None, check_same_thread=False,
+            )  # fmt: skip
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute(f"PRAGMA hard_heap_limit = {UNTRUSTED_HEAP_BYTES}")  # only ever lowers it
+        except sqlite3.Error as exc:
+            raise ServiceUnavailable(f"Cannot open the local store at {self.path}: {exc}") from exc
+        return conn
 
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
         with self._reading() as conn:
@@ -579,6 +617,11 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
+            # Read-only connections first: the last connection to close folds the WAL back, and they cannot.
+            with self._untrusted_lock:
+                for conn in self._untrusted:
+                    conn.close()
+                self._untrusted.clear()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None

@@ -74,7 +74,7 @@ def build_services(settings: Settings) -> Services:
 
         warehouse = SnowflakeWarehouse(settings.snowflake)
     else:
-        warehouse = LocalWarehouse(store)
+        warehouse = LocalWarehouse(store, settings.analytics.max_value_kb * 1024)
 
     clients = LocalCRM(store)
     crm: CRM = clients

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from sophia_mcp.adapters.warehouse_sql import (
@@ -33,21 +33,68 @@ def _health_from_row(row: sqlite3.Row) -> HealthRecord:
     )
 
 
+def _size(value: object) -> int:
+    return len(value) if isinstance(value, str | bytes) else 8
+
+
+def _refusal(exc: sqlite3.Error, timeout_s: float, max_value_bytes: int) -> InvalidInput:
+    """What to tell the author of a query SQLite stopped or refused."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name == "SQLITE_INTERRUPT":
+        return InvalidInput(
+            f"The query ran past its {timeout_s:g} s and was stopped; narrow it (a WHERE, fewer joins) or aggregate "
+            "first"
+        )
+    if name == "SQLITE_TOOBIG":
+        return InvalidInput(
+            f"The query built a text, blob or row over {max_value_bytes // 1024} KB "
+            "(SOPHIA_ANALYTICS__MAX_VALUE_KB) and was stopped; select less of it (substr, length) or aggregate"
+        )
+    return InvalidInput(f"SQLite refused the query: {str(exc)[:300]}")
+
+
 class LocalWarehouse:
     name = "local"
     dialect = "sqlite"
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, max_value_bytes: int) -> None:
         self.store = store
+        self.max_value_bytes = max_value_bytes
 
-    async def read(self, sql: str, params: list[Any], timeout_s: float) -> QueryResult:
-        answer = await self.store.run(partial(self.store.query_within, timeout_s, sql, params, read_only=True))
-        if answer is None:
+    def _read(
+        self, sql: str, params: list[Any], timeout_s: float, max_rows: int | None, max_bytes: int | None
+    ) -> QueryResult:
+        rows: list[list[Any]] = []
+        size = 0
+        try:
+            with self.store.untrusted_reader(timeout_s, self.max_value_bytes) as conn:
+                with closing(conn.execute(sql, params)) as cursor:
+                    columns = [d[0] for d in cursor.description or []]
+                    # Row by row up to the cap, never fetchall: what is read is bounded by rows and by bytes.
+                    while max_rows is None or len(rows) < max_rows:
+                        batch = cursor.fetchmany(50 if max_rows is None else min(50, max_rows - len(rows)))
+                        if not batch:
+                            break
+                        for row in batch:
+                            size += sum(_size(v) for v in row)
+                            if max_bytes is not None and size > max_bytes:
+                                raise InvalidInput(
+                                    f"The result passed {max_bytes // 1024} KB (SOPHIA_MAX_RESULT_KB); ask for "
+                                    "fewer rows (limit) or columns, or less of each long text (substr)"
+                                )
+                            rows.append(list(row))
+        except sqlite3.Error as exc:
+            raise _refusal(exc, timeout_s, self.max_value_bytes) from None
+        except MemoryError:  # SQLite's hard heap limit, which bounds every query together
             raise InvalidInput(
-                f"The query ran past its {timeout_s:g} s; narrow it (a WHERE, fewer joins) or aggregate first"
-            )
-        columns, rows = answer
-        return QueryResult(columns=columns, rows=[list(r) for r in rows])
+                "The query needed more memory than queries may use; select fewer or shorter values, or aggregate"
+            ) from None
+        return QueryResult(columns=columns, rows=rows)
+
+    async def read(
+        self, sql: str, params: list[Any], timeout_s: float, max_rows: int | None = None, max_bytes: int | None = None
+    ) -> QueryResult:
+        return await self.store.run(self._read, sql, params, timeout_s, max_rows, max_bytes)
 
     def _save_analysis(self, analysis: CallAnalysis) -> None:
         mentions: dict[str, int] = {}

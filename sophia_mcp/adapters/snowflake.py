@@ -140,7 +140,9 @@ class SnowflakeWarehouse:
             except snowflake.connector.errors.Error as exc:
                 raise ServiceUnavailable(f"Snowflake: {type(exc).__name__}: {exc.msg or exc}") from None
 
-    def _read(self, sql: str, params: list[Any], timeout_s: float) -> QueryResult:
+    def _read(
+        self, sql: str, params: list[Any], timeout_s: float, max_rows: int | None, max_bytes: int | None
+    ) -> QueryResult:
         import snowflake.connector
 
         with self._lock:
@@ -148,14 +150,32 @@ class SnowflakeWarehouse:
                 cursor = self._connect().cursor()
                 cursor.execute(sql, params, timeout=max(1, int(timeout_s)))
                 columns = [d[0] for d in cursor.description or []]
-                return QueryResult(columns=columns, rows=[list(r) for r in cursor.fetchall()])
+                rows: list[list[Any]] = []
+                size = 0
+                # Up to the cap, never fetchall: what is read is bounded by rows and by bytes.
+                while max_rows is None or len(rows) < max_rows:
+                    batch = cursor.fetchmany(100 if max_rows is None else min(100, max_rows - len(rows)))
+                    if not batch:
+                        break
+                    for row in batch:
+                        size += sum(len(v) if isinstance(v, str | bytes) else 8 for v in row)
+                        if max_bytes is not None and size > max_bytes:
+                            raise InvalidInput(
+                                f"The result passed {max_bytes // 1024} KB (SOPHIA_MAX_RESULT_KB); ask for fewer "
+                                "rows (limit) or columns, or less of each long text (SUBSTR)"
+                            )
+                        rows.append(list(row))
+                cursor.close()
+                return QueryResult(columns=columns, rows=rows)
             except snowflake.connector.errors.ProgrammingError as exc:
                 raise InvalidInput(f"Snowflake refused the query: {exc.msg or exc}") from None
             except snowflake.connector.errors.Error as exc:
                 raise ServiceUnavailable(f"Snowflake: {type(exc).__name__}: {exc.msg or exc}") from None
 
-    async def read(self, sql: str, params: list[Any], timeout_s: float) -> QueryResult:
-        return await anyio.to_thread.run_sync(self._read, sql, params, timeout_s)
+    async def read(
+        self, sql: str, params: list[Any], timeout_s: float, max_rows: int | None = None, max_bytes: int | None = None
+    ) -> QueryResult:
+        return await anyio.to_thread.run_sync(self._read, sql, params, timeout_s, max_rows, max_bytes)
 
     async def _query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return await anyio.to_thread.run_sync(self._run, sql, params)

@@ -25,8 +25,11 @@ class QueryResult(Model):
 class Warehouse(Protocol):
     dialect: str  # sqlglot's name for the SQL it speaks: "sqlite" or "snowflake"
 
-    async def read(self, sql: str, params: list[Any], timeout_s: float) -> QueryResult:
-        """Run one read-only statement (already checked) within `timeout_s`; InvalidInput when it takes longer."""
+    async def read(
+        self, sql: str, params: list[Any], timeout_s: float, max_rows: int | None = None, max_bytes: int | None = None
+    ) -> QueryResult:
+        """Run one read-only statement (already checked) within `timeout_s`, reading at most `max_rows` rows;
+        InvalidInput when it takes longer, when the rows read pass `max_bytes`, or when the warehouse refuses it."""
         ...
 
     async def save_analysis(self, analysis: CallAnalysis) -> None:

@@ -1,8 +1,8 @@
 """The warehouse as evidence: named, parameterised metrics, and read-only SQL checked before it runs.
 
 Metrics are written once in SQLite's dialect; sqlglot writes them out in the warehouse's (Snowflake's). A query
-from a model is checked by `sql_guard` (one SELECT over the allowed tables), capped at a row limit and run
-read-only with a timeout.
+from a model is checked by `sql_guard` (one SELECT over the allowed tables, with the functions an analyst needs),
+capped at a row limit and run read-only within the bounds of `settings.analytics` (time, value size).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from sophia_mcp.store import iso, utcnow
 ALLOWED_TABLES = ("clients", "contacts", "calls", "call_analyses", "call_mentions", "client_health",
                   "client_health_history")  # fmt: skip
 ROW_LIMIT = 200
-TIMEOUT_S = 5.0
 
 
 class MetricArgs(Model):
@@ -102,8 +101,11 @@ class TableResult(Model):
     sql: str = Field(description="What ran.")
 
 
-async def _read(services: Services, sql: str, params: list[Any], limit: int, timeout_s: float) -> TableResult:
-    result = await services.warehouse.read(sql, params, timeout_s)
+async def _read(services: Services, sql: str, params: list[Any], limit: int) -> TableResult:
+    settings = services.settings
+    result = await services.warehouse.read(
+        sql, params, settings.analytics.timeout_s, max_rows=limit + 1, max_bytes=settings.max_result_kb * 1024
+    )
     return TableResult(columns=result.columns, rows=result.rows[:limit], truncated=len(result.rows) > limit, sql=sql)
 
 
@@ -124,12 +126,12 @@ async def run_metric(
     args = args or MetricArgs()
     threshold = args.threshold if args.threshold is not None else services.settings.health.threshold
     sql = _metric_sql(name, services.warehouse.dialect, limit)
-    return await _read(services, sql, metric.params(args, threshold), limit, TIMEOUT_S)
+    return await _read(services, sql, metric.params(args, threshold), limit)
 
 
 async def query_warehouse(services: Services, sql: str, limit: int = ROW_LIMIT) -> TableResult:
     """A model's or a person's SELECT, checked, capped and run read-only with a timeout."""
-    return await _read(services, _checked(sql, services.warehouse.dialect, limit), [], limit, TIMEOUT_S)
+    return await _read(services, _checked(sql, services.warehouse.dialect, limit), [], limit)
 
 
 @lru_cache(maxsize=256)

@@ -97,7 +97,7 @@ async def from_calls(services: Services, question: str, client_id: str | None) -
     named = [c.name for c in services.settings.competitors if any(n.casefold() in words for n in c.names)]
     sql = "SELECT call_id, client_id, started, analysis FROM call_analyses WHERE (? IS NULL OR client_id = ?) "
     sql += "ORDER BY started DESC LIMIT 200"
-    rows = (await services.warehouse.read(sql, [client_id, client_id], analytics.TIMEOUT_S)).rows
+    rows = (await services.warehouse.read(sql, [client_id, client_id], services.settings.analytics.timeout_s)).rows
     naming: list[tuple[str, str, str]] = []
     others: list[tuple[str, str, str]] = []
     for call_id, _, started, raw in rows:
