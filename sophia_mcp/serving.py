@@ -41,6 +41,7 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
             print(exc, file=sys.stderr)
             raise SystemExit(2) from exc
     server = module.create_server(settings, log_level=settings.log_level, **extra)
+    server.client_is_local = transport == "stdio"
     try:
         if transport == "stdio":
             server.run("stdio")

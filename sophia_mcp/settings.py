@@ -358,8 +358,8 @@ class KnowledgeSettings(BaseModel):
 
     roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
-        description="Directories files may be ingested from (besides the MCP client's roots): a JSON list, or "
-        "paths separated by the OS path separator (':' on Linux and macOS).",
+        description="The only directories files may be ingested from (an MCP client's roots may narrow them, never "
+        "widen them): a JSON list, or paths separated by the OS path separator (':' on Linux and macOS).",
     )
     max_file_mb: float = Field(default=25.0, gt=0, description="Larger files are refused.")
     chunk_tokens: int = Field(default=256, ge=32, le=2048, description="Most tokens in one chunk.")

@@ -6,17 +6,21 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 from mcp_types import ListRootsResult, Root, TextResourceContents
 
 from sophia_mcp.servers.knowledge import create_server
 from sophia_mcp.settings import Settings
 from tests.conftest import make_settings
 from tests.mcp_helpers import structured, text_of
+from tests.processes import SCRIPT, env_for, http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -156,16 +160,17 @@ async def test_pdf_docx_and_html_files_are_read(data_dir: Path, root: Path) -> N
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        ({"path": "../outside.md"}, "outside the folders"),
-        ({"path": "/etc/hostname"}, "outside the folders"),
-        ({"path": "nope.md"}, "No file 'nope.md'"),
+        ({"path": "../outside.md"}, "not a file that may be ingested"),
+        ({"path": "/etc/hostname"}, "not a file that may be ingested"),
+        ({"path": "nope.md"}, "'nope.md' is not a file that may be ingested"),
+        ({"path": "park\x00ing.md"}, "NUL character"),
         ({"path": "big.md"}, "the limit is"),
         ({"path": "broken.pdf"}, "cannot be read"),
         ({"path": "broken.docx"}, "cannot be read"),
         ({"path": "binary.txt"}, "binary data"),
         ({"path": "data.csv"}, "not a format"),
         ({"path": "sub"}, "not a file"),
-        ({"path": "link.md"}, "outside the folders"),
+        ({"path": "link.md"}, "not a file that may be ingested"),
     ],
 )
 async def test_refused_files_leave_nothing_behind(
@@ -202,18 +207,90 @@ async def test_no_roots_means_no_files_and_an_empty_query_is_refused(data_dir: P
     assert text["status"] == "new" and again["status"] == "unchanged"
 
 
-async def test_a_root_the_client_shares_opens_its_folder(data_dir: Path, root: Path) -> None:
-    async def roots(_: Any) -> ListRootsResult:
-        return ListRootsResult(roots=[Root(uri=root.as_uri(), name="docs")])  # type: ignore[arg-type]
+async def test_probing_paths_cannot_tell_which_exist(data_dir: Path, root: Path) -> None:
+    (root.parent / "secret.md").write_text("# Secret\n\nNot for the knowledge base.\n")
+    async with Client(create_server(kb_settings(data_dir, root))) as client:
+        there = await client.call_tool("ingest_document", {"path": str(root.parent / "secret.md")})
+        absent = await client.call_tool("ingest_document", {"path": str(root.parent / "absent.md")})
+        through = await client.call_tool("ingest_document", {"path": "../secret.md"})
+    assert there.is_error and absent.is_error and through.is_error
+    assert text_of(there).replace("secret", "?") == text_of(absent).replace("absent", "?")
+    # A client that is not known to share the machine is not told where the server's folders are.
+    assert str(root) not in text_of(there) + text_of(through)
 
-    async with Client(create_server(make_settings(data_dir)), mode="legacy", list_roots_callback=roots) as client:
-        report = structured(await client.call_tool("ingest_document", {"path": str(root / "parking.md")}))
-        doc = await client.read_resource(f"kb://documents/{report['document']['id']}")
+
+def shares(*folders: Path) -> Callable[[Any], Awaitable[ListRootsResult]]:
+    """A client's roots callback that shares `folders`."""
+
+    async def roots(_: Any) -> ListRootsResult:
+        return ListRootsResult(roots=[Root(uri=f.as_uri(), name=f.name or "everything") for f in folders])  # type: ignore[arg-type]
+
+    return roots
+
+
+@pytest.mark.parametrize("client_is_local", [False, True])
+async def test_a_client_sharing_the_root_slash_cannot_open_a_folder(
+    data_dir: Path, root: Path, client_is_local: bool
+) -> None:
+    before = counts(data_dir)
+    server = create_server(make_settings(data_dir))  # the server opens no folder
+    server.client_is_local = client_is_local
+    async with Client(server, mode="legacy", list_roots_callback=shares(Path("/"))) as client:
+        refused = await client.call_tool("ingest_document", {"path": str(root / "parking.md")})
         prompt = await client.get_prompt("competitor_brief", {"competitor": "AppFolio"})
-    content = doc.contents[0]
-    assert isinstance(content, TextResourceContents)
-    assert json.loads(content.text)["document"]["title"] == "Parking policy"
+    assert refused.is_error and "SOPHIA_KNOWLEDGE__ROOTS" in text_of(refused)
+    assert counts(data_dir) == before
     assert "AppFolio" in prompt.messages[0].content.text  # type: ignore[union-attr]
+
+
+async def test_over_stdio_a_client_s_roots_narrow_the_open_folders_and_never_widen_them(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    opened, elsewhere = tmp_path / "opened", tmp_path / "elsewhere"
+    shared = opened / "shared"
+    shared.mkdir(parents=True)
+    elsewhere.mkdir()
+    (shared / "inside.md").write_text("# Shared notes\n\nOpen on the server and shared by the client.\n")
+    (opened / "unshared.md").write_text("# Unshared notes\n\nOpen on the server, not shared by the client.\n")
+    (elsewhere / "other.md").write_text("# Other notes\n\nShared by the client, not open on the server.\n")
+    params = StdioServerParameters(
+        command=SCRIPT, args=["serve", "knowledge"], env=env_for(data_dir, SOPHIA_KNOWLEDGE__ROOTS=str(opened))
+    )
+    async with Client(params, mode="legacy", list_roots_callback=shares(shared, elsewhere)) as client:
+        inside = structured(await client.call_tool("ingest_document", {"path": str(shared / "inside.md")}))
+        narrowed = await client.call_tool("ingest_document", {"path": str(opened / "unshared.md")})
+        widened = await client.call_tool("ingest_document", {"path": str(elsewhere / "other.md")})
+        resource = (await client.read_resource(f"kb://documents/{inside['document']['id']}")).contents[0]
+    assert inside["status"] == "new"
+    assert isinstance(resource, TextResourceContents)
+    assert json.loads(resource.text)["document"]["title"] == "Shared notes"
+    assert narrowed.is_error and "not a file that may be ingested" in text_of(narrowed)
+    assert widened.is_error and "not a file that may be ingested" in text_of(widened)
+    # A client on this machine is told which folders are open to it.
+    assert str(opened) in text_of(narrowed) and str(shared) in text_of(narrowed)
+
+
+async def test_over_http_a_client_sharing_the_root_slash_cannot_read_a_server_file(
+    data_dir: Path, root: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "private" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("The database password is hunter2.\n")
+    token = "s3cret-token-for-tests-0123456789"
+    env = {"SOPHIA_HTTP__BEARER_TOKEN": token, "SOPHIA_KNOWLEDGE__ROOTS": str(root)}
+    before = counts(data_dir)
+    with http_server(data_dir, "http", server="knowledge", **env) as base:
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+        transport = streamable_http_client(f"{base}/mcp", http_client=http)
+        async with Client(transport, mode="legacy", list_roots_callback=shares(Path("/"))) as client:
+            stolen = await client.call_tool("ingest_document", {"path": str(secret)})
+            opened = structured(await client.call_tool("ingest_document", {"path": "parking.md"}))
+    assert stolen.is_error and "not a file that may be ingested" in text_of(stolen)
+    assert "hunter2" not in text_of(stolen) and str(root) not in text_of(stolen)
+    assert opened["status"] == "new"  # the folder the server opens is served as before
+    assert counts(data_dir)[0] == before[0] + 1
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        assert conn.execute("SELECT count(*) FROM chunks WHERE text LIKE '%hunter2%'").fetchone()[0] == 0
 
 
 def test_kb_commands_on_pinecone_and_openai_configured_by_environment(tmp_path: Path, root: Path) -> None:
@@ -223,7 +300,6 @@ def test_kb_commands_on_pinecone_and_openai_configured_by_environment(tmp_path: 
     from tests.fakes import openai as openai_fake
     from tests.fakes import pinecone as pinecone_fake
     from tests.fakes.server import serve
-    from tests.processes import env_for
 
     index = pinecone_fake.PineconeState(dimension=1536)
     with (

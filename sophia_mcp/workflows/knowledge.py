@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -146,29 +146,53 @@ async def ingest(
     return IngestReport(run_id=run.id, status="updated" if previous else "new", document=document)
 
 
-def allowed_path(path: str, roots: list[Path], max_bytes: int) -> tuple[Path, Format]:
-    """The real file `path` names, if it is under one of `roots`, not too big, and of a format we read."""
+def _shown(path: str) -> str:
+    """A path as a refusal echoes it: quoted, and cut short if long."""
+    return repr(path if len(path) <= 200 else path[:200] + "…")
+
+
+def allowed_path(
+    path: str,
+    roots: Sequence[Path],
+    max_bytes: int,
+    *,
+    narrow_to: Sequence[Path] = (),
+    name_folders: bool = False,
+) -> tuple[Path, Format]:
+    """The real file `path` names, if it is under one of `roots` (and, when `narrow_to` is given, under one of
+    those too), not too big, and of a format we read. A path outside them and a path that does not exist are
+    refused in the same words, so a refusal never tells which paths exist; `name_folders` lists the folders in
+    it, for a caller on this machine."""
     if not roots:
         raise InvalidInput(
-            "No folder is open for ingestion: set SOPHIA_KNOWLEDGE__ROOTS (or let the client share its roots), "
-            "or send the text with ingest_text"
+            "No folder is open for ingestion: the server's SOPHIA_KNOWLEDGE__ROOTS is not set (a client's roots "
+            "cannot open one); send the text with ingest_text instead"
         )
-    given = Path(path).expanduser()
-    candidates = [given] if given.is_absolute() else [root / given for root in roots]
+    if "\x00" in path:
+        raise InvalidInput("The path holds a NUL character, which no file name can; send the file's path as it is")
     real_roots = [root.resolve() for root in roots]
+    narrower = [root.resolve() for root in narrow_to]
+    where = "one of the folders open for ingestion (SOPHIA_KNOWLEDGE__ROOTS)"
+    if name_folders:
+        where += f": {', '.join(str(r) for r in real_roots)}"
+        if narrower:
+            where += f"; and inside a root the client shares: {', '.join(str(r) for r in narrower)}"
+    refusal = InvalidInput(f"{_shown(path)} is not a file that may be ingested: name a file inside {where}")
+    try:
+        given = Path(path).expanduser()
+    except RuntimeError:  # ~user of no such user
+        raise refusal from None
+    candidates = [given] if given.is_absolute() else [root / given for root in roots]
     for candidate in candidates:
         try:
             real = candidate.resolve(strict=True)
-        except (FileNotFoundError, NotADirectoryError):
+        except (OSError, RuntimeError):  # missing, unreadable, a loop, too long: all alike to the caller
             continue
-        except (OSError, RuntimeError) as exc:
-            raise InvalidInput(f"{path!r} cannot be resolved: {exc}") from None
-        if not any(real.is_relative_to(root) for root in real_roots):
-            raise InvalidInput(
-                f"{path!r} is outside the folders open for ingestion ({', '.join(str(r) for r in real_roots)})"
-            )
+        inside = any(real.is_relative_to(root) for root in real_roots)
+        if not inside or (narrower and not any(real.is_relative_to(root) for root in narrower)):
+            continue
         if not real.is_file():
-            raise InvalidInput(f"{path!r} is not a file")
+            raise InvalidInput(f"{_shown(path)} is not a file")
         fmt = FORMAT_OF_SUFFIX.get(real.suffix.lower())
         if fmt is None:
             kinds = ", ".join(sorted(FORMAT_OF_SUFFIX))
@@ -177,18 +201,23 @@ def allowed_path(path: str, roots: list[Path], max_bytes: int) -> tuple[Path, Fo
         if size > max_bytes:
             raise InvalidInput(f"{real.name} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
         return real, fmt
-    raise NotFound(f"No file {path!r} under the folders open for ingestion")
+    raise refusal
 
 
 async def ingest_file(
     services: Services,
     path: str,
-    extra_roots: list[Path] | None = None,
     progress: Progress | None = None,
+    *,
+    narrow_to: Sequence[Path] = (),
+    name_folders: bool = False,
     **meta: Any,
 ) -> IngestReport:
+    """Ingest the file at `path`, from the folders SOPHIA_KNOWLEDGE__ROOTS opens (only they open any), narrowed to
+    `narrow_to` when given (the roots of a client on this machine)."""
     settings = services.settings.knowledge
-    real, fmt = allowed_path(path, [*settings.roots, *(extra_roots or [])], int(settings.max_file_mb * 1e6))
+    max_bytes = int(settings.max_file_mb * 1e6)
+    real, fmt = allowed_path(path, settings.roots, max_bytes, narrow_to=narrow_to, name_folders=name_folders)
     data = real.read_bytes()
     document_id = "doc-" + hashlib.sha256(str(real).encode()).hexdigest()[:16]
     return await ingest(services, data, document_id=document_id, source=str(real), fmt=fmt, progress=progress, **meta)
