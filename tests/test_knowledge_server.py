@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import sqlite3
+import struct
+import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
@@ -107,6 +111,87 @@ def _docx_bytes() -> bytes:
     buffer = io.BytesIO()
     document.save(buffer)
     return buffer.getvalue()
+
+
+def docx_with(body: str) -> bytes:
+    """A DOCX whose document.xml holds `body` (paragraph XML) as its whole body, or `body` alone when it does not
+    start with a paragraph (a malformed part)."""
+    base = zipfile.ZipFile(io.BytesIO(_docx_bytes()))
+    xml = base.read("word/document.xml").decode()
+    head, tail = xml.split("<w:body>")[0], xml.split("</w:body>")[1]
+    document = f"{head}<w:body>{body}</w:body>{tail}" if body.startswith("<w:p>") else body
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
+        for member in base.infolist():
+            out.writestr(member.filename, document if member.filename == "word/document.xml" else base.read(member))
+    return buffer.getvalue()
+
+
+def declaring(data: bytes, member: str, size: int) -> bytes:
+    """The zip with `member`'s uncompressed size declared as `size` (in its local and central headers)."""
+    info = zipfile.ZipFile(io.BytesIO(data)).getinfo(member)
+    raw = bytearray(data)
+    struct.pack_into("<I", raw, info.header_offset + 22, size)
+    central = raw.find(b"PK\x01\x02" + raw[info.header_offset + 4 : info.header_offset + 6])
+    while raw[central + 46 : central + 46 + len(member)] != member.encode():
+        central = raw.find(b"PK\x01\x02", central + 4)
+    struct.pack_into("<I", raw, central + 24, size)
+    return bytes(raw)
+
+
+BOMB = "<w:p><w:r><w:t>" + "a" * 50_000_000 + "</w:t></w:r></w:p>"  # 50 MB of XML, 50 KB zipped
+
+
+@pytest.mark.parametrize(
+    ("docx", "expected"),
+    [
+        (lambda: docx_with(BOMB), "unpacks to more than 20 MB"),
+        (lambda: declaring(docx_with(BOMB), "word/document.xml", 1000), "cannot be read (BadZipFile)"),
+        (lambda: docx_with("<w:document><w:body><w:p>unclosed"), "cannot be read"),
+    ],
+    ids=["a zip bomb", "a bomb that lies about its size", "malformed XML"],
+)
+async def test_a_hostile_docx_is_refused_with_what_is_wrong(
+    data_dir: Path, root: Path, docx: Callable[[], bytes], expected: str
+) -> None:
+    (root / "hostile.docx").write_bytes(docx())
+    before = counts(data_dir)
+    async with Client(create_server(kb_settings(data_dir, root))) as client:
+        result = await client.call_tool("ingest_document", {"path": "hostile.docx"})
+    assert result.is_error and expected in text_of(result), text_of(result)
+    assert counts(data_dir) == before
+
+
+async def test_a_slow_document_is_stopped_at_its_time_limit_while_other_requests_are_answered(
+    data_dir: Path, root: Path
+) -> None:
+    # Well within the size limit below, and seconds of python-docx's work: longer than its time limit.
+    (root / "slow.docx").write_bytes(docx_with("<w:p><w:r><w:t>Keep the lanes clear.</w:t></w:r></w:p>" * 150_000))
+    settings = kb_settings(data_dir, root, parse_timeout_s=1, max_unpacked_mb=100)
+    events: list[str] = []
+    outcome = []
+    reading = anyio.Event()
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        events.append((message or "").split()[0])
+        reading.set()
+
+    async with Client(create_server(settings)) as client:
+
+        async def ingest() -> None:
+            outcome.append(
+                await client.call_tool("ingest_document", {"path": "slow.docx"}, progress_callback=on_progress)
+            )
+            events.append("ingest answered")
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(ingest)
+            await reading.wait()  # the file is being read now
+            structured(await client.call_tool("list_documents", {"limit": 1}))
+            events.append("answered meanwhile")
+    assert events == ["reading", "answered meanwhile", "ingest answered"]
+    assert outcome[0].is_error and "longer than 1 s" in text_of(outcome[0])
+    assert multiprocessing.active_children() == []  # the parser was killed, not left running
 
 
 async def test_a_long_document_s_chunks_come_a_page_at_a_time(data_dir: Path, root: Path) -> None:
@@ -250,20 +335,20 @@ async def test_over_stdio_a_client_s_roots_narrow_the_open_folders_and_never_wid
     shared = opened / "shared"
     shared.mkdir(parents=True)
     elsewhere.mkdir()
-    (shared / "inside.md").write_text("# Shared notes\n\nOpen on the server and shared by the client.\n")
+    (shared / "inside.docx").write_bytes(_docx_bytes())  # read by a worker process of the real server
     (opened / "unshared.md").write_text("# Unshared notes\n\nOpen on the server, not shared by the client.\n")
     (elsewhere / "other.md").write_text("# Other notes\n\nShared by the client, not open on the server.\n")
     params = StdioServerParameters(
         command=SCRIPT, args=["serve", "knowledge"], env=env_for(data_dir, SOPHIA_KNOWLEDGE__ROOTS=str(opened))
     )
     async with Client(params, mode="legacy", list_roots_callback=shares(shared, elsewhere)) as client:
-        inside = structured(await client.call_tool("ingest_document", {"path": str(shared / "inside.md")}))
+        inside = structured(await client.call_tool("ingest_document", {"path": str(shared / "inside.docx")}))
         narrowed = await client.call_tool("ingest_document", {"path": str(opened / "unshared.md")})
         widened = await client.call_tool("ingest_document", {"path": str(elsewhere / "other.md")})
         resource = (await client.read_resource(f"kb://documents/{inside['document']['id']}")).contents[0]
     assert inside["status"] == "new"
     assert isinstance(resource, TextResourceContents)
-    assert json.loads(resource.text)["document"]["title"] == "Shared notes"
+    assert json.loads(resource.text)["document"]["title"] == "Move-out checklist"
     assert narrowed.is_error and "not a file that may be ingested" in text_of(narrowed)
     assert widened.is_error and "not a file that may be ingested" in text_of(widened)
     # A client on this machine is told which folders are open to it.

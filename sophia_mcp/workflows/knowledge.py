@@ -15,10 +15,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio.to_thread
 from pydantic import Field
 
+from sophia_mcp.adapters.document_worker import read_document
 from sophia_mcp.adapters.local_documents import LocalDocuments, chunk_id
-from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX, Format, chunk_text, parse_document
+from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX, Format, chunk_text
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.model import Model
 from sophia_mcp.ports.knowledge import DocumentFilter, DocumentInfo, SearchHit
@@ -31,6 +33,7 @@ Progress = Callable[[float, float, str], Awaitable[None]]
 
 RRF_K = 60  # reciprocal-rank fusion: a hit's score is the sum of 1 / (RRF_K + rank) over the rankings it is in
 CANDIDATES = 50  # hits taken from each ranking before fusing
+STAGES = 5  # progress: reading, chunking, embedding, indexing, saving
 INLINE_CHUNKS = 2000  # up to this many chunks a search runs on the event loop, past it in a worker thread
 
 
@@ -91,7 +94,11 @@ async def ingest(
     documents: LocalDocuments = services.documents
     settings = services.settings.knowledge
     embedder, index = services.embedder, services.vectors
-    parsed = parse_document(data, fmt)
+    if progress is not None:
+        await progress(0, STAGES, f"reading {Path(source).name}")
+    parsed = await read_document(
+        data, fmt, time_limit_s=settings.parse_timeout_s, max_unpacked=int(settings.max_unpacked_mb * 1e6)
+    )
     if not parsed.text.strip():
         raise InvalidInput(f"{source} holds no text to ingest")
     name = (title or parsed.title or Path(source).stem or document_id).strip()
@@ -105,9 +112,9 @@ async def ingest(
 
         async def report(done: int, message: str) -> None:
             if progress is not None:
-                await progress(done, 4, message)
+                await progress(done, STAGES, message)
 
-        await report(0, f"cutting {name} into chunks")
+        await report(1, f"cutting {name} into chunks")
         from sophia_mcp.adapters.local_embed import local_tokenizer
 
         chunks = await run.step(
@@ -120,7 +127,7 @@ async def ingest(
         )  # fmt: skip
         if not chunks:
             raise InvalidInput(f"{source} holds only headings; there is nothing to search in it")
-        await report(1, f"embedding {len(chunks)} chunks")
+        await report(2, f"embedding {len(chunks)} chunks")
         vectors = await run.step("embed", lambda: embedder.embed([f"{c.section}\n\n{c.text}" for c in chunks]))
         now = utcnow()
         document = DocumentInfo(
@@ -129,19 +136,19 @@ async def ingest(
             embedding_model=embedder.model, created_at=previous.created_at if previous else now, updated_at=now,
         )  # fmt: skip
         ids = [vector_id(document_id, content_hash, c.seq) for c in chunks]
-        await report(2, "indexing")
+        await report(3, "indexing")
 
         async def index_vectors() -> None:
             await index.bind(embedder.model, embedder.dimension)
             await index.upsert(ids, vectors, [_vector_metadata(document) | {"seq": c.seq} for c in chunks])
 
         await run.step("index vectors", index_vectors)
-        await report(3, "saving")
+        await report(4, "saving")
         await run.step("save document", lambda: services.store.run(documents.save, document, chunks))
         if previous is not None:
             stale = [vector_id(document_id, previous.content_hash, seq) for seq in range(previous.chunk_count)]
             await run.step("remove the old version's vectors", lambda: index.delete(stale))
-        await report(4, "done")
+        await report(STAGES, "done")
         run.output = {"document_id": document_id, "chunks": len(chunks)}
     return IngestReport(run_id=run.id, status="updated" if previous else "new", document=document)
 
@@ -218,7 +225,7 @@ async def ingest_file(
     settings = services.settings.knowledge
     max_bytes = int(settings.max_file_mb * 1e6)
     real, fmt = allowed_path(path, settings.roots, max_bytes, narrow_to=narrow_to, name_folders=name_folders)
-    data = real.read_bytes()
+    data = await anyio.to_thread.run_sync(real.read_bytes)
     document_id = "doc-" + hashlib.sha256(str(real).encode()).hexdigest()[:16]
     return await ingest(services, data, document_id=document_id, source=str(real), fmt=fmt, progress=progress, **meta)
 
