@@ -22,6 +22,7 @@ from mcp_types import ListRootsResult, Root, TextResourceContents
 
 from sophia_mcp.servers.knowledge import create_server
 from sophia_mcp.settings import Settings
+from sophia_mcp.store import Store
 from tests.conftest import make_settings
 from tests.mcp_helpers import structured, text_of
 from tests.processes import SCRIPT, env_for, http_server
@@ -99,6 +100,38 @@ async def test_ingest_reingest_change_and_delete_a_file(data_dir: Path, root: Pa
     assert "24 hours" in detail["chunks"][0]["text"]
     assert deleted["id"] == first["document"]["id"]
     assert missing.is_error and "No document" in text_of(missing)
+    assert counts(data_dir) == before
+
+
+async def test_an_ingestion_failing_after_its_vectors_are_written_takes_them_back(data_dir: Path, root: Path) -> None:
+    with sqlite3.connect(data_dir / "sophia.db") as conn:  # the store fills up as the document is saved
+        conn.execute("CREATE TRIGGER full BEFORE INSERT ON chunks BEGIN SELECT RAISE(ABORT, 'disk is full'); END")
+    before = counts(data_dir)
+    async with Client(create_server(kb_settings(data_dir, root))) as client:
+        failed = await client.call_tool("ingest_document", {"path": "parking.md"})
+    assert failed.is_error and "Traceback" not in text_of(failed)
+    assert counts(data_dir) == before
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        assert conn.execute("SELECT count(*) FROM pending_vectors").fetchone()[0] == 0
+
+
+def test_upgrading_the_store_removes_vectors_left_without_a_document(data_dir: Path) -> None:
+    db = data_dir / "sophia.db"
+    before = counts(data_dir)
+    with sqlite3.connect(db) as conn:  # the store as it was before it noted vectors being written
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn.execute("DROP TABLE pending_vectors")
+        conn.execute(f"PRAGMA user_version = {version - 1}")
+        conn.execute(
+            "INSERT INTO vectors (id, vector, metadata, updated_at) "
+            "SELECT 'doc-gone#0123456789.' || rowid, vector, metadata, updated_at FROM vectors"
+        )
+    assert counts(data_dir)[2] == 2 * before[2] > 0
+    store = Store(db)
+    try:
+        assert store.schema_version == version
+    finally:
+        store.close()
     assert counts(data_dir) == before
 
 

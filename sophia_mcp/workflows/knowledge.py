@@ -4,30 +4,40 @@ Ingesting parses, chunks and embeds first, writing nothing; then the new vectors
 that name the content (so they never overwrite the vectors of the version being replaced), then the document
 and its chunks are written in one store transaction, and only then are the old version's vectors removed. A
 failure at any point leaves the previous version whole. The same content ingested again is a no-op.
+
+The index may be another service, outside the store's transactions, so vectors are noted in the store before
+they are written or removed (`LocalDocuments.start_writing`); a process killed midway leaves its note, and the
+next ingestion, deletion or first search of a process removes what it left (`sweep_vectors`), so leftovers never
+take a search's candidate places for long.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
 import anyio.to_thread
 from pydantic import Field
 
 from sophia_mcp.adapters.document_worker import read_document
-from sophia_mcp.adapters.local_documents import LocalDocuments, chunk_id
+from sophia_mcp.adapters.local_documents import LocalDocuments, Removal, chunk_id
 from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX, Format, chunk_text
-from sophia_mcp.errors import InvalidInput, NotFound
+from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
 from sophia_mcp.model import Model
 from sophia_mcp.ports.knowledge import DocumentFilter, DocumentInfo, SearchHit
 from sophia_mcp.ports.vectors import InProcessQuery, Metadata
 from sophia_mcp.runs import start_run
 from sophia_mcp.services import Services
-from sophia_mcp.store import utcnow
+from sophia_mcp.store import Store, utcnow
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[float, float, str], Awaitable[None]]
 
@@ -142,12 +152,26 @@ async def ingest(
             await index.bind(embedder.model, embedder.dimension)
             await index.upsert(ids, vectors, [_vector_metadata(document) | {"seq": c.seq} for c in chunks])
 
-        await run.step("index vectors", index_vectors)
-        await report(4, "saving")
-        await run.step("save document", lambda: services.store.run(documents.save, document, chunks))
-        if previous is not None:
-            stale = [vector_id(document_id, previous.content_hash, seq) for seq in range(previous.chunk_count)]
-            await run.step("remove the old version's vectors", lambda: index.delete(stale))
+        await sweep_vectors(services)
+        written = await services.store.run(documents.start_writing, document_id, content_hash, len(chunks))
+        try:
+            await run.step("index vectors", index_vectors)
+            await report(4, "saving")
+            removal = await run.step(
+                "save document", lambda: services.store.run(documents.save, document, chunks, written)
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # also when the call was cancelled
+                try:
+                    await services.store.run(documents.release, written)
+                    await sweep_vectors(services)  # what was written goes, unless it was saved after all
+                except Exception:  # the failure being raised says more; the note stays for a later sweep
+                    log.warning("could not take back the vectors of %s yet", document_id, exc_info=True)
+            raise
+        if removal is not None:
+            await run.step(
+                "remove the old version's vectors", lambda: _remove(services, removal), lambda done: {"done": done}
+            )
         await report(STAGES, "done")
         run.output = {"document_id": document_id, "chunks": len(chunks)}
     return IngestReport(run_id=run.id, status="updated" if previous else "new", document=document)
@@ -245,10 +269,44 @@ async def delete_document(services: Services, document_id: str) -> DocumentInfo:
     document = await services.store.run(documents.get, document_id)
     if document is None:
         raise NotFound(f"No document with id {document_id!r}; list_documents shows the ids")
-    ids = [vector_id(document_id, document.content_hash, seq) for seq in range(document.chunk_count)]
-    await services.store.run(documents.delete, document_id)  # searches stop finding it at once
-    await services.vectors.delete(ids)
+    await sweep_vectors(services)
+    existed, removal = await services.store.run(documents.delete, document_id)  # searches stop finding it at once
+    if not existed:
+        raise NotFound(f"No document with id {document_id!r}; list_documents shows the ids")
+    if removal is not None:
+        await _remove(services, removal)
     return document
+
+
+async def _remove(services: Services, removal: Removal) -> bool:
+    """Remove a noted version's vectors from the index and settle the note; on failure give the note up to the
+    next sweep (the store no longer refers to them, so searches pass them over meanwhile)."""
+    ids = [vector_id(removal.document_id, removal.content_hash, seq) for seq in range(removal.chunk_count)]
+    try:
+        await services.vectors.delete(ids)
+    except SophiaError as exc:
+        log.warning(
+            "could not remove %d vectors of %s yet (%s); a later sweep will", len(ids), removal.document_id, exc
+        )
+        await services.store.run(services.documents.release, removal.note)
+        return False
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await services.store.run(services.documents.release, removal.note)
+        raise
+    await services.store.run(services.documents.settle, removal.note)
+    return True
+
+
+async def sweep_vectors(services: Services) -> int:
+    """Remove the vectors that processes which died (or gave up) while writing or removing them left in the index,
+    where they would take the candidate places of a search; how many document versions were cleared."""
+    leftovers = await services.store.run(services.documents.claim_leftovers)
+    return sum([await _remove(services, removal) for removal in leftovers])
+
+
+# Stores whose leftovers this process swept before its first search.
+_swept: weakref.WeakSet[Store] = weakref.WeakSet()
 
 
 async def search(services: Services, query: str, flt: DocumentFilter | None = None, limit: int = 10) -> list[SearchHit]:
@@ -256,6 +314,9 @@ async def search(services: Services, query: str, flt: DocumentFilter | None = No
     if not query.strip():
         raise InvalidInput("The query is empty; ask in words what you are looking for")
     documents: LocalDocuments = services.documents
+    if services.store not in _swept:
+        _swept.add(services.store)
+        await sweep_vectors(services)
     vector = (await services.embedder.embed([query]))[0]
     index, where = services.vectors, vector_filter(flt)
     budget = services.settings.knowledge.lexical_budget_ms / 1000
@@ -264,12 +325,22 @@ async def search(services: Services, query: str, flt: DocumentFilter | None = No
     elif isinstance(index, InProcessQuery):  # the embedded index: queried beside the store's reads
         nearest = lambda: [m.id for m in index.query_now(vector, CANDIDATES, where)]  # noqa: E731
         if index.size <= INLINE_CHUNKS:  # a fraction of a millisecond: less than a trip to a worker thread
-            return await services.store.read(_fuse, documents, query, flt, nearest, limit, budget)
+            hits, stale = await services.store.read(_fuse, documents, query, flt, nearest, limit, budget)
+            return await _swept_after(services, hits, stale)
     else:
         ids = [m.id for m in await index.query(vector, CANDIDATES, where)]
         nearest = lambda: ids  # noqa: E731
     # Everything else is the store's: one trip to its thread.
-    return await services.store.run(_fuse, documents, query, flt, nearest, limit, budget)
+    hits, stale = await services.store.run(_fuse, documents, query, flt, nearest, limit, budget)
+    return await _swept_after(services, hits, stale)
+
+
+async def _swept_after(services: Services, hits: list[SearchHit], stale: bool) -> list[SearchHit]:
+    """The hits, after sweeping away leftover vectors when the search met vectors of no current version (most
+    often a version being written or removed right now, which the sweep leaves alone)."""
+    if stale:
+        await sweep_vectors(services)
+    return hits
 
 
 def _fuse(
@@ -279,8 +350,9 @@ def _fuse(
     nearest: Callable[[], list[str]],
     limit: int,
     budget_s: float,
-) -> list[SearchHit]:
-    """Full-text ranks beside the vector ranks, fused by reciprocal rank, as cited hits."""
+) -> tuple[list[SearchHit], bool]:
+    """Full-text ranks beside the vector ranks, fused by reciprocal rank, as cited hits; and whether some vectors
+    found were of no current document version."""
     vector_ids = nearest()
     lexical = documents.lexical(query, flt, CANDIDATES, budget_s)
     chunk_of_vector = _chunks_for_vectors(documents, vector_ids)
@@ -306,7 +378,7 @@ def _fuse(
                 citation=_citation(document, chunk.section, chunk.seq),
             )
         )  # fmt: skip
-    return hits
+    return hits, len(chunk_of_vector) < len(vector_ids)
 
 
 def _citation(document: DocumentInfo, section: str, seq: int) -> str:
