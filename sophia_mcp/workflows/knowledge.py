@@ -165,8 +165,9 @@ async def ingest(
                 try:
                     await services.store.run(documents.release, written)
                     await sweep_vectors(services)  # what was written goes, unless it was saved after all
-                except Exception:  # the failure being raised says more; the note stays for a later sweep
-                    log.warning("could not take back the vectors of %s yet", document_id, exc_info=True)
+                except Exception as exc:  # the failure being raised says more; the note stays for a later sweep
+                    kind = exc.__class__.__name__
+                    log.warning("cannot take back the vectors of %s yet (%s: %s)", document_id, kind, exc)
             raise
         if removal is not None:
             await run.step(
