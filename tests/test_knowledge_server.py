@@ -227,6 +227,17 @@ async def test_a_slow_document_is_stopped_at_its_time_limit_while_other_requests
     assert multiprocessing.active_children() == []  # the parser was killed, not left running
 
 
+async def test_a_tool_call_stopped_while_its_file_is_read_kills_the_parser(data_dir: Path, root: Path) -> None:
+    (root / "slow.docx").write_bytes(docx_with("<w:p><w:r><w:t>Keep the lanes clear.</w:t></w:r></w:p>" * 150_000))
+    settings = make_settings(
+        data_dir, tool_timeout_s=1, knowledge={"roots": [str(root)], "parse_timeout_s": 600, "max_unpacked_mb": 100}
+    )
+    async with Client(create_server(settings)) as client:
+        stopped = await client.call_tool("ingest_document", {"path": "slow.docx"})
+    assert stopped.is_error and "took longer than 1 s" in text_of(stopped)
+    assert multiprocessing.active_children() == []
+
+
 async def test_a_long_document_s_chunks_come_a_page_at_a_time(data_dir: Path, root: Path) -> None:
     sections = [
         f"## Rule {i}\n\n" + f"Rule {i} says residents keep lane {i} clear at all hours. " * 30 for i in range(30)
