@@ -18,7 +18,7 @@ from sophia_mcp.model import Model
 from sophia_mcp.ports.knowledge import ChunkRecord, DocumentFilter, DocumentInfo, SearchHit
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import SophiaServer, services_of, tool_hints
+from sophia_mcp.surface import SophiaServer, server_of, services_of, tool_hints
 from sophia_mcp.workflows.knowledge import IngestReport, ingest_file, search
 from sophia_mcp.workflows.knowledge import delete_document as delete_document_workflow
 from sophia_mcp.workflows.knowledge import ingest_text as ingest_text_workflow
@@ -55,9 +55,10 @@ class DocumentDetail(Model):
 
 
 async def _client_roots(ctx: Context) -> list[Path]:
-    """The folders the MCP client shares (file:// roots), when it offers roots; none otherwise."""
+    """The folders a client on this machine shares (its file:// roots), which narrow the ones open for ingestion;
+    none from a client elsewhere (HTTP, SSE), whose roots name folders on its own machine, or that shares none."""
     capabilities = ctx.client_capabilities
-    if capabilities is None or capabilities.roots is None:
+    if not server_of(ctx).client_is_local or capabilities is None or capabilities.roots is None:
         return []
     try:
         with warnings.catch_warnings():
@@ -69,7 +70,7 @@ async def _client_roots(ctx: Context) -> list[Path]:
     roots = []
     for root in answer.roots:
         url = urlparse(str(root.uri))
-        if url.scheme == "file":
+        if url.scheme == "file" and url.netloc in ("", "localhost"):
             roots.append(Path(unquote(url.path)))
     return roots
 
@@ -82,15 +83,18 @@ async def ingest_document(
     title: Annotated[str | None, Field(max_length=200, description="Title; by default the file's own.")] = None,
     date: Annotated[dt.date | None, Field(description="The document's date, YYYY-MM-DD.")] = None,
 ) -> IngestReport:
-    """Add a file to the knowledge base (PDF, DOCX, HTML, Markdown or text) from a folder open for ingestion
-    (SOPHIA_KNOWLEDGE__ROOTS, or a root the client shares). Ingesting the same content again changes nothing; a
-    changed file replaces its previous version."""
+    """Add a file on the server's machine to the knowledge base (PDF, DOCX, HTML, Markdown or text) from a folder
+    the server opens for ingestion (SOPHIA_KNOWLEDGE__ROOTS; none open, none can be ingested). A client on the
+    same machine (stdio) that shares roots narrows these to the files inside its roots too; a client's roots
+    never open a folder. Ingesting the same content again changes nothing; a changed file replaces its previous
+    version."""
 
     async def progress(done: float, total: float, message: str) -> None:
         await ctx.report_progress(done, total, message)
 
+    local = server_of(ctx).client_is_local
     return await ingest_file(
-        services_of(ctx), path, await _client_roots(ctx), progress,
+        services_of(ctx), path, progress, narrow_to=await _client_roots(ctx), name_folders=local,
         title=title, type=type, tags=tags, doc_date=date,
     )  # fmt: skip
 

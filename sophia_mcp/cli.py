@@ -473,7 +473,7 @@ def kb_ingest(
         failed = 0
         for file in files:
             try:
-                report = await ingest_file(services, str(file.absolute()), type=type, tags=tag or [])
+                report = await ingest_file(services, str(file.absolute()), name_folders=True, type=type, tags=tag or [])
             except SophiaError as exc:
                 failed += 1
                 console.print(f"[yellow]{file}: {exc}[/yellow]")

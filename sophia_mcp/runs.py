@@ -156,7 +156,8 @@ async def start_run(store: Store, workflow: str, subject: str | None, inputs: An
     await store.run(end, "succeeded", None)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -170,9 +171,9 @@ def reap_interrupted(store: Store) -> int:
     """Mark runs whose process died mid-run (killed, crashed) as failed, saying so, with their open steps.
     Re-running the workflow finishes the work: its side effects are keyed, so none done is repeated."""
     rows = store.query("SELECT id, pid FROM workflow_runs WHERE status = 'running' AND pid IS NOT NULL")
-    dead = [(r["id"], r["pid"]) for r in rows if r["pid"] != os.getpid() and not _alive(r["pid"])]
+    dead = [(r["id"], r["pid"]) for r in rows if r["pid"] != os.getpid() and not process_alive(r["pid"])]
     claimers = [r[0] for r in store.query("SELECT DISTINCT claimed_by FROM outbox WHERE status = 'sending'")]
-    gone = [pid for pid in claimers if pid is not None and pid != os.getpid() and not _alive(pid)]
+    gone = [pid for pid in claimers if pid is not None and pid != os.getpid() and not process_alive(pid)]
     if not dead and not gone:
         return 0
     now = iso(utcnow())

@@ -34,6 +34,7 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
     try:
         if transport == "stdio":
             server = module.create_server(settings, log_level=settings.log_level)
+            server.client_is_local = True  # the client runs here: its file:// roots name this machine's folders
             try:
                 server.run("stdio")
             finally:

@@ -382,10 +382,20 @@ class KnowledgeSettings(BaseModel):
 
     roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
-        description="Directories files may be ingested from (besides the MCP client's roots): a JSON list, or "
-        "paths separated by the OS path separator (':' on Linux and macOS).",
+        description="The only directories files may be ingested from (an MCP client's roots may narrow them, never "
+        "widen them): a JSON list, or paths separated by the OS path separator (':' on Linux and macOS).",
     )
     max_file_mb: float = Field(default=25.0, gt=0, description="Larger files are refused.")
+    max_unpacked_mb: float = Field(
+        default=20.0,
+        gt=0,
+        description="A DOCX whose XML unpacks to more is refused before it is inflated (a zip bomb).",
+    )
+    parse_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Reading one PDF, DOCX or HTML file (in a worker process) is stopped after this.",
+    )
     chunk_tokens: int = Field(default=256, ge=32, le=2048, description="Most tokens in one chunk.")
     min_chunk_tokens: int = Field(default=96, ge=1, description="A chunk is filled to at least this if it can be.")
     overlap_tokens: int = Field(default=32, ge=0, description="Tokens a chunk shares with the one before it.")

@@ -395,6 +395,25 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE outbox ADD COLUMN claimed_by INTEGER;
     """,
+    # 9: vectors of a document version that a process is writing or removing, noted first: what one that dies
+    # midway leaves is removed by the next. Vectors left so before this (no document version of theirs) go now.
+    """
+    CREATE TABLE pending_vectors (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        document_id TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        chunk_count INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('writing', 'removing')),
+        pid INTEGER,
+        owner TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX pending_vectors_version ON pending_vectors (document_id, content_hash);
+    DELETE FROM vectors WHERE id NOT IN (
+        SELECT c.document_id || '#' || substr(d.content_hash, 1, 10) || '.' || c.seq
+        FROM chunks c JOIN documents d ON d.id = c.document_id
+    );
+    """,
 ]
 
 

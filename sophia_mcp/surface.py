@@ -141,6 +141,9 @@ class SophiaServer(MCPServer[Any]):
         self._writes: dict[str, tuple[str, Any] | None] = {}
         self._tool_list: list[MCPTool] | None = None
         self.middleware.append(WriteScope(self))
+        # Whether the client runs on this machine (the serve command sets it for stdio): only then do its file://
+        # roots name this machine's folders. Over HTTP or SSE they name the client's, so they are ignored.
+        self.client_is_local = False
 
     # -- tools, built lazily --------------------------------------------------------------------------
 

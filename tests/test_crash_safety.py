@@ -58,3 +58,64 @@ def test_a_killed_health_monitor_is_recorded_and_a_rerun_finishes_without_doubli
         pending = conn.execute("SELECT count(*) FROM outbox WHERE status != 'delivered'").fetchone()[0]
     assert runs[0][0] == "failed" and "interrupted" in runs[0][1] and runs[-1] == ("succeeded", None)
     assert issues == (at_risk, at_risk) and alerts == at_risk and pending == 0
+
+
+def test_a_killed_ingestion_leaves_no_vectors_to_crowd_out_a_search(tmp_path: Path) -> None:
+    import anyio
+    from mcp import Client
+
+    from sophia_mcp.servers.knowledge import create_server
+    from tests.fakes import pinecone as pinecone_fake
+    from tests.fakes.server import serve
+    from tests.mcp_helpers import structured
+
+    root, data_dir = tmp_path / "docs", tmp_path / "data"
+    root.mkdir()
+    (root / "parking.md").write_text(
+        "# Parking policy\n\n## Residents\n\nEvery unit has one assigned parking space.\n\n"
+        "## Guests\n\nGuests may park in the visitor lot for up to 48 hours with a pass from the office.\n"
+    )
+    # Passages as close to the question as the policy's own: left in the index, they would take the search's
+    # vector candidate places ahead of it.
+    (root / "visitors.md").write_text(
+        "# Visitor parking\n\n"
+        + "\n\n".join(
+            f"## Rule {i}\n\nGuests may park in the visitor lot for up to 48 hours, lot {i}." for i in range(60)
+        )
+    )
+    index = pinecone_fake.PineconeState(dimension=256)
+    question = {"query": "How long may guests park in the visitor lot?", "limit": 3}
+    with serve(pinecone_fake.pinecone_app(index)) as url:
+        pinecone = {"backend": "pinecone", "api_key": pinecone_fake.API_KEY, "index_host": url, "namespace": "kb"}
+        env = env_for(data_dir, SOPHIA_KNOWLEDGE__ROOTS=str(root), SOPHIA_PINECONE__BACKEND="pinecone",
+                      SOPHIA_PINECONE__API_KEY=pinecone_fake.API_KEY, SOPHIA_PINECONE__INDEX_HOST=url,
+                      SOPHIA_PINECONE__NAMESPACE="kb")  # fmt: skip
+
+        async def search() -> list[dict[str, object]]:
+            settings = load_settings(data_dir=data_dir, pinecone=pinecone, knowledge={"roots": [str(root)]})
+            server = create_server(settings)
+            try:
+                async with Client(server) as client:
+                    return structured(await client.call_tool("search_knowledge", question))["hits"]  # type: ignore[no-any-return]
+            finally:
+                server.close()
+
+        kept = subprocess.run([SCRIPT, "kb", "ingest", str(root / "parking.md")], env=env, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        assert kept.returncode == 0, kept.stderr
+        before = anyio.run(search)
+        kept_vectors = set(index.namespaces["kb"])
+        index.stall_upserts_of = "doc-"  # the next document's vectors: stored, then no answer
+        proc = subprocess.Popen([SCRIPT, "kb", "ingest", str(root / "visitors.md")], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            assert index.stalled.wait(120), "the ingestion never wrote its vectors"
+            proc.send_signal(signal.SIGKILL)  # its vectors are in the index, its document is not in the store
+            proc.wait(timeout=10)
+        finally:
+            index.release.set()
+        assert set(index.namespaces["kb"]) - kept_vectors, "the kill came before the vectors were written"
+        after = anyio.run(search)
+    assert before and after == before  # the same hits and ranks: no candidate place taken by a leftover
+    assert set(index.namespaces["kb"]) == kept_vectors
+    assert one(data_dir / "sophia.db", "SELECT count(*) FROM pending_vectors") == 0

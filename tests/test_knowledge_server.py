@@ -5,18 +5,27 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import sqlite3
+import struct
+import zipfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 from mcp_types import ListRootsResult, Root, TextResourceContents
 
 from sophia_mcp.servers.knowledge import create_server
 from sophia_mcp.settings import Settings
+from sophia_mcp.store import Store
 from tests.conftest import make_settings
 from tests.mcp_helpers import structured, text_of
+from tests.processes import SCRIPT, env_for, http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -94,6 +103,38 @@ async def test_ingest_reingest_change_and_delete_a_file(data_dir: Path, root: Pa
     assert counts(data_dir) == before
 
 
+async def test_an_ingestion_failing_after_its_vectors_are_written_takes_them_back(data_dir: Path, root: Path) -> None:
+    with sqlite3.connect(data_dir / "sophia.db") as conn:  # the store fills up as the document is saved
+        conn.execute("CREATE TRIGGER full BEFORE INSERT ON chunks BEGIN SELECT RAISE(ABORT, 'disk is full'); END")
+    before = counts(data_dir)
+    async with Client(create_server(kb_settings(data_dir, root))) as client:
+        failed = await client.call_tool("ingest_document", {"path": "parking.md"})
+    assert failed.is_error and "Traceback" not in text_of(failed)
+    assert counts(data_dir) == before
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        assert conn.execute("SELECT count(*) FROM pending_vectors").fetchone()[0] == 0
+
+
+def test_upgrading_the_store_removes_vectors_left_without_a_document(data_dir: Path) -> None:
+    db = data_dir / "sophia.db"
+    before = counts(data_dir)
+    with sqlite3.connect(db) as conn:  # the store as it was before it noted vectors being written
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn.execute("DROP TABLE pending_vectors")
+        conn.execute(f"PRAGMA user_version = {version - 1}")
+        conn.execute(
+            "INSERT INTO vectors (id, vector, metadata, updated_at) "
+            "SELECT 'doc-gone#0123456789.' || rowid, vector, metadata, updated_at FROM vectors"
+        )
+    assert counts(data_dir)[2] == 2 * before[2] > 0
+    store = Store(db)
+    try:
+        assert store.schema_version == version
+    finally:
+        store.close()
+    assert counts(data_dir) == before
+
+
 def _docx_bytes() -> bytes:
     import docx
 
@@ -103,6 +144,98 @@ def _docx_bytes() -> bytes:
     buffer = io.BytesIO()
     document.save(buffer)
     return buffer.getvalue()
+
+
+def docx_with(body: str) -> bytes:
+    """A DOCX whose document.xml holds `body` (paragraph XML) as its whole body, or `body` alone when it does not
+    start with a paragraph (a malformed part)."""
+    base = zipfile.ZipFile(io.BytesIO(_docx_bytes()))
+    xml = base.read("word/document.xml").decode()
+    head, tail = xml.split("<w:body>")[0], xml.split("</w:body>")[1]
+    document = f"{head}<w:body>{body}</w:body>{tail}" if body.startswith("<w:p>") else body
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
+        for member in base.infolist():
+            out.writestr(member.filename, document if member.filename == "word/document.xml" else base.read(member))
+    return buffer.getvalue()
+
+
+def declaring(data: bytes, member: str, size: int) -> bytes:
+    """The zip with `member`'s uncompressed size declared as `size` (in its local and central headers)."""
+    info = zipfile.ZipFile(io.BytesIO(data)).getinfo(member)
+    raw = bytearray(data)
+    struct.pack_into("<I", raw, info.header_offset + 22, size)
+    central = raw.find(b"PK\x01\x02" + raw[info.header_offset + 4 : info.header_offset + 6])
+    while raw[central + 46 : central + 46 + len(member)] != member.encode():
+        central = raw.find(b"PK\x01\x02", central + 4)
+    struct.pack_into("<I", raw, central + 24, size)
+    return bytes(raw)
+
+
+BOMB = "<w:p><w:r><w:t>" + "a" * 50_000_000 + "</w:t></w:r></w:p>"  # 50 MB of XML, 50 KB zipped
+
+
+@pytest.mark.parametrize(
+    ("docx", "expected"),
+    [
+        (lambda: docx_with(BOMB), "unpacks to more than 20 MB"),
+        (lambda: declaring(docx_with(BOMB), "word/document.xml", 1000), "cannot be read (BadZipFile)"),
+        (lambda: docx_with("<w:document><w:body><w:p>unclosed"), "cannot be read"),
+    ],
+    ids=["a zip bomb", "a bomb that lies about its size", "malformed XML"],
+)
+async def test_a_hostile_docx_is_refused_with_what_is_wrong(
+    data_dir: Path, root: Path, docx: Callable[[], bytes], expected: str
+) -> None:
+    (root / "hostile.docx").write_bytes(docx())
+    before = counts(data_dir)
+    async with Client(create_server(kb_settings(data_dir, root))) as client:
+        result = await client.call_tool("ingest_document", {"path": "hostile.docx"})
+    assert result.is_error and expected in text_of(result), text_of(result)
+    assert counts(data_dir) == before
+
+
+async def test_a_slow_document_is_stopped_at_its_time_limit_while_other_requests_are_answered(
+    data_dir: Path, root: Path
+) -> None:
+    # Well within the size limit below, and seconds of python-docx's work: longer than its time limit.
+    (root / "slow.docx").write_bytes(docx_with("<w:p><w:r><w:t>Keep the lanes clear.</w:t></w:r></w:p>" * 150_000))
+    settings = kb_settings(data_dir, root, parse_timeout_s=1, max_unpacked_mb=100)
+    events: list[str] = []
+    outcome = []
+    reading = anyio.Event()
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        events.append((message or "").split()[0])
+        reading.set()
+
+    async with Client(create_server(settings)) as client:
+
+        async def ingest() -> None:
+            outcome.append(
+                await client.call_tool("ingest_document", {"path": "slow.docx"}, progress_callback=on_progress)
+            )
+            events.append("ingest answered")
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(ingest)
+            await reading.wait()  # the file is being read now
+            structured(await client.call_tool("list_documents", {"limit": 1}))
+            events.append("answered meanwhile")
+    assert events == ["reading", "answered meanwhile", "ingest answered"]
+    assert outcome[0].is_error and "longer than 1 s" in text_of(outcome[0])
+    assert multiprocessing.active_children() == []  # the parser was killed, not left running
+
+
+async def test_a_tool_call_stopped_while_its_file_is_read_kills_the_parser(data_dir: Path, root: Path) -> None:
+    (root / "slow.docx").write_bytes(docx_with("<w:p><w:r><w:t>Keep the lanes clear.</w:t></w:r></w:p>" * 150_000))
+    settings = make_settings(
+        data_dir, tool_timeout_s=1, knowledge={"roots": [str(root)], "parse_timeout_s": 600, "max_unpacked_mb": 100}
+    )
+    async with Client(create_server(settings)) as client:
+        stopped = await client.call_tool("ingest_document", {"path": "slow.docx"})
+    assert stopped.is_error and "took longer than 1 s" in text_of(stopped)
+    assert multiprocessing.active_children() == []
 
 
 async def test_a_long_document_s_chunks_come_a_page_at_a_time(data_dir: Path, root: Path) -> None:
@@ -156,16 +289,17 @@ async def test_pdf_docx_and_html_files_are_read(data_dir: Path, root: Path) -> N
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        ({"path": "../outside.md"}, "outside the folders"),
-        ({"path": "/etc/hostname"}, "outside the folders"),
-        ({"path": "nope.md"}, "No file 'nope.md'"),
+        ({"path": "../outside.md"}, "not a file that may be ingested"),
+        ({"path": "/etc/hostname"}, "not a file that may be ingested"),
+        ({"path": "nope.md"}, "'nope.md' is not a file that may be ingested"),
+        ({"path": "park\x00ing.md"}, "NUL character"),
         ({"path": "big.md"}, "the limit is"),
         ({"path": "broken.pdf"}, "cannot be read"),
         ({"path": "broken.docx"}, "cannot be read"),
         ({"path": "binary.txt"}, "binary data"),
         ({"path": "data.csv"}, "not a format"),
         ({"path": "sub"}, "not a file"),
-        ({"path": "link.md"}, "outside the folders"),
+        ({"path": "link.md"}, "not a file that may be ingested"),
     ],
 )
 async def test_refused_files_leave_nothing_behind(
@@ -202,18 +336,90 @@ async def test_no_roots_means_no_files_and_an_empty_query_is_refused(data_dir: P
     assert text["status"] == "new" and again["status"] == "unchanged"
 
 
-async def test_a_root_the_client_shares_opens_its_folder(data_dir: Path, root: Path) -> None:
-    async def roots(_: Any) -> ListRootsResult:
-        return ListRootsResult(roots=[Root(uri=root.as_uri(), name="docs")])  # type: ignore[arg-type]
+async def test_probing_paths_cannot_tell_which_exist(data_dir: Path, root: Path) -> None:
+    (root.parent / "secret.md").write_text("# Secret\n\nNot for the knowledge base.\n")
+    async with Client(create_server(kb_settings(data_dir, root))) as client:
+        there = await client.call_tool("ingest_document", {"path": str(root.parent / "secret.md")})
+        absent = await client.call_tool("ingest_document", {"path": str(root.parent / "absent.md")})
+        through = await client.call_tool("ingest_document", {"path": "../secret.md"})
+    assert there.is_error and absent.is_error and through.is_error
+    assert text_of(there).replace("secret", "?") == text_of(absent).replace("absent", "?")
+    # A client that is not known to share the machine is not told where the server's folders are.
+    assert str(root) not in text_of(there) + text_of(through)
 
-    async with Client(create_server(make_settings(data_dir)), mode="legacy", list_roots_callback=roots) as client:
-        report = structured(await client.call_tool("ingest_document", {"path": str(root / "parking.md")}))
-        doc = await client.read_resource(f"kb://documents/{report['document']['id']}")
+
+def shares(*folders: Path) -> Callable[[Any], Awaitable[ListRootsResult]]:
+    """A client's roots callback that shares `folders`."""
+
+    async def roots(_: Any) -> ListRootsResult:
+        return ListRootsResult(roots=[Root(uri=f.as_uri(), name=f.name or "everything") for f in folders])  # type: ignore[arg-type]
+
+    return roots
+
+
+@pytest.mark.parametrize("client_is_local", [False, True])
+async def test_a_client_sharing_the_root_slash_cannot_open_a_folder(
+    data_dir: Path, root: Path, client_is_local: bool
+) -> None:
+    before = counts(data_dir)
+    server = create_server(make_settings(data_dir))  # the server opens no folder
+    server.client_is_local = client_is_local
+    async with Client(server, mode="legacy", list_roots_callback=shares(Path("/"))) as client:
+        refused = await client.call_tool("ingest_document", {"path": str(root / "parking.md")})
         prompt = await client.get_prompt("competitor_brief", {"competitor": "AppFolio"})
-    content = doc.contents[0]
-    assert isinstance(content, TextResourceContents)
-    assert json.loads(content.text)["document"]["title"] == "Parking policy"
+    assert refused.is_error and "SOPHIA_KNOWLEDGE__ROOTS" in text_of(refused)
+    assert counts(data_dir) == before
     assert "AppFolio" in prompt.messages[0].content.text  # type: ignore[union-attr]
+
+
+async def test_over_stdio_a_client_s_roots_narrow_the_open_folders_and_never_widen_them(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    opened, elsewhere = tmp_path / "opened", tmp_path / "elsewhere"
+    shared = opened / "shared"
+    shared.mkdir(parents=True)
+    elsewhere.mkdir()
+    (shared / "inside.docx").write_bytes(_docx_bytes())  # read by a worker process of the real server
+    (opened / "unshared.md").write_text("# Unshared notes\n\nOpen on the server, not shared by the client.\n")
+    (elsewhere / "other.md").write_text("# Other notes\n\nShared by the client, not open on the server.\n")
+    params = StdioServerParameters(
+        command=SCRIPT, args=["serve", "knowledge"], env=env_for(data_dir, SOPHIA_KNOWLEDGE__ROOTS=str(opened))
+    )
+    async with Client(params, mode="legacy", list_roots_callback=shares(shared, elsewhere)) as client:
+        inside = structured(await client.call_tool("ingest_document", {"path": str(shared / "inside.docx")}))
+        narrowed = await client.call_tool("ingest_document", {"path": str(opened / "unshared.md")})
+        widened = await client.call_tool("ingest_document", {"path": str(elsewhere / "other.md")})
+        resource = (await client.read_resource(f"kb://documents/{inside['document']['id']}")).contents[0]
+    assert inside["status"] == "new"
+    assert isinstance(resource, TextResourceContents)
+    assert json.loads(resource.text)["document"]["title"] == "Move-out checklist"
+    assert narrowed.is_error and "not a file that may be ingested" in text_of(narrowed)
+    assert widened.is_error and "not a file that may be ingested" in text_of(widened)
+    # A client on this machine is told which folders are open to it.
+    assert str(opened) in text_of(narrowed) and str(shared) in text_of(narrowed)
+
+
+async def test_over_http_a_client_sharing_the_root_slash_cannot_read_a_server_file(
+    data_dir: Path, root: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "private" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("The database password is hunter2.\n")
+    token = "s3cret-token-for-tests-0123456789"
+    env = {"SOPHIA_HTTP__BEARER_TOKEN": token, "SOPHIA_KNOWLEDGE__ROOTS": str(root)}
+    before = counts(data_dir)
+    with http_server(data_dir, "http", server="knowledge", **env) as base:
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+        transport = streamable_http_client(f"{base}/mcp", http_client=http)
+        async with Client(transport, mode="legacy", list_roots_callback=shares(Path("/"))) as client:
+            stolen = await client.call_tool("ingest_document", {"path": str(secret)})
+            opened = structured(await client.call_tool("ingest_document", {"path": "parking.md"}))
+    assert stolen.is_error and "not a file that may be ingested" in text_of(stolen)
+    assert "hunter2" not in text_of(stolen) and str(root) not in text_of(stolen)
+    assert opened["status"] == "new"  # the folder the server opens is served as before
+    assert counts(data_dir)[0] == before[0] + 1
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        assert conn.execute("SELECT count(*) FROM chunks WHERE text LIKE '%hunter2%'").fetchone()[0] == 0
 
 
 def test_kb_commands_on_pinecone_and_openai_configured_by_environment(tmp_path: Path, root: Path) -> None:
@@ -223,7 +429,6 @@ def test_kb_commands_on_pinecone_and_openai_configured_by_environment(tmp_path: 
     from tests.fakes import openai as openai_fake
     from tests.fakes import pinecone as pinecone_fake
     from tests.fakes.server import serve
-    from tests.processes import env_for
 
     index = pinecone_fake.PineconeState(dimension=1536)
     with (

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sqlite3
+import uuid
 from collections.abc import Sequence
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from sophia_mcp.analysis.documents import Chunk
+from sophia_mcp.errors import ServiceUnavailable
 from sophia_mcp.ports.knowledge import ChunkRecord, DocumentFilter, DocumentInfo
-from sophia_mcp.store import Store, iso, parse_iso
+from sophia_mcp.runs import process_alive
+from sophia_mcp.store import Store, iso, parse_iso, utcnow
 
 WORD = re.compile(r"\w+", re.UNICODE)
 log = logging.getLogger(__name__)
@@ -185,9 +189,14 @@ class LocalDocuments:
 
     # -- writes -------------------------------------------------------------------------------------------
 
-    def save(self, document: DocumentInfo, chunks: Sequence[Chunk]) -> None:
-        """Replace the document and all its chunks, in one transaction."""
+    def save(self, document: DocumentInfo, chunks: Sequence[Chunk], written: int | None = None) -> Removal | None:
+        """Replace the document and all its chunks, in one transaction, settling the note `written` (from
+        `start_writing`, when its vectors were noted) and noting the replaced version's vectors for removal: that
+        removal, unless they need none."""
         with self.store.transaction() as conn:
+            replaced = conn.execute(
+                "SELECT content_hash, chunk_count FROM documents WHERE id = ?", (document.id,)
+            ).fetchone()
             conn.execute("DELETE FROM chunks WHERE document_id = ?", (document.id,))
             conn.execute(
                 """
@@ -217,10 +226,130 @@ class LocalDocuments:
                     for c in chunks
                 ],
             )
+            conn.execute("DELETE FROM pending_vectors WHERE id = ?", (written,))
+            if replaced is None:
+                return None
+            return _note_removal(conn, document.id, replaced["content_hash"], replaced["chunk_count"])
 
-    def delete(self, document_id: str) -> bool:
+    def delete(self, document_id: str) -> tuple[bool, Removal | None]:
+        """Delete the document (its chunks go with it), noting its vectors for removal: whether it existed, and
+        the removal (unless someone is writing the same version's vectors again)."""
         with self.store.transaction() as conn:
-            return conn.execute("DELETE FROM documents WHERE id = ?", (document_id,)).rowcount > 0
+            row = conn.execute(
+                "SELECT content_hash, chunk_count FROM documents WHERE id = ?", (document_id,)
+            ).fetchone()
+            if row is None:
+                return False, None
+            conn.execute("DELETE FROM documents WHERE id = ?", (document_id,))
+            return True, _note_removal(conn, document_id, row["content_hash"], row["chunk_count"])
+
+    # -- vectors being written or removed ------------------------------------------------------------------
+    # The vector index may be another service (Pinecone), outside the store's transactions: vectors are noted
+    # here before they are written or removed, and the note goes when the store agrees with the index again.
+    # What a process that died midway noted is taken up by the next one (`claim_leftovers`).
+
+    def start_writing(self, document_id: str, content_hash: str, chunk_count: int) -> int:
+        """Note that this version's vectors are about to be written (the note's id). Refused while a live process
+        is removing the same vectors, which would remove them after they are written."""
+        pid, owner = current_owner()
+        with self.store.transaction() as conn:
+            for row in _notes(conn, document_id, content_hash, "removing"):
+                if _alive(row):
+                    raise ServiceUnavailable(
+                        "The previous vectors of this document are being removed right now; ingest it again in a moment"
+                    )
+                conn.execute("DELETE FROM pending_vectors WHERE id = ?", (row["id"],))  # ours to overwrite
+            return int(
+                conn.execute(
+                    """
+                    INSERT INTO pending_vectors (document_id, content_hash, chunk_count, kind, pid, owner, created_at)
+                    VALUES (?, ?, ?, 'writing', ?, ?, ?) RETURNING id
+                    """,
+                    (document_id, content_hash, chunk_count, pid, owner, iso(utcnow())),
+                ).fetchone()[0]
+            )
+
+    def settle(self, note: int) -> None:
+        """The noted vectors are where the store says (written and saved, or removed)."""
+        self.store.execute("DELETE FROM pending_vectors WHERE id = ?", (note,))
+
+    def release(self, note: int) -> None:
+        """This process gives the noted vectors up (it failed midway): the next sweep takes them."""
+        self.store.execute("UPDATE pending_vectors SET pid = NULL, owner = NULL WHERE id = ?", (note,))
+
+    def claim_leftovers(self) -> list[Removal]:
+        """The vectors that processes which died (or gave up) midway left, claimed by this one for removal; those
+        that are the document's current version, or that a live process is writing again, need none."""
+        rows = self.store.query("SELECT * FROM pending_vectors")
+        if not any(not _alive(r) for r in rows):  # the usual answer: a read, and no write
+            return []
+        claimed = []
+        with self.store.transaction() as conn:
+            for row in conn.execute("SELECT * FROM pending_vectors").fetchall():
+                if _alive(row):
+                    continue
+                conn.execute("DELETE FROM pending_vectors WHERE id = ?", (row["id"],))
+                removal = _note_removal(conn, row["document_id"], row["content_hash"], row["chunk_count"])
+                if removal is not None:
+                    claimed.append(removal)
+        log.info("removing the vectors of %d document versions that processes left midway", len(claimed))
+        return claimed
+
+
+class Removal(NamedTuple):
+    """Vectors of one document version noted for removal by this process."""
+
+    note: int
+    document_id: str
+    content_hash: str
+    chunk_count: int
+
+
+_owner: tuple[int, str] = (0, "")
+
+
+def current_owner() -> tuple[int, str]:
+    """This process, as notes name it: its id, and a token of its own (another process may get the same id)."""
+    global _owner
+    if _owner[0] != os.getpid():
+        _owner = (os.getpid(), uuid.uuid4().hex)
+    return _owner
+
+
+def _alive(note: sqlite3.Row) -> bool:
+    """Whether the process that holds the note still runs (this one counts only under its own token)."""
+    pid, owner = current_owner()
+    if note["pid"] is None:
+        return False
+    if note["pid"] == pid:
+        return bool(note["owner"] == owner)
+    return process_alive(note["pid"])
+
+
+def _notes(conn: sqlite3.Connection, document_id: str, content_hash: str, kind: str) -> list[sqlite3.Row]:
+    return conn.execute(
+        "SELECT * FROM pending_vectors WHERE document_id = ? AND content_hash = ? AND kind = ?",
+        (document_id, content_hash, kind),
+    ).fetchall()
+
+
+def _note_removal(conn: sqlite3.Connection, document_id: str, content_hash: str, chunk_count: int) -> Removal | None:
+    """Note a version's vectors for removal by this process, unless they need none: the version is the document's
+    current one, or a live process is writing them again (and its own note covers them should it fail)."""
+    current = conn.execute("SELECT content_hash FROM documents WHERE id = ?", (document_id,)).fetchone()
+    if current is not None and current["content_hash"] == content_hash:
+        return None
+    if any(_alive(row) for row in _notes(conn, document_id, content_hash, "writing")):
+        return None
+    pid, owner = current_owner()
+    note = conn.execute(
+        """
+        INSERT INTO pending_vectors (document_id, content_hash, chunk_count, kind, pid, owner, created_at)
+        VALUES (?, ?, ?, 'removing', ?, ?, ?) RETURNING id
+        """,
+        (document_id, content_hash, chunk_count, pid, owner, iso(utcnow())),
+    ).fetchone()[0]
+    return Removal(int(note), document_id, content_hash, chunk_count)
 
 
 def chunk_id(document_id: str, seq: int) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 from typing import Any, Literal
 
 from sophia_mcp.errors import InvalidInput
@@ -57,13 +58,13 @@ def _first_heading(text: str) -> str | None:
 
 def _pdf(data: bytes) -> ParsedDocument:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
         title = reader.metadata.title if reader.metadata else None
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+    except (PyPdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, OSError) as exc:
         raise InvalidInput(f"This PDF cannot be read ({type(exc).__name__}); it may be damaged") from None
     text = "\n\n".join(p for p in pages if p)
     if not text:
@@ -71,38 +72,90 @@ def _pdf(data: bytes) -> ParsedDocument:
     return ParsedDocument(title=str(title).strip() if title else None, text=text, format="pdf")
 
 
-def _docx(data: bytes) -> ParsedDocument:
+MAX_MEMBERS = 10_000  # parts in one DOCX; Word writes a few dozen
+READ_SIZE = 64 * 1024
+
+
+def _is_markup(name: str) -> bool:
+    return name.lower().endswith((".xml", ".rels"))
+
+
+def unpack_docx(data: bytes, max_unpacked: int) -> bytes:
+    """The DOCX repacked with its XML parts only (media emptied: no text is read from them), refusing it when
+    they unpack to more than `max_unpacked` bytes. Sizes are checked as the archive declares them before any is
+    inflated, and counted while inflating, in case a declaration lies; python-docx then reads only what was
+    counted."""
+    damaged = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError, ValueError)
+    too_big = InvalidInput(
+        f"This DOCX unpacks to more than {max_unpacked / 1e6:g} MB of text and markup "
+        "(SOPHIA_KNOWLEDGE__MAX_UNPACKED_MB); split it, or raise the limit if it is genuine"
+    )
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+        if len(members) > MAX_MEMBERS:
+            raise InvalidInput(f"This DOCX holds {len(members)} parts, more than a document has; it was refused")
+        if sum(m.file_size for m in members if _is_markup(m.filename)) > max_unpacked:
+            raise too_big
+        packed, unpacked = io.BytesIO(), 0
+        with zipfile.ZipFile(packed, "w", zipfile.ZIP_STORED) as out:
+            for member in members:
+                if member.is_dir():
+                    continue
+                if not _is_markup(member.filename):
+                    out.writestr(member.filename, b"")
+                    continue
+                pieces = []
+                with archive.open(member) as stream:
+                    while piece := stream.read(READ_SIZE):
+                        unpacked += len(piece)
+                        if unpacked > max_unpacked:
+                            raise too_big
+                        pieces.append(piece)
+                out.writestr(member.filename, b"".join(pieces))
+    except damaged as exc:
+        raise InvalidInput(f"This DOCX cannot be read ({type(exc).__name__}); it may be damaged") from None
+    return packed.getvalue()
+
+
+def _docx(data: bytes, max_unpacked: int) -> ParsedDocument:
     import docx
+    from docx.enum.style import WD_STYLE_TYPE
+    from docx.opc.exceptions import OpcError
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
     try:
-        document = docx.Document(io.BytesIO(data))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        document = docx.Document(io.BytesIO(unpack_docx(data, max_unpacked)))
+        # Style names by id, once: python-docx looks a paragraph's style up among all styles on every ask.
+        names = {s.style_id: s.name or "" for s in document.styles if s.type == WD_STYLE_TYPE.PARAGRAPH}
+        default = document.styles.default(WD_STYLE_TYPE.PARAGRAPH)
+        default_name = (default.name or "") if default is not None else ""
+        lines: list[str] = []
+        title = (document.core_properties.title or "").strip() or None
+        for block in document.element.body.iterchildren():
+            tag = block.tag.rsplit("}", 1)[-1]
+            if tag == "p":
+                text = Paragraph(block, document).text.strip()
+                if not text:
+                    continue
+                style = names.get(block.style, default_name) if block.style else default_name
+                if style == "Title":
+                    title = title or text
+                    lines.append(f"# {text}")
+                elif style.startswith("Heading") and style[7:].strip().isdigit():
+                    lines.append(f"{'#' * min(6, int(style[7:].strip()))} {text}")
+                else:
+                    lines.append(text)
+            elif tag == "tbl":
+                table = Table(block, document)
+                for row in table.rows:
+                    cells = [c.text.strip() for c in row.cells]
+                    if any(cells):
+                        lines.append(" | ".join(cells))
+    except (OpcError, SyntaxError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        # lxml's XMLSyntaxError is a SyntaxError: malformed XML in a part
         raise InvalidInput(f"This DOCX cannot be read ({type(exc).__name__}); it may be damaged") from None
-    lines: list[str] = []
-    title = (document.core_properties.title or "").strip() or None
-    for block in document.element.body.iterchildren():
-        tag = block.tag.rsplit("}", 1)[-1]
-        if tag == "p":
-            paragraph = Paragraph(block, document)
-            text = paragraph.text.strip()
-            if not text:
-                continue
-            style = (paragraph.style.name if paragraph.style is not None else "") or ""
-            if style == "Title":
-                title = title or text
-                lines.append(f"# {text}")
-            elif style.startswith("Heading") and style[7:].strip().isdigit():
-                lines.append(f"{'#' * min(6, int(style[7:].strip()))} {text}")
-            else:
-                lines.append(text)
-        elif tag == "tbl":
-            table = Table(block, document)
-            for row in table.rows:
-                cells = [c.text.strip() for c in row.cells]
-                if any(cells):
-                    lines.append(" | ".join(cells))
     text = "\n\n".join(lines)
     return ParsedDocument(title=title or _first_heading(text), text=text, format="docx")
 
@@ -128,12 +181,13 @@ def _html(data: bytes) -> ParsedDocument:
     return ParsedDocument(title=title or _first_heading("\n".join(lines)), text="\n\n".join(lines), format="html")
 
 
-def parse_document(data: bytes, format: Format) -> ParsedDocument:
-    """A file's text as Markdown-like text, with its title when the file says one."""
+def parse_document(data: bytes, format: Format, max_unpacked: int = 50_000_000) -> ParsedDocument:
+    """A file's text as Markdown-like text, with its title when the file says one. A DOCX whose XML unpacks to
+    more than `max_unpacked` bytes is refused."""
     if format == "pdf":
         return _pdf(data)
     if format == "docx":
-        return _docx(data)
+        return _docx(data, max_unpacked)
     if format == "html":
         return _html(data)
     text = _decode(data, format).replace("\r\n", "\n")

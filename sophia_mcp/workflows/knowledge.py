@@ -4,33 +4,46 @@ Ingesting parses, chunks and embeds first, writing nothing; then the new vectors
 that name the content (so they never overwrite the vectors of the version being replaced), then the document
 and its chunks are written in one store transaction, and only then are the old version's vectors removed. A
 failure at any point leaves the previous version whole. The same content ingested again is a no-op.
+
+The index may be another service, outside the store's transactions, so vectors are noted in the store before
+they are written or removed (`LocalDocuments.start_writing`); a process killed midway leaves its note, and the
+next ingestion, deletion or first search of a process removes what it left (`sweep_vectors`), so leftovers never
+take a search's candidate places for long.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
+import anyio.to_thread
 from pydantic import Field
 
-from sophia_mcp.adapters.local_documents import LocalDocuments, chunk_id
-from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX, Format, chunk_text, parse_document
-from sophia_mcp.errors import InvalidInput, NotFound
+from sophia_mcp.adapters.document_worker import read_document
+from sophia_mcp.adapters.local_documents import LocalDocuments, Removal, chunk_id
+from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX, Format, chunk_text
+from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
 from sophia_mcp.model import Model
 from sophia_mcp.ports.knowledge import DocumentFilter, DocumentInfo, SearchHit
 from sophia_mcp.ports.vectors import InProcessQuery, Metadata
 from sophia_mcp.runs import start_run
 from sophia_mcp.services import Services
-from sophia_mcp.store import utcnow
+from sophia_mcp.store import Store, utcnow
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[float, float, str], Awaitable[None]]
 
 RRF_K = 60  # reciprocal-rank fusion: a hit's score is the sum of 1 / (RRF_K + rank) over the rankings it is in
 CANDIDATES = 50  # hits taken from each ranking before fusing
+STAGES = 5  # progress: reading, chunking, embedding, indexing, saving
 INLINE_CHUNKS = 2000  # up to this many chunks a search runs on the event loop, past it in a worker thread
 
 
@@ -91,7 +104,11 @@ async def ingest(
     documents: LocalDocuments = services.documents
     settings = services.settings.knowledge
     embedder, index = services.embedder, services.vectors
-    parsed = parse_document(data, fmt)
+    if progress is not None:
+        await progress(0, STAGES, f"reading {Path(source).name}")
+    parsed = await read_document(
+        data, fmt, time_limit_s=settings.parse_timeout_s, max_unpacked=int(settings.max_unpacked_mb * 1e6)
+    )
     if not parsed.text.strip():
         raise InvalidInput(f"{source} holds no text to ingest")
     name = (title or parsed.title or Path(source).stem or document_id).strip()
@@ -105,9 +122,9 @@ async def ingest(
 
         async def report(done: int, message: str) -> None:
             if progress is not None:
-                await progress(done, 4, message)
+                await progress(done, STAGES, message)
 
-        await report(0, f"cutting {name} into chunks")
+        await report(1, f"cutting {name} into chunks")
         from sophia_mcp.adapters.local_embed import local_tokenizer
 
         chunks = await run.step(
@@ -120,7 +137,7 @@ async def ingest(
         )  # fmt: skip
         if not chunks:
             raise InvalidInput(f"{source} holds only headings; there is nothing to search in it")
-        await report(1, f"embedding {len(chunks)} chunks")
+        await report(2, f"embedding {len(chunks)} chunks")
         vectors = await run.step("embed", lambda: embedder.embed([f"{c.section}\n\n{c.text}" for c in chunks]))
         now = utcnow()
         document = DocumentInfo(
@@ -129,46 +146,85 @@ async def ingest(
             embedding_model=embedder.model, created_at=previous.created_at if previous else now, updated_at=now,
         )  # fmt: skip
         ids = [vector_id(document_id, content_hash, c.seq) for c in chunks]
-        await report(2, "indexing")
+        await report(3, "indexing")
 
         async def index_vectors() -> None:
             await index.bind(embedder.model, embedder.dimension)
             await index.upsert(ids, vectors, [_vector_metadata(document) | {"seq": c.seq} for c in chunks])
 
-        await run.step("index vectors", index_vectors)
-        await report(3, "saving")
-        await run.step("save document", lambda: services.store.run(documents.save, document, chunks))
-        if previous is not None:
-            stale = [vector_id(document_id, previous.content_hash, seq) for seq in range(previous.chunk_count)]
-            await run.step("remove the old version's vectors", lambda: index.delete(stale))
-        await report(4, "done")
+        await sweep_vectors(services)
+        written = await services.store.run(documents.start_writing, document_id, content_hash, len(chunks))
+        try:
+            await run.step("index vectors", index_vectors)
+            await report(4, "saving")
+            removal = await run.step(
+                "save document", lambda: services.store.run(documents.save, document, chunks, written)
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # also when the call was cancelled
+                try:
+                    await services.store.run(documents.release, written)
+                    await sweep_vectors(services)  # what was written goes, unless it was saved after all
+                except Exception as exc:  # the failure being raised says more; the note stays for a later sweep
+                    kind = exc.__class__.__name__
+                    log.warning("cannot take back the vectors of %s yet (%s: %s)", document_id, kind, exc)
+            raise
+        if removal is not None:
+            await run.step(
+                "remove the old version's vectors", lambda: _remove(services, removal), lambda done: {"done": done}
+            )
+        await report(STAGES, "done")
         run.output = {"document_id": document_id, "chunks": len(chunks)}
     return IngestReport(run_id=run.id, status="updated" if previous else "new", document=document)
 
 
-def allowed_path(path: str, roots: list[Path], max_bytes: int) -> tuple[Path, Format]:
-    """The real file `path` names, if it is under one of `roots`, not too big, and of a format we read."""
+def _shown(path: str) -> str:
+    """A path as a refusal echoes it: quoted, and cut short if long."""
+    return repr(path if len(path) <= 200 else path[:200] + "…")
+
+
+def allowed_path(
+    path: str,
+    roots: Sequence[Path],
+    max_bytes: int,
+    *,
+    narrow_to: Sequence[Path] = (),
+    name_folders: bool = False,
+) -> tuple[Path, Format]:
+    """The real file `path` names, if it is under one of `roots` (and, when `narrow_to` is given, under one of
+    those too), not too big, and of a format we read. A path outside them and a path that does not exist are
+    refused in the same words, so a refusal never tells which paths exist; `name_folders` lists the folders in
+    it, for a caller on this machine."""
     if not roots:
         raise InvalidInput(
-            "No folder is open for ingestion: set SOPHIA_KNOWLEDGE__ROOTS (or let the client share its roots), "
-            "or send the text with ingest_text"
+            "No folder is open for ingestion: the server's SOPHIA_KNOWLEDGE__ROOTS is not set (a client's roots "
+            "cannot open one); send the text with ingest_text instead"
         )
-    given = Path(path).expanduser()
-    candidates = [given] if given.is_absolute() else [root / given for root in roots]
+    if "\x00" in path:
+        raise InvalidInput("The path holds a NUL character, which no file name can; send the file's path as it is")
     real_roots = [root.resolve() for root in roots]
+    narrower = [root.resolve() for root in narrow_to]
+    where = "one of the folders open for ingestion (SOPHIA_KNOWLEDGE__ROOTS)"
+    if name_folders:
+        where += f": {', '.join(str(r) for r in real_roots)}"
+        if narrower:
+            where += f"; and inside a root the client shares: {', '.join(str(r) for r in narrower)}"
+    refusal = InvalidInput(f"{_shown(path)} is not a file that may be ingested: name a file inside {where}")
+    try:
+        given = Path(path).expanduser()
+    except RuntimeError:  # ~user of no such user
+        raise refusal from None
+    candidates = [given] if given.is_absolute() else [root / given for root in roots]
     for candidate in candidates:
         try:
             real = candidate.resolve(strict=True)
-        except (FileNotFoundError, NotADirectoryError):
+        except (OSError, RuntimeError):  # missing, unreadable, a loop, too long: all alike to the caller
             continue
-        except (OSError, RuntimeError) as exc:
-            raise InvalidInput(f"{path!r} cannot be resolved: {exc}") from None
-        if not any(real.is_relative_to(root) for root in real_roots):
-            raise InvalidInput(
-                f"{path!r} is outside the folders open for ingestion ({', '.join(str(r) for r in real_roots)})"
-            )
+        inside = any(real.is_relative_to(root) for root in real_roots)
+        if not inside or (narrower and not any(real.is_relative_to(root) for root in narrower)):
+            continue
         if not real.is_file():
-            raise InvalidInput(f"{path!r} is not a file")
+            raise InvalidInput(f"{_shown(path)} is not a file")
         fmt = FORMAT_OF_SUFFIX.get(real.suffix.lower())
         if fmt is None:
             kinds = ", ".join(sorted(FORMAT_OF_SUFFIX))
@@ -177,19 +233,24 @@ def allowed_path(path: str, roots: list[Path], max_bytes: int) -> tuple[Path, Fo
         if size > max_bytes:
             raise InvalidInput(f"{real.name} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
         return real, fmt
-    raise NotFound(f"No file {path!r} under the folders open for ingestion")
+    raise refusal
 
 
 async def ingest_file(
     services: Services,
     path: str,
-    extra_roots: list[Path] | None = None,
     progress: Progress | None = None,
+    *,
+    narrow_to: Sequence[Path] = (),
+    name_folders: bool = False,
     **meta: Any,
 ) -> IngestReport:
+    """Ingest the file at `path`, from the folders SOPHIA_KNOWLEDGE__ROOTS opens (only they open any), narrowed to
+    `narrow_to` when given (the roots of a client on this machine)."""
     settings = services.settings.knowledge
-    real, fmt = allowed_path(path, [*settings.roots, *(extra_roots or [])], int(settings.max_file_mb * 1e6))
-    data = real.read_bytes()
+    max_bytes = int(settings.max_file_mb * 1e6)
+    real, fmt = allowed_path(path, settings.roots, max_bytes, narrow_to=narrow_to, name_folders=name_folders)
+    data = await anyio.to_thread.run_sync(real.read_bytes)
     document_id = "doc-" + hashlib.sha256(str(real).encode()).hexdigest()[:16]
     return await ingest(services, data, document_id=document_id, source=str(real), fmt=fmt, progress=progress, **meta)
 
@@ -209,10 +270,44 @@ async def delete_document(services: Services, document_id: str) -> DocumentInfo:
     document = await services.store.run(documents.get, document_id)
     if document is None:
         raise NotFound(f"No document with id {document_id!r}; list_documents shows the ids")
-    ids = [vector_id(document_id, document.content_hash, seq) for seq in range(document.chunk_count)]
-    await services.store.run(documents.delete, document_id)  # searches stop finding it at once
-    await services.vectors.delete(ids)
+    await sweep_vectors(services)
+    existed, removal = await services.store.run(documents.delete, document_id)  # searches stop finding it at once
+    if not existed:
+        raise NotFound(f"No document with id {document_id!r}; list_documents shows the ids")
+    if removal is not None:
+        await _remove(services, removal)
     return document
+
+
+async def _remove(services: Services, removal: Removal) -> bool:
+    """Remove a noted version's vectors from the index and settle the note; on failure give the note up to the
+    next sweep (the store no longer refers to them, so searches pass them over meanwhile)."""
+    ids = [vector_id(removal.document_id, removal.content_hash, seq) for seq in range(removal.chunk_count)]
+    try:
+        await services.vectors.delete(ids)
+    except SophiaError as exc:
+        log.warning(
+            "could not remove %d vectors of %s yet (%s); a later sweep will", len(ids), removal.document_id, exc
+        )
+        await services.store.run(services.documents.release, removal.note)
+        return False
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await services.store.run(services.documents.release, removal.note)
+        raise
+    await services.store.run(services.documents.settle, removal.note)
+    return True
+
+
+async def sweep_vectors(services: Services) -> int:
+    """Remove the vectors that processes which died (or gave up) while writing or removing them left in the index,
+    where they would take the candidate places of a search; how many document versions were cleared."""
+    leftovers = await services.store.run(services.documents.claim_leftovers)
+    return sum([await _remove(services, removal) for removal in leftovers])
+
+
+# Stores whose leftovers this process swept before its first search.
+_swept: weakref.WeakSet[Store] = weakref.WeakSet()
 
 
 async def search(services: Services, query: str, flt: DocumentFilter | None = None, limit: int = 10) -> list[SearchHit]:
@@ -220,6 +315,9 @@ async def search(services: Services, query: str, flt: DocumentFilter | None = No
     if not query.strip():
         raise InvalidInput("The query is empty; ask in words what you are looking for")
     documents: LocalDocuments = services.documents
+    if services.store not in _swept:
+        _swept.add(services.store)
+        await sweep_vectors(services)
     vector = (await services.embedder.embed([query]))[0]
     index, where = services.vectors, vector_filter(flt)
     budget = services.settings.knowledge.lexical_budget_ms / 1000
@@ -228,12 +326,22 @@ async def search(services: Services, query: str, flt: DocumentFilter | None = No
     elif isinstance(index, InProcessQuery):  # the embedded index: queried beside the store's reads
         nearest = lambda: [m.id for m in index.query_now(vector, CANDIDATES, where)]  # noqa: E731
         if index.size <= INLINE_CHUNKS:  # a fraction of a millisecond: less than a trip to a worker thread
-            return await services.store.read(_fuse, documents, query, flt, nearest, limit, budget)
+            hits, stale = await services.store.read(_fuse, documents, query, flt, nearest, limit, budget)
+            return await _swept_after(services, hits, stale)
     else:
         ids = [m.id for m in await index.query(vector, CANDIDATES, where)]
         nearest = lambda: ids  # noqa: E731
     # Everything else is the store's: one trip to its thread.
-    return await services.store.run(_fuse, documents, query, flt, nearest, limit, budget)
+    hits, stale = await services.store.run(_fuse, documents, query, flt, nearest, limit, budget)
+    return await _swept_after(services, hits, stale)
+
+
+async def _swept_after(services: Services, hits: list[SearchHit], stale: bool) -> list[SearchHit]:
+    """The hits, after sweeping away leftover vectors when the search met vectors of no current version (most
+    often a version being written or removed right now, which the sweep leaves alone)."""
+    if stale:
+        await sweep_vectors(services)
+    return hits
 
 
 def _fuse(
@@ -243,8 +351,9 @@ def _fuse(
     nearest: Callable[[], list[str]],
     limit: int,
     budget_s: float,
-) -> list[SearchHit]:
-    """Full-text ranks beside the vector ranks, fused by reciprocal rank, as cited hits."""
+) -> tuple[list[SearchHit], bool]:
+    """Full-text ranks beside the vector ranks, fused by reciprocal rank, as cited hits; and whether some vectors
+    found were of no current document version."""
     vector_ids = nearest()
     lexical = documents.lexical(query, flt, CANDIDATES, budget_s)
     chunk_of_vector = _chunks_for_vectors(documents, vector_ids)
@@ -270,7 +379,7 @@ def _fuse(
                 citation=_citation(document, chunk.section, chunk.seq),
             )
         )  # fmt: skip
-    return hits
+    return hits, len(chunk_of_vector) < len(vector_ids)
 
 
 def _citation(document: DocumentInfo, section: str, seq: int) -> str:

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,6 +29,11 @@ class PineconeState:
     namespaces: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)
     requests: list[tuple[str, Any]] = field(default_factory=list)
+    # An upsert of ids starting with this is stored, then left unanswered until `release` is set: its client can
+    # be killed at the moment its vectors are in the index and nothing else is done.
+    stall_upserts_of: str | None = None
+    stalled: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_fault(self) -> str | None:
@@ -123,6 +129,10 @@ def pinecone_app(state: PineconeState) -> Starlette:
         target = space(body.get("namespace"))
         for vector in vectors:
             target[vector["id"]] = {"id": vector["id"], "values": vector["values"], "metadata": vector.get("metadata")}
+        prefix = state.stall_upserts_of
+        if prefix is not None and any(v["id"].startswith(prefix) for v in vectors):
+            state.stalled.set()
+            await anyio.to_thread.run_sync(state.release.wait, 60)
         return JSONResponse({"upsertedCount": len(vectors)})
 
     async def query(request: Request) -> Response:
