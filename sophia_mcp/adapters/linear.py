@@ -22,6 +22,9 @@ from sophia_mcp.store import Store, iso, parse_iso, utcnow
 
 log = logging.getLogger(__name__)
 
+# What of Linear's own error message an error keeps.
+DETAIL_CHARS = 300
+
 ISSUE = """id identifier title description priority url createdAt updatedAt
 state { name } team { key } assignee { name email } labels { nodes { name } }"""
 TEAMS = "query Teams { teams(first: 250) { nodes { id key name } } }"
@@ -111,7 +114,8 @@ class LinearTracker:
             first = errors[0]
             extensions = first.get("extensions") or {}
             code = extensions.get("code", "")
-            message = extensions.get("userPresentableMessage") or first.get("message") or code
+            said = str(extensions.get("userPresentableMessage") or first.get("message") or code)
+            message = self.http.redact(said, DETAIL_CHARS)  # Linear's words may quote what it was sent
             if code == "ENTITY_NOT_FOUND":
                 raise NotFound(f"Linear has no such record: {message}")
             if code in ("FORBIDDEN", "AUTHENTICATION_ERROR"):
