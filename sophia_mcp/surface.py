@@ -14,7 +14,8 @@ import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar, cast
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -45,7 +46,7 @@ from mcp_types import (
     ToolAnnotations,
 )
 from mcp_types import Tool as MCPTool
-from pydantic import AnyUrl, ValidationError
+from pydantic import AnyUrl, Field, ValidationError
 
 from sophia_mcp.errors import NotFound, SophiaError
 from sophia_mcp.ports.analyst import Analyst
@@ -61,6 +62,19 @@ MAX_COMPLETIONS = 20
 # An idempotency key a caller gives: word characters and : . - / @ #. Its length is bounded by max_length, not in
 # the pattern: a bounded repeat of \w compiles to an automaton that costs a server's start 80 ms.
 KEY_PATTERN = r"^[\w:.\-/@#]+$"
+
+# A page cursor as a listing hands it out (sophia_mcp.cursors): opaque to the caller, bounded like every string.
+Cursor = Annotated[str | None, Field(max_length=1000, description="next_cursor from the previous page.")]
+# Dates and times a tool takes: bounded, so no date arithmetic on them can overflow (9999-12-31 plus a day).
+EARLIEST, LATEST = date(1900, 1, 1), date(2999, 12, 31)
+CalendarDate = Annotated[date, Field(ge=EARLIEST, le=LATEST)]
+Timestamp = Annotated[
+    datetime, Field(ge=datetime.combine(EARLIEST, time.min, UTC), le=datetime.combine(LATEST, time.max, UTC))
+]
+# A Slack channel by #name (lower case) or by id.
+SlackChannel = Annotated[
+    str, Field(pattern=r"^(#[a-z0-9][a-z0-9_-]{0,79}|[CGD][A-Z0-9]{6,20})$", max_length=81, examples=["#client-health"])
+]
 
 # (services, what the user typed so far, arguments already chosen) -> suggestions; runs in a worker thread.
 Completer = Callable[[Services, str, dict[str, str]], list[str]]

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from sophia_mcp.adapters.http import RetryableResponse, ServiceClient
+from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import ConfigurationError, InvalidInput, NotFound
 from sophia_mcp.ports.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Team
 from sophia_mcp.settings import LinearSettings
@@ -183,12 +184,13 @@ class LinearTracker:
             parts.append({"state": {"name": {"eqIgnoreCase": query.state.strip()}}})
         if query.labels:
             parts.append({"labels": {"name": {"in": query.labels}}})
-        variables = {"filter": {"and": parts} if parts else None, "first": query.limit, "after": query.cursor}
+        after = decode_cursor(query.cursor, "issues", str)[0] if query.cursor else None
+        variables = {"filter": {"and": parts} if parts else None, "first": query.limit, "after": after}
         issues = (await self._graphql(SEARCH, variables))["issues"]
         page = issues.get("pageInfo") or {}
         return IssuePage(
             issues=[_issue(n) for n in issues["nodes"]],
-            next_cursor=page.get("endCursor") if page.get("hasNextPage") else None,
+            next_cursor=encode_cursor("issues", str(page["endCursor"])) if page.get("hasNextPage") else None,
         )
 
     def _ledger(self, key: str) -> tuple[str | None, bool]:
