@@ -29,8 +29,9 @@ from mcp.server.mcpserver.exceptions import (
     UnexpectedResourceError,
     UnexpectedToolError,
 )
-from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import (
+    INVALID_PARAMS,
     CallToolResult,
     Completion,
     CompletionArgument,
@@ -93,13 +94,29 @@ def tool_hints(
     )
 
 
+# An error's text is for a model to read and act on: past this it is cut (an argument echoed whole, say 10 MB).
+MAX_ERROR_CHARS = 2000
+# Problems listed of one call's arguments; the rest are counted.
+MAX_PROBLEMS = 10
+
+
+def brief(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters not shown)"
+
+
 def describe_validation(tool: str, error: ValidationError) -> str:
     """A short, fixable account of bad arguments: which argument, what is wrong, what was sent."""
+    problems = error.errors(include_url=False)
     lines = []
-    for item in error.errors(include_url=False):
-        where = ".".join(str(part) for part in item["loc"]) or "arguments"
+    for item in problems[:MAX_PROBLEMS]:
+        where = brief(".".join(str(part) for part in item["loc"]) or "arguments", 80)
         sent = "" if item["type"] == "missing" else f" (got {item['input']!r:.80})"
-        lines.append(f"- {where}: {item['msg']}{sent}")
+        lines.append(f"- {where}: {brief(item['msg'], 300)}{sent}")
+    if len(problems) > MAX_PROBLEMS:
+        lines.append(f"- and {len(problems) - MAX_PROBLEMS} more like these")
     return f"Invalid arguments for {tool}; fix these and call again:\n" + "\n".join(lines)
 
 
@@ -226,9 +243,25 @@ class SophiaServer(MCPServer[Any]):
         self._declare_deferred()
         return await super().list_prompts()
 
-    async def get_prompt(self, *args: Any, **kwargs: Any) -> Any:
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> Any:
+        """A prompt, rendered; arguments it cannot take (an unknown id, a bad value) are an invalid-params error
+        saying what to fix, not an internal error."""
         self._declare_deferred()
-        return await super().get_prompt(*args, **kwargs)
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as exc:  # the SDK wraps whatever rendering raised, twice
+            cause: BaseException = exc
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            if isinstance(cause, ValidationError):
+                message = describe_validation(f"the prompt {brief(name, 100)}", cause)
+            elif isinstance(cause, SophiaError) or str(cause) == f"Unknown prompt: {name}":
+                message = brief(str(cause))
+            else:
+                raise
+            raise MCPError(INVALID_PARAMS, message) from cause
 
     async def list_resources(self) -> Any:
         self._declare_deferred()
@@ -312,12 +345,12 @@ class SophiaServer(MCPServer[Any]):
             ) from None
         except UnexpectedToolError as exc:
             if isinstance(exc.__cause__, SophiaError):
-                raise ToolError(str(exc.__cause__)) from exc.__cause__
+                raise ToolError(brief(str(exc.__cause__))) from exc.__cause__
             raise
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
-                raise ToolError(describe_validation(name, exc.__cause__)) from exc.__cause__
-            raise
+                raise ToolError(describe_validation(brief(name, 100), exc.__cause__)) from exc.__cause__
+            raise ToolError(brief(str(exc))) from exc
         _check_size(name, result, settings.max_result_kb)
         return result
 
@@ -330,10 +363,12 @@ class SophiaServer(MCPServer[Any]):
         except UnexpectedResourceError as exc:
             cause = exc.__cause__
             if isinstance(cause, NotFound):
-                raise ResourceNotFoundError(str(cause)) from cause
+                raise ResourceNotFoundError(brief(str(cause))) from cause
             if isinstance(cause, SophiaError | ValidationError):
-                raise ResourceError(f"Cannot read {uri}: {cause}") from cause
+                raise ResourceError(brief(f"Cannot read {uri}: {cause}")) from cause
             raise
+        except ResourceError as exc:  # the SDK's own, e.g. "Unknown resource: <the URI asked for>"
+            raise type(exc)(brief(str(exc))) from exc
 
     # -- logging ------------------------------------------------------------------------------------
 

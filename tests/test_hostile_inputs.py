@@ -20,6 +20,7 @@ from tests.mcp_helpers import newest_call_ids, structured, text_of
 pytestmark = pytest.mark.anyio
 
 NOT_OURS = "cursor is not one this tool returned; omit it for the first page"
+TEN_MB = "x" * 10_000_000
 
 
 @pytest.fixture
@@ -43,6 +44,11 @@ async def refused(settings: Settings, tool: str, arguments: dict[str, Any]) -> s
     assert result.is_error, text[:300]
     assert "Error executing tool" not in text and "Traceback" not in text
     return text
+
+
+async def test_a_blank_alert_text_is_refused_with_what_to_fix(settings: Settings) -> None:
+    text = await refused(settings, "alerts_send_alert", {"text": " \n\t ", "channel": "#client-health"})
+    assert text == "text is blank: give the alert's message, in plain text"
 
 
 @pytest.mark.parametrize("cursor", ["garbage", "12345678901234567890", "-5", "W10", "WyJjYWxscyIsLTFd"])
@@ -136,3 +142,40 @@ async def test_a_23_digit_resource_id_is_not_found(settings: Settings, uri: str,
         with pytest.raises(MCPError) as caught:
             await client.read_resource(uri)
     assert caught.value.error.code == INVALID_PARAMS and expected in caught.value.error.message
+
+
+@pytest.mark.parametrize(
+    ("prompt", "arguments", "expected"),
+    [
+        ("review_call", {"call_id": "999"}, "No call with id '999'. Use list_calls to find call ids."),
+        ("review_call", {"call_id": "not a call"}, "- call_id: String should match pattern"),
+        ("review_client_calls", {"client": "Acme", "days": "many"}, "- days: Input should be a valid integer"),
+        ("no_such_prompt", {}, "Unknown prompt: no_such_prompt"),
+    ],
+)
+async def test_a_prompt_it_cannot_render_says_what_to_fix(
+    settings: Settings, prompt: str, arguments: dict[str, str], expected: str
+) -> None:
+    async with Client(create_server(settings)) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.get_prompt(prompt, arguments)
+    assert caught.value.error.code == INVALID_PARAMS and expected in caught.value.error.message
+    assert "Internal server error" not in caught.value.error.message
+
+
+async def test_a_10_mb_argument_is_not_echoed_back(settings: Settings) -> None:
+    async with Client(create_server(settings)) as client:
+        answers = [
+            await client.call_tool("gong_list_calls", {"competitor": TEN_MB}),
+            await client.call_tool("crm_update_contact", {"contact_id": "1", "changes": {TEN_MB: "x"}}),
+            await client.call_tool("crm_enrich_contacts", {"contact_ids": ["x"] * 1000}),
+            await client.call_tool(TEN_MB, {}),
+        ]
+        with pytest.raises(MCPError) as resource:
+            await client.read_resource(f"gong://calls/{TEN_MB}")
+        with pytest.raises(MCPError) as prompt:
+            await client.get_prompt(TEN_MB, {})
+    for answer in answers:
+        assert answer.is_error and 0 < len(text_of(answer)) < 3000, text_of(answer)[:300]
+    for caught in (resource, prompt):
+        assert 0 < len(caught.value.error.message) < 3000
