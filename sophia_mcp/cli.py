@@ -13,6 +13,7 @@ import typer
 
 from sophia_mcp.errors import ConfigurationError, SophiaError
 from sophia_mcp.serving import SERVER_NAMES
+from sophia_mcp.store import file_failure
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -53,6 +54,13 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr)
 
 
+def _say(text: str, style: str = "red", console: Console | None = None) -> None:
+    """A failure in one line, whatever the terminal's width, its text taken as it is (no markup)."""
+    from rich.text import Text
+
+    (console or _console(stderr=True)).print(Text(text, style=style), soft_wrap=True)
+
+
 def _settings() -> Settings:
     from pydantic import ValidationError
 
@@ -77,7 +85,7 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
 
         reap_interrupted(services.store)
     except SophiaError as exc:
-        _console(stderr=True).print(f"[red]{exc}[/red]")
+        _say(str(exc))
         raise typer.Exit(1) from exc
 
     async def main() -> T:
@@ -88,8 +96,11 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
 
     try:
         return anyio.run(main)
-    except SophiaError as exc:
-        _console(stderr=True).print(f"[red]{exc}[/red]")
+    except (SophiaError, OSError) as exc:
+        failure = exc if isinstance(exc, SophiaError) else file_failure(exc)  # a file beside the store: full disk
+        if failure is None:
+            raise
+        _say(str(failure))
         raise typer.Exit(1) from exc
     finally:
         services.close()
@@ -476,7 +487,7 @@ def kb_ingest(
                 report = await ingest_file(services, str(file.absolute()), type=type, tags=tag or [])
             except SophiaError as exc:
                 failed += 1
-                console.print(f"[yellow]{file}: {exc}[/yellow]")
+                _say(f"{file}: {exc}", "yellow", console)
                 continue
             doc = report.document
             console.print(f"{report.status:9s} {doc.title} ({doc.chunk_count} chunks) {doc.id}")

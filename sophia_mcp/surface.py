@@ -49,10 +49,11 @@ from mcp_types import (
 from mcp_types import Tool as MCPTool
 from pydantic import AnyUrl, Field, ValidationError
 
-from sophia_mcp.errors import NotFound, SophiaError
+from sophia_mcp.errors import DiskFull, NotFound, SophiaError
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings, load_settings
+from sophia_mcp.store import file_failure
 
 log = logging.getLogger(__name__)
 
@@ -346,6 +347,8 @@ class SophiaServer(MCPServer[Any]):
         except UnexpectedToolError as exc:
             if isinstance(exc.__cause__, SophiaError):
                 raise ToolError(brief(str(exc.__cause__))) from exc.__cause__
+            if isinstance(full := file_failure(exc.__cause__), DiskFull):  # a file beside the store
+                raise ToolError(str(full)) from exc.__cause__
             raise
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
