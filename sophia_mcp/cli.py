@@ -18,7 +18,7 @@ from sophia_mcp.store import file_failure
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from sophia_mcp.services import Services
+    from sophia_mcp.services import ServiceCheck, Services
     from sophia_mcp.settings import Settings
 
 T = TypeVar("T")
@@ -560,6 +560,7 @@ def outbox_deliver() -> None:
 def doctor() -> None:
     """Show which backend serves each port, where data lives, and check what is configured."""
     from pydantic import SecretStr
+    from rich.markup import escape
     from rich.table import Table
 
     from sophia_mcp.store import Store
@@ -582,14 +583,24 @@ def doctor() -> None:
         services.add_row(name, section.backend, section.base_url or "-", ", ".join(secrets) or "none set")
     console.print(services)
 
-    ok = True
+    ok, warnings = True, 0
     store = Store(settings.store_path)
     try:
         version = store.schema_version
-        console.print(f"[green]Store[/green] {settings.store_path} (schema version {version})")
+        damage = store.integrity_problems()
     except SophiaError as exc:
         ok = False
-        console.print(f"[red]Store[/red] {exc}")
+        console.print(f"[red]Store[/red] {escape(str(exc))}")
+    else:
+        if damage:
+            ok = False
+            found = "; ".join(damage[:3]) + (f"; and {len(damage) - 3} more" if len(damage) > 3 else "")
+            console.print(
+                f"[red]Store[/red] {settings.store_path} is damaged (SQLite's quick_check: {escape(found)}); restore "
+                "it from a backup, or salvage what is readable with sqlite3's .recover"
+            )
+        else:
+            console.print(f"[green]Store[/green] {settings.store_path} (schema version {version}, pages sound)")
     finally:
         store.close()
     try:
@@ -599,19 +610,27 @@ def doctor() -> None:
         console.print(f"[red]Configuration[/red] {exc}")
     else:
 
-        async def check() -> list[tuple[str, str | None, str | None]]:
+        async def check() -> list[ServiceCheck]:
             try:
                 return await built.check_real_services()
             finally:
                 await built.aclose()
                 built.close()
 
-        for port, fine, problem in anyio.run(check):
+        for port, fine, problem, warning in anyio.run(check):
             ok = ok and problem is None
-            console.print(f"[green]{port}[/green] {fine}" if problem is None else f"[red]{port}[/red] {problem}")
+            if problem is not None:
+                console.print(f"[red]{port}[/red] {escape(problem)}")
+            elif warning is not None:
+                warnings += 1
+                console.print(f"[yellow]{port}[/yellow] {escape(warning)}")
+            else:
+                console.print(f"[green]{port}[/green] {escape(fine or '')}")
     if not ok:
         raise typer.Exit(1)
-    console.print("[green]Everything configured can be used.[/green]")
+    # A warning is something that works without what failed (Redis down: a cache miss): still usable, exit 0.
+    noted = f", with {warnings} warning{'s' if warnings > 1 else ''} above" if warnings else ""
+    console.print(f"[green]Everything configured can be used{noted}.[/green]")
 
 
 def main() -> None:

@@ -565,6 +565,17 @@ class Store:
         with self._reading() as conn:
             return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
+    def integrity_problems(self, most: int = 10) -> list[str]:
+        """What SQLite's `quick_check` finds wrong in the file (damaged pages, broken indexes), at most `most`
+        lines; none when it is sound. Reads every page: for `doctor`, not for a request."""
+        with self._reading() as conn:
+            rows = [str(row[0]) for row in conn.execute(f"PRAGMA quick_check({int(most)})")]
+        if rows == ["ok"]:
+            return []
+        # SQLite may put several findings in one row, under a heading naming the database.
+        found = [line for row in rows for line in row.splitlines() if line.strip() and not line.startswith("***")]
+        return found[:most]
+
     def data_version(self) -> tuple[int, int]:
         """A token that changes when another connection (or process) commits: SQLite's `data_version`, with the
         connection it was read on, since each connection counts on its own. Compare tokens only for equality."""
