@@ -442,11 +442,11 @@ def dumps(value: Any) -> str:
 
 
 # SQLite's primary result codes that say the store's file failed, not the statement: what each means for a user.
+# (Not SQLITE_READONLY: a read-only connection refusing a write is a statement's mistake, refused on purpose.)
 FILE_FAILURES = {
     sqlite3.SQLITE_CORRUPT: "is damaged",
     sqlite3.SQLITE_NOTADB: "is not a database file",
     sqlite3.SQLITE_IOERR: "could not be read or written",
-    sqlite3.SQLITE_READONLY: "is read-only",
     sqlite3.SQLITE_CANTOPEN: "cannot be opened",
     sqlite3.SQLITE_PERM: "may not be written",
 }
