@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 LEVELS: tuple[LoggingLevel, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 MAX_COMPLETIONS = 20
+# The longest value a completion is looked up for: every id and name a tool takes is shorter.
+MAX_TYPED = 200
 
 # An idempotency key a caller gives: word characters and : . - / @ #. Its length is bounded by max_length, not in
 # the pattern: a bounded repeat of \w compiles to an automaton that costs a server's start 80 ms.
@@ -410,7 +412,9 @@ class SophiaServer(MCPServer[Any]):
         completer = self._completers.get((key, argument.name))
         if completer is None:
             return None
-        resolved = dict(context.arguments or {}) if context else {}
+        if len(argument.value) > MAX_TYPED:  # what was typed (60,000 characters, say) is longer than anything suggested
+            return Completion(values=[], total=0, has_more=False)
+        resolved = {k: v[:MAX_TYPED] for k, v in (context.arguments or {}).items()} if context else {}
         values = await anyio.to_thread.run_sync(completer, self.services, argument.value, resolved)
         return Completion(values=values[:MAX_COMPLETIONS], total=len(values), has_more=len(values) > MAX_COMPLETIONS)
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS
+from mcp_types import INVALID_PARAMS, PromptReference, ResourceTemplateReference
 
 from sophia_mcp.servers.composite import create_server
 from sophia_mcp.settings import Settings
@@ -179,3 +179,19 @@ async def test_a_10_mb_argument_is_not_echoed_back(settings: Settings) -> None:
         assert answer.is_error and 0 < len(text_of(answer)) < 3000, text_of(answer)[:300]
     for caught in (resource, prompt):
         assert 0 < len(caught.value.error.message) < 3000
+
+
+@pytest.mark.parametrize(
+    ("ref", "argument"),
+    [
+        (PromptReference(type="ref/prompt", name="review_client_calls"), "client"),
+        (ResourceTemplateReference(type="ref/resource", uri="gong://calls/{call_id}"), "call_id"),
+        (ResourceTemplateReference(type="ref/resource", uri="kb://documents/{document_id}"), "document_id"),
+    ],
+)
+async def test_a_60000_character_completion_prefix_suggests_nothing(
+    settings: Settings, ref: PromptReference | ResourceTemplateReference, argument: str
+) -> None:
+    async with Client(create_server(settings)) as client:
+        answer = await client.complete(ref, {"name": argument, "value": "x" * 60_000})
+    assert answer.completion.values == []
