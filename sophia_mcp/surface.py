@@ -31,6 +31,7 @@ from mcp.server.mcpserver.exceptions import (
 )
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import (
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     CallToolResult,
     Completion,
@@ -49,7 +50,7 @@ from mcp_types import (
 from mcp_types import Tool as MCPTool
 from pydantic import AnyUrl, Field, ValidationError
 
-from sophia_mcp.errors import DiskFull, NotFound, SophiaError
+from sophia_mcp.errors import DiskFull, InvalidInput, NotFound, SophiaError
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings, load_settings
@@ -259,12 +260,12 @@ class SophiaServer(MCPServer[Any]):
             while cause.__cause__ is not None:
                 cause = cause.__cause__
             if isinstance(cause, ValidationError):
-                message = describe_validation(f"the prompt {brief(name, 100)}", cause)
-            elif isinstance(cause, SophiaError) or str(cause) == f"Unknown prompt: {name}":
-                message = brief(str(cause))
-            else:
-                raise
-            raise MCPError(INVALID_PARAMS, message) from cause
+                raise MCPError(INVALID_PARAMS, describe_validation(f"the prompt {brief(name, 100)}", cause)) from cause
+            if isinstance(cause, NotFound | InvalidInput) or str(cause) == f"Unknown prompt: {name}":
+                raise MCPError(INVALID_PARAMS, brief(str(cause))) from cause
+            if isinstance(cause, SophiaError):  # a service or the store could not answer: not the caller's mistake
+                raise MCPError(INTERNAL_ERROR, brief(str(cause))) from cause
+            raise
 
     async def list_resources(self) -> Any:
         self._declare_deferred()
