@@ -462,11 +462,12 @@ def file_failure(exc: BaseException | None, path: Path | None = None) -> SophiaE
     if not isinstance(exc, sqlite3.Error) or code is None:
         return None
     if code & 0xFF == sqlite3.SQLITE_FULL:
-        return DiskFull(disk_full(path))
+        return DiskFull(disk_full(path or "the local store"))
     what = FILE_FAILURES.get(code & 0xFF)
     if what is None:
         return None
-    return ServiceUnavailable(f"The local store at {path} {what} ({exc}); `sophia-mcp doctor` checks it")
+    store = f"The local store at {path}" if path else "The local store"
+    return ServiceUnavailable(f"{store} {what} ({exc}); `sophia-mcp doctor` checks it")
 
 
 def disk_full(where: object) -> str:
