@@ -8,6 +8,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from pydantic import Field, ValidationError
 
+from sophia_mcp.cursors import MAX_INT, decode_cursor, encode_cursor
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.model import Model
 from sophia_mcp.outbox import OutboxEntry, OutboxStatus
@@ -15,7 +16,15 @@ from sophia_mcp.ports.notify import Severity
 from sophia_mcp.services import Services
 from sophia_mcp.settings import ScheduledWorkflow, ScheduleSpec, Settings
 from sophia_mcp.store import utcnow
-from sophia_mcp.surface import KEY_PATTERN, SophiaServer, complete_client_names, services_of, tool_hints
+from sophia_mcp.surface import (
+    KEY_PATTERN,
+    Cursor,
+    SlackChannel,
+    SophiaServer,
+    complete_client_names,
+    services_of,
+    tool_hints,
+)
 from sophia_mcp.workflows import scheduler
 from sophia_mcp.workflows.alerts import SentAlert
 from sophia_mcp.workflows.alerts import retry_alerts as retry_alerts_workflow
@@ -31,11 +40,10 @@ dedupe window is sent once. list_alerts shows what was sent or is waiting, with 
 again what could not be sent. run_health_monitor opens an issue, a meeting request and an alert for each client
 under the health threshold, once per period; list_schedules and set_schedule show and change what runs when."""
 
-Channel = Annotated[
-    str, Field(pattern=r"^(#[a-z0-9][a-z0-9_-]{0,79}|[CGD][A-Z0-9]{6,20})$",
-               description="A channel by #name (lower case) or Slack id.", examples=["#client-health"])
-]  # fmt: skip
-Topic = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Routing topic, e.g. health, churn.")]
+Channel = Annotated[SlackChannel, Field(description="A channel by #name (lower case) or Slack id.")]
+Topic = Annotated[
+    str, Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$", max_length=40, description="Routing topic, e.g. health, churn.")
+]
 RECENT = 50
 
 Block = Annotated[dict[str, Any], Field(description="A Slack Block Kit block: an object with a `type`.")]
@@ -43,7 +51,7 @@ Block = Annotated[dict[str, Any], Field(description="A Slack Block Kit block: an
 
 class AlertPage(Model):
     alerts: list[OutboxEntry]
-    next_cursor: int | None = Field(description="Pass as `cursor` for older alerts; null on the last page.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for older alerts; null on the last page.")
 
 
 class ScheduleList(Model):
@@ -93,17 +101,20 @@ async def list_alerts(
     status: Annotated[OutboxStatus | None, Field(description="Only alerts with this status.")] = None,
     channel: Annotated[Channel | None, Field(description="Only alerts to this channel.")] = None,
     limit: Annotated[int, Field(ge=1, le=200, description="Alerts per page.")] = 20,
-    cursor: Annotated[int | None, Field(ge=1, description="From a previous page's next_cursor.")] = None,
+    cursor: Cursor = None,
 ) -> AlertPage:
     """Alerts sent or waiting to be sent, newest first, with their delivery status, attempts and last error."""
-    alerts = await services_of(ctx).outbox.list(status, limit + 1, channel, cursor)
-    return AlertPage(alerts=alerts[:limit], next_cursor=alerts[limit - 1].id if len(alerts) > limit else None)
+    before = decode_cursor(cursor, "alerts", int)[0] if cursor else None
+    alerts = await services_of(ctx).outbox.list(status, limit + 1, channel, before)
+    following = encode_cursor("alerts", alerts[limit - 1].id) if len(alerts) > limit else None
+    return AlertPage(alerts=alerts[:limit], next_cursor=following)
 
 
 async def retry_alerts(
     ctx: Context,
     alert_ids: Annotated[
-        list[Annotated[int, Field(ge=1)]] | None, Field(max_length=100, description="Default: every pending one.")
+        list[Annotated[int, Field(ge=1, le=MAX_INT)]] | None,
+        Field(max_length=100, description="Default: every pending one."),
     ] = None,
 ) -> Retried:
     """Send again alerts that could not be sent (Slack down, say). Delivered alerts are never sent twice."""
@@ -116,11 +127,13 @@ async def retry_alerts(
 
 
 async def alert_resource(alert_id: str, ctx: Context) -> str:
-    try:
-        entry = await services_of(ctx).outbox.get(int(alert_id))
-    except (ValueError, LookupError):
-        raise NotFound(f"No alert {alert_id!r}; alerts://recent lists them") from None
-    return entry.model_dump_json(indent=2)
+    # An alert's id is an integer SQLite can hold: anything else names no alert (and must not reach the store).
+    if alert_id.isascii() and alert_id.isdigit() and len(alert_id) <= 19 and int(alert_id) <= MAX_INT:
+        try:
+            return (await services_of(ctx).outbox.get(int(alert_id))).model_dump_json(indent=2)
+        except LookupError:
+            pass
+    raise NotFound(f"No alert {alert_id!r}; alerts://recent lists them")
 
 
 async def run_health_monitor(ctx: Context) -> MonitorReport:
@@ -139,7 +152,9 @@ async def list_schedules(ctx: Context) -> ScheduleList:
 
 async def set_schedule(
     ctx: Context,
-    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,59}$", description="e.g. health-monitor.")],
+    name: Annotated[
+        str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,59}$", max_length=60, description="e.g. health-monitor.")
+    ],
     workflow: Annotated[ScheduledWorkflow, Field(description="What it runs.")],
     cron: Annotated[
         str | None,
@@ -165,8 +180,8 @@ async def meeting_resource(uid: str, ctx: Context) -> str:
 
 
 def escalate(
-    client: Annotated[str, Field(description="The client at risk.")],
-    reason: Annotated[str, Field(description="What happened.")],
+    client: Annotated[str, Field(max_length=200, description="The client at risk.")],
+    reason: Annotated[str, Field(max_length=2000, description="What happened.")],
 ) -> list[Message]:
     """Write and send a clear escalation about a client."""
     return [

@@ -22,7 +22,7 @@ from sophia_mcp.runs import workflow_metrics
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import SophiaServer, complete_client_names, services_of, tool_hints
+from sophia_mcp.surface import SlackChannel, SophiaServer, complete_client_names, services_of, tool_hints
 from sophia_mcp.workflows import analytics, churn, competitive, dashboard
 from sophia_mcp.workflows.analytics import MetricArgs, TableResult
 from sophia_mcp.workflows.churn import ChurnReport
@@ -176,11 +176,7 @@ async def build_dashboard(
         ),
     ],
     channel: Annotated[
-        str | None,
-        Field(
-            pattern=r"^(#[a-z0-9][a-z0-9_-]{0,79}|[CGD][A-Z0-9]{6,20})$",
-            description="Where to post the link; default the dashboard route (#dashboards).",
-        ),
+        SlackChannel | None, Field(description="Where to post the link; default the dashboard route (#dashboards).")
     ] = None,
     requested_by: Annotated[str | None, Field(max_length=200, description="Who asked (named in the post).")] = None,
 ) -> DashboardReport:
@@ -239,7 +235,7 @@ async def dashboard_resource(name: str, ctx: Context) -> str:
 
 
 def executive_briefing(
-    question: Annotated[str, Field(description="What the executive wants to know.")],
+    question: Annotated[str, Field(max_length=2000, description="What the executive wants to know.")],
 ) -> list[Message]:
     """Answer a business question from every source, with citations."""
     return [UserMessage(
@@ -250,7 +246,9 @@ def executive_briefing(
 
 
 def churn_review(
-    client: Annotated[str | None, Field(description="One client to focus on (name), or none for all.")] = None,
+    client: Annotated[
+        str | None, Field(max_length=200, description="One client to focus on (name), or none for all.")
+    ] = None,
 ) -> list[Message]:
     """Review churn risk and what to do about it."""
     focus = f" Focus on {client}: why its risk is what it is." if client else ""
@@ -262,7 +260,7 @@ def churn_review(
 
 
 def competitor_watch(
-    competitor: Annotated[str, Field(description="A competitor, e.g. AppFolio.")],
+    competitor: Annotated[str, Field(max_length=100, description="A competitor, e.g. AppFolio.")],
 ) -> list[Message]:
     """What a competitor is doing, from the web, our calls and our notes."""
     return [UserMessage(
@@ -273,7 +271,7 @@ def competitor_watch(
 
 
 def dashboard_request(
-    audience: Annotated[str, Field(description="Who it is for, e.g. the Monday leadership meeting.")],
+    audience: Annotated[str, Field(max_length=200, description="Who it is for, e.g. the Monday leadership meeting.")],
 ) -> list[Message]:
     """A dashboard for an audience."""
     return [UserMessage(

@@ -19,7 +19,15 @@ from sophia_mcp.ports.enrich import Person
 from sophia_mcp.ports.warehouse import HealthRecord
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import SophiaServer, complete_client_names, server_of, services_of, tool_hints
+from sophia_mcp.surface import (
+    Cursor,
+    SophiaServer,
+    Timestamp,
+    complete_client_names,
+    server_of,
+    services_of,
+    tool_hints,
+)
 from sophia_mcp.workflows.enrichment import (
     ContactOutcome,
     EnrichmentReport,
@@ -40,7 +48,7 @@ companies and their health score from call analysis. update_contact changes a co
 
 ContactId = Annotated[
     str,
-    Field(pattern=r"^\d{1,20}$", description="CRM contact id (digits), as search_contacts returns it.",
+    Field(pattern=r"^\d{1,20}$", max_length=20, description="CRM contact id (digits), as search_contacts returns it.",
           examples=["10123405707"]),
 ]  # fmt: skip
 ClientRef = Annotated[
@@ -81,11 +89,13 @@ class ContactUpdate(Model):
     last_name: str | None = Field(default=None, max_length=100)
     email: Email | None = Field(default=None, description="A valid email address, e.g. ana@example.com.")
     title: str | None = Field(default=None, max_length=200, description="Job title.")
-    phone: str | None = Field(default=None, pattern=r"^$|^[+()\d][\d\s().+-]{5,30}$")
+    phone: str | None = Field(default=None, pattern=r"^$|^[+()\d][\d\s().+-]{5,30}$", max_length=31)
     city: str | None = Field(default=None, max_length=100)
     state: str | None = Field(default=None, max_length=100)
     country: str | None = Field(default=None, max_length=100)
-    linkedin_url: str | None = Field(default=None, pattern=r"^$|^https?://([a-z]+\.)?linkedin\.com/\S+$")
+    linkedin_url: str | None = Field(
+        default=None, pattern=r"^$|^https?://([a-z]+\.)?linkedin\.com/\S+$", max_length=300
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -204,13 +214,15 @@ async def search_contacts(
     query: Annotated[
         str | None, Field(max_length=200, description="Words in the name, email, title or company.")
     ] = None,
-    client_id: Annotated[str | None, Field(pattern=r"^\d{1,20}$", description="Only this client's contacts.")] = None,
+    client_id: Annotated[
+        str | None, Field(pattern=r"^\d{1,20}$", max_length=20, description="Only this client's contacts.")
+    ] = None,
     email: Annotated[Email | None, Field(description="Exact email address.")] = None,
     updated_since: Annotated[
-        datetime | None, Field(description="Only contacts changed since then (ISO 8601, e.g. 2026-11-01T00:00:00Z).")
+        Timestamp | None, Field(description="Only contacts changed since then (ISO 8601, e.g. 2026-11-01T00:00:00Z).")
     ] = None,
     limit: Annotated[int, Field(ge=1, le=100, description="Contacts per page, 1-100.")] = 20,
-    cursor: Annotated[str | None, Field(max_length=200, description="next_cursor from the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> ContactPage:
     """Search contacts by words in their name, email, title or company, by client, exact email, or recent change.
     Page with `cursor`."""
@@ -245,7 +257,7 @@ async def enrich_contacts(
         list[ContactId] | None, Field(max_length=1000, description="Up to 1,000 contact ids to enrich.")
     ] = None,
     since: Annotated[
-        datetime | None,
+        Timestamp | None,
         Field(description="Instead of ids: every contact changed in the CRM since then (ISO 8601)."),
     ] = None,
     force: Annotated[bool, Field(description="Ask the enricher again for contacts it answered recently.")] = False,
@@ -301,7 +313,7 @@ async def list_clients(
     ctx: Context,
     query: Annotated[str | None, Field(max_length=200, description="Part of the client's name or domain.")] = None,
     limit: Annotated[int, Field(ge=1, le=100, description="Clients per page, 1-100.")] = 20,
-    cursor: Annotated[str | None, Field(max_length=200, description="next_cursor from the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> ClientList:
     """List client companies (name, domain, industry, segment, size, ARR, CSM) with their current health score."""
     services = services_of(ctx)
@@ -366,7 +378,7 @@ async def client_health_resource(client_id: str, ctx: Context) -> str:
     return (await get_client_health(ctx, client_id)).model_dump_json(indent=2)
 
 
-def qualify_lead(contact_id: Annotated[str, Field(description="CRM contact id.")]) -> list[Message]:
+def qualify_lead(contact_id: Annotated[ContactId, Field(description="CRM contact id.")]) -> list[Message]:
     """Qualify a contact as a lead: enrich, score, and recommend the next step."""
     return [
         UserMessage(
@@ -378,7 +390,7 @@ def qualify_lead(contact_id: Annotated[str, Field(description="CRM contact id.")
     ]
 
 
-def account_brief(client: Annotated[str, Field(description="Client name or id.")]) -> list[Message]:
+def account_brief(client: ClientRef) -> list[Message]:
     """Brief an account: its people, their lead scores, and the client's health."""
     return [
         UserMessage(

@@ -10,13 +10,23 @@ from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from pydantic import Field
 
 from sophia_mcp.analysis.results import CallAnalysis
+from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.model import Model
 from sophia_mcp.ports.calls import Affiliation, Call, CallFilter, Party, Transcript
 from sophia_mcp.runs import get_run
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import SophiaServer, analyst_for, complete_client_names, server_of, services_of, tool_hints
+from sophia_mcp.surface import (
+    CalendarDate,
+    Cursor,
+    SophiaServer,
+    analyst_for,
+    complete_client_names,
+    server_of,
+    services_of,
+    tool_hints,
+)
 from sophia_mcp.workflows.call_health import CallHealthReport
 from sophia_mcp.workflows.call_health import analyze_call as analyze_call_workflow
 
@@ -30,6 +40,7 @@ CallId = Annotated[
     str,
     Field(
         pattern=r"^\d{1,20}$",
+        max_length=20,
         description="Gong call id: up to 20 digits, as list_calls returns it.",
         examples=["7782342274025937895"],
     ),
@@ -92,15 +103,16 @@ def _day_start(day: date) -> datetime:
 async def list_calls(
     ctx: Context,
     client: Annotated[
-        str | None, Field(description="Client id, or part of the client's name (case-insensitive).")
+        str | None, Field(max_length=200, description="Client id, or part of the client's name (case-insensitive).")
     ] = None,
-    from_date: Annotated[date | None, Field(description="Earliest call date, YYYY-MM-DD (inclusive).")] = None,
-    to_date: Annotated[date | None, Field(description="Latest call date, YYYY-MM-DD (inclusive).")] = None,
+    from_date: Annotated[CalendarDate | None, Field(description="Earliest call date, YYYY-MM-DD (inclusive).")] = None,
+    to_date: Annotated[CalendarDate | None, Field(description="Latest call date, YYYY-MM-DD (inclusive).")] = None,
     competitor: Annotated[
-        str | None, Field(description="Only calls where this competitor (name or alias) was mentioned.")
+        str | None,
+        Field(max_length=100, description="Only calls where this competitor (name or alias) was mentioned."),
     ] = None,
     limit: Annotated[int, Field(ge=1, le=100, description="Calls per page, 1-100.")] = 20,
-    cursor: Annotated[str | None, Field(description="next_cursor from the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> CallList:
     """List recorded calls, optionally for one client, a date range, or a competitor mentioned on the call.
     Returns call ids, titles, dates and clients, newest first (in Gong's order when served live from Gong);
@@ -131,7 +143,7 @@ async def get_call(ctx: Context, call_id: CallId) -> CallDetail:
 async def get_transcript(
     ctx: Context,
     call_id: CallId,
-    cursor: Annotated[str | None, Field(description="next_cursor from the previous page.")] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Field(ge=1, le=500, description="Sentences per page, 1-500.")] = 200,
 ) -> TranscriptPage:
     """Read a call's transcript sentence by sentence, with speaker names, sides (Internal = our team, External =
@@ -153,22 +165,18 @@ async def get_transcript(
         for s in m.sentences
     ]
     if start > len(lines):
-        raise InvalidInput(f"cursor {cursor!r} is past the end of this transcript ({len(lines)} sentences)")
+        raise InvalidInput(f"cursor is past the end of this transcript ({len(lines)} sentences); omit it to start over")
     end = start + limit
     return TranscriptPage(
         call_id=call_id,
         total_sentences=len(lines),
         lines=lines[start:end],
-        next_cursor=str(end) if end < len(lines) else None,
+        next_cursor=encode_cursor("transcript", end) if end < len(lines) else None,
     )
 
 
 def _offset(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    if not cursor.isdigit():
-        raise InvalidInput("cursor is not one this tool gave out; pass a next_cursor of get_transcript, or omit it")
-    return int(cursor)
+    return int(decode_cursor(cursor, "transcript", int)[0]) if cursor else 0
 
 
 async def analyze_call(ctx: Context, call_id: CallId) -> CallHealthReport:
@@ -231,8 +239,10 @@ async def run_resource(run_id: str, ctx: Context) -> str:
 
 async def review_call(
     ctx: Context,
-    call_id: Annotated[str, Field(description="Gong call id to review.")],
-    focus: Annotated[str, Field(description="What to pay most attention to, e.g. pricing or next steps.")] = "",
+    call_id: Annotated[CallId, Field(description="Gong call id to review.")],
+    focus: Annotated[
+        str, Field(max_length=500, description="What to pay most attention to, e.g. pricing or next steps.")
+    ] = "",
 ) -> list[Message]:
     """Review one call as a customer-success lead would: risks, competitor pressure, commitments, next steps."""
     transcript = await _transcript_text(services_of(ctx), call_id)
@@ -248,7 +258,7 @@ async def review_call(
 
 
 def review_client_calls(
-    client: Annotated[str, Field(description="Client name or id.")],
+    client: Annotated[str, Field(max_length=200, description="Client name or id.")],
     days: Annotated[int, Field(ge=1, le=365, description="How many days back to look.")] = 30,
 ) -> list[Message]:
     """Review a client's recent calls and its health trend, to prepare for an account review."""

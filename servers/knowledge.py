@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import warnings
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +17,7 @@ from sophia_mcp.model import Model
 from sophia_mcp.ports.knowledge import ChunkRecord, DocumentFilter, DocumentInfo, SearchHit
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import SophiaServer, server_of, services_of, tool_hints
+from sophia_mcp.surface import CalendarDate, Cursor, SophiaServer, server_of, services_of, tool_hints
 from sophia_mcp.workflows.knowledge import IngestReport, ingest_file, search
 from sophia_mcp.workflows.knowledge import delete_document as delete_document_workflow
 from sophia_mcp.workflows.knowledge import ingest_text as ingest_text_workflow
@@ -29,11 +28,15 @@ search_knowledge answers a question with the passages that answer it, each with 
 position) to quote. ingest_document adds a file (PDF, DOCX, HTML, Markdown, text) from a folder open for
 ingestion; ingest_text adds text directly. list_documents, get_document and delete_document manage them."""
 
+DOCUMENT_ID = r"^[A-Za-z0-9_.:-]{1,80}$"
 DocumentId = Annotated[
-    str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,80}$", description="Document id, as list_documents or a search hit gives.")
+    str, Field(pattern=DOCUMENT_ID, max_length=80, description="Document id, as list_documents or a search hit gives.")
 ]
-DocType = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,40}$", description="e.g. playbook, product_note, policy.")]
-Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]], Field(max_length=20)]
+DocType = Annotated[
+    str, Field(pattern=r"^[a-z0-9_]{1,40}$", max_length=40, description="e.g. playbook, product_note, policy.")
+]
+Tag = Annotated[str, Field(min_length=1, max_length=40)]
+Tags = Annotated[list[Tag], Field(max_length=20)]
 
 
 class SearchResults(Model):
@@ -81,7 +84,7 @@ async def ingest_document(
     type: DocType = "document",
     tags: Tags | None = None,
     title: Annotated[str | None, Field(max_length=200, description="Title; by default the file's own.")] = None,
-    date: Annotated[dt.date | None, Field(description="The document's date, YYYY-MM-DD.")] = None,
+    date: Annotated[CalendarDate | None, Field(description="The document's date, YYYY-MM-DD.")] = None,
 ) -> IngestReport:
     """Add a file on the server's machine to the knowledge base (PDF, DOCX, HTML, Markdown or text) from a folder
     the server opens for ingestion (SOPHIA_KNOWLEDGE__ROOTS; none open, none can be ingested). A client on the
@@ -105,11 +108,11 @@ async def ingest_text(
     text: Annotated[str, Field(min_length=1, max_length=2_000_000, description="Markdown or plain text.")],
     type: DocType = "document",
     tags: Tags | None = None,
-    date: Annotated[dt.date | None, Field(description="The document's date, YYYY-MM-DD.")] = None,
+    date: Annotated[CalendarDate | None, Field(description="The document's date, YYYY-MM-DD.")] = None,
     document_id: Annotated[
         str | None,
         Field(
-            pattern=r"^[A-Za-z0-9_.:-]{1,80}$", description="Reuse to replace a document; by default from the title."
+            pattern=DOCUMENT_ID, max_length=80, description="Reuse to replace a document; by default from the title."
         ),
     ] = None,
 ) -> IngestReport:
@@ -121,10 +124,12 @@ async def ingest_text(
 async def search_knowledge(
     ctx: Context,
     query: Annotated[str, Field(min_length=1, max_length=1000, description="A question or keywords.")],
-    types: Annotated[list[str] | None, Field(description="Only these document types.")] = None,
-    tags: Annotated[list[str] | None, Field(description="Only documents with any of these tags.")] = None,
-    date_from: Annotated[dt.date | None, Field(description="Only documents dated on or after, YYYY-MM-DD.")] = None,
-    date_to: Annotated[dt.date | None, Field(description="Only documents dated on or before, YYYY-MM-DD.")] = None,
+    types: Annotated[list[DocType] | None, Field(max_length=20, description="Only these document types.")] = None,
+    tags: Annotated[Tags | None, Field(description="Only documents with any of these tags.")] = None,
+    date_from: Annotated[
+        CalendarDate | None, Field(description="Only documents dated on or after, YYYY-MM-DD.")
+    ] = None,
+    date_to: Annotated[CalendarDate | None, Field(description="Only documents dated on or before, YYYY-MM-DD.")] = None,
     limit: Annotated[int, Field(ge=1, le=50, description="Passages to return, 1-50.")] = 8,
 ) -> SearchResults:
     """Search the knowledge base by meaning and by words together, and return the passages that answer best,
@@ -137,7 +142,9 @@ async def get_document(
     ctx: Context,
     document_id: DocumentId,
     include_chunks: Annotated[bool, Field(description="Also return the document's chunks (its text).")] = False,
-    chunks_from: Annotated[int, Field(ge=0, description="First chunk position to return (next_chunk).")] = 0,
+    chunks_from: Annotated[
+        int, Field(ge=0, le=1_000_000, description="First chunk position to return (next_chunk).")
+    ] = 0,
     chunk_limit: Annotated[int, Field(ge=1, le=100, description="Chunks per page, 1-100.")] = 20,
 ) -> DocumentDetail:
     """Get a document's details (title, source, type, tags, date, size, chunks) and, if asked, its chunks, a page
@@ -158,7 +165,7 @@ async def list_documents(
     type: Annotated[str | None, Field(max_length=40, description="Only this document type.")] = None,
     tag: Annotated[str | None, Field(max_length=40, description="Only documents with this tag.")] = None,
     limit: Annotated[int, Field(ge=1, le=100, description="Documents per page, 1-100.")] = 20,
-    cursor: Annotated[str | None, Field(max_length=100, description="next_cursor from the previous page.")] = None,
+    cursor: Cursor = None,
 ) -> DocumentPage:
     """List the documents in the knowledge base, optionally of one type or with one tag."""
     services = services_of(ctx)
@@ -187,7 +194,9 @@ async def chunks_resource(document_id: str, ctx: Context) -> str:
     return "\n".join(parts)
 
 
-def answer_from_knowledge(question: Annotated[str, Field(description="The question to answer.")]) -> list[Message]:
+def answer_from_knowledge(
+    question: Annotated[str, Field(max_length=1000, description="The question to answer.")],
+) -> list[Message]:
     """Answer a question from the knowledge base, quoting its sources."""
     return [
         UserMessage(
@@ -198,7 +207,9 @@ def answer_from_knowledge(question: Annotated[str, Field(description="The questi
     ]
 
 
-def competitor_brief(competitor: Annotated[str, Field(description="Competitor name, e.g. AppFolio.")]) -> list[Message]:
+def competitor_brief(
+    competitor: Annotated[str, Field(max_length=100, description="Competitor name, e.g. AppFolio.")],
+) -> list[Message]:
     """Brief a rep on a competitor: where they win, where we win, and what to say."""
     return [
         UserMessage(

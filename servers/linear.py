@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import date
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
@@ -15,7 +14,7 @@ from sophia_mcp.model import Model
 from sophia_mcp.ports.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Priority, Team
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import KEY_PATTERN, SophiaServer, services_of, tool_hints
+from sophia_mcp.surface import KEY_PATTERN, CalendarDate, Cursor, SlackChannel, SophiaServer, services_of, tool_hints
 from sophia_mcp.workflows.bugs import BugReportResult, notify_state
 from sophia_mcp.workflows.bugs import report_bug as report_bug_workflow
 from sophia_mcp.workflows.issues import default_team
@@ -28,7 +27,7 @@ update_issue changes state, priority, assignee, labels or text; list_teams shows
 report_bug files a bug report as it was written (e.g. a Slack message) and keeps its channel told."""
 
 IssueRef = Annotated[
-    str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]{0,9}-\d{1,9}|[0-9a-f-]{36})$",
+    str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]{0,9}-\d{1,9}|[0-9a-f-]{36})$", max_length=36,
                description="Issue identifier (CS-12) or id.", examples=["CS-12"])
 ]  # fmt: skip
 TeamRef = Annotated[str, Field(min_length=1, max_length=80, description="Team key (e.g. CS) or id.")]
@@ -53,7 +52,7 @@ async def create_issue(
     priority: Priority = 0,
     assignee: Annotated[str | None, Field(max_length=200, description="A member's email or name.")] = None,
     labels: Annotated[list[Label] | None, Field(max_length=20, description="Label names, e.g. bug.")] = None,
-    due_date: Annotated[date | None, Field(description="YYYY-MM-DD.")] = None,
+    due_date: Annotated[CalendarDate | None, Field(description="YYYY-MM-DD.")] = None,
     idempotency_key: Annotated[
         str | None,
         Field(
@@ -86,7 +85,7 @@ async def search_issues(
     state: Annotated[str | None, Field(max_length=80, description="e.g. Todo, In Progress, Done.")] = None,
     labels: Annotated[list[Label] | None, Field(max_length=20, description="Issues with any of these.")] = None,
     limit: Annotated[int, Field(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Field(max_length=500, description="From a previous page's next_cursor.")] = None,
+    cursor: Cursor = None,
 ) -> IssuePage:
     """Find issues by title words, team, state or label, newest first."""
     query = IssueQuery(text=text, team=team, state=state, labels=labels, limit=limit, cursor=cursor)
@@ -129,9 +128,8 @@ async def report_bug(
     ],
     reporter: Annotated[str, Field(min_length=1, max_length=200, description="Who reported it (name or @handle).")],
     channel: Annotated[
-        str,
+        SlackChannel,
         Field(
-            pattern=r"^(#[a-z0-9][a-z0-9_-]{0,79}|[CGD][A-Z0-9]{6,20})$",
             description="Where it was reported; told when the issue is filed and when its state changes.",
             examples=["#support"],
         ),
@@ -153,7 +151,9 @@ async def issue_resource(issue_id: str, ctx: Context) -> str:
     return (await services_of(ctx).tracker.get(issue_id)).model_dump_json(indent=2)
 
 
-def triage_bug(report: Annotated[str, Field(description="The bug report, as the reporter wrote it.")]) -> list[Message]:
+def triage_bug(
+    report: Annotated[str, Field(max_length=20_000, description="The bug report, as the reporter wrote it.")],
+) -> list[Message]:
     """Turn a bug report into a well-formed issue."""
     return [
         UserMessage(

@@ -13,11 +13,12 @@ import typer
 
 from sophia_mcp.errors import ConfigurationError, SophiaError
 from sophia_mcp.serving import SERVER_NAMES
+from sophia_mcp.store import file_failure
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from sophia_mcp.services import Services
+    from sophia_mcp.services import ServiceCheck, Services
     from sophia_mcp.settings import Settings
 
 T = TypeVar("T")
@@ -53,6 +54,13 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr)
 
 
+def _say(text: str, style: str = "red", console: Console | None = None) -> None:
+    """A failure in one line, whatever the terminal's width, its text taken as it is (no markup)."""
+    from rich.text import Text
+
+    (console or _console(stderr=True)).print(Text(text, style=style), soft_wrap=True)
+
+
 def _settings() -> Settings:
     from pydantic import ValidationError
 
@@ -77,7 +85,7 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
 
         reap_interrupted(services.store)
     except SophiaError as exc:
-        _console(stderr=True).print(f"[red]{exc}[/red]")
+        _say(str(exc))
         raise typer.Exit(1) from exc
 
     async def main() -> T:
@@ -88,8 +96,11 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
 
     try:
         return anyio.run(main)
-    except SophiaError as exc:
-        _console(stderr=True).print(f"[red]{exc}[/red]")
+    except (SophiaError, OSError) as exc:
+        failure = exc if isinstance(exc, SophiaError) else file_failure(exc)  # a file beside the store: full disk
+        if failure is None:
+            raise
+        _say(str(failure))
         raise typer.Exit(1) from exc
     finally:
         services.close()
@@ -476,7 +487,7 @@ def kb_ingest(
                 report = await ingest_file(services, str(file.absolute()), name_folders=True, type=type, tags=tag or [])
             except SophiaError as exc:
                 failed += 1
-                console.print(f"[yellow]{file}: {exc}[/yellow]")
+                _say(f"{file}: {exc}", "yellow", console)
                 continue
             doc = report.document
             console.print(f"{report.status:9s} {doc.title} ({doc.chunk_count} chunks) {doc.id}")
@@ -549,6 +560,7 @@ def outbox_deliver() -> None:
 def doctor() -> None:
     """Show which backend serves each port, where data lives, and check what is configured."""
     from pydantic import SecretStr
+    from rich.markup import escape
     from rich.table import Table
 
     from sophia_mcp.store import Store
@@ -571,14 +583,24 @@ def doctor() -> None:
         services.add_row(name, section.backend, section.base_url or "-", ", ".join(secrets) or "none set")
     console.print(services)
 
-    ok = True
+    ok, warnings = True, 0
     store = Store(settings.store_path)
     try:
         version = store.schema_version
-        console.print(f"[green]Store[/green] {settings.store_path} (schema version {version})")
+        damage = store.integrity_problems()
     except SophiaError as exc:
         ok = False
-        console.print(f"[red]Store[/red] {exc}")
+        console.print(f"[red]Store[/red] {escape(str(exc))}")
+    else:
+        if damage:
+            ok = False
+            found = "; ".join(damage[:3]) + (f"; and {len(damage) - 3} more" if len(damage) > 3 else "")
+            console.print(
+                f"[red]Store[/red] {settings.store_path} is damaged (SQLite's quick_check: {escape(found)}); restore "
+                "it from a backup, or salvage what is readable with sqlite3's .recover"
+            )
+        else:
+            console.print(f"[green]Store[/green] {settings.store_path} (schema version {version}, pages sound)")
     finally:
         store.close()
     try:
@@ -588,19 +610,27 @@ def doctor() -> None:
         console.print(f"[red]Configuration[/red] {exc}")
     else:
 
-        async def check() -> list[tuple[str, str | None, str | None]]:
+        async def check() -> list[ServiceCheck]:
             try:
                 return await built.check_real_services()
             finally:
                 await built.aclose()
                 built.close()
 
-        for port, fine, problem in anyio.run(check):
+        for port, fine, problem, warning in anyio.run(check):
             ok = ok and problem is None
-            console.print(f"[green]{port}[/green] {fine}" if problem is None else f"[red]{port}[/red] {problem}")
+            if problem is not None:
+                console.print(f"[red]{port}[/red] {escape(problem)}")
+            elif warning is not None:
+                warnings += 1
+                console.print(f"[yellow]{port}[/yellow] {escape(warning)}")
+            else:
+                console.print(f"[green]{port}[/green] {escape(fine or '')}")
     if not ok:
         raise typer.Exit(1)
-    console.print("[green]Everything configured can be used.[/green]")
+    # A warning is something that works without what failed (Redis down: a cache miss): still usable, exit 0.
+    noted = f", with {warnings} warning{'s' if warnings > 1 else ''} above" if warnings else ""
+    console.print(f"[green]Everything configured can be used{noted}.[/green]")
 
 
 def main() -> None:

@@ -23,6 +23,10 @@ class ServiceUnavailable(SophiaError):
     """An external service (or the local store) could not answer, after the retries it was allowed."""
 
 
+class DiskFull(ServiceUnavailable):
+    """The disk holding the store (or a file being written) has no space left; nothing more can be kept."""
+
+
 class RateLimited(ServiceUnavailable):
     """An external service kept saying it is rate limited past the retry budget."""
 

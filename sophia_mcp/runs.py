@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,12 +15,14 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import Field
 
-from sophia_mcp.errors import SophiaError
+from sophia_mcp.errors import DiskFull, SophiaError
 from sophia_mcp.model import Model
-from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
+from sophia_mcp.store import Store, dumps, file_failure, iso, parse_iso, utcnow
 from sophia_mcp.telemetry import span
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 RunStatus = Literal["running", "succeeded", "failed"]
 
@@ -27,6 +31,8 @@ def describe_error(exc: BaseException) -> str:
     """What a run record says about a failure: our own messages verbatim, anything else by type only."""
     if isinstance(exc, SophiaError):
         return str(exc)
+    if isinstance(failure := file_failure(exc), DiskFull):  # a file other than the store's: a dashboard
+        return str(failure)
     return f"internal error ({type(exc).__name__})"
 
 
@@ -59,6 +65,8 @@ class Run:
         self.id = run_id
         self.output: Any = None
         self._seq = 0
+        # Failed steps not written yet, (seq, error, seconds): the run's end writes them with it.
+        self.unwritten_failures: list[tuple[int, str, float]] = []
 
     async def step(
         self,
@@ -74,9 +82,15 @@ class Run:
             try:
                 result = await work()
             except BaseException as exc:
-                await self.store.run(
-                    self._write_step_end, seq, "failed", None, describe_error(exc), time.perf_counter() - started
-                )
+                failure = (seq, describe_error(exc), time.perf_counter() - started)
+                if isinstance(exc, DiskFull):
+                    # A full disk may take one more small write: keep it for the run's end, which records both.
+                    self.unwritten_failures.append(failure)
+                    raise
+                try:
+                    await self.store.run(self._write_step_end, failure[0], "failed", None, failure[1], failure[2])
+                except DiskFull:
+                    self.unwritten_failures.append(failure)
                 raise
         detail = describe(result) if describe else None
         await self.store.run(self._write_step_end, seq, "succeeded", detail, None, time.perf_counter() - started)
@@ -139,21 +153,50 @@ async def start_run(store: Store, workflow: str, subject: str | None, inputs: An
                 (run.id, workflow, subject, dumps(inputs), os.getpid(), iso(utcnow())),
             )
 
-    def end(status: RunStatus, error: str | None) -> None:
-        with store.transaction() as conn:
-            conn.execute(
-                "UPDATE workflow_runs SET status = ?, output = ?, error = ?, finished_at = ? WHERE id = ?",
-                (status, None if run.output is None else dumps(run.output), error, iso(utcnow()), run.id),
-            )
-
     await store.run(begin)
     with span(f"workflow {workflow}", run_id=run.id, workflow=workflow, subject=subject):
         try:
             yield run
         except BaseException as exc:
-            await store.run(end, "failed", describe_error(exc))
+            await _end(run, "failed", describe_error(exc))
             raise
-    await store.run(end, "succeeded", None)
+    await _end(run, "succeeded", None)
+
+
+async def _end(run: Run, status: RunStatus, error: str | None) -> None:
+    """Record the run's end, with its failed steps not written yet, in one transaction. A store that cannot take
+    it now (a full disk) owes it: the next write that succeeds records it, so no run is left `running`."""
+    now = iso(utcnow())
+    output = None if run.output is None else dumps(run.output)
+    failures = list(run.unwritten_failures)
+
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "UPDATE workflow_runs SET status = ?, output = ?, error = ?, finished_at = ? WHERE id = ?",
+            (status, output, error, now, run.id),
+        )
+        conn.executemany(
+            "UPDATE run_steps SET status = 'failed', error = ?, finished_at = ?, duration_ms = ? "
+            "WHERE run_id = ? AND seq = ?",
+            [(message, now, round(seconds * 1000, 3), run.id, seq) for seq, message, seconds in failures],
+        )
+
+    def record() -> None:
+        with run.store.transaction() as conn:
+            write(conn)
+
+    try:
+        await run.store.run(record)
+        return
+    except DiskFull:
+        if run.store.release_reserve():  # the space set aside is for this: a run never left `running`
+            try:
+                await run.store.run(record)
+                return
+            except DiskFull:
+                pass
+    run.store.owe(write)
+    log.warning("Run %s (%s) is recorded when the store can take writes again: its disk is full", run.id, status)
 
 
 def process_alive(pid: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sophia_mcp.adapters.local_calls import LocalCalls
 from sophia_mcp.adapters.local_crm import LocalCRM
@@ -23,6 +24,15 @@ from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.ports.web import WebSearch
 from sophia_mcp.settings import Settings
 from sophia_mcp.store import Store
+
+
+class ServiceCheck(NamedTuple):
+    """What `doctor` shows for one port: what its service said, or a problem, or a warning."""
+
+    port: str
+    fine: str | None = None
+    problem: str | None = None
+    warning: str | None = None
 
 
 @dataclass
@@ -56,17 +66,21 @@ class Services:
     def close(self) -> None:
         self.store.close()
 
-    async def check_real_services(self) -> list[tuple[str, str | None, str | None]]:
-        """(port, what a real backend said, or why it failed) for each port served by a real service."""
-        results: list[tuple[str, str | None, str | None]] = []
+    async def check_real_services(self) -> list[ServiceCheck]:
+        """What each port served by a real service said, or why it failed: a failure of an optional one (a
+        cache) is only a warning, the port works without it."""
+        results: list[ServiceCheck] = []
         for port, adapter in self.ports().items():
             check = getattr(adapter, "check", None)
             if check is None:
                 continue
             try:
-                results.append((port, await check(), None))
+                results.append(ServiceCheck(port, await check()))
             except SophiaError as exc:
-                results.append((port, None, str(exc)))
+                optional = getattr(adapter, "optional", False)
+                results.append(
+                    ServiceCheck(port, warning=str(exc)) if optional else ServiceCheck(port, problem=str(exc))
+                )
         return results
 
     async def aclose(self) -> None:

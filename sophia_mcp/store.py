@@ -7,7 +7,10 @@ run inside such a transaction so two processes starting together apply each one 
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -19,9 +22,11 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 
-from sophia_mcp.errors import ServiceUnavailable
+from sophia_mcp.errors import DiskFull, ServiceUnavailable, SophiaError
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 30.0
 # SQLite's heap for the whole process once it serves SQL from outside (`untrusted_reader`): the backstop behind each
@@ -417,6 +422,17 @@ MIGRATIONS: list[str] = [
 ]
 
 
+def _roll_back(conn: sqlite3.Connection) -> None:
+    """Roll back unless SQLite already has (it does on a full disk): a ROLLBACK then would fail with "no
+    transaction is active" and hide the error that matters."""
+    if not conn.in_transaction:
+        return
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        log.warning("Rolling back a failed transaction failed too: %s", exc)
+
+
 def _statements(script: str) -> Iterator[str]:
     """The complete statements of a script, one by one (a trigger's body keeps its inner semicolons)."""
     pending = ""
@@ -449,6 +465,43 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
+# SQLite's primary result codes that say the store's file failed, not the statement: what each means for a user.
+# (Not SQLITE_READONLY: a read-only connection refusing a write is a statement's mistake, refused on purpose.)
+FILE_FAILURES = {
+    sqlite3.SQLITE_CORRUPT: "is damaged",
+    sqlite3.SQLITE_NOTADB: "is not a database file",
+    sqlite3.SQLITE_IOERR: "could not be read or written",
+    sqlite3.SQLITE_CANTOPEN: "cannot be opened",
+    sqlite3.SQLITE_PERM: "may not be written",
+}
+
+
+def file_failure(exc: BaseException | None, path: Path | None = None) -> SophiaError | None:
+    """Our error, in one line, for a failure of a file itself (the store at `path`, or the file an OSError
+    names): a full disk, damage, no access. None for anything else (a statement's own mistake)."""
+    if isinstance(exc, OSError):
+        where = exc.filename or path or "a file being written"
+        return DiskFull(disk_full(where)) if exc.errno == errno.ENOSPC else None
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(exc, sqlite3.Error) or code is None:
+        return None
+    if code & 0xFF == sqlite3.SQLITE_FULL:
+        return DiskFull(disk_full(path or "the local store"))
+    what = FILE_FAILURES.get(code & 0xFF)
+    if what is None:
+        return None
+    store = f"The local store at {path}" if path else "The local store"
+    return ServiceUnavailable(f"{store} {what} ({exc}); `sophia-mcp doctor` checks it")
+
+
+def disk_full(where: object) -> str:
+    """What a full disk is called everywhere: one line, saying what to do."""
+    return f"disk full: {where} cannot take more data; free space on its disk and try again"
+
+
+# Space the store keeps aside beside its file, given back when the disk is full so a run's failure can be written.
+RESERVE_BYTES = 512 * 1024
+
 READ_HERE_KEYS = 200  # `read` of more keys than this may take over a millisecond: it goes to a worker thread
 
 
@@ -466,6 +519,7 @@ class Store:
         self._readers: list[sqlite3.Connection] = []
         self._untrusted: list[sqlite3.Connection] = []  # idle connections of `untrusted_reader`
         self._untrusted_lock = threading.Lock()  # not `_lock`: a write transaction holds that throughout
+        self._owed: list[Callable[[sqlite3.Connection], None]] = []
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -478,7 +532,10 @@ class Store:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
                 self._migrate(conn)
-            except sqlite3.Error as exc:
+                self._keep_reserve()
+            except (sqlite3.Error, OSError) as exc:
+                if isinstance(failure := file_failure(exc, self.path), DiskFull):
+                    raise failure from exc
                 raise ServiceUnavailable(f"Cannot open the local store at {self.path}: {exc}") from exc
             self._conn = conn
         return self._conn
@@ -496,7 +553,7 @@ class Store:
                 conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _roll_back(conn)
             raise
 
     def _open_reader(self) -> sqlite3.Connection:
@@ -516,18 +573,35 @@ class Store:
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
-        """The connection a read runs on: this thread's own inside `read`, else the shared one, under its lock."""
-        active = getattr(self._local, "active", None)
-        if active is not None:
-            yield active
-            return
-        with self._lock:
-            yield self._connect()
+        """The connection a read runs on: this thread's own inside `read`, else the shared one, under its lock.
+        A failure of the file itself (damage, a full disk for a sort's temporary space) is raised as our error."""
+        try:
+            active = getattr(self._local, "active", None)
+            if active is not None:
+                yield active
+                return
+            with self._lock:
+                yield self._connect()
+        except sqlite3.Error as exc:
+            if (failure := file_failure(exc, self.path)) is not None:
+                raise failure from exc
+            raise
 
     @property
     def schema_version(self) -> int:
         with self._reading() as conn:
             return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def integrity_problems(self, most: int = 10) -> list[str]:
+        """What SQLite's `quick_check` finds wrong in the file (damaged pages, broken indexes), at most `most`
+        lines; none when it is sound. Reads every page: for `doctor`, not for a request."""
+        with self._reading() as conn:
+            rows = [str(row[0]) for row in conn.execute(f"PRAGMA quick_check({int(most)})")]
+        if rows == ["ok"]:
+            return []
+        # SQLite may put several findings in one row, under a heading naming the database.
+        found = [line for row in rows for line in row.splitlines() if line.strip() and not line.startswith("***")]
+        return found[:most]
 
     def data_version(self) -> tuple[int, int]:
         """A token that changes when another connection (or process) commits: SQLite's `data_version`, with the
@@ -606,16 +680,72 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that holds the write lock from its start, so it cannot deadlock on upgrade."""
+        """A write transaction that holds the write lock from its start, so it cannot deadlock on upgrade. Writes
+        owed (see `owe`) go first. A failure of the file itself (a full disk, say) is raised as our own error."""
         with self._lock:
             conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    owed = self._pay_owed(conn)
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _roll_back(conn)
+                    raise
+            except sqlite3.Error as exc:
+                if (failure := file_failure(exc, self.path)) is not None:
+                    raise failure from exc
                 raise
-            conn.execute("COMMIT")
+            del self._owed[:owed]
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-reserve")
+
+    def _keep_reserve(self) -> None:
+        """Set space aside (random bytes: a compressing file system keeps zeros in no space at all), unless it is
+        kept already or the disk has no room for it."""
+        reserve = self.reserve_path
+        if reserve.exists():
+            return
+        try:
+            reserve.write_bytes(os.urandom(RESERVE_BYTES))
+        except OSError as exc:
+            reserve.unlink(missing_ok=True)
+            log.warning("No space is set aside beside the store (%s): a full disk may leave a run unrecorded", exc)
+
+    def release_reserve(self) -> bool:
+        """Give back the space set aside, for a write a full disk refused; False if there was none. It is set
+        aside again the next time the store is opened."""
+        try:
+            self.reserve_path.unlink()
+        except FileNotFoundError:
+            return False
+        log.warning("The disk holding %s is full: the space set aside beside it is given back", self.path)
+        return True
+
+    def owe(self, write: Callable[[sqlite3.Connection], None]) -> None:
+        """Keep a write the store could not take now (its disk is full): the next transaction that commits makes
+        it first. For records that must not be lost, such as a run's end."""
+        with self._lock:
+            self._owed.append(write)
+
+    def _pay_owed(self, conn: sqlite3.Connection) -> int:
+        """Make the owed writes, each in a savepoint: one that fails for its own reason is logged and dropped,
+        not left to fail every transaction after it. Returns how many were made."""
+        owed = list(self._owed)
+        for write in owed:
+            conn.execute("SAVEPOINT owed")
+            try:
+                write(conn)
+            except sqlite3.Error as exc:
+                if file_failure(exc, self.path) is not None:
+                    raise  # the store still cannot take it: the whole transaction fails, and it stays owed
+                conn.execute("ROLLBACK TO owed")
+                log.warning("An owed write to the store failed and is dropped: %s", exc)
+            conn.execute("RELEASE owed")
+        return len(owed)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking store function in a worker thread."""
@@ -636,6 +766,12 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
+            if self._owed and self._conn is not None:
+                try:  # a last chance for what a full disk kept from being written
+                    with self.transaction():
+                        pass
+                except SophiaError as exc:
+                    log.warning("%d writes to the store are lost: %s", len(self._owed), exc)
             # Read-only connections first: the last connection to close folds the WAL back, and they cannot.
             with self._untrusted_lock:
                 for conn in self._untrusted:

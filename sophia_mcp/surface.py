@@ -15,7 +15,8 @@ import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar, cast
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -30,8 +31,10 @@ from mcp.server.mcpserver.exceptions import (
     UnexpectedResourceError,
     UnexpectedToolError,
 )
-from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
     CallToolResult,
     Completion,
     CompletionArgument,
@@ -47,22 +50,38 @@ from mcp_types import (
     ToolAnnotations,
 )
 from mcp_types import Tool as MCPTool
-from pydantic import AnyUrl, ValidationError
+from pydantic import AnyUrl, Field, ValidationError
 
-from sophia_mcp.errors import NotFound, SophiaError
+from sophia_mcp.errors import DiskFull, InvalidInput, NotFound, SophiaError
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings, load_settings
+from sophia_mcp.store import file_failure
 
 log = logging.getLogger(__name__)
 
 LEVELS: tuple[LoggingLevel, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 MAX_COMPLETIONS = 20
+# The longest value a completion is looked up for: every id and name a tool takes is shorter.
+MAX_TYPED = 200
 
 # An idempotency key a caller gives: word characters and : . - / @ #. Its length is bounded by max_length, not in
 # the pattern: a bounded repeat of \w compiles to an automaton that costs a server's start 80 ms.
 KEY_PATTERN = r"^[\w:.\-/@#]+$"
+
+# A page cursor as a listing hands it out (sophia_mcp.cursors): opaque to the caller, bounded like every string.
+Cursor = Annotated[str | None, Field(max_length=1000, description="next_cursor from the previous page.")]
+# Dates and times a tool takes: bounded, so no date arithmetic on them can overflow (9999-12-31 plus a day).
+EARLIEST, LATEST = date(1900, 1, 1), date(2999, 12, 31)
+CalendarDate = Annotated[date, Field(ge=EARLIEST, le=LATEST)]
+Timestamp = Annotated[
+    datetime, Field(ge=datetime.combine(EARLIEST, time.min, UTC), le=datetime.combine(LATEST, time.max, UTC))
+]
+# A Slack channel by #name (lower case) or by id.
+SlackChannel = Annotated[
+    str, Field(pattern=r"^(#[a-z0-9][a-z0-9_-]{0,79}|[CGD][A-Z0-9]{6,20})$", max_length=81, examples=["#client-health"])
+]
 
 # (services, what the user typed so far, arguments already chosen) -> suggestions; runs in a worker thread.
 Completer = Callable[[Services, str, dict[str, str]], list[str]]
@@ -81,13 +100,29 @@ def tool_hints(
     )
 
 
+# An error's text is for a model to read and act on: past this it is cut (an argument echoed whole, say 10 MB).
+MAX_ERROR_CHARS = 2000
+# Problems listed of one call's arguments; the rest are counted.
+MAX_PROBLEMS = 10
+
+
+def brief(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters not shown)"
+
+
 def describe_validation(tool: str, error: ValidationError) -> str:
     """A short, fixable account of bad arguments: which argument, what is wrong, what was sent."""
+    problems = error.errors(include_url=False)
     lines = []
-    for item in error.errors(include_url=False):
-        where = ".".join(str(part) for part in item["loc"]) or "arguments"
+    for item in problems[:MAX_PROBLEMS]:
+        where = brief(".".join(str(part) for part in item["loc"]) or "arguments", 80)
         sent = "" if item["type"] == "missing" else f" (got {item['input']!r:.80})"
-        lines.append(f"- {where}: {item['msg']}{sent}")
+        lines.append(f"- {where}: {brief(item['msg'], 300)}{sent}")
+    if len(problems) > MAX_PROBLEMS:
+        lines.append(f"- and {len(problems) - MAX_PROBLEMS} more like these")
     return f"Invalid arguments for {tool}; fix these and call again:\n" + "\n".join(lines)
 
 
@@ -241,9 +276,25 @@ class SophiaServer(MCPServer[Any]):
         self._declare_deferred()
         return await super().list_prompts()
 
-    async def get_prompt(self, *args: Any, **kwargs: Any) -> Any:
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> Any:
+        """A prompt, rendered; arguments it cannot take (an unknown id, a bad value) are an invalid-params error
+        saying what to fix, not an internal error."""
         self._declare_deferred()
-        return await super().get_prompt(*args, **kwargs)
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as exc:  # the SDK wraps whatever rendering raised, twice
+            cause: BaseException = exc
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            if isinstance(cause, ValidationError):
+                raise MCPError(INVALID_PARAMS, describe_validation(f"the prompt {brief(name, 100)}", cause)) from cause
+            if isinstance(cause, NotFound | InvalidInput) or str(cause) == f"Unknown prompt: {name}":
+                raise MCPError(INVALID_PARAMS, brief(str(cause))) from cause
+            if isinstance(cause, SophiaError):  # a service or the store could not answer: not the caller's mistake
+                raise MCPError(INTERNAL_ERROR, brief(str(cause))) from cause
+            raise
 
     async def list_resources(self) -> Any:
         self._declare_deferred()
@@ -320,12 +371,14 @@ class SophiaServer(MCPServer[Any]):
             ) from None
         except UnexpectedToolError as exc:
             if isinstance(exc.__cause__, SophiaError):
-                raise ToolError(str(exc.__cause__)) from exc.__cause__
+                raise ToolError(brief(str(exc.__cause__))) from exc.__cause__
+            if isinstance(full := file_failure(exc.__cause__), DiskFull):  # a file beside the store
+                raise ToolError(str(full)) from exc.__cause__
             raise
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
-                raise ToolError(describe_validation(name, exc.__cause__)) from exc.__cause__
-            raise
+                raise ToolError(describe_validation(brief(name, 100), exc.__cause__)) from exc.__cause__
+            raise ToolError(brief(str(exc))) from exc
         _check_size(name, result, settings.max_result_kb)
         return result
 
@@ -338,10 +391,12 @@ class SophiaServer(MCPServer[Any]):
         except UnexpectedResourceError as exc:
             cause = exc.__cause__
             if isinstance(cause, NotFound):
-                raise ResourceNotFoundError(str(cause)) from cause
+                raise ResourceNotFoundError(brief(str(cause))) from cause
             if isinstance(cause, SophiaError | ValidationError):
-                raise ResourceError(f"Cannot read {uri}: {cause}") from cause
+                raise ResourceError(brief(f"Cannot read {uri}: {cause}")) from cause
             raise
+        except ResourceError as exc:  # the SDK's own, e.g. "Unknown resource: <the URI asked for>"
+            raise type(exc)(brief(str(exc))) from exc
 
     # -- logging ------------------------------------------------------------------------------------
 
@@ -380,7 +435,9 @@ class SophiaServer(MCPServer[Any]):
         completer = self._completers.get((key, argument.name))
         if completer is None:
             return None
-        resolved = dict(context.arguments or {}) if context else {}
+        if len(argument.value) > MAX_TYPED:  # what was typed (60,000 characters, say) is longer than anything suggested
+            return Completion(values=[], total=0, has_more=False)
+        resolved = {k: v[:MAX_TYPED] for k, v in (context.arguments or {}).items()} if context else {}
         values = await anyio.to_thread.run_sync(completer, self.services, argument.value, resolved)
         return Completion(values=values[:MAX_COMPLETIONS], total=len(values), has_more=len(values) > MAX_COMPLETIONS)
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from sophia_mcp.cli import app
 from sophia_mcp.demo_data import generate_demo
 from tests.mcp_helpers import newest_call_ids, structured
-from tests.processes import SCRIPT, env_for
+from tests.processes import SCRIPT, env_for, free_port
 
 runner = CliRunner()
 
@@ -100,6 +100,29 @@ def test_doctor_shows_ports_and_hides_secrets(tmp_path: Path) -> None:
     assert "CallSource" in result.output and "local (embedded)" in result.output
     assert "bot_token" in result.output
     assert "xoxb-very-secret-token" not in result.output
+
+
+def test_doctor_reports_redis_down_as_a_warning_not_a_traceback(tmp_path: Path) -> None:
+    closed = free_port()  # nothing listens there: Redis is down
+    env = env_for(tmp_path / "data", COLUMNS="200", SOPHIA_REDIS__URL=f"redis://127.0.0.1:{closed}/0")
+    result = runner.invoke(app, ["doctor"], env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 0, result.output
+    assert "Cache Redis cannot be reached (ConnectionError); until it can, each process caches" in result.output
+    assert result.output.strip().endswith("Everything configured can be used, with 1 warning above.")
+
+
+def test_doctor_finds_a_store_whose_pages_are_damaged(data_dir: Path) -> None:
+    store = data_dir / "sophia.db"
+    pages = store.stat().st_size // 4096
+    with store.open("r+b") as db:  # garbage over every seventh page of the middle third, the header intact
+        for number in range(pages // 3, 2 * pages // 3, 7):
+            db.seek(number * 4096 + 100)
+            db.write(bytes(range(256)) * 12)
+    code, out = invoke(data_dir, "doctor")
+    assert code == 1, out
+    assert f"Store {store} is damaged (SQLite's quick_check: " in out
+    assert "Everything configured can be used" not in out and "Traceback" not in out
 
 
 @pytest.mark.parametrize(

@@ -132,7 +132,7 @@ async def test_contract_pages_cover_a_date_range_once(source: CallSource, data_d
 
 
 async def test_contract_bad_cursor(source: CallSource) -> None:
-    with pytest.raises(InvalidInput, match="cursor is not one this server gave out"):
+    with pytest.raises(InvalidInput, match="cursor is not one this tool returned; omit it for the first page"):
         await source.list_calls(CallFilter(), 10, "garbage!")
 
 

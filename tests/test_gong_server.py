@@ -212,7 +212,7 @@ async def test_get_call_and_paged_transcript(settings: Settings, data_dir: Path)
         ("list_calls", {"from_date": "2026-13-45"}, "- from_date: Input should be a valid date"),
         ("list_calls", {"limit": "many"}, "- limit: Input should be a valid integer"),
         ("list_calls", {"from_date": "2026-05-02", "to_date": "2026-05-01"}, "from_date 2026-05-02 is after to_date"),
-        ("list_calls", {"cursor": "not-a-cursor"}, "cursor is not one this server gave out"),
+        ("list_calls", {"cursor": "not-a-cursor"}, "cursor is not one this tool returned; omit it for the first page"),
         ("list_calls", {"competitor": "Salesforce"}, "Unknown competitor 'Salesforce'; the configured competitors are"),
         ("get_call", {}, "- call_id: Field required"),
         ("get_transcript", {"call_id": "1", "cursor": "x"}, "No call with id '1'"),

@@ -3,6 +3,9 @@ the same contract, one issue per idempotency key whatever fails on the way, and 
 
 from __future__ import annotations
 
+import json
+import logging
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,6 +143,29 @@ async def test_an_oauth_token_goes_as_a_bearer_token(data_dir: Path, linear: tup
     async with Client(create_server(linear_settings(data_dir, url, api_key=OAUTH_TOKEN))) as client:
         teams = structured(await client.call_tool("list_teams", {}))
     assert [t["key"] for t in teams["teams"]] == ["CS", "ENG"]
+
+
+async def test_a_linear_error_quoting_the_key_does_not_leak_it(
+    data_dir: Path, linear: tuple[str, LinearState], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url, state = linear
+    async with Client(create_server(linear_settings(data_dir, url, bug_team="CS"))) as client:
+        structured(await client.call_tool("list_teams", {}))  # the teams are known: the next request is the create
+        state.faults.append("leaky")
+        refused = await client.call_tool("create_issue", {"title": "Export fails"})
+        state.faults.append("leaky")
+        received = structured(await client.call_tool(
+            "report_bug", {"text": "Export fails with a 500", "reporter": "@dana", "channel": "#support"}
+        ))  # fmt: skip
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        [(last_error,)] = conn.execute("SELECT last_error FROM outbox WHERE kind = 'issue'").fetchall()
+    assert refused.is_error and "Linear rejected the request" in text_of(refused)
+    assert received["status"] == "received" and "Linear rejected the request" in last_error
+    logs = [r.getMessage() for r in caplog.records]
+    assert any("Delivery of outbox entry" in line for line in logs)
+    for text in [text_of(refused), json.dumps(received), last_error, *logs]:
+        assert API_KEY not in text and "fake0000" not in text
 
 
 def test_the_fake_refuses_a_query_linear_would_refuse(linear: tuple[str, LinearState]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from typer.testing import CliRunner
 from sophia_mcp.cli import app
 from sophia_mcp.errors import ConfigurationError
 from sophia_mcp.ports.notify import Alert
+from sophia_mcp.servers import alerts
 from sophia_mcp.servers.gong import create_server
 from sophia_mcp.settings import Settings
 from sophia_mcp.wiring import build_services
@@ -153,6 +156,23 @@ async def test_slack_errors_are_clear_and_keep_secrets(
         services.close()
     for text in [str(caught.value), *(r.getMessage() for r in caplog.records)]:
         assert BOT_TOKEN not in text and "xoxb-wrong-token-123456" not in text
+
+
+async def test_a_slack_error_quoting_the_token_does_not_leak_it(
+    data_dir: Path, slack: tuple[str, SlackState], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url, state = slack
+    state.faults = ["leaky"]
+    async with Client(alerts.create_server(slack_settings(data_dir, url))) as client:
+        sent = structured(await client.call_tool("send_alert", {"text": "Acme at risk", "channel": "#client-health"}))
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        [(last_error,)] = conn.execute("SELECT last_error FROM outbox WHERE status = 'pending'").fetchall()
+    assert sent["entry"]["status"] == "pending" and "Slack answered chat_postMessage with invalid_auth" in last_error
+    logs = [r.getMessage() for r in caplog.records]
+    assert any("Delivery of outbox entry" in line for line in logs)
+    for text in [json.dumps(sent), last_error, *logs]:
+        assert BOT_TOKEN not in text and "fake-0000" not in text
 
 
 async def test_slack_needs_a_token(tmp_path: Path) -> None:

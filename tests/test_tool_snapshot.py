@@ -9,6 +9,7 @@ import importlib
 import json
 import os
 from pathlib import Path
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -40,3 +41,34 @@ def test_tool_list_matches_snapshot(server: str, empty_settings: Settings) -> No
         path.write_text(current)
     assert path.exists(), f"no snapshot yet: run UPDATE_SNAPSHOTS=1 pytest {__file__}"
     assert current == path.read_text(), f"the {server} tool list changed; review it and update the snapshot"
+
+
+# Strings a parser of a fixed format reads (dates) or a closed list (enums) are bounded without a maxLength.
+BOUNDED_BY_FORMAT = {"date", "date-time"}
+
+
+def unbounded_strings(schema: dict[str, Any], root: dict[str, Any], where: str) -> list[str]:
+    """Every string in a JSON Schema (nested objects, arrays, anyOf, $defs) without a maxLength."""
+    if "$ref" in schema:
+        return unbounded_strings(root["$defs"][schema["$ref"].rsplit("/", 1)[-1]], root, where)
+    found = [f for key in ("anyOf", "oneOf", "allOf") for part in schema.get(key, [])
+             for f in unbounded_strings(part, root, where)]  # fmt: skip
+    kinds = schema.get("type")
+    if "string" in (kinds if isinstance(kinds, list) else [kinds]) and not (
+        "maxLength" in schema or "enum" in schema or "const" in schema or schema.get("format") in BOUNDED_BY_FORMAT
+    ):
+        found.append(where)
+    for name, part in (schema.get("properties") or {}).items():
+        found += unbounded_strings(part, root, f"{where}.{name}")
+    if isinstance(schema.get("items"), dict):
+        found += unbounded_strings(schema["items"], root, f"{where}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        found += unbounded_strings(schema["additionalProperties"], root, f"{where}{{}}")
+    return found
+
+
+def test_every_string_a_tool_takes_has_a_max_length(empty_settings: Settings) -> None:
+    tools = tool_list("composite", empty_settings)
+    schemas = {str(t["name"]): cast(dict[str, Any], t["inputSchema"]) for t in tools}
+    unbounded = [where for name, schema in schemas.items() for where in unbounded_strings(schema, schema, name)]
+    assert unbounded == [], "give these string inputs a max_length (Field(max_length=...))"

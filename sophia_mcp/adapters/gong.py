@@ -6,9 +6,6 @@ company-wide limit), cursor pagination followed to the end. Gong answers 404 whe
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +14,7 @@ import httpx
 
 from sophia_mcp.adapters.gong_payloads import parse_call, parse_transcript
 from sophia_mcp.adapters.http import ServiceClient
+from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import ConfigurationError, InvalidInput, NotFound
 from sophia_mcp.ports.calls import Call, CallFilter, CallPage, Transcript
 from sophia_mcp.settings import GongSettings
@@ -42,22 +40,6 @@ def gong_client(settings: GongSettings, transport: httpx.AsyncBaseTransport | No
     return ServiceClient(
         "Gong", settings, auth=httpx.BasicAuth(key, secret), secrets=[key, secret], transport=transport
     )
-
-
-def _encode(cursor: str | None, offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps([cursor, offset]).encode()).decode().rstrip("=")
-
-
-def _decode(token: str) -> tuple[str | None, int]:
-    try:
-        cursor, offset = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if (cursor is not None and not isinstance(cursor, str)) or not isinstance(offset, int) or offset < 0:
-            raise ValueError(token)
-        return cursor, offset
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise InvalidInput(
-            "cursor is not one this server gave out; pass the next_cursor of a previous page, or omit it"
-        ) from exc
 
 
 class GongCalls:
@@ -115,7 +97,7 @@ class GongCalls:
                 "Gong cannot filter calls by competitor; run `sophia-mcp calls sync` and use the local backend "
                 "(SOPHIA_GONG__BACKEND=local) to filter synced calls by competitor"
             )
-        gong_cursor, offset = _decode(cursor) if cursor else (None, 0)
+        gong_cursor, offset = decode_cursor(cursor, "calls", (str, type(None)), int) if cursor else (None, 0)
         body: dict[str, Any] = {
             "filter": self.call_filter(filter.started_from, filter.started_to),
             "contentSelector": CONTENT_SELECTOR,
@@ -133,9 +115,9 @@ class GongCalls:
             calls = [c for c in calls if c.client_id == filter.client or wanted in (c.client_name or "").casefold()]
         chosen = calls[offset : offset + limit]
         if offset + limit < len(calls):
-            return CallPage(calls=chosen, next_cursor=_encode(gong_cursor, offset + limit))
+            return CallPage(calls=chosen, next_cursor=encode_cursor("calls", gong_cursor, offset + limit))
         following = (page.get("records") or {}).get("cursor")
-        return CallPage(calls=chosen, next_cursor=_encode(following, 0) if following else None)
+        return CallPage(calls=chosen, next_cursor=encode_cursor("calls", str(following), 0) if following else None)
 
     @staticmethod
     def _to_call(raw: dict[str, Any]) -> Call:

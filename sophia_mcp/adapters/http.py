@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -27,9 +28,14 @@ log = logging.getLogger(__name__)
 
 REDACTED = "***"
 
+# Credentials by their shape, whosever they are: Slack and Linear tokens, and what follows Bearer or Basic.
+CREDENTIAL_SHAPES = re.compile(r"\b(?:xox[a-z]|xapp|lin_api|lin_oauth)[-_][\w-]{6,}|(?<=Bearer )[\w.~+/=-]{8,}|"
+                               r"(?<=Basic )[\w+/=]{8,}", re.IGNORECASE)  # fmt: skip
+
 
 class Redactor:
-    """Replaces every configured secret (and its Basic-auth and Bearer forms) with *** in text."""
+    """Replaces every configured secret (and its Basic-auth and Bearer forms), and anything shaped like a
+    credential, with *** in text: every error text and log line about a service goes through one of these."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         values = {s for s in secrets if s and len(s) >= 4}
@@ -40,10 +46,24 @@ class Redactor:
         forms.update(base64.b64encode(pair.encode()).decode() for pair in pairs)
         self._forms = sorted(forms, key=len, reverse=True)
 
-    def __call__(self, text: str) -> str:
+    def __call__(self, text: str, limit: int | None = None) -> str:
+        """`text` without secrets, cut to `limit` characters (after redacting, so no secret is cut in half)."""
         for form in self._forms:
             text = text.replace(form, REDACTED)
-        return text
+        text = CREDENTIAL_SHAPES.sub(REDACTED, text)
+        return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a logger's records before any handler sees them (for a library's own logging)."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self.redact(record.getMessage()), None
+        return True
 
 
 class RetryableResponse(Exception):
@@ -175,7 +195,7 @@ class ServiceClient:
         if status == 429 or status >= 500:
             raise RetryableResponse(response, f"HTTP {status}")
         if status >= 400 and status not in accepted:
-            detail = self.redact(response.text[:300])
+            detail = self.redact(response.text, 300)
             if status in (401, 403):
                 raise ConfigurationError(
                     f"{self.service} refused the credentials (HTTP {status}); check its settings. {detail}"

@@ -16,6 +16,7 @@ from aiolimiter import AsyncLimiter
 from pydantic import BaseModel, ValidationError
 
 from sophia_mcp.adapters.http import ServiceClient
+from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import ConfigurationError, InvalidInput, NotFound
 from sophia_mcp.ports.crm import Client, ClientPage, Contact, ContactChanges, ContactPage, ContactQuery
 from sophia_mcp.settings import HubSpotSettings
@@ -155,13 +156,13 @@ class HubSpotCRM:
         if query.text:
             body["query"] = query.text
         if cursor:
-            body["after"] = cursor
+            body["after"] = decode_cursor(cursor, "contacts", str)[0]
         async with self._search_pace:
             _, payload = await self.http.request("POST", f"{CONTACTS}/search", json=body)
         payload = payload or {}
         return ContactPage(
             contacts=[self._contact(obj) for obj in payload.get("results") or []],
-            next_cursor=((payload.get("paging") or {}).get("next") or {}).get("after"),
+            next_cursor=_following(payload, "contacts"),
             total=payload.get("total"),
         )
 
@@ -218,22 +219,29 @@ class HubSpotCRM:
 
     async def list_clients(self, text: str | None, limit: int, cursor: str | None) -> ClientPage:
         properties = list(self.company_fields.values())
+        after = decode_cursor(cursor, "clients", str)[0] if cursor else None
         if text:
             body: dict[str, Any] = {"query": text, "properties": properties, "limit": min(limit, SEARCH_MAX)}
-            if cursor:
-                body["after"] = cursor
+            if after:
+                body["after"] = after
             async with self._search_pace:
                 _, payload = await self.http.request("POST", f"{COMPANIES}/search", json=body)
         else:
             params: dict[str, Any] = {"limit": min(limit, 100), "properties": ",".join(properties)}
-            if cursor:
-                params["after"] = cursor
+            if after:
+                params["after"] = after
             _, payload = await self.http.request("GET", COMPANIES, params=params)
         payload = payload or {}
         return ClientPage(
             clients=[self._client(obj) for obj in payload.get("results") or []],
-            next_cursor=((payload.get("paging") or {}).get("next") or {}).get("after"),
+            next_cursor=_following(payload, "clients"),
         )
+
+
+def _following(payload: dict[str, Any], kind: str) -> str | None:
+    """Our cursor for the page after this one, holding HubSpot's own `paging.next.after`."""
+    after = ((payload.get("paging") or {}).get("next") or {}).get("after")
+    return encode_cursor(kind, str(after)) if after else None
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -15,12 +15,16 @@ from typing import Any
 import httpx
 
 from sophia_mcp.adapters.http import RetryableResponse, ServiceClient
+from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import ConfigurationError, InvalidInput, NotFound
 from sophia_mcp.ports.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Team
 from sophia_mcp.settings import LinearSettings
 from sophia_mcp.store import Store, iso, parse_iso, utcnow
 
 log = logging.getLogger(__name__)
+
+# What of Linear's own error message an error keeps.
+DETAIL_CHARS = 300
 
 ISSUE = """id identifier title description priority url createdAt updatedAt
 state { name } team { key } assignee { name email } labels { nodes { name } }"""
@@ -111,7 +115,8 @@ class LinearTracker:
             first = errors[0]
             extensions = first.get("extensions") or {}
             code = extensions.get("code", "")
-            message = extensions.get("userPresentableMessage") or first.get("message") or code
+            said = str(extensions.get("userPresentableMessage") or first.get("message") or code)
+            message = self.http.redact(said, DETAIL_CHARS)  # Linear's words may quote what it was sent
             if code == "ENTITY_NOT_FOUND":
                 raise NotFound(f"Linear has no such record: {message}")
             if code in ("FORBIDDEN", "AUTHENTICATION_ERROR"):
@@ -179,12 +184,13 @@ class LinearTracker:
             parts.append({"state": {"name": {"eqIgnoreCase": query.state.strip()}}})
         if query.labels:
             parts.append({"labels": {"name": {"in": query.labels}}})
-        variables = {"filter": {"and": parts} if parts else None, "first": query.limit, "after": query.cursor}
+        after = decode_cursor(query.cursor, "issues", str)[0] if query.cursor else None
+        variables = {"filter": {"and": parts} if parts else None, "first": query.limit, "after": after}
         issues = (await self._graphql(SEARCH, variables))["issues"]
         page = issues.get("pageInfo") or {}
         return IssuePage(
             issues=[_issue(n) for n in issues["nodes"]],
-            next_cursor=page.get("endCursor") if page.get("hasNextPage") else None,
+            next_cursor=encode_cursor("issues", str(page["endCursor"])) if page.get("hasNextPage") else None,
         )
 
     def _ledger(self, key: str) -> tuple[str | None, bool]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
@@ -13,6 +10,7 @@ from typing import TYPE_CHECKING
 from pydantic import TypeAdapter
 
 from sophia_mcp.analysis.competitors import find_competitor_mentions
+from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.ports.calls import Call, CallFilter, CallPage, Monologue, Party, Transcript
 from sophia_mcp.settings import Competitor
@@ -25,21 +23,6 @@ if TYPE_CHECKING:
 
 # Parsing the stored JSON straight into models in one pass is several times faster than loads-then-validate.
 _MONOLOGUES = TypeAdapter(list[Monologue])
-
-
-def _encode_cursor(started: str, call_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([started, call_id]).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[str, str]:
-    try:
-        started, call_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        parse_iso(started)
-        return str(started), str(call_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise InvalidInput(
-            "cursor is not one this server gave out; pass the next_cursor of a previous page, or omit it"
-        ) from exc
 
 
 def _call_from_row(row: sqlite3.Row, parties: Sequence[sqlite3.Row] = ()) -> Call:
@@ -89,7 +72,7 @@ class LocalCalls:
 
     async def list_calls(self, filter: CallFilter, limit: int, cursor: str | None) -> CallPage:
         competitor = self.canonical_competitor(filter.competitor) if filter.competitor else None
-        after = _decode_cursor(cursor) if cursor else (None, None)
+        after = decode_cursor(cursor, "calls", str, str) if cursor else (None, None)
         client = filter.client.strip() if filter.client else None
         like = None
         if client:
@@ -125,7 +108,7 @@ class LocalCalls:
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
-            next_cursor = _encode_cursor(last["started"], last["id"])
+            next_cursor = encode_cursor("calls", last["started"], last["id"])
         return CallPage(calls=page, next_cursor=next_cursor)
 
     def _get_call(self, call_id: str) -> Call:

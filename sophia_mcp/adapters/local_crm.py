@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.ports.crm import (
     WORKFLOW_WRITABLE,
@@ -116,14 +117,14 @@ class LocalCRM:
         )
         if cursor:
             where.append("ct.id > ?")
-            params.append(cursor)
+            params.append(decode_cursor(cursor, "contacts", str)[0])
         rows = self.store.query(
             f"{_CONTACT_SELECT} WHERE {' AND '.join(where)} ORDER BY ct.id LIMIT ?", [*params, limit + 1]
         )
         contacts = [_contact(r) for r in rows[:limit]]
         return ContactPage(
             contacts=contacts,
-            next_cursor=contacts[-1].id if len(rows) > limit else None,
+            next_cursor=encode_cursor("contacts", contacts[-1].id) if len(rows) > limit else None,
             total=int(total_row["n"]) if total_row else None,
         )
 
@@ -179,15 +180,17 @@ class LocalCRM:
         return await self.store.read(self._clients_by_id, client_ids, keys=len(client_ids))
 
     def _list_clients(self, text: str | None, limit: int, cursor: str | None) -> ClientPage:
+        after = decode_cursor(cursor, "clients", str)[0] if cursor else None
         rows = self.store.query(
             """
             SELECT * FROM clients WHERE (? IS NULL OR name LIKE ? ESCAPE '\\' OR domain LIKE ? ESCAPE '\\')
             AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?
             """,
-            (text, _like(text or ""), _like(text or ""), cursor, cursor, limit + 1),
+            (text, _like(text or ""), _like(text or ""), after, after, limit + 1),
         )
         clients = [_client(r) for r in rows[:limit]]
-        return ClientPage(clients=clients, next_cursor=clients[-1].id if len(rows) > limit else None)
+        following = encode_cursor("clients", clients[-1].id) if len(rows) > limit else None
+        return ClientPage(clients=clients, next_cursor=following)
 
     async def list_clients(self, text: str | None, limit: int, cursor: str | None) -> ClientPage:
         read = self.store.read if text is None else self.store.run  # a page along the key, or a scan for text

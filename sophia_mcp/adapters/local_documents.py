@@ -18,6 +18,7 @@ from datetime import date
 from typing import Any, NamedTuple
 
 from sophia_mcp.analysis.documents import Chunk
+from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import ServiceUnavailable
 from sophia_mcp.ports.knowledge import ChunkRecord, DocumentFilter, DocumentInfo
 from sophia_mcp.runs import process_alive
@@ -110,10 +111,10 @@ class LocalDocuments:
         where, params = filter_sql(flt)
         if cursor:
             where += " AND d.id > ?"
-            params.append(cursor)
+            params.append(decode_cursor(cursor, "documents", str)[0])
         rows = self.store.query(f"SELECT * FROM documents d WHERE {where} ORDER BY d.id LIMIT ?", [*params, limit + 1])
         documents = [_document(r) for r in rows[:limit]]
-        return documents, documents[-1].id if len(rows) > limit else None
+        return documents, encode_cursor("documents", documents[-1].id) if len(rows) > limit else None
 
     def versions(self, document_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         """Document id -> (content hash, chunk count) of the version stored now, for those that exist."""

@@ -11,6 +11,7 @@ import sqlite3
 import uuid
 from typing import Any
 
+from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.ports.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Team
 from sophia_mcp.store import Store, iso, parse_iso, utcnow
@@ -100,7 +101,7 @@ class LocalTracker:
             marks = ", ".join("?" for _ in query.labels)
             where.append(f"EXISTS (SELECT 1 FROM json_each(i.labels) WHERE value IN ({marks}) COLLATE NOCASE)")
             params += query.labels
-        offset = int(query.cursor) if query.cursor and query.cursor.isdigit() else 0
+        offset = decode_cursor(query.cursor, "issues", int)[0] if query.cursor else 0
         rows = self.store.query(
             f"""
             SELECT {ISSUE_COLUMNS} FROM tracker_issues i JOIN tracker_teams t ON t.id = i.team_id
@@ -108,8 +109,8 @@ class LocalTracker:
             """,
             [*params, query.limit + 1, offset],
         )
-        issues = [_issue(r) for r in rows[: query.limit]]
-        return IssuePage(issues=issues, next_cursor=str(offset + query.limit) if len(rows) > query.limit else None)
+        following = encode_cursor("issues", offset + query.limit) if len(rows) > query.limit else None
+        return IssuePage(issues=[_issue(r) for r in rows[: query.limit]], next_cursor=following)
 
     async def search(self, query: IssueQuery) -> IssuePage:
         return await self.store.run(self._search, query)

@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sophia_mcp.errors import ServiceUnavailable
+
 log = logging.getLogger(__name__)
 PREFIX = "sophia:"
 
 
 class RedisCache:
     name = "redis"
+    optional = True  # unreachable, it is a cache miss: a warning for `doctor`, not a failure
 
     def __init__(self, url: str, client: Any = None) -> None:
         if client is None:
@@ -27,7 +30,15 @@ class RedisCache:
         await self.client.aclose()
 
     async def check(self) -> str:
-        await self.client.ping()
+        """PING, for `doctor`. Redis down is a warning there: answers are then cached in each process."""
+        from redis.exceptions import RedisError
+
+        try:
+            await self.client.ping()
+        except (RedisError, OSError) as exc:
+            raise ServiceUnavailable(
+                f"Redis cannot be reached ({type(exc).__name__}); until it can, each process caches its own answers"
+            ) from None
         return "Redis answered PING"
 
     async def get(self, key: str) -> str | None:

@@ -7,8 +7,10 @@ channel's recent history, and the outbox records the existing message instead of
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
+from sophia_mcp.adapters.http import RedactingFilter, Redactor
 from sophia_mcp.errors import ConfigurationError, InvalidInput, ServiceUnavailable
 from sophia_mcp.ports.notify import Alert
 from sophia_mcp.settings import SlackSettings
@@ -31,6 +33,8 @@ SETUP_ERRORS = {
 }
 MESSAGE_ERRORS = {"msg_too_long", "no_text", "invalid_blocks", "too_many_attachments", "invalid_metadata_format"}
 HISTORY_LOOKBACK = 200
+# What of Slack's own words an error message keeps (an error code is a few dozen characters).
+DETAIL_CHARS = 200
 
 
 class SlackNotifier:
@@ -44,15 +48,23 @@ class SlackNotifier:
         from slack_sdk.web.async_client import AsyncWebClient
 
         base_url = settings.base_url or "https://slack.com/api/"
+        token = settings.bot_token.get_secret_value()
+        self.redact = Redactor([token])
+        # slack-sdk logs each answer's body at debug level: through the redactor too, a body may echo a token.
+        # One token per process (the setting's): the newest notifier's redactor serves the logger.
+        sdk_log = logging.getLogger(f"{__name__}.sdk")
+        for old in [f for f in sdk_log.filters if isinstance(f, RedactingFilter)]:
+            sdk_log.removeFilter(old)
+        sdk_log.addFilter(RedactingFilter(self.redact))
         self.client: AsyncWebClient = AsyncWebClient(
-            token=settings.bot_token.get_secret_value(),
+            token=token,
             base_url=base_url if base_url.endswith("/") else base_url + "/",
             timeout=int(max(1, settings.timeout_s)),
+            logger=sdk_log,
         )
         # A 429 means Slack did not post, so retrying it is safe. Connection errors are left to the outbox,
         # which checks the channel before sending again: a blind retry after a lost answer could post twice.
         self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=settings.max_retries))
-        self._token = settings.bot_token.get_secret_value()
         self._channel_ids: dict[str, str] = {}
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
@@ -62,7 +74,7 @@ class SlackNotifier:
         try:
             return await getattr(self.client, method)(**kwargs)
         except SlackApiError as exc:
-            code = str(exc.response.get("error", "unknown_error"))
+            code = self.redact(str(exc.response.get("error", "unknown_error")), DETAIL_CHARS)
             if code in SETUP_ERRORS:
                 raise ConfigurationError(
                     f"Slack refused {method}: {code}; check the bot token, scopes and channel"
@@ -72,7 +84,7 @@ class SlackNotifier:
             status = getattr(exc.response, "status_code", "?")
             raise ServiceUnavailable(f"Slack answered {method} with {code} (HTTP {status})") from None
         except (TimeoutError, ClientError, SlackClientError, OSError) as exc:
-            message = str(exc).replace(self._token, "***")
+            message = self.redact(str(exc), DETAIL_CHARS)
             raise ServiceUnavailable(f"Slack could not be reached ({type(exc).__name__}: {message})") from None
 
     async def send(self, alert: Alert) -> str:

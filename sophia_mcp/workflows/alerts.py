@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from sophia_mcp.errors import NotFound
+from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.model import Model
 from sophia_mcp.outbox import OutboxEntry
 from sophia_mcp.ports.notify import Alert, Severity
@@ -40,9 +40,11 @@ async def send_alert(
     blocks: list[dict[str, Any]] | None = None,
     key: str | None = None,
 ) -> SentAlert:
+    if not text.strip():
+        raise InvalidInput("text is blank: give the alert's message, in plain text")
     settings = services.settings.alerts
     target = channel or settings.channel_for(topic)
-    heading = title or text.strip().splitlines()[0][:120]
+    heading = (title or "").strip() or text.strip().splitlines()[0][:120]
     alert = Alert(
         key=key or default_key(target, severity, heading, text), channel=target, severity=severity, title=heading,
         text=text, blocks=blocks or [],

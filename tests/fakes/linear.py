@@ -5,7 +5,8 @@ describe, so a query Linear would refuse is refused here too (HTTP 400, GRAPHQL_
 personal API key in `Authorization` without "Bearer", or an OAuth token with it; a bad one answers 401 with an
 AUTHENTICATION_ERROR. Errors are GraphQL `errors` on HTTP 200 (ENTITY_NOT_FOUND, INVALID_INPUT); rate limiting
 is HTTP 400 with RATELIMITED and the X-RateLimit headers. Relay paging (`first` up to 250, `after`). Faults
-can be queued: "ratelimited", "500", and "lost" (the mutation is done, the answer comes too late).
+can be queued: "ratelimited", "500", "lost" (the mutation is done, the answer comes too late), and "leaky" (an
+error that quotes the request's credentials).
 """
 
 from __future__ import annotations
@@ -295,6 +296,9 @@ def linear_app(state: LinearState) -> Starlette:
         fault = state.next_fault()
         if fault == "500":
             return JSONResponse({"errors": [{"message": "Internal server error"}]}, 500)
+        if fault == "leaky":  # an error that quotes the request's credentials
+            said = f"Invalid input: the request with Authorization {auth} cannot be served"
+            return JSONResponse({"errors": [{"message": said, "extensions": {"code": "INVALID_INPUT"}}]}, 200)
         if fault == "ratelimited":
             body = {"errors": [{"message": "Rate limit exceeded", "extensions": {"code": "RATELIMITED"}}]}
             return JSONResponse(body, 400, headers=limits() | {"X-RateLimit-Requests-Remaining": "0"})

@@ -3,8 +3,8 @@
 Bearer bot-token auth; every method answers HTTP 200 with `ok: false` and an error code on failure, except rate
 limiting (429, `Retry-After`, `error: ratelimited`); chat.postMessage needs `text`, knows its channels by id
 or `#name`, allows about one message per second per channel; conversations.list pages with `cursor`;
-conversations.history returns messages with their metadata. Faults can be queued: 500, 429, slow, and
-"lost" (the message is posted, then the answer never arrives in time).
+conversations.history returns messages with their metadata. Faults can be queued: 500, 429, slow,
+"lost" (the message is posted, then the answer never arrives in time), and "leaky" (an error that quotes the token).
 """
 
 from __future__ import annotations
@@ -79,6 +79,9 @@ def slack_app(state: SlackState) -> Starlette:
             return _fail("ratelimited", 429, retry_after=state.retry_after)
         if fault == "slow":
             await anyio.sleep(state.slow_seconds)
+        if fault == "leaky":  # a misbehaving proxy or API that quotes the request, credentials and all
+            said = f"invalid_auth for {request.headers.get('authorization')}"
+            return _fail(said, response_metadata={"messages": [f"[ERROR] token {BOT_TOKEN} is not allowed here"]})
         args = await arguments(request)
         args["_fault"] = fault
         return args
