@@ -12,6 +12,7 @@ import anyio
 import typer
 
 from sophia_mcp.errors import ConfigurationError, SophiaError
+from sophia_mcp.logs import configure_logging
 from sophia_mcp.serving import SERVER_NAMES
 from sophia_mcp.store import file_failure
 
@@ -67,10 +68,12 @@ def _settings() -> Settings:
     from sophia_mcp.settings import load_settings
 
     try:
-        return load_settings()
+        settings = load_settings()
     except ValidationError as exc:
         _console(stderr=True).print(f"[red]The settings are not valid:[/red]\n{exc}")
         raise typer.Exit(2) from exc
+    configure_logging(settings.log_level)
+    return settings
 
 
 def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:

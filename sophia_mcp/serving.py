@@ -27,7 +27,10 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
     except ValidationError as exc:
         print(f"The settings are not valid:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    from sophia_mcp.logs import configure_logging
     from sophia_mcp.telemetry import configure_from_environment, shutdown
+
+    configure_logging(settings.log_level)
 
     configure_from_environment(f"sophia-{name}")
     module = importlib.import_module(f"sophia_mcp.servers.{name}")

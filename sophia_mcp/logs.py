@@ -1,0 +1,26 @@
+"""Logging for every sophia-mcp process: configured once, at the level `SOPHIA_LOG_LEVEL` asks for, to stderr.
+
+It must happen before anything imports a library that configures logging on import (wordllama calls
+`logging.basicConfig(level=INFO)`): that call then finds a handler in place and does nothing, so the level stays
+the user's. On a terminal the records go through rich's handler (so they sit above progress bars), elsewhere
+(a client's log file, a pipe) as plain lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+
+def configure_logging(level: str) -> None:
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        handler = RichHandler(console=Console(stderr=True), show_path=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
