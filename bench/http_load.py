@@ -195,7 +195,7 @@ async def composite_mix(session: Session) -> list[tuple[str, Args]]:
         ("crm_get_contact", lambda i: {"contact_id": contact_ids[i % len(contact_ids)]}),
         ("crm_score_lead", lambda i: {"contact_id": contact_ids[i % len(contact_ids)]}),
         ("crm_get_client_health", lambda i: {"client": client_names[i % len(client_names)]}),
-        ("knowledge_search_knowledge", lambda i: {"query": questions[i % len(questions)], "limit": 5}),
+        ("knowledge_search_documents", lambda i: {"query": questions[i % len(questions)], "limit": 5}),
         ("knowledge_list_documents", lambda i: {"limit": 20}),
         ("run_metric", lambda i: {"name": "revenue_by_segment"}),
         ("run_metric", lambda i: {"name": "at_risk_clients"}),

@@ -46,7 +46,7 @@ def knowledge_probes(server: StdioPeer) -> dict[str, tuple[str, Args]]:
     return {
         "get_document": ("get_document", lambda i: {"document_id": ids[i % len(ids)]}),
         "list_documents": ("list_documents", lambda i: {"limit": 20}),
-        "search_knowledge": ("search_knowledge", lambda i: {"query": questions[i % len(questions)], "limit": 5}),
+        "search_documents": ("search_documents", lambda i: {"query": questions[i % len(questions)], "limit": 5}),
     }
 
 

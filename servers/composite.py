@@ -46,7 +46,7 @@ sophia: a revenue team's calls, CRM, knowledge base, alerts and issues, and work
 - A contact -> crm_enrich_contact (enrich, update the CRM, score the lead); many -> crm_enrich_contacts.
 - Client health for everyone now -> alerts_run_health_monitor (issue, meeting and alert per at-risk client).
 - A document or text to keep -> knowledge_ingest_document / knowledge_ingest_text; to look something up ->
-  knowledge_search_knowledge.
+  knowledge_search_documents.
 - A bug report -> linear_report_bug; an issue -> linear_create_issue.
 - A dashboard ("show me client health and competitor mentions") -> build_dashboard.
 - What competitors are doing, refreshed now -> competitive_intelligence (it also runs daily).
@@ -264,7 +264,7 @@ def competitor_watch(
 ) -> list[Message]:
     """What a competitor is doing, from the web, our calls and our notes."""
     return [UserMessage(
-        f"Run competitive_intelligence, then search_knowledge for '{competitor}' (types competitor_insight and "
+        f"Run competitive_intelligence, then search_documents for '{competitor}' (types competitor_insight and "
         f"competitor_note). Summarise what {competitor} is doing this week, what clients say about it on calls, "
         "and how we answer it, with citations."
     )]  # fmt: skip

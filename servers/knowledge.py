@@ -24,7 +24,7 @@ from sophia_mcp.workflows.knowledge import ingest_text as ingest_text_workflow
 
 INSTRUCTIONS = """\
 The revenue team's knowledge base: playbooks, product notes, competitor notes, pricing policy, meeting notes.
-search_knowledge answers a question with the passages that answer it, each with a citation (document, section,
+search_documents answers a question with the passages that answer it, each with a citation (document, section,
 position) to quote. ingest_document adds a file (PDF, DOCX, HTML, Markdown, text) from a folder open for
 ingestion; ingest_text adds text directly. list_documents, get_document and delete_document manage them."""
 
@@ -121,7 +121,7 @@ async def ingest_text(
     return await ingest_text_workflow(services_of(ctx), title, text, document_id, type=type, tags=tags, doc_date=date)
 
 
-async def search_knowledge(
+async def search_documents(
     ctx: Context,
     query: Annotated[str, Field(min_length=1, max_length=1000, description="A question or keywords.")],
     types: Annotated[list[DocType] | None, Field(max_length=20, description="Only these document types.")] = None,
@@ -200,7 +200,7 @@ def answer_from_knowledge(
     """Answer a question from the knowledge base, quoting its sources."""
     return [
         UserMessage(
-            f"Answer this question from the knowledge base: {question}\nCall search_knowledge with the question, "
+            f"Answer this question from the knowledge base: {question}\nCall search_documents with the question, "
             "read the passages, and answer in a few sentences. Quote the passages you rely on and cite each by its "
             "`citation`. If the passages do not answer it, say so rather than guess."
         )
@@ -213,7 +213,7 @@ def competitor_brief(
     """Brief a rep on a competitor: where they win, where we win, and what to say."""
     return [
         UserMessage(
-            f"Brief me on {competitor} before a sales call. Use search_knowledge with types=['competitor_note'] and "
+            f"Brief me on {competitor} before a sales call. Use search_documents with types=['competitor_note'] and "
             f"the query '{competitor}', then search pricing and product notes for what we say against them. Give "
             "where they win, where we win, and three questions to ask the prospect, each with a citation."
         )
@@ -240,7 +240,9 @@ def register(server: SophiaServer, prefix: str = "") -> None:
         ingest_text, name=f"{prefix}ingest_text", annotations=hints("Ingest text", read_only=False, idempotent=True)
     )
     server.add_tool(
-        search_knowledge, name=f"{prefix}search_knowledge", annotations=hints("Search knowledge", read_only=True)
+        search_documents,
+        name=f"{prefix}search_documents",
+        annotations=hints("Search the knowledge base", read_only=True),
     )
     server.add_tool(get_document, name=f"{prefix}get_document", annotations=hints("Get document", read_only=True))
     server.add_tool(list_documents, name=f"{prefix}list_documents", annotations=hints("List documents", read_only=True))

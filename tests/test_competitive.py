@@ -42,7 +42,7 @@ async def test_insights_land_in_the_knowledge_base_once_a_day(data_dir: Path, ta
         first = structured(await client.call_tool("competitive_intelligence", {}))
         again = structured(await client.call_tool("competitive_intelligence", {}))
         search = {"query": "AppFolio minimum monthly fee news", "types": ["competitor_insight"]}
-        found = structured(await client.call_tool("knowledge_search_knowledge", search))
+        found = structured(await client.call_tool("knowledge_search_documents", search))
     names = [c["competitor"] for c in first["competitors"]]
     assert names == ["AppFolio", "Yardi", "RealPage", "Buildium", "Entrata"]
     appfolio = first["competitors"][0]

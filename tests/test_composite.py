@@ -77,7 +77,7 @@ async def test_every_workflow_runs_through_the_composite_server_on_the_embedded_
                 "crm_enrich_contacts", {"contact_ids": [c["id"] for c in contacts]}
             ),
             "ingest": await client.call_tool("knowledge_ingest_text", {"title": "Note", "text": "Gate code 4512."}),
-            "search": await client.call_tool("knowledge_search_knowledge", {"query": "gate code"}),
+            "search": await client.call_tool("knowledge_search_documents", {"query": "gate code"}),
             "health monitor": await client.call_tool("alerts_run_health_monitor", {}),
             "bug report": await client.call_tool(
                 "linear_report_bug", {"text": "Export fails", "reporter": "@maria", "channel": "#support"}

@@ -96,7 +96,7 @@ def test_a_killed_ingestion_leaves_no_vectors_to_crowd_out_a_search(tmp_path: Pa
             server = create_server(settings)
             try:
                 async with Client(server) as client:
-                    return structured(await client.call_tool("search_knowledge", question))["hits"]  # type: ignore[no-any-return]
+                    return structured(await client.call_tool("search_documents", question))["hits"]  # type: ignore[no-any-return]
             finally:
                 server.close()
 

@@ -167,7 +167,7 @@ async def test_oauth_tokens_are_checked_for_signature_issuer_audience_expiry_and
     assert deletes == answers  # and the document was still there for the writer to delete, below
     assert metadata.status_code == 200 and metadata.json()["resource"] == audience
     assert ISSUER in [str(s).rstrip("/") for s in metadata.json()["authorization_servers"]]
-    assert "search_knowledge" in tools
+    assert "search_documents" in tools
     assert read_only.is_error and "needs the scope 'sophia:write'" in text_of(read_only)
     assert not deleted.is_error and deleted.structured_content["id"] == "demo-pricing-policy"
 

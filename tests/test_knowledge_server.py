@@ -61,15 +61,15 @@ async def test_tools_and_a_search_over_the_demo_documents(settings: Settings) ->
     async with Client(create_server(settings)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         found = structured(
-            await client.call_tool("search_knowledge", {"query": "Who approves a 20% discount?", "limit": 3})
+            await client.call_tool("search_documents", {"query": "Who approves a 20% discount?", "limit": 3})
         )
         competitors = structured(
-            await client.call_tool("search_knowledge", {"query": "price", "types": ["competitor_note"]})
+            await client.call_tool("search_documents", {"query": "price", "types": ["competitor_note"]})
         )
         listed = structured(await client.call_tool("list_documents", {"type": "competitor_note"}))
-    assert set(tools) == {"ingest_document", "ingest_text", "search_knowledge", "get_document", "list_documents",
+    assert set(tools) == {"ingest_document", "ingest_text", "search_documents", "get_document", "list_documents",
                           "delete_document"}  # fmt: skip
-    assert tools["search_knowledge"].annotations.read_only_hint is True  # type: ignore[union-attr]
+    assert tools["search_documents"].annotations.read_only_hint is True  # type: ignore[union-attr]
     assert tools["delete_document"].annotations.destructive_hint is True  # type: ignore[union-attr]
     best = found["hits"][0]
     assert best["document_id"] == "demo-pricing-policy" and "VP of Sales" in " ".join(best["text"].split())
@@ -84,7 +84,7 @@ async def test_ingest_reingest_change_and_delete_a_file(data_dir: Path, root: Pa
         first = structured(await client.call_tool("ingest_document", {"path": "parking.md", "type": "policy"}))
         again = structured(await client.call_tool("ingest_document", {"path": str(root / "parking.md"),
                                                                       "type": "policy"}))  # fmt: skip
-        hits = structured(await client.call_tool("search_knowledge", {"query": "how long can guests park"}))
+        hits = structured(await client.call_tool("search_documents", {"query": "how long can guests park"}))
         (root / "parking.md").write_text("# Parking policy\n\nGuests may park for 24 hours only.\n")
         changed = structured(await client.call_tool("ingest_document", {"path": "parking.md", "type": "policy"}))
         after_change = counts(data_dir)
@@ -324,7 +324,7 @@ async def test_refused_files_leave_nothing_behind(
 async def test_no_roots_means_no_files_and_an_empty_query_is_refused(data_dir: Path) -> None:
     async with Client(create_server(make_settings(data_dir))) as client:
         no_roots = await client.call_tool("ingest_document", {"path": "/tmp/x.md"})
-        empty = await client.call_tool("search_knowledge", {"query": "   "})
+        empty = await client.call_tool("search_documents", {"query": "   "})
         text = structured(
             await client.call_tool("ingest_text", {"title": "Gate code", "text": "The gate code is 4512."})
         )
@@ -467,9 +467,9 @@ async def test_full_text_out_of_time_leaves_the_vectors_to_answer(data_dir: Path
     )
     async with Client(create_server(make_settings(data_dir))) as client:
         structured(await client.call_tool("ingest_text", {"title": "Discount rules", "text": rules}))
-        both = structured(await client.call_tool("search_knowledge", query))["hits"]
+        both = structured(await client.call_tool("search_documents", query))["hits"]
     hurried = make_settings(data_dir, knowledge={"lexical_budget_ms": 1e-6})
     async with Client(create_server(hurried)) as client:
-        alone = structured(await client.call_tool("search_knowledge", query))["hits"]
+        alone = structured(await client.call_tool("search_documents", query))["hits"]
     assert any(h["lexical_rank"] for h in both)
     assert alone and all(h["lexical_rank"] is None and h["vector_rank"] for h in alone)
