@@ -201,23 +201,25 @@ def _complete_alert_ids(services: Services, typed: str, _: dict[str, str]) -> li
 def register(server: SophiaServer, prefix: str = "") -> None:
     """Declare the alerts tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
     server.add_tool(
-        send_alert, name=f"{prefix}send_alert",
+        send_alert, name="send_alert", prefix=prefix,
         annotations=tool_hints("Send alert", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
-    server.add_tool(list_alerts, name=f"{prefix}list_alerts", annotations=tool_hints("List alerts", read_only=True))
     server.add_tool(
-        list_schedules, name=f"{prefix}list_schedules", annotations=tool_hints("List schedules", read_only=True)
+        list_alerts, name="list_alerts", prefix=prefix, annotations=tool_hints("List alerts", read_only=True)
     )
     server.add_tool(
-        set_schedule, name=f"{prefix}set_schedule",
+        list_schedules, name="list_schedules", prefix=prefix, annotations=tool_hints("List schedules", read_only=True)
+    )
+    server.add_tool(
+        set_schedule, name="set_schedule", prefix=prefix,
         annotations=tool_hints("Set a schedule", read_only=False, idempotent=True),
     )  # fmt: skip
     server.add_tool(
-        run_health_monitor, name=f"{prefix}run_health_monitor",
+        run_health_monitor, name="run_health_monitor", prefix=prefix,
         annotations=tool_hints("Run the health monitor", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
     server.add_tool(
-        retry_alerts, name=f"{prefix}retry_alerts",
+        retry_alerts, name="retry_alerts", prefix=prefix,
         annotations=tool_hints("Retry alerts", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
 

@@ -413,20 +413,22 @@ def register(server: SophiaServer, prefix: str = "") -> None:
     """Declare the crm tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
     hints = tool_hints
     read_crm = {"read_only": True}
-    server.add_tool(get_contact, name=f"{prefix}get_contact", annotations=hints("Get contact", **read_crm))
-    server.add_tool(search_contacts, name=f"{prefix}search_contacts", annotations=hints("Search contacts", **read_crm))
+    server.add_tool(get_contact, name="get_contact", prefix=prefix, annotations=hints("Get contact", **read_crm))
+    server.add_tool(
+        search_contacts, name="search_contacts", prefix=prefix, annotations=hints("Search contacts", **read_crm)
+    )
     write = {"read_only": False, "destructive": True, "idempotent": True}
     server.add_tool(
-        enrich_contact, name=f"{prefix}enrich_contact", annotations=hints("Enrich and score contact", **write)
+        enrich_contact, name="enrich_contact", prefix=prefix, annotations=hints("Enrich and score contact", **write)
     )
     server.add_tool(
-        enrich_contacts, name=f"{prefix}enrich_contacts", annotations=hints("Enrich and score contacts", **write)
+        enrich_contacts, name="enrich_contacts", prefix=prefix, annotations=hints("Enrich and score contacts", **write)
     )
-    server.add_tool(update_contact, name=f"{prefix}update_contact", annotations=hints("Update contact", **write))
-    server.add_tool(score_lead_tool, name=f"{prefix}score_lead", annotations=hints("Score lead", **read_crm))
-    server.add_tool(list_clients, name=f"{prefix}list_clients", annotations=hints("List clients", **read_crm))
+    server.add_tool(update_contact, name="update_contact", prefix=prefix, annotations=hints("Update contact", **write))
+    server.add_tool(score_lead_tool, name="score_lead", prefix=prefix, annotations=hints("Score lead", **read_crm))
+    server.add_tool(list_clients, name="list_clients", prefix=prefix, annotations=hints("List clients", **read_crm))
     server.add_tool(
-        get_client_health, name=f"{prefix}get_client_health", annotations=hints("Get client health", **read_crm)
+        get_client_health, name="get_client_health", prefix=prefix, annotations=hints("Get client health", **read_crm)
     )
     server.resource("crm://contacts/{contact_id}", name="contact", title="CRM contact", mime_type="application/json")(
         contact_resource

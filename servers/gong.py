@@ -279,14 +279,15 @@ def _complete_call_ids(services: Services, typed: str, _: dict[str, str]) -> lis
 def register(server: SophiaServer, prefix: str = "") -> None:
     """Declare the gong tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
     read = tool_hints
-    server.add_tool(list_calls, name=f"{prefix}list_calls", annotations=read("List calls", read_only=True))
-    server.add_tool(get_call, name=f"{prefix}get_call", annotations=read("Get call", read_only=True))
+    server.add_tool(list_calls, name="list_calls", prefix=prefix, annotations=read("List calls", read_only=True))
+    server.add_tool(get_call, name="get_call", prefix=prefix, annotations=read("Get call", read_only=True))
     server.add_tool(
-        get_transcript, name=f"{prefix}get_transcript", annotations=read("Get call transcript", read_only=True)
+        get_transcript, name="get_transcript", prefix=prefix, annotations=read("Get call transcript", read_only=True)
     )
     server.add_tool(
         analyze_call,
-        name=f"{prefix}analyze_call",
+        name="analyze_call",
+        prefix=prefix,
         annotations=read("Analyse call and update client health", read_only=False, idempotent=True),
     )
     server.resource("gong://calls/{call_id}", name="call", title="Gong call", mime_type="application/json")(

@@ -233,21 +233,27 @@ def register(server: SophiaServer, prefix: str = "") -> None:
     """Declare the knowledge tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
     hints = tool_hints
     server.add_tool(
-        ingest_document, name=f"{prefix}ingest_document",
+        ingest_document, name="ingest_document", prefix=prefix,
         annotations=hints("Ingest document", read_only=False, idempotent=True),
     )  # fmt: skip
     server.add_tool(
-        ingest_text, name=f"{prefix}ingest_text", annotations=hints("Ingest text", read_only=False, idempotent=True)
+        ingest_text,
+        name="ingest_text",
+        prefix=prefix,
+        annotations=hints("Ingest text", read_only=False, idempotent=True),
     )
     server.add_tool(
         search_documents,
-        name=f"{prefix}search_documents",
+        name="search_documents",
+        prefix=prefix,
         annotations=hints("Search the knowledge base", read_only=True),
     )
-    server.add_tool(get_document, name=f"{prefix}get_document", annotations=hints("Get document", read_only=True))
-    server.add_tool(list_documents, name=f"{prefix}list_documents", annotations=hints("List documents", read_only=True))
+    server.add_tool(get_document, name="get_document", prefix=prefix, annotations=hints("Get document", read_only=True))
     server.add_tool(
-        delete_document, name=f"{prefix}delete_document",
+        list_documents, name="list_documents", prefix=prefix, annotations=hints("List documents", read_only=True)
+    )
+    server.add_tool(
+        delete_document, name="delete_document", prefix=prefix,
         annotations=hints("Delete document", read_only=False, destructive=True, idempotent=False),
     )  # fmt: skip
     server.resource(

@@ -176,21 +176,22 @@ def register(server: SophiaServer, prefix: str = "") -> None:
     """Declare the linear tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
     hints = tool_hints
     server.add_tool(
-        create_issue, name=f"{prefix}create_issue",
+        create_issue, name="create_issue", prefix=prefix,
         annotations=hints("Create issue", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
     server.add_tool(
         search_issues,
-        name=f"{prefix}search_issues",
+        name="search_issues",
+        prefix=prefix,
         annotations=hints("Search issues", read_only=True, open_world=True),
     )
     server.add_tool(
-        update_issue, name=f"{prefix}update_issue",
+        update_issue, name="update_issue", prefix=prefix,
         annotations=hints("Update issue", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
-    server.add_tool(list_teams, name=f"{prefix}list_teams", annotations=hints("List teams", read_only=True))
+    server.add_tool(list_teams, name="list_teams", prefix=prefix, annotations=hints("List teams", read_only=True))
     server.add_tool(
-        report_bug, name=f"{prefix}report_bug",
+        report_bug, name="report_bug", prefix=prefix,
         annotations=hints("Report a bug", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
     server.resource("linear://issues/{issue_id}", name="issue", title="Issue", mime_type="application/json")(

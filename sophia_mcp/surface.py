@@ -40,10 +40,14 @@ from mcp_types import (
     CompletionArgument,
     CompletionContext,
     EmptyResult,
+    GetPromptResult,
     Icon,
     InputRequiredResult,
     LoggingLevel,
+    Prompt,
     PromptReference,
+    Resource,
+    ResourceTemplate,
     ResourceTemplateReference,
     SetLevelRequestParams,
     TextContent,
@@ -57,6 +61,7 @@ from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings, load_settings
 from sophia_mcp.store import file_failure
+from sophia_mcp.tool_names import ToolNames, close_names, render_prose
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +131,12 @@ def describe_validation(tool: str, error: ValidationError) -> str:
     return f"Invalid arguments for {tool}; fix these and call again:\n" + "\n".join(lines)
 
 
+def unknown(kind: str, asked: str, nearest: list[str], listing: str) -> str:
+    """What to say to a call of a tool or prompt that does not exist: the nearest real names, else where to look."""
+    hint = f"did you mean {' or '.join(nearest)}?" if nearest else f"{listing} lists what this server offers"
+    return f"Unknown {kind} {brief(asked, 100)}; {hint}"
+
+
 T = TypeVar("T")
 
 
@@ -175,6 +186,8 @@ class SophiaServer(MCPServer[Any]):
         # Tools that change data, each with the boolean argument that must be false for a call to only read (if any).
         self._writes: dict[str, tuple[str, Any] | None] = {}
         self._tool_list: list[MCPTool] | None = None
+        # The name each tool has here, by its bare name: every text naming a tool is shown with these names.
+        self.tool_names = ToolNames()
         self.middleware.append(WriteScope(self))
         # Whether the client runs on this machine (the serve command sets it for stdio): only then do its file://
         # roots name this machine's folders. Over HTTP or SSE they name the client's, so they are ignored.
@@ -192,13 +205,17 @@ class SophiaServer(MCPServer[Any]):
         icons: list[Icon] | None = None,
         meta: dict[str, Any] | None = None,
         structured_output: bool | None = None,
+        *,
+        prefix: str = "",
     ) -> None:
-        """Declare a tool; it is built (arguments model, schemas) when it is first called or listed uncached."""
+        """Declare a tool, named `prefix` + `name` here (texts name it `name`); it is built (arguments model,
+        schemas) when it is first called or listed uncached."""
         options = {"title": title, "description": description, "annotations": annotations, "icons": icons,
                    "meta": meta, "structured_output": structured_output}  # fmt: skip
-        self._pending_tools[name or fn.__name__] = (fn, options)
+        mounted = self.tool_names.add(name or fn.__name__, prefix)
+        self._pending_tools[mounted] = (fn, options)
         if annotations is None or not annotations.read_only_hint:
-            self._writes[name or fn.__name__] = None
+            self._writes[mounted] = None
         self._tool_list = None
 
     def writes_only_when(self, tool: str, argument: str) -> None:
@@ -241,9 +258,17 @@ class SophiaServer(MCPServer[Any]):
             else:
                 for name in list(self._pending_tools):
                     self._build_tool(name)
-                self._tool_list = await super().list_tools()
+                self._tool_list = [self._named(t) for t in await super().list_tools()]
                 tool_cache.save(self.name, key, [t.model_dump(mode="json", by_alias=True) for t in self._tool_list])
         return list(self._tool_list)
+
+    def _named(self, item: T) -> T:
+        """A tool, prompt or resource as listed, or a rendered prompt, its prose naming tools as named here."""
+        if not self.tool_names.prefixed or not isinstance(
+            item, MCPTool | Prompt | Resource | ResourceTemplate | GetPromptResult
+        ):
+            return item
+        return cast(T, render_prose(item, self.tool_names.render))
 
     # -- prompts and resources, declared at once and built on the first ask for either ----------------
 
@@ -274,35 +299,50 @@ class SophiaServer(MCPServer[Any]):
 
     async def list_prompts(self) -> Any:
         self._declare_deferred()
-        return await super().list_prompts()
+        return [self._named(p) for p in await super().list_prompts()]
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
     ) -> Any:
-        """A prompt, rendered; arguments it cannot take (an unknown id, a bad value) are an invalid-params error
-        saying what to fix, not an internal error."""
+        """A prompt, rendered; a prompt that does not exist, a missing argument or one it cannot take (an unknown id,
+        a bad value) is an invalid-params error saying what to fix, not an internal error."""
         self._declare_deferred()
+        await self._check_prompt_call(name, arguments or {})
         try:
-            return await super().get_prompt(name, arguments, context)
+            return self._named(await super().get_prompt(name, arguments, context))
         except ValueError as exc:  # the SDK wraps whatever rendering raised, twice
             cause: BaseException = exc
             while cause.__cause__ is not None:
                 cause = cause.__cause__
             if isinstance(cause, ValidationError):
-                raise MCPError(INVALID_PARAMS, describe_validation(f"the prompt {brief(name, 100)}", cause)) from cause
-            if isinstance(cause, NotFound | InvalidInput) or str(cause) == f"Unknown prompt: {name}":
-                raise MCPError(INVALID_PARAMS, brief(str(cause))) from cause
+                text = describe_validation(f"the prompt {name}", cause)
+                raise MCPError(INVALID_PARAMS, self.tool_names.render(text)) from cause
+            if isinstance(cause, NotFound | InvalidInput):
+                raise MCPError(INVALID_PARAMS, self._said(cause)) from cause
             if isinstance(cause, SophiaError):  # a service or the store could not answer: not the caller's mistake
-                raise MCPError(INTERNAL_ERROR, brief(str(cause))) from cause
+                raise MCPError(INTERNAL_ERROR, self._said(cause)) from cause
             raise
+
+    async def _check_prompt_call(self, name: str, arguments: Mapping[str, Any]) -> None:
+        """Refuse, before rendering, a prompt that does not exist or a call without an argument it needs."""
+        prompts = {p.name: p for p in await super().list_prompts()}
+        prompt = prompts.get(name)
+        if prompt is None:
+            raise MCPError(INVALID_PARAMS, unknown("prompt", name, close_names(name, list(prompts)), "prompts/list"))
+        missing = [a for a in prompt.arguments or [] if a.required and a.name not in arguments]
+        if missing:
+            lines = [f"- {a.name}: required ({a.description or 'no description'})" for a in missing]
+            raise MCPError(INVALID_PARAMS, self.tool_names.render(
+                f"Missing arguments for the prompt {name}; give these and ask again:\n" + "\n".join(lines)
+            ))  # fmt: skip
 
     async def list_resources(self) -> Any:
         self._declare_deferred()
-        return await super().list_resources()
+        return [self._named(r) for r in await super().list_resources()]
 
     async def list_resource_templates(self) -> Any:
         self._declare_deferred()
-        return await super().list_resource_templates()
+        return [self._named(t) for t in await super().list_resource_templates()]
 
     def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
         self._build_tool(name)
@@ -358,9 +398,15 @@ class SophiaServer(MCPServer[Any]):
 
     # -- errors -------------------------------------------------------------------------------------
 
+    def _said(self, error: BaseException) -> str:
+        """An error's text for the caller: cut short, naming tools as they are named here."""
+        return brief(self.tool_names.render(str(error)))
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        if name not in self.tool_names:  # said here, not rendered: the name asked for is quoted as it was asked
+            raise ToolError(unknown("tool", name, self.tool_names.nearest(name), "tools/list"))
         self._build_tool(name)
         settings = self._settings or self.services.settings
         try:
@@ -371,14 +417,15 @@ class SophiaServer(MCPServer[Any]):
             ) from None
         except UnexpectedToolError as exc:
             if isinstance(exc.__cause__, SophiaError):
-                raise ToolError(brief(str(exc.__cause__))) from exc.__cause__
+                raise ToolError(self._said(exc.__cause__)) from exc.__cause__
             if isinstance(full := file_failure(exc.__cause__), DiskFull):  # a file beside the store
                 raise ToolError(str(full)) from exc.__cause__
             raise
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
-                raise ToolError(describe_validation(brief(name, 100), exc.__cause__)) from exc.__cause__
-            raise ToolError(brief(str(exc))) from exc
+                text = describe_validation(name, exc.__cause__)
+                raise ToolError(self.tool_names.render(text)) from exc.__cause__
+            raise ToolError(self._said(exc)) from exc
         _check_size(name, result, settings.max_result_kb)
         return result
 
@@ -391,9 +438,9 @@ class SophiaServer(MCPServer[Any]):
         except UnexpectedResourceError as exc:
             cause = exc.__cause__
             if isinstance(cause, NotFound):
-                raise ResourceNotFoundError(brief(str(cause))) from cause
+                raise ResourceNotFoundError(self._said(cause)) from cause
             if isinstance(cause, SophiaError | ValidationError):
-                raise ResourceError(brief(f"Cannot read {uri}: {cause}")) from cause
+                raise ResourceError(brief(f"Cannot read {uri}: {self.tool_names.render(str(cause))}")) from cause
             raise
         except ResourceError as exc:  # the SDK's own, e.g. "Unknown resource: <the URI asked for>"
             raise type(exc)(brief(str(exc))) from exc

@@ -147,10 +147,10 @@ async def test_a_23_digit_resource_id_is_not_found(settings: Settings, uri: str,
 @pytest.mark.parametrize(
     ("prompt", "arguments", "expected"),
     [
-        ("review_call", {"call_id": "999"}, "No call with id '999'. Use list_calls to find call ids."),
+        ("review_call", {"call_id": "999"}, "No call with id '999'. Use gong_list_calls to find call ids."),
         ("review_call", {"call_id": "not a call"}, "- call_id: String should match pattern"),
         ("review_client_calls", {"client": "Acme", "days": "many"}, "- days: Input should be a valid integer"),
-        ("no_such_prompt", {}, "Unknown prompt: no_such_prompt"),
+        ("no_such_prompt", {}, "Unknown prompt no_such_prompt"),
     ],
 )
 async def test_a_prompt_it_cannot_render_says_what_to_fix(
