@@ -24,7 +24,7 @@ from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.settings import Settings
 from sophia_mcp.surface import SlackChannel, SophiaServer, complete_client_names, services_of, tool_hints
 from sophia_mcp.workflows import analytics, churn, competitive, dashboard
-from sophia_mcp.workflows.analytics import MetricArgs, TableResult
+from sophia_mcp.workflows.analytics import MetricArgs, TableResult, WarehouseSchema
 from sophia_mcp.workflows.churn import ChurnReport
 from sophia_mcp.workflows.competitive import IntelReport
 from sophia_mcp.workflows.dashboard import DashboardReport
@@ -41,7 +41,8 @@ sophia: a revenue team's calls, CRM, knowledge base, alerts and issues, and work
 - A question about the business ("which clients are at risk and why?", "what is AppFolio doing?") ->
   strategic_query: the warehouse, call insights, the knowledge base and the web at once, with citations.
 - One number (clients at risk, health trend, ARR by segment, competitor mentions) -> run_metric; anything
-  else the warehouse holds -> query_warehouse (one read-only SELECT).
+  else the warehouse holds -> query_warehouse (one read-only SELECT; describe_warehouse lists its tables and
+  columns).
 - A call -> gong_analyze_call (sentiment, competitors, risks, client health, an alert when at risk).
 - A contact -> crm_enrich_contact (enrich, update the CRM, score the lead); many -> crm_enrich_contacts.
 - Client health for everyone now -> alerts_run_health_monitor (issue, meeting and alert per at-risk client).
@@ -89,9 +90,18 @@ async def query_warehouse(
     ],
     limit: RowLimit = 100,
 ) -> TableResult:
-    """Run one read-only SELECT on the warehouse (row-capped, 5 s timeout). Anything else (writes, DDL, several
-    statements, other tables) is refused with the reason. Prefer run_metric when a named metric answers."""
+    """Run one read-only SELECT on the warehouse (row-capped, 5 s timeout). describe_warehouse (or the resource
+    sophia://warehouse/schema) lists the tables this warehouse holds and their columns. Anything else (writes, DDL,
+    several statements, other tables) is refused with the reason; a query the warehouse refuses (an unknown column,
+    say) answers with the warehouse's own message. Prefer run_metric when a named metric answers."""
     return await analytics.query_warehouse(services_of(ctx), sql, limit)
+
+
+async def describe_warehouse(ctx: Context) -> WarehouseSchema:
+    """The warehouse's tables that query_warehouse may read, each with its columns (name, type, what it holds),
+    the SQL dialect it takes, its row limit and timeout, and the named metrics of run_metric. Cheap; call it
+    before writing a query."""
+    return await analytics.describe_warehouse(services_of(ctx))
 
 
 class StrategicAnswer(Model):
@@ -309,6 +319,15 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
         """The newest dashboard, as an MCP Apps UI."""
         return dashboard.latest_dashboard(server.services).read_text(encoding="utf-8")
 
+    async def warehouse_schema() -> str:
+        """The warehouse's tables and columns that query_warehouse may read, and the named metrics."""
+        schema = await analytics.describe_warehouse(server.services)
+        return schema.model_dump_json(indent=2)
+
+    server.resource(
+        "sophia://warehouse/schema", name="warehouse_schema", title="Warehouse schema", mime_type="application/json"
+    )(warehouse_schema)
+
     server.resource(DASHBOARD_UI, name="dashboard_ui", title="Dashboard", mime_type=MCP_APP)(latest_dashboard)
     server.resource("sophia://dashboards/{name}", name="dashboard", title="Dashboard", mime_type="text/html")(
         dashboard_resource
@@ -335,4 +354,8 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
     )
     server.add_tool(run_metric, name="run_metric", annotations=read("Business metric", read_only=True))
     server.add_tool(query_warehouse, name="query_warehouse", annotations=read("Query the warehouse", read_only=True))
+    server.add_tool(
+        describe_warehouse, name="describe_warehouse",
+        annotations=read("Describe the warehouse", read_only=True),
+    )  # fmt: skip
     return server

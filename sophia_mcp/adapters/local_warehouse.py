@@ -17,7 +17,7 @@ from sophia_mcp.adapters.warehouse_sql import (
 )
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.ports.warehouse import HealthRecord, QueryResult
+from sophia_mcp.ports.warehouse import Column, HealthRecord, QueryResult
 from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
 
 
@@ -128,6 +128,19 @@ class LocalWarehouse:
                 "INSERT INTO call_mentions (call_id, competitor, mentions) VALUES (?, ?, ?)",
                 [(analysis.call_id, name, n) for name, n in sorted(mentions.items())],
             )
+
+    async def columns(self, tables: list[str]) -> dict[str, list[Column]]:
+        wanted = {t.casefold(): t for t in tables}
+        rows = await self.store.read(
+            self.store.query,
+            "SELECT m.name AS tbl, p.name, p.type FROM sqlite_master m JOIN pragma_table_info(m.name) p "
+            f"WHERE m.type = 'table' AND lower(m.name) IN ({', '.join('?' * len(wanted))}) ORDER BY m.name, p.cid",
+            list(wanted),
+        )
+        found: dict[str, list[Column]] = {}
+        for row in rows:
+            found.setdefault(wanted[row["tbl"].casefold()], []).append(Column(name=row["name"], type=row["type"]))
+        return {t: found[t] for t in tables if t in found}
 
     async def save_analysis(self, analysis: CallAnalysis) -> None:
         await self.store.run(self._save_analysis, analysis)

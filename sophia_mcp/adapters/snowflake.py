@@ -24,7 +24,7 @@ from sophia_mcp.adapters.warehouse_sql import (
 )
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
 from sophia_mcp.errors import ConfigurationError, InvalidInput, ServiceUnavailable
-from sophia_mcp.ports.warehouse import HealthRecord, QueryResult
+from sophia_mcp.ports.warehouse import Column, HealthRecord, QueryResult
 from sophia_mcp.settings import SnowflakeSettings
 from sophia_mcp.store import utcnow
 
@@ -64,6 +64,13 @@ WHEN MATCHED THEN UPDATE SET SCORE = s.SCORE, COMPONENTS = s.COMPONENTS, EXPLANA
 WHEN NOT MATCHED THEN INSERT (CLIENT_ID, SCORE, COMPONENTS, EXPLANATION, AS_OF, SOURCE_CALL_ID, RUN_ID, UPDATED_AT)
     VALUES (s.CLIENT_ID, s.SCORE, s.COMPONENTS, s.EXPLANATION, s.AS_OF, s.SOURCE_CALL_ID, s.RUN_ID, s.UPDATED_AT)
 """
+
+
+COLUMNS_OF_TABLES = (
+    "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = CURRENT_SCHEMA() "
+    "AND TABLE_NAME IN ({}) ORDER BY TABLE_NAME, ORDINAL_POSITION"
+)
+REFUSAL_CHARS = 500  # Snowflake's message quotes the query's line: enough to point at the mistake, not an echo
 
 
 def _ts(value: datetime) -> str:
@@ -168,7 +175,9 @@ class SnowflakeWarehouse:
                 cursor.close()
                 return QueryResult(columns=columns, rows=rows)
             except snowflake.connector.errors.ProgrammingError as exc:
-                raise InvalidInput(f"Snowflake refused the query: {exc.msg or exc}") from None
+                # raw_msg: Snowflake's own words, without the error number and query id the connector prefixes.
+                said = (exc.raw_msg or exc.msg or str(exc)).strip()
+                raise InvalidInput(f"Snowflake refused the query: {said[:REFUSAL_CHARS]}") from None
             except snowflake.connector.errors.Error as exc:
                 raise ServiceUnavailable(f"Snowflake: {type(exc).__name__}: {exc.msg or exc}") from None
 
@@ -179,6 +188,14 @@ class SnowflakeWarehouse:
 
     async def _query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return await anyio.to_thread.run_sync(self._run, sql, params)
+
+    async def columns(self, tables: list[str]) -> dict[str, list[Column]]:
+        wanted = {t.upper(): t for t in tables}
+        rows = await self._query(COLUMNS_OF_TABLES.format(", ".join("?" * len(wanted))), *wanted)
+        found: dict[str, list[Column]] = {}
+        for table, name, type_ in rows:
+            found.setdefault(wanted[str(table).upper()], []).append(Column(name=str(name), type=str(type_)))
+        return {t: found[t] for t in tables if t in found}
 
     async def save_analysis(self, analysis: CallAnalysis) -> None:
         await self._query(

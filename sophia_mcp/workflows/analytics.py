@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -20,8 +20,38 @@ from sophia_mcp.model import Model
 from sophia_mcp.services import Services
 from sophia_mcp.store import iso, utcnow
 
-ALLOWED_TABLES = ("clients", "contacts", "calls", "call_analyses", "call_mentions", "client_health",
-                  "client_health_history")  # fmt: skip
+# The tables a query may read, what each holds, and a word on the columns whose meaning their name does not say.
+TABLES: dict[str, tuple[str, dict[str, str]]] = {
+    "clients": ("The client companies (CRM accounts).", {
+        "segment": "SMB, Mid-Market or Enterprise", "arr": "annual recurring revenue, USD",
+        "csm_name": "the client's customer success manager",
+    }),
+    "contacts": ("People at the clients.", {
+        "client_id": "clients.id", "lead_score": "0-100, from enrichment", "lead_grade": "A-D, from the lead score",
+    }),
+    "calls": ("Recorded calls (Gong).", {
+        "started": "ISO 8601 UTC text (SQLite) or TIMESTAMP_TZ", "client_id": "clients.id",
+        "raw": "the provider's JSON of the call (long: select parts of it)",
+    }),
+    "call_analyses": ("One analysis per analysed call.", {
+        "client_id": "clients.id", "external_sentiment": "-1..1, the client side's mean sentiment",
+        "internal_ratio": "0..1, our side's share of the talk time",
+        "analysis": "JSON of the whole analysis: sentiment, risk factors, competitor mentions, talk",
+    }),
+    "call_mentions": ("Competitors named on each call.", {
+        "competitor": "the competitor's configured name", "mentions": "sentences naming it on the call",
+    }),
+    "client_health": ("Each client's current health, as of its newest analysed call.", {
+        "score": "0-100; under the health threshold a client is at risk",
+        "components": "JSON: sentiment, risk, engagement and competition scores with weights",
+        "source_call_id": "the newest analysed call the score is as of",
+    }),
+    "client_health_history": ("Each client's health as of each newest analysed call: one row per client and "
+                              "source call.", {
+        "score": "0-100", "as_of": "when the source call started", "source_call_id": "calls.id",
+    }),
+}  # fmt: skip
+ALLOWED_TABLES = tuple(TABLES)
 ROW_LIMIT = 200
 
 
@@ -94,6 +124,31 @@ METRICS: dict[str, Metric] = {
 }
 
 
+class ColumnInfo(Model):
+    name: str
+    type: str
+    note: str | None = Field(default=None, description="What the column holds, where its name does not say.")
+
+
+class TableInfo(Model):
+    name: str
+    description: str
+    columns: list[ColumnInfo]
+
+
+class MetricInfo(Model):
+    name: str
+    description: str
+
+
+class WarehouseSchema(Model):
+    dialect: Literal["sqlite", "snowflake"] = Field(description="The SQL query_warehouse takes.")
+    tables: list[TableInfo] = Field(description="The tables a query may read that this warehouse holds.")
+    metrics: list[MetricInfo] = Field(description="The named metrics run_metric runs.")
+    row_limit: int = Field(description="The most rows a query returns.")
+    timeout_s: float = Field(description="A query running longer is stopped.")
+
+
 class TableResult(Model):
     columns: list[str]
     rows: list[list[Any]]
@@ -127,6 +182,26 @@ async def run_metric(
     threshold = args.threshold if args.threshold is not None else services.settings.health.threshold
     sql = _metric_sql(name, services.warehouse.dialect, limit)
     return await _read(services, sql, metric.params(args, threshold), limit)
+
+
+async def describe_warehouse(services: Services) -> WarehouseSchema:
+    """The tables a query may read, with their columns as the warehouse holds them, and the named metrics."""
+    held = await services.warehouse.columns(list(TABLES))
+    tables = [
+        TableInfo(
+            name=name, description=description,
+            columns=[ColumnInfo(name=c.name, type=c.type, note=notes.get(c.name.casefold())) for c in held[name]],
+        )
+        for name, (description, notes) in TABLES.items()
+        if name in held
+    ]  # fmt: skip
+    return WarehouseSchema(
+        dialect="snowflake" if services.warehouse.dialect == "snowflake" else "sqlite",
+        tables=tables,
+        metrics=[MetricInfo(name=n, description=m.description) for n, m in METRICS.items()],
+        row_limit=ROW_LIMIT,
+        timeout_s=services.settings.analytics.timeout_s,
+    )
 
 
 async def query_warehouse(services: Services, sql: str, limit: int = ROW_LIMIT) -> TableResult:
