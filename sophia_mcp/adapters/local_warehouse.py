@@ -11,7 +11,6 @@ from typing import Any
 from sophia_mcp.adapters.warehouse_sql import (
     ANALYSES_OF_CLIENT_SINCE,
     ANALYSIS_OF_CALL,
-    APPEND_HEALTH_HISTORY,
     HEALTH_OF_CLIENT,
     scores_of_clients,
 )
@@ -19,6 +18,16 @@ from sophia_mcp.analysis.results import CallAnalysis, HealthScore
 from sophia_mcp.errors import InvalidInput
 from sophia_mcp.ports.warehouse import Column, HealthRecord, QueryResult
 from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
+
+# One row per client and source call (a record without one is appended): a re-analysis replaces its figures.
+RECORD_HEALTH_HISTORY = """
+INSERT INTO client_health_history (client_id, score, components, explanation, as_of, source_call_id, run_id,
+                                   recorded_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (client_id, source_call_id) DO UPDATE SET
+    score = excluded.score, components = excluded.components, explanation = excluded.explanation,
+    as_of = excluded.as_of, run_id = excluded.run_id, recorded_at = excluded.recorded_at
+"""
 
 
 def _health_from_row(row: sqlite3.Row) -> HealthRecord:
@@ -179,7 +188,7 @@ class LocalWarehouse:
                 """,
                 values,
             )
-            conn.execute(APPEND_HEALTH_HISTORY, values)
+            conn.execute(RECORD_HEALTH_HISTORY, values)
 
     async def record_health(self, record: HealthRecord) -> None:
         await self.store.run(self._record_health, record)

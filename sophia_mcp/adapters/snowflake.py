@@ -18,7 +18,6 @@ import anyio.to_thread
 from sophia_mcp.adapters.warehouse_sql import (
     ANALYSES_OF_CLIENT_SINCE,
     ANALYSIS_OF_CALL,
-    APPEND_HEALTH_HISTORY,
     HEALTH_OF_CLIENT,
     scores_of_clients,
 )
@@ -71,6 +70,27 @@ COLUMNS_OF_TABLES = (
     "AND TABLE_NAME IN ({}) ORDER BY TABLE_NAME, ORDINAL_POSITION"
 )
 REFUSAL_CHARS = 500  # Snowflake's message quotes the query's line: enough to point at the mistake, not an echo
+
+# One row per client and source call, as in the local store: a re-analysis replaces its figures. A record without
+# a source call matches none and is appended.
+RECORD_HEALTH_HISTORY = """
+MERGE INTO CLIENT_HEALTH_HISTORY t USING (
+    SELECT ? AS CLIENT_ID, CAST(? AS FLOAT) AS SCORE, ? AS COMPONENTS, ? AS EXPLANATION,
+           CAST(? AS TIMESTAMP_TZ) AS AS_OF, ? AS SOURCE_CALL_ID, ? AS RUN_ID, CAST(? AS TIMESTAMP_TZ) AS RECORDED_AT) s
+ON t.CLIENT_ID = s.CLIENT_ID AND t.SOURCE_CALL_ID = s.SOURCE_CALL_ID
+WHEN MATCHED THEN UPDATE SET SCORE = s.SCORE, COMPONENTS = s.COMPONENTS, EXPLANATION = s.EXPLANATION,
+    AS_OF = s.AS_OF, RUN_ID = s.RUN_ID, RECORDED_AT = s.RECORDED_AT
+WHEN NOT MATCHED THEN INSERT (CLIENT_ID, SCORE, COMPONENTS, EXPLANATION, AS_OF, SOURCE_CALL_ID, RUN_ID, RECORDED_AT)
+    VALUES (s.CLIENT_ID, s.SCORE, s.COMPONENTS, s.EXPLANATION, s.AS_OF, s.SOURCE_CALL_ID, s.RUN_ID, s.RECORDED_AT)
+"""
+
+# Rows appended before the MERGE above, for the same client and source call: all but the newest go (at login).
+DEDUPLICATE_HEALTH_HISTORY = """
+DELETE FROM CLIENT_HEALTH_HISTORY h USING (
+    SELECT CLIENT_ID, SOURCE_CALL_ID, MAX(RECORDED_AT) AS NEWEST FROM CLIENT_HEALTH_HISTORY
+    WHERE SOURCE_CALL_ID IS NOT NULL GROUP BY CLIENT_ID, SOURCE_CALL_ID HAVING COUNT(*) > 1) d
+WHERE h.CLIENT_ID = d.CLIENT_ID AND h.SOURCE_CALL_ID = d.SOURCE_CALL_ID AND h.RECORDED_AT < d.NEWEST
+"""
 
 
 def _ts(value: datetime) -> str:
@@ -131,6 +151,7 @@ class SnowflakeWarehouse:
                     cursor.execute(f'USE SCHEMA "{s.schema_.replace(chr(34), "")}"')
                 for ddl in TABLES:
                     cursor.execute(ddl)
+                cursor.execute(DEDUPLICATE_HEALTH_HISTORY)
             except snowflake.connector.errors.Error as exc:
                 raise ServiceUnavailable(f"Snowflake: {type(exc).__name__}: {exc.msg or exc}") from None
             self._conn = conn
@@ -230,7 +251,7 @@ class SnowflakeWarehouse:
             _ts(utcnow()),
         )
         await self._query(UPSERT_HEALTH, *values)
-        await self._query(APPEND_HEALTH_HISTORY, *values)
+        await self._query(RECORD_HEALTH_HISTORY, *values)
 
     async def health_scores(self, client_ids: list[str]) -> dict[str, float]:
         scores: dict[str, float] = {}

@@ -55,7 +55,8 @@ class Warehouse(Protocol):
         ...
 
     async def record_health(self, record: HealthRecord) -> None:
-        """Set the client's current health and append it to the client's history."""
+        """Set the client's current health and keep it in the client's history: one row per client and source
+        call, so the same source again replaces its row's figures (a record without a source is appended)."""
         ...
 
     async def get_health(self, client_id: str) -> HealthRecord | None: ...
