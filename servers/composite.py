@@ -72,7 +72,7 @@ async def run_metric(
     limit: RowLimit = 50,
 ) -> TableResult:
     """A named business metric from the warehouse: clients at risk (health under the threshold, with ARR and
-    CSM), the health trend by day, ARR by segment with ARR at risk, or competitors named on calls."""
+    CSM), the health trend by day (newest day first), ARR by segment with ARR at risk, or competitors named on calls."""
     args = MetricArgs(threshold=threshold, days=days, client_id=client_id)
     return await analytics.run_metric(services_of(ctx), name, args, limit)
 
@@ -154,7 +154,12 @@ async def strategic_query(
     ctx: Context,
     question: Annotated[str, Field(min_length=3, max_length=2000, description="The question, in plain words.")],
     client: Annotated[
-        str | None, Field(max_length=200, description="Narrow calls, trend and mentions to one client (id or name).")
+        str | None,
+        Field(
+            max_length=200,
+            description="Narrow calls, trend and mentions to one client (id or name); default the client the "
+            "question names.",
+        ),
     ] = None,
     sources: Annotated[
         list[SourceName] | None, Field(description="Which of warehouse, calls, knowledge, web (default all).")
@@ -164,7 +169,9 @@ async def strategic_query(
     ] = True,
 ) -> StrategicAnswer:
     """Answer an executive's question from the warehouse (clients at risk, ARR by segment, health trend,
-    competitor mentions), call insights, the knowledge base and the web, asked at once. Returns an evidence
+    competitor mentions), call insights, the knowledge base and the web, asked at once. The client, period ("over
+    the last two weeks", "this month", "Q3") and competitors the question names choose the numbers and narrow
+    them and the calls (scope says how it was read; 90 days when it names no period). Returns an evidence
     bundle with numbered citations and, when the client's model or a configured model is available, a synthesis
     that cites them. A source that fails or is slow is reported as a gap; the rest still answer."""
     services = services_of(ctx)

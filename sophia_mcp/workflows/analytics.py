@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -59,6 +59,8 @@ class MetricArgs(Model):
     threshold: float | None = Field(default=None, ge=0, le=100, description="Health threshold; default the setting.")
     days: int = Field(default=90, ge=1, le=3650, description="How far back.")
     client_id: str | None = Field(default=None, max_length=100, description="One client only (where it applies).")
+    since: datetime | None = Field(default=None, description="From when (instead of `days` back from now).")
+    until: datetime | None = Field(default=None, description="Up to when, excluded; default now.")
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,11 @@ class Metric:
 
 
 def _since(args: MetricArgs) -> str:
-    return iso(utcnow() - timedelta(days=args.days))
+    return iso(args.since or utcnow() - timedelta(days=args.days))
+
+
+def _until(args: MetricArgs) -> str | None:
+    return iso(args.until) if args.until else None
 
 
 METRICS: dict[str, Metric] = {
@@ -78,28 +84,29 @@ METRICS: dict[str, Metric] = {
         """
         SELECT c.id AS client_id, c.name, c.segment, c.arr, c.csm_name, h.score AS health, h.as_of
         FROM client_health h JOIN clients c ON c.id = h.client_id
-        WHERE h.score < ? ORDER BY h.score
+        WHERE h.score < ? AND (? IS NULL OR c.id = ?) ORDER BY h.score
         """,
-        lambda a, t: [t],
+        lambda a, t: [t, a.client_id, a.client_id],
     ),
     "client_health": Metric(
-        "Every client with a health score, lowest first, with segment, ARR and CSM.",
+        "Every client with a health score (one client with `client_id`), lowest first, with segment, ARR and CSM.",
         """
         SELECT c.id AS client_id, c.name, c.segment, c.arr, c.csm_name, h.score AS health, h.as_of
-        FROM client_health h JOIN clients c ON c.id = h.client_id ORDER BY h.score
+        FROM client_health h JOIN clients c ON c.id = h.client_id WHERE (? IS NULL OR c.id = ?) ORDER BY h.score
         """,
-        lambda a, t: [],
+        lambda a, t: [a.client_id, a.client_id],
     ),
     "health_trend": Metric(
-        "Health by day over the last `days`: clients scored, average health, how many under the threshold "
-        "(one client with `client_id`).",
+        "Health by day over the last `days`, newest day first: clients scored, average health, how many under the "
+        "threshold (one client with `client_id`).",
         """
         SELECT DATE(as_of) AS day, COUNT(DISTINCT client_id) AS clients, AVG(score) AS avg_health,
-            SUM(CASE WHEN score < ? THEN 1 ELSE 0 END) AS under_threshold
-        FROM client_health_history WHERE as_of >= ? AND (? IS NULL OR client_id = ?)
-        GROUP BY DATE(as_of) ORDER BY day
+            COUNT(DISTINCT CASE WHEN score < ? THEN client_id END) AS under_threshold
+        FROM client_health_history
+        WHERE as_of >= ? AND (? IS NULL OR as_of < ?) AND (? IS NULL OR client_id = ?)
+        GROUP BY DATE(as_of) ORDER BY day DESC
         """,
-        lambda a, t: [t, _since(a), a.client_id, a.client_id],
+        lambda a, t: [t, _since(a), _until(a), _until(a), a.client_id, a.client_id],
     ),
     "revenue_by_segment": Metric(
         "ARR by segment: clients, ARR, average health and the ARR of clients under the threshold.",
@@ -116,10 +123,10 @@ METRICS: dict[str, Metric] = {
         """
         SELECT m.competitor, SUM(m.mentions) AS mentions, COUNT(*) AS calls, COUNT(DISTINCT k.client_id) AS clients
         FROM call_mentions m JOIN calls k ON k.id = m.call_id
-        WHERE k.started >= ? AND (? IS NULL OR k.client_id = ?)
+        WHERE k.started >= ? AND (? IS NULL OR k.started < ?) AND (? IS NULL OR k.client_id = ?)
         GROUP BY m.competitor ORDER BY mentions DESC
         """,
-        lambda a, t: [_since(a), a.client_id, a.client_id],
+        lambda a, t: [_since(a), _until(a), _until(a), a.client_id, a.client_id],
     ),
 }
 

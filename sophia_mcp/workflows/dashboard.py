@@ -113,7 +113,7 @@ async def render(services: Services, title: str, panels: list[Panel], now: datet
         )
     if "trend" in panels:
         trend = await analytics.run_metric(services, "health_trend", analytics.MetricArgs(threshold=threshold), 200)
-        points = [(str(r[0]), float(r[2])) for r in trend.rows if r[2] is not None]
+        points = [(str(r[0]), float(r[2])) for r in reversed(trend.rows) if r[2] is not None]  # oldest day first
         sections.append("<section id='trend'><h2>Average health by day (last 90 days)</h2>"
                         + line_chart("Average health", points) + "</section>")  # fmt: skip
     if "revenue" in panels:
