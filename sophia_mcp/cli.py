@@ -351,7 +351,7 @@ def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id."
 def run_health_monitor() -> None:
     """One pass of the client-health monitor: an issue, a meeting request and an alert for each client under
     the threshold, once per period however often it runs."""
-    from sophia_mcp.analysis.health import format_threshold
+    from sophia_mcp.analysis.health import format_score, format_threshold
     from sophia_mcp.workflows.health_monitor import monitor_health
 
     console = _console()
@@ -369,7 +369,8 @@ def run_health_monitor() -> None:
         )
         for row in report.worst[:10]:
             console.print(
-                f"  {row.score:5.1f}  {row.name}  issue {row.issue or row.issue_status}, alert {row.alert_status}"
+                f"  {format_score(row.score, report.threshold):>5}  {row.name}  issue {row.issue or row.issue_status}, "
+                f"alert {row.alert_status}"
             )
 
     _with_services(work)
