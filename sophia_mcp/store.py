@@ -425,7 +425,8 @@ MIGRATIONS: list[str] = [
     DELETE FROM client_health_history WHERE source_call_id IS NOT NULL AND id NOT IN (
         SELECT max(id) FROM client_health_history WHERE source_call_id IS NOT NULL GROUP BY client_id, source_call_id
     );
-    CREATE UNIQUE INDEX client_health_history_source ON client_health_history (client_id, source_call_id);
+    CREATE UNIQUE INDEX IF NOT EXISTS client_health_history_source
+        ON client_health_history (client_id, source_call_id);
     """,
 ]
 
