@@ -24,7 +24,7 @@ from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.settings import Settings
 from sophia_mcp.surface import SlackChannel, SophiaServer, complete_client_names, services_of, tool_hints
 from sophia_mcp.workflows import analytics, churn, competitive, dashboard
-from sophia_mcp.workflows.analytics import MetricArgs, TableResult
+from sophia_mcp.workflows.analytics import MetricArgs, TableResult, WarehouseSchema
 from sophia_mcp.workflows.churn import ChurnReport
 from sophia_mcp.workflows.competitive import IntelReport
 from sophia_mcp.workflows.dashboard import DashboardReport
@@ -41,7 +41,8 @@ sophia: a revenue team's calls, CRM, knowledge base, alerts and issues, and work
 - A question about the business ("which clients are at risk and why?", "what is AppFolio doing?") ->
   strategic_query: the warehouse, call insights, the knowledge base and the web at once, with citations.
 - One number (clients at risk, health trend, ARR by segment, competitor mentions) -> run_metric; anything
-  else the warehouse holds -> query_warehouse (one read-only SELECT).
+  else the warehouse holds -> query_warehouse (one read-only SELECT; describe_warehouse lists its tables and
+  columns).
 - A call -> gong_analyze_call (sentiment, competitors, risks, client health, an alert when at risk).
 - A contact -> crm_enrich_contact (enrich, update the CRM, score the lead); many -> crm_enrich_contacts.
 - Client health for everyone now -> alerts_run_health_monitor (issue, meeting and alert per at-risk client).
@@ -71,7 +72,7 @@ async def run_metric(
     limit: RowLimit = 50,
 ) -> TableResult:
     """A named business metric from the warehouse: clients at risk (health under the threshold, with ARR and
-    CSM), the health trend by day, ARR by segment with ARR at risk, or competitors named on calls."""
+    CSM), the health trend by day (newest day first), ARR by segment with ARR at risk, or competitors named on calls."""
     args = MetricArgs(threshold=threshold, days=days, client_id=client_id)
     return await analytics.run_metric(services_of(ctx), name, args, limit)
 
@@ -89,9 +90,18 @@ async def query_warehouse(
     ],
     limit: RowLimit = 100,
 ) -> TableResult:
-    """Run one read-only SELECT on the warehouse (row-capped, 5 s timeout). Anything else (writes, DDL, several
-    statements, other tables) is refused with the reason. Prefer run_metric when a named metric answers."""
+    """Run one read-only SELECT on the warehouse (row-capped, 5 s timeout). describe_warehouse (or the resource
+    sophia://warehouse/schema) lists the tables this warehouse holds and their columns. Anything else (writes, DDL,
+    several statements, other tables) is refused with the reason; a query the warehouse refuses (an unknown column,
+    say) answers with the warehouse's own message. Prefer run_metric when a named metric answers."""
     return await analytics.query_warehouse(services_of(ctx), sql, limit)
+
+
+async def describe_warehouse(ctx: Context) -> WarehouseSchema:
+    """The warehouse's tables that query_warehouse may read, each with its columns (name, type, what it holds),
+    the SQL dialect it takes, its row limit and timeout, and the named metrics of run_metric. Cheap; call it
+    before writing a query."""
+    return await analytics.describe_warehouse(services_of(ctx))
 
 
 class StrategicAnswer(Model):
@@ -144,7 +154,12 @@ async def strategic_query(
     ctx: Context,
     question: Annotated[str, Field(min_length=3, max_length=2000, description="The question, in plain words.")],
     client: Annotated[
-        str | None, Field(max_length=200, description="Narrow calls, trend and mentions to one client (id or name).")
+        str | None,
+        Field(
+            max_length=200,
+            description="Narrow calls, trend and mentions to one client (id or name); default the client the "
+            "question names.",
+        ),
     ] = None,
     sources: Annotated[
         list[SourceName] | None, Field(description="Which of warehouse, calls, knowledge, web (default all).")
@@ -154,7 +169,9 @@ async def strategic_query(
     ] = True,
 ) -> StrategicAnswer:
     """Answer an executive's question from the warehouse (clients at risk, ARR by segment, health trend,
-    competitor mentions), call insights, the knowledge base and the web, asked at once. Returns an evidence
+    competitor mentions), call insights, the knowledge base and the web, asked at once. The client, period ("over
+    the last two weeks", "this month", "Q3") and competitors the question names choose the numbers and narrow
+    them and the calls (scope says how it was read; 90 days when it names no period). Returns an evidence
     bundle with numbered citations and, when the client's model or a configured model is available, a synthesis
     that cites them. A source that fails or is slow is reported as a gap; the rest still answer."""
     services = services_of(ctx)
@@ -309,6 +326,15 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
         """The newest dashboard, as an MCP Apps UI."""
         return dashboard.latest_dashboard(server.services).read_text(encoding="utf-8")
 
+    async def warehouse_schema() -> str:
+        """The warehouse's tables and columns that query_warehouse may read, and the named metrics."""
+        schema = await analytics.describe_warehouse(server.services)
+        return schema.model_dump_json(indent=2)
+
+    server.resource(
+        "sophia://warehouse/schema", name="warehouse_schema", title="Warehouse schema", mime_type="application/json"
+    )(warehouse_schema)
+
     server.resource(DASHBOARD_UI, name="dashboard_ui", title="Dashboard", mime_type=MCP_APP)(latest_dashboard)
     server.resource("sophia://dashboards/{name}", name="dashboard", title="Dashboard", mime_type="text/html")(
         dashboard_resource
@@ -335,4 +361,8 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
     )
     server.add_tool(run_metric, name="run_metric", annotations=read("Business metric", read_only=True))
     server.add_tool(query_warehouse, name="query_warehouse", annotations=read("Query the warehouse", read_only=True))
+    server.add_tool(
+        describe_warehouse, name="describe_warehouse",
+        annotations=read("Describe the warehouse", read_only=True),
+    )  # fmt: skip
     return server

@@ -9,6 +9,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from pydantic import Field
 
+from sophia_mcp.analysis.health import format_score, format_threshold
 from sophia_mcp.analysis.results import CallAnalysis
 from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import InvalidInput, NotFound
@@ -195,7 +196,9 @@ async def analyze_call(ctx: Context, call_id: CallId) -> CallHealthReport:
         await server.log(
             ctx,
             "warning",
-            f"{report.client_name or report.client_id} is at risk: health {report.health.score:.0f}/100",
+            f"{report.client_name or report.client_id} is at risk: health "
+            f"{format_score(report.health.score, report.threshold)}/100 "
+            f"(threshold {format_threshold(report.threshold)})",
         )
     return report
 

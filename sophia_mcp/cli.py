@@ -143,6 +143,7 @@ def demo() -> None:
     """Load the demo into an empty data dir, analyse every call and report client health, then score the leads."""
     from rich.table import Table
 
+    from sophia_mcp.analysis.health import format_score, format_threshold
     from sophia_mcp.demo import load_demo
     from sophia_mcp.workflows.call_health import analyze_calls
 
@@ -176,9 +177,8 @@ def demo() -> None:
             reports = await analyze_calls(services, call_ids, analysing)
 
         latest = {r.client_id: r for r in reports if r.client_id and r.health}
-        table = Table(
-            title=f"Client health after {len(reports)} calls (threshold {services.settings.health.threshold:.0f})"
-        )
+        threshold = services.settings.health.threshold
+        table = Table(title=f"Client health after {len(reports)} calls (threshold {format_threshold(threshold)})")
         table.add_column("Client", no_wrap=True, min_width=12)
         table.add_column("Health", justify="right", no_wrap=True, min_width=6)
         table.add_column("Calls", justify="right", no_wrap=True, min_width=5)
@@ -189,14 +189,14 @@ def demo() -> None:
                 per_client[r.client_id] = per_client.get(r.client_id, 0) + 1
         for report in sorted(latest.values(), key=lambda r: r.health.score if r.health else 0):
             assert report.health is not None
-            score = f"{report.health.score:.0f}"
+            score = format_score(report.health.score, threshold)
             style = "red" if report.at_risk else "green"
             weakest = min(report.health.components, key=lambda c: c.score)
             table.add_row(
                 report.client_name or str(report.client_id),
                 f"[{style}]{score}[/{style}]",
                 str(per_client[str(report.client_id)]),
-                f"{weakest.name} {weakest.score:.0f}: {weakest.detail}",
+                f"{weakest.name} {format_score(weakest.score)}: {weakest.detail}",
             )
         console.print(table)
         new_keys = {r.alert.key for r in reports if r.alert and r.alert.new}
@@ -322,6 +322,7 @@ def calls_sync(
 @run_app.command("analyze-call")
 def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id.")]) -> None:
     """Analyse one call, update its client's health and alert if it is under the threshold."""
+    from sophia_mcp.analysis.health import format_score
     from sophia_mcp.workflows.call_health import analyze_call
 
     console = _console()
@@ -339,7 +340,7 @@ def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id."
         for risk in analysis.risk_factors:
             console.print(f"  risk {risk.kind}: “{risk.text}”")
         if report.health:
-            console.print(f"Health: {report.health.score:.1f}/100. {report.health.explanation}")
+            console.print(f"Health: {format_score(report.health.score)}/100. {report.health.explanation}")
         if report.alert:
             console.print(f"Alert {report.alert.key} to {report.alert.channel}: {report.alert.status}")
 
@@ -350,6 +351,7 @@ def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id."
 def run_health_monitor() -> None:
     """One pass of the client-health monitor: an issue, a meeting request and an alert for each client under
     the threshold, once per period however often it runs."""
+    from sophia_mcp.analysis.health import format_score, format_threshold
     from sophia_mcp.workflows.health_monitor import monitor_health
 
     console = _console()
@@ -358,7 +360,8 @@ def run_health_monitor() -> None:
         report = await monitor_health(services)
         console.print(
             f"Health monitor {report.period} (run {report.run_id}): {report.clients} clients, {report.healthy} "
-            f"healthy, {report.at_risk} under {report.threshold:.0f}, {report.without_health} without a score yet."
+            f"healthy, {report.at_risk} under {format_threshold(report.threshold)}, {report.without_health} without a "
+            "score yet."
         )
         console.print(
             f"New this run: {report.new_issues} issues, {report.new_meetings} meeting requests, {report.new_alerts} "
@@ -366,7 +369,8 @@ def run_health_monitor() -> None:
         )
         for row in report.worst[:10]:
             console.print(
-                f"  {row.score:5.1f}  {row.name}  issue {row.issue or row.issue_status}, alert {row.alert_status}"
+                f"  {format_score(row.score, report.threshold):>5}  {row.name}  issue {row.issue or row.issue_status}, "
+                f"alert {row.alert_status}"
             )
 
     _with_services(work)

@@ -419,6 +419,15 @@ MIGRATIONS: list[str] = [
         FROM chunks c JOIN documents d ON d.id = c.document_id
     );
     """,
+    # 10: one health history row per client and source call: re-analysing a call replaced its row's figures
+    # instead of appending the same point again (which weighed twice in the trend). The newest of each is kept.
+    """
+    DELETE FROM client_health_history WHERE source_call_id IS NOT NULL AND id NOT IN (
+        SELECT max(id) FROM client_health_history WHERE source_call_id IS NOT NULL GROUP BY client_id, source_call_id
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS client_health_history_source
+        ON client_health_history (client_id, source_call_id);
+    """,
 ]
 
 

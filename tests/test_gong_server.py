@@ -128,23 +128,48 @@ async def test_failed_run_is_recorded_with_its_reason(settings: Settings, data_d
     assert step == [("fetch_call", "failed")]
 
 
-async def test_health_history_grows_with_each_analysis(settings: Settings, data_dir: Path) -> None:
+def a_clients_oldest_calls(data_dir: Path, n: int) -> tuple[str, list[str]]:
     with sqlite3.connect(data_dir / "sophia.db") as conn:
-        client_id, *call_ids = conn.execute(
-            "SELECT client_id, group_concat(id) FROM calls GROUP BY client_id HAVING COUNT(*) >= 3 LIMIT 1"
+        (client_id,) = conn.execute(
+            "SELECT client_id FROM calls GROUP BY client_id HAVING COUNT(*) >= ? ORDER BY client_id LIMIT 1", (n,)
         ).fetchone()
-    ids = call_ids[0].split(",")[:3]
+        ids = [r[0] for r in conn.execute(
+            "SELECT id FROM calls WHERE client_id = ? ORDER BY started LIMIT ?", (client_id, n)
+        )]  # fmt: skip
+    return client_id, ids
+
+
+def health_history(data_dir: Path, client_id: str) -> list[tuple[float, str, str]]:
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        return conn.execute(
+            "SELECT score, explanation, source_call_id FROM client_health_history WHERE client_id = ? ORDER BY as_of",
+            (client_id,),
+        ).fetchall()
+
+
+async def test_health_history_grows_with_each_newer_call(settings: Settings, data_dir: Path) -> None:
+    client_id, ids = a_clients_oldest_calls(data_dir, 3)
     async with Client(create_server(settings)) as client:
         for call_id in ids:
             structured(await client.call_tool("analyze_call", {"call_id": call_id}))
+    history = health_history(data_dir, client_id)
     with sqlite3.connect(data_dir / "sophia.db") as conn:
-        history = conn.execute(
-            "SELECT score, explanation FROM client_health_history WHERE client_id = ? ORDER BY id", (client_id,)
-        ).fetchall()
         current = conn.execute("SELECT score FROM client_health WHERE client_id = ?", (client_id,)).fetchone()
-    assert len(history) == 3
-    assert all(0 <= score <= 100 and explanation.startswith("Health ") for score, explanation in history)
+    assert [source for _, _, source in history] == ids
+    assert all(0 <= score <= 100 and explanation.startswith("Health ") for score, explanation, _ in history)
     assert current[0] == history[-1][0]
+
+
+async def test_analysing_a_call_again_leaves_one_history_row_per_source(settings: Settings, data_dir: Path) -> None:
+    client_id, ids = a_clients_oldest_calls(data_dir, 2)
+    async with Client(create_server(settings)) as client:
+        for call_id in [ids[0], ids[0], ids[1], ids[1], ids[0]]:
+            structured(await client.call_tool("analyze_call", {"call_id": call_id}))
+        last = structured(await client.call_tool("analyze_call", {"call_id": ids[1]}))
+    history = health_history(data_dir, client_id)
+    # Analysing the older call again recomputes health as of the newer one: still one row for it.
+    assert [source for _, _, source in history] == ids
+    assert history[-1][0] == last["health"]["score"]
 
 
 async def test_list_calls_pages_through_every_call_once(settings: Settings, data_dir: Path) -> None:
@@ -300,3 +325,30 @@ async def test_logging_set_level_filters_messages(settings: Settings, data_dir: 
             await client.set_logging_level("error")
         await client.call_tool("analyze_call", {"call_id": call_id})
         assert [level for level, _ in received if level in ("info", "warning")] == []
+
+
+async def test_the_migration_keeps_the_newest_of_repeated_history_rows(settings: Settings, data_dir: Path) -> None:
+    client_id, [call_id] = a_clients_oldest_calls(data_dir, 1)
+    async with Client(create_server(settings)) as client:
+        structured(await client.call_tool("analyze_call", {"call_id": call_id}))
+    # The store as version 9 left it: every re-analysis had appended the same point again.
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        conn.execute("DROP INDEX client_health_history_source")
+        conn.execute("PRAGMA user_version = 9")
+        for score in (11.0, 22.0):
+            conn.execute(
+                "INSERT INTO client_health_history (client_id, score, components, explanation, as_of, source_call_id, "
+                "run_id, recorded_at) SELECT client_id, ?, components, explanation, as_of, source_call_id, run_id, "
+                "recorded_at FROM client_health_history WHERE client_id = ? LIMIT 1",
+                (score, client_id),
+            )
+        conn.execute(
+            "INSERT INTO client_health_history (client_id, score, components, explanation, as_of, recorded_at) "
+            "VALUES ('no-source', 50, '[]', '', '2026-01-01', '2026-01-01'), "
+            "('no-source', 50, '[]', '', '2026-01-02', '2026-01-02')"
+        )
+    async with Client(create_server(settings)) as client:
+        structured(await client.call_tool("list_calls", {"limit": 1}))  # the store opens, and migrates
+    history = health_history(data_dir, client_id)
+    assert [(score, source) for score, _, source in history] == [(22.0, call_id)]
+    assert len(health_history(data_dir, "no-source")) == 2  # rows without a source call are not the same point

@@ -22,7 +22,7 @@ from mcp_types import ListRootsResult, Root, TextResourceContents
 
 from sophia_mcp.servers.knowledge import create_server
 from sophia_mcp.settings import Settings
-from sophia_mcp.store import Store
+from sophia_mcp.store import MIGRATIONS, Store
 from tests.conftest import make_settings
 from tests.mcp_helpers import structured, text_of
 from tests.processes import SCRIPT, env_for, http_server
@@ -118,10 +118,12 @@ async def test_an_ingestion_failing_after_its_vectors_are_written_takes_them_bac
 def test_upgrading_the_store_removes_vectors_left_without_a_document(data_dir: Path) -> None:
     db = data_dir / "sophia.db"
     before = counts(data_dir)
-    with sqlite3.connect(db) as conn:  # the store as it was before it noted vectors being written
+    # The store as it was before it noted vectors being written (migrations after that one run again).
+    before_pending = next(n for n, script in enumerate(MIGRATIONS) if "CREATE TABLE pending_vectors" in script)
+    with sqlite3.connect(db) as conn:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         conn.execute("DROP TABLE pending_vectors")
-        conn.execute(f"PRAGMA user_version = {version - 1}")
+        conn.execute(f"PRAGMA user_version = {before_pending}")
         conn.execute(
             "INSERT INTO vectors (id, vector, metadata, updated_at) "
             "SELECT 'doc-gone#0123456789.' || rowid, vector, metadata, updated_at FROM vectors"

@@ -3,6 +3,8 @@ synthesis from the client's model that cites the evidence; and the web-search ad
 
 from __future__ import annotations
 
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +173,99 @@ async def test_the_configured_model_writes_the_answer_when_the_client_cannot(dat
             result = structured(await client.call_tool("strategic_query", {"question": QUESTION}))
     assert result["synthesized_by"] == "openai" and result["answer"].startswith("From the evidence [W1]")
     assert "[K1]" in state.requests[-1]["messages"][-1]["content"]
+
+
+def a_client_with_recent_calls(data_dir: Path, days: int) -> tuple[str, str, list[str]]:
+    """The client with the most calls in the last `days`, its name, and every call of it, oldest first."""
+    since = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S")
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        client_id, name = conn.execute(
+            "SELECT client_id, client_name FROM calls WHERE started >= ? GROUP BY client_id "
+            "ORDER BY count(*) DESC, client_id LIMIT 1",
+            (since,),
+        ).fetchone()
+        calls = [r[0] for r in conn.execute("SELECT id FROM calls WHERE client_id = ? ORDER BY started", (client_id,))]
+    return client_id, name, calls
+
+
+def history_days(data_dir: Path, since: datetime, client_id: str | None = None) -> list[str]:
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT DISTINCT DATE(as_of) FROM client_health_history WHERE as_of >= ? AND (? IS NULL OR client_id = ?) "
+            "ORDER BY 1", (since.isoformat(), client_id, client_id),
+        )]  # fmt: skip
+
+
+def quoted_days(citation: dict[str, Any]) -> list[str]:
+    return [line.split(",")[0] for line in citation["quote"].splitlines()[1:]]
+
+
+async def test_a_named_client_and_period_narrow_the_evidence_to_them(data_dir: Path) -> None:
+    client_id, name, calls = a_client_with_recent_calls(data_dir, 14)
+    others = [c for c in newest_call_ids(data_dir, 40) if c not in calls]
+    question = f"How is {name} doing over the last two weeks?"
+    async with Client(create_server(make_settings(data_dir))) as client:
+        for call_id in [*calls, *others[::-1]]:
+            structured(await client.call_tool("gong_analyze_call", {"call_id": call_id}))
+        asked = datetime.now(UTC)
+        evidence = structured(await client.call_tool("strategic_query", {"question": question}))["evidence"]
+    scope, cited = evidence["scope"], {c["locator"]: c for c in evidence["citations"]}
+    assert (scope["client_id"], scope["client_name"], scope["period"]) == (client_id, name, "the last 14 days")
+    assert scope["metrics"] == ["client_health", "health_trend", "competitor_mentions"]
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        (score,) = conn.execute("SELECT score FROM client_health WHERE client_id = ?", (client_id,)).fetchone()
+        names = [r[0] for r in conn.execute("SELECT name FROM clients WHERE id != ?", (client_id,))]
+    health = cited["metric:client_health"]
+    assert health["quote"].splitlines()[1:] and f"{name}," in health["quote"] and f", {score:.1f}," in health["quote"]
+    assert not [n for n in names if n in " ".join(c["quote"] for c in cited.values())]  # only its numbers
+    trend = cited["metric:health_trend"]
+    # Every day of the last 14 with the client's health, up to its newest, and none of the 76 before them.
+    days = history_days(data_dir, asked - timedelta(days=14), client_id)
+    assert len(days) >= 2 and quoted_days(trend) == days and f"of {name}, the last 14 days" in trend["title"]
+    called = [c["locator"].removeprefix("gong://calls/") for c in evidence["citations"] if c["source"] == "calls"]
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        recent = {r[0] for r in conn.execute(
+            "SELECT id FROM calls WHERE client_id = ? AND started >= ?",
+            (client_id, (asked - timedelta(days=14)).isoformat()),
+        )}  # fmt: skip
+    assert called and set(called) <= recent
+
+
+async def test_the_trend_cites_the_newest_points_of_the_window(data_dir: Path) -> None:
+    async with Client(create_server(make_settings(data_dir))) as client:
+        with sqlite3.connect(data_dir / "sophia.db") as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM calls ORDER BY started")]
+        for call_id in ids:
+            structured(await client.call_tool("gong_analyze_call", {"call_id": call_id}))
+        asked = datetime.now(UTC)
+        answers = {
+            question: structured(
+                await client.call_tool("strategic_query", {"question": question, "sources": ["warehouse"]})
+            )["evidence"]
+            for question in ("How has health changed over the last 30 days?", "How is client health trending?")
+        }
+    for question, days_back in [("How has health changed over the last 30 days?", 30),
+                                ("How is client health trending?", 90)]:  # fmt: skip
+        evidence = answers[question]
+        [trend] = [c for c in evidence["citations"] if c["locator"] == "metric:health_trend"]
+        days = history_days(data_dir, asked - timedelta(days=days_back))
+        shown = quoted_days(trend)
+        # As many days as the quote holds, ending with the newest day scored: never the oldest of the window.
+        assert len(shown) >= 10 and shown == days[-len(shown) :], (question, shown, days)
+        assert evidence["scope"]["period"] == f"the last {days_back} days"
+        assert len(days) <= len(shown) or f"most recent of {len(days)} days" in trend["title"]
+
+
+async def test_a_question_about_a_competitor_cites_its_mentions(data_dir: Path) -> None:
+    async with Client(create_server(make_settings(data_dir))) as client:
+        answers = [
+            structured(await client.call_tool("strategic_query", {"question": q, "sources": ["warehouse"]}))["evidence"]
+            for q in ("What is AppFolio doing this quarter?", "Are clients talking about Buildium or Yardi Breeze?")
+        ]
+    appfolio, others = answers
+    assert appfolio["scope"]["competitors"] == ["AppFolio"] and appfolio["scope"]["period"] == "this quarter"
+    assert appfolio["scope"]["metrics"] == ["competitor_mentions", "health_trend"]
+    [mentions] = [c for c in appfolio["citations"] if c["locator"] == "metric:competitor_mentions"]
+    assert [line.split(",")[0] for line in mentions["quote"].splitlines()[1:]] == ["AppFolio"]
+    assert sorted(others["scope"]["competitors"]) == ["Buildium", "Yardi"]
+    assert others["scope"]["metrics"] == ["competitor_mentions"]

@@ -114,6 +114,23 @@ async def test_contract_health_is_set_and_kept(warehouse: Warehouse) -> None:
     assert await warehouse.health_scores([]) == {}
 
 
+async def test_contract_history_keeps_one_row_per_client_and_source_call(warehouse: Warehouse) -> None:
+    health = call_health(an_analysis("1", NOW), HealthWeights())
+    worse = call_health(an_analysis("2", NOW, "This is awful, we will cancel."), HealthWeights())
+    for score, source in [(health, "1"), (health, "1"), (worse, "2"), (worse, "1"), (health, None), (health, None)]:
+        await warehouse.record_health(HealthRecord(client_id="c1", health=score, as_of=NOW, source_call_id=source))
+    rows = await warehouse.read(
+        "SELECT source_call_id, score FROM client_health_history WHERE client_id = ?", ["c1"], 5
+    )
+    by_source: dict[str | None, list[float]] = {}
+    for source, score in rows.rows:
+        by_source.setdefault(source, []).append(score)
+    # The same source again replaces its row's figures; records without a source call are each kept.
+    assert by_source == {
+        "1": [pytest.approx(worse.score)], "2": [pytest.approx(worse.score)], None: [pytest.approx(health.score)] * 2
+    }  # fmt: skip
+
+
 async def test_snowflake_needs_its_settings(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="SOPHIA_SNOWFLAKE__ACCOUNT"):
         build_services(make_settings(tmp_path, snowflake={"backend": "snowflake"}))
@@ -131,3 +148,27 @@ async def test_call_analysis_runs_on_snowflake(data_dir: Path, patched_snowflake
         detail = structured(await client.call_tool("get_call", {"call_id": call_id}))
     assert 0 <= report["health"]["score"] <= 100
     assert detail["analysis"]["call_id"] == call_id  # read back from Snowflake
+
+
+async def test_snowflake_drops_repeated_history_rows_at_login(tmp_path: Path) -> None:
+    import snowflake.connector
+
+    with fakesnow.patch():
+        first = build_services(make_settings(tmp_path, snowflake=SNOWFLAKE))
+        health = call_health(an_analysis("1", NOW), HealthWeights())
+        await first.warehouse.record_health(HealthRecord(client_id="c1", health=health, as_of=NOW, source_call_id="1"))
+        await first.aclose()
+        first.close()
+        # What record_health left before it merged: the same point appended again at each re-analysis.
+        conn = snowflake.connector.connect(database="SOPHIA", schema="ANALYTICS")
+        for n in range(1, 3):
+            conn.cursor().execute(
+                "INSERT INTO CLIENT_HEALTH_HISTORY (CLIENT_ID, SCORE, SOURCE_CALL_ID, RECORDED_AT) "
+                f"VALUES ('c1', {n}, '1', DATEADD(day, {n}, CURRENT_TIMESTAMP()))"
+            )
+        conn.close()
+        again = build_services(make_settings(tmp_path, snowflake=SNOWFLAKE))
+        rows = await again.warehouse.read("SELECT SCORE FROM CLIENT_HEALTH_HISTORY WHERE CLIENT_ID = 'c1'", [], 5)
+        await again.aclose()
+        again.close()
+    assert rows.rows == [[2.0]]

@@ -3,6 +3,9 @@ multi-statement and escape attempt in a corpus while running the reads, within b
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -300,10 +303,61 @@ async def test_an_unterminated_string_answers_what_to_fix(data_dir: Path) -> Non
     assert after["rows"][0][0] > 0
 
 
-async def test_what_sqlite_refuses_answers_what_to_fix(data_dir: Path) -> None:
+def crashes_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Records a crash leaves (a traceback on stderr, or an error): a refused query leaves none."""
+    return [r.getMessage()[:200] for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def test_what_sqlite_refuses_answers_what_to_fix(data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     async with Client(create_server(make_settings(data_dir))) as client:
         answer = await client.call_tool("query_warehouse", {"sql": "SELECT no_such_column FROM clients"})
     assert answer.is_error and "SQLite refused the query: no such column: no_such_column" in text_of(answer)
+    assert "Error executing tool" not in text_of(answer) and crashes_logged(caplog) == []
+
+
+async def test_what_snowflake_refuses_answers_in_its_own_words_briefly(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    # The query's line comes back quoted in Snowflake's message: a long one must not come back whole.
+    long_line = "SELECT no_such_column FROM client_health WHERE " + " OR ".join(f"score = {i}" for i in range(400))
+    with fakesnow.patch():
+        async with Client(create_server(make_settings(data_dir, snowflake=SNOWFLAKE))) as client:
+            answers = [await client.call_tool("query_warehouse", {"sql": sql})
+                       for sql in ("SELECT no_such_column FROM client_health", long_line)]  # fmt: skip
+    texts = [text_of(a) for a in answers]
+    assert all(a.is_error for a in answers), texts
+    assert all(t.startswith("Snowflake refused the query: ") and "NO_SUCH_COLUMN" in t for t in texts), texts
+    assert not any(re.search(r"\d{6} \(\w+\):", t) for t in texts), texts  # the connector's error number and id
+    assert len(long_line) > 5_000 and len(texts[1]) < 600, len(texts[1])
+    assert "Error executing tool" not in " ".join(texts) and crashes_logged(caplog) == []
+
+
+async def test_the_schema_lists_the_tables_a_query_may_read_and_their_columns(data_dir: Path) -> None:
+    async with Client(create_server(make_settings(data_dir))) as client:
+        schema = structured(await client.call_tool("describe_warehouse", {}))
+        resource = json.loads((await client.read_resource("sophia://warehouse/schema")).contents[0].text)  # type: ignore[union-attr]
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        [column] = [c for c in next(t for t in schema["tables"] if t["name"] == "client_health")["columns"]
+                    if c["name"] == "score"]  # fmt: skip
+        listed = ", ".join(
+            f"{t['name']}.{c['name']}" for t in schema["tables"] for c in t["columns"] if t["name"] != "calls"
+        )
+        ran = await client.call_tool("query_warehouse", {"sql": f"SELECT {listed} FROM " + ", ".join(
+            t["name"] for t in schema["tables"] if t["name"] != "calls") + " LIMIT 1"})  # fmt: skip
+    assert [t["name"] for t in schema["tables"]] == list(analytics.ALLOWED_TABLES) and resource == schema
+    assert schema["dialect"] == "sqlite" and column["type"] == "REAL" and "threshold" in column["note"]
+    assert {m["name"] for m in schema["metrics"]} == set(analytics.METRICS)
+    assert not ran.is_error, text_of(ran)  # every column listed is one a query may read
+    assert "describe_warehouse" in (tools["query_warehouse"].description or "")
+    assert tools["describe_warehouse"].annotations and tools["describe_warehouse"].annotations.read_only_hint
+    with fakesnow.patch():
+        async with Client(create_server(make_settings(data_dir, snowflake=SNOWFLAKE))) as client:
+            snow = structured(await client.call_tool("describe_warehouse", {}))
+    # Snowflake holds only what analysis writes there: the schema says so, rather than listing every table.
+    assert [t["name"] for t in snow["tables"]] == ["call_analyses", "client_health", "client_health_history"]
+    assert snow["dialect"] == "snowflake" and "SCORE" in [c["name"] for c in snow["tables"][1]["columns"]]
 
 
 async def test_reads_run_capped_at_the_limit(data_dir: Path) -> None:

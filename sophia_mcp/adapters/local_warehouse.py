@@ -11,14 +11,23 @@ from typing import Any
 from sophia_mcp.adapters.warehouse_sql import (
     ANALYSES_OF_CLIENT_SINCE,
     ANALYSIS_OF_CALL,
-    APPEND_HEALTH_HISTORY,
     HEALTH_OF_CLIENT,
     scores_of_clients,
 )
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.ports.warehouse import HealthRecord, QueryResult
+from sophia_mcp.ports.warehouse import Column, HealthRecord, QueryResult
 from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
+
+# One row per client and source call (a record without one is appended): a re-analysis replaces its figures.
+RECORD_HEALTH_HISTORY = """
+INSERT INTO client_health_history (client_id, score, components, explanation, as_of, source_call_id, run_id,
+                                   recorded_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (client_id, source_call_id) DO UPDATE SET
+    score = excluded.score, components = excluded.components, explanation = excluded.explanation,
+    as_of = excluded.as_of, run_id = excluded.run_id, recorded_at = excluded.recorded_at
+"""
 
 
 def _health_from_row(row: sqlite3.Row) -> HealthRecord:
@@ -129,6 +138,19 @@ class LocalWarehouse:
                 [(analysis.call_id, name, n) for name, n in sorted(mentions.items())],
             )
 
+    async def columns(self, tables: list[str]) -> dict[str, list[Column]]:
+        wanted = {t.casefold(): t for t in tables}
+        rows = await self.store.read(
+            self.store.query,
+            "SELECT m.name AS tbl, p.name, p.type FROM sqlite_master m JOIN pragma_table_info(m.name) p "
+            f"WHERE m.type = 'table' AND lower(m.name) IN ({', '.join('?' * len(wanted))}) ORDER BY m.name, p.cid",
+            list(wanted),
+        )
+        found: dict[str, list[Column]] = {}
+        for row in rows:
+            found.setdefault(wanted[row["tbl"].casefold()], []).append(Column(name=row["name"], type=row["type"]))
+        return {t: found[t] for t in tables if t in found}
+
     async def save_analysis(self, analysis: CallAnalysis) -> None:
         await self.store.run(self._save_analysis, analysis)
 
@@ -166,7 +188,7 @@ class LocalWarehouse:
                 """,
                 values,
             )
-            conn.execute(APPEND_HEALTH_HISTORY, values)
+            conn.execute(RECORD_HEALTH_HISTORY, values)
 
     async def record_health(self, record: HealthRecord) -> None:
         await self.store.run(self._record_health, record)

@@ -18,13 +18,12 @@ import anyio.to_thread
 from sophia_mcp.adapters.warehouse_sql import (
     ANALYSES_OF_CLIENT_SINCE,
     ANALYSIS_OF_CALL,
-    APPEND_HEALTH_HISTORY,
     HEALTH_OF_CLIENT,
     scores_of_clients,
 )
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
 from sophia_mcp.errors import ConfigurationError, InvalidInput, ServiceUnavailable
-from sophia_mcp.ports.warehouse import HealthRecord, QueryResult
+from sophia_mcp.ports.warehouse import Column, HealthRecord, QueryResult
 from sophia_mcp.settings import SnowflakeSettings
 from sophia_mcp.store import utcnow
 
@@ -63,6 +62,34 @@ WHEN MATCHED THEN UPDATE SET SCORE = s.SCORE, COMPONENTS = s.COMPONENTS, EXPLANA
     AS_OF = s.AS_OF, SOURCE_CALL_ID = s.SOURCE_CALL_ID, RUN_ID = s.RUN_ID, UPDATED_AT = s.UPDATED_AT
 WHEN NOT MATCHED THEN INSERT (CLIENT_ID, SCORE, COMPONENTS, EXPLANATION, AS_OF, SOURCE_CALL_ID, RUN_ID, UPDATED_AT)
     VALUES (s.CLIENT_ID, s.SCORE, s.COMPONENTS, s.EXPLANATION, s.AS_OF, s.SOURCE_CALL_ID, s.RUN_ID, s.UPDATED_AT)
+"""
+
+
+COLUMNS_OF_TABLES = (
+    "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = CURRENT_SCHEMA() "
+    "AND TABLE_NAME IN ({}) ORDER BY TABLE_NAME, ORDINAL_POSITION"
+)
+REFUSAL_CHARS = 500  # Snowflake's message quotes the query's line: enough to point at the mistake, not an echo
+
+# One row per client and source call, as in the local store: a re-analysis replaces its figures. A record without
+# a source call matches none and is appended.
+RECORD_HEALTH_HISTORY = """
+MERGE INTO CLIENT_HEALTH_HISTORY t USING (
+    SELECT ? AS CLIENT_ID, CAST(? AS FLOAT) AS SCORE, ? AS COMPONENTS, ? AS EXPLANATION,
+           CAST(? AS TIMESTAMP_TZ) AS AS_OF, ? AS SOURCE_CALL_ID, ? AS RUN_ID, CAST(? AS TIMESTAMP_TZ) AS RECORDED_AT) s
+ON t.CLIENT_ID = s.CLIENT_ID AND t.SOURCE_CALL_ID = s.SOURCE_CALL_ID
+WHEN MATCHED THEN UPDATE SET SCORE = s.SCORE, COMPONENTS = s.COMPONENTS, EXPLANATION = s.EXPLANATION,
+    AS_OF = s.AS_OF, RUN_ID = s.RUN_ID, RECORDED_AT = s.RECORDED_AT
+WHEN NOT MATCHED THEN INSERT (CLIENT_ID, SCORE, COMPONENTS, EXPLANATION, AS_OF, SOURCE_CALL_ID, RUN_ID, RECORDED_AT)
+    VALUES (s.CLIENT_ID, s.SCORE, s.COMPONENTS, s.EXPLANATION, s.AS_OF, s.SOURCE_CALL_ID, s.RUN_ID, s.RECORDED_AT)
+"""
+
+# Rows appended before the MERGE above, for the same client and source call: all but the newest go (at login).
+DEDUPLICATE_HEALTH_HISTORY = """
+DELETE FROM CLIENT_HEALTH_HISTORY h USING (
+    SELECT CLIENT_ID, SOURCE_CALL_ID, MAX(RECORDED_AT) AS NEWEST FROM CLIENT_HEALTH_HISTORY
+    WHERE SOURCE_CALL_ID IS NOT NULL GROUP BY CLIENT_ID, SOURCE_CALL_ID HAVING COUNT(*) > 1) d
+WHERE h.CLIENT_ID = d.CLIENT_ID AND h.SOURCE_CALL_ID = d.SOURCE_CALL_ID AND h.RECORDED_AT < d.NEWEST
 """
 
 
@@ -124,6 +151,7 @@ class SnowflakeWarehouse:
                     cursor.execute(f'USE SCHEMA "{s.schema_.replace(chr(34), "")}"')
                 for ddl in TABLES:
                     cursor.execute(ddl)
+                cursor.execute(DEDUPLICATE_HEALTH_HISTORY)
             except snowflake.connector.errors.Error as exc:
                 raise ServiceUnavailable(f"Snowflake: {type(exc).__name__}: {exc.msg or exc}") from None
             self._conn = conn
@@ -168,7 +196,9 @@ class SnowflakeWarehouse:
                 cursor.close()
                 return QueryResult(columns=columns, rows=rows)
             except snowflake.connector.errors.ProgrammingError as exc:
-                raise InvalidInput(f"Snowflake refused the query: {exc.msg or exc}") from None
+                # raw_msg: Snowflake's own words, without the error number and query id the connector prefixes.
+                said = (exc.raw_msg or exc.msg or str(exc)).strip()
+                raise InvalidInput(f"Snowflake refused the query: {said[:REFUSAL_CHARS]}") from None
             except snowflake.connector.errors.Error as exc:
                 raise ServiceUnavailable(f"Snowflake: {type(exc).__name__}: {exc.msg or exc}") from None
 
@@ -179,6 +209,14 @@ class SnowflakeWarehouse:
 
     async def _query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return await anyio.to_thread.run_sync(self._run, sql, params)
+
+    async def columns(self, tables: list[str]) -> dict[str, list[Column]]:
+        wanted = {t.upper(): t for t in tables}
+        rows = await self._query(COLUMNS_OF_TABLES.format(", ".join("?" * len(wanted))), *wanted)
+        found: dict[str, list[Column]] = {}
+        for table, name, type_ in rows:
+            found.setdefault(wanted[str(table).upper()], []).append(Column(name=str(name), type=str(type_)))
+        return {t: found[t] for t in tables if t in found}
 
     async def save_analysis(self, analysis: CallAnalysis) -> None:
         await self._query(
@@ -213,7 +251,7 @@ class SnowflakeWarehouse:
             _ts(utcnow()),
         )
         await self._query(UPSERT_HEALTH, *values)
-        await self._query(APPEND_HEALTH_HISTORY, *values)
+        await self._query(RECORD_HEALTH_HISTORY, *values)
 
     async def health_scores(self, client_ids: list[str]) -> dict[str, float]:
         scores: dict[str, float] = {}

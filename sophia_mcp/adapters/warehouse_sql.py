@@ -19,9 +19,3 @@ HEALTH_OF_CLIENT = (
 def scores_of_clients(count: int) -> str:
     """Current health scores of `count` clients, in one statement."""
     return f"SELECT CLIENT_ID, SCORE FROM CLIENT_HEALTH WHERE CLIENT_ID IN ({', '.join('?' * count)})"
-
-
-APPEND_HEALTH_HISTORY = (
-    "INSERT INTO CLIENT_HEALTH_HISTORY (CLIENT_ID, SCORE, COMPONENTS, EXPLANATION, AS_OF, SOURCE_CALL_ID, RUN_ID, "
-    "RECORDED_AT) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)

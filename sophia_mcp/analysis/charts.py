@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+from sophia_mcp.analysis.health import format_score
+
 WIDTH = 640
 ROW = 22
 RED, GREEN, BLUE, GREY = "#c0392b", "#2e8b57", "#2c6fbb", "#8a8f98"
@@ -16,7 +18,8 @@ RED, GREEN, BLUE, GREY = "#c0392b", "#2e8b57", "#2c6fbb", "#8a8f98"
 
 def bar_chart(title: str, items: Sequence[tuple[str, float]], *, maximum: float | None = None,
               threshold: float | None = None) -> str:  # fmt: skip
-    """Horizontal bars, one per (label, value); with a threshold, bars under it are red and the line is drawn."""
+    """Horizontal bars, one per (label, value); with a threshold, bars under it are red, the line is drawn and each
+    value reads as a score (on the same side of the threshold as its bar)."""
     top = maximum if maximum is not None else max([v for _, v in items] + [1.0])
     label_w, bar_w = 230, WIDTH - 230 - 90
     height = ROW * len(items) + 30
@@ -31,7 +34,8 @@ def bar_chart(title: str, items: Sequence[tuple[str, float]], *, maximum: float 
         )
         parts.append(f'<rect class="bar" data-value="{value:.2f}" x="{label_w}" y="{y + 3}" width="{width:.1f}" '
                      f'height="{ROW - 6}" fill="{color}"/>')  # fmt: skip
-        parts.append(f'<text x="{label_w + width + 6:.1f}" y="{y + 14}" font-size="12">{value:,.0f}</text>')
+        shown = f"{value:,.0f}" if threshold is None else format_score(value, threshold)
+        parts.append(f'<text x="{label_w + width + 6:.1f}" y="{y + 14}" font-size="12">{shown}</text>')
     if threshold is not None and top:
         x = label_w + bar_w * threshold / top
         parts.append(

@@ -10,6 +10,7 @@ import math
 
 from pydantic import Field
 
+from sophia_mcp.analysis.health import format_score
 from sophia_mcp.model import Model
 
 FEATURES = (
@@ -41,7 +42,7 @@ def reason(feature: str, value: float) -> str:
     """What a feature's value says, in words, when it pushes churn risk up."""
     match feature:
         case "health":
-            return f"health is {value:.0f}/100"
+            return f"health is {format_score(value)}/100"
         case "health_trend":
             return f"health {'falling' if value < 0 else 'rising'} {abs(value):.1f} points a month"
         case "sentiment":

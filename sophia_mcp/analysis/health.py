@@ -45,6 +45,23 @@ RISK_WORDS: dict[str, str] = {
 }
 
 
+def format_score(score: float, threshold: float | None = None) -> str:
+    """A score as text, the one way every message, issue and page prints one: to one decimal, a whole number
+    without its ".0" ("72", "69.8"). Beside a threshold, with as many more decimals as it takes to read on the
+    same side of it as the score does (69.96 under 70 is "69.96", never "70")."""
+    for digits in range(1, 7):
+        text = f"{score:.{digits}f}"
+        if threshold is None or (float(text) < threshold) == (score < threshold):
+            break
+    return text.rstrip("0").rstrip(".")
+
+
+def format_threshold(threshold: float) -> str:
+    """A threshold as text: as set, never rounded ("70", "62.5", "70.04"), so a score printed beside it by
+    `format_score` compares with it as the numbers do."""
+    return f"{threshold:g}"
+
+
 def _clamp(value: float) -> float:
     return max(0.0, min(100.0, value))
 
@@ -183,7 +200,7 @@ def _merge_competitors(analyses: Sequence[CallAnalysis]) -> str:
 
 
 def _explain(health: HealthScore, basis: str) -> str:
-    parts = [f"Health {health.score:.0f}/100 from {basis}."]
+    parts = [f"Health {format_score(health.score)}/100 from {basis}."]
     for c in sorted(health.components, key=lambda c: c.score):
-        parts.append(f"{c.name} {c.score:.0f} (weight {c.weight:.2f}): {c.detail}.")
+        parts.append(f"{c.name} {format_score(c.score)} (weight {c.weight:.2f}): {c.detail}.")
     return " ".join(parts)

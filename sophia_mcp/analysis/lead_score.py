@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from sophia_mcp.analysis.health import format_score
 from sophia_mcp.model import Model
 from sophia_mcp.settings import LeadScoreWeights
 
@@ -131,7 +132,7 @@ def score_lead(signals: LeadSignals, weights: LeadScoreWeights) -> LeadScore:
             ),
             max_points=top_health,
             why=(
-                f"client health {signals.client_health:.0f}/100"
+                f"client health {format_score(signals.client_health)}/100"
                 if signals.client_health is not None
                 else "client health not known yet"
             ),

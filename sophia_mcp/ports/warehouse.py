@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
+from pydantic import Field
+
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
 from sophia_mcp.model import Model
 
@@ -22,6 +24,11 @@ class QueryResult(Model):
     rows: list[list[Any]]
 
 
+class Column(Model):
+    name: str = Field(description="As the warehouse spells it; unquoted names match it in any case.")
+    type: str = Field(description="The warehouse's own type name (TEXT, REAL, TIMESTAMP_TZ, ...).")
+
+
 class Warehouse(Protocol):
     dialect: str  # sqlglot's name for the SQL it speaks: "sqlite" or "snowflake"
 
@@ -30,6 +37,11 @@ class Warehouse(Protocol):
     ) -> QueryResult:
         """Run one read-only statement (already checked) within `timeout_s`, reading at most `max_rows` rows;
         InvalidInput when it takes longer, when the rows read pass `max_bytes`, or when the warehouse refuses it."""
+        ...
+
+    async def columns(self, tables: list[str]) -> dict[str, list[Column]]:
+        """The columns of each of `tables` the warehouse holds, in table order, keyed by the name as given
+        (any case); a table it does not hold is left out."""
         ...
 
     async def save_analysis(self, analysis: CallAnalysis) -> None:
@@ -43,7 +55,8 @@ class Warehouse(Protocol):
         ...
 
     async def record_health(self, record: HealthRecord) -> None:
-        """Set the client's current health and append it to the client's history."""
+        """Set the client's current health and keep it in the client's history: one row per client and source
+        call, so the same source again replaces its row's figures (a record without a source is appended)."""
         ...
 
     async def get_health(self, client_id: str) -> HealthRecord | None: ...

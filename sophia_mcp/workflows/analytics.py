@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -20,8 +20,38 @@ from sophia_mcp.model import Model
 from sophia_mcp.services import Services
 from sophia_mcp.store import iso, utcnow
 
-ALLOWED_TABLES = ("clients", "contacts", "calls", "call_analyses", "call_mentions", "client_health",
-                  "client_health_history")  # fmt: skip
+# The tables a query may read, what each holds, and a word on the columns whose meaning their name does not say.
+TABLES: dict[str, tuple[str, dict[str, str]]] = {
+    "clients": ("The client companies (CRM accounts).", {
+        "segment": "SMB, Mid-Market or Enterprise", "arr": "annual recurring revenue, USD",
+        "csm_name": "the client's customer success manager",
+    }),
+    "contacts": ("People at the clients.", {
+        "client_id": "clients.id", "lead_score": "0-100, from enrichment", "lead_grade": "A-D, from the lead score",
+    }),
+    "calls": ("Recorded calls (Gong).", {
+        "started": "ISO 8601 UTC text (SQLite) or TIMESTAMP_TZ", "client_id": "clients.id",
+        "raw": "the provider's JSON of the call (long: select parts of it)",
+    }),
+    "call_analyses": ("One analysis per analysed call.", {
+        "client_id": "clients.id", "external_sentiment": "-1..1, the client side's mean sentiment",
+        "internal_ratio": "0..1, our side's share of the talk time",
+        "analysis": "JSON of the whole analysis: sentiment, risk factors, competitor mentions, talk",
+    }),
+    "call_mentions": ("Competitors named on each call.", {
+        "competitor": "the competitor's configured name", "mentions": "sentences naming it on the call",
+    }),
+    "client_health": ("Each client's current health, as of its newest analysed call.", {
+        "score": "0-100; under the health threshold a client is at risk",
+        "components": "JSON: sentiment, risk, engagement and competition scores with weights",
+        "source_call_id": "the newest analysed call the score is as of",
+    }),
+    "client_health_history": ("Each client's health as of each newest analysed call: one row per client and "
+                              "source call.", {
+        "score": "0-100", "as_of": "when the source call started", "source_call_id": "calls.id",
+    }),
+}  # fmt: skip
+ALLOWED_TABLES = tuple(TABLES)
 ROW_LIMIT = 200
 
 
@@ -29,6 +59,8 @@ class MetricArgs(Model):
     threshold: float | None = Field(default=None, ge=0, le=100, description="Health threshold; default the setting.")
     days: int = Field(default=90, ge=1, le=3650, description="How far back.")
     client_id: str | None = Field(default=None, max_length=100, description="One client only (where it applies).")
+    since: datetime | None = Field(default=None, description="From when (instead of `days` back from now).")
+    until: datetime | None = Field(default=None, description="Up to when, excluded; default now.")
 
 
 @dataclass(frozen=True)
@@ -39,7 +71,11 @@ class Metric:
 
 
 def _since(args: MetricArgs) -> str:
-    return iso(utcnow() - timedelta(days=args.days))
+    return iso(args.since or utcnow() - timedelta(days=args.days))
+
+
+def _until(args: MetricArgs) -> str | None:
+    return iso(args.until) if args.until else None
 
 
 METRICS: dict[str, Metric] = {
@@ -48,28 +84,29 @@ METRICS: dict[str, Metric] = {
         """
         SELECT c.id AS client_id, c.name, c.segment, c.arr, c.csm_name, h.score AS health, h.as_of
         FROM client_health h JOIN clients c ON c.id = h.client_id
-        WHERE h.score < ? ORDER BY h.score
+        WHERE h.score < ? AND (? IS NULL OR c.id = ?) ORDER BY h.score
         """,
-        lambda a, t: [t],
+        lambda a, t: [t, a.client_id, a.client_id],
     ),
     "client_health": Metric(
-        "Every client with a health score, lowest first, with segment, ARR and CSM.",
+        "Every client with a health score (one client with `client_id`), lowest first, with segment, ARR and CSM.",
         """
         SELECT c.id AS client_id, c.name, c.segment, c.arr, c.csm_name, h.score AS health, h.as_of
-        FROM client_health h JOIN clients c ON c.id = h.client_id ORDER BY h.score
+        FROM client_health h JOIN clients c ON c.id = h.client_id WHERE (? IS NULL OR c.id = ?) ORDER BY h.score
         """,
-        lambda a, t: [],
+        lambda a, t: [a.client_id, a.client_id],
     ),
     "health_trend": Metric(
-        "Health by day over the last `days`: clients scored, average health, how many under the threshold "
-        "(one client with `client_id`).",
+        "Health by day over the last `days`, newest day first: clients scored, average health, how many under the "
+        "threshold (one client with `client_id`).",
         """
         SELECT DATE(as_of) AS day, COUNT(DISTINCT client_id) AS clients, AVG(score) AS avg_health,
-            SUM(CASE WHEN score < ? THEN 1 ELSE 0 END) AS under_threshold
-        FROM client_health_history WHERE as_of >= ? AND (? IS NULL OR client_id = ?)
-        GROUP BY DATE(as_of) ORDER BY day
+            COUNT(DISTINCT CASE WHEN score < ? THEN client_id END) AS under_threshold
+        FROM client_health_history
+        WHERE as_of >= ? AND (? IS NULL OR as_of < ?) AND (? IS NULL OR client_id = ?)
+        GROUP BY DATE(as_of) ORDER BY day DESC
         """,
-        lambda a, t: [t, _since(a), a.client_id, a.client_id],
+        lambda a, t: [t, _since(a), _until(a), _until(a), a.client_id, a.client_id],
     ),
     "revenue_by_segment": Metric(
         "ARR by segment: clients, ARR, average health and the ARR of clients under the threshold.",
@@ -86,12 +123,37 @@ METRICS: dict[str, Metric] = {
         """
         SELECT m.competitor, SUM(m.mentions) AS mentions, COUNT(*) AS calls, COUNT(DISTINCT k.client_id) AS clients
         FROM call_mentions m JOIN calls k ON k.id = m.call_id
-        WHERE k.started >= ? AND (? IS NULL OR k.client_id = ?)
+        WHERE k.started >= ? AND (? IS NULL OR k.started < ?) AND (? IS NULL OR k.client_id = ?)
         GROUP BY m.competitor ORDER BY mentions DESC
         """,
-        lambda a, t: [_since(a), a.client_id, a.client_id],
+        lambda a, t: [_since(a), _until(a), _until(a), a.client_id, a.client_id],
     ),
 }
+
+
+class ColumnInfo(Model):
+    name: str
+    type: str
+    note: str | None = Field(default=None, description="What the column holds, where its name does not say.")
+
+
+class TableInfo(Model):
+    name: str
+    description: str
+    columns: list[ColumnInfo]
+
+
+class MetricInfo(Model):
+    name: str
+    description: str
+
+
+class WarehouseSchema(Model):
+    dialect: Literal["sqlite", "snowflake"] = Field(description="The SQL query_warehouse takes.")
+    tables: list[TableInfo] = Field(description="The tables a query may read that this warehouse holds.")
+    metrics: list[MetricInfo] = Field(description="The named metrics run_metric runs.")
+    row_limit: int = Field(description="The most rows a query returns.")
+    timeout_s: float = Field(description="A query running longer is stopped.")
 
 
 class TableResult(Model):
@@ -127,6 +189,26 @@ async def run_metric(
     threshold = args.threshold if args.threshold is not None else services.settings.health.threshold
     sql = _metric_sql(name, services.warehouse.dialect, limit)
     return await _read(services, sql, metric.params(args, threshold), limit)
+
+
+async def describe_warehouse(services: Services) -> WarehouseSchema:
+    """The tables a query may read, with their columns as the warehouse holds them, and the named metrics."""
+    held = await services.warehouse.columns(list(TABLES))
+    tables = [
+        TableInfo(
+            name=name, description=description,
+            columns=[ColumnInfo(name=c.name, type=c.type, note=notes.get(c.name.casefold())) for c in held[name]],
+        )
+        for name, (description, notes) in TABLES.items()
+        if name in held
+    ]  # fmt: skip
+    return WarehouseSchema(
+        dialect="snowflake" if services.warehouse.dialect == "snowflake" else "sqlite",
+        tables=tables,
+        metrics=[MetricInfo(name=n, description=m.description) for n, m in METRICS.items()],
+        row_limit=ROW_LIMIT,
+        timeout_s=services.settings.analytics.timeout_s,
+    )
 
 
 async def query_warehouse(services: Services, sql: str, limit: int = ROW_LIMIT) -> TableResult:

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from sophia_mcp.analysis.health import client_health
+from sophia_mcp.analysis.health import client_health, format_score, format_threshold
 from sophia_mcp.analysis.insights import build_analysis
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
 from sophia_mcp.model import Model
@@ -55,7 +55,7 @@ def health_alert(call: Call, health: HealthScore, threshold: float, channel: str
     """The Slack-ready alert for a client whose health, as of `call` (its newest), is under the threshold."""
     client = call.client_name or call.client_id or "Unknown client"
     when = call.started.strftime("%Y-%m-%d")
-    title = f"{client}: health {health.score:.0f}/100 (threshold {threshold:.0f})"
+    title = f"{client}: health {format_score(health.score, threshold)}/100 (threshold {format_threshold(threshold)})"
     link = f"<{call.url}|{call.title}>" if call.url else call.title
     severity = "critical" if health.score < threshold / 2 else "warning"
     return Alert(
@@ -70,7 +70,7 @@ def health_alert(call: Call, health: HealthScore, threshold: float, channel: str
             {
                 "type": "section",
                 "fields": [
-                    {"type": "mrkdwn", "text": f"*{c.name.title()}*\n{c.score:.0f}/100 · {c.detail}"[:2000]}
+                    {"type": "mrkdwn", "text": f"*{c.name.title()}*\n{format_score(c.score)}/100 · {c.detail}"[:2000]}
                     for c in health.components
                 ],
             },

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field
 
 from sophia_mcp.analysis.charts import bar_chart, line_chart, table
+from sophia_mcp.analysis.health import format_score, format_threshold
 from sophia_mcp.errors import NotFound
 from sophia_mcp.model import Model
 from sophia_mcp.outbox import OutboxEntry
@@ -87,18 +88,24 @@ async def render(services: Services, title: str, panels: list[Panel], now: datet
         worst = everyone.rows[:15]
         at_risk = [r for r in everyone.rows if r[col["health"]] < threshold]
         sections.append(
-            f"<section id='health'><h2>Client health (lowest 15; threshold {threshold:.0f})</h2>"
+            f"<section id='health'><h2>Client health (lowest 15; threshold {format_threshold(threshold)})</h2>"
             + bar_chart(
                 "Client health",
                 [(r[col["name"]], float(r[col["health"]])) for r in worst],
                 maximum=100,
                 threshold=threshold,
             )
-            + f"<h2>{len(at_risk)} clients under {threshold:.0f}</h2>"
+            + f"<h2>{len(at_risk)} clients under {format_threshold(threshold)}</h2>"
             + table(
                 ["Client", "Segment", "ARR", "CSM", "Health"],
                 [
-                    [r[col["name"]], r[col["segment"]], r[col["arr"]], r[col["csm_name"]], r[col["health"]]]
+                    [
+                        r[col["name"]],
+                        r[col["segment"]],
+                        r[col["arr"]],
+                        r[col["csm_name"]],
+                        format_score(r[col["health"]], threshold),
+                    ]
                     for r in at_risk
                 ],
             )
@@ -106,7 +113,7 @@ async def render(services: Services, title: str, panels: list[Panel], now: datet
         )
     if "trend" in panels:
         trend = await analytics.run_metric(services, "health_trend", analytics.MetricArgs(threshold=threshold), 200)
-        points = [(str(r[0]), float(r[2])) for r in trend.rows if r[2] is not None]
+        points = [(str(r[0]), float(r[2])) for r in reversed(trend.rows) if r[2] is not None]  # oldest day first
         sections.append("<section id='trend'><h2>Average health by day (last 90 days)</h2>"
                         + line_chart("Average health", points) + "</section>")  # fmt: skip
     if "revenue" in panels:

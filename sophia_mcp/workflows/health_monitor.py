@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from pydantic import Field
 
+from sophia_mcp.analysis.health import format_score, format_threshold
 from sophia_mcp.errors import InvalidInput
 from sophia_mcp.model import Model
 from sophia_mcp.outbox import OutboxEntry
@@ -76,7 +77,8 @@ def next_weekday_at(now: datetime, hour: int) -> datetime:
 
 def _issue(client: Client, score: float, threshold: float, period: str, team: str, priority: int) -> IssueDraft:
     lines = [
-        f"**{client.name}**'s health is **{score:.0f}**/100, under the threshold of {threshold:.0f}.",
+        f"**{client.name}**'s health is **{format_score(score, threshold)}**/100, under the threshold of "
+        f"{format_threshold(threshold)}.",
         "",
         f"- CSM: {client.csm_name or 'none assigned'}" + (f" ({client.csm_email})" if client.csm_email else ""),
         f"- Segment: {client.segment or 'unknown'}; ARR: {f'${client.arr:,.0f}' if client.arr else 'unknown'}",
@@ -85,17 +87,18 @@ def _issue(client: Client, score: float, threshold: float, period: str, team: st
         "Next: meet the client (a meeting request went to the CSM), find the cause, agree a recovery plan.",
     ]
     return IssueDraft(
-        team=team, title=f"{client.name}: health {score:.0f} ({period})", description="\n".join(lines),
-        priority=priority, labels=["client-health"],
+        team=team, title=f"{client.name}: health {format_score(score, threshold)} ({period})",
+        description="\n".join(lines), priority=priority, labels=["client-health"],
     )  # fmt: skip
 
 
 def _meeting(client: Client, score: float, period: str, starts: datetime, services: Services) -> MeetingRequest:
-    monitor = services.settings.monitor
+    monitor, threshold = services.settings.monitor, services.settings.health.threshold
     return MeetingRequest(
         key=f"health-meeting:{client.id}:{period}",
         title=f"{client.name}: health review",
-        description=f"{client.name}'s health is {score:.0f}/100. Review the recent calls and agree next steps.",
+        description=f"{client.name}'s health is {format_score(score, threshold)}/100. Review the recent calls and "
+        "agree next steps.",
         organizer=Attendee(email=monitor.organizer_email, name="sophia-mcp"),
         attendees=[Attendee(email=client.csm_email or "", name=client.csm_name)],
         starts_at=starts,
@@ -104,7 +107,10 @@ def _meeting(client: Client, score: float, period: str, starts: datetime, servic
 
 
 def _alert(client: Client, score: float, threshold: float, period: str, channel: str, meeting: Meeting | None) -> Alert:
-    text = f"{client.name}'s health is {score:.0f}/100 (threshold {threshold:.0f}); an issue is open for {period}."
+    text = (
+        f"{client.name}'s health is {format_score(score, threshold)}/100 (threshold {format_threshold(threshold)}); "
+        f"an issue is open for {period}."
+    )
     if meeting is not None:
         text += f" Meeting request to {client.csm_name or client.csm_email}: {meeting.starts_at:%a %d %b %H:%M} UTC."
     return Alert(

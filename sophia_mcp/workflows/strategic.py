@@ -12,25 +12,48 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Literal
 
 import anyio
 from pydantic import Field
 
+from sophia_mcp.analysis.competitors import find_in_text
+from sophia_mcp.analysis.health import format_threshold
+from sophia_mcp.analysis.question import Period, Topic, find_client, read_period, topics_of
 from sophia_mcp.analysis.results import CallAnalysis
 from sophia_mcp.errors import InvalidInput, SophiaError
 from sophia_mcp.model import Model
+from sophia_mcp.ports.web import Recency
 from sophia_mcp.runs import describe_error
 from sophia_mcp.services import Services
+from sophia_mcp.store import iso, utcnow
 from sophia_mcp.workflows import analytics
 from sophia_mcp.workflows.knowledge import search as search_knowledge
+
+log = logging.getLogger(__name__)
 
 SourceName = Literal["warehouse", "calls", "knowledge", "web"]
 SOURCES: tuple[SourceName, ...] = ("warehouse", "calls", "knowledge", "web")
 QUOTE_CHARS = 400
 CALLS_CITED = 8
+DEFAULT_DAYS = 90  # the window of a question that names none
+DEFAULT_METRICS = ("at_risk_clients", "revenue_by_segment", "competitor_mentions", "health_trend")
+METRIC_OF_TOPIC: dict[Topic, str] = {
+    "risk": "at_risk_clients", "revenue": "revenue_by_segment", "competitors": "competitor_mentions",
+    "trend": "health_trend",
+}  # fmt: skip
+# What each metric's citation is titled: whose numbers, over which window (the trend's and mentions'), or now.
+METRIC_TITLES = {
+    "at_risk_clients": "Clients under the health threshold of {threshold} now, lowest first",
+    "client_health": "Health{whose} now (threshold {threshold}), with segment, ARR and CSM",
+    "health_trend": "Health by day{whose}, {period}",
+    "revenue_by_segment": "ARR by segment now, with the ARR of clients under the threshold of {threshold}",
+    "competitor_mentions": "Competitors named on calls{whose}, {period}",
+}
 ANSWER_INSTRUCTIONS = (
     "Answer the question in a few short paragraphs for an executive. Cite every claim with its id, e.g. [W1]. "
     "Say plainly what the evidence does not show, and name any source that was not available."
@@ -54,8 +77,22 @@ class SourceReport(Model):
     citations: list[str] = Field(description="The ids of this source's citations.")
 
 
+class QuestionScope(Model):
+    """What the question was read as; the warehouse's numbers and the calls cited are chosen and narrowed by it."""
+
+    client_id: str | None = Field(description="The client the question names (or the one asked for).")
+    client_name: str | None
+    period: str = Field(description="The window the trend, mentions and calls cover, e.g. 'the last 14 days'.")
+    since: datetime
+    until: datetime | None = Field(description="The window's end, excluded; null: up to now.")
+    period_asked: bool = Field(description="False when the question names no period: the default window.")
+    competitors: list[str] = Field(description="The competitors the question names.")
+    metrics: list[str] = Field(description="The warehouse metrics cited, chosen from the question.")
+
+
 class Evidence(Model):
     question: str
+    scope: QuestionScope
     sources: list[SourceReport]
     citations: list[Citation]
     gaps: list[str] = Field(description="Sources that could not answer, with why.")
@@ -69,35 +106,116 @@ def _cite(letter: str, source: SourceName, items: list[tuple[str, str, str]]) ->
     ]
 
 
+def choose_metrics(client: bool, topics: set[Topic], period_named: bool) -> list[str]:
+    """The metrics that answer a question: a named client's own numbers; else those of the topics it asks
+    about (a named period asks for the trend); all of them for a general question."""
+    if client:
+        return ["client_health", "health_trend", "competitor_mentions"]
+    asked = [name for topic, name in METRIC_OF_TOPIC.items() if topic in topics]
+    if period_named and "health_trend" not in asked:
+        asked.append("health_trend")
+    return asked or list(DEFAULT_METRICS)
+
+
+async def read_question(services: Services, question: str, client_id: str | None, now: datetime) -> QuestionScope:
+    """The client (the one given, else the one the question names), period and competitors of a question, and
+    the metrics that answer it."""
+    if client_id is None:
+        clients = await services.store.run(services.clients.all_clients)
+        client = find_client(question, [(c.id, c.name) for c in clients])
+    else:
+        found = await services.clients.get_client(client_id)
+        client = (client_id, found.name if found else client_id)
+    named = read_period(question, now)
+    period = named or Period(now - timedelta(days=DEFAULT_DAYS), None, f"the last {DEFAULT_DAYS} days")
+    competitors = [name for name, _ in find_in_text(question, services.settings.competitors)]
+    topics = topics_of(question)
+    if competitors:
+        topics.add("competitors")
+    return QuestionScope(
+        client_id=client and client[0], client_name=client and client[1], period=period.label,
+        since=period.since, until=period.until, period_asked=named is not None, competitors=competitors,
+        metrics=choose_metrics(client is not None, topics, named is not None),
+    )  # fmt: skip
+
+
+def _value(v: object) -> str:
+    return "" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v)
+
+
 def _rows_text(result: analytics.TableResult, rows: int = 10) -> str:
+    return "\n".join([", ".join(result.columns)] + [", ".join(_value(v) for v in r) for r in result.rows[:rows]])
+
+
+def _recent_text(result: analytics.TableResult) -> tuple[str, int]:
+    """Rows that come newest first, as many of the newest as a quote holds, oldest of them first; and how many."""
     lines = [", ".join(result.columns)]
-    lines += [", ".join("" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v) for v in r)
-              for r in result.rows[:rows]]  # fmt: skip
-    return "\n".join(lines)
+    shown: list[str] = []
+    for row in result.rows:
+        line = ", ".join(_value(v) for v in row)
+        if sum(len(x) + 1 for x in [*lines, *shown, line]) > QUOTE_CHARS:
+            break
+        shown.append(line)
+    return "\n".join(lines + shown[::-1]), len(shown)
 
 
-async def from_warehouse(services: Services, question: str, client_id: str | None) -> list[Citation]:
-    args = analytics.MetricArgs(client_id=client_id)
-    names = ["at_risk_clients", "revenue_by_segment", "competitor_mentions", "health_trend"]
+def _metric_citation(
+    name: str, result: analytics.TableResult, scope: QuestionScope, threshold: float
+) -> tuple[str, str, str] | None:
+    """A metric's (title, locator, quote), narrowed to the scope; None when it has nothing to say."""
+    whose = f" of {scope.client_name}" if scope.client_name else ""
+    title = METRIC_TITLES[name].format(whose=whose, threshold=format_threshold(threshold), period=scope.period)
+    rows = result.rows
+    if name == "competitor_mentions" and scope.competitors:
+        rows = [r for r in rows if r[0] in scope.competitors]
+        if not rows:
+            named = " or ".join(scope.competitors)
+            return title, f"metric:{name}", f"No call{whose} in {scope.period} named {named}."
+    if not rows:
+        return None
+    narrowed = result.model_copy(update={"rows": rows})
+    if name == "health_trend":
+        quote, shown = _recent_text(narrowed)
+        if shown < len(rows):
+            title += f" (the {shown} most recent of {len(rows)}{'+' if result.truncated else ''} days with scores)"
+        return title, f"metric:{name}", quote
+    return title, f"metric:{name}", _rows_text(narrowed)
+
+
+async def from_warehouse(services: Services, question: str, scope: QuestionScope) -> list[Citation]:
+    args = analytics.MetricArgs(client_id=scope.client_id, since=scope.since, until=scope.until)
     results: dict[str, analytics.TableResult] = {}
+    refused: dict[str, SophiaError] = {}
 
     async def one(name: str) -> None:
-        results[name] = await analytics.run_metric(services, name, args, limit=20)
+        # Every day of the trend's window (newest first), to say how many there are beside the newest quoted.
+        limit = analytics.ROW_LIMIT if name == "health_trend" else 20
+        try:
+            results[name] = await analytics.run_metric(services, name, args, limit=limit)
+        except SophiaError as exc:  # a metric this warehouse cannot answer leaves the others standing
+            refused[name] = exc
 
     async with anyio.create_task_group() as group:
-        for name in names:
+        for name in scope.metrics:
             group.start_soon(one, name)
-    return _cite("W", "warehouse", [
-        (analytics.METRICS[n].description, f"metric:{n}", _rows_text(results[n])) for n in names if results[n].rows
-    ])  # fmt: skip
+    if refused and not results:
+        raise next(iter(refused.values()))
+    for name, exc in refused.items():
+        log.warning("The strategic query's metric %s could not be read: %s", name, exc)
+    threshold = services.settings.health.threshold
+    cited = [_metric_citation(n, results[n], scope, threshold) for n in scope.metrics if n in results]
+    return _cite("W", "warehouse", [c for c in cited if c is not None])
 
 
-async def from_calls(services: Services, question: str, client_id: str | None) -> list[Citation]:
-    words = question.casefold()
-    named = [c.name for c in services.settings.competitors if any(n.casefold() in words for n in c.names)]
-    sql = "SELECT call_id, client_id, started, analysis FROM call_analyses WHERE (? IS NULL OR client_id = ?) "
-    sql += "ORDER BY started DESC LIMIT 200"
-    rows = (await services.warehouse.read(sql, [client_id, client_id], services.settings.analytics.timeout_s)).rows
+async def from_calls(services: Services, question: str, scope: QuestionScope) -> list[Citation]:
+    named = scope.competitors
+    sql = (
+        "SELECT call_id, client_id, started, analysis FROM call_analyses WHERE (? IS NULL OR client_id = ?) "
+        "AND started >= ? AND (? IS NULL OR started < ?) ORDER BY started DESC LIMIT 200"
+    )
+    until = iso(scope.until) if scope.until else None
+    params = [scope.client_id, scope.client_id, iso(scope.since), until, until]
+    rows = (await services.warehouse.read(sql, params, services.settings.analytics.timeout_s)).rows
     naming: list[tuple[str, str, str]] = []
     others: list[tuple[str, str, str]] = []
     for call_id, _, started, raw in rows:
@@ -113,17 +231,26 @@ async def from_calls(services: Services, question: str, client_id: str | None) -
     return _cite("C", "calls", items)
 
 
-async def from_knowledge(services: Services, question: str, client_id: str | None) -> list[Citation]:
+async def from_knowledge(services: Services, question: str, scope: QuestionScope) -> list[Citation]:
     hits = await search_knowledge(services, question, limit=5)
     return _cite("K", "knowledge", [(h.citation, f"kb://documents/{h.document_id}", h.text) for h in hits])
 
 
-async def from_web(services: Services, question: str, client_id: str | None) -> list[Citation]:
-    answer = await services.web.search(question, recency="month", max_results=5)
+def _recency(scope: QuestionScope, now: datetime) -> Recency | None:
+    """How recent web results should be: news of the window asked (of the last month by default)."""
+    if not scope.period_asked:
+        return "month"
+    days = (now - scope.since).days
+    windows: list[tuple[Recency, int]] = [("day", 1), ("week", 7), ("month", 31), ("year", 366)]
+    return next((recency for recency, most in windows if days <= most), None)
+
+
+async def from_web(services: Services, question: str, scope: QuestionScope) -> list[Citation]:
+    answer = await services.web.search(question, recency=_recency(scope, utcnow()), max_results=5)
     return _cite("X", "web", [(r.title, r.url, r.snippet) for r in answer.results])
 
 
-Source = Callable[[Services, str, str | None], Awaitable[list[Citation]]]
+Source = Callable[[Services, str, QuestionScope], Awaitable[list[Citation]]]
 ASK: dict[SourceName, Source] = {
     "warehouse": from_warehouse, "calls": from_calls, "knowledge": from_knowledge, "web": from_web,
 }  # fmt: skip
@@ -140,6 +267,7 @@ async def gather_evidence(
     started = time.perf_counter()
     reports: dict[str, SourceReport] = {}
     found: dict[str, list[Citation]] = {}
+    reading = await read_question(services, question, client_id, utcnow())
 
     async def ask(name: SourceName) -> None:
         began = time.perf_counter()
@@ -153,7 +281,7 @@ async def gather_evidence(
         if cached is None:
             with anyio.move_on_after(settings.source_budget_s) as scope:
                 try:
-                    cached = await ASK[name](services, question, client_id)
+                    cached = await ASK[name](services, question, reading)
                     await cache.put(key, json.dumps([c.model_dump() for c in cached]), settings.cache_ttl_s)
                 except SophiaError as exc:
                     reason = str(exc)
@@ -175,7 +303,7 @@ async def gather_evidence(
             group.start_soon(ask, name)
     ordered = [reports[n] for n in wanted]
     return Evidence(
-        question=question, sources=ordered, citations=[c for n in wanted for c in found[n]],
+        question=question, scope=reading, sources=ordered, citations=[c for n in wanted for c in found[n]],
         gaps=[f"{r.source}: {r.reason}" for r in ordered if r.status == "gap"],
         seconds=round(time.perf_counter() - started, 3),
     )  # fmt: skip
