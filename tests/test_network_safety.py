@@ -87,7 +87,9 @@ async def test_a_read_only_token_cannot_call_any_tool_that_changes_data(data_dir
     with issuer() as auth:
         env = auth.env(audience) | {"SOPHIA_KNOWLEDGE__ROOTS": str(folder)}
         with http_server(data_dir, "http", port=port, server="composite", **env) as base:
-            reader = httpx2.AsyncClient(headers={"Authorization": f"Bearer {auth.token(audience, 'sophia:read')}"})
+            reader = httpx2.AsyncClient(
+                timeout=60, headers={"Authorization": f"Bearer {auth.token(audience, 'sophia:read')}"}
+            )
             async with Client(streamable_http_client(f"{base}/mcp", http_client=reader)) as client:
                 tools = (await client.list_tools()).tools
                 changing = sorted(t.name for t in tools if not (t.annotations and t.annotations.read_only_hint))
@@ -98,7 +100,7 @@ async def test_a_read_only_token_cannot_call_any_tool_that_changes_data(data_dir
                 after = store_digest(data_dir)
                 scoring = await client.call_tool("predict_churn", {"act": False})
             token = auth.token(audience, "sophia:read sophia:write")
-            writer = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+            writer = httpx2.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {token}"})
             async with Client(streamable_http_client(f"{base}/mcp", http_client=writer)) as client:
                 issue = structured(await client.call_tool("linear_create_issue", {"title": "First"}))
                 calls = changing_calls(data_dir, folder / "note.md", issue["issue"]["identifier"])
@@ -136,7 +138,7 @@ async def test_the_static_token_goes_through_the_one_verifier_and_its_scheme_is_
                 f"{base}/mcp", json=INITIALIZE, headers=ACCEPT | {"Authorization": f"bearer {TOKEN}"}
             )
             wrong = await http.post(f"{base}/mcp", json=INITIALIZE, headers=ACCEPT | {"Authorization": "bearer nope"})
-        writer = httpx2.AsyncClient(headers={"Authorization": f"bearer {TOKEN}"})
+        writer = httpx2.AsyncClient(timeout=60, headers={"Authorization": f"bearer {TOKEN}"})
         async with Client(streamable_http_client(f"{base}/mcp", http_client=writer)) as client:
             sent = await client.call_tool("send_alert", alert)
     assert lower.status_code == 200
