@@ -18,7 +18,7 @@ from tests.mcp_helpers import newest_call_ids, outbox_rows, structured, text_of
 
 pytestmark = pytest.mark.anyio
 
-GONG_TOOLS = {"list_calls", "get_call", "get_transcript", "analyze_call"}
+GONG_TOOLS = {"list_calls", "get_call", "get_transcript", "analyze_call", "link_call"}
 
 
 @pytest.fixture
@@ -37,6 +37,7 @@ async def test_lists_the_gong_tools_with_schemas_and_annotations(settings: Setti
     assert tools["list_calls"].annotations.read_only_hint is True
     assert tools["analyze_call"].annotations.read_only_hint is False
     assert tools["analyze_call"].annotations.idempotent_hint is True
+    assert tools["link_call"].annotations.read_only_hint is False
 
 
 async def test_analyze_call_returns_analysis_and_health(settings: Settings, data_dir: Path) -> None:

@@ -118,10 +118,16 @@ async def test_an_ingestion_failing_after_its_vectors_are_written_takes_them_bac
 def test_upgrading_the_store_removes_vectors_left_without_a_document(data_dir: Path) -> None:
     db = data_dir / "sophia.db"
     before = counts(data_dir)
-    with sqlite3.connect(db) as conn:  # the store as it was before it noted vectors being written
+    with sqlite3.connect(db) as conn:  # the store as it was before it noted vectors being written (migration 9)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         conn.execute("DROP TABLE pending_vectors")
-        conn.execute(f"PRAGMA user_version = {version - 1}")
+        # ...and before migration 10 (call links, name keys, health alert state), which came after it.
+        conn.executescript(
+            "DROP INDEX calls_unlinked; ALTER TABLE calls DROP COLUMN link; ALTER TABLE calls DROP COLUMN "
+            "unlinked_reason; DROP INDEX clients_name_key; ALTER TABLE clients DROP COLUMN name_key; "
+            "DROP TABLE health_alert_state;"
+        )
+        conn.execute(f"PRAGMA user_version = {version - 2}")
         conn.execute(
             "INSERT INTO vectors (id, vector, metadata, updated_at) "
             "SELECT 'doc-gone#0123456789.' || rowid, vector, metadata, updated_at FROM vectors"

@@ -100,9 +100,12 @@ def sentence_sentiment(text: str) -> float:
     return float(_analyzer().polarity_scores(text)["compound"])
 
 
-def business_sentiment(text: str) -> float:
-    """A sentence's score with its courtesy words taken out: "Thanks, that is all." reads neutral."""
+def business_sentiment(text: str, raw: float | None = None) -> float:
+    """A sentence's score with its courtesy words taken out: "Thanks, that is all." reads neutral. `raw`, the
+    sentence's own score if known, is reused when there is no courtesy to take out."""
     plain = COURTESY.sub(" ", text).strip(" ,.!")
+    if raw is not None and plain == text.strip(" ,.!"):
+        return raw
     return sentence_sentiment(plain) if plain else 0.0
 
 
@@ -147,8 +150,9 @@ def summarize_sentiment(
         scores = by_speaker.setdefault(monologue.speaker_id, [])
         side = side_of(monologue.speaker_id, index)
         for sentence in monologue.sentences:
-            scores.append(sentence_sentiment(sentence.text))
-            business = business_sentiment(sentence.text)
+            raw = sentence_sentiment(sentence.text)
+            scores.append(raw)
+            business = business_sentiment(sentence.text, raw)
             if (monologue.speaker_id, sentence.start_ms) in risky:
                 business = min(business, RISK_TONE)
             (internal if side == "Internal" else client).append(business)
