@@ -28,8 +28,9 @@ from sophia_mcp.surface import (
     services_of,
     tool_hints,
 )
-from sophia_mcp.workflows.call_health import CallHealthReport
+from sophia_mcp.workflows.call_health import CallHealthReport, LinkReport
 from sophia_mcp.workflows.call_health import analyze_call as analyze_call_workflow
+from sophia_mcp.workflows.call_health import link_call as link_call_workflow
 
 INSTRUCTIONS = """\
 Sales and customer-success calls recorded by Gong, with their transcripts. Find calls with list_calls
@@ -55,6 +56,7 @@ class CallSummary(Model):
     duration_s: int
     client_id: str | None
     client_name: str | None
+    unlinked_reason: str | None = Field(default=None, description="Why the call has no client, when it has none.")
     url: str | None
 
 
@@ -93,6 +95,7 @@ def _summary(call: Call) -> CallSummary:
         duration_s=call.duration_s,
         client_id=call.client_id,
         client_name=call.client_name,
+        unlinked_reason=call.unlinked_reason,
         url=call.url,
     )
 
@@ -112,20 +115,26 @@ async def list_calls(
         str | None,
         Field(max_length=100, description="Only calls where this competitor (name or alias) was mentioned."),
     ] = None,
+    unlinked: Annotated[
+        bool, Field(description="Only calls linked to no client (each says why); link_call links one.")
+    ] = False,
     limit: Annotated[int, Field(ge=1, le=100, description="Calls per page, 1-100.")] = 20,
     cursor: Cursor = None,
 ) -> CallList:
-    """List recorded calls, optionally for one client, a date range, or a competitor mentioned on the call.
-    Returns call ids, titles, dates and clients, newest first (in Gong's order when served live from Gong);
-    page with `cursor`."""
+    """List recorded calls, optionally for one client, a date range, a competitor mentioned on the call, or only
+    the calls linked to no client. Returns call ids, titles, dates and clients, newest first (in Gong's order when
+    served live from Gong); page with `cursor`."""
     if from_date and to_date and from_date > to_date:
         raise InvalidInput(f"from_date {from_date} is after to_date {to_date}; swap them or drop one")
+    if unlinked and client:
+        raise InvalidInput("unlinked lists the calls with no client; drop client, or unlinked")
     page = await services_of(ctx).calls.list_calls(
         CallFilter(
             client=client,
             started_from=_day_start(from_date) if from_date else None,
             started_to=_day_start(to_date + timedelta(days=1)) if to_date else None,
             competitor=competitor,
+            unlinked=unlinked,
         ),
         limit,
         cursor,
@@ -183,8 +192,10 @@ def _offset(cursor: str | None) -> int:
 async def analyze_call(ctx: Context, call_id: CallId) -> CallHealthReport:
     """Analyse a call and update its client's health: sentiment per speaker and for the client side, talk ratio,
     longest monologue, questions, competitor mentions with quotes, risk factors (pricing, churn intent, budget,
-    implementation, competitor evaluation). Recomputes the client's health score (0-100, with the reasons) and,
-    when it is under the threshold, alerts the health channel once per client and call; safe to repeat."""
+    implementation, competitor evaluation). Recomputes the client's health score (0-100, with the reasons) and
+    alerts the health channel when it crosses under the threshold, falls a further step, or falls again after
+    recovering; safe to repeat. A call with no client is still analysed: at_risk is null and unlinked_reason says
+    why (link_call links it)."""
     server = server_of(ctx)
     await server.log(ctx, "info", f"Analysing call {call_id}")
 
@@ -192,6 +203,8 @@ async def analyze_call(ctx: Context, call_id: CallId) -> CallHealthReport:
         await ctx.report_progress(done, total, message)
 
     report = await analyze_call_workflow(server.services, call_id, progress, analyst=analyst_for(ctx))
+    if report.unlinked_reason:
+        await server.log(ctx, "warning", f"Call {call_id} has no client: {report.unlinked_reason}")
     if report.at_risk and report.health is not None:
         await server.log(
             ctx,
@@ -201,6 +214,25 @@ async def analyze_call(ctx: Context, call_id: CallId) -> CallHealthReport:
             f"(threshold {format_threshold(report.threshold)})",
         )
     return report
+
+
+async def link_call(
+    ctx: Context,
+    call_id: CallId,
+    client: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=200,
+            description="The client's id, or its name (case and punctuation "
+            "aside); the CRM's client ids are listed by the crm server.",
+        ),
+    ],
+) -> LinkReport:
+    """Link a call to its client by hand, for a call that list_calls(unlinked=true) shows with no client (or one
+    linked to the wrong client). Recomputes the client's health with the call and alerts the health channel if it
+    changed for the worse; the client it was linked to before gets its health recomputed too. Safe to repeat."""
+    return await link_call_workflow(services_of(ctx), call_id, client)
 
 
 async def call_resource(call_id: str, ctx: Context) -> str:
@@ -292,6 +324,12 @@ def register(server: SophiaServer, prefix: str = "") -> None:
         name="analyze_call",
         prefix=prefix,
         annotations=read("Analyse call and update client health", read_only=False, idempotent=True),
+    )
+    server.add_tool(
+        link_call,
+        name="link_call",
+        prefix=prefix,
+        annotations=read("Link call to client", read_only=False, idempotent=True),
     )
     server.resource("gong://calls/{call_id}", name="call", title="Gong call", mime_type="application/json")(
         call_resource

@@ -280,6 +280,31 @@ def calls_import(
     _with_services(work)
 
 
+@calls_app.command("link")
+def calls_link(
+    call_id: Annotated[str, typer.Argument(help="Gong call id.")],
+    client: Annotated[str, typer.Argument(help="The client's id, or its name (case and punctuation aside).")],
+) -> None:
+    """Link a call to its client by hand (for calls imported with none), and recompute that client's health."""
+    from sophia_mcp.workflows.call_health import link_call
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        report = await link_call(services, call_id, client)
+        console.print(f"Call {report.call_id} linked to [bold]{report.client_name}[/bold] ({report.client_id}).")
+        if report.previous_client_id and report.previous_client_id != report.client_id:
+            console.print(f"It was linked to {report.previous_client_id} before; that client's health was recomputed.")
+        if report.health:
+            console.print(f"Health: {report.health.score:.1f}/100. {report.health.explanation}")
+        else:
+            console.print("The call has not been analysed yet: sophia-mcp run analyze-call " + report.call_id)
+        if report.alert:
+            console.print(f"Alert {report.alert.key} to {report.alert.channel}: {report.alert.status}")
+
+    _with_services(work)
+
+
 @calls_app.command("sync")
 def calls_sync(
     since: Annotated[
@@ -331,6 +356,8 @@ def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id."
         report = await analyze_call(services, call_id)
         analysis = report.analysis
         console.print(f"[bold]{report.client_name or 'No client'}[/bold] · call {report.call_id} · run {report.run_id}")
+        if report.unlinked_reason:
+            console.print(f"[yellow]{report.unlinked_reason}[/yellow]")
         console.print(
             f"Sentiment: {analysis.sentiment.label} (client side {analysis.sentiment.external}); "
             f"internal talk ratio: {analysis.talk.internal_ratio}"

@@ -451,6 +451,10 @@ class HealthWeights(BaseModel):
 
 class HealthSettings(BaseModel):
     threshold: float = Field(default=70.0, ge=0, le=100, description="Below this a client is at risk.")
+    realert_drop: float = Field(
+        default=10.0, gt=0, le=100, description="A client under the threshold is alerted again only once its health "
+        "falls this many points below the score of its last alert (or after it recovered and fell again)."
+    )  # fmt: skip
     weights: HealthWeights = Field(default_factory=HealthWeights)
     half_life_days: float = Field(
         default=30.0, gt=0, description="How fast an older call's weight in client health fades."

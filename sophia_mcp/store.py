@@ -428,6 +428,26 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX IF NOT EXISTS client_health_history_source
         ON client_health_history (client_id, source_call_id);
     """,
+    # 11: how a call was linked to its client (or why it was not); clients found by a name key that ignores case
+    # and punctuation (filled when calls are linked); each client's last health alert, so alerts follow changes.
+    """
+    ALTER TABLE calls ADD COLUMN link TEXT;
+    ALTER TABLE calls ADD COLUMN unlinked_reason TEXT;
+    CREATE INDEX calls_unlinked ON calls (started DESC, id DESC) WHERE client_id IS NULL;
+    ALTER TABLE clients ADD COLUMN name_key TEXT;
+    CREATE INDEX clients_name_key ON clients (name_key);
+
+    CREATE TABLE health_alert_state (
+        client_id TEXT PRIMARY KEY,
+        alert_key TEXT NOT NULL,
+        score REAL NOT NULL,
+        components TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        call_started TEXT NOT NULL,
+        recovered_score REAL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -13,12 +13,13 @@ from mcp_types import PromptReference, ResourceTemplateReference, TextResourceCo
 
 from sophia_mcp.servers.gong import create_server
 from sophia_mcp.settings import Settings
+from sophia_mcp.store import MIGRATIONS
 from tests.conftest import make_settings
 from tests.mcp_helpers import newest_call_ids, outbox_rows, structured, text_of
 
 pytestmark = pytest.mark.anyio
 
-GONG_TOOLS = {"list_calls", "get_call", "get_transcript", "analyze_call"}
+GONG_TOOLS = {"list_calls", "get_call", "get_transcript", "analyze_call", "link_call"}
 
 
 @pytest.fixture
@@ -37,6 +38,7 @@ async def test_lists_the_gong_tools_with_schemas_and_annotations(settings: Setti
     assert tools["list_calls"].annotations.read_only_hint is True
     assert tools["analyze_call"].annotations.read_only_hint is False
     assert tools["analyze_call"].annotations.idempotent_hint is True
+    assert tools["link_call"].annotations.read_only_hint is False
 
 
 async def test_analyze_call_returns_analysis_and_health(settings: Settings, data_dir: Path) -> None:
@@ -331,10 +333,9 @@ async def test_the_migration_keeps_the_newest_of_repeated_history_rows(settings:
     client_id, [call_id] = a_clients_oldest_calls(data_dir, 1)
     async with Client(create_server(settings)) as client:
         structured(await client.call_tool("analyze_call", {"call_id": call_id}))
-    # The store as version 9 left it: every re-analysis had appended the same point again.
+    # The store as the version before this migration left it: every re-analysis had appended the same point again.
     with sqlite3.connect(data_dir / "sophia.db") as conn:
         conn.execute("DROP INDEX client_health_history_source")
-        conn.execute("PRAGMA user_version = 9")
         for score in (11.0, 22.0):
             conn.execute(
                 "INSERT INTO client_health_history (client_id, score, components, explanation, as_of, source_call_id, "
@@ -347,8 +348,7 @@ async def test_the_migration_keeps_the_newest_of_repeated_history_rows(settings:
             "VALUES ('no-source', 50, '[]', '', '2026-01-01', '2026-01-01'), "
             "('no-source', 50, '[]', '', '2026-01-02', '2026-01-02')"
         )
-    async with Client(create_server(settings)) as client:
-        structured(await client.call_tool("list_calls", {"limit": 1}))  # the store opens, and migrates
+        conn.executescript(next(m for m in MIGRATIONS if "client_health_history_source" in m))
     history = health_history(data_dir, client_id)
     assert [(score, source) for score, _, source in history] == [(22.0, call_id)]
     assert len(health_history(data_dir, "no-source")) == 2  # rows without a source call are not the same point

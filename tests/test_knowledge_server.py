@@ -118,11 +118,17 @@ async def test_an_ingestion_failing_after_its_vectors_are_written_takes_them_bac
 def test_upgrading_the_store_removes_vectors_left_without_a_document(data_dir: Path) -> None:
     db = data_dir / "sophia.db"
     before = counts(data_dir)
-    # The store as it was before it noted vectors being written (migrations after that one run again).
+    # The store as it was before it noted vectors being written: the migrations after that one run again (those
+    # that cannot run twice undone first).
     before_pending = next(n for n, script in enumerate(MIGRATIONS) if "CREATE TABLE pending_vectors" in script)
     with sqlite3.connect(db) as conn:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         conn.execute("DROP TABLE pending_vectors")
+        conn.executescript(  # migration 11: call links, name keys, health alert state
+            "DROP INDEX calls_unlinked; ALTER TABLE calls DROP COLUMN link; ALTER TABLE calls DROP COLUMN "
+            "unlinked_reason; DROP INDEX clients_name_key; ALTER TABLE clients DROP COLUMN name_key; "
+            "DROP TABLE health_alert_state;"
+        )
         conn.execute(f"PRAGMA user_version = {before_pending}")
         conn.execute(
             "INSERT INTO vectors (id, vector, metadata, updated_at) "

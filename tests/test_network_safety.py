@@ -53,6 +53,7 @@ def changing_calls(data_dir: Path, document: Path, issue_id: str) -> dict[str, d
         client = conn.execute("SELECT name FROM clients ORDER BY id LIMIT 1").fetchone()[0]
     return {
         "gong_analyze_call": {"call_id": newest_call_ids(data_dir, 1)[0]},
+        "gong_link_call": {"call_id": newest_call_ids(data_dir, 2)[1], "client": client},
         "crm_enrich_contact": {"contact_id": contact, "force": True},
         "crm_enrich_contacts": {"contact_ids": [contact], "force": True},
         "crm_update_contact": {"contact_id": contact, "changes": {"title": "Owner"}},

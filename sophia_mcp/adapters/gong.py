@@ -97,6 +97,11 @@ class GongCalls:
                 "Gong cannot filter calls by competitor; run `sophia-mcp calls sync` and use the local backend "
                 "(SOPHIA_GONG__BACKEND=local) to filter synced calls by competitor"
             )
+        if filter.unlinked:
+            raise InvalidInput(
+                "Gong does not know which calls the store could not link to a client; run `sophia-mcp calls sync` "
+                "and use the local backend (SOPHIA_GONG__BACKEND=local) to list unlinked calls"
+            )
         gong_cursor, offset = decode_cursor(cursor, "calls", (str, type(None)), int) if cursor else (None, 0)
         body: dict[str, Any] = {
             "filter": self.call_filter(filter.started_from, filter.started_to),

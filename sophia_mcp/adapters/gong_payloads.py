@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError
 
+from sophia_mcp.adapters.call_linking import AccountRef
 from sophia_mcp.errors import InvalidInput
 from sophia_mcp.model import Model
 from sophia_mcp.ports.calls import Call, Monologue, Party, Sentence, Transcript
@@ -82,14 +83,6 @@ class GongCallTranscript(_Loose):
 
 
 @dataclass(frozen=True)
-class AccountRef:
-    """The CRM account a Gong call is linked to, as Gong's context gives it."""
-
-    id: str | None
-    name: str | None
-
-
-@dataclass(frozen=True)
 class ParsedCall:
     call: Call
     account: AccountRef
@@ -101,10 +94,11 @@ def _affiliation(value: str | None) -> Any:
 
 
 def _account(contexts: list[GongContext]) -> AccountRef | None:
+    """The first CRM account named in `contexts`: by id, by name, or both (a context may carry only the name)."""
     for context in contexts:
         for obj in context.objects:
-            if (obj.object_type or "").lower() == "account" and obj.object_id:
-                return AccountRef(id=obj.object_id, name=obj.field("Name"))
+            if (obj.object_type or "").lower() == "account" and (obj.object_id or obj.field("Name")):
+                return AccountRef(id=obj.object_id or None, name=obj.field("Name"))
     return None
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import TypeAdapter
 
+from sophia_mcp.adapters.call_linking import LINK_HINT, AccountRef, fill_name_keys, name_key, resolve_link
 from sophia_mcp.analysis.competitors import find_competitor_mentions
 from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import InvalidInput, NotFound
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     # Only imports need the Gong payload models; a starting server should not pay for building them.
     from sophia_mcp.adapters.gong_payloads import ParsedCall
 
+
+OLD_UNLINKED = f"The call was imported before calls were linked by account name and email domain; {LINK_HINT}"
 
 # Parsing the stored JSON straight into models in one pass is several times faster than loads-then-validate.
 _MONOLOGUES = TypeAdapter(list[Monologue])
@@ -36,6 +39,8 @@ def _call_from_row(row: sqlite3.Row, parties: Sequence[sqlite3.Row] = ()) -> Cal
         url=row["url"],
         client_id=row["client_id"],
         client_name=row["client_name"],
+        linked_by=row["link"],
+        unlinked_reason=None if row["client_id"] else (row["unlinked_reason"] or OLD_UNLINKED),
         parties=[_party_from_row(p) for p in parties],
     )
 
@@ -83,6 +88,7 @@ class LocalCalls:
             "from": iso(filter.started_from) if filter.started_from else None,
             "to": iso(filter.started_to) if filter.started_to else None,
             "competitor": competitor,
+            "unlinked": int(filter.unlinked),
             "after_started": after[0],
             "after_id": after[1],
             "limit": limit + 1,
@@ -96,6 +102,7 @@ class LocalCalls:
             WHERE (:client IS NULL OR c.client_id = :client OR c.client_name LIKE :client_like ESCAPE '\\')
               AND (:from IS NULL OR c.started >= :from)
               AND (:to IS NULL OR c.started < :to)
+              AND (:unlinked = 0 OR c.client_id IS NULL)
               AND (:competitor IS NULL OR EXISTS (
                     SELECT 1 FROM call_mentions m WHERE m.call_id = c.id AND m.competitor = :competitor))
               AND (:after_started IS NULL OR (c.started, c.id) < (:after_started, :after_id))
@@ -167,18 +174,22 @@ class LocalCalls:
     def save_call(self, conn: sqlite3.Connection, parsed: ParsedCall, source: str) -> Call:
         """Insert or update one call and its parties, linking it to a client; run inside a transaction."""
         call = parsed.call
-        client_id, client_name = self._resolve_client(conn, parsed)
+        link = resolve_link(conn, parsed.account, call.parties)
         now = iso(utcnow())
+        # A call linked by hand keeps its client when it is imported again.
         conn.execute(
             """
             INSERT INTO calls (id, title, started, duration_s, direction, scope, url, client_id, client_name,
-                               source, raw, imported_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                               link, unlinked_reason, source, raw, imported_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (id) DO UPDATE SET
                 title = excluded.title, started = excluded.started, duration_s = excluded.duration_s,
                 direction = excluded.direction, scope = excluded.scope, url = excluded.url,
-                client_id = excluded.client_id, client_name = excluded.client_name, source = excluded.source,
-                raw = excluded.raw, imported_at = excluded.imported_at
+                client_id = iif(calls.link = 'manual', calls.client_id, excluded.client_id),
+                client_name = iif(calls.link = 'manual', calls.client_name, excluded.client_name),
+                unlinked_reason = iif(calls.link = 'manual', NULL, excluded.unlinked_reason),
+                link = iif(calls.link = 'manual', calls.link, excluded.link),
+                source = excluded.source, raw = excluded.raw, imported_at = excluded.imported_at
             """,
             (
                 call.id,
@@ -188,8 +199,10 @@ class LocalCalls:
                 call.direction,
                 call.scope,
                 call.url,
-                client_id,
-                client_name,
+                link.client_id,
+                link.client_name,
+                link.linked_by,
+                link.unlinked_reason,
                 source,
                 dumps(parsed.raw),
                 now,
@@ -203,29 +216,37 @@ class LocalCalls:
             """,
             [(call.id, p.id, p.name, p.email, p.title, p.affiliation, p.speaker_id, p.user_id) for p in call.parties],
         )
-        return call.model_copy(update={"client_id": client_id, "client_name": client_name})
+        row = conn.execute("SELECT client_id, client_name, link, unlinked_reason FROM calls WHERE id = ?", (call.id,))
+        stored = row.fetchone()
+        return call.model_copy(
+            update={"client_id": stored["client_id"], "client_name": stored["client_name"],
+                    "linked_by": stored["link"], "unlinked_reason": stored["unlinked_reason"]}
+        )  # fmt: skip
 
-    def _resolve_client(self, conn: sqlite3.Connection, parsed: ParsedCall) -> tuple[str | None, str | None]:
-        account = parsed.account
-        if account.id:
-            row = conn.execute("SELECT id, name FROM clients WHERE id = ?", (account.id,)).fetchone()
-            if row:
-                return row["id"], row["name"]
-        for party in parsed.call.parties:
-            if party.affiliation != "Internal" and party.email and "@" in party.email:
-                domain = party.email.rsplit("@", 1)[1]
-                row = conn.execute("SELECT id, name FROM clients WHERE domain = ? COLLATE NOCASE", (domain,)).fetchone()
-                if row:
-                    return row["id"], row["name"]
-        if account.id:
-            # Gong knows the CRM account even when our CRM copy does not yet: keep a stub to link calls to.
-            name = account.name or f"Account {account.id}"
-            conn.execute(
-                "INSERT INTO clients (id, name, updated_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                (account.id, name, iso(utcnow())),
+    def link_call(self, call_id: str, client: str) -> tuple[Call, str | None]:
+        """Link a call to a client by hand (its id, or its name with case and punctuation aside); returns the
+        linked call and the client it was linked to before, if any."""
+        wanted = client.strip()
+        with self.store.transaction() as conn:
+            before = conn.execute("SELECT client_id FROM calls WHERE id = ?", (call_id,)).fetchone()
+            if before is None:
+                raise NotFound(f"No call with id {call_id!r}. Use list_calls to find call ids.")
+            fill_name_keys(conn)
+            row = (
+                conn.execute("SELECT id, name FROM clients WHERE id = ?", (wanted,)).fetchone()
+                or conn.execute(
+                    "SELECT id, name FROM clients WHERE name_key = ? ORDER BY id LIMIT 1", (name_key(wanted),)
+                ).fetchone()
             )
-            return account.id, name
-        return None, None
+            if row is None:
+                raise NotFound(
+                    f"No client {wanted!r}: give a client id or its name, as list_clients (crm server) shows them"
+                )
+            conn.execute(
+                "UPDATE calls SET client_id = ?, client_name = ?, link = 'manual', unlinked_reason = NULL WHERE id = ?",
+                (row["id"], row["name"], call_id),
+            )
+        return self._get_call(call_id), before["client_id"]
 
     def save_transcript(self, conn: sqlite3.Connection, transcript: Transcript) -> None:
         """Insert or replace a call's transcript and the competitor mentions found in it."""
@@ -257,16 +278,18 @@ class LocalCalls:
             [(transcript.call_id, name, count) for name, count in sorted(mentions.items())],
         )
 
-    def keep(self, call: Call, transcript: Transcript, source: str) -> None:
-        """Keep a copy of a call read from elsewhere (Gong), so its analysis and health link to it here."""
-        from sophia_mcp.adapters.gong_payloads import AccountRef, ParsedCall
+    def keep(self, call: Call, transcript: Transcript, source: str) -> Call:
+        """Keep a copy of a call read from elsewhere (Gong), so its analysis and health link to it here; returns
+        the call as kept, linked to its client."""
+        from sophia_mcp.adapters.gong_payloads import ParsedCall
 
         parsed = ParsedCall(
             call=call, account=AccountRef(call.client_id, call.client_name), raw=call.model_dump(mode="json")
         )
         with self.store.transaction() as conn:
-            self.save_call(conn, parsed, source)
+            kept = self.save_call(conn, parsed, source)
             self.save_transcript(conn, transcript)
+        return kept
 
     def has_call(self, conn: sqlite3.Connection, call_id: str) -> bool:
         return conn.execute("SELECT 1 FROM calls WHERE id = ?", (call_id,)).fetchone() is not None

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sophia_mcp.adapters.call_linking import name_key
 from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.ports.crm import (
@@ -67,7 +68,10 @@ class LocalCRM:
 
     @staticmethod
     def save_clients(conn: sqlite3.Connection, clients: Iterable[Client]) -> None:
-        _upsert(conn, "clients", CLIENT_COLUMNS, (c.model_dump() for c in clients))
+        saved = list(clients)
+        _upsert(conn, "clients", CLIENT_COLUMNS, (c.model_dump() for c in saved))
+        # Calls find their client by this key of its name; a renamed client gets a new one.
+        conn.executemany("UPDATE clients SET name_key = ? WHERE id = ?", [(name_key(c.name), c.id) for c in saved])
 
     @staticmethod
     def save_contacts(conn: sqlite3.Connection, contacts: Iterable[Contact]) -> None:

@@ -15,11 +15,11 @@ from sophia_mcp.settings import Competitor
 
 def local_insights(call: Call, transcript: Transcript, competitors: Sequence[Competitor]) -> CallInsights:
     """Sentiment, competitor mentions and risk factors by the lexicon and phrase rules, with a short summary."""
-    sentiment = summarize_sentiment(transcript, call.parties)
     mentions = find_competitor_mentions(transcript, call.parties, competitors)
     risks = find_risk_factors(transcript, call.parties, competitors)
+    sentiment = summarize_sentiment(transcript, call.parties, {(r.speaker_id, r.at_ms) for r in risks})
     who = call.client_name or "The client"
-    summary = f"{who} sounded {sentiment.label}"
+    summary = f"{who} sounded {sentiment.label}" + (" (mixed: good news and a complaint)" if sentiment.mixed else "")
     kinds = sorted({r.kind.replace("_", " ") for r in risks})
     summary += f" and raised {', '.join(kinds)}." if kinds else " and raised no risks."
     named = sorted({m.competitor for m in mentions})

@@ -160,10 +160,12 @@ def reading_to_insights(
     external = [(s.compound, s.sentences) for s in speakers if s.affiliation == "External"]
     ext_total = sum(n for _, n in external)
     external_mean = sum(c * n for c, n in external) / ext_total if ext_total else None
+    score = overall if external_mean is None else external_mean
     sentiment = SentimentSummary(
         overall=round(overall, 4),
         external=None if external_mean is None else round(external_mean, 4),
-        label=label(overall if external_mean is None else external_mean),
+        score=round(score, 4),
+        label=label(score),
         speakers=speakers,
     )
     summary = " ".join(r.summary.strip() for r in readings if r.summary.strip())

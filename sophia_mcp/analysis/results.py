@@ -26,6 +26,14 @@ class SentimentSummary(Model):
     external: float | None = Field(
         default=None, ge=-1, le=1, description="Mean compound score of the client side; None if they never spoke."
     )
+    score: float = Field(
+        default=0.0,
+        ge=-1,
+        le=1,
+        description="The call's calibrated sentiment, which sets the label: the client side "
+        "weighted over ours, courtesy discounted, complaints and risks weighing more.",
+    )
+    mixed: bool = Field(default=False, description="The client brought both good news and a complaint.")
     label: Literal["positive", "neutral", "negative"]
     speakers: list[SpeakerSentiment]
 

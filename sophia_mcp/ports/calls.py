@@ -52,6 +52,11 @@ class Call(Model):
     url: str | None = None
     client_id: str | None = Field(default=None, description="The client company this call was with, if known.")
     client_name: str | None = None
+    linked_by: Literal["crm_id", "account_name", "new_account", "email_domain", "manual"] | None = Field(
+        default=None, description="How the call was linked to its client: Gong's CRM account id, the account's name "
+        "(a known client, or a new one made from it), the client side's email domain, or by hand."
+    )  # fmt: skip
+    unlinked_reason: str | None = Field(default=None, description="Why the call has no client, when it has none.")
     parties: list[Party] = Field(default_factory=list)
 
 
@@ -67,6 +72,7 @@ class CallFilter(Model):
     started_from: datetime | None = None
     started_to: datetime | None = None
     competitor: str | None = None
+    unlinked: bool = False
 
 
 class CallPage(Model):

@@ -1,27 +1,30 @@
 """Call analysis → client health → alert: the first whole workflow.
 
 Fetch the call and its transcript, read it (the configured analyst), keep the analysis, recompute the
-client's health from its recent analysed calls, and when health is under the threshold send one alert per
-(client, call) through the outbox, so analysing the same call again never alerts twice.
+client's health from its recent analysed calls, and alert through the outbox when that health changes for the
+worse: when it crosses under the threshold, falls a further `realert_drop` points, or falls again after recovering
+(`health_alerts`). Alerts are keyed by (client, call), so analysing the same call again never alerts twice. A call
+with no client is analysed and reported as unlinked; `link_call` links it by hand and recomputes the health.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import Field
 
-from sophia_mcp.analysis.health import client_health, format_score, format_threshold
+from sophia_mcp.analysis.health import call_health, client_health, format_score, format_threshold
 from sophia_mcp.analysis.insights import build_analysis
 from sophia_mcp.analysis.results import CallAnalysis, HealthScore
+from sophia_mcp.health_alerts import HealthAlertLedger, decide
 from sophia_mcp.model import Model
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.calls import Call
 from sophia_mcp.ports.notify import Alert
 from sophia_mcp.ports.warehouse import HealthRecord
-from sophia_mcp.runs import start_run
+from sophia_mcp.runs import Run, start_run
 from sophia_mcp.services import Services
 
 Progress = Callable[[float, float, str], Awaitable[None]]
@@ -46,13 +49,36 @@ class CallHealthReport(Model):
     health: HealthScore | None = Field(
         description="The client's health as of its newest analysed call; None when the call has no known client."
     )
+    call_health: HealthScore = Field(description="The health this call alone suggests, whether or not it is linked.")
     threshold: float
-    at_risk: bool
+    at_risk: bool | None = Field(
+        description="Whether the client's health is under the threshold; null when the call has no client."
+    )
+    unlinked_reason: str | None = Field(
+        default=None, description="Why the call has no client, and how to link it; null when it has one."
+    )
     alert: AlertOutcome | None = None
+    alert_change: str | None = Field(
+        default=None, description="What changed since the client's last alert, or why no new alert was sent."
+    )
 
 
-def health_alert(call: Call, health: HealthScore, threshold: float, channel: str) -> Alert:
-    """The Slack-ready alert for a client whose health, as of `call` (its newest), is under the threshold."""
+class LinkReport(Model):
+    run_id: str
+    call_id: str
+    client_id: str
+    client_name: str | None
+    previous_client_id: str | None = Field(description="The client the call was linked to before, if any.")
+    health: HealthScore | None = Field(description="The client's health, recomputed with this call.")
+    threshold: float
+    at_risk: bool | None
+    alert: AlertOutcome | None = None
+    alert_change: str | None = None
+
+
+def health_alert(call: Call, health: HealthScore, threshold: float, channel: str, change: str = "") -> Alert:
+    """The Slack-ready alert for a client whose health, as of `call` (its newest), is under the threshold;
+    `change` says what changed since the client's last alert."""
     client = call.client_name or call.client_id or "Unknown client"
     when = call.started.strftime("%Y-%m-%d")
     title = f"{client}: health {format_score(health.score, threshold)}/100 (threshold {format_threshold(threshold)})"
@@ -63,9 +89,10 @@ def health_alert(call: Call, health: HealthScore, threshold: float, channel: str
         channel=channel,
         severity=severity,
         title=title,
-        text=f"{title} after the call “{call.title}” on {when}. {health.explanation}",
+        text=f"{title} after the call “{call.title}” on {when}. {change + ' ' if change else ''}{health.explanation}",
         blocks=[
             {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+            *([{"type": "section", "text": {"type": "mrkdwn", "text": change[:3000]}}] if change else []),
             {"type": "section", "text": {"type": "mrkdwn", "text": health.explanation[:3000]}},
             {
                 "type": "section",
@@ -103,10 +130,12 @@ async def analyze_call(
             lambda t: {"monologues": len(t.monologues)},
         )
         if services.calls is not services.local_calls:
-            # Analyses and health live in the store and refer to the call: keep a copy of what was read.
-            await run.step(
+            # Analyses and health live in the store and refer to the call: keep a copy of what was read, linked
+            # to its client here (by account name or email domain when Gong has no CRM id).
+            call = await run.step(
                 "keep_call",
                 lambda: services.store.run(services.local_calls.keep, call, transcript, services.calls.name),
+                lambda c: {"client_id": c.client_id, "linked_by": c.linked_by},
             )
         await report(2, "fetched transcript")
         insights = await run.step(
@@ -120,61 +149,17 @@ async def analyze_call(
         await report(4, "stored analysis")
 
         health: HealthScore | None = None
-        anchor = call
+        outcome: AlertOutcome | None = None
+        change: str | None = None
         if call.client_id is None:
             await run.skip("update_health", "the call is not linked to a client")
+            await report(5, "the call has no client")
+            await run.skip("send_alert", "the call is not linked to a client")
         else:
-            client_id = call.client_id
-
-            async def update_health() -> tuple[HealthScore | None, CallAnalysis]:
-                # A client's health is as of its newest analysed call, so it does not depend on the order in
-                # which calls are analysed, and re-analysing an older call reproduces the same figures.
-                window = timedelta(days=settings.health.window_days)
-                analyses = await services.warehouse.client_analyses(client_id, since=call.started - window)
-                newest = max(analyses, key=lambda a: (a.started, a.call_id), default=analysis)
-                score = client_health(
-                    analyses,
-                    settings.health.weights,
-                    as_of=newest.started,
-                    half_life_days=settings.health.half_life_days,
-                    window_days=settings.health.window_days,
-                )
-                if score is not None:
-                    await services.warehouse.record_health(
-                        HealthRecord(
-                            client_id=client_id,
-                            health=score,
-                            as_of=newest.started,
-                            source_call_id=newest.call_id,
-                            run_id=run.id,
-                        )
-                    )
-                return score, newest
-
-            health, newest = await run.step(
-                "update_health", update_health, lambda r: {"score": r[0] and r[0].score, "as_of_call": r[1].call_id}
-            )
-            if newest.call_id != call.id:
-                anchor = await services.calls.get_call(newest.call_id)
-        await report(5, "updated client health")
-
-        alert_outcome: AlertOutcome | None = None
-        at_risk = health is not None and health.score < threshold
-        if health is not None and at_risk:
-            # One alert per client and newest call: new evidence may alert again, a re-run never does.
-            alert = health_alert(anchor, health, threshold, settings.alerts.channel_for("health"))
-
-            async def send_alert() -> AlertOutcome:
-                entry, new = await services.outbox.enqueue(alert, run.id)
-                if entry.status == "pending":
-                    entry = await services.outbox.deliver(entry.id)
-                return AlertOutcome(
-                    key=entry.key, channel=entry.target, status=entry.status, new=new, last_error=entry.last_error
-                )
-
-            alert_outcome = await run.step("send_alert", send_alert, lambda a: a.model_dump())
-        else:
-            await run.skip("send_alert", "client health is not under the threshold")
+            health, newest = await refresh_health(services, run, call.client_id, call.started, analysis)
+            await report(5, "updated client health")
+            if health is not None and newest is not None:
+                outcome, change = await alert_on_change(services, run, call.client_id, health, newest.call_id, call)
         await report(6, "done")
 
         result = CallHealthReport(
@@ -184,16 +169,123 @@ async def analyze_call(
             client_name=call.client_name,
             analysis=analysis,
             health=health,
+            call_health=call_health(analysis, settings.health.weights),
             threshold=threshold,
-            at_risk=at_risk,
-            alert=alert_outcome,
+            at_risk=None if call.client_id is None else health is not None and health.score < threshold,
+            unlinked_reason=call.unlinked_reason if call.client_id is None else None,
+            alert=outcome,
+            alert_change=change,
         )
         run.output = {
             "health": health and health.score,
-            "at_risk": at_risk,
-            "alert": alert_outcome and alert_outcome.key,
+            "at_risk": result.at_risk,
+            "alert": outcome and outcome.key,
         }
         return result
+
+
+async def refresh_health(
+    services: Services, run: Run, client_id: str, around: datetime, analysis: CallAnalysis | None = None
+) -> tuple[HealthScore | None, CallAnalysis | None]:
+    """Recompute and record a client's health as of its newest analysed call (step `update_health`).
+
+    As of the newest call, so it does not depend on the order in which calls are analysed, and re-analysing an
+    older call reproduces the same figures. `around` is the date of the call that prompted it.
+    """
+    settings = services.settings
+
+    async def update_health() -> tuple[HealthScore | None, CallAnalysis | None]:
+        window = timedelta(days=settings.health.window_days)
+        analyses = await services.warehouse.client_analyses(client_id, since=around - window)
+        newest = max(analyses, key=lambda a: (a.started, a.call_id), default=analysis)
+        if newest is None:
+            return None, None
+        score = client_health(
+            analyses,
+            settings.health.weights,
+            as_of=newest.started,
+            half_life_days=settings.health.half_life_days,
+            window_days=settings.health.window_days,
+        )
+        if score is not None:
+            await services.warehouse.record_health(
+                HealthRecord(
+                    client_id=client_id, health=score, as_of=newest.started, source_call_id=newest.call_id,
+                    run_id=run.id,
+                )
+            )  # fmt: skip
+        return score, newest
+
+    return await run.step(
+        "update_health", update_health, lambda r: {"score": r[0] and r[0].score, "as_of_call": r[1] and r[1].call_id}
+    )
+
+
+async def alert_on_change(
+    services: Services, run: Run, client_id: str, health: HealthScore, newest_call_id: str, call: Call
+) -> tuple[AlertOutcome | None, str]:
+    """Alert the health channel when the client's health changed for the worse since its last alert (step
+    `send_alert`); returns the alert, if one was raised, and what changed (or why no alert went out)."""
+    settings = services.settings
+    threshold = settings.health.threshold
+    ledger = HealthAlertLedger(services.store)
+    key = f"health-alert:{client_id}:{newest_call_id}"
+    last = await services.store.run(ledger.last, client_id)
+    decision = decide(last, health, threshold, settings.health.realert_drop, key)
+    if not decision.alert:
+        if last is not None and last.recovered_score is None and health.score >= threshold:
+            await services.store.run(ledger.recovered, client_id, health.score)
+        await run.skip("send_alert", decision.change)
+        return None, decision.change
+    anchor = call if newest_call_id == call.id else await services.calls.get_call(newest_call_id)
+    alert = health_alert(anchor, health, threshold, settings.alerts.channel_for("health"), decision.change)
+
+    async def send_alert() -> AlertOutcome:
+        entry, new = await services.outbox.enqueue(alert, run.id)
+        if entry.status == "pending":
+            entry = await services.outbox.deliver(entry.id)
+        await services.store.run(ledger.alerted, client_id, alert.key, health, anchor.id, anchor.started)
+        return AlertOutcome(
+            key=entry.key, channel=entry.target, status=entry.status, new=new, last_error=entry.last_error
+        )
+
+    return await run.step("send_alert", send_alert, lambda a: a.model_dump()), decision.change
+
+
+async def link_call(services: Services, call_id: str, client: str) -> LinkReport:
+    """Link a call to a client by hand (its id or name), then recompute that client's health (and the health of
+    the client it was linked to before) and alert if it changed for the worse."""
+    threshold = services.settings.health.threshold
+    async with start_run(services.store, "link_call", call_id, {"call_id": call_id, "client": client}) as run:
+        call, previous = await run.step(
+            "link_call",
+            lambda: services.store.run(services.local_calls.link_call, call_id, client),
+            lambda r: {"client_id": r[0].client_id, "previous": r[1]},
+        )
+        assert call.client_id is not None
+        client_id = call.client_id
+        analysis = await services.warehouse.get_analysis(call_id)
+        health: HealthScore | None = None
+        outcome: AlertOutcome | None = None
+        change: str | None = None
+        if analysis is None:
+            await run.skip("update_health", "the call has not been analysed yet: analyze_call will count it")
+        else:
+            if analysis.client_id != client_id:
+                moved = analysis.model_copy(update={"client_id": client_id})
+                await run.step("relink_analysis", lambda: services.warehouse.save_analysis(moved))
+            health, newest = await refresh_health(services, run, client_id, call.started, analysis)
+            if health is not None and newest is not None:
+                outcome, change = await alert_on_change(services, run, client_id, health, newest.call_id, call)
+            if previous and previous != client_id:
+                await refresh_health(services, run, previous, call.started)
+        report = LinkReport(
+            run_id=run.id, call_id=call_id, client_id=client_id, client_name=call.client_name,
+            previous_client_id=previous, health=health, threshold=threshold,
+            at_risk=None if health is None else health.score < threshold, alert=outcome, alert_change=change,
+        )  # fmt: skip
+        run.output = {"client_id": client_id, "health": health and health.score, "alert": outcome and outcome.key}
+        return report
 
 
 async def analyze_calls(

@@ -1,0 +1,184 @@
+"""The analysis measured on 88 hand-written calls in Gong's JSON (tests/data/eval_calls), through the gong server.
+
+Each call is labelled by a person (labels.json): the client's sentiment, the risk kinds the client raised, the
+competitors named, the client the call belongs to, and whether the call alone puts the client at risk. Every fourth
+call is held out: thresholds were chosen on the others ("tune"); the held-out part only reports, and the targets
+of issue 20 are asserted on it. Run with `-s` to see the figures of both parts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client as MCPClient
+from typer.testing import CliRunner
+
+from sophia_mcp.adapters.local_crm import LocalCRM
+from sophia_mcp.cli import app
+from sophia_mcp.ports.crm import Client
+from sophia_mcp.servers.gong import create_server
+from sophia_mcp.settings import Settings
+from sophia_mcp.wiring import build_services
+from tests.conftest import make_settings
+from tests.fakes.openai import API_KEY, RISK_WORDS, OpenAIState, openai_app
+from tests.fakes.server import serve
+from tests.mcp_helpers import structured
+from tests.processes import env_for
+
+EVAL = Path(__file__).parent / "data" / "eval_calls"
+LABELS: list[dict[str, Any]] = json.loads((EVAL / "labels.json").read_text())["calls"]
+KNOWN = {c["id"] for c in json.loads((EVAL / "clients.json").read_text())}
+TARGETS = {"sentiment": 0.90, "risk_precision": 0.90, "risk_recall": 0.90, "competitor_precision": 0.95,
+           "competitor_recall": 0.95, "at_risk": 0.90, "linked": 1.0}  # fmt: skip
+# Measured on the held-out part and not met by the local analyser (issue 20's report says by how much); strict,
+# so reaching a target fails here until its mark is removed.
+NOT_MET = {"sentiment", "risk_precision"}
+
+
+@dataclass
+class Figures:
+    calls: int = 0
+    sentiment_right: int = 0
+    at_risk_right: int = 0
+    linked_right: int = 0
+    risk: list[int] = field(default_factory=lambda: [0, 0, 0])  # true positives, false positives, false negatives
+    competitor: list[int] = field(default_factory=lambda: [0, 0, 0])
+
+    def add(self, label: dict[str, Any], report: dict[str, Any]) -> None:
+        analysis = report["analysis"]
+        self.calls += 1
+        self.sentiment_right += analysis["sentiment"]["label"] == label["sentiment"]
+        self.at_risk_right += (report["call_health"]["score"] < report["threshold"]) == label["at_risk"]
+        self.linked_right += linked_right(label["client"], report)
+        for counts, found, wanted in (
+            (self.risk, {r["kind"] for r in analysis["risk_factors"]}, set(label["risks"])),
+            (self.competitor, {m["competitor"] for m in analysis["competitor_mentions"]}, set(label["competitors"])),
+        ):
+            counts[0] += len(found & wanted)
+            counts[1] += len(found - wanted)
+            counts[2] += len(wanted - found)
+
+    def values(self) -> dict[str, float]:
+        def ratio(a: int, b: int) -> float:
+            return a / (a + b) if a + b else 1.0
+
+        return {
+            "sentiment": self.sentiment_right / self.calls,
+            "risk_precision": ratio(self.risk[0], self.risk[1]),
+            "risk_recall": ratio(self.risk[0], self.risk[2]),
+            "competitor_precision": ratio(self.competitor[0], self.competitor[1]),
+            "competitor_recall": ratio(self.competitor[0], self.competitor[2]),
+            "at_risk": self.at_risk_right / self.calls,
+            "linked": self.linked_right / self.calls,
+        }
+
+    def line(self, name: str) -> str:
+        v = self.values()
+        return (
+            f"{name:>9} ({self.calls} calls): sentiment {v['sentiment']:.0%}, risk kinds P {v['risk_precision']:.2f} "
+            f"R {v['risk_recall']:.2f}, competitors P {v['competitor_precision']:.2f} R {v['competitor_recall']:.2f}"
+            f", at risk {v['at_risk']:.0%}, linked to the right client {v['linked']:.0%}"
+        )
+
+
+def linked_right(expected: dict[str, str] | None, report: dict[str, Any]) -> bool:
+    if expected is None:
+        return report["client_id"] is None and report["at_risk"] is None and bool(report["unlinked_reason"])
+    if "new_name" in expected:
+        return report["client_name"] == expected["new_name"] and report["client_id"] not in KNOWN | {None}
+    return bool(report["client_id"] == expected["id"])
+
+
+def imported_eval_calls(data_dir: Path) -> Path:
+    """A store holding the eval's CRM clients, and its calls imported the way a user imports an export."""
+    services = build_services(make_settings(data_dir))
+    try:
+        clients = [Client.model_validate(c) for c in json.loads((EVAL / "clients.json").read_text())]
+        with services.store.transaction() as conn:
+            LocalCRM.save_clients(conn, clients)
+    finally:
+        services.close()
+    result = CliRunner().invoke(app, ["calls", "import", str(EVAL / "gong")], env=env_for(data_dir))
+    assert result.exit_code == 0, result.output
+    assert "88 new calls, 0 updated, 88 transcripts" in result.output
+    return data_dir
+
+
+async def evaluate(settings: Settings) -> tuple[dict[str, Figures], list[dict[str, Any]]]:
+    figures = {"tune": Figures(), "held_out": Figures()}
+    reports = []
+    async with MCPClient(create_server(settings)) as client:
+        for label in LABELS:  # oldest call first, as a team would analyse them
+            report = structured(await client.call_tool("analyze_call", {"call_id": label["call_id"]}))
+            figures[label["split"]].add(label, report)
+            reports.append(report)
+    return figures, reports
+
+
+def show(analyst: str, figures: dict[str, Figures]) -> None:
+    print(f"\n{analyst} analyst on tests/data/eval_calls")
+    for name, part in figures.items():
+        print(part.line(name))
+
+
+@pytest.fixture(scope="module")
+def local_figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Figures]:
+    data_dir = imported_eval_calls(tmp_path_factory.mktemp("eval") / "data")
+    figures, _ = anyio.run(evaluate, make_settings(data_dir))
+    show("local", figures)
+    return figures
+
+
+@pytest.mark.parametrize(
+    "figure",
+    [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="not met on the held-out part"))
+     if name in NOT_MET else name for name in TARGETS],
+)  # fmt: skip
+def test_the_local_analyser_on_calls_it_was_not_tuned_on(local_figures: dict[str, Figures], figure: str) -> None:
+    assert local_figures["held_out"].values()[figure] >= TARGETS[figure]
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[tuple[str, OpenAIState]]:
+    state = OpenAIState()
+    with serve(openai_app(state)) as url:
+        yield f"{url}/v1", state
+
+
+def test_the_openai_analysts_answers_are_parsed_and_used(tmp_path: Path, fake_openai: tuple[str, OpenAIState]) -> None:
+    url, state = fake_openai
+    data_dir = imported_eval_calls(tmp_path / "data")
+    settings = make_settings(
+        data_dir, analyst={"backend": "openai"},
+        openai={"api_key": API_KEY, "base_url": url, "model": "gpt-test", "max_retries": 0},
+    )  # fmt: skip
+    figures, reports = anyio.run(evaluate, settings)
+    show("openai (on the fake's keyword reading)", figures)
+    assert len(state.requests) == len(LABELS)
+    for report in reports:
+        analysis = report["analysis"]
+        assert (analysis["analyst"], analysis["fallback_reason"]) == ("openai", None)
+        assert analysis["summary"] == "The client discussed the account."  # the fake's words, not the local ones
+        # The risks are the fake's reading of the client's lines, kept line by line.
+        detail = client_lines(data_dir, report["call_id"])
+        wanted = {kind for text in detail for kind, rx in RISK_WORDS.items() if re.search(rx, text, re.I)}
+        assert {r["kind"] for r in analysis["risk_factors"]} == wanted
+
+
+def client_lines(data_dir: Path, call_id: str) -> list[str]:
+    """The sentences the client side (External parties) said on a call, from the stored transcript."""
+    services = build_services(make_settings(data_dir))
+    try:
+        call = anyio.run(services.local_calls.get_call, call_id)
+        transcript = anyio.run(services.local_calls.get_transcript, call_id)
+    finally:
+        services.close()
+    external = {p.speaker_id for p in call.parties if p.affiliation == "External"}
+    return [s.text for m in transcript.monologues if m.speaker_id in external for s in m.sentences]
