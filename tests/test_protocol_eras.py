@@ -18,6 +18,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 from mcp_types import (
     CreateMessageRequestParams,
     CreateMessageResult,
@@ -27,6 +28,7 @@ from mcp_types import (
     Root,
     TextContent,
 )
+from pydantic import ValidationError
 
 from sophia_mcp.servers import gong, knowledge
 from sophia_mcp.servers.composite import create_server
@@ -212,6 +214,54 @@ async def test_a_refused_sampling_request_fails_the_call_on_both_eras(deployment
     assert all("declined" in o for o in outcomes), outcomes
 
 
+def test_replicas_sharing_a_request_state_key_resume_each_others_rounds(deployment: Deployment) -> None:
+    """A 2026-07-28 round answered on one replica and retried on another (round-robin, stateless HTTP)."""
+    import anyio
+
+    key = "k" * 40
+    env = environment(deployment.sections) | {"SOPHIA_HTTP__STATELESS": "true"}
+
+    async def ask(urls: list[str]) -> dict[str, Any]:
+        client = TheClient()
+        http = httpx2.AsyncClient(timeout=60, transport=RoundRobin(urls))
+        async with Client(
+            streamable_http_client(f"{urls[0]}/mcp", http_client=http), sampling_callback=client.sample
+        ) as s:
+            try:
+                return structured(await s.call_tool("strategic_query", {"question": QUESTION, "sources": SOURCES}))
+            except MCPError as exc:
+                return {"error": exc.error.message}
+
+    keyed = {"SOPHIA_HTTP__REQUEST_STATE_KEYS": key, **env}
+    with (
+        http_server(deployment.data_dir, "http", server="composite", **keyed) as one,
+        http_server(deployment.data_dir, "http", server="composite", **keyed) as two,
+    ):
+        shared = anyio.run(ask, [one, two])
+        # The module's stateless server seals with a key of its own.
+        unshared = anyio.run(ask, [one, deployment.urls["stateless-http"].removesuffix("/mcp")])
+    assert shared["synthesized_by"] == "sampling", shared
+    assert unshared == {"error": "Invalid or expired requestState"}
+
+
+class RoundRobin(httpx2.AsyncBaseTransport):
+    """Send each request to the next of `bases` in turn, as a load balancer in front of replicas does."""
+
+    def __init__(self, bases: list[str]) -> None:
+        self.bases = [httpx2.URL(b) for b in bases]
+        self.turn = 0
+        self.inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        base = self.bases[self.turn % len(self.bases)]
+        self.turn += 1
+        request.url = request.url.copy_with(host=base.host, port=base.port)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_a_local_clients_roots_narrow_ingestion_on_both_eras(data_dir: Path, tmp_path: Path, mode: Mode) -> None:
     opened = tmp_path / "opened"
@@ -253,3 +303,10 @@ async def test_a_log_message_goes_to_stderr_on_both_eras_and_to_a_client_that_as
     said = f"Analysing call {call_id}"
     assert [r.getMessage() for r in caplog.records].count(said) == 2
     assert received.count(said) == (2 if mode == "legacy" else 1)
+
+
+def test_a_request_state_key_too_short_to_be_secret_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        make_settings(tmp_path, http={"request_state_keys": "short-key"})
+    two = make_settings(tmp_path, http={"request_state_keys": f"{'a' * 32},{'b' * 32}"}).http.request_state_keys
+    assert [k.get_secret_value() for k in two] == ["a" * 32, "b" * 32]
