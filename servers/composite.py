@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, Resolve, Sample
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
-from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp_types import SamplingMessage, TextContent
+from mcp_types import CreateMessageResult, SamplingMessage, TextContent
 from pydantic import Field
 
 from sophia_mcp.model import Model
@@ -22,7 +20,7 @@ from sophia_mcp.runs import workflow_metrics
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import SlackChannel, SophiaServer, complete_client_names, services_of, tool_hints
+from sophia_mcp.surface import SlackChannel, SophiaServer, complete_client_names, offers, services_of, tool_hints
 from sophia_mcp.workflows import analytics, churn, competitive, dashboard
 from sophia_mcp.workflows.analytics import MetricArgs, TableResult, WarehouseSchema
 from sophia_mcp.workflows.churn import ChurnReport
@@ -112,47 +110,55 @@ class StrategicAnswer(Model):
     evidence: Evidence
 
 
-async def _synthesize(ctx: Context, evidence: Evidence) -> tuple[str | None, Literal["sampling", "openai"] | None]:
-    """The client's model when it offers sampling, else the configured OpenAI-compatible model, else none."""
-    if not evidence.citations:
-        return None, None
-    prompt = synthesis_prompt(evidence)
-    capabilities = ctx.client_capabilities
-    if capabilities is not None and capabilities.sampling is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MCPDeprecationWarning)
-            result = await ctx.session.create_message(
-                messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
-                max_tokens=800,
-            )
-        if isinstance(result.content, TextContent) and result.content.text.strip():
-            return result.content.text.strip(), "sampling"
-    openai = services_of(ctx).settings.openai
-    if openai.api_key is not None:
-        from openai import AsyncOpenAI, OpenAIError  # only when a model is configured
+async def _evidence(ctx: Context, question: str, client: str | None, sources: list[SourceName] | None) -> Evidence:
+    """Resolver: the evidence bundle. On 2026-07-28 it runs again on the round that brings the client's answer,
+    where each source's cached answer (from the first round) makes it the same evidence, so the same question."""
+    services = services_of(ctx)
+    client_id = (await resolve_client(services, client)).id if client else None
+    return await gather_evidence(services, question, client_id, sources)
 
-        client = AsyncOpenAI(api_key=openai.api_key.get_secret_value(), base_url=openai.base_url,
-                             timeout=openai.timeout_s, max_retries=openai.max_retries)  # fmt: skip
-        try:
-            completion = await client.chat.completions.create(
-                model=openai.model, messages=[{"role": "user", "content": prompt}], max_tokens=800
-            )
-        except OpenAIError as exc:
-            log.warning(
-                "The model could not write the strategic answer (%s); the evidence stands alone", type(exc).__name__
-            )
-            return None, None
-        finally:
-            await client.close()
-        text = completion.choices[0].message.content if completion.choices else None
-        if text and text.strip():
-            return text.strip(), "openai"
-    return None, None
+
+async def _ask_clients_model(
+    ctx: Context, synthesize: bool, evidence: Annotated[Evidence, Resolve(_evidence)]
+) -> Sample | None:
+    """Resolver: ask the client's model to write the answer, only when the client offers sampling; otherwise
+    nothing is asked and the configured model (or none) writes it."""
+    if not synthesize or not evidence.citations or not offers(ctx, "sampling"):
+        return None
+    prompt = synthesis_prompt(evidence)
+    return Sample([SamplingMessage(role="user", content=TextContent(type="text", text=prompt))], max_tokens=800)
+
+
+async def _configured_model(ctx: Context, evidence: Evidence) -> str | None:
+    """The answer from the configured OpenAI-compatible model, or None when none is configured or it fails."""
+    openai = services_of(ctx).settings.openai
+    if openai.api_key is None:
+        return None
+    from openai import AsyncOpenAI, OpenAIError  # only when a model is configured
+
+    client = AsyncOpenAI(api_key=openai.api_key.get_secret_value(), base_url=openai.base_url,
+                         timeout=openai.timeout_s, max_retries=openai.max_retries)  # fmt: skip
+    try:
+        completion = await client.chat.completions.create(
+            model=openai.model, messages=[{"role": "user", "content": synthesis_prompt(evidence)}], max_tokens=800
+        )
+    except OpenAIError as exc:
+        log.warning(
+            "The model could not write the strategic answer (%s); the evidence stands alone", type(exc).__name__
+        )
+        return None
+    finally:
+        await client.close()
+    text = completion.choices[0].message.content if completion.choices else None
+    return text.strip() if text and text.strip() else None
 
 
 async def strategic_query(
     ctx: Context,
     question: Annotated[str, Field(min_length=3, max_length=2000, description="The question, in plain words.")],
+    # Filled by the SDK before the body runs, not arguments: the evidence, and the client's model's answer.
+    evidence: Annotated[Evidence, Resolve(_evidence)],
+    sampled: Annotated[CreateMessageResult | None, Resolve(_ask_clients_model)],
     client: Annotated[
         str | None,
         Field(
@@ -174,11 +180,11 @@ async def strategic_query(
     them and the calls (scope says how it was read; 90 days when it names no period). Returns an evidence
     bundle with numbered citations and, when the client's model or a configured model is available, a synthesis
     that cites them. A source that fails or is slow is reported as a gap; the rest still answer."""
-    services = services_of(ctx)
-    client_id = (await resolve_client(services, client)).id if client else None
-    evidence = await gather_evidence(services, question, client_id, sources)
-    answer, by = await _synthesize(ctx, evidence) if synthesize else (None, None)
-    return StrategicAnswer(answer=answer, synthesized_by=by, evidence=evidence)
+    # The client's model when it offered sampling and answered in words, else the configured model, else none.
+    if sampled is not None and isinstance(sampled.content, TextContent) and sampled.content.text.strip():
+        return StrategicAnswer(answer=sampled.content.text.strip(), synthesized_by="sampling", evidence=evidence)
+    answer = await _configured_model(ctx, evidence) if synthesize and evidence.citations else None
+    return StrategicAnswer(answer=answer, synthesized_by="openai" if answer else None, evidence=evidence)
 
 
 async def build_dashboard(

@@ -24,6 +24,7 @@ from sophia_mcp.surface import (
     SophiaServer,
     Timestamp,
     complete_client_names,
+    offers,
     server_of,
     services_of,
     tool_hints,
@@ -168,8 +169,7 @@ def _ask(ctx: Context, what: str) -> Confirm | Elicit[Confirm]:
     services = services_of(ctx)
     if services.crm.name == "local" or not services.settings.hubspot.confirm_writes:
         return NO_QUESTION
-    capabilities = ctx.client_capabilities
-    if capabilities is None or capabilities.elicitation is None:
+    if not offers(ctx, "elicitation"):
         return NO_QUESTION
     return Elicit(f"{what} in {services.crm.name}. Go ahead?", Confirm)
 

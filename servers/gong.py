@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from pydantic import Field
 
@@ -14,6 +14,7 @@ from sophia_mcp.analysis.results import CallAnalysis
 from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.model import Model
+from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.calls import Affiliation, Call, CallFilter, Party, Transcript
 from sophia_mcp.runs import get_run
 from sophia_mcp.services import Services
@@ -189,7 +190,11 @@ def _offset(cursor: str | None) -> int:
     return int(decode_cursor(cursor, "transcript", int)[0]) if cursor else 0
 
 
-async def analyze_call(ctx: Context, call_id: CallId) -> CallHealthReport:
+async def analyze_call(
+    ctx: Context,
+    call_id: CallId,
+    analyst: Annotated[Analyst, Resolve(analyst_for)],  # filled by the SDK (the client's model, maybe), not an argument
+) -> CallHealthReport:
     """Analyse a call and update its client's health: sentiment per speaker and for the client side, talk ratio,
     longest monologue, questions, competitor mentions with quotes, risk factors (pricing, churn intent, budget,
     implementation, competitor evaluation). Recomputes the client's health score (0-100, with the reasons) and
@@ -202,7 +207,7 @@ async def analyze_call(ctx: Context, call_id: CallId) -> CallHealthReport:
     async def progress(done: float, total: float, message: str) -> None:
         await ctx.report_progress(done, total, message)
 
-    report = await analyze_call_workflow(server.services, call_id, progress, analyst=analyst_for(ctx))
+    report = await analyze_call_workflow(server.services, call_id, progress, analyst=analyst)
     if report.unlinked_reason:
         await server.log(ctx, "warning", f"Call {call_id} has no client: {report.unlinked_reason}")
     if report.at_risk and report.health is not None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote, urlparse
 
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, ListRoots, Resolve
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
-from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp_types import ListRootsResult
 from pydantic import Field
 
 from sophia_mcp.errors import NotFound
@@ -17,7 +16,7 @@ from sophia_mcp.model import Model
 from sophia_mcp.ports.knowledge import ChunkRecord, DocumentFilter, DocumentInfo, SearchHit
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import CalendarDate, Cursor, SophiaServer, server_of, services_of, tool_hints
+from sophia_mcp.surface import CalendarDate, Cursor, SophiaServer, offers, server_of, services_of, tool_hints
 from sophia_mcp.workflows.knowledge import IngestReport, ingest_file, search
 from sophia_mcp.workflows.knowledge import delete_document as delete_document_workflow
 from sophia_mcp.workflows.knowledge import ingest_text as ingest_text_workflow
@@ -37,6 +36,7 @@ DocType = Annotated[
 ]
 Tag = Annotated[str, Field(min_length=1, max_length=40)]
 Tags = Annotated[list[Tag], Field(max_length=20)]
+NO_ROOTS: Any = None  # never used: the SDK fills a Resolve(...) parameter before the tool runs
 
 
 class SearchResults(Model):
@@ -57,21 +57,16 @@ class DocumentDetail(Model):
     )
 
 
-async def _client_roots(ctx: Context) -> list[Path]:
-    """The folders a client on this machine shares (its file:// roots), which narrow the ones open for ingestion;
-    none from a client elsewhere (HTTP, SSE), whose roots name folders on its own machine, or that shares none."""
-    capabilities = ctx.client_capabilities
-    if not server_of(ctx).client_is_local or capabilities is None or capabilities.roots is None:
-        return []
-    try:
-        with warnings.catch_warnings():
-            # Deprecated at the 2026-07-28 revision, still how handshake-era clients share their folders.
-            warnings.simplefilter("ignore", MCPDeprecationWarning)
-            answer = await ctx.session.list_roots()
-    except Exception:  # a client that cannot answer simply shares no roots
-        return []
+async def _ask_roots(ctx: Context) -> ListRoots | None:
+    """Resolver: ask a client on this machine (stdio) that offers roots for them; nothing is asked of a client
+    elsewhere (HTTP, SSE), whose roots name folders on its own machine, or of one that offers none."""
+    return ListRoots() if server_of(ctx).client_is_local and offers(ctx, "roots") else None
+
+
+async def _client_roots(answer: Annotated[ListRootsResult | None, Resolve(_ask_roots)]) -> list[Path]:
+    """Resolver: the folders the client shares (its file:// roots), which narrow the ones open for ingestion."""
     roots = []
-    for root in answer.roots:
+    for root in answer.roots if answer else []:
         url = urlparse(str(root.uri))
         if url.scheme == "file" and url.netloc in ("", "localhost"):
             roots.append(Path(unquote(url.path)))
@@ -85,6 +80,7 @@ async def ingest_document(
     tags: Tags | None = None,
     title: Annotated[str | None, Field(max_length=200, description="Title; by default the file's own.")] = None,
     date: Annotated[CalendarDate | None, Field(description="The document's date, YYYY-MM-DD.")] = None,
+    shared: Annotated[list[Path], Resolve(_client_roots)] = NO_ROOTS,  # filled by the SDK, not an argument
 ) -> IngestReport:
     """Add a file on the server's machine to the knowledge base (PDF, DOCX, HTML, Markdown or text) from a folder
     the server opens for ingestion (SOPHIA_KNOWLEDGE__ROOTS; none open, none can be ingested). A client on the
@@ -97,7 +93,7 @@ async def ingest_document(
 
     local = server_of(ctx).client_is_local
     return await ingest_file(
-        services_of(ctx), path, progress, narrow_to=await _client_roots(ctx), name_folders=local,
+        services_of(ctx), path, progress, narrow_to=shared, name_folders=local,
         title=title, type=type, tags=tags, doc_date=date,
     )  # fmt: skip
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import uvicorn
+from mcp.server.mcpserver import RequestStateSecurity
 from mcp.server.transport_security import TransportSecuritySettings
 
 from sophia_mcp.http_auth import NotSafeToServe, Verifier, auth_options, subject_finder
@@ -84,6 +85,8 @@ def serve_http(create_server: Callable[..., Any], settings: Settings, transport:
     """Build the server with the configured authentication and serve it on `host`:`port` until stopped."""
     check_safe(settings, host)
     options = auth_options(settings)
+    if keys := settings.http.request_state_keys:  # replicas resume each other's multi-round requests
+        options["request_state_security"] = RequestStateSecurity(keys=[k.get_secret_value() for k in keys])
     server = create_server(settings, log_level=settings.log_level, **options)
     try:
         app = http_app(server, settings, transport, host, options.get("token_verifier"))

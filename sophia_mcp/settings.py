@@ -262,6 +262,11 @@ class HTTPSettings(BaseModel):
         default_factory=list, description="Origins let through beside loopback ones (JSON or commas)."
     )
     stateless: bool = Field(default=False, description="Streamable HTTP without sessions, for several replicas.")
+    request_state_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Keys (32+ characters; JSON or commas, the first seals) sealing the state a "
+        "2026-07-28 client carries between the rounds of one request: the same on every replica, so any may resume "
+        "it. None: a key of the process's own, so only the replica that asked can resume."
+    )  # fmt: skip
     max_body_mb: float = Field(default=4.0, gt=0, description="Larger request bodies are refused (413).")
     rate_per_minute: float = Field(
         default=600.0, ge=0, description="Requests per minute one client (its OAuth subject, else its address) may "
@@ -289,13 +294,20 @@ class HTTPSettings(BaseModel):
     required_scopes: Annotated[list[str], NoDecode] = Field(default_factory=list, description="OAuth: scopes every "
                                                            "request needs (JSON or commas).")  # fmt: skip
 
-    @field_validator("allowed_hosts", "allowed_origins", "required_scopes", mode="before")
+    @field_validator("allowed_hosts", "allowed_origins", "required_scopes", "request_state_keys", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
         return value
+
+    @field_validator("request_state_keys")
+    @classmethod
+    def _long_enough(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        if any(len(k.get_secret_value().encode()) < 32 for k in keys):
+            raise ValueError("each request-state key needs at least 32 characters of secret randomness")
+        return keys
 
 
 class ChurnSettings(BaseModel):

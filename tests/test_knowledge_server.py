@@ -380,8 +380,9 @@ async def test_a_client_sharing_the_root_slash_cannot_open_a_folder(
     assert "AppFolio" in prompt.messages[0].content.text  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_over_stdio_a_client_s_roots_narrow_the_open_folders_and_never_widen_them(
-    data_dir: Path, tmp_path: Path
+    data_dir: Path, tmp_path: Path, mode: str
 ) -> None:
     opened, elsewhere = tmp_path / "opened", tmp_path / "elsewhere"
     shared = opened / "shared"
@@ -393,7 +394,7 @@ async def test_over_stdio_a_client_s_roots_narrow_the_open_folders_and_never_wid
     params = StdioServerParameters(
         command=SCRIPT, args=["serve", "knowledge"], env=env_for(data_dir, SOPHIA_KNOWLEDGE__ROOTS=str(opened))
     )
-    async with Client(params, mode="legacy", list_roots_callback=shares(shared, elsewhere)) as client:
+    async with Client(params, mode=mode, list_roots_callback=shares(shared, elsewhere)) as client:
         inside = structured(await client.call_tool("ingest_document", {"path": str(shared / "inside.docx")}))
         narrowed = await client.call_tool("ingest_document", {"path": str(opened / "unshared.md")})
         widened = await client.call_tool("ingest_document", {"path": str(elsewhere / "other.md")})

@@ -81,7 +81,8 @@ async def test_a_slow_source_runs_out_of_its_budget_and_the_rest_answer(
     assert evidence["seconds"] < state.delay_s and next(c["source"] for c in evidence["citations"]) == "knowledge"
 
 
-async def test_the_clients_model_writes_the_answer_from_the_evidence(data_dir: Path) -> None:
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_the_clients_model_writes_the_answer_from_the_evidence(data_dir: Path, mode: str) -> None:
     prompts: list[str] = []
 
     async def sample(context: Any, params: CreateMessageRequestParams) -> CreateMessageResult:
@@ -92,7 +93,7 @@ async def test_the_clients_model_writes_the_answer_from_the_evidence(data_dir: P
             content=TextContent(type="text", text="AppFolio undercuts small portfolios [K1]; web not available."),
         )  # fmt: skip
 
-    async with Client(create_server(make_settings(data_dir)), mode="legacy", sampling_callback=sample) as client:
+    async with Client(create_server(make_settings(data_dir)), mode=mode, sampling_callback=sample) as client:
         result = structured(await client.call_tool("strategic_query", {"question": QUESTION}))
     assert result["synthesized_by"] == "sampling" and "[K1]" in result["answer"]
     assert "[K1]" in prompts[0] and "Not available: web: Web search is not configured" in prompts[0]

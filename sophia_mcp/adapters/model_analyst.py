@@ -56,4 +56,8 @@ class ModelAnalyst:
             reason = self.reason(exc)
             log.warning("%s analysis of call %s unusable, using %s: %s", self.name, call.id, self.fallback.name, reason)
             insights = await self.fallback.read_call(call, transcript)
-            return insights.model_copy(update={"fallback_reason": f"{self.name}: {reason}"})
+            # The fallback may have fallen back in turn (sampling, then openai, then local): keep every reason.
+            reasons = "; ".join(r for r in (f"{self.name}: {reason}", insights.fallback_reason) if r)
+            return insights.model_copy(
+                update={"fallback_reason": reasons, "read_by": insights.read_by or self.fallback.name}
+            )

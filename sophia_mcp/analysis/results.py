@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 from sophia_mcp.model import Model
 
@@ -78,6 +79,8 @@ class CallInsights(Model):
     fallback_reason: str | None = Field(
         default=None, description="Why the configured analyst's reading was not used, when the local one stood in."
     )
+    # Who stood in when the configured analyst's reading was not used: CallAnalysis.analyst says it on the wire.
+    read_by: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
 
 
 class CallAnalysis(CallInsights):

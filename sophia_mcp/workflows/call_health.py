@@ -141,9 +141,14 @@ async def analyze_call(
         insights = await run.step(
             "read_call",
             lambda: reader.read_call(call, transcript),
-            lambda i: {"analyst": reader.name, "risks": len(i.risk_factors), "fallback": i.fallback_reason},
+            lambda i: {
+                "analyst": i.read_by or reader.name,
+                "risks": len(i.risk_factors),
+                "fallback": i.fallback_reason,
+            },
         )
-        analysis = build_analysis(call, transcript, insights, reader.name)
+        # The analyst that really read it: the configured one's fallback when its reading could not be used.
+        analysis = build_analysis(call, transcript, insights, insights.read_by or reader.name)
         await report(3, "analysed transcript")
         await run.step("store_analysis", lambda: services.warehouse.save_analysis(analysis))
         await report(4, "stored analysis")
