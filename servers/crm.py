@@ -14,6 +14,7 @@ from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from sophia_mcp.analysis.lead_score import LeadScore, LeadSignals, score_lead
 from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
 from sophia_mcp.model import Model
+from sophia_mcp.plural import plural
 from sophia_mcp.ports.crm import USER_WRITABLE, Client, Contact, ContactPage, ContactQuery
 from sophia_mcp.ports.enrich import Person
 from sophia_mcp.ports.warehouse import HealthRecord
@@ -275,7 +276,8 @@ async def enrich_contacts(
 
     report = await enrich_contacts_workflow(server.services, contact_ids, since, force=force, progress=progress)
     if report.failed:
-        await server.log(ctx, "warning", f"{report.failed} of {report.requested} contacts failed; see outcomes")
+        failed = f"{report.failed} of {plural(report.requested, 'contact')} failed; see outcomes"
+        await server.log(ctx, "warning", failed)
     return report
 
 

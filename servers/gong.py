@@ -13,6 +13,7 @@ from sophia_mcp.analysis.results import CallAnalysis
 from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.model import Model
+from sophia_mcp.plural import plural
 from sophia_mcp.ports.calls import Affiliation, Call, CallFilter, Party, Transcript
 from sophia_mcp.runs import get_run
 from sophia_mcp.services import Services
@@ -165,7 +166,8 @@ async def get_transcript(
         for s in m.sentences
     ]
     if start > len(lines):
-        raise InvalidInput(f"cursor is past the end of this transcript ({len(lines)} sentences); omit it to start over")
+        past = f"cursor is past the end of this transcript ({plural(len(lines), 'sentence')}); omit it to start over"
+        raise InvalidInput(past)
     end = start + limit
     return TranscriptPage(
         call_id=call_id,

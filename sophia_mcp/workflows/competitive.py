@@ -18,6 +18,7 @@ from pydantic import Field
 
 from sophia_mcp.errors import SophiaError
 from sophia_mcp.model import Model
+from sophia_mcp.plural import plural
 from sophia_mcp.ports.web import WebResult
 from sophia_mcp.runs import start_run
 from sophia_mcp.services import Services
@@ -89,7 +90,7 @@ def _document(competitor: str, day: date, counts: tuple[int, int, int], said: li
               news: list[WebResult], web: str) -> str:  # fmt: skip
     mentions, before, clients = counts
     lines = [f"# Competitive insight: {competitor}, {day.isoformat()}", "", "## On our calls", "",
-             f"{mentions} mentions on calls with {clients} clients in the last {WINDOW_DAYS} days "
+             f"{plural(mentions, 'mention')} on calls with {plural(clients, 'client')} in the last {WINDOW_DAYS} days "
              f"({before} in the {WINDOW_DAYS} days before)."]  # fmt: skip
     lines += [f'- {title}: "{text}"' for title, text in said]
     lines += ["", "## In the news", ""]
@@ -131,7 +132,7 @@ async def competitive_intelligence(services: Services, day: date | None = None) 
                 significant.append(f"mentions on calls {before} -> {mentions} in {WINDOW_DAYS} days")
             fresh = [r for r in news if r.url not in known_urls]
             if fresh and previous is not None:
-                significant.append(f"{len(fresh)} new news items: {fresh[0].title}")
+                significant.append(f"{plural(len(fresh), 'new news item')}: {fresh[0].title}")
             document_id = f"intel-{slug}-{day.isoformat()}"
             text = _document(competitor.name, day, (mentions, before, clients), said, news, web)
             title = f"Competitive insight: {competitor.name}, {day.isoformat()}"

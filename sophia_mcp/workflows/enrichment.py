@@ -26,6 +26,7 @@ from pydantic import Field
 from sophia_mcp.analysis.lead_score import LeadScore, LeadSignals, score_lead, seniority_of
 from sophia_mcp.errors import InvalidInput, SophiaError
 from sophia_mcp.model import Model
+from sophia_mcp.plural import plural
 from sophia_mcp.ports.crm import Client, Contact, ContactChanges, ContactQuery, FieldValue
 from sophia_mcp.ports.enrich import Person, PersonQuery
 from sophia_mcp.runs import Run, describe_error, start_run
@@ -361,7 +362,7 @@ class Enrichment:
         ]
         await self.services.store.run(self._finish, outcomes)
         self._record(outcomes, stored=True)
-        await self._report(f"wrote {len(batch)} contacts to {self.services.crm.name}")
+        await self._report(f"wrote {plural(len(batch), 'contact')} to {self.services.crm.name}")
 
     @staticmethod
     def _outcome(
@@ -392,7 +393,7 @@ class Enrichment:
         pending, self._unstored = self._unstored, []
         if pending:
             await self.services.store.run(self._finish, pending)
-            await self._report(f"{len(pending)} contacts needed no write")
+            await self._report(f"{plural(len(pending), 'contact')} needed no write")
 
     async def _report(self, message: str) -> None:
         if self.progress is not None:
@@ -444,7 +445,7 @@ async def enrich_contacts(
     """Enrich, score and write back the given contacts, or those changed in the CRM since `since`."""
     if not ids and since is None:
         raise InvalidInput("Give contact ids, or `since` (contacts changed in the CRM since then)")
-    subject = f"{len(ids)} contacts" if ids else f"contacts changed since {iso(since)}" if since else None
+    subject = plural(len(ids), "contact") if ids else f"contacts changed since {iso(since)}" if since else None
     inputs = {"ids": ids, "since": iso(since) if since else None, "force": force}
     async with start_run(services.store, "enrich_contacts", subject, inputs) as run:
         contacts, missing = await run.step(
