@@ -145,9 +145,11 @@ async def run_health_monitor(ctx: Context) -> MonitorReport:
 
 async def list_schedules(ctx: Context) -> ScheduleList:
     """The scheduled workflows: timing, next and last run, whether one is running, and their recent runs with
-    results or errors. `sophia-mcp schedule` runs them."""
+    results or errors; those configured in settings too before any scheduler has run them. `sophia-mcp schedule`
+    runs them."""
     services = services_of(ctx)
-    return ScheduleList(schedules=await services.store.run(scheduler.list_schedules, services.store))
+    configured = services.settings.schedules
+    return ScheduleList(schedules=await services.store.run(scheduler.list_schedules, services.store, configured))
 
 
 async def set_schedule(
@@ -171,7 +173,7 @@ async def set_schedule(
     except ValidationError as exc:
         raise InvalidInput("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     await services.store.run(scheduler.set_schedule, services.store, spec, utcnow())
-    return await services.store.run(scheduler.get_schedule, services.store, name)
+    return await services.store.run(scheduler.get_schedule, services.store, name, services.settings.schedules)
 
 
 async def meeting_resource(uid: str, ctx: Context) -> str:
