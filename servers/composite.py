@@ -22,7 +22,15 @@ from sophia_mcp.runs import workflow_metrics
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import SlackChannel, SophiaServer, complete_client_names, services_of, tool_hints
+from sophia_mcp.surface import (
+    SlackChannel,
+    SophiaServer,
+    complete_client_names,
+    progress_of,
+    server_of,
+    services_of,
+    tool_hints,
+)
 from sophia_mcp.workflows import analytics, churn, competitive, dashboard
 from sophia_mcp.workflows.analytics import MetricArgs, TableResult
 from sophia_mcp.workflows.churn import ChurnReport
@@ -181,9 +189,12 @@ async def build_dashboard(
     requested_by: Annotated[str | None, Field(max_length=200, description="Who asked (named in the post).")] = None,
 ) -> DashboardReport:
     """Build a self-contained HTML dashboard (client health and its trend, ARR by segment, competitor mentions:
-    the panels the request names, or all), save it in the data dir, post its link to the channel and return it
-    as a resource; hosts with MCP Apps show it inline."""
-    return await dashboard.build_dashboard(services_of(ctx), request, channel, requested_by)
+    the panels the request names, or all), save it in the data dir, post where it is to the channel (its URL when
+    the server serves HTTP) and return it as a resource; hosts with MCP Apps show it inline."""
+    server = server_of(ctx)
+    return await dashboard.build_dashboard(
+        server.services, request, channel, requested_by, public_url=server.public_url, progress=progress_of(ctx)
+    )
 
 
 async def competitive_intelligence(ctx: Context) -> IntelReport:
@@ -287,6 +298,7 @@ def _complete_competitors(services: Any, typed: str, _: dict[str, str]) -> list[
 
 def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServer:
     server = SophiaServer("sophia", INSTRUCTIONS, settings, **kwargs)
+    server.serves_dashboards = True
     for prefix, module in DOMAINS.items():
         module.register(server, prefix=f"{prefix}_")
     read = tool_hints

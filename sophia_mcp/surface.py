@@ -54,6 +54,7 @@ from pydantic import AnyUrl, Field, ValidationError
 
 from sophia_mcp.errors import DiskFull, InvalidInput, NotFound, SophiaError
 from sophia_mcp.ports.analyst import Analyst
+from sophia_mcp.runs import Progress
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings, load_settings
 from sophia_mcp.store import file_failure
@@ -179,6 +180,10 @@ class SophiaServer(MCPServer[Any]):
         # Whether the client runs on this machine (the serve command sets it for stdio): only then do its file://
         # roots name this machine's folders. Over HTTP or SSE they name the client's, so they are ignored.
         self.client_is_local = False
+        # The base URL users reach the server by when it serves HTTP (the serve command sets it); None on stdio.
+        self.public_url: str | None = None
+        # Whether GET /dashboards/{name} serves the dashboards it builds, when it serves HTTP.
+        self.serves_dashboards = False
 
     # -- tools, built lazily --------------------------------------------------------------------------
 
@@ -484,6 +489,15 @@ def analyst_for(ctx: Context[Any, Any]) -> Analyst:
         fallback=services.analyst,
         max_chars=services.settings.openai.max_input_chars,
     )
+
+
+def progress_of(ctx: Context[Any, Any]) -> Progress:
+    """Progress for a workflow to report to this request's client (nothing is sent if it asked for none)."""
+
+    async def report(done: float, total: float, message: str) -> None:
+        await ctx.report_progress(done, total, message)
+
+    return report
 
 
 def server_of(ctx: Context[Any, Any]) -> SophiaServer:
