@@ -18,9 +18,10 @@ from mcp_types import SamplingMessage, TextContent
 from pydantic import Field
 
 from sophia_mcp.model import Model
-from sophia_mcp.runs import workflow_metrics
+from sophia_mcp.runs import start_run, workflow_metrics
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.crm import resolve_client
+from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
 from sophia_mcp.surface import (
     SlackChannel,
@@ -148,6 +149,18 @@ async def _synthesize(ctx: Context, evidence: Evidence) -> tuple[str | None, Lit
     return None, None
 
 
+async def _gathered(
+    services: Services, question: str, client_id: str | None, sources: list[SourceName] | None
+) -> Evidence:
+    """The evidence for a question, its gathering recorded as a run of the strategic query."""
+    async with start_run(
+        services.store, "strategic_query", client_id, {"question": question, "sources": sources}
+    ) as run:
+        evidence = await gather_evidence(services, question, client_id, sources)
+        run.output = {"citations": len(evidence.citations)}
+    return evidence
+
+
 async def strategic_query(
     ctx: Context,
     question: Annotated[str, Field(min_length=3, max_length=2000, description="The question, in plain words.")],
@@ -167,7 +180,7 @@ async def strategic_query(
     that cites them. A source that fails or is slow is reported as a gap; the rest still answer."""
     services = services_of(ctx)
     client_id = (await resolve_client(services, client)).id if client else None
-    evidence = await gather_evidence(services, question, client_id, sources)
+    evidence = await _gathered(services, question, client_id, sources)
     answer, by = await _synthesize(ctx, evidence) if synthesize else (None, None)
     return StrategicAnswer(answer=answer, synthesized_by=by, evidence=evidence)
 
@@ -201,7 +214,7 @@ async def competitive_intelligence(ctx: Context) -> IntelReport:
     """For each configured competitor: this week's web news and what clients said about it on calls, kept as an
     insight document in the knowledge base; a significant change (mentions doubling, new news) alerts
     #competitive-intel once a day. Runs daily on the scheduler; call it to refresh now."""
-    return await competitive.competitive_intelligence(services_of(ctx))
+    return await competitive.competitive_intelligence(services_of(ctx), progress=progress_of(ctx))
 
 
 async def predict_churn(
@@ -218,7 +231,7 @@ async def predict_churn(
     trend, call sentiment and its trend, competitor mentions, engagement, size), each with its reasons. For those
     above the threshold: an urgent issue, a meeting request with the CSM and a #leadership alert, once a week.
     Runs weekly on the scheduler."""
-    return await churn.predict_churn(services_of(ctx), threshold, act)
+    return await churn.predict_churn(services_of(ctx), threshold, act, progress=progress_of(ctx))
 
 
 async def record_outcome(

@@ -17,7 +17,7 @@ from sophia_mcp.model import Model
 from sophia_mcp.ports.knowledge import ChunkRecord, DocumentFilter, DocumentInfo, SearchHit
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import CalendarDate, Cursor, SophiaServer, server_of, services_of, tool_hints
+from sophia_mcp.surface import CalendarDate, Cursor, SophiaServer, progress_of, server_of, services_of, tool_hints
 from sophia_mcp.workflows.knowledge import IngestReport, ingest_file, search
 from sophia_mcp.workflows.knowledge import delete_document as delete_document_workflow
 from sophia_mcp.workflows.knowledge import ingest_text as ingest_text_workflow
@@ -91,13 +91,9 @@ async def ingest_document(
     same machine (stdio) that shares roots narrows these to the files inside its roots too; a client's roots
     never open a folder. Ingesting the same content again changes nothing; a changed file replaces its previous
     version."""
-
-    async def progress(done: float, total: float, message: str) -> None:
-        await ctx.report_progress(done, total, message)
-
     local = server_of(ctx).client_is_local
     return await ingest_file(
-        services_of(ctx), path, progress, narrow_to=await _client_roots(ctx), name_folders=local,
+        services_of(ctx), path, progress_of(ctx), narrow_to=await _client_roots(ctx), name_folders=local,
         title=title, type=type, tags=tags, doc_date=date,
     )  # fmt: skip
 
@@ -118,7 +114,9 @@ async def ingest_text(
 ) -> IngestReport:
     """Add text to the knowledge base (notes, a pasted policy, a meeting summary). The same title (or document_id)
     replaces the earlier version; the same content again changes nothing."""
-    return await ingest_text_workflow(services_of(ctx), title, text, document_id, type=type, tags=tags, doc_date=date)
+    return await ingest_text_workflow(
+        services_of(ctx), title, text, document_id, type=type, tags=tags, doc_date=date, progress=progress_of(ctx)
+    )
 
 
 async def search_knowledge(

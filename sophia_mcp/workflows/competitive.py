@@ -20,7 +20,7 @@ from sophia_mcp.errors import SophiaError
 from sophia_mcp.model import Model
 from sophia_mcp.plural import plural
 from sophia_mcp.ports.web import WebResult
-from sophia_mcp.runs import start_run
+from sophia_mcp.runs import Progress, no_progress, start_run
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Competitor
 from sophia_mcp.store import iso, utcnow
@@ -101,14 +101,21 @@ def _document(competitor: str, day: date, counts: tuple[int, int, int], said: li
     return "\n".join(lines)
 
 
-async def competitive_intelligence(services: Services, day: date | None = None) -> IntelReport:
+async def competitive_intelligence(
+    services: Services, day: date | None = None, progress: Progress | None = None
+) -> IntelReport:
+    """For each configured competitor: the week's news and what clients said on calls, kept as an insight document,
+    and an alert when something changed significantly; `progress` hears of each competitor in turn."""
+    report_progress = progress or no_progress
     now = utcnow()
     day = day or now.date()
     end = now if day >= now.date() else datetime.combine(day + timedelta(days=1), time(), UTC)
     window = timedelta(days=WINDOW_DAYS)
     async with start_run(services.store, "competitive_intelligence", day.isoformat(), {"day": day.isoformat()}) as run:
         insights = []
-        for competitor in services.settings.competitors:
+        competitors = services.settings.competitors
+        for n, competitor in enumerate(competitors):
+            await report_progress(n, len(competitors), f"reading the news and calls about {competitor.name}")
             mentions, clients, said = await services.store.run(
                 _mentions, services, competitor.name, iso(end - window), iso(end)
             )
@@ -152,6 +159,7 @@ async def competitive_intelligence(services: Services, day: date | None = None) 
                 web=web, significant=significant, document_id=document_id, alert=alert,
             ))  # fmt: skip
         run.output = {"competitors": len(insights), "alerts": sum(1 for i in insights if i.alert)}
+    await report_progress(len(insights), max(len(insights), 1), "done")
     return IntelReport(run_id=run.id, day=day, competitors=insights)
 
 
