@@ -4,6 +4,7 @@ model (annotations and output schemas), and instructions that say which tool ser
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from mcp import Client
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.composite import create_server
 from tests.conftest import make_settings
-from tests.mcp_helpers import structured
+from tests.mcp_helpers import structured, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -128,3 +129,18 @@ async def test_metrics_cover_the_strategic_query_dashboards_and_bug_reports(data
     counted = {m["workflow"]: (m["runs"], m["succeeded"]) for m in metrics["workflows"]}
     assert {"strategic_query", "build_dashboard", "report_bug"} <= set(counted), counted
     assert counted["strategic_query"] == counted["build_dashboard"] == counted["report_bug"] == (1, 1)
+
+
+async def test_a_health_trend_for_an_unknown_client_is_an_error_not_an_empty_table(data_dir: Path) -> None:
+    async with Client(create_server(make_settings(data_dir))) as client:
+        unknown = await client.call_tool("run_metric", {"name": "health_trend", "client_id": "no-such-client"})
+        mentions = await client.call_tool("run_metric", {"name": "competitor_mentions", "client_id": "nobody"})
+        known = await client.call_tool("run_metric", {"name": "health_trend", "client_id": first_client(data_dir)})
+    assert unknown.is_error and "No client 'no-such-client'" in text_of(unknown)
+    assert mentions.is_error and "No client 'nobody'" in text_of(mentions)
+    assert not known.is_error
+
+
+def first_client(data_dir: Path) -> str:
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        return str(conn.execute("SELECT id FROM clients ORDER BY id LIMIT 1").fetchone()[0])
