@@ -24,7 +24,8 @@ Issues in Linear (or the local tracker when Linear is not configured). create_is
 e.g. CS, or the default team) with a priority (1 urgent .. 4 low), assignee and labels; the same
 idempotency_key never opens a second issue. search_issues finds issues by title words, team, state or label;
 update_issue changes state, priority, assignee, labels or text; list_teams shows the teams and their keys.
-report_bug files a bug report as it was written (e.g. a Slack message) and keeps its channel told."""
+report_bug files a bug report as it was written (e.g. a Slack message) and keeps its channel told.
+get_issue reads one issue by its identifier (CS-12)."""
 
 IssueRef = Annotated[
     str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]{0,9}-\d{1,9}|[0-9a-f-]{36})$", max_length=36,
@@ -90,6 +91,11 @@ async def search_issues(
     """Find issues by title words, team, state or label, newest first."""
     query = IssueQuery(text=text, team=team, state=state, labels=labels, limit=limit, cursor=cursor)
     return await services_of(ctx).tracker.search(query)
+
+
+async def get_issue(ctx: Context, issue_id: IssueRef) -> Issue:
+    """One issue by its identifier (CS-12) or id: title, description, state, priority, assignee, labels, link."""
+    return await services_of(ctx).tracker.get(issue_id)
 
 
 async def update_issue(
@@ -183,6 +189,9 @@ def register(server: SophiaServer, prefix: str = "") -> None:
         search_issues,
         name=f"{prefix}search_issues",
         annotations=hints("Search issues", read_only=True, open_world=True),
+    )
+    server.add_tool(
+        get_issue, name=f"{prefix}get_issue", annotations=hints("Get issue", read_only=True, open_world=True)
     )
     server.add_tool(
         update_issue, name=f"{prefix}update_issue",
