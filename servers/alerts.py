@@ -120,10 +120,11 @@ async def list_alerts(
     ctx: Context,
     status: Annotated[OutboxStatus | None, Field(description="Only alerts with this status.")] = None,
     channel: Annotated[Channel | None, Field(description="Only alerts to this channel.")] = None,
-    limit: Annotated[int, Field(ge=1, le=200, description="Alerts per page.")] = 20,
+    limit: Annotated[int | None, Field(ge=1, le=200, description="Alerts per page, 1-200; null: 20.")] = 20,
     cursor: Cursor = None,
 ) -> AlertPage:
     """Alerts sent or waiting to be sent, newest first, with their delivery status, attempts and last error."""
+    limit = limit or 20
     before = decode_cursor(cursor, "alerts", int)[0] if cursor else None
     alerts = await services_of(ctx).outbox.list(status, limit + 1, channel, before, kind="alert")
     following = encode_cursor("alerts", alerts[limit - 1].id) if len(alerts) > limit else None

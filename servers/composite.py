@@ -64,7 +64,9 @@ Tools of one area carry its prefix: gong_, crm_, knowledge_, alerts_, linear_.""
 
 
 MetricName = Literal["at_risk_clients", "client_health", "health_trend", "revenue_by_segment", "competitor_mentions"]
-RowLimit = Annotated[int, Field(ge=1, le=analytics.ROW_LIMIT, description="Most rows to return.")]
+RowLimit = Annotated[
+    int | None, Field(ge=1, le=analytics.ROW_LIMIT, description="Most rows to return; null: the default.")
+]
 
 
 async def run_metric(
@@ -82,7 +84,7 @@ async def run_metric(
     """A named business metric from the warehouse: clients at risk (health under the threshold, with ARR and
     CSM), the health trend by day, ARR by segment with ARR at risk, or competitors named on calls."""
     args = MetricArgs(threshold=threshold, days=days, client_id=client_id)
-    return await analytics.run_metric(services_of(ctx), name, args, limit)
+    return await analytics.run_metric(services_of(ctx), name, args, limit or 50)
 
 
 async def query_warehouse(
@@ -100,7 +102,7 @@ async def query_warehouse(
 ) -> TableResult:
     """Run one read-only SELECT on the warehouse (row-capped, 5 s timeout). Anything else (writes, DDL, several
     statements, other tables) is refused with the reason. Prefer run_metric when a named metric answers."""
-    return await analytics.query_warehouse(services_of(ctx), sql, limit)
+    return await analytics.query_warehouse(services_of(ctx), sql, limit or 100)
 
 
 class StrategicAnswer(Model):

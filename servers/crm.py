@@ -222,13 +222,13 @@ async def search_contacts(
     updated_since: Annotated[
         Timestamp | None, Field(description="Only contacts changed since then (ISO 8601, e.g. 2026-11-01T00:00:00Z).")
     ] = None,
-    limit: Annotated[int, Field(ge=1, le=100, description="Contacts per page, 1-100.")] = 20,
+    limit: Annotated[int | None, Field(ge=1, le=100, description="Contacts per page, 1-100; null: 20.")] = 20,
     cursor: Cursor = None,
 ) -> ContactPage:
     """Search contacts by words in their name, email, title or company, by client, exact email, or recent change.
     Page with `cursor`."""
     q = ContactQuery(text=query, client_id=client_id, email=email, updated_since=updated_since)
-    return await services_of(ctx).crm.search_contacts(q, limit, cursor)
+    return await services_of(ctx).crm.search_contacts(q, limit or 20, cursor)
 
 
 async def enrich_contact(
@@ -314,12 +314,12 @@ async def score_lead_tool(ctx: Context, contact_id: ContactId) -> LeadScoreRepor
 async def list_clients(
     ctx: Context,
     query: Annotated[str | None, Field(max_length=200, description="Part of the client's name or domain.")] = None,
-    limit: Annotated[int, Field(ge=1, le=100, description="Clients per page, 1-100.")] = 20,
+    limit: Annotated[int | None, Field(ge=1, le=100, description="Clients per page, 1-100; null: 20.")] = 20,
     cursor: Cursor = None,
 ) -> ClientList:
     """List client companies (name, domain, industry, segment, size, ARR, CSM) with their current health score."""
     services = services_of(ctx)
-    page = await services.crm.list_clients(query, limit, cursor)
+    page = await services.crm.list_clients(query, limit or 20, cursor)
     scores = await services.warehouse.health_scores([c.id for c in page.clients])
     return ClientList(
         clients=[ClientSummary(client=c, health_score=scores.get(c.id)) for c in page.clients],

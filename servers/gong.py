@@ -112,7 +112,7 @@ async def list_calls(
         str | None,
         Field(max_length=100, description="Only calls where this competitor (name or alias) was mentioned."),
     ] = None,
-    limit: Annotated[int, Field(ge=1, le=100, description="Calls per page, 1-100.")] = 20,
+    limit: Annotated[int | None, Field(ge=1, le=100, description="Calls per page, 1-100; null: 20.")] = 20,
     cursor: Cursor = None,
 ) -> CallList:
     """List recorded calls, optionally for one client, a date range, or a competitor mentioned on the call.
@@ -127,7 +127,7 @@ async def list_calls(
             started_to=_day_start(to_date + timedelta(days=1)) if to_date else None,
             competitor=competitor,
         ),
-        limit,
+        limit or 20,
         cursor,
     )
     return CallList(calls=[_summary(c) for c in page.calls], next_cursor=page.next_cursor)
@@ -145,7 +145,7 @@ async def get_transcript(
     ctx: Context,
     call_id: CallId,
     cursor: Cursor = None,
-    limit: Annotated[int, Field(ge=1, le=500, description="Sentences per page, 1-500.")] = 200,
+    limit: Annotated[int | None, Field(ge=1, le=500, description="Sentences per page, 1-500; null: 200.")] = 200,
 ) -> TranscriptPage:
     """Read a call's transcript sentence by sentence, with speaker names, sides (Internal = our team, External =
     the client) and timings in milliseconds. Long calls come in pages: follow `next_cursor`."""
@@ -168,7 +168,7 @@ async def get_transcript(
     if start > len(lines):
         past = f"cursor is past the end of this transcript ({plural(len(lines), 'sentence')}); omit it to start over"
         raise InvalidInput(past)
-    end = start + limit
+    end = start + (limit or 200)
     return TranscriptPage(
         call_id=call_id,
         total_sentences=len(lines),

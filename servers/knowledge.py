@@ -128,12 +128,12 @@ async def search_knowledge(
         CalendarDate | None, Field(description="Only documents dated on or after, YYYY-MM-DD.")
     ] = None,
     date_to: Annotated[CalendarDate | None, Field(description="Only documents dated on or before, YYYY-MM-DD.")] = None,
-    limit: Annotated[int, Field(ge=1, le=50, description="Passages to return, 1-50.")] = 8,
+    limit: Annotated[int | None, Field(ge=1, le=50, description="Passages to return, 1-50; null: 8.")] = 8,
 ) -> SearchResults:
     """Search the knowledge base by meaning and by words together, and return the passages that answer best,
     each with its document, section, position and a citation to quote."""
     flt = DocumentFilter(types=types, tags=tags, date_from=date_from, date_to=date_to)
-    return SearchResults(query=query, hits=await search(services_of(ctx), query, flt, limit))
+    return SearchResults(query=query, hits=await search(services_of(ctx), query, flt, limit or 8))
 
 
 async def get_document(
@@ -143,7 +143,7 @@ async def get_document(
     chunks_from: Annotated[
         int, Field(ge=0, le=1_000_000, description="First chunk position to return (next_chunk).")
     ] = 0,
-    chunk_limit: Annotated[int, Field(ge=1, le=100, description="Chunks per page, 1-100.")] = 20,
+    chunk_limit: Annotated[int | None, Field(ge=1, le=100, description="Chunks per page, 1-100; null: 20.")] = 20,
 ) -> DocumentDetail:
     """Get a document's details (title, source, type, tags, date, size, chunks) and, if asked, its chunks, a page
     at a time."""
@@ -153,6 +153,7 @@ async def get_document(
         raise NotFound(f"No document with id {document_id!r}; list_documents shows the ids")
     if not include_chunks:
         return DocumentDetail(document=document, chunks=None)
+    chunk_limit = chunk_limit or 20
     page = await services.store.read(services.documents.chunks, document_id, chunks_from, chunk_limit + 1)
     following = page[chunk_limit].seq if len(page) > chunk_limit else None
     return DocumentDetail(document=document, chunks=page[:chunk_limit], next_chunk=following)
@@ -162,13 +163,13 @@ async def list_documents(
     ctx: Context,
     type: Annotated[str | None, Field(max_length=40, description="Only this document type.")] = None,
     tag: Annotated[str | None, Field(max_length=40, description="Only documents with this tag.")] = None,
-    limit: Annotated[int, Field(ge=1, le=100, description="Documents per page, 1-100.")] = 20,
+    limit: Annotated[int | None, Field(ge=1, le=100, description="Documents per page, 1-100; null: 20.")] = 20,
     cursor: Cursor = None,
 ) -> DocumentPage:
     """List the documents in the knowledge base, optionally of one type or with one tag."""
     services = services_of(ctx)
     flt = DocumentFilter(types=[type] if type else None, tags=[tag] if tag else None)
-    documents, following = await services.store.read(services.documents.page, flt, limit, cursor)
+    documents, following = await services.store.read(services.documents.page, flt, limit or 20, cursor)
     return DocumentPage(documents=documents, next_cursor=following)
 
 

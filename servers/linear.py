@@ -85,11 +85,11 @@ async def search_issues(
     team: TeamRef | None = None,
     state: Annotated[str | None, Field(max_length=80, description="e.g. Todo, In Progress, Done.")] = None,
     labels: Annotated[list[Label] | None, Field(max_length=20, description="Issues with any of these.")] = None,
-    limit: Annotated[int, Field(ge=1, le=100)] = 20,
+    limit: Annotated[int | None, Field(ge=1, le=100, description="Issues per page, 1-100; null: 20.")] = 20,
     cursor: Cursor = None,
 ) -> IssuePage:
     """Find issues by title words, team, state or label, newest first."""
-    query = IssueQuery(text=text, team=team, state=state, labels=labels, limit=limit, cursor=cursor)
+    query = IssueQuery(text=text, team=team, state=state, labels=labels, limit=limit or 20, cursor=cursor)
     return await services_of(ctx).tracker.search(query)
 
 

@@ -141,6 +141,27 @@ async def test_a_health_trend_for_an_unknown_client_is_an_error_not_an_empty_tab
     assert not known.is_error
 
 
+async def test_a_null_limit_means_the_default(data_dir: Path) -> None:
+    calls = {
+        "gong_list_calls": {}, "crm_list_clients": {}, "crm_search_contacts": {}, "alerts_list_alerts": {},
+        "alerts_list_meetings": {}, "linear_search_issues": {}, "knowledge_list_documents": {},
+        "knowledge_search_knowledge": {"query": "pricing"}, "run_metric": {"name": "client_health"},
+        "query_warehouse": {"sql": "SELECT id FROM calls"},
+    }  # fmt: skip
+    async with Client(create_server(make_settings(data_dir))) as client:
+        structured(await client.call_tool("alerts_run_health_monitor", {}))  # alerts and meetings to list
+        pages = {
+            name: (
+                structured(await client.call_tool(name, arguments | {"limit": None})),
+                structured(await client.call_tool(name, arguments)),
+            )
+            for name, arguments in calls.items()
+        }
+    different = {name: null for name, (null, default) in pages.items() if null != default}
+    assert different == {}
+    assert len(pages["gong_list_calls"][0]["calls"]) == 20 and len(pages["query_warehouse"][0]["rows"]) == 100
+
+
 def first_client(data_dir: Path) -> str:
     with sqlite3.connect(data_dir / "sophia.db") as conn:
         return str(conn.execute("SELECT id FROM clients ORDER BY id LIMIT 1").fetchone()[0])
