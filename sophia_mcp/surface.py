@@ -143,16 +143,41 @@ async def _within(seconds: float, call: Awaitable[T]) -> T:
         return await call
 
 
-def _check_size(name: str, result: object, max_kb: int) -> None:
-    """Refuse a result too big to be useful to a model (the structured content is in its text content too)."""
+def _result_size(result: object) -> int:
+    """The characters of a result's text content (its structured content is there too); 0 for no tool result."""
     if not isinstance(result, CallToolResult):
-        return
-    size = sum(len(c.text) for c in result.content if isinstance(c, TextContent))
-    if size > max_kb * 1024:
-        raise ToolError(
-            f"{name}'s result is {size // 1024} KB, over the {max_kb} KB a result may be (SOPHIA_MAX_RESULT_KB): "
-            "ask for a smaller page (limit) or narrow the request"
-        )
+        return 0
+    return sum(len(c.text) for c in result.content if isinstance(c, TextContent))
+
+
+def how_to_shrink(schema: Mapping[str, Any], arguments: Mapping[str, Any], size: int, cap: int) -> str:
+    """What to call a tool with for a result under `cap` characters, from its own arguments (its input schema):
+    a smaller limit (with a number that fits), its cursor to page on, the optional arguments that narrow it."""
+    properties: Mapping[str, Any] = schema.get("properties") or {}
+    required = set(schema.get("required") or [])
+    ways = []
+    for name, prop in properties.items():
+        if "limit" in name:
+            asked = arguments.get(name) or prop.get("default")
+            if isinstance(asked, int) and asked > 1:
+                fits = max(1, asked * cap * 4 // (size * 5))  # in proportion, with a fifth to spare
+                ways.append(f"a smaller {name} (this call's was {asked}; about {fits} fit)")
+            else:
+                ways.append(f"a smaller {name}")
+    if "cursor" in properties:
+        ways.append("cursor to read it a page at a time")
+
+    def narrows(name: str, prop: Mapping[str, Any]) -> bool:
+        if name in required or "limit" in name or name == "cursor" or name.endswith("_key"):
+            return False
+        return "boolean" not in {prop.get("type"), *(part.get("type") for part in prop.get("anyOf", []))}
+
+    filters = [name for name, prop in properties.items() if narrows(name, prop)]
+    if filters:
+        ways.append(f"{', '.join(filters)} to narrow it")
+    if not ways:
+        return "this tool takes nothing that makes its result smaller: ask for less at a time"
+    return "call it again with " + "; or ".join(ways)
 
 
 class SophiaServer(MCPServer[Any]):
@@ -384,7 +409,13 @@ class SophiaServer(MCPServer[Any]):
             if isinstance(exc.__cause__, ValidationError):
                 raise ToolError(describe_validation(brief(name, 100), exc.__cause__)) from exc.__cause__
             raise ToolError(brief(str(exc))) from exc
-        _check_size(name, result, settings.max_result_kb)
+        size, cap = _result_size(result), settings.max_result_kb * 1024
+        if size > cap:
+            schema = next((t.input_schema for t in await self.list_tools() if t.name == name), {})
+            raise ToolError(
+                f"{name}'s result is {size // 1024} KB, over the {settings.max_result_kb} KB a result may be "
+                f"(SOPHIA_MAX_RESULT_KB): {how_to_shrink(schema, arguments, size, cap)}"
+            )
         return result
 
     async def read_resource(
