@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,6 +41,8 @@ ENRICHED_FIELDS = ("first_name", "last_name", "title", "city", "state", "country
 ENGAGEMENT_DAYS = 90
 MAX_SELECTED = 10_000
 OUTCOMES_SHOWN = 25  # a report is read by a model: failures first, then a sample; the ledger has them all
+ROWS_UP_TO = 10  # a run over more contacts reports totals and its failures, not a row per contact
+TOP_LEADS = 5
 
 
 class ContactOutcome(Model):
@@ -55,6 +58,21 @@ class ContactOutcome(Model):
     error: str | None = None
 
 
+class TopLead(Model):
+    contact_id: str
+    score: float
+    grade: str
+
+
+class EnrichmentSummary(Model):
+    """Totals of a long run, instead of a row per contact."""
+
+    fields_written: dict[str, int] = Field(description="How many contacts had each field written.")
+    grades: dict[str, int] = Field(description="Contacts scored, by lead grade (A is best).")
+    top_leads: list[TopLead] = Field(description=f"The {TOP_LEADS} highest lead scores.")
+    errors: dict[str, int] = Field(description="Failed contacts, by reason.")
+
+
 class EnrichmentReport(Model):
     run_id: str
     crm: str
@@ -65,8 +83,12 @@ class EnrichmentReport(Model):
     failed: int
     matched: int
     reused: int
+    summary: EnrichmentSummary | None = Field(
+        default=None, description=f"For more than {ROWS_UP_TO} contacts: totals, and outcomes lists failures only."
+    )
     outcomes: list[ContactOutcome] = Field(
-        description=f"Failures first, then the others; at most {OUTCOMES_SHOWN} (see outcomes_omitted)."
+        description=f"Up to {ROWS_UP_TO} contacts: one each; more: the failures only. At most {OUTCOMES_SHOWN}, "
+        "failures first (see outcomes_omitted)."
     )
     outcomes_omitted: int = 0
 
@@ -400,9 +422,22 @@ class Enrichment:
             await self.progress(self.done, max(self.total, 1), message)
 
 
+def _summary(outcomes: list[ContactOutcome]) -> EnrichmentSummary:
+    scores = sorted(((o.score, o.contact_id) for o in outcomes if o.score), key=lambda s: (-s[0].score, s[1]))
+    return EnrichmentSummary(
+        fields_written=dict(Counter(f for o in outcomes if o.status == "written" for f in o.changes).most_common()),
+        grades=dict(sorted(Counter(score.grade for score, _ in scores).items())),
+        top_leads=[TopLead(contact_id=i, score=score.score, grade=score.grade) for score, i in scores[:TOP_LEADS]],
+        errors=dict(Counter(o.error or "unknown" for o in outcomes if o.status == "failed").most_common()),
+    )
+
+
 def _report(run: Run, services: Services, outcomes: list[ContactOutcome]) -> EnrichmentReport:
-    ordered = sorted(outcomes, key=lambda o: o.status != "failed")
+    long = len(outcomes) > ROWS_UP_TO
+    listed = [o for o in outcomes if o.status == "failed"] if long else outcomes
+    ordered = sorted(listed, key=lambda o: o.status != "failed")
     return EnrichmentReport(
+        summary=_summary(outcomes) if long else None,
         run_id=run.id,
         crm=services.crm.name,
         enricher=services.enricher.name,
