@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
@@ -12,12 +13,14 @@ from sophia_mcp.cursors import MAX_INT, decode_cursor, encode_cursor
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.model import Model
 from sophia_mcp.outbox import OutboxEntry, OutboxStatus
+from sophia_mcp.ports.meetings import Attendee
 from sophia_mcp.ports.notify import Severity
 from sophia_mcp.services import Services
 from sophia_mcp.settings import ScheduledWorkflow, ScheduleSpec, Settings
 from sophia_mcp.store import utcnow
 from sophia_mcp.surface import (
     KEY_PATTERN,
+    CalendarDate,
     Cursor,
     SlackChannel,
     SophiaServer,
@@ -38,7 +41,8 @@ monitoring. send_alert posts one: name a channel, or a topic whose route picks i
 churn -> #leadership, competitive -> #competitive-intel, bug -> #bugs); the same idempotency key within the
 dedupe window is sent once. list_alerts shows what was sent or is waiting, with errors; retry_alerts sends
 again what could not be sent. run_health_monitor opens an issue, a meeting request and an alert for each client
-under the health threshold, once per period; list_schedules and set_schedule show and change what runs when."""
+under the health threshold, once per period; list_schedules and set_schedule show and change what runs when.
+list_meetings shows the meetings booked with CSMs (by the health monitor and the churn prediction)."""
 
 Channel = Annotated[SlackChannel, Field(description="A channel by #name (lower case) or Slack id.")]
 Topic = Annotated[
@@ -56,6 +60,22 @@ class AlertPage(Model):
 
 class ScheduleList(Model):
     schedules: list[ScheduleInfo]
+
+
+class MeetingListing(Model):
+    uid: str
+    key: str = Field(description="What it is about: health-meeting:{client}:{period} or churn-meeting:{client}:{week}.")
+    title: str
+    organizer: Attendee
+    attendees: list[Attendee]
+    starts_at: datetime
+    ends_at: datetime
+    uri: str = Field(description="The invite (.ics) as a resource.")
+
+
+class MeetingPage(Model):
+    meetings: list[MeetingListing]
+    next_cursor: str | None = Field(description="Pass as `cursor` for earlier meetings; null on the last page.")
 
 
 RETRIED_SHOWN = 50
@@ -100,12 +120,13 @@ async def list_alerts(
     ctx: Context,
     status: Annotated[OutboxStatus | None, Field(description="Only alerts with this status.")] = None,
     channel: Annotated[Channel | None, Field(description="Only alerts to this channel.")] = None,
-    limit: Annotated[int, Field(ge=1, le=200, description="Alerts per page.")] = 20,
+    limit: Annotated[int | None, Field(ge=1, le=200, description="Alerts per page, 1-200; null: 20.")] = 20,
     cursor: Cursor = None,
 ) -> AlertPage:
     """Alerts sent or waiting to be sent, newest first, with their delivery status, attempts and last error."""
+    limit = limit or 20
     before = decode_cursor(cursor, "alerts", int)[0] if cursor else None
-    alerts = await services_of(ctx).outbox.list(status, limit + 1, channel, before)
+    alerts = await services_of(ctx).outbox.list(status, limit + 1, channel, before, kind="alert")
     following = encode_cursor("alerts", alerts[limit - 1].id) if len(alerts) > limit else None
     return AlertPage(alerts=alerts[:limit], next_cursor=following)
 
@@ -145,9 +166,11 @@ async def run_health_monitor(ctx: Context) -> MonitorReport:
 
 async def list_schedules(ctx: Context) -> ScheduleList:
     """The scheduled workflows: timing, next and last run, whether one is running, and their recent runs with
-    results or errors. `sophia-mcp schedule` runs them."""
+    results or errors; those configured in settings too before any scheduler has run them. `sophia-mcp schedule`
+    runs them."""
     services = services_of(ctx)
-    return ScheduleList(schedules=await services.store.run(scheduler.list_schedules, services.store))
+    configured = services.settings.schedules
+    return ScheduleList(schedules=await services.store.run(scheduler.list_schedules, services.store, configured))
 
 
 async def set_schedule(
@@ -171,7 +194,34 @@ async def set_schedule(
     except ValidationError as exc:
         raise InvalidInput("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     await services.store.run(scheduler.set_schedule, services.store, spec, utcnow())
-    return await services.store.run(scheduler.get_schedule, services.store, name)
+    return await services.store.run(scheduler.get_schedule, services.store, name, services.settings.schedules)
+
+
+async def list_meetings(
+    ctx: Context,
+    client_id: Annotated[
+        str | None, Field(pattern=r"^[\w.-]+$", max_length=100, description="Only this client's meetings (its id).")
+    ] = None,
+    from_date: Annotated[
+        CalendarDate | None, Field(description="Only meetings starting on or after, YYYY-MM-DD.")
+    ] = None,
+    limit: Annotated[int | None, Field(ge=1, le=100, description="Meetings per page, 1-100; null: 20.")] = 20,
+    cursor: Cursor = None,
+) -> MeetingPage:
+    """The meetings booked with CSMs (by the health monitor for clients at risk, and by the churn prediction), latest
+    start first: title, attendees, time and the invite's resource. Page with `cursor`."""
+    starts_from = datetime.combine(from_date, time.min, UTC) if from_date else None
+    meetings, following = await services_of(ctx).meetings.page(client_id, starts_from, limit or 20, cursor)
+    return MeetingPage(
+        meetings=[
+            MeetingListing(
+                uid=m.uid, key=m.key, title=m.title, organizer=m.organizer, attendees=m.attendees,
+                starts_at=m.starts_at, ends_at=m.ends_at, uri=f"meetings://{m.uid}",
+            )
+            for m in meetings
+        ],
+        next_cursor=following,
+    )  # fmt: skip
 
 
 async def meeting_resource(uid: str, ctx: Context) -> str:
@@ -211,6 +261,9 @@ def register(server: SophiaServer, prefix: str = "") -> None:
         list_schedules, name="list_schedules", prefix=prefix, annotations=tool_hints("List schedules", read_only=True)
     )
     server.add_tool(
+        list_meetings, name="list_meetings", prefix=prefix, annotations=tool_hints("List meetings", read_only=True)
+    )
+    server.add_tool(
         set_schedule, name="set_schedule", prefix=prefix,
         annotations=tool_hints("Set a schedule", read_only=False, idempotent=True),
     )  # fmt: skip
@@ -225,7 +278,7 @@ def register(server: SophiaServer, prefix: str = "") -> None:
 
     async def recent_alerts() -> str:
         """The 50 newest alerts with their delivery status."""
-        alerts = await server.services.outbox.list(limit=RECENT)
+        alerts = await server.services.outbox.list(limit=RECENT, kind="alert")
         return AlertPage(alerts=alerts, next_cursor=None).model_dump_json(indent=2)
 
     server.resource("alerts://recent", name="recent_alerts", title="Recent alerts", mime_type="application/json")(

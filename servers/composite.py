@@ -16,11 +16,21 @@ from mcp_types import CreateMessageResult, SamplingMessage, TextContent
 from pydantic import Field
 
 from sophia_mcp.model import Model
-from sophia_mcp.runs import workflow_metrics
+from sophia_mcp.runs import start_run, workflow_metrics
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.crm import resolve_client
+from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import SlackChannel, SophiaServer, complete_client_names, offers, services_of, tool_hints
+from sophia_mcp.surface import (
+    SlackChannel,
+    SophiaServer,
+    complete_client_names,
+    offers,
+    progress_of,
+    server_of,
+    services_of,
+    tool_hints,
+)
 from sophia_mcp.workflows import analytics, churn, competitive, dashboard
 from sophia_mcp.workflows.analytics import MetricArgs, TableResult, WarehouseSchema
 from sophia_mcp.workflows.churn import ChurnReport
@@ -54,7 +64,9 @@ Tools of one area carry its prefix: gong_, crm_, knowledge_, alerts_, linear_.""
 
 
 MetricName = Literal["at_risk_clients", "client_health", "health_trend", "revenue_by_segment", "competitor_mentions"]
-RowLimit = Annotated[int, Field(ge=1, le=analytics.ROW_LIMIT, description="Most rows to return.")]
+RowLimit = Annotated[
+    int | None, Field(ge=1, le=analytics.ROW_LIMIT, description="Most rows to return; null: the default.")
+]
 
 
 async def run_metric(
@@ -72,7 +84,7 @@ async def run_metric(
     """A named business metric from the warehouse: clients at risk (health under the threshold, with ARR and
     CSM), the health trend by day (newest day first), ARR by segment with ARR at risk, or competitors named on calls."""
     args = MetricArgs(threshold=threshold, days=days, client_id=client_id)
-    return await analytics.run_metric(services_of(ctx), name, args, limit)
+    return await analytics.run_metric(services_of(ctx), name, args, limit or 50)
 
 
 async def query_warehouse(
@@ -92,7 +104,7 @@ async def query_warehouse(
     sophia://warehouse/schema) lists the tables this warehouse holds and their columns. Anything else (writes, DDL,
     several statements, other tables) is refused with the reason; a query the warehouse refuses (an unknown column,
     say) answers with the warehouse's own message. Prefer run_metric when a named metric answers."""
-    return await analytics.query_warehouse(services_of(ctx), sql, limit)
+    return await analytics.query_warehouse(services_of(ctx), sql, limit or 100)
 
 
 async def describe_warehouse(ctx: Context) -> WarehouseSchema:
@@ -110,12 +122,24 @@ class StrategicAnswer(Model):
     evidence: Evidence
 
 
+async def _gathered(
+    services: Services, question: str, client_id: str | None, sources: list[SourceName] | None
+) -> Evidence:
+    """The evidence for a question, its gathering recorded as a run of the strategic query."""
+    async with start_run(
+        services.store, "strategic_query", client_id, {"question": question, "sources": sources}
+    ) as run:
+        evidence = await gather_evidence(services, question, client_id, sources)
+        run.output = {"citations": len(evidence.citations)}
+    return evidence
+
+
 async def _evidence(ctx: Context, question: str, client: str | None, sources: list[SourceName] | None) -> Evidence:
     """Resolver: the evidence bundle. On 2026-07-28 it runs again on the round that brings the client's answer,
     where each source's cached answer (from the first round) makes it the same evidence, so the same question."""
     services = services_of(ctx)
     client_id = (await resolve_client(services, client)).id if client else None
-    return await gather_evidence(services, question, client_id, sources)
+    return await _gathered(services, question, client_id, sources)
 
 
 async def _ask_clients_model(
@@ -204,16 +228,19 @@ async def build_dashboard(
     requested_by: Annotated[str | None, Field(max_length=200, description="Who asked (named in the post).")] = None,
 ) -> DashboardReport:
     """Build a self-contained HTML dashboard (client health and its trend, ARR by segment, competitor mentions:
-    the panels the request names, or all), save it in the data dir, post its link to the channel and return it
-    as a resource; hosts with MCP Apps show it inline."""
-    return await dashboard.build_dashboard(services_of(ctx), request, channel, requested_by)
+    the panels the request names, or all), save it in the data dir, post where it is to the channel (its URL when
+    the server serves HTTP) and return it as a resource; hosts with MCP Apps show it inline."""
+    server = server_of(ctx)
+    return await dashboard.build_dashboard(
+        server.services, request, channel, requested_by, public_url=server.public_url, progress=progress_of(ctx)
+    )
 
 
 async def competitive_intelligence(ctx: Context) -> IntelReport:
     """For each configured competitor: this week's web news and what clients said about it on calls, kept as an
     insight document in the knowledge base; a significant change (mentions doubling, new news) alerts
     #competitive-intel once a day. Runs daily on the scheduler; call it to refresh now."""
-    return await competitive.competitive_intelligence(services_of(ctx))
+    return await competitive.competitive_intelligence(services_of(ctx), progress=progress_of(ctx))
 
 
 async def predict_churn(
@@ -230,7 +257,7 @@ async def predict_churn(
     trend, call sentiment and its trend, competitor mentions, engagement, size), each with its reasons. For those
     above the threshold: an urgent issue, a meeting request with the CSM and a #leadership alert, once a week.
     Runs weekly on the scheduler."""
-    return await churn.predict_churn(services_of(ctx), threshold, act)
+    return await churn.predict_churn(services_of(ctx), threshold, act, progress=progress_of(ctx))
 
 
 async def record_outcome(
@@ -310,6 +337,7 @@ def _complete_competitors(services: Any, typed: str, _: dict[str, str]) -> list[
 
 def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServer:
     server = SophiaServer("sophia", INSTRUCTIONS, settings, **kwargs)
+    server.serves_dashboards = True
     for prefix, module in DOMAINS.items():
         module.register(server, prefix=f"{prefix}_")
     read = tool_hints

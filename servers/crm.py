@@ -14,6 +14,7 @@ from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from sophia_mcp.analysis.lead_score import LeadScore, LeadSignals, score_lead
 from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
 from sophia_mcp.model import Model
+from sophia_mcp.plural import plural
 from sophia_mcp.ports.crm import USER_WRITABLE, Client, Contact, ContactPage, ContactQuery
 from sophia_mcp.ports.enrich import Person
 from sophia_mcp.ports.warehouse import HealthRecord
@@ -221,13 +222,13 @@ async def search_contacts(
     updated_since: Annotated[
         Timestamp | None, Field(description="Only contacts changed since then (ISO 8601, e.g. 2026-11-01T00:00:00Z).")
     ] = None,
-    limit: Annotated[int, Field(ge=1, le=100, description="Contacts per page, 1-100.")] = 20,
+    limit: Annotated[int | None, Field(ge=1, le=100, description="Contacts per page, 1-100; null: 20.")] = 20,
     cursor: Cursor = None,
 ) -> ContactPage:
     """Search contacts by words in their name, email, title or company, by client, exact email, or recent change.
     Page with `cursor`."""
     q = ContactQuery(text=query, client_id=client_id, email=email, updated_since=updated_since)
-    return await services_of(ctx).crm.search_contacts(q, limit, cursor)
+    return await services_of(ctx).crm.search_contacts(q, limit or 20, cursor)
 
 
 async def enrich_contact(
@@ -275,7 +276,8 @@ async def enrich_contacts(
 
     report = await enrich_contacts_workflow(server.services, contact_ids, since, force=force, progress=progress)
     if report.failed:
-        await server.log(ctx, "warning", f"{report.failed} of {report.requested} contacts failed; see outcomes")
+        failed = f"{report.failed} of {plural(report.requested, 'contact')} failed; see outcomes"
+        await server.log(ctx, "warning", failed)
     return report
 
 
@@ -312,12 +314,12 @@ async def score_lead_tool(ctx: Context, contact_id: ContactId) -> LeadScoreRepor
 async def list_clients(
     ctx: Context,
     query: Annotated[str | None, Field(max_length=200, description="Part of the client's name or domain.")] = None,
-    limit: Annotated[int, Field(ge=1, le=100, description="Clients per page, 1-100.")] = 20,
+    limit: Annotated[int | None, Field(ge=1, le=100, description="Clients per page, 1-100; null: 20.")] = 20,
     cursor: Cursor = None,
 ) -> ClientList:
     """List client companies (name, domain, industry, segment, size, ARR, CSM) with their current health score."""
     services = services_of(ctx)
-    page = await services.crm.list_clients(query, limit, cursor)
+    page = await services.crm.list_clients(query, limit or 20, cursor)
     scores = await services.warehouse.health_scores([c.id for c in page.clients])
     return ClientList(
         clients=[ClientSummary(client=c, health_score=scores.get(c.id)) for c in page.clients],

@@ -14,6 +14,7 @@ from sophia_mcp.analysis.results import CallAnalysis
 from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.model import Model
+from sophia_mcp.plural import plural
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.calls import Affiliation, Call, CallFilter, Party, Transcript
 from sophia_mcp.runs import get_run
@@ -119,7 +120,7 @@ async def list_calls(
     unlinked: Annotated[
         bool, Field(description="Only calls linked to no client (each says why); link_call links one.")
     ] = False,
-    limit: Annotated[int, Field(ge=1, le=100, description="Calls per page, 1-100.")] = 20,
+    limit: Annotated[int | None, Field(ge=1, le=100, description="Calls per page, 1-100; null: 20.")] = 20,
     cursor: Cursor = None,
 ) -> CallList:
     """List recorded calls, optionally for one client, a date range, a competitor mentioned on the call, or only
@@ -137,7 +138,7 @@ async def list_calls(
             competitor=competitor,
             unlinked=unlinked,
         ),
-        limit,
+        limit or 20,
         cursor,
     )
     return CallList(calls=[_summary(c) for c in page.calls], next_cursor=page.next_cursor)
@@ -155,7 +156,7 @@ async def get_transcript(
     ctx: Context,
     call_id: CallId,
     cursor: Cursor = None,
-    limit: Annotated[int, Field(ge=1, le=500, description="Sentences per page, 1-500.")] = 200,
+    limit: Annotated[int | None, Field(ge=1, le=500, description="Sentences per page, 1-500; null: 200.")] = 200,
 ) -> TranscriptPage:
     """Read a call's transcript sentence by sentence, with speaker names, sides (Internal = our team, External =
     the client) and timings in milliseconds. Long calls come in pages: follow `next_cursor`."""
@@ -176,8 +177,9 @@ async def get_transcript(
         for s in m.sentences
     ]
     if start > len(lines):
-        raise InvalidInput(f"cursor is past the end of this transcript ({len(lines)} sentences); omit it to start over")
-    end = start + limit
+        past = f"cursor is past the end of this transcript ({plural(len(lines), 'sentence')}); omit it to start over"
+        raise InvalidInput(past)
+    end = start + (limit or 200)
     return TranscriptPage(
         call_id=call_id,
         total_sentences=len(lines),

@@ -16,7 +16,16 @@ from sophia_mcp.model import Model
 from sophia_mcp.ports.knowledge import ChunkRecord, DocumentFilter, DocumentInfo, SearchHit
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import CalendarDate, Cursor, SophiaServer, offers, server_of, services_of, tool_hints
+from sophia_mcp.surface import (
+    CalendarDate,
+    Cursor,
+    SophiaServer,
+    offers,
+    progress_of,
+    server_of,
+    services_of,
+    tool_hints,
+)
 from sophia_mcp.workflows.knowledge import IngestReport, ingest_file, search
 from sophia_mcp.workflows.knowledge import delete_document as delete_document_workflow
 from sophia_mcp.workflows.knowledge import ingest_text as ingest_text_workflow
@@ -87,13 +96,9 @@ async def ingest_document(
     same machine (stdio) that shares roots narrows these to the files inside its roots too; a client's roots
     never open a folder. Ingesting the same content again changes nothing; a changed file replaces its previous
     version."""
-
-    async def progress(done: float, total: float, message: str) -> None:
-        await ctx.report_progress(done, total, message)
-
     local = server_of(ctx).client_is_local
     return await ingest_file(
-        services_of(ctx), path, progress, narrow_to=shared, name_folders=local,
+        services_of(ctx), path, progress_of(ctx), narrow_to=shared, name_folders=local,
         title=title, type=type, tags=tags, doc_date=date,
     )  # fmt: skip
 
@@ -114,7 +119,9 @@ async def ingest_text(
 ) -> IngestReport:
     """Add text to the knowledge base (notes, a pasted policy, a meeting summary). The same title (or document_id)
     replaces the earlier version; the same content again changes nothing."""
-    return await ingest_text_workflow(services_of(ctx), title, text, document_id, type=type, tags=tags, doc_date=date)
+    return await ingest_text_workflow(
+        services_of(ctx), title, text, document_id, type=type, tags=tags, doc_date=date, progress=progress_of(ctx)
+    )
 
 
 async def search_documents(
@@ -126,12 +133,12 @@ async def search_documents(
         CalendarDate | None, Field(description="Only documents dated on or after, YYYY-MM-DD.")
     ] = None,
     date_to: Annotated[CalendarDate | None, Field(description="Only documents dated on or before, YYYY-MM-DD.")] = None,
-    limit: Annotated[int, Field(ge=1, le=50, description="Passages to return, 1-50.")] = 8,
+    limit: Annotated[int | None, Field(ge=1, le=50, description="Passages to return, 1-50; null: 8.")] = 8,
 ) -> SearchResults:
     """Search the knowledge base by meaning and by words together, and return the passages that answer best,
     each with its document, section, position and a citation to quote."""
     flt = DocumentFilter(types=types, tags=tags, date_from=date_from, date_to=date_to)
-    return SearchResults(query=query, hits=await search(services_of(ctx), query, flt, limit))
+    return SearchResults(query=query, hits=await search(services_of(ctx), query, flt, limit or 8))
 
 
 async def get_document(
@@ -141,7 +148,7 @@ async def get_document(
     chunks_from: Annotated[
         int, Field(ge=0, le=1_000_000, description="First chunk position to return (next_chunk).")
     ] = 0,
-    chunk_limit: Annotated[int, Field(ge=1, le=100, description="Chunks per page, 1-100.")] = 20,
+    chunk_limit: Annotated[int | None, Field(ge=1, le=100, description="Chunks per page, 1-100; null: 20.")] = 20,
 ) -> DocumentDetail:
     """Get a document's details (title, source, type, tags, date, size, chunks) and, if asked, its chunks, a page
     at a time."""
@@ -151,6 +158,7 @@ async def get_document(
         raise NotFound(f"No document with id {document_id!r}; list_documents shows the ids")
     if not include_chunks:
         return DocumentDetail(document=document, chunks=None)
+    chunk_limit = chunk_limit or 20
     page = await services.store.read(services.documents.chunks, document_id, chunks_from, chunk_limit + 1)
     following = page[chunk_limit].seq if len(page) > chunk_limit else None
     return DocumentDetail(document=document, chunks=page[:chunk_limit], next_chunk=following)
@@ -160,13 +168,13 @@ async def list_documents(
     ctx: Context,
     type: Annotated[str | None, Field(max_length=40, description="Only this document type.")] = None,
     tag: Annotated[str | None, Field(max_length=40, description="Only documents with this tag.")] = None,
-    limit: Annotated[int, Field(ge=1, le=100, description="Documents per page, 1-100.")] = 20,
+    limit: Annotated[int | None, Field(ge=1, le=100, description="Documents per page, 1-100; null: 20.")] = 20,
     cursor: Cursor = None,
 ) -> DocumentPage:
     """List the documents in the knowledge base, optionally of one type or with one tag."""
     services = services_of(ctx)
     flt = DocumentFilter(types=[type] if type else None, tags=[tag] if tag else None)
-    documents, following = await services.store.read(services.documents.page, flt, limit, cursor)
+    documents, following = await services.store.read(services.documents.page, flt, limit or 20, cursor)
     return DocumentPage(documents=documents, next_cursor=following)
 
 

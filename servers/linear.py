@@ -24,7 +24,8 @@ Issues in Linear (or the local tracker when Linear is not configured). create_is
 e.g. CS, or the default team) with a priority (1 urgent .. 4 low), assignee and labels; the same
 idempotency_key never opens a second issue. search_issues finds issues by title words, team, state or label;
 update_issue changes state, priority, assignee, labels or text; list_teams shows the teams and their keys.
-report_bug files a bug report as it was written (e.g. a Slack message) and keeps its channel told."""
+report_bug files a bug report as it was written (e.g. a Slack message) and keeps its channel told.
+get_issue reads one issue by its identifier (CS-12)."""
 
 IssueRef = Annotated[
     str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]{0,9}-\d{1,9}|[0-9a-f-]{36})$", max_length=36,
@@ -84,12 +85,17 @@ async def search_issues(
     team: TeamRef | None = None,
     state: Annotated[str | None, Field(max_length=80, description="e.g. Todo, In Progress, Done.")] = None,
     labels: Annotated[list[Label] | None, Field(max_length=20, description="Issues with any of these.")] = None,
-    limit: Annotated[int, Field(ge=1, le=100)] = 20,
+    limit: Annotated[int | None, Field(ge=1, le=100, description="Issues per page, 1-100; null: 20.")] = 20,
     cursor: Cursor = None,
 ) -> IssuePage:
     """Find issues by title words, team, state or label, newest first."""
-    query = IssueQuery(text=text, team=team, state=state, labels=labels, limit=limit, cursor=cursor)
+    query = IssueQuery(text=text, team=team, state=state, labels=labels, limit=limit or 20, cursor=cursor)
     return await services_of(ctx).tracker.search(query)
+
+
+async def get_issue(ctx: Context, issue_id: IssueRef) -> Issue:
+    """One issue by its identifier (CS-12) or id: title, description, state, priority, assignee, labels, link."""
+    return await services_of(ctx).tracker.get(issue_id)
 
 
 async def update_issue(
@@ -184,6 +190,9 @@ def register(server: SophiaServer, prefix: str = "") -> None:
         name="search_issues",
         prefix=prefix,
         annotations=hints("Search issues", read_only=True, open_world=True),
+    )
+    server.add_tool(
+        get_issue, name="get_issue", prefix=prefix, annotations=hints("Get issue", read_only=True, open_world=True)
     )
     server.add_tool(
         update_issue, name="update_issue", prefix=prefix,

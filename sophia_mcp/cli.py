@@ -13,6 +13,7 @@ import typer
 
 from sophia_mcp.errors import ConfigurationError, SophiaError
 from sophia_mcp.logs import configure_logging
+from sophia_mcp.plural import plural
 from sophia_mcp.serving import SERVER_NAMES
 from sophia_mcp.store import file_failure
 
@@ -160,12 +161,12 @@ def demo() -> None:
             loaded = await load_demo(services, progress=loading)
         if loaded.loaded and loaded.calls:
             console.print(
-                f"Loaded {loaded.clients} clients, {loaded.contacts} contacts, "
-                f"{loaded.calls.calls_new} calls and {loaded.calls.transcripts} transcripts, "
-                f"{loaded.documents} knowledge-base documents."
+                f"Loaded {plural(loaded.clients, 'client')}, {plural(loaded.contacts, 'contact')}, "
+                f"{plural(loaded.calls.calls_new, 'call')} and {plural(loaded.calls.transcripts, 'transcript')}, "
+                f"{plural(loaded.documents, 'knowledge-base document')}."
             )
         else:
-            console.print(f"The store already holds {loaded.clients} clients; not loading the demo again.")
+            console.print(f"The store already holds {plural(loaded.clients, 'client')}; not loading the demo again.")
 
         call_ids = await services.store.run(services.local_calls.all_call_ids)
         with _progress_bar() as bar:
@@ -203,8 +204,8 @@ def demo() -> None:
         old_keys = {r.alert.key for r in reports if r.alert and not r.alert.new} - new_keys
         at_risk = sum(1 for r in latest.values() if r.at_risk)
         console.print(
-            f"{at_risk} of {len(latest)} clients are under the threshold; "
-            f"{len(new_keys)} new alerts to {services.settings.alerts.channel_for('health')}, "
+            f"{at_risk} of {plural(len(latest), 'client')} {'is' if at_risk == 1 else 'are'} under the threshold; "
+            f"{plural(len(new_keys), 'new alert')} to {services.settings.alerts.channel_for('health')}, "
             f"{len(old_keys)} raised before. See them with: sophia-mcp outbox list"
         )
         await _demo_leads(services, console)
@@ -246,8 +247,8 @@ async def _demo_leads(services: Services, console: Console) -> None:
         )
     console.print(table)
     console.print(
-        f"{report.written} contacts updated, {report.unchanged} already up to date, {report.matched} known to the "
-        "enricher. Ask the crm server for more: sophia-mcp serve crm"
+        f"{plural(report.written, 'contact')} updated, {report.unchanged} already up to date, {report.matched} known "
+        "to the enricher. Ask the crm server for more: sophia-mcp serve crm"
     )
 
 
@@ -386,13 +387,13 @@ def run_health_monitor() -> None:
     async def work(services: Services) -> None:
         report = await monitor_health(services)
         console.print(
-            f"Health monitor {report.period} (run {report.run_id}): {report.clients} clients, {report.healthy} "
-            f"healthy, {report.at_risk} under {format_threshold(report.threshold)}, {report.without_health} without a "
-            "score yet."
+            f"Health monitor {report.period} (run {report.run_id}): {plural(report.clients, 'client')}, "
+            f"{report.healthy} healthy, {report.at_risk} under {format_threshold(report.threshold)}, "
+            f"{report.without_health} without a score yet."
         )
         console.print(
-            f"New this run: {report.new_issues} issues, {report.new_meetings} meeting requests, {report.new_alerts} "
-            f"alerts; {report.pending} waiting to be sent."
+            f"New this run: {plural(report.new_issues, 'issue')}, {plural(report.new_meetings, 'meeting request')}, "
+            f"{plural(report.new_alerts, 'alert')}; {report.pending} waiting to be sent."
         )
         for row in report.worst[:10]:
             console.print(
@@ -460,7 +461,7 @@ def crm_enrich(
                 services, contact_ids or None, since and since.replace(tzinfo=UTC), force=force, progress=progress
             )
         console.print(
-            f"{report.requested} contacts: {report.written} written, {report.unchanged} unchanged, "
+            f"{plural(report.requested, 'contact')}: {report.written} written, {report.unchanged} unchanged, "
             f"{report.failed} failed; {report.matched} known to the enricher ({report.reused} from earlier answers). "
             f"Run {report.run_id}."
         )
@@ -524,7 +525,7 @@ def kb_ingest(
                 _say(f"{file}: {exc}", "yellow", console)
                 continue
             doc = report.document
-            console.print(f"{report.status:9s} {doc.title} ({doc.chunk_count} chunks) {doc.id}")
+            console.print(f"{report.status:9s} {doc.title} ({plural(doc.chunk_count, 'chunk')}) {doc.id}")
         if failed:
             raise typer.Exit(1)
 

@@ -5,7 +5,9 @@
 - per client: the body within `BODY_TIMEOUT_S` and `MAX_BODY_MB`, `RATE_PER_MINUTE` requests, `SESSIONS_PER_CLIENT`
   open sessions (`http_limits`);
 - the SDK's app: Host and Origin checks (DNS-rebinding protection, loopback names always allowed, more from
-  `ALLOWED_HOSTS` / `ALLOWED_ORIGINS`), then the token verifier (`http_auth`): 401 or 403 before any MCP handling.
+  `ALLOWED_HOSTS` / `ALLOWED_ORIGINS`), then the token verifier (`http_auth`): 401 or 403 before any MCP handling;
+- the dashboards a server builds at `/dashboards/{name}`, behind the same checks and token, linked from Slack under
+  `PUBLIC_URL`.
 
 A server refuses to listen beyond loopback without authentication.
 """
@@ -18,18 +20,32 @@ import os
 from collections.abc import Callable
 from typing import Any, cast
 
+import anyio
 import uvicorn
+from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
 from mcp.server.mcpserver import RequestStateSecurity
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route, request_response
 
+from sophia_mcp.errors import NotFound
 from sophia_mcp.http_auth import NotSafeToServe, Verifier, auth_options, subject_finder
 from sophia_mcp.http_connections import BACKLOG, ConnectionPool, connection_cap
 from sophia_mcp.http_limits import ClientLimits, SessionLedger
 from sophia_mcp.settings import Settings
+from sophia_mcp.workflows.dashboard import CSP, dashboard_path
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# A dashboard page: its own policy (no fetch of any kind, no framing), never sniffed, cached by no one but the reader.
+DASHBOARD_HEADERS = {
+    "Content-Security-Policy": f"{CSP}; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "private, no-store",
+}
 
 
 def transport_security(settings: Settings, host: str) -> TransportSecuritySettings:
@@ -56,8 +72,41 @@ def check_safe(settings: Settings, host: str) -> None:
         )
 
 
+def public_url(settings: Settings, host: str, port: int) -> str:
+    """The base URL users reach the server by: SOPHIA_HTTP__PUBLIC_URL, else the address it listens on."""
+    if settings.http.public_url:
+        return settings.http.public_url.rstrip("/")
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def dashboard_route(
+    server: Any, settings: Settings, security: TransportSecuritySettings, verifier: Verifier | None
+) -> Route:
+    """GET /dashboards/{name}: a dashboard the server built, for the bearer token /mcp takes (when it takes one),
+    under the dashboard's own Content-Security-Policy. A name that is not a dashboard's is a 404, so nothing
+    outside the dashboards folder is ever read; the Host and Origin checks of /mcp apply here too."""
+    checks = TransportSecurityMiddleware(security)
+
+    async def page(request: Request) -> Response:
+        refused = await checks.validate_request(request)
+        if refused is not None:
+            return refused
+        try:
+            path = dashboard_path(server.services, request.path_params["name"])
+        except NotFound as exc:
+            return PlainTextResponse(str(exc), status_code=404)
+        html = await anyio.Path(path).read_text(encoding="utf-8")
+        return HTMLResponse(html, headers=DASHBOARD_HEADERS)
+
+    endpoint: Any = request_response(page)
+    if verifier is not None:
+        endpoint = RequireAuthMiddleware(endpoint, settings.http.required_scopes)
+    return Route("/dashboards/{name}", endpoint, methods=["GET"])
+
+
 def http_app(server: Any, settings: Settings, transport: str, host: str, verifier: Verifier | None) -> Any:
-    """The server's ASGI app for `transport` ("http" or "sse") behind the per-client limits."""
+    """The server's ASGI app for `transport` ("http" or "sse") behind the per-client limits; a server that builds
+    dashboards serves them too."""
     http = settings.http
     security = transport_security(settings, host)
     limit = int(http.max_body_mb * 1024 * 1024)
@@ -71,6 +120,9 @@ def http_app(server: Any, settings: Settings, transport: str, host: str, verifie
         )  # fmt: skip
         if not http.stateless:
             sessions = SessionLedger(per_client=http.sessions_per_client, idle_s=http.session_idle_s)
+    if server.serves_dashboards:
+        # Behind the SDK's authentication middleware, which runs app-wide: the route sees who is calling.
+        app.router.routes.append(dashboard_route(server, settings, security, verifier))
     return ClientLimits(
         app, identify=subject_finder(verifier) if verifier else _nobody, max_body_bytes=limit,
         body_timeout_s=http.body_timeout_s, rate_per_minute=http.rate_per_minute, sessions=sessions,
@@ -88,6 +140,7 @@ def serve_http(create_server: Callable[..., Any], settings: Settings, transport:
     if keys := settings.http.request_state_keys:  # replicas resume each other's multi-round requests
         options["request_state_security"] = RequestStateSecurity(keys=[k.get_secret_value() for k in keys])
     server = create_server(settings, log_level=settings.log_level, **options)
+    server.public_url = public_url(settings, host, port)
     try:
         app = http_app(server, settings, transport, host, options.get("token_verifier"))
         http = settings.http

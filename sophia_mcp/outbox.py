@@ -295,18 +295,23 @@ class Outbox:
         return _entry(row)
 
     async def list(
-        self, status: OutboxStatus | None = None, limit: int = 50, target: str | None = None, before: int | None = None
+        self,
+        status: OutboxStatus | None = None,
+        limit: int = 50,
+        target: str | None = None,
+        before: int | None = None,
+        kind: str | None = None,
     ) -> list[OutboxEntry]:
-        """Newest first; `before` an entry id, to page back."""
+        """Newest first, of one `kind` (alert, issue) or all; `before` an entry id, to page back."""
         # By status, or none, the page is read along an index: quick enough to read here.
         read = self.store.read if target is None else self.store.run
         rows = await read(
             self.store.query,
             """
             SELECT * FROM outbox WHERE (:status IS NULL OR status = :status) AND (:target IS NULL OR target = :target)
-                AND (:before IS NULL OR id < :before)
+                AND (:before IS NULL OR id < :before) AND (:kind IS NULL OR kind = :kind)
             ORDER BY id DESC LIMIT :limit
             """,
-            {"status": status, "limit": limit, "target": target, "before": before},
+            {"status": status, "limit": limit, "target": target, "before": before, "kind": kind},
         )
         return [_entry(r) for r in rows]

@@ -25,6 +25,12 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 RunStatus = Literal["running", "succeeded", "failed"]
+# How a workflow tells its caller how far it has got: (done, total, message); a tool passes its MCP client's.
+Progress = Callable[[float, float, str], Awaitable[None]]
+
+
+async def no_progress(done: float, total: float, message: str) -> None:
+    """Progress nobody asked to hear."""
 
 
 def describe_error(exc: BaseException) -> str:

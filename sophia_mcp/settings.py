@@ -258,6 +258,11 @@ class HTTPSettings(BaseModel):
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Host headers let through beside the loopback names (JSON or commas)."
     )
+    public_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", max_length=500,
+        description="The base URL users reach this server by (e.g. https://sophia.example.com): the dashboard links "
+        "posted to Slack start with it. Default http://{host}:{port} of `serve --transport http`.",
+    )  # fmt: skip
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins let through beside loopback ones (JSON or commas)."
     )

@@ -62,6 +62,7 @@ from pydantic import AnyUrl, Field, ValidationError
 from sophia_mcp.adapters.sampling_analyst import MAX_PARTS, SamplingAnalyst, prompt_of, sampling_requests
 from sophia_mcp.errors import DiskFull, InvalidInput, NotFound, SophiaError
 from sophia_mcp.ports.analyst import Analyst
+from sophia_mcp.runs import Progress
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings, load_settings
 from sophia_mcp.store import file_failure
@@ -161,16 +162,41 @@ async def _within(seconds: float, call: Awaitable[T]) -> T:
         return await call
 
 
-def _check_size(name: str, result: object, max_kb: int) -> None:
-    """Refuse a result too big to be useful to a model (the structured content is in its text content too)."""
+def _result_size(result: object) -> int:
+    """The characters of a result's text content (its structured content is there too); 0 for no tool result."""
     if not isinstance(result, CallToolResult):
-        return
-    size = sum(len(c.text) for c in result.content if isinstance(c, TextContent))
-    if size > max_kb * 1024:
-        raise ToolError(
-            f"{name}'s result is {size // 1024} KB, over the {max_kb} KB a result may be (SOPHIA_MAX_RESULT_KB): "
-            "ask for a smaller page (limit) or narrow the request"
-        )
+        return 0
+    return sum(len(c.text) for c in result.content if isinstance(c, TextContent))
+
+
+def how_to_shrink(schema: Mapping[str, Any], arguments: Mapping[str, Any], size: int, cap: int) -> str:
+    """What to call a tool with for a result under `cap` characters, from its own arguments (its input schema):
+    a smaller limit (with a number that fits), its cursor to page on, the optional arguments that narrow it."""
+    properties: Mapping[str, Any] = schema.get("properties") or {}
+    required = set(schema.get("required") or [])
+    ways = []
+    for name, prop in properties.items():
+        if "limit" in name:
+            asked = arguments.get(name) or prop.get("default")
+            if isinstance(asked, int) and asked > 1:
+                fits = max(1, asked * cap * 4 // (size * 5))  # in proportion, with a fifth to spare
+                ways.append(f"a smaller {name} (this call's was {asked}; about {fits} fit)")
+            else:
+                ways.append(f"a smaller {name}")
+    if "cursor" in properties:
+        ways.append("cursor to read it a page at a time")
+
+    def narrows(name: str, prop: Mapping[str, Any]) -> bool:
+        if name in required or "limit" in name or name == "cursor" or name.endswith("_key"):
+            return False
+        return "boolean" not in {prop.get("type"), *(part.get("type") for part in prop.get("anyOf", []))}
+
+    filters = [name for name, prop in properties.items() if narrows(name, prop)]
+    if filters:
+        ways.append(f"{', '.join(filters)} to narrow it")
+    if not ways:
+        return "this tool takes nothing that makes its result smaller: ask for less at a time"
+    return "call it again with " + "; or ".join(ways)
 
 
 class SophiaServer(MCPServer[Any]):
@@ -200,6 +226,10 @@ class SophiaServer(MCPServer[Any]):
         # Whether the client runs on this machine (the serve command sets it for stdio): only then do its file://
         # roots name this machine's folders. Over HTTP or SSE they name the client's, so they are ignored.
         self.client_is_local = False
+        # The base URL users reach the server by when it serves HTTP (the serve command sets it); None on stdio.
+        self.public_url: str | None = None
+        # Whether GET /dashboards/{name} serves the dashboards it builds, when it serves HTTP.
+        self.serves_dashboards = False
 
     # -- tools, built lazily --------------------------------------------------------------------------
 
@@ -434,7 +464,13 @@ class SophiaServer(MCPServer[Any]):
                 text = describe_validation(name, exc.__cause__)
                 raise ToolError(self.tool_names.render(text)) from exc.__cause__
             raise ToolError(self._said(exc)) from exc
-        _check_size(name, result, settings.max_result_kb)
+        size, cap = _result_size(result), settings.max_result_kb * 1024
+        if size > cap:
+            schema = next((t.input_schema for t in await self.list_tools() if t.name == name), {})
+            raise ToolError(
+                f"{name}'s result is {size // 1024} KB, over the {settings.max_result_kb} KB a result may be "
+                f"(SOPHIA_MAX_RESULT_KB): {how_to_shrink(schema, arguments, size, cap)}"
+            )
         return result
 
     async def read_resource(
@@ -606,6 +642,15 @@ async def analyst_for(
         max_chars=services.settings.openai.max_input_chars,
         unavailable=parts.unavailable,
     )
+
+
+def progress_of(ctx: Context[Any, Any]) -> Progress:
+    """Progress for a workflow to report to this request's client (nothing is sent if it asked for none)."""
+
+    async def report(done: float, total: float, message: str) -> None:
+        await ctx.report_progress(done, total, message)
+
+    return report
 
 
 def server_of(ctx: Context[Any, Any]) -> SophiaServer:

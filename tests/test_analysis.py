@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sophia_mcp.analysis.churn import reason
 from sophia_mcp.analysis.competitors import find_competitor_mentions, find_in_text
 from sophia_mcp.analysis.conversation import talk_stats
 from sophia_mcp.analysis.health import call_components, client_health
@@ -13,6 +14,7 @@ from sophia_mcp.analysis.insights import build_analysis, local_insights
 from sophia_mcp.analysis.results import CallAnalysis
 from sophia_mcp.analysis.risk import risk_kinds
 from sophia_mcp.analysis.sentiment import label, sentence_sentiment, summarize_sentiment
+from sophia_mcp.plural import plural
 from sophia_mcp.ports.calls import Call, Monologue, Party, Sentence, Transcript
 from sophia_mcp.settings import DEFAULT_COMPETITORS, HealthWeights
 
@@ -313,3 +315,16 @@ def test_worst_and_best_calls_stay_within_bounds() -> None:
     high = client_health([best], HealthWeights(), as_of=NOW, half_life_days=30, window_days=90)
     assert low is not None and high is not None
     assert 0 <= low.score < 30 < 85 < high.score <= 100
+
+
+@pytest.mark.parametrize(
+    ("feature", "value", "said"),
+    [("calls_90d", 1.0, "only 1 call in 90 days"), ("calls_90d", 12.0, "12 calls in 90 days"),
+     ("competitor_mentions", 1.0, "1 competitor mention on calls in 90 days"),
+     ("days_since_call", 1.0, "no call for 1 day")],
+)  # fmt: skip
+def test_a_count_of_one_reads_in_the_singular(feature: str, value: float, said: str) -> None:
+    assert reason(feature, value) == said
+    assert (plural(1, "contact"), plural(0, "contact"), plural(1204, "analysis", "analyses")) == (
+        "1 contact", "0 contacts", "1,204 analyses"
+    )  # fmt: skip

@@ -111,3 +111,42 @@ async def test_linear_down_keeps_the_report_and_files_it_when_back(
     messages = told(data_dir, "#support")
     assert "received" in messages[0] and "filed as ENG-1" in messages[1] and "is now Done" in messages[2]
     assert len(messages) == 3 and len(state.issues) == 1
+
+
+async def test_a_bug_closed_reopened_and_closed_again_is_announced_every_time(data_dir: Path) -> None:
+    report = {"text": REPORT, "reporter": "@maria", "channel": "#support"}
+    async with Client(create_server(make_settings(data_dir))) as client:
+        issue = structured(await client.call_tool("report_bug", report))["issue"]["identifier"]
+        for state in ("Done", "Todo", "Done"):
+            structured(await client.call_tool("update_issue", {"issue_id": issue, "state": state}))
+    messages = told(data_dir, "#support")
+    assert len(messages) == 4 and f"filed as {issue}" in messages[0]
+    assert [m.rsplit(" is now ", 1)[-1] for m in messages[1:]] == ["Done.", "Todo.", "Done."]
+
+
+async def test_a_bug_reopened_and_closed_in_linear_itself_is_announced_each_time(
+    data_dir: Path, linear: tuple[str, LinearState]
+) -> None:
+    url, state = linear
+    settings = on_linear(data_dir, url)
+    async with Client(create_server(settings)) as client:
+        structured(await client.call_tool("report_bug", {"text": REPORT, "reporter": "@maria", "channel": "#support"}))
+    [issue] = state.issues
+
+    def move_to(name: str) -> None:
+        issue["state_id"] = next(
+            s["id"] for s in state.states if s["team_id"] == issue["team_id"] and s["name"] == name
+        )
+
+    services = build_services(settings)
+    changes = []
+    try:
+        for name in ("Done", "Todo", "Done"):
+            move_to(name)
+            changes.append((await notify_status_changes(services))["state_changes"])
+    finally:
+        await services.aclose()
+        services.close()
+    messages = told(data_dir, "#support")
+    assert changes == [1, 1, 1] and len(messages) == 4
+    assert [m.rsplit(" is now ", 1)[-1] for m in messages[1:]] == ["Done.", "Todo.", "Done."]

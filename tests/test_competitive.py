@@ -74,7 +74,7 @@ async def test_new_news_alerts_once_and_web_off_is_noted(
         await services.aclose()
         services.close()
     appfolio = today.competitors[0]
-    assert any("new news items: AppFolio acquires" in s for s in appfolio.significant)
+    assert any("1 new news item: AppFolio acquires" in s for s in appfolio.significant)
     assert appfolio.alert == "delivered" and again.competitors[0].alert is not None
     assert sum("AppFolio is moving" in t or "AppFolio:" in t for t in intel_alerts(data_dir)) == 1
 

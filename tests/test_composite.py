@@ -3,6 +3,8 @@ model (annotations and output schemas), and instructions that say which tool ser
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from mcp import Client
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.composite import create_server
 from tests.conftest import make_settings
+from tests.mcp_helpers import structured, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -65,7 +68,7 @@ async def test_workflow_prompts_and_their_completions(data_dir: Path) -> None:
 
 
 async def test_every_workflow_runs_through_the_composite_server_on_the_embedded_default(data_dir: Path) -> None:
-    from tests.mcp_helpers import newest_call_ids, structured
+    from tests.mcp_helpers import newest_call_ids
 
     async with Client(create_server(make_settings(data_dir))) as client:
         call = await client.call_tool("gong_analyze_call", {"call_id": newest_call_ids(data_dir, 1)[0]})
@@ -91,3 +94,74 @@ async def test_every_workflow_runs_through_the_composite_server_on_the_embedded_
         }
     failed = {name: r.content for name, r in runs.items() if r.is_error or r.structured_content is None}
     assert failed == {}
+
+
+async def test_every_tool_that_takes_seconds_reports_progress_to_the_client(data_dir: Path) -> None:
+    calls = {
+        "predict_churn": {"act": False},
+        "competitive_intelligence": {},
+        "knowledge_ingest_text": {"title": "Gate codes", "text": "The gate code is 4512."},
+        "build_dashboard": {"request": "client health and competitor mentions"},
+    }
+    heard: dict[str, list[tuple[float, float | None, str | None]]] = {name: [] for name in calls}
+    async with Client(create_server(make_settings(data_dir))) as client:
+        for name, arguments in calls.items():
+
+            async def on_progress(done: float, total: float | None, message: str | None, name: str = name) -> None:
+                heard[name].append((done, total, message))
+
+            structured(await client.call_tool(name, arguments, progress_callback=on_progress))
+    for name, updates in heard.items():
+        assert len(updates) >= 3 and all(message for _, _, message in updates), (name, updates)
+        assert updates[-1][0] == updates[-1][1], (name, updates)  # it ends at its total
+        assert [done for done, _, _ in updates] == sorted(done for done, _, _ in updates), name
+    assert "embedding 1 chunk" in [m for _, _, m in heard["knowledge_ingest_text"]], heard["knowledge_ingest_text"]
+
+
+async def test_metrics_cover_the_strategic_query_dashboards_and_bug_reports(data_dir: Path) -> None:
+    async with Client(create_server(make_settings(data_dir))) as client:
+        question = {"question": "Who is at risk?", "sources": ["warehouse"], "synthesize": False}
+        structured(await client.call_tool("strategic_query", question))
+        structured(await client.call_tool("build_dashboard", {"request": "client health"}))
+        bug = {"text": "Export fails", "reporter": "@maria", "channel": "#support"}
+        structured(await client.call_tool("linear_report_bug", bug))
+        metrics = json.loads((await client.read_resource("sophia://metrics")).contents[0].text)  # type: ignore[union-attr]
+    counted = {m["workflow"]: (m["runs"], m["succeeded"]) for m in metrics["workflows"]}
+    assert {"strategic_query", "build_dashboard", "report_bug"} <= set(counted), counted
+    assert counted["strategic_query"] == counted["build_dashboard"] == counted["report_bug"] == (1, 1)
+
+
+async def test_a_health_trend_for_an_unknown_client_is_an_error_not_an_empty_table(data_dir: Path) -> None:
+    async with Client(create_server(make_settings(data_dir))) as client:
+        unknown = await client.call_tool("run_metric", {"name": "health_trend", "client_id": "no-such-client"})
+        mentions = await client.call_tool("run_metric", {"name": "competitor_mentions", "client_id": "nobody"})
+        known = await client.call_tool("run_metric", {"name": "health_trend", "client_id": first_client(data_dir)})
+    assert unknown.is_error and "No client 'no-such-client'" in text_of(unknown)
+    assert mentions.is_error and "No client 'nobody'" in text_of(mentions)
+    assert not known.is_error
+
+
+async def test_a_null_limit_means_the_default(data_dir: Path) -> None:
+    calls = {
+        "gong_list_calls": {}, "crm_list_clients": {}, "crm_search_contacts": {}, "alerts_list_alerts": {},
+        "alerts_list_meetings": {}, "linear_search_issues": {}, "knowledge_list_documents": {},
+        "knowledge_search_documents": {"query": "pricing"}, "run_metric": {"name": "client_health"},
+        "query_warehouse": {"sql": "SELECT id FROM calls"},
+    }  # fmt: skip
+    async with Client(create_server(make_settings(data_dir))) as client:
+        structured(await client.call_tool("alerts_run_health_monitor", {}))  # alerts and meetings to list
+        pages = {
+            name: (
+                structured(await client.call_tool(name, arguments | {"limit": None})),
+                structured(await client.call_tool(name, arguments)),
+            )
+            for name, arguments in calls.items()
+        }
+    different = {name: null for name, (null, default) in pages.items() if null != default}
+    assert different == {}
+    assert len(pages["gong_list_calls"][0]["calls"]) == 20 and len(pages["query_warehouse"][0]["rows"]) == 100
+
+
+def first_client(data_dir: Path) -> str:
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        return str(conn.execute("SELECT id FROM clients ORDER BY id LIMIT 1").fetchone()[0])

@@ -109,6 +109,22 @@ async def test_enrich_contacts_reports_progress_and_each_contact(settings: Setti
     assert rerun["written"] == 0 and rerun["unchanged"] == 30 and rerun["reused"] == 30
 
 
+async def test_a_long_enrichment_reports_totals_not_a_row_per_contact(settings: Settings, data_dir: Path) -> None:
+    ids = [r["id"] for r in contacts(data_dir)]
+    async with Client(create_server(settings)) as client:
+        few = structured(await client.call_tool("enrich_contacts", {"contact_ids": ids[:3]}))
+        many = structured(await client.call_tool("enrich_contacts", {"contact_ids": [*ids[3:], "99999999999"]}))
+        text = text_of(await client.call_tool("enrich_contacts", {"contact_ids": ids[3:]}))
+    assert few["summary"] is None and len(few["outcomes"]) == 3
+    summary = many["summary"]
+    assert [o["contact_id"] for o in many["outcomes"]] == ["99999999999"]  # the failures only
+    assert summary["errors"] == {"No contact with id '99999999999' in local": 1}
+    assert sum(summary["grades"].values()) == len(ids) - 3 and set(summary["grades"]) <= {"A", "B", "C", "D"}
+    scores = [lead["score"] for lead in summary["top_leads"]]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+    assert len(text) < 2_000  # a thousand contacts or a hundred: a page a model reads at a glance
+
+
 async def test_enrich_contacts_since_takes_recently_changed_contacts(settings: Settings) -> None:
     async with Client(create_server(settings)) as client:
         report = structured(await client.call_tool("enrich_contacts", {"since": "2000-01-01T00:00:00Z"}))

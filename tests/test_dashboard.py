@@ -7,23 +7,30 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import threading
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
+import httpx2
 import pytest
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from PIL import Image
 
+from sophia_mcp.http_serving import public_url
 from sophia_mcp.servers.composite import create_server
 from tests.conftest import make_settings
 from tests.mcp_helpers import newest_call_ids, outbox_rows, structured, text_of
+from tests.processes import http_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 RED, GREEN, BLUE = (0xC0, 0x39, 0x2B), (0x2E, 0x8B, 0x57), (0x2C, 0x6F, 0xBB)
+TOKEN = "s3cret-token-for-tests-0123456789"
 
 
 async def _build(data_dir: Path, request: str) -> dict[str, Any]:
@@ -129,3 +136,55 @@ def test_it_opens_in_headless_chromium_with_no_errors_no_requests_and_drawn_char
     drawn = {c: n for n, c in colours if c in (RED, GREEN, BLUE)}
     # Health bars under and over the threshold, and the blue of the trend, ARR and competitor charts.
     assert drawn.get(RED, 0) > 500 and drawn.get(GREEN, 0) > 500 and drawn.get(BLUE, 0) > 2000, drawn
+
+
+def posted_text(data_dir: Path, name: str) -> str:
+    """The message the dashboard's channel was sent."""
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        [(text,)] = conn.execute(
+            "SELECT json_extract(payload, '$.text') FROM outbox WHERE key LIKE ?", (f"dashboard:{name}@%",)
+        ).fetchall()
+    return str(text)
+
+
+def test_on_stdio_the_message_says_plainly_where_the_file_is(data_dir: Path) -> None:
+    report = build(data_dir, "Client health")["report"]
+    text = posted_text(data_dir, report["name"])
+    assert report["url"] is None
+    assert f"It is a file on the machine that runs sophia-mcp ({socket.gethostname()}): {report['path']}" in text
+    assert "file://" not in text and f"sophia://dashboards/{report['name']}" in text
+
+
+@pytest.mark.anyio
+async def test_the_posted_url_serves_the_dashboard_to_the_token_only_and_nothing_outside_its_folder(
+    data_dir: Path,
+) -> None:
+    with http_server(data_dir, "http", server="composite", SOPHIA_HTTP__BEARER_TOKEN=TOKEN) as base:
+        authorised = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"})
+        async with Client(streamable_http_client(f"{base}/mcp", http_client=authorised)) as client:
+            report = structured(await client.call_tool("build_dashboard", {"request": "client health"}))
+        url = f"{base}/dashboards/{report['name']}"
+        token = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(timeout=10) as http:
+            without = await http.get(url)
+            wrong = await http.get(url, headers={"Authorization": "Bearer nope"})
+            page = await http.get(url, headers=token)
+            others = [
+                (await http.get(f"{base}/dashboards/{name}", headers=token)).status_code
+                for name in ("dashboard-19990101-000000", "sophia.db", "..%2Fsophia.db", "%2E%2E")
+            ]
+            rebound = await http.get(url, headers=token | {"Host": "evil.example.com"})
+    html = await anyio.Path(report["path"]).read_text()
+    assert report["url"] == url and url in posted_text(data_dir, report["name"])
+    assert (without.status_code, wrong.status_code) == (401, 401) and "<html" not in without.text
+    assert page.status_code == 200 and page.text == html
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    assert others == [404] * 4 and rebound.status_code == 421
+
+
+def test_the_public_url_is_the_configured_one_or_the_address_served(data_dir: Path) -> None:
+    configured = make_settings(data_dir, http={"public_url": "https://sophia.example.com/"})
+    assert public_url(configured, "0.0.0.0", 8000) == "https://sophia.example.com"
+    assert public_url(make_settings(data_dir), "127.0.0.1", 8123) == "http://127.0.0.1:8123"
+    assert public_url(make_settings(data_dir), "::1", 8123) == "http://[::1]:8123"

@@ -137,3 +137,25 @@ def test_run_health_monitor_from_the_command_line(data_dir: Path) -> None:
     assert "3 under 70" in out and "New this run: 3 issues, 3 meeting requests, 3 alerts" in out
     code, again = invoke(data_dir, "run", "health-monitor")
     assert code == 0 and "New this run: 0 issues, 0 meeting requests, 0 alerts" in again
+
+
+async def test_alerts_are_listed_without_the_issues_and_the_meetings_booked_are_listed_too(data_dir: Path) -> None:
+    set_health(data_dir, AT_RISK)
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        first_at_risk = conn.execute("SELECT id FROM clients ORDER BY id LIMIT 1").fetchone()[0]
+    async with Client(create_server(make_settings(data_dir))) as client:
+        structured(await client.call_tool("run_health_monitor", {}))
+        alerts = structured(await client.call_tool("list_alerts", {"limit": 200}))["alerts"]
+        page = structured(await client.call_tool("list_meetings", {"limit": 2}))
+        rest = structured(await client.call_tool("list_meetings", {"limit": 2, "cursor": page["next_cursor"]}))
+        theirs = structured(await client.call_tool("list_meetings", {"client_id": first_at_risk}))["meetings"]
+        none_yet = structured(await client.call_tool("list_meetings", {"from_date": "2999-01-01"}))["meetings"]
+        invite = await client.read_resource(page["meetings"][0]["uri"])
+    assert counts(data_dir) == {"meetings": 3, "issues": 3, "alerts": 3}
+    assert [a["kind"] for a in alerts] == ["alert"] * 3
+    listed = page["meetings"] + rest["meetings"]
+    assert len(listed) == 3 and len({m["uid"] for m in listed}) == 3 and rest["next_cursor"] is None
+    assert [m["starts_at"] for m in listed] == sorted((m["starts_at"] for m in listed), reverse=True)
+    assert len(theirs) == 1 and f":{first_at_risk}:" in theirs[0]["key"] and none_yet == []
+    assert all(m["attendees"] and m["uri"] == f"meetings://{m['uid']}" for m in listed)
+    assert invite.contents[0].text.startswith("BEGIN:VCALENDAR")  # type: ignore[union-attr]

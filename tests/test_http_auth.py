@@ -194,6 +194,23 @@ async def test_a_result_over_the_size_cap_is_refused_with_advice_to_ask_for_less
     assert not small.is_error and len(small.structured_content["calls"]) == 5  # type: ignore[index]
 
 
+async def test_a_result_over_the_size_cap_names_the_arguments_that_make_it_smaller(data_dir: Path) -> None:
+    from sophia_mcp.servers.composite import create_server
+    from tests.conftest import make_settings
+
+    async with Client(create_server(make_settings(data_dir, max_result_kb=16))) as client:
+        calls = await client.call_tool("gong_list_calls", {"limit": 100})
+        fits = int(text_of(calls).split("about ")[1].split(" fit")[0])
+        smaller = await client.call_tool("gong_list_calls", {"limit": fits})
+        passages = await client.call_tool("knowledge_search_documents", {"query": "pricing", "limit": 50})
+    assert calls.is_error and "call it again with a smaller limit (this call's was 100; about" in text_of(calls)
+    assert "cursor to read it a page at a time" in text_of(calls)
+    assert "client, from_date, to_date, competitor to narrow it" in text_of(calls)
+    assert not smaller.is_error and 1 < fits < 100
+    assert passages.is_error and "a smaller limit (this call's was 50;" in text_of(passages)
+    assert "types, tags, date_from, date_to to narrow it" in text_of(passages) and "cursor" not in text_of(passages)
+
+
 async def test_a_client_over_its_rate_is_told_to_wait_and_a_huge_body_is_refused(data_dir: Path) -> None:
     env = {"SOPHIA_HTTP__RATE_PER_MINUTE": "60", "SOPHIA_HTTP__MAX_BODY_MB": "0.01"}
     with http_server(data_dir, "http", **env) as base:

@@ -177,3 +177,18 @@ def test_the_fake_refuses_a_query_linear_would_refuse(linear: tuple[str, LinearS
     )
     assert answer.status_code == 400
     assert answer.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+async def test_get_issue_reads_one_issue_by_identifier_on_either_tracker(tracker_settings: Settings) -> None:
+    async with Client(create_server(tracker_settings)) as client:
+        created = structured(await client.call_tool("create_issue", {"title": "Acme renewal risk", "team": "CS"}))
+        issue = created["issue"]
+        by_identifier = structured(await client.call_tool("get_issue", {"issue_id": issue["identifier"]}))
+        by_id = structured(await client.call_tool("get_issue", {"issue_id": issue["id"]}))
+        missing = await client.call_tool("get_issue", {"issue_id": "CS-999999"})
+        bad = await client.call_tool("get_issue", {"issue_id": "not an issue"})
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert by_identifier == by_id == issue
+    assert missing.is_error and "CS-999999" in text_of(missing) and "Traceback" not in text_of(missing)
+    assert bad.is_error and "issue_id" in text_of(bad)
+    assert tools["get_issue"].annotations.read_only_hint and tools["get_issue"].output_schema  # type: ignore[union-attr]

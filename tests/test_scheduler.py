@@ -4,7 +4,7 @@ and says what it stood for, a failure is recorded and the schedule goes on, and 
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from mcp import Client
 
 from sophia_mcp.errors import ServiceUnavailable
 from sophia_mcp.servers.alerts import create_server
+from sophia_mcp.settings import DEFAULT_SCHEDULES
 from sophia_mcp.store import iso, utcnow
 from sophia_mcp.wiring import build_services
 from sophia_mcp.workflows import scheduler
@@ -152,7 +153,8 @@ async def test_set_and_list_schedules_through_the_server(data_dir: Path) -> None
         )
         listed = structured(await client.call_tool("list_schedules", {}))
     assert made["spec"] == "cron 0 2 * * *" and made["next_run_at"].endswith("02:00:00Z")
-    assert [s["name"] for s in listed["schedules"]] == ["nightly"]
+    configured = [s.name for s in DEFAULT_SCHEDULES]  # listed before any scheduler has run them
+    assert [s["name"] for s in listed["schedules"]] == sorted([*configured, "nightly"])
 
 
 def test_schedule_once_from_the_command_line(data_dir: Path) -> None:
@@ -161,3 +163,15 @@ def test_schedule_once_from_the_command_line(data_dir: Path) -> None:
     assert out.count("succeeded") == 3 and "period" in out
     code, again = invoke(data_dir, "schedule", "--once")
     assert code == 0 and "succeeded" not in again  # nothing is due yet
+
+
+async def test_a_fresh_store_lists_the_configured_schedules_with_their_first_run(tmp_path: Path) -> None:
+    specs = [{"name": "nightly-churn", "workflow": "churn", "cron": "0 6 * * 1"},
+             {"name": "outbox", "workflow": "deliver-outbox", "every": "1m", "enabled": False}]  # fmt: skip
+    async with Client(create_server(make_settings(tmp_path / "fresh", schedules=specs))) as client:
+        listed = structured(await client.call_tool("list_schedules", {}))["schedules"]
+    assert [(s["name"], s["spec"], s["enabled"], s["last_run_at"], s["recent_runs"]) for s in listed] == [
+        ("nightly-churn", "cron 0 6 * * 1", True, None, []), ("outbox", "every 1m", False, None, [])
+    ]  # fmt: skip
+    monday = datetime.fromisoformat(listed[0]["next_run_at"])
+    assert (monday.weekday(), monday.hour, monday.minute) == (0, 6, 0)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from sophia_mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import NotFound
 from sophia_mcp.ports.meetings import Attendee, Meeting, MeetingRequest
 from sophia_mcp.store import Store, iso, parse_iso, utcnow
@@ -106,3 +107,39 @@ class LocalMeetings:
 
     async def get(self, uid: str) -> Meeting:
         return await self.store.run(self._get, uid)
+
+    def _page(
+        self, client_id: str | None, starts_from: datetime | None, limit: int, cursor: str | None
+    ) -> tuple[list[Meeting], str | None]:
+        after = decode_cursor(cursor, "meetings", str, str) if cursor else None
+        rows = self.store.query(
+            """
+            SELECT * FROM meetings
+            WHERE (:client IS NULL OR instr(key, ':' || :client || ':') > 0)
+                AND (:starts_from IS NULL OR starts_at >= :starts_from)
+                AND (:at IS NULL OR starts_at < :at OR (starts_at = :at AND uid < :uid))
+            ORDER BY starts_at DESC, uid DESC LIMIT :limit
+            """,
+            {
+                "client": client_id, "starts_from": iso(starts_from) if starts_from else None,
+                "at": after[0] if after else None, "uid": after[1] if after else None, "limit": limit + 1,
+            },
+        )  # fmt: skip
+        meetings = [_meeting(r) for r in rows[:limit]]
+        following = (
+            encode_cursor("meetings", rows[limit - 1]["starts_at"], rows[limit - 1]["uid"])
+            if len(rows) > limit
+            else None
+        )
+        return meetings, following
+
+    async def page(
+        self,
+        client_id: str | None = None,
+        starts_from: datetime | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[Meeting], str | None]:
+        """Meetings booked, latest start first, for one client (its id in the meeting's key) and starting on or after
+        `starts_from` if given; and the cursor of the next page (None on the last)."""
+        return await self.store.run(self._page, client_id, starts_from, limit, cursor)

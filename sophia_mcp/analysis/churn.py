@@ -12,6 +12,7 @@ from pydantic import Field
 
 from sophia_mcp.analysis.health import format_score
 from sophia_mcp.model import Model
+from sophia_mcp.plural import plural
 
 FEATURES = (
     "health", "health_trend", "sentiment", "sentiment_trend", "competitor_mentions", "calls_90d",
@@ -50,11 +51,11 @@ def reason(feature: str, value: float) -> str:
         case "sentiment_trend":
             return f"sentiment {'worsening' if value < 0 else 'changing'} ({value:+.2f} against the 60 days before)"
         case "competitor_mentions":
-            return f"{value:.0f} competitor mentions on calls in 90 days"
+            return f"{plural(round(value), 'competitor mention')} on calls in 90 days"
         case "calls_90d":
-            return f"{'only ' if value < 4 else ''}{value:.0f} calls in 90 days"
+            return f"{'only ' if value < 4 else ''}{plural(round(value), 'call')} in 90 days"
         case "days_since_call":
-            return f"no call for {value:.0f} days"
+            return f"no call for {plural(round(value), 'day')}"
         case "log_units":
             return f"portfolio of about {math.expm1(value):,.0f} units"
         case _:

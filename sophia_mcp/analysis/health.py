@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sophia_mcp.analysis.results import CallAnalysis, HealthComponent, HealthScore, RiskKind
+from sophia_mcp.plural import plural
 from sophia_mcp.settings import HealthWeights
 
 RISK_PENALTIES: dict[RiskKind, float] = {
@@ -178,7 +179,7 @@ def client_health(
         "competition": _merge_competitors(recent),
     }
     health = _score(scores, details, weights)
-    calls = f"{len(recent)} call{'s' if len(recent) != 1 else ''} in the last {window_days} days"
+    calls = f"{plural(len(recent), 'call')} in the last {plural(window_days, 'day')}"
     health.explanation = _explain(health, calls)
     return health
 
@@ -191,7 +192,7 @@ def _merge_risks(analyses: Sequence[CallAnalysis]) -> str:
     if not counts:
         return "no risks raised"
     ordered = sorted(counts, key=lambda k: (-RISK_PENALTIES[k], k))  # type: ignore[index]
-    return ", ".join(f"{RISK_WORDS[k]} ({counts[k]} call{'s' if counts[k] != 1 else ''})" for k in ordered)
+    return ", ".join(f"{RISK_WORDS[k]} ({plural(counts[k], 'call')})" for k in ordered)
 
 
 def _merge_competitors(analyses: Sequence[CallAnalysis]) -> str:

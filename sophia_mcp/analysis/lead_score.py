@@ -16,6 +16,7 @@ from pydantic import Field
 
 from sophia_mcp.analysis.health import format_score
 from sophia_mcp.model import Model
+from sophia_mcp.plural import plural
 from sophia_mcp.settings import LeadScoreWeights
 
 Seniority = Literal["executive", "vp", "director", "manager", "staff"]
@@ -121,7 +122,7 @@ def score_lead(signals: LeadSignals, weights: LeadScoreWeights) -> LeadScore:
             factor="engagement",
             points=min(weights.engagement_cap, signals.recent_calls * weights.points_per_recent_call),
             max_points=weights.engagement_cap,
-            why=f"{signals.recent_calls} call{'s' if signals.recent_calls != 1 else ''} in the last 90 days",
+            why=f"{plural(signals.recent_calls, 'call')} in the last 90 days",
         ),
         ScoreReason(
             factor="client_health",

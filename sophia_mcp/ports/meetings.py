@@ -49,3 +49,14 @@ class MeetingScheduler(Protocol):
     async def get(self, uid: str) -> Meeting:
         """NotFound when there is none."""
         ...
+
+    async def page(
+        self,
+        client_id: str | None = None,
+        starts_from: datetime | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[Meeting], str | None]:
+        """Meetings booked, latest start first (one client's, starting on or after `starts_from`), and the next
+        page's cursor (None on the last)."""
+        ...

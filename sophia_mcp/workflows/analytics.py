@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from sophia_mcp.errors import InvalidInput
+from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.model import Model
 from sophia_mcp.services import Services
 from sophia_mcp.store import iso, utcnow
@@ -131,6 +131,10 @@ METRICS: dict[str, Metric] = {
 }
 
 
+# The metrics `client_id` narrows to one client.
+PER_CLIENT = ("health_trend", "competitor_mentions")
+
+
 class ColumnInfo(Model):
     name: str
     type: str
@@ -179,13 +183,25 @@ def _metric_sql(name: str, dialect: str, limit: int) -> str:
     return limited(check_select(METRICS[name].sql, ALLOWED_TABLES), limit, dialect)
 
 
+@lru_cache(maxsize=8)
+def _client_sql(dialect: str) -> str:
+    from sophia_mcp.analysis.sql_guard import check_select, limited
+
+    return limited(check_select("SELECT id FROM clients WHERE id = ?", ALLOWED_TABLES), 1, dialect)
+
+
 async def run_metric(
     services: Services, name: str, args: MetricArgs | None = None, limit: int = ROW_LIMIT
 ) -> TableResult:
+    """A named metric; one narrowed to a client the warehouse does not know is NotFound, not an empty table."""
     metric = METRICS.get(name)
     if metric is None:
         raise InvalidInput(f"No metric {name!r}; the metrics are {', '.join(METRICS)}")
     args = args or MetricArgs()
+    if args.client_id is not None and name in PER_CLIENT:
+        known = await _read(services, _client_sql(services.warehouse.dialect), [args.client_id], 1)
+        if not known.rows:
+            raise NotFound(f"No client {args.client_id!r} in the warehouse; list_clients gives client ids")
     threshold = args.threshold if args.threshold is not None else services.settings.health.threshold
     sql = _metric_sql(name, services.warehouse.dialect, limit)
     return await _read(services, sql, metric.params(args, threshold), limit)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field
@@ -18,11 +18,15 @@ from sophia_mcp.errors import InvalidInput
 from sophia_mcp.model import Model
 from sophia_mcp.ports.issues import Issue, IssueDraft
 from sophia_mcp.ports.notify import Alert
+from sophia_mcp.runs import start_run
 from sophia_mcp.services import Services
-from sophia_mcp.store import iso, utcnow
+from sophia_mcp.store import Store, iso, parse_iso, utcnow
 from sophia_mcp.workflows.issues import default_team
 
 LOCAL_BUG_TEAM = "ENG"
+CLOSED = ("Done", "Canceled")
+# A closed issue is still watched this long after it closed: it may be re-opened in the tracker itself.
+CLOSED_WATCHED = timedelta(days=30)
 MENTION = re.compile(r"<[@#!][^>]*>|(?<!\w)@[\w.-]+")
 PREFIX = re.compile(r"^\s*(\[(bug|issue|problem)\]\s*[:\-–]?|(bug|issue|problem)\s*[:\-–])\s*", re.IGNORECASE)
 # (priority, words that set it), most urgent first; the first that matches wins.
@@ -72,11 +76,20 @@ def _ack(key: str, channel: str, text: str, title: str) -> Alert:
 
 
 async def report_bug(services: Services, text: str, reporter: str, channel: str) -> BugReportResult:
+    """File the report as an issue once (the same report again finds it), and tell the reporter's channel."""
     team = default_team(services, services.settings.linear.bug_team, LOCAL_BUG_TEAM)
     if team is None:
         raise InvalidInput("Bug reports need a team: set SOPHIA_LINEAR__BUG_TEAM or SOPHIA_LINEAR__TEAM")
     draft = draft_from_report(text, reporter, channel, team)
     key = "bug:" + hashlib.sha256(f"{reporter}\n{text.strip()}".encode()).hexdigest()[:20]
+    async with start_run(services.store, "report_bug", key, {"reporter": reporter, "channel": channel}) as run:
+        result = await _file(services, key, draft, reporter, channel)
+        run.output = {"status": result.status, "issue": result.issue.identifier if result.issue else None}
+    return result
+
+
+async def _file(services: Services, key: str, draft: IssueDraft, reporter: str, channel: str) -> BugReportResult:
+    team = draft.team
     store = services.store
     now = iso(utcnow())
     await store.run(
@@ -130,21 +143,37 @@ async def _told_filed(services: Services, key: str, channel: str, reporter: str,
     return await _send(services, alert)
 
 
+def _take_transition(store: Store, issue_id: str, state: str, when: str) -> tuple[Any, int] | None:
+    """Record that a bug report's issue is now in `state`: its report and the number of this transition (1 for the
+    first change after filing), or None if it is no report's issue or the channel already heard this state. One
+    transaction, so two processes seeing the same change count it once."""
+    with store.transaction() as conn:
+        row = conn.execute(
+            """
+            UPDATE bug_reports SET last_state = ?, updated_at = ? WHERE issue_id = ? AND last_state IS NOT ?
+            RETURNING issue_key, reporter, channel
+            """,
+            (state, when, issue_id, state),
+        ).fetchone()
+        if row is None:
+            return None
+        # Its announcements so far: the keys from "bug-state:KEY:" up to "bug-state:KEY;" (';' follows ':').
+        told = conn.execute(
+            "SELECT count(*) FROM outbox WHERE key >= ? AND key < ?",
+            (f"bug-state:{row['issue_key']}:", f"bug-state:{row['issue_key']};"),
+        ).fetchone()[0]
+    return row, int(told) + 1
+
+
 async def notify_state(services: Services, issue: Issue, when: datetime | None = None) -> bool:
-    """Tell a bug report's channel that its issue changed state (once per state); False if it is no bug report's
-    issue or its state is the one the channel last heard."""
-    row = await services.store.run(
-        services.store.query_one, "SELECT * FROM bug_reports WHERE issue_id = ?", (issue.id,)
-    )
-    if row is None or row["last_state"] == issue.state:
+    """Tell a bug report's channel that its issue changed state: every change, a re-opening and a second closing
+    too; False if it is no bug report's issue or its state is the one the channel last heard."""
+    taken = await services.store.run(_take_transition, services.store, issue.id, issue.state, iso(when or utcnow()))
+    if taken is None:
         return False
-    await services.store.run(
-        services.store.execute,
-        "UPDATE bug_reports SET last_state = ?, updated_at = ? WHERE issue_key = ?",
-        (issue.state, iso(when or utcnow()), row["issue_key"]),
-    )
+    row, number = taken
     alert = _ack(
-        f"bug-state:{row['issue_key']}:{issue.state}", row["channel"],
+        f"bug-state:{row['issue_key']}:{number}:{issue.state}", row["channel"],
         f"{issue.identifier} \"{issue.title}\" (reported by {row['reporter']}) is now {issue.state}.",
         f"{issue.identifier}: {issue.state}",
     )  # fmt: skip
@@ -154,8 +183,17 @@ async def notify_state(services: Services, issue: Issue, when: datetime | None =
 
 async def notify_status_changes(services: Services) -> dict[str, Any]:
     """The scheduled check: open the issues of reports kept while the tracker was down (telling their channels),
-    and tell each channel whose issue changed state in the tracker since it last heard."""
+    and tell each channel whose issue changed state in the tracker since it last heard, a closed issue's too for
+    `CLOSED_WATCHED` after it closed (it may be re-opened)."""
+    async with start_run(services.store, "bug_status", None, {}) as run:
+        summary = await _check_reports(services)
+        run.output = summary
+    return summary
+
+
+async def _check_reports(services: Services) -> dict[str, Any]:
     rows = await services.store.run(services.store.query, "SELECT * FROM bug_reports ORDER BY created_at")
+    closed_before = utcnow() - CLOSED_WATCHED
     filed = changed = 0
     for row in rows:
         if row["issue_id"] is None:
@@ -170,7 +208,7 @@ async def notify_status_changes(services: Services) -> dict[str, Any]:
                 await _told_filed(services, row["issue_key"], row["channel"], row["reporter"], issue)
                 filed += 1
             continue
-        if row["last_state"] in ("Done", "Canceled"):
+        if row["last_state"] in CLOSED and parse_iso(row["updated_at"]) < closed_before:
             continue
         changed += await notify_state(services, await services.tracker.get(row["issue_id"]))
     return {"reports": len(rows), "filed": filed, "state_changes": changed}

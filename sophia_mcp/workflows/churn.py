@@ -19,11 +19,12 @@ from pydantic import Field
 from sophia_mcp.analysis.churn import FEATURES, ChurnFeatures, log1p, reason
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.model import Model
+from sophia_mcp.plural import plural
 from sophia_mcp.ports.crm import Client
 from sophia_mcp.ports.issues import IssueDraft
 from sophia_mcp.ports.meetings import Attendee, MeetingRequest
 from sophia_mcp.ports.notify import Alert, Attachment
-from sophia_mcp.runs import start_run
+from sophia_mcp.runs import Progress, no_progress, start_run
 from sophia_mcp.services import Services
 from sophia_mcp.store import Store, iso, utcnow
 from sophia_mcp.workflows.health_monitor import next_weekday_at, period_of
@@ -31,6 +32,7 @@ from sophia_mcp.workflows.issues import default_team
 
 MIN_HISTORY = 30  # labelled snapshots needed, with both outcomes
 SHOWN = 25
+STAGES = 4  # features, training, scoring, acting: what progress counts
 
 
 class ChurnRisk(Model):
@@ -189,7 +191,11 @@ def predict(model: ChurnModel, features: ChurnFeatures) -> tuple[float, list[str
 # -- the run -----------------------------------------------------------------------------------------------
 
 
-async def predict_churn(services: Services, threshold: float | None = None, act: bool = True) -> ChurnReport:
+async def predict_churn(
+    services: Services, threshold: float | None = None, act: bool = True, progress: Progress | None = None
+) -> ChurnReport:
+    """Score every client's churn risk with a model trained on the store's history; act on those above it."""
+    report_progress = progress or no_progress
     settings = services.settings
     threshold = settings.churn.threshold if threshold is None else threshold
     if not 0 < threshold < 1:
@@ -197,17 +203,22 @@ async def predict_churn(services: Services, threshold: float | None = None, act:
     store, now = services.store, utcnow()
     _, period = period_of(now.date(), 7)
     async with start_run(store, "predict_churn", period, {"threshold": threshold, "act": act}) as run:
+        await report_progress(0, STAGES, "reading each client's features")
         features = await run.step("features", lambda: store.run(current_features, store, now),
                                   lambda f: {"clients": len(f)})  # fmt: skip
+        await report_progress(1, STAGES, f"training on the history of {plural(len(features), 'client')}")
         x, y = await store.run(history, store)
         model = await run.step("train", lambda: store.run(train, x, y),
                                lambda m: {"trained_on": m.trained_on, "brier": m.brier})  # fmt: skip
+        await report_progress(2, STAGES, "scoring")
         scored = []
         for client, f in features.values():
             probability, reasons = predict(model, f)
             scored.append((probability, client, f, reasons))
         scored.sort(key=lambda s: -s[0])
         above = [s for s in scored if s[0] >= threshold]
+        if act and above:
+            await report_progress(3, STAGES, f"acting on {plural(len(above), 'client')} above {threshold:.0%}")
         actions = await run.step("act", lambda: _act(services, above, period, now), lambda a: {"clients": len(a)}) \
             if act and above else {}  # fmt: skip
         await store.run(snapshot, store, features, now)
@@ -227,6 +238,7 @@ async def predict_churn(services: Services, threshold: float | None = None, act:
             brier=model.brier, clients=len(scored), above_threshold=len(above), clients_at_risk=risks,
         )  # fmt: skip
         run.output = report.model_dump(mode="json", exclude={"clients_at_risk"})
+    await report_progress(STAGES, STAGES, "done")
     return report
 
 

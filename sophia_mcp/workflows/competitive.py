@@ -18,8 +18,9 @@ from pydantic import Field
 
 from sophia_mcp.errors import SophiaError
 from sophia_mcp.model import Model
+from sophia_mcp.plural import plural
 from sophia_mcp.ports.web import WebResult
-from sophia_mcp.runs import start_run
+from sophia_mcp.runs import Progress, no_progress, start_run
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Competitor
 from sophia_mcp.store import iso, utcnow
@@ -89,7 +90,7 @@ def _document(competitor: str, day: date, counts: tuple[int, int, int], said: li
               news: list[WebResult], web: str) -> str:  # fmt: skip
     mentions, before, clients = counts
     lines = [f"# Competitive insight: {competitor}, {day.isoformat()}", "", "## On our calls", "",
-             f"{mentions} mentions on calls with {clients} clients in the last {WINDOW_DAYS} days "
+             f"{plural(mentions, 'mention')} on calls with {plural(clients, 'client')} in the last {WINDOW_DAYS} days "
              f"({before} in the {WINDOW_DAYS} days before)."]  # fmt: skip
     lines += [f'- {title}: "{text}"' for title, text in said]
     lines += ["", "## In the news", ""]
@@ -100,14 +101,21 @@ def _document(competitor: str, day: date, counts: tuple[int, int, int], said: li
     return "\n".join(lines)
 
 
-async def competitive_intelligence(services: Services, day: date | None = None) -> IntelReport:
+async def competitive_intelligence(
+    services: Services, day: date | None = None, progress: Progress | None = None
+) -> IntelReport:
+    """For each configured competitor: the week's news and what clients said on calls, kept as an insight document,
+    and an alert when something changed significantly; `progress` hears of each competitor in turn."""
+    report_progress = progress or no_progress
     now = utcnow()
     day = day or now.date()
     end = now if day >= now.date() else datetime.combine(day + timedelta(days=1), time(), UTC)
     window = timedelta(days=WINDOW_DAYS)
     async with start_run(services.store, "competitive_intelligence", day.isoformat(), {"day": day.isoformat()}) as run:
         insights = []
-        for competitor in services.settings.competitors:
+        competitors = services.settings.competitors
+        for n, competitor in enumerate(competitors):
+            await report_progress(n, len(competitors), f"reading the news and calls about {competitor.name}")
             mentions, clients, said = await services.store.run(
                 _mentions, services, competitor.name, iso(end - window), iso(end)
             )
@@ -131,7 +139,7 @@ async def competitive_intelligence(services: Services, day: date | None = None) 
                 significant.append(f"mentions on calls {before} -> {mentions} in {WINDOW_DAYS} days")
             fresh = [r for r in news if r.url not in known_urls]
             if fresh and previous is not None:
-                significant.append(f"{len(fresh)} new news items: {fresh[0].title}")
+                significant.append(f"{plural(len(fresh), 'new news item')}: {fresh[0].title}")
             document_id = f"intel-{slug}-{day.isoformat()}"
             text = _document(competitor.name, day, (mentions, before, clients), said, news, web)
             title = f"Competitive insight: {competitor.name}, {day.isoformat()}"
@@ -151,6 +159,7 @@ async def competitive_intelligence(services: Services, day: date | None = None) 
                 web=web, significant=significant, document_id=document_id, alert=alert,
             ))  # fmt: skip
         run.output = {"competitors": len(insights), "alerts": sum(1 for i in insights if i.alert)}
+    await report_progress(len(insights), max(len(insights), 1), "done")
     return IntelReport(run_id=run.id, day=day, competitors=insights)
 
 

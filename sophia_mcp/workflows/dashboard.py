@@ -8,11 +8,13 @@ network. Written to the data dir, served as a resource, and a link posted to the
 from __future__ import annotations
 
 import re
+import socket
 from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Literal
 
+import anyio.to_thread
 from pydantic import Field
 
 from sophia_mcp.analysis.charts import bar_chart, line_chart, table
@@ -20,10 +22,12 @@ from sophia_mcp.analysis.health import format_score, format_threshold
 from sophia_mcp.errors import NotFound
 from sophia_mcp.model import Model
 from sophia_mcp.outbox import OutboxEntry
+from sophia_mcp.plural import plural
+from sophia_mcp.runs import Progress, no_progress, start_run
 from sophia_mcp.services import Services
 from sophia_mcp.store import utcnow
 from sophia_mcp.workflows import analytics
-from sophia_mcp.workflows.alerts import send_alert
+from sophia_mcp.workflows.alerts import SentAlert, send_alert
 
 Panel = Literal["health", "trend", "revenue", "competitors"]
 PANELS: tuple[Panel, ...] = ("health", "trend", "revenue", "competitors")
@@ -33,6 +37,7 @@ KEYWORDS: dict[Panel, tuple[str, ...]] = {
     "revenue": ("revenue", "arr", "segment", "money"),
     "competitors": ("competitor", "competition", "mention", "appfolio", "yardi", "realpage", "buildium", "entrata"),
 }
+STAGES = 3  # render, save, post: what progress counts
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2330;background:#fff}
@@ -46,10 +51,15 @@ th{background:#f4f6f8}
 class DashboardReport(Model):
     name: str
     title: str
-    path: str = Field(description="The HTML file in the data dir.")
+    path: str = Field(description="The HTML file in the data dir, on the server's machine.")
+    url: str | None = Field(
+        description="Where a browser reads it (with the bearer token /mcp takes) when the server serves HTTP; null "
+        "over stdio, where the path is the only place it is."
+    )
     uri: str = Field(description="The dashboard as a resource.")
     panels: list[Panel]
-    posted: OutboxEntry | None = Field(description="The link posted to the channel, with its delivery status.")
+    posted: OutboxEntry | None = Field(description="The message posted to the channel, with its delivery status.")
+    run_id: str
 
 
 def panels_for(request: str) -> list[Panel]:
@@ -95,7 +105,7 @@ async def render(services: Services, title: str, panels: list[Panel], now: datet
                 maximum=100,
                 threshold=threshold,
             )
-            + f"<h2>{len(at_risk)} clients under {format_threshold(threshold)}</h2>"
+            + f"<h2>{plural(len(at_risk), 'client')} under {format_threshold(threshold)}</h2>"
             + table(
                 ["Client", "Segment", "ARR", "CSM", "Health"],
                 [
@@ -141,14 +151,8 @@ async def render(services: Services, title: str, panels: list[Panel], now: datet
     )
 
 
-async def build_dashboard(
-    services: Services, request: str, channel: str | None = None, requested_by: str | None = None
-) -> DashboardReport:
-    now = utcnow()
-    panels = panels_for(request)
-    title = request.strip()[:120] or "Client dashboard"
-    html = await render(services, title, panels, now)
-    folder = dashboards_dir(services)
+def _save(folder: Path, now: datetime, html: str) -> Path:
+    """Write the page under a name of its time (a second one in the same second gets -2, -3, ...)."""
     folder.mkdir(parents=True, exist_ok=True)
     name = f"dashboard-{now:%Y%m%d-%H%M%S}"
     n = 1
@@ -157,10 +161,62 @@ async def build_dashboard(
         name = f"dashboard-{now:%Y%m%d-%H%M%S}-{n}"
     path = folder / f"{name}.html"
     path.write_text(html, encoding="utf-8")
-    uri = f"sophia://dashboards/{name}"
-    who = f" for {requested_by}" if requested_by else ""
-    sent = await send_alert(
-        services, f"Dashboard \"{title}\"{who} is ready: {path.as_uri()} (resource {uri}).", severity="info",
-        channel=channel, topic="dashboard", title="Dashboard ready", key=f"dashboard:{name}",
-    )  # fmt: skip
-    return DashboardReport(name=name, title=title, path=str(path), uri=uri, panels=panels, posted=sent.entry)
+    return path
+
+
+def dashboard_url(public_url: str, name: str) -> str:
+    """Where a browser reads dashboard `name` from a server reached at `public_url`."""
+    return f"{public_url.rstrip('/')}/dashboards/{name}"
+
+
+def where_it_is(path: Path, uri: str, url: str | None) -> str:
+    """How the posted message says where to find the dashboard: its web address when the server serves HTTP, else
+    plainly that it is a file on the server's machine (a file:// link would open nothing on the reader's)."""
+    if url is not None:
+        return f": {url} (an MCP client reads it as the resource {uri})"
+    return (
+        f". It is a file on the machine that runs sophia-mcp ({socket.gethostname()}): {path}. Open it there in a "
+        f"browser; an MCP client reads it as the resource {uri}"
+    )
+
+
+async def build_dashboard(
+    services: Services,
+    request: str,
+    channel: str | None = None,
+    requested_by: str | None = None,
+    *,
+    public_url: str | None = None,
+    progress: Progress | None = None,
+) -> DashboardReport:
+    """Render the panels the request names, save the page in the data dir and post where it is to the channel;
+    `public_url` is the base URL of a server serving HTTP (None on stdio)."""
+    report_progress = progress or no_progress
+    now = utcnow()
+    panels = panels_for(request)
+    title = request.strip()[:120] or "Client dashboard"
+    inputs = {"request": request, "channel": channel, "requested_by": requested_by}
+    async with start_run(services.store, "build_dashboard", title, inputs) as run:
+        await report_progress(0, STAGES, f"reading the data of {plural(len(panels), 'panel')}")
+        html = await run.step("render", lambda: render(services, title, panels, now), lambda h: {"chars": len(h)})
+        await report_progress(1, STAGES, "saving the page")
+        path = await run.step(
+            "save", lambda: anyio.to_thread.run_sync(_save, dashboards_dir(services), now, html), lambda p: str(p)
+        )
+        name = path.stem
+        uri = f"sophia://dashboards/{name}"
+        url = dashboard_url(public_url, name) if public_url else None
+        who = f" for {requested_by}" if requested_by else ""
+        text = f'Dashboard "{title}"{who} is ready{where_it_is(path, uri, url)}.'
+        await report_progress(2, STAGES, "posting where it is")
+
+        async def post() -> SentAlert:
+            return await send_alert(services, text, severity="info", channel=channel, topic="dashboard",
+                                    title="Dashboard ready", key=f"dashboard:{name}")  # fmt: skip
+
+        sent = await run.step("post", post, lambda s: {"channel": s.entry.target, "status": s.entry.status})
+        run.output = {"name": name, "panels": panels, "url": url}
+    await report_progress(STAGES, STAGES, "done")
+    return DashboardReport(
+        name=name, title=title, path=str(path), url=url, uri=uri, panels=panels, posted=sent.entry, run_id=run.id
+    )

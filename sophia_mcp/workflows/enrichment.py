@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from pydantic import Field
 from sophia_mcp.analysis.lead_score import LeadScore, LeadSignals, score_lead, seniority_of
 from sophia_mcp.errors import InvalidInput, SophiaError
 from sophia_mcp.model import Model
+from sophia_mcp.plural import plural
 from sophia_mcp.ports.crm import Client, Contact, ContactChanges, ContactQuery, FieldValue
 from sophia_mcp.ports.enrich import Person, PersonQuery
 from sophia_mcp.runs import Run, describe_error, start_run
@@ -39,6 +41,8 @@ ENRICHED_FIELDS = ("first_name", "last_name", "title", "city", "state", "country
 ENGAGEMENT_DAYS = 90
 MAX_SELECTED = 10_000
 OUTCOMES_SHOWN = 25  # a report is read by a model: failures first, then a sample; the ledger has them all
+ROWS_UP_TO = 10  # a run over more contacts reports totals and its failures, not a row per contact
+TOP_LEADS = 5
 
 
 class ContactOutcome(Model):
@@ -54,6 +58,21 @@ class ContactOutcome(Model):
     error: str | None = None
 
 
+class TopLead(Model):
+    contact_id: str
+    score: float
+    grade: str
+
+
+class EnrichmentSummary(Model):
+    """Totals of a long run, instead of a row per contact."""
+
+    fields_written: dict[str, int] = Field(description="How many contacts had each field written.")
+    grades: dict[str, int] = Field(description="Contacts scored, by lead grade (A is best).")
+    top_leads: list[TopLead] = Field(description=f"The {TOP_LEADS} highest lead scores.")
+    errors: dict[str, int] = Field(description="Failed contacts, by reason.")
+
+
 class EnrichmentReport(Model):
     run_id: str
     crm: str
@@ -64,8 +83,12 @@ class EnrichmentReport(Model):
     failed: int
     matched: int
     reused: int
+    summary: EnrichmentSummary | None = Field(
+        default=None, description=f"For more than {ROWS_UP_TO} contacts: totals, and outcomes lists failures only."
+    )
     outcomes: list[ContactOutcome] = Field(
-        description=f"Failures first, then the others; at most {OUTCOMES_SHOWN} (see outcomes_omitted)."
+        description=f"Up to {ROWS_UP_TO} contacts: one each; more: the failures only. At most {OUTCOMES_SHOWN}, "
+        "failures first (see outcomes_omitted)."
     )
     outcomes_omitted: int = 0
 
@@ -361,7 +384,7 @@ class Enrichment:
         ]
         await self.services.store.run(self._finish, outcomes)
         self._record(outcomes, stored=True)
-        await self._report(f"wrote {len(batch)} contacts to {self.services.crm.name}")
+        await self._report(f"wrote {plural(len(batch), 'contact')} to {self.services.crm.name}")
 
     @staticmethod
     def _outcome(
@@ -392,16 +415,29 @@ class Enrichment:
         pending, self._unstored = self._unstored, []
         if pending:
             await self.services.store.run(self._finish, pending)
-            await self._report(f"{len(pending)} contacts needed no write")
+            await self._report(f"{plural(len(pending), 'contact')} needed no write")
 
     async def _report(self, message: str) -> None:
         if self.progress is not None:
             await self.progress(self.done, max(self.total, 1), message)
 
 
+def _summary(outcomes: list[ContactOutcome]) -> EnrichmentSummary:
+    scores = sorted(((o.score, o.contact_id) for o in outcomes if o.score), key=lambda s: (-s[0].score, s[1]))
+    return EnrichmentSummary(
+        fields_written=dict(Counter(f for o in outcomes if o.status == "written" for f in o.changes).most_common()),
+        grades=dict(sorted(Counter(score.grade for score, _ in scores).items())),
+        top_leads=[TopLead(contact_id=i, score=score.score, grade=score.grade) for score, i in scores[:TOP_LEADS]],
+        errors=dict(Counter(o.error or "unknown" for o in outcomes if o.status == "failed").most_common()),
+    )
+
+
 def _report(run: Run, services: Services, outcomes: list[ContactOutcome]) -> EnrichmentReport:
-    ordered = sorted(outcomes, key=lambda o: o.status != "failed")
+    long = len(outcomes) > ROWS_UP_TO
+    listed = [o for o in outcomes if o.status == "failed"] if long else outcomes
+    ordered = sorted(listed, key=lambda o: o.status != "failed")
     return EnrichmentReport(
+        summary=_summary(outcomes) if long else None,
         run_id=run.id,
         crm=services.crm.name,
         enricher=services.enricher.name,
@@ -444,7 +480,7 @@ async def enrich_contacts(
     """Enrich, score and write back the given contacts, or those changed in the CRM since `since`."""
     if not ids and since is None:
         raise InvalidInput("Give contact ids, or `since` (contacts changed in the CRM since then)")
-    subject = f"{len(ids)} contacts" if ids else f"contacts changed since {iso(since)}" if since else None
+    subject = plural(len(ids), "contact") if ids else f"contacts changed since {iso(since)}" if since else None
     inputs = {"ids": ids, "since": iso(since) if since else None, "force": force}
     async with start_run(services.store, "enrich_contacts", subject, inputs) as run:
         contacts, missing = await run.step(

@@ -31,6 +31,7 @@ from sophia_mcp.adapters.local_documents import LocalDocuments, Removal, chunk_i
 from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX, Format, chunk_text
 from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
 from sophia_mcp.model import Model
+from sophia_mcp.plural import plural
 from sophia_mcp.ports.knowledge import DocumentFilter, DocumentInfo, SearchHit
 from sophia_mcp.ports.vectors import InProcessQuery, Metadata
 from sophia_mcp.runs import start_run
@@ -137,7 +138,7 @@ async def ingest(
         )  # fmt: skip
         if not chunks:
             raise InvalidInput(f"{source} holds only headings; there is nothing to search in it")
-        await report(2, f"embedding {len(chunks)} chunks")
+        await report(2, f"embedding {plural(len(chunks), 'chunk')}")
         vectors = await run.step("embed", lambda: embedder.embed([f"{c.section}\n\n{c.text}" for c in chunks]))
         now = utcnow()
         document = DocumentInfo(

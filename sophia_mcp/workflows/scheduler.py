@@ -126,12 +126,17 @@ def missed_between(spec: str, due: datetime, now: datetime) -> int:
 # -- the store's side --------------------------------------------------------------------------------------
 
 
+def first_fire(spec: ScheduleSpec, now: datetime) -> datetime:
+    """When a schedule first runs once a scheduler takes it at `now`: an interval at once, a cron at its next time."""
+    return now if spec.every else next_fire(spec.spec, now)
+
+
 def sync_schedules(store: Store, specs: list[ScheduleSpec], now: datetime) -> None:
     """Write the schedules from settings into the store (settings win); a changed timing starts afresh."""
     with store.transaction() as conn:
         for spec in specs:
             row = conn.execute("SELECT spec FROM schedules WHERE name = ?", (spec.name,)).fetchone()
-            first = now if spec.every else next_fire(spec.spec, now)
+            first = first_fire(spec, now)
             if row is None:
                 conn.execute(
                     """
@@ -206,7 +211,11 @@ def _end(
         )
 
 
-def list_schedules(store: Store, runs_each: int = 5) -> list[ScheduleInfo]:
+def list_schedules(
+    store: Store, configured: list[ScheduleSpec] | None = None, runs_each: int = 5
+) -> list[ScheduleInfo]:
+    """Every schedule: those in the store (what a scheduler runs, with their runs) and those `configured` in settings
+    that no scheduler has started yet, with the first run it would give them."""
     now = utcnow()
     out = []
     for row in store.query("SELECT * FROM schedules ORDER BY name"):
@@ -222,7 +231,16 @@ def list_schedules(store: Store, runs_each: int = 5) -> list[ScheduleInfo]:
                 recent_runs=[_run(r) for r in runs],
             )
         )  # fmt: skip
-    return out
+    known = {info.name for info in out}
+    for spec in configured or []:
+        if spec.name not in known:
+            out.append(
+                ScheduleInfo(
+                    name=spec.name, workflow=spec.workflow, spec=spec.spec, enabled=spec.enabled,
+                    next_run_at=first_fire(spec, now), last_run_at=None, running=False, recent_runs=[],
+                )
+            )  # fmt: skip
+    return sorted(out, key=lambda info: info.name)
 
 
 def _run(row: Any) -> ScheduleRun:
@@ -235,8 +253,8 @@ def _run(row: Any) -> ScheduleRun:
     )  # fmt: skip
 
 
-def get_schedule(store: Store, name: str) -> ScheduleInfo:
-    for info in list_schedules(store):
+def get_schedule(store: Store, name: str, configured: list[ScheduleSpec] | None = None) -> ScheduleInfo:
+    for info in list_schedules(store, configured):
         if info.name == name:
             return info
     raise NotFound(f"No schedule {name!r}; list_schedules shows them")
