@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
@@ -96,10 +96,6 @@ def _summary(call: Call) -> CallSummary:
     )
 
 
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
 async def list_calls(
     ctx: Context,
     client: Annotated[
@@ -120,14 +116,7 @@ async def list_calls(
     if from_date and to_date and from_date > to_date:
         raise InvalidInput(f"from_date {from_date} is after to_date {to_date}; swap them or drop one")
     page = await services_of(ctx).calls.list_calls(
-        CallFilter(
-            client=client,
-            started_from=_day_start(from_date) if from_date else None,
-            started_to=_day_start(to_date + timedelta(days=1)) if to_date else None,
-            competitor=competitor,
-        ),
-        limit,
-        cursor,
+        CallFilter.on_days(client, from_date, to_date, competitor), limit, cursor
     )
     return CallList(calls=[_summary(c) for c in page.calls], next_cursor=page.next_cursor)
 

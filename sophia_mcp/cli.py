@@ -10,17 +10,22 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import typer
+from rich.text import Text
 
 from sophia_mcp.errors import ConfigurationError, SophiaError
 from sophia_mcp.logs import configure_logging
-from sophia_mcp.serving import SERVER_NAMES
+from sophia_mcp.serving import SERVER_NAMES, settings_problems
 from sophia_mcp.store import file_failure
+from sophia_mcp.terminal import Column, Report, console_for
+from sophia_mcp.wording import plural
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from sophia_mcp.services import ServiceCheck, Services
     from sophia_mcp.settings import Settings
+    from sophia_mcp.workflows.call_health import CallHealthReport
+    from sophia_mcp.workflows.scheduler import ScheduleRun
 
 T = TypeVar("T")
 
@@ -36,6 +41,40 @@ app.add_typer(outbox_app, name="outbox")
 crm_app = typer.Typer(help="Contacts, enrichment and lead scores; firmographics for the local enricher.",
                       no_args_is_help=True)  # fmt: skip
 app.add_typer(crm_app, name="crm")
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        from sophia_mcp import __version__
+
+        print(f"sophia-mcp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """sophia-mcp: MCP servers over a revenue team's workflows."""
+
+
+def _signed(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:+.2f}"
+
+
+def _percent(ratio: float | None) -> str:
+    return "an unknown share" if ratio is None else f"{ratio:.0%}"
+
+
+def _score(score: float, threshold: float) -> str:
+    """A health score as a person reads it beside the threshold: one decimal where a whole number would put it on
+    the wrong side (69.8 is not "70" under a threshold of 70)."""
+    whole = f"{score:.0f}"
+    return whole if (round(score) < threshold) == (score < threshold) else f"{score:.1f}"
+
+
 kb_app = typer.Typer(help="The knowledge base: ingest documents, search them.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
 
@@ -50,9 +89,7 @@ class Transport(StrEnum):
 
 
 def _console(stderr: bool = False) -> Console:
-    from rich.console import Console
-
-    return Console(stderr=stderr)
+    return console_for(stderr)
 
 
 def _say(text: str, style: str = "red", console: Console | None = None) -> None:
@@ -70,7 +107,7 @@ def _settings() -> Settings:
     try:
         settings = load_settings()
     except ValidationError as exc:
-        _console(stderr=True).print(f"[red]The settings are not valid:[/red]\n{exc}")
+        _say(settings_problems(exc))
         raise typer.Exit(2) from exc
     configure_logging(settings.log_level)
     return settings
@@ -141,8 +178,6 @@ def serve(
 @app.command()
 def demo() -> None:
     """Load the demo into an empty data dir, analyse every call and report client health, then score the leads."""
-    from rich.table import Table
-
     from sophia_mcp.demo import load_demo
     from sophia_mcp.workflows.call_health import analyze_calls
 
@@ -151,7 +186,7 @@ def demo() -> None:
     async def work(services: Services) -> None:
         console.print(f"Data dir: [bold]{services.settings.data_dir}[/bold]")
         with _progress_bar() as bar:
-            task = bar.add_task("Loading demo calls", total=None)
+            task = bar.add_task("Loading demo calls and transcripts", total=None)
 
             async def loading(done: float, total: float, _: str) -> None:
                 bar.update(task, completed=done, total=total)
@@ -159,12 +194,12 @@ def demo() -> None:
             loaded = await load_demo(services, progress=loading)
         if loaded.loaded and loaded.calls:
             console.print(
-                f"Loaded {loaded.clients} clients, {loaded.contacts} contacts, "
-                f"{loaded.calls.calls_new} calls and {loaded.calls.transcripts} transcripts, "
-                f"{loaded.documents} knowledge-base documents."
+                f"Loaded {plural(loaded.clients, 'client')}, {plural(loaded.contacts, 'contact')}, "
+                f"{plural(loaded.calls.calls_new, 'call')} and {plural(loaded.calls.transcripts, 'transcript')}, "
+                f"{plural(loaded.documents, 'knowledge-base document')}."
             )
         else:
-            console.print(f"The store already holds {loaded.clients} clients; not loading the demo again.")
+            console.print(f"The store already holds {plural(loaded.clients, 'client')}; not loading the demo again.")
 
         call_ids = await services.store.run(services.local_calls.all_call_ids)
         with _progress_bar() as bar:
@@ -174,48 +209,53 @@ def demo() -> None:
                 bar.update(task, completed=done)
 
             reports = await analyze_calls(services, call_ids, analysing)
-
-        latest = {r.client_id: r for r in reports if r.client_id and r.health}
-        table = Table(
-            title=f"Client health after {len(reports)} calls (threshold {services.settings.health.threshold:.0f})"
-        )
-        table.add_column("Client", no_wrap=True, min_width=12)
-        table.add_column("Health", justify="right", no_wrap=True, min_width=6)
-        table.add_column("Calls", justify="right", no_wrap=True, min_width=5)
-        table.add_column("Weakest part of the score", overflow="ellipsis", no_wrap=True, max_width=70)
-        per_client: dict[str, int] = {}
-        for r in reports:
-            if r.client_id:
-                per_client[r.client_id] = per_client.get(r.client_id, 0) + 1
-        for report in sorted(latest.values(), key=lambda r: r.health.score if r.health else 0):
-            assert report.health is not None
-            score = f"{report.health.score:.0f}"
-            style = "red" if report.at_risk else "green"
-            weakest = min(report.health.components, key=lambda c: c.score)
-            table.add_row(
-                report.client_name or str(report.client_id),
-                f"[{style}]{score}[/{style}]",
-                str(per_client[str(report.client_id)]),
-                f"{weakest.name} {weakest.score:.0f}: {weakest.detail}",
-            )
-        console.print(table)
-        new_keys = {r.alert.key for r in reports if r.alert and r.alert.new}
-        old_keys = {r.alert.key for r in reports if r.alert and not r.alert.new} - new_keys
-        at_risk = sum(1 for r in latest.values() if r.at_risk)
-        console.print(
-            f"{at_risk} of {len(latest)} clients are under the threshold; "
-            f"{len(new_keys)} new alerts to {services.settings.alerts.channel_for('health')}, "
-            f"{len(old_keys)} raised before. See them with: sophia-mcp outbox list"
-        )
+        _demo_health(services, console, reports)
         await _demo_leads(services, console)
 
     _with_services(work)
 
 
+def _demo_health(services: Services, console: Console, reports: list[CallHealthReport]) -> None:
+    """Every client's health after the analysis, and the alerts it raised."""
+    threshold = services.settings.health.threshold
+    latest = {r.client_id: r for r in reports if r.client_id and r.health}
+    calls: dict[str, int] = {}
+    for r in reports:
+        if r.client_id:
+            calls[r.client_id] = calls.get(r.client_id, 0) + 1
+    table = Report(
+        f"Client health after {plural(len(reports), 'call')} (threshold {threshold:g})",
+        [Column("Client", share=2), Column("Health", number=True), Column("Calls", number=True),
+         Column("Weakest part of the score", share=3)],
+    )  # fmt: skip
+    for report in sorted(latest.values(), key=lambda r: r.health.score if r.health else 0):
+        assert report.health is not None
+        weakest = min(report.health.components, key=lambda c: c.score)
+        table.add(
+            report.client_name or str(report.client_id),
+            Text(_score(report.health.score, threshold), style="red" if report.at_risk else "green"),
+            str(calls[str(report.client_id)]),
+            f"{weakest.name} {weakest.score:.0f}: {weakest.detail}",
+        )
+    table.print(console)
+    at_risk = sum(1 for r in latest.values() if r.at_risk)
+    console.print(f"{at_risk} of {len(latest)} clients are under the threshold.")
+    raised = [r for r in reports if r.alert is not None]
+    new = [r for r in raised if r.alert and r.alert.new]
+    alerts = Report(
+        f"Alerts raised: {len(new)} new, {len(raised) - len(new)} raised by an earlier run",
+        [Column("Client"), Column("Health", number=True), Column("Channel", keep=True), Column("Sent", keep=True)],
+    )  # fmt: skip
+    for r in sorted(raised, key=lambda r: r.client_name or ""):
+        assert r.alert is not None and r.health is not None
+        when = "now" if r.alert.new else "before"
+        alerts.add(r.client_name or str(r.client_id), _score(r.health.score, threshold), r.alert.channel, when)
+    alerts.print(console, empty="No alerts: every client is at or over the threshold.")
+    console.print("Each is in the outbox: sophia-mcp outbox list")
+
+
 async def _demo_leads(services: Services, console: Console) -> None:
     """The demo's second job: enrich and score every contact, then show the best leads and why."""
-    from rich.table import Table
-
     from sophia_mcp.analysis.lead_score import LeadScore
     from sophia_mcp.workflows.enrichment import enrich_contacts
 
@@ -228,26 +268,27 @@ async def _demo_leads(services: Services, console: Console) -> None:
     )
     best = {r["contact_id"]: LeadScore.model_validate_json(r["score"]) for r in rows}
     found = await services.crm.get_contacts(list(best))
-    table = Table(title=f"Top leads of {report.requested} contacts (enriched via {services.enricher.name})")
-    table.add_column("Contact", no_wrap=True)
-    table.add_column("Company", no_wrap=True, overflow="ellipsis", max_width=30)
-    table.add_column("Score", justify="right", no_wrap=True)
-    table.add_column("Why", overflow="ellipsis", no_wrap=True, max_width=60)
+    table = Report(
+        f"Top leads of {plural(report.requested, 'contact')} (enriched via {services.enricher.name})",
+        [Column("Contact", share=2), Column("Company", share=2), Column("Score", number=True), Column("Why", share=3)],
+    )
     for contact_id, score in best.items():
         contact = found.get(contact_id)
         if contact is None:
             continue
         strongest = sorted(score.reasons, key=lambda r: r.points, reverse=True)[:2]
-        table.add_row(
+        table.add(
             f"{contact.first_name} {contact.last_name}, {contact.title}",
             contact.company or "",
             f"{score.score:.0f} {score.grade}",
             "; ".join(r.why for r in strongest),
         )
-    console.print(table)
+    table.print(
+        console, empty="No lead was scored: `sophia-mcp crm enrich --since 2000-01-01` scores the CRM's contacts."
+    )
     console.print(
-        f"{report.written} contacts updated, {report.unchanged} already up to date, {report.matched} known to the "
-        "enricher. Ask the crm server for more: sophia-mcp serve crm"
+        f"{plural(report.written, 'contact')} updated, {report.unchanged} already up to date, {report.matched} known "
+        "to the enricher. Ask the crm server for more: sophia-mcp serve crm"
     )
 
 
@@ -269,13 +310,49 @@ def calls_import(
 
             report = await import_gong_export(services, paths, progress)
         console.print(
-            f"{report.calls_new} new calls, {report.calls_updated} updated, {report.transcripts} transcripts "
-            f"from {report.sources} files."
+            f"{plural(report.calls_new, 'new call')}, {report.calls_updated} updated, {report.calls_unchanged} "
+            f"unchanged; {plural(report.transcripts, 'transcript')} from {plural(report.sources, 'file')}."
         )
         for problem in report.problems:
             console.print(f"[yellow]{problem}[/yellow]")
-        if report.problems and not (report.calls_new or report.calls_updated or report.transcripts):
+        if report.problems and not (
+            report.calls_new or report.calls_updated or report.calls_unchanged or report.transcripts
+        ):
             raise typer.Exit(1)
+
+    _with_services(work)
+
+
+@calls_app.command("list")
+def calls_list(
+    client: Annotated[str | None, typer.Option(help="Client id, or part of its name.")] = None,
+    from_date: Annotated[datetime | None, typer.Option("--from", formats=["%Y-%m-%d"], help="From this day.")] = None,
+    to_date: Annotated[
+        datetime | None, typer.Option("--to", formats=["%Y-%m-%d"], help="To this day (included).")
+    ] = None,
+    competitor: Annotated[str | None, typer.Option(help="Only calls where this competitor was mentioned.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="How many, newest first.")] = 20,
+) -> None:
+    """List calls newest first, with their ids (for `sophia-mcp run analyze-call`), dates and clients."""
+    from sophia_mcp.ports.calls import CallFilter
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        days = (from_date.date() if from_date else None, to_date.date() if to_date else None)
+        page = await services.calls.list_calls(CallFilter.on_days(client, *days, competitor), limit, None)
+        table = Report(
+            f"{plural(len(page.calls), 'call')}, newest first" + (" (more: narrow it, or raise --limit)"
+                                                                 if page.next_cursor else ""),
+            [Column("Id", keep=True), Column("Started", keep=True), Column("Client", share=2), Column("Title", share=3),
+             Column("Minutes", number=True)],
+        )  # fmt: skip
+        for call in page.calls:
+            table.add(call.id, f"{call.started:%Y-%m-%d %H:%M}", call.client_name or "-", call.title,
+                      f"{call.duration_s / 60:.0f}")  # fmt: skip
+        narrowed = client or from_date or to_date or competitor
+        table.print(console, empty="No call matches: widen the filters." if narrowed else "No calls yet: run "
+                    "`sophia-mcp demo`, or `sophia-mcp calls import` / `calls sync` for your own.")  # fmt: skip
 
     _with_services(work)
 
@@ -311,7 +388,8 @@ def calls_sync(
                 services, services.calls, since.replace(tzinfo=UTC), until and until.replace(tzinfo=UTC), progress
             )
         console.print(
-            f"{report.calls_new} new calls, {report.calls_updated} updated, {report.transcripts} transcripts from Gong."
+            f"{plural(report.calls_new, 'new call')}, {report.calls_updated} updated, {report.calls_unchanged} "
+            f"unchanged; {plural(report.transcripts, 'transcript')} from Gong."
         )
         for problem in report.problems:
             console.print(f"[yellow]{problem}[/yellow]")
@@ -331,8 +409,8 @@ def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id."
         analysis = report.analysis
         console.print(f"[bold]{report.client_name or 'No client'}[/bold] · call {report.call_id} · run {report.run_id}")
         console.print(
-            f"Sentiment: {analysis.sentiment.label} (client side {analysis.sentiment.external}); "
-            f"internal talk ratio: {analysis.talk.internal_ratio}"
+            f"Sentiment: {analysis.sentiment.label} (client side {_signed(analysis.sentiment.external)}); "
+            f"our side talked {_percent(analysis.talk.internal_ratio)} of the time"
         )
         for mention in analysis.competitor_mentions:
             console.print(f"  {mention.competitor}: “{mention.text}” ({mention.speaker_name or mention.speaker_id})")
@@ -348,8 +426,8 @@ def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id."
 
 @run_app.command("health-monitor")
 def run_health_monitor() -> None:
-    """One pass of the client-health monitor: an issue, a meeting request and an alert for each client under
-    the threshold, once per period however often it runs."""
+    # typer keeps a docstring's line breaks in --help; one paragraph reads as one.
+    """One pass of the client-health monitor: an issue, a meeting request and an alert for each client under the threshold, once per period however often it runs."""  # noqa: E501
     from sophia_mcp.workflows.health_monitor import monitor_health
 
     console = _console()
@@ -357,12 +435,13 @@ def run_health_monitor() -> None:
     async def work(services: Services) -> None:
         report = await monitor_health(services)
         console.print(
-            f"Health monitor {report.period} (run {report.run_id}): {report.clients} clients, {report.healthy} "
-            f"healthy, {report.at_risk} under {report.threshold:.0f}, {report.without_health} without a score yet."
+            f"Health monitor {report.period} (run {report.run_id}): {plural(report.clients, 'client')}, "
+            f"{report.healthy} healthy, {report.at_risk} under {report.threshold:g}, {report.without_health} without a "
+            "score yet."
         )
         console.print(
-            f"New this run: {report.new_issues} issues, {report.new_meetings} meeting requests, {report.new_alerts} "
-            f"alerts; {report.pending} waiting to be sent."
+            f"New this run: {plural(report.new_issues, 'issue')}, {plural(report.new_meetings, 'meeting request')}, "
+            f"{plural(report.new_alerts, 'alert')}; {report.pending} waiting to be sent."
         )
         for row in report.worst[:10]:
             console.print(
@@ -372,29 +451,46 @@ def run_health_monitor() -> None:
     _with_services(work)
 
 
-@app.command()
+def _schedules_help() -> str:
+    from sophia_mcp.settings import DEFAULT_SCHEDULES
+
+    listed = "; ".join(f"{s.name} ({s.workflow}) {s.spec}" for s in DEFAULT_SCHEDULES)
+    return (
+        "Run the scheduled workflows until stopped with Ctrl-C, one line per run as it ends. They are "
+        f"SOPHIA_SCHEDULES; by default: {listed} (cron in UTC)."
+    )
+
+
+def _run_line(run: ScheduleRun) -> str:
+    took = f"{(run.finished_at - run.started_at).total_seconds():.1f} s" if run.finished_at else "still running"
+    did = run.error or ", ".join(f"{k} {v}" for k, v in (run.summary or {}).items()) or "nothing to do"
+    missed = f", standing for {plural(run.missed, 'missed run')}" if run.missed else ""
+    return f"{run.schedule}: {run.status} in {took} (due {run.due_at:%Y-%m-%d %H:%M} UTC{missed}): {did}"
+
+
+@app.command(help=_schedules_help(), short_help="Run the scheduled workflows until stopped, a line per run.")
 def schedule(
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then stop.")] = False,
 ) -> None:
-    """Run the scheduled workflows (SOPHIA_SCHEDULES; by default the health monitor every 5 minutes, pending side
-    effects every minute, bug-report states every 10 minutes) until stopped with Ctrl-C."""
     from sophia_mcp.store import utcnow
-    from sophia_mcp.workflows.scheduler import Scheduler, sync_schedules
+    from sophia_mcp.workflows.scheduler import Scheduler, list_schedules, sync_schedules
 
     console = _console()
 
     async def work(services: Services) -> None:
-        scheduler = Scheduler(services)
+        scheduler = Scheduler(services, finished=lambda run: console.print(Text(_run_line(run)), soft_wrap=True))
         specs = services.settings.schedules
         if once:
             await services.store.run(sync_schedules, services.store, specs, utcnow())
-            for run in await scheduler.run_due():
-                detail = run.error or ", ".join(f"{k} {v}" for k, v in (run.summary or {}).items())
-                missed = f" (caught up {run.missed} missed)" if run.missed else ""
-                console.print(f"{run.status:9s} due {run.due_at:%Y-%m-%d %H:%M}{missed}: {detail}")
+            if not await scheduler.run_due():
+                upcoming = [s for s in await services.store.run(list_schedules, services.store) if s.enabled]
+                soonest = min(upcoming, key=lambda s: s.next_run_at, default=None)
+                when = f"; next: {soonest.name} at {soonest.next_run_at:%Y-%m-%d %H:%M} UTC" if soonest else ""
+                console.print(f"Nothing is due now{when}.")
             return
         console.print(
-            f"Running {len(specs)} schedules ({', '.join(s.name + ' ' + s.spec for s in specs)}); Ctrl-C stops."
+            f"Running {plural(len(specs), 'schedule')} ({', '.join(s.name + ' ' + s.spec for s in specs)}); "
+            "each run is a line here as it ends. Ctrl-C stops."
         )
         await scheduler.serve(specs)
 
@@ -417,6 +513,10 @@ def crm_enrich(
     from sophia_mcp.workflows.enrichment import enrich_contacts
 
     console = _console()
+    if not contact_ids and since is None:  # said before anything starts
+        _say("Give contact ids (sophia-mcp crm enrich 10123405707 ...), or --since YYYY-MM-DD for every contact "
+             "changed in the CRM since then")  # fmt: skip
+        raise typer.Exit(2)
 
     async def work(services: Services) -> None:
         with _progress_bar() as bar:
@@ -429,7 +529,7 @@ def crm_enrich(
                 services, contact_ids or None, since and since.replace(tzinfo=UTC), force=force, progress=progress
             )
         console.print(
-            f"{report.requested} contacts: {report.written} written, {report.unchanged} unchanged, "
+            f"{plural(report.requested, 'contact')}: {report.written} written, {report.unchanged} unchanged, "
             f"{report.failed} failed; {report.matched} known to the enricher ({report.reused} from earlier answers). "
             f"Run {report.run_id}."
         )
@@ -459,7 +559,7 @@ def crm_import_firmographics(
                 return save_firmographics(conn, organizations, source=f"csv:{path.name}")
 
         saved = await services.store.run(save)
-        console.print(f"{saved} firms imported from {path}.")
+        console.print(f"{plural(saved, 'firm')} imported from {path}.")
         for problem in problems:
             console.print(f"[yellow]{problem}[/yellow]")
         if problems and not saved:
@@ -471,7 +571,12 @@ def crm_import_firmographics(
 @kb_app.command("ingest")
 def kb_ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files, or folders to walk, under SOPHIA_KNOWLEDGE__ROOTS.")],
-    type: Annotated[str, typer.Option(help="Document type, e.g. playbook, product_note, policy.")] = "document",
+    type: Annotated[
+        str | None,
+        typer.Option(
+            help="Document type, e.g. playbook, product_note, policy; by default the type it had, else document."
+        ),
+    ] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A tag (repeat for several).")] = None,
 ) -> None:
     """Ingest documents (PDF, DOCX, HTML, Markdown, text); the same content again changes nothing."""
@@ -493,7 +598,7 @@ def kb_ingest(
                 _say(f"{file}: {exc}", "yellow", console)
                 continue
             doc = report.document
-            console.print(f"{report.status:9s} {doc.title} ({doc.chunk_count} chunks) {doc.id}")
+            console.print(f"{report.status:9s} {doc.title} ({plural(doc.chunk_count, 'chunk')}) {doc.id}")
         if failed:
             raise typer.Exit(1)
 
@@ -524,24 +629,39 @@ def kb_search(
     _with_services(work)
 
 
+class OutboxStatus(StrEnum):
+    pending = "pending"
+    sending = "sending"
+    delivered = "delivered"
+    failed = "failed"
+
+
 @outbox_app.command("list")
 def outbox_list(
-    status: Annotated[str | None, typer.Option(help="pending, sending, delivered or failed.")] = None,
+    status: Annotated[OutboxStatus | None, typer.Option(help="Only entries in this state.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
 ) -> None:
-    """Show the newest outbox entries."""
-    from rich.table import Table
-
+    """Show the newest outbox entries: alerts, issues and meetings, each with its delivery state."""
     console = _console()
 
     async def work(services: Services) -> None:
-        entries = await services.outbox.list(status, limit)  # type: ignore[arg-type]
-        table = Table()
-        for column in ("Id", "Status", "To", "Title", "Created"):
-            table.add_column(column)
+        entries = await services.outbox.list(status.value if status else None, limit)
+        table = Report(
+            f"The newest {plural(len(entries), 'outbox entry', 'outbox entries')}"
+            + (f" {status.value}" if status else ""),
+            [Column("Id", number=True), Column("Status", keep=True), Column("To", keep=True), Column("Title", share=3),
+             Column("Created", keep=True)],
+        )  # fmt: skip
         for e in entries:
-            table.add_row(str(e.id), e.status, e.target, e.title, f"{e.created_at:%Y-%m-%d %H:%M}")
-        console.print(table)
+            table.add(str(e.id), e.status, e.target, e.title, f"{e.created_at:%Y-%m-%d %H:%M}")
+        if status:
+            empty = f"No outbox entry is {status.value}; `sophia-mcp outbox list` shows them all."
+        else:
+            empty = (
+                "The outbox is empty: `sophia-mcp demo` raises the demo's alerts, `sophia-mcp run health-monitor` "
+                "those due now."
+            )
+        table.print(console, empty=empty)
 
     _with_services(work)
 
@@ -575,7 +695,11 @@ def doctor() -> None:
     table.add_column("Port")
     table.add_column("Backend")
     for port, backend in backend_choices(settings).items():
-        table.add_row(port, backend if backend != "local" else "local (embedded)")
+        if port == "WebSearch" and backend == "local":  # there is no local web: the strategic query names it a gap
+            shown = "off (set SOPHIA_WEB_SEARCH__BACKEND=tavily or perplexity, with its API key)"
+        else:
+            shown = backend if backend != "local" else "local (embedded)"
+        table.add_row(port, shown)
     console.print(table)
 
     services = Table(title="Integrations")
@@ -632,7 +756,7 @@ def doctor() -> None:
     if not ok:
         raise typer.Exit(1)
     # A warning is something that works without what failed (Redis down: a cache miss): still usable, exit 0.
-    noted = f", with {warnings} warning{'s' if warnings > 1 else ''} above" if warnings else ""
+    noted = f", with {plural(warnings, 'warning')} above" if warnings else ""
     console.print(f"[green]Everything configured can be used{noted}.[/green]")
 
 
