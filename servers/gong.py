@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, Resolve
@@ -102,10 +102,6 @@ def _summary(call: Call) -> CallSummary:
     )
 
 
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
 async def list_calls(
     ctx: Context,
     client: Annotated[
@@ -131,15 +127,7 @@ async def list_calls(
     if unlinked and client:
         raise InvalidInput("unlinked lists the calls with no client; drop client, or unlinked")
     page = await services_of(ctx).calls.list_calls(
-        CallFilter(
-            client=client,
-            started_from=_day_start(from_date) if from_date else None,
-            started_to=_day_start(to_date + timedelta(days=1)) if to_date else None,
-            competitor=competitor,
-            unlinked=unlinked,
-        ),
-        limit or 20,
-        cursor,
+        CallFilter.on_days(client, from_date, to_date, competitor, unlinked=unlinked), limit or 20, cursor
     )
     return CallList(calls=[_summary(c) for c in page.calls], next_cursor=page.next_cursor)
 

@@ -85,7 +85,10 @@ async def _client_roots(answer: Annotated[ListRootsResult | None, Resolve(_ask_r
 async def ingest_document(
     ctx: Context,
     path: Annotated[str, Field(min_length=1, max_length=1024, description="File path, absolute or under a root.")],
-    type: DocType = "document",
+    type: Annotated[
+        DocType | None,
+        Field(description="e.g. playbook, product_note, policy; by default the type the document had, else document."),
+    ] = None,
     tags: Tags | None = None,
     title: Annotated[str | None, Field(max_length=200, description="Title; by default the file's own.")] = None,
     date: Annotated[CalendarDate | None, Field(description="The document's date, YYYY-MM-DD.")] = None,
@@ -107,7 +110,10 @@ async def ingest_text(
     ctx: Context,
     title: Annotated[str, Field(min_length=1, max_length=200)],
     text: Annotated[str, Field(min_length=1, max_length=2_000_000, description="Markdown or plain text.")],
-    type: DocType = "document",
+    type: Annotated[
+        DocType | None,
+        Field(description="e.g. playbook, product_note, policy; by default the type the document had, else document."),
+    ] = None,
     tags: Tags | None = None,
     date: Annotated[CalendarDate | None, Field(description="The document's date, YYYY-MM-DD.")] = None,
     document_id: Annotated[

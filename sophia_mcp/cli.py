@@ -10,18 +10,24 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import typer
+from rich.text import Text
 
+from sophia_mcp.analysis.health import format_score, format_threshold
 from sophia_mcp.errors import ConfigurationError, SophiaError
 from sophia_mcp.logs import configure_logging
 from sophia_mcp.plural import plural
-from sophia_mcp.serving import SERVER_NAMES
+from sophia_mcp.serving import SERVER_NAMES, settings_problems
 from sophia_mcp.store import file_failure
+from sophia_mcp.terminal import Column, Report, console_for
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from sophia_mcp.outbox import OutboxEntry
     from sophia_mcp.services import ServiceCheck, Services
     from sophia_mcp.settings import Settings
+    from sophia_mcp.workflows.call_health import CallHealthReport
+    from sophia_mcp.workflows.scheduler import ScheduleRun
 
 T = TypeVar("T")
 
@@ -37,6 +43,33 @@ app.add_typer(outbox_app, name="outbox")
 crm_app = typer.Typer(help="Contacts, enrichment and lead scores; firmographics for the local enricher.",
                       no_args_is_help=True)  # fmt: skip
 app.add_typer(crm_app, name="crm")
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        from sophia_mcp import __version__
+
+        print(f"sophia-mcp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """sophia-mcp: MCP servers over a revenue team's workflows."""
+
+
+def _signed(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:+.2f}"
+
+
+def _percent(ratio: float | None) -> str:
+    return "an unknown share" if ratio is None else f"{ratio:.0%}"
+
+
 kb_app = typer.Typer(help="The knowledge base: ingest documents, search them.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
 
@@ -51,9 +84,7 @@ class Transport(StrEnum):
 
 
 def _console(stderr: bool = False) -> Console:
-    from rich.console import Console
-
-    return Console(stderr=stderr)
+    return console_for(stderr)
 
 
 def _say(text: str, style: str = "red", console: Console | None = None) -> None:
@@ -71,7 +102,7 @@ def _settings() -> Settings:
     try:
         settings = load_settings()
     except ValidationError as exc:
-        _console(stderr=True).print(f"[red]The settings are not valid:[/red]\n{exc}")
+        _say(settings_problems(exc))
         raise typer.Exit(2) from exc
     configure_logging(settings.log_level)
     return settings
@@ -142,9 +173,6 @@ def serve(
 @app.command()
 def demo() -> None:
     """Load the demo into an empty data dir, analyse every call and report client health, then score the leads."""
-    from rich.table import Table
-
-    from sophia_mcp.analysis.health import format_score, format_threshold
     from sophia_mcp.demo import load_demo
     from sophia_mcp.workflows.call_health import analyze_calls
 
@@ -153,7 +181,7 @@ def demo() -> None:
     async def work(services: Services) -> None:
         console.print(f"Data dir: [bold]{services.settings.data_dir}[/bold]")
         with _progress_bar() as bar:
-            task = bar.add_task("Loading demo calls", total=None)
+            task = bar.add_task("Loading demo calls and transcripts", total=None)
 
             async def loading(done: float, total: float, _: str) -> None:
                 bar.update(task, completed=done, total=total)
@@ -176,47 +204,58 @@ def demo() -> None:
                 bar.update(task, completed=done)
 
             reports = await analyze_calls(services, call_ids, analysing)
-
-        latest = {r.client_id: r for r in reports if r.client_id and r.health}
-        threshold = services.settings.health.threshold
-        table = Table(title=f"Client health after {len(reports)} calls (threshold {format_threshold(threshold)})")
-        table.add_column("Client", no_wrap=True, min_width=12)
-        table.add_column("Health", justify="right", no_wrap=True, min_width=6)
-        table.add_column("Calls", justify="right", no_wrap=True, min_width=5)
-        table.add_column("Weakest part of the score", overflow="ellipsis", no_wrap=True, max_width=70)
-        per_client: dict[str, int] = {}
-        for r in reports:
-            if r.client_id:
-                per_client[r.client_id] = per_client.get(r.client_id, 0) + 1
-        for report in sorted(latest.values(), key=lambda r: r.health.score if r.health else 0):
-            assert report.health is not None
-            score = format_score(report.health.score, threshold)
-            style = "red" if report.at_risk else "green"
-            weakest = min(report.health.components, key=lambda c: c.score)
-            table.add_row(
-                report.client_name or str(report.client_id),
-                f"[{style}]{score}[/{style}]",
-                str(per_client[str(report.client_id)]),
-                f"{weakest.name} {format_score(weakest.score)}: {weakest.detail}",
-            )
-        console.print(table)
-        new_keys = {r.alert.key for r in reports if r.alert and r.alert.new}
-        old_keys = {r.alert.key for r in reports if r.alert and not r.alert.new} - new_keys
-        at_risk = sum(1 for r in latest.values() if r.at_risk)
-        console.print(
-            f"{at_risk} of {plural(len(latest), 'client')} {'is' if at_risk == 1 else 'are'} under the threshold; "
-            f"{plural(len(new_keys), 'new alert')} to {services.settings.alerts.channel_for('health')}, "
-            f"{len(old_keys)} raised before. See them with: sophia-mcp outbox list"
-        )
+        _demo_health(services, console, reports, await services.outbox.list(limit=10_000, kind="alert"))
         await _demo_leads(services, console)
 
     _with_services(work)
 
 
+def _demo_health(
+    services: Services, console: Console, reports: list[CallHealthReport], health_alerts: list[OutboxEntry]
+) -> None:
+    """Every client's health after the analysis, and the health alerts in the outbox (those this run raised, and
+    those raised before)."""
+    threshold = services.settings.health.threshold
+    latest = {r.client_id: r for r in reports if r.client_id and r.health}
+    calls: dict[str, int] = {}
+    for r in reports:
+        if r.client_id:
+            calls[r.client_id] = calls.get(r.client_id, 0) + 1
+    table = Report(
+        f"Client health after {plural(len(reports), 'call')} (threshold {format_threshold(threshold)})",
+        [Column("Client", share=2), Column("Health", number=True), Column("Calls", number=True),
+         Column("Weakest part of the score", share=3)],
+    )  # fmt: skip
+    for report in sorted(latest.values(), key=lambda r: r.health.score if r.health else 0):
+        assert report.health is not None
+        weakest = min(report.health.components, key=lambda c: c.score)
+        table.add(
+            report.client_name or str(report.client_id),
+            Text(format_score(report.health.score, threshold), style="red" if report.at_risk else "green"),
+            str(calls[str(report.client_id)]),
+            f"{weakest.name} {format_score(weakest.score)}: {weakest.detail}",
+        )
+    table.print(console)
+    at_risk = sum(1 for r in latest.values() if r.at_risk)
+    console.print(
+        f"{at_risk} of {plural(len(latest), 'client')} {'is' if at_risk == 1 else 'are'} under the threshold."
+    )
+    from sophia_mcp.workflows.call_health import HEALTH_ALERT
+
+    new = {r.alert.key for r in reports if r.alert and r.alert.new}
+    sent = [e for e in health_alerts if e.key.startswith(HEALTH_ALERT)]
+    alerts = Report(
+        f"Health alerts: {len(sent)}, {len(new)} of them raised by this run",
+        [Column("Alert", share=3), Column("Channel", keep=True), Column("Raised", keep=True)],
+    )
+    for entry in sorted(sent, key=lambda e: e.id):
+        alerts.add(entry.title, entry.target, "now" if entry.key in new else "before")
+    alerts.print(console, empty="No health alerts: every client is at or over the threshold.")
+    console.print("Each is in the outbox: sophia-mcp outbox list")
+
+
 async def _demo_leads(services: Services, console: Console) -> None:
     """The demo's second job: enrich and score every contact, then show the best leads and why."""
-    from rich.table import Table
-
     from sophia_mcp.analysis.lead_score import LeadScore
     from sophia_mcp.workflows.enrichment import enrich_contacts
 
@@ -229,23 +268,24 @@ async def _demo_leads(services: Services, console: Console) -> None:
     )
     best = {r["contact_id"]: LeadScore.model_validate_json(r["score"]) for r in rows}
     found = await services.crm.get_contacts(list(best))
-    table = Table(title=f"Top leads of {report.requested} contacts (enriched via {services.enricher.name})")
-    table.add_column("Contact", no_wrap=True)
-    table.add_column("Company", no_wrap=True, overflow="ellipsis", max_width=30)
-    table.add_column("Score", justify="right", no_wrap=True)
-    table.add_column("Why", overflow="ellipsis", no_wrap=True, max_width=60)
+    table = Report(
+        f"Top leads of {plural(report.requested, 'contact')} (enriched via {services.enricher.name})",
+        [Column("Contact", share=2), Column("Company", share=2), Column("Score", number=True), Column("Why", share=3)],
+    )
     for contact_id, score in best.items():
         contact = found.get(contact_id)
         if contact is None:
             continue
         strongest = sorted(score.reasons, key=lambda r: r.points, reverse=True)[:2]
-        table.add_row(
+        table.add(
             f"{contact.first_name} {contact.last_name}, {contact.title}",
             contact.company or "",
             f"{score.score:.0f} {score.grade}",
             "; ".join(r.why for r in strongest),
         )
-    console.print(table)
+    table.print(
+        console, empty="No lead was scored: `sophia-mcp crm enrich --since 2000-01-01` scores the CRM's contacts."
+    )
     console.print(
         f"{plural(report.written, 'contact')} updated, {report.unchanged} already up to date, {report.matched} known "
         "to the enricher. Ask the crm server for more: sophia-mcp serve crm"
@@ -270,13 +310,52 @@ def calls_import(
 
             report = await import_gong_export(services, paths, progress)
         console.print(
-            f"{report.calls_new} new calls, {report.calls_updated} updated, {report.transcripts} transcripts "
-            f"from {report.sources} files."
+            f"{plural(report.calls_new, 'new call')}, {report.calls_updated} updated, {report.calls_unchanged} "
+            f"unchanged; {plural(report.transcripts, 'transcript')} from {plural(report.sources, 'file')}."
         )
         for problem in report.problems:
             console.print(f"[yellow]{problem}[/yellow]")
-        if report.problems and not (report.calls_new or report.calls_updated or report.transcripts):
+        if report.problems and not (
+            report.calls_new or report.calls_updated or report.calls_unchanged or report.transcripts
+        ):
             raise typer.Exit(1)
+
+    _with_services(work)
+
+
+@calls_app.command("list")
+def calls_list(
+    client: Annotated[str | None, typer.Option(help="Client id, or part of its name.")] = None,
+    from_date: Annotated[datetime | None, typer.Option("--from", formats=["%Y-%m-%d"], help="From this day.")] = None,
+    to_date: Annotated[
+        datetime | None, typer.Option("--to", formats=["%Y-%m-%d"], help="To this day (included).")
+    ] = None,
+    competitor: Annotated[str | None, typer.Option(help="Only calls where this competitor was mentioned.")] = None,
+    unlinked: Annotated[bool, typer.Option("--unlinked", help="Only calls linked to no client.")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="How many, newest first.")] = 20,
+) -> None:
+    """List calls newest first, with their ids (for `sophia-mcp run analyze-call`), dates and clients."""
+    from sophia_mcp.ports.calls import CallFilter
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        days = (from_date.date() if from_date else None, to_date.date() if to_date else None)
+        page = await services.calls.list_calls(
+            CallFilter.on_days(client, *days, competitor, unlinked=unlinked), limit, None
+        )
+        table = Report(
+            f"{plural(len(page.calls), 'call')}, newest first" + (" (more: narrow it, or raise --limit)"
+                                                                 if page.next_cursor else ""),
+            [Column("Id", keep=True), Column("Started", keep=True), Column("Client", share=2), Column("Title", share=3),
+             Column("Minutes", number=True)],
+        )  # fmt: skip
+        for call in page.calls:
+            table.add(call.id, f"{call.started:%Y-%m-%d %H:%M}", call.client_name or "-", call.title,
+                      f"{call.duration_s / 60:.0f}")  # fmt: skip
+        narrowed = client or from_date or to_date or competitor or unlinked
+        table.print(console, empty="No call matches: widen the filters." if narrowed else "No calls yet: run "
+                    "`sophia-mcp demo`, or `sophia-mcp calls import` / `calls sync` for your own.")  # fmt: skip
 
     _with_services(work)
 
@@ -297,7 +376,7 @@ def calls_link(
         if report.previous_client_id and report.previous_client_id != report.client_id:
             console.print(f"It was linked to {report.previous_client_id} before; that client's health was recomputed.")
         if report.health:
-            console.print(f"Health: {report.health.score:.1f}/100. {report.health.explanation}")
+            console.print(f"Health: {format_score(report.health.score)}/100. {report.health.explanation}")
         else:
             console.print("The call has not been analysed yet: sophia-mcp run analyze-call " + report.call_id)
         if report.alert:
@@ -337,7 +416,8 @@ def calls_sync(
                 services, services.calls, since.replace(tzinfo=UTC), until and until.replace(tzinfo=UTC), progress
             )
         console.print(
-            f"{report.calls_new} new calls, {report.calls_updated} updated, {report.transcripts} transcripts from Gong."
+            f"{plural(report.calls_new, 'new call')}, {report.calls_updated} updated, {report.calls_unchanged} "
+            f"unchanged; {plural(report.transcripts, 'transcript')} from Gong."
         )
         for problem in report.problems:
             console.print(f"[yellow]{problem}[/yellow]")
@@ -348,7 +428,6 @@ def calls_sync(
 @run_app.command("analyze-call")
 def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id.")]) -> None:
     """Analyse one call, update its client's health and alert if it is under the threshold."""
-    from sophia_mcp.analysis.health import format_score
     from sophia_mcp.workflows.call_health import analyze_call
 
     console = _console()
@@ -360,8 +439,8 @@ def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id."
         if report.unlinked_reason:
             console.print(f"[yellow]{report.unlinked_reason}[/yellow]")
         console.print(
-            f"Sentiment: {analysis.sentiment.label} (client side {analysis.sentiment.external}); "
-            f"internal talk ratio: {analysis.talk.internal_ratio}"
+            f"Sentiment: {analysis.sentiment.label} (client side {_signed(analysis.sentiment.external)}); "
+            f"our side talked {_percent(analysis.talk.internal_ratio)} of the time"
         )
         for mention in analysis.competitor_mentions:
             console.print(f"  {mention.competitor}: “{mention.text}” ({mention.speaker_name or mention.speaker_id})")
@@ -377,9 +456,8 @@ def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id."
 
 @run_app.command("health-monitor")
 def run_health_monitor() -> None:
-    """One pass of the client-health monitor: an issue, a meeting request and an alert for each client under
-    the threshold, once per period however often it runs."""
-    from sophia_mcp.analysis.health import format_score, format_threshold
+    # typer keeps a docstring's line breaks in --help; one paragraph reads as one.
+    """One pass of the client-health monitor: an issue, a meeting request and an alert for each client under the threshold, once per period however often it runs."""  # noqa: E501
     from sophia_mcp.workflows.health_monitor import monitor_health
 
     console = _console()
@@ -404,29 +482,46 @@ def run_health_monitor() -> None:
     _with_services(work)
 
 
-@app.command()
+def _schedules_help() -> str:
+    from sophia_mcp.settings import DEFAULT_SCHEDULES
+
+    listed = "; ".join(f"{s.name} ({s.workflow}) {s.spec}" for s in DEFAULT_SCHEDULES)
+    return (
+        "Run the scheduled workflows until stopped with Ctrl-C, one line per run as it ends. They are "
+        f"SOPHIA_SCHEDULES; by default: {listed} (cron in UTC)."
+    )
+
+
+def _run_line(run: ScheduleRun) -> str:
+    took = f"{(run.finished_at - run.started_at).total_seconds():.1f} s" if run.finished_at else "still running"
+    did = run.error or ", ".join(f"{k} {v}" for k, v in (run.summary or {}).items()) or "nothing to do"
+    missed = f", standing for {plural(run.missed, 'missed run')}" if run.missed else ""
+    return f"{run.schedule}: {run.status} in {took} (due {run.due_at:%Y-%m-%d %H:%M} UTC{missed}): {did}"
+
+
+@app.command(help=_schedules_help(), short_help="Run the scheduled workflows until stopped, a line per run.")
 def schedule(
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then stop.")] = False,
 ) -> None:
-    """Run the scheduled workflows (SOPHIA_SCHEDULES; by default the health monitor every 5 minutes, pending side
-    effects every minute, bug-report states every 10 minutes) until stopped with Ctrl-C."""
     from sophia_mcp.store import utcnow
-    from sophia_mcp.workflows.scheduler import Scheduler, sync_schedules
+    from sophia_mcp.workflows.scheduler import Scheduler, list_schedules, sync_schedules
 
     console = _console()
 
     async def work(services: Services) -> None:
-        scheduler = Scheduler(services)
+        scheduler = Scheduler(services, finished=lambda run: console.print(Text(_run_line(run)), soft_wrap=True))
         specs = services.settings.schedules
         if once:
             await services.store.run(sync_schedules, services.store, specs, utcnow())
-            for run in await scheduler.run_due():
-                detail = run.error or ", ".join(f"{k} {v}" for k, v in (run.summary or {}).items())
-                missed = f" (caught up {run.missed} missed)" if run.missed else ""
-                console.print(f"{run.status:9s} due {run.due_at:%Y-%m-%d %H:%M}{missed}: {detail}")
+            if not await scheduler.run_due():
+                upcoming = [s for s in await services.store.run(list_schedules, services.store) if s.enabled]
+                soonest = min(upcoming, key=lambda s: s.next_run_at, default=None)
+                when = f"; next: {soonest.name} at {soonest.next_run_at:%Y-%m-%d %H:%M} UTC" if soonest else ""
+                console.print(f"Nothing is due now{when}.")
             return
         console.print(
-            f"Running {len(specs)} schedules ({', '.join(s.name + ' ' + s.spec for s in specs)}); Ctrl-C stops."
+            f"Running {plural(len(specs), 'schedule')} ({', '.join(s.name + ' ' + s.spec for s in specs)}); "
+            "each run is a line here as it ends. Ctrl-C stops."
         )
         await scheduler.serve(specs)
 
@@ -449,6 +544,10 @@ def crm_enrich(
     from sophia_mcp.workflows.enrichment import enrich_contacts
 
     console = _console()
+    if not contact_ids and since is None:  # said before anything starts
+        _say("Give contact ids (sophia-mcp crm enrich 10123405707 ...), or --since YYYY-MM-DD for every contact "
+             "changed in the CRM since then")  # fmt: skip
+        raise typer.Exit(2)
 
     async def work(services: Services) -> None:
         with _progress_bar() as bar:
@@ -491,7 +590,7 @@ def crm_import_firmographics(
                 return save_firmographics(conn, organizations, source=f"csv:{path.name}")
 
         saved = await services.store.run(save)
-        console.print(f"{saved} firms imported from {path}.")
+        console.print(f"{plural(saved, 'firm')} imported from {path}.")
         for problem in problems:
             console.print(f"[yellow]{problem}[/yellow]")
         if problems and not saved:
@@ -503,7 +602,12 @@ def crm_import_firmographics(
 @kb_app.command("ingest")
 def kb_ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files, or folders to walk, under SOPHIA_KNOWLEDGE__ROOTS.")],
-    type: Annotated[str, typer.Option(help="Document type, e.g. playbook, product_note, policy.")] = "document",
+    type: Annotated[
+        str | None,
+        typer.Option(
+            help="Document type, e.g. playbook, product_note, policy; by default the type it had, else document."
+        ),
+    ] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A tag (repeat for several).")] = None,
 ) -> None:
     """Ingest documents (PDF, DOCX, HTML, Markdown, text); the same content again changes nothing."""
@@ -556,24 +660,39 @@ def kb_search(
     _with_services(work)
 
 
+class OutboxStatus(StrEnum):
+    pending = "pending"
+    sending = "sending"
+    delivered = "delivered"
+    failed = "failed"
+
+
 @outbox_app.command("list")
 def outbox_list(
-    status: Annotated[str | None, typer.Option(help="pending, sending, delivered or failed.")] = None,
+    status: Annotated[OutboxStatus | None, typer.Option(help="Only entries in this state.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
 ) -> None:
-    """Show the newest outbox entries."""
-    from rich.table import Table
-
+    """Show the newest outbox entries: alerts, issues and meetings, each with its delivery state."""
     console = _console()
 
     async def work(services: Services) -> None:
-        entries = await services.outbox.list(status, limit)  # type: ignore[arg-type]
-        table = Table()
-        for column in ("Id", "Status", "To", "Title", "Created"):
-            table.add_column(column)
+        entries = await services.outbox.list(status.value if status else None, limit)
+        table = Report(
+            f"The newest {plural(len(entries), 'outbox entry', 'outbox entries')}"
+            + (f" {status.value}" if status else ""),
+            [Column("Id", number=True), Column("Status", keep=True), Column("To", keep=True), Column("Title", share=3),
+             Column("Created", keep=True)],
+        )  # fmt: skip
         for e in entries:
-            table.add_row(str(e.id), e.status, e.target, e.title, f"{e.created_at:%Y-%m-%d %H:%M}")
-        console.print(table)
+            table.add(str(e.id), e.status, e.target, e.title, f"{e.created_at:%Y-%m-%d %H:%M}")
+        if status:
+            empty = f"No outbox entry is {status.value}; `sophia-mcp outbox list` shows them all."
+        else:
+            empty = (
+                "The outbox is empty: `sophia-mcp demo` raises the demo's alerts, `sophia-mcp run health-monitor` "
+                "those due now."
+            )
+        table.print(console, empty=empty)
 
     _with_services(work)
 
@@ -607,7 +726,11 @@ def doctor() -> None:
     table.add_column("Port")
     table.add_column("Backend")
     for port, backend in backend_choices(settings).items():
-        table.add_row(port, backend if backend != "local" else "local (embedded)")
+        if port == "WebSearch" and backend == "local":  # there is no local web: the strategic query names it a gap
+            shown = "off (set SOPHIA_WEB_SEARCH__BACKEND=tavily or perplexity, with its API key)"
+        else:
+            shown = backend if backend != "local" else "local (embedded)"
+        table.add_row(port, shown)
     console.print(table)
 
     services = Table(title="Integrations")
@@ -664,7 +787,7 @@ def doctor() -> None:
     if not ok:
         raise typer.Exit(1)
     # A warning is something that works without what failed (Redis down: a cache miss): still usable, exit 0.
-    noted = f", with {warnings} warning{'s' if warnings > 1 else ''} above" if warnings else ""
+    noted = f", with {plural(warnings, 'warning')} above" if warnings else ""
     console.print(f"[green]Everything configured can be used{noted}.[/green]")
 
 

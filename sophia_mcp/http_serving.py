@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
+import sys
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -76,6 +78,10 @@ def public_url(settings: Settings, host: str, port: int) -> str:
     """The base URL users reach the server by: SOPHIA_HTTP__PUBLIC_URL, else the address it listens on."""
     if settings.http.public_url:
         return settings.http.public_url.rstrip("/")
+    return listening_url(host, port)
+
+
+def listening_url(host: str, port: int) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
@@ -134,11 +140,16 @@ async def _nobody(_: str) -> None:
 
 
 def serve_http(create_server: Callable[..., Any], settings: Settings, transport: str, host: str, port: int) -> None:
-    """Build the server with the configured authentication and serve it on `host`:`port` until stopped."""
+    """Build the server with the configured authentication and serve it on `host`:`port` until stopped; once it
+    listens, say so in one line on stderr."""
     check_safe(settings, host)
     options = auth_options(settings)
     if keys := settings.http.request_state_keys:  # replicas resume each other's multi-round requests
         options["request_state_security"] = RequestStateSecurity(keys=[k.get_secret_value() for k in keys])
+    try:
+        listening = socket.create_server((host, port), family=_family(host), backlog=BACKLOG)
+    except OSError as exc:
+        raise NotSafeToServe(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     server = create_server(settings, log_level=settings.log_level, **options)
     server.public_url = public_url(settings, host, port)
     try:
@@ -146,18 +157,41 @@ def serve_http(create_server: Callable[..., Any], settings: Settings, transport:
         http = settings.http
         pool = ConnectionPool(connection_cap(http.max_connections), http.header_timeout_s)
         config = uvicorn.Config(
-            app, host=host, port=port, log_level=settings.log_level.lower(), lifespan="on",
+            app, log_level=settings.log_level.lower(), lifespan="on",
             http=cast(type[asyncio.Protocol], pool.protocol),  # uvicorn builds each connection's protocol by calling it
             timeout_keep_alive=http.keep_alive_s, backlog=BACKLOG,
         )  # fmt: skip
-        asyncio.run(_serve(uvicorn.Server(config)))
+        print(f"sophia-mcp: {server.name} {where(transport, host, port)} ({who_may_call(settings)})", file=sys.stderr)
+        asyncio.run(_serve(uvicorn.Server(config), listening))
+    except KeyboardInterrupt:  # uvicorn has shut down gracefully, then passed Ctrl-C on
+        print("sophia-mcp: stopped", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
+        listening.close()
         server.close()
 
 
-async def _serve(server: uvicorn.Server) -> None:
+def where(transport: str, host: str, port: int) -> str:
+    base = listening_url(host, port)
+    return f"serving SSE at {base}/sse" if transport == "sse" else f"serving Streamable HTTP at {base}/mcp"
+
+
+def who_may_call(settings: Settings) -> str:
+    http = settings.http
+    if http.jwks_url:
+        return f"OAuth: access tokens from {http.issuer}"
+    if http.bearer_token is not None:
+        return "a bearer token is required"
+    return "no authentication: listening on loopback only"
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+async def _serve(server: uvicorn.Server, listening: socket.socket) -> None:
     asyncio.get_running_loop().set_exception_handler(report_loop_error)
-    await server.serve()
+    await server.serve(sockets=[listening])
 
 
 def report_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
-from typing import NoReturn
+from types import FrameType
+from typing import Any, NoReturn
 
 SERVER_NAMES = ("composite", "gong", "crm", "knowledge", "alerts", "linear")
 TRANSPORTS = ("stdio", "sse", "http")
@@ -25,7 +28,7 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
     try:
         settings = load_settings()
     except ValidationError as exc:
-        print(f"The settings are not valid:\n{exc}", file=sys.stderr)
+        print(settings_problems(exc), file=sys.stderr)
         raise SystemExit(2) from exc
     from sophia_mcp.logs import configure_logging
     from sophia_mcp.telemetry import configure_from_environment, shutdown
@@ -38,6 +41,15 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
         if transport == "stdio":
             server = module.create_server(settings, log_level=settings.log_level)
             server.client_is_local = True  # the client runs here: its file:// roots name this machine's folders
+            # Ctrl-C ends the server at once, in one line: stdin is read in a thread that would otherwise hold the
+            # process until the next line arrives. Whatever was under way is as after a crash: the store is safe.
+            signal.signal(signal.SIGINT, _stopped)
+            if sys.stdin.isatty():
+                print(
+                    f"sophia-mcp: {server.name} speaks MCP on stdin and stdout, for an MCP client to start (see "
+                    "mcp.json); for a person, try --transport http, or sophia-mcp --help. Ctrl-C stops it.",
+                    file=sys.stderr,
+                )
             try:
                 server.run("stdio")
             finally:
@@ -52,6 +64,21 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
                 raise SystemExit(2) from exc
     finally:
         shutdown()
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    print("sophia-mcp: stopped", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+def settings_problems(error: Any) -> str:
+    """A pydantic error about the settings, as one line per setting: its variable and what it needs."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        name = "SOPHIA_" + "__".join(str(part) for part in problem["loc"]).upper()
+        given = "" if problem["type"] == "missing" else f" (got {problem['input']!r:.60})"
+        lines.append(f"sophia-mcp: {name}: {problem['msg']}{given}")
+    return "\n".join(lines)
 
 
 class _QuietParser(argparse.ArgumentParser):

@@ -13,6 +13,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -298,6 +299,15 @@ class HTTPSettings(BaseModel):
     audience: str | None = Field(default=None, description="OAuth: the tokens' required audience (aud): this server.")
     required_scopes: Annotated[list[str], NoDecode] = Field(default_factory=list, description="OAuth: scopes every "
                                                            "request needs (JSON or commas).")  # fmt: skip
+
+    @field_validator("jwks_url", "issuer", "audience")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("must be an http(s) URL, e.g. https://mcp.example.com/mcp")
+        return value
 
     @field_validator("allowed_hosts", "allowed_origins", "required_scopes", "request_state_keys", mode="before")
     @classmethod

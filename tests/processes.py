@@ -50,7 +50,7 @@ def http_server(
     port = port or free_port()
     proc = subprocess.Popen(
         [SCRIPT, "serve", server, "--transport", transport, "--port", str(port)],
-        env=env_for(data_dir, SOPHIA_LOG_LEVEL="INFO", **env),
+        env=env_for(data_dir, **{"SOPHIA_LOG_LEVEL": "INFO"} | env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -61,10 +61,10 @@ def http_server(
     try:
         assert proc.stderr is not None
         seen = output if output is not None else []
-        # uvicorn says so on stderr once the socket is bound; no sleeping or polling needed.
+        # The server says so on stderr once its socket listens; no sleeping or polling needed.
         for line in proc.stderr:
             seen.append(line)
-            if "Uvicorn running on" in line:
+            if line.startswith("sophia-mcp: ") and " serving " in line:
                 break
         else:
             raise AssertionError("server exited before listening:\n" + "".join(seen))

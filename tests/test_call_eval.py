@@ -107,7 +107,7 @@ def imported_eval_calls(data_dir: Path) -> Path:
         services.close()
     result = CliRunner().invoke(app, ["calls", "import", str(EVAL / "gong")], env=env_for(data_dir))
     assert result.exit_code == 0, result.output
-    assert "88 new calls, 0 updated, 88 transcripts" in result.output
+    assert "88 new calls, 0 updated, 0 unchanged; 88 transcripts" in result.output
     return data_dir
 
 

@@ -49,10 +49,10 @@ def test_calls_import_is_idempotent(tmp_path: Path) -> None:
     ids = write_export(tmp_path / "export", 12)
     code, out = invoke(data_dir, "calls", "import", str(tmp_path / "export"))
     assert code == 0, out
-    assert "12 new calls, 0 updated, 12 transcripts from 2 files" in out
+    assert "12 new calls, 0 updated, 0 unchanged; 12 transcripts from 2 files" in out
     code, out = invoke(data_dir, "calls", "import", str(tmp_path / "export"))
     assert code == 0, out
-    assert "0 new calls, 12 updated, 12 transcripts" in out
+    assert "0 new calls, 0 updated, 12 unchanged; 12 transcripts" in out  # the same export again changes nothing
     assert count(data_dir, "SELECT COUNT(*) FROM calls") == 12
     assert count(data_dir, "SELECT COUNT(*) FROM call_parties") == count(
         data_dir, "SELECT COUNT(*) FROM (SELECT DISTINCT call_id, party_id FROM call_parties)"

@@ -62,7 +62,7 @@ def test_import_firmographics_reports_bad_rows_and_keeps_the_rest(tmp_path: Path
         "bad.example,Bad,,lots,,\n"
     )
     out = run(env, "crm", "import-firmographics", str(csv))
-    assert "1 firms imported" in out and "line 3: domain is empty" in out and "line 4: employees" in out
+    assert "1 firm imported" in out and "line 3: domain is empty" in out and "line 4: employees" in out
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("website,name\nx.example,X\n")
     assert "no 'domain' column" in run(env, "crm", "import-firmographics", str(wrong), code=1)

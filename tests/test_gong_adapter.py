@@ -165,9 +165,9 @@ def test_calls_sync_pulls_every_page_idempotently(tmp_path: Path, gong_fake: tup
     total = len(state.calls)
     code, out = sync(tmp_path / "data", url)
     assert code == 0, out
-    assert f"{total} new calls, 0 updated, {total} transcripts from Gong." in out
+    assert f"{total} new calls, 0 updated, 0 unchanged; {total} transcripts from Gong." in out
     code, out = sync(tmp_path / "data", url)
-    assert f"0 new calls, {total} updated, {total} transcripts" in out
+    assert f"0 new calls, 0 updated, {total} unchanged; {total} transcripts" in out
     with sqlite3.connect(tmp_path / "data" / "sophia.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == total
         assert conn.execute("SELECT COUNT(*) FROM transcripts").fetchone()[0] == total

@@ -30,7 +30,7 @@ def imported(tmp_path: Path) -> Path:
     data_dir = tmp_path / "data"
     result = CliRunner().invoke(app, ["calls", "import", str(EXPORT)], env=env_for(data_dir))
     assert result.exit_code == 0, result.output
-    assert "2 new calls, 0 updated, 2 transcripts from 2 files" in result.output
+    assert "2 new calls, 0 updated, 0 unchanged; 2 transcripts from 2 files" in result.output
     return data_dir
 
 

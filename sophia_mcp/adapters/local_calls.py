@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
@@ -290,6 +291,11 @@ class LocalCalls:
             kept = self.save_call(conn, parsed, source)
             self.save_transcript(conn, transcript)
         return kept
+
+    def stored_record(self, conn: sqlite3.Connection, call_id: str) -> Any:
+        """The Gong record a call was last saved from, or None if the call is not in the store."""
+        row = conn.execute("SELECT raw FROM calls WHERE id = ?", (call_id,)).fetchone()
+        return None if row is None else json.loads(row[0])
 
     def has_call(self, conn: sqlite3.Connection, call_id: str) -> bool:
         return conn.execute("SELECT 1 FROM calls WHERE id = ?", (call_id,)).fetchone() is not None

@@ -6,7 +6,7 @@ the system of record for calls; the local store keeps the same shape.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal, Protocol
 
 from pydantic import Field
@@ -73,6 +73,28 @@ class CallFilter(Model):
     started_to: datetime | None = None
     competitor: str | None = None
     unlinked: bool = False
+
+    @classmethod
+    def on_days(
+        cls,
+        client: str | None,
+        from_day: date | None,
+        to_day: date | None,
+        competitor: str | None,
+        unlinked: bool = False,
+    ) -> CallFilter:
+        """Calls of whole days, `from_day` to `to_day` inclusive (UTC)."""
+
+        def start(day: date) -> datetime:
+            return datetime.combine(day, time.min, tzinfo=UTC)
+
+        return cls(
+            client=client,
+            started_from=start(from_day) if from_day else None,
+            started_to=start(to_day + timedelta(days=1)) if to_day else None,
+            competitor=competitor,
+            unlinked=unlinked,
+        )
 
 
 class CallPage(Model):

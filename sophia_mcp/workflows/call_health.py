@@ -29,6 +29,8 @@ from sophia_mcp.services import Services
 
 Progress = Callable[[float, float, str], Awaitable[None]]
 
+# The key of every alert this workflow raises starts so: `health-alert:{client}:{call}`.
+HEALTH_ALERT = "health-alert:"
 STEPS = 6
 
 
@@ -85,7 +87,7 @@ def health_alert(call: Call, health: HealthScore, threshold: float, channel: str
     link = f"<{call.url}|{call.title}>" if call.url else call.title
     severity = "critical" if health.score < threshold / 2 else "warning"
     return Alert(
-        key=f"health-alert:{call.client_id}:{call.id}",
+        key=f"{HEALTH_ALERT}{call.client_id}:{call.id}",
         channel=channel,
         severity=severity,
         title=title,
@@ -234,7 +236,7 @@ async def alert_on_change(
     settings = services.settings
     threshold = settings.health.threshold
     ledger = HealthAlertLedger(services.store)
-    key = f"health-alert:{client_id}:{newest_call_id}"
+    key = f"{HEALTH_ALERT}{client_id}:{newest_call_id}"
     last = await services.store.run(ledger.last, client_id)
     decision = decide(last, health, threshold, settings.health.realert_drop, key)
     if not decision.alert:

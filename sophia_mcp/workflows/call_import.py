@@ -30,6 +30,7 @@ class ImportReport(Model):
     sources: int = 0
     calls_new: int = 0
     calls_updated: int = 0
+    calls_unchanged: int = Field(default=0, description="Calls already stored exactly as given.")
     transcripts: int = 0
     problems: list[str] = Field(default_factory=list, description="What could not be imported, and why.")
 
@@ -88,16 +89,20 @@ async def import_gong_bodies(
     local = services.local_calls
     total = len(calls) + len(transcripts)
 
-    def save_calls(batch: list[ParsedCall]) -> tuple[int, int]:
-        new = updated = 0
+    def save_calls(batch: list[ParsedCall]) -> tuple[int, int, int]:
+        new = updated = unchanged = 0
         with services.store.transaction() as conn:
             for parsed in batch:
-                if local.has_call(conn, parsed.call.id):
-                    updated += 1
-                else:
+                stored = local.stored_record(conn, parsed.call.id)
+                if stored == parsed.raw:
+                    unchanged += 1
+                    continue
+                if stored is None:
                     new += 1
+                else:
+                    updated += 1
                 local.save_call(conn, parsed, source="gong")
-        return new, updated
+        return new, updated, unchanged
 
     def save_transcripts(batch: list[Transcript]) -> tuple[int, list[str]]:
         saved, missing = 0, []
@@ -118,9 +123,10 @@ async def import_gong_bodies(
         done = 0
         for start in range(0, len(calls), BATCH):
             batch = calls[start : start + BATCH]
-            new, updated = await services.store.run(save_calls, batch)
+            new, updated, unchanged = await services.store.run(save_calls, batch)
             report.calls_new += new
             report.calls_updated += updated
+            report.calls_unchanged += unchanged
             done += len(batch)
             if progress:
                 await progress(done, total, "calls")

@@ -32,10 +32,15 @@ async def sync_calls(
         total.sources += report.sources
         total.calls_new += report.calls_new
         total.calls_updated += report.calls_updated
+        total.calls_unchanged += report.calls_unchanged
         total.transcripts += report.transcripts
         total.problems += report.problems
         total.run_id = report.run_id
         if progress is not None:
             records = page.get("records") or {}
-            await progress(total.calls_new + total.calls_updated, float(records.get("totalRecords") or 0), "calls")
+            await progress(
+                total.calls_new + total.calls_updated + total.calls_unchanged,
+                float(records.get("totalRecords") or 0),
+                "calls",
+            )
     return total

@@ -96,12 +96,13 @@ async def ingest(
     source: str,
     fmt: Format,
     title: str | None = None,
-    type: str = "document",
+    type: str | None = None,
     tags: list[str] | None = None,
     doc_date: date | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
-    """Ingest one document's bytes (parsed as `fmt`) under `document_id`."""
+    """Ingest one document's bytes (parsed as `fmt`) under `document_id`; with no `type`, a document keeps the type
+    it had (a new one is a `document`)."""
     documents: LocalDocuments = services.documents
     settings = services.settings.knowledge
     embedder, index = services.embedder, services.vectors
@@ -114,8 +115,9 @@ async def ingest(
         raise InvalidInput(f"{source} holds no text to ingest")
     name = (title or parsed.title or Path(source).stem or document_id).strip()
     tags = sorted({t.strip() for t in tags or [] if t.strip()})
-    content_hash = _hash(parsed.text, name, type, tags, doc_date, embedder.model)
     previous = await services.store.run(documents.get, document_id)
+    type = type or (previous.type if previous else "document")
+    content_hash = _hash(parsed.text, name, type, tags, doc_date, embedder.model)
     if previous is not None and previous.content_hash == content_hash:
         return IngestReport(run_id=None, status="unchanged", document=previous)
 

@@ -79,6 +79,7 @@ WORKFLOWS: dict[str, Workflow] = {
 
 class ScheduleRun(Model):
     id: int
+    schedule: str
     due_at: datetime
     missed: int = Field(description="Fire times this run stood for beyond its own (after downtime).")
     started_at: datetime
@@ -247,7 +248,8 @@ def _run(row: Any) -> ScheduleRun:
     import json
 
     return ScheduleRun(
-        id=row["id"], due_at=parse_iso(row["due_at"]), missed=row["missed"], started_at=parse_iso(row["started_at"]),
+        id=row["id"], schedule=row["schedule"], due_at=parse_iso(row["due_at"]), missed=row["missed"],
+        started_at=parse_iso(row["started_at"]),
         finished_at=parse_iso(row["finished_at"]) if row["finished_at"] else None, status=row["status"],
         summary=json.loads(row["summary"]) if row["summary"] else None, error=row["error"],
     )  # fmt: skip
@@ -264,10 +266,14 @@ def get_schedule(store: Store, name: str, configured: list[ScheduleSpec] | None 
 
 
 class Scheduler:
-    def __init__(self, services: Services, owner: str | None = None) -> None:
+    def __init__(
+        self, services: Services, owner: str | None = None, finished: Callable[[ScheduleRun], None] | None = None
+    ) -> None:
+        """`finished` hears of each run as it ends (the CLI prints it)."""
         self.services = services
         self.store = services.store
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.finished = finished
 
     async def run_due(self) -> list[ScheduleRun]:
         """Run every schedule that is due now (at once, each at most once) to its end, and return their runs."""
@@ -304,6 +310,9 @@ class Scheduler:
                 log.warning("schedule %s (%s) failed: %s", name, workflow, error)
             group.cancel_scope.cancel()
         await self.store.run(_end, self.store, run_id, name, self.owner, spec, summary, error)
+        if self.finished is not None:
+            row = await self.store.run(self.store.query_one, "SELECT * FROM schedule_runs WHERE id = ?", (run_id,))
+            self.finished(_run(row))
 
     async def _keep_lease(self, name: str) -> None:
         while True:
