@@ -19,12 +19,15 @@ from sophia_mcp.services import Services
 from sophia_mcp.settings import ScheduledWorkflow, ScheduleSpec, Settings
 from sophia_mcp.store import utcnow
 from sophia_mcp.surface import (
+    DEMO_HINT,
     KEY_PATTERN,
     CalendarDate,
     Cursor,
+    EmptyNote,
     SlackChannel,
     SophiaServer,
     complete_client_names,
+    none_yet,
     services_of,
     tool_hints,
 )
@@ -56,6 +59,7 @@ Block = Annotated[dict[str, Any], Field(description="A Slack Block Kit block: an
 class AlertPage(Model):
     alerts: list[OutboxEntry]
     next_cursor: str | None = Field(description="Pass as `cursor` for older alerts; null on the last page.")
+    note: EmptyNote = None
 
 
 class ScheduleList(Model):
@@ -128,7 +132,9 @@ async def list_alerts(
     before = decode_cursor(cursor, "alerts", int)[0] if cursor else None
     alerts = await services_of(ctx).outbox.list(status, limit + 1, channel, before, kind="alert")
     following = encode_cursor("alerts", alerts[limit - 1].id) if len(alerts) > limit else None
-    return AlertPage(alerts=alerts[:limit], next_cursor=following)
+    how = f"{DEMO_HINT} and raises its alerts; run_health_monitor raises those due"
+    note = none_yet(alerts, not (status or channel or cursor), "alerts", how)
+    return AlertPage(alerts=alerts[:limit], next_cursor=following, note=note)
 
 
 async def retry_alerts(

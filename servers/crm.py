@@ -21,10 +21,13 @@ from sophia_mcp.ports.warehouse import HealthRecord
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
 from sophia_mcp.surface import (
+    DEMO_HINT,
     Cursor,
+    EmptyNote,
     SophiaServer,
     Timestamp,
     complete_client_names,
+    none_yet,
     offers,
     server_of,
     services_of,
@@ -140,6 +143,7 @@ class ClientSummary(Model):
 class ClientList(Model):
     clients: list[ClientSummary]
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
+    note: EmptyNote = None
 
 
 class ClientHealth(Model):
@@ -321,9 +325,11 @@ async def list_clients(
     services = services_of(ctx)
     page = await services.crm.list_clients(query, limit or 20, cursor)
     scores = await services.warehouse.health_scores([c.id for c in page.clients])
+    how = DEMO_HINT if services.crm.name == "local" else f"{services.crm.name} holds no companies"
     return ClientList(
         clients=[ClientSummary(client=c, health_score=scores.get(c.id)) for c in page.clients],
         next_cursor=page.next_cursor,
+        note=none_yet(page.clients, not (query or cursor), "clients", how),
     )
 
 

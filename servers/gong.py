@@ -21,11 +21,14 @@ from sophia_mcp.runs import get_run
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
 from sophia_mcp.surface import (
+    DEMO_HINT,
     CalendarDate,
     Cursor,
+    EmptyNote,
     SophiaServer,
     analyst_for,
     complete_client_names,
+    none_yet,
     server_of,
     services_of,
     tool_hints,
@@ -65,6 +68,7 @@ class CallSummary(Model):
 class CallList(Model):
     calls: list[CallSummary]
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
+    note: EmptyNote = None
 
 
 class CallDetail(Model):
@@ -129,7 +133,10 @@ async def list_calls(
     page = await services_of(ctx).calls.list_calls(
         CallFilter.on_days(client, from_date, to_date, competitor, unlinked=unlinked), limit or 20, cursor
     )
-    return CallList(calls=[_summary(c) for c in page.calls], next_cursor=page.next_cursor)
+    everything = not (client or from_date or to_date or competitor or unlinked or cursor)
+    how = f"{DEMO_HINT}; `sophia-mcp calls import` or `calls sync` brings your own from Gong"
+    note = none_yet(page.calls, everything, "calls", how)
+    return CallList(calls=[_summary(c) for c in page.calls], next_cursor=page.next_cursor, note=note)
 
 
 async def get_call(ctx: Context, call_id: CallId) -> CallDetail:

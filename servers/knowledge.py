@@ -17,9 +17,12 @@ from sophia_mcp.ports.knowledge import ChunkRecord, DocumentFilter, DocumentInfo
 from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
 from sophia_mcp.surface import (
+    DEMO_HINT,
     CalendarDate,
     Cursor,
+    EmptyNote,
     SophiaServer,
+    none_yet,
     offers,
     progress_of,
     server_of,
@@ -56,6 +59,7 @@ class SearchResults(Model):
 class DocumentPage(Model):
     documents: list[DocumentInfo]
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
+    note: EmptyNote = None
 
 
 class DocumentDetail(Model):
@@ -181,7 +185,9 @@ async def list_documents(
     services = services_of(ctx)
     flt = DocumentFilter(types=[type] if type else None, tags=[tag] if tag else None)
     documents, following = await services.store.read(services.documents.page, flt, limit or 20, cursor)
-    return DocumentPage(documents=documents, next_cursor=following)
+    how = f"{DEMO_HINT}; ingest_document and ingest_text add your own"
+    note = none_yet(documents, not (type or tag or cursor), "documents", how)
+    return DocumentPage(documents=documents, next_cursor=following, note=note)
 
 
 async def delete_document(ctx: Context, document_id: DocumentId) -> DocumentInfo:

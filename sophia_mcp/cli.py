@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -19,6 +20,7 @@ from sophia_mcp.plural import plural
 from sophia_mcp.serving import SERVER_NAMES, settings_problems
 from sophia_mcp.store import file_failure
 from sophia_mcp.terminal import Column, Report, console_for
+from sophia_mcp.tool_names import SNAKE_WORD
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -87,11 +89,37 @@ def _console(stderr: bool = False) -> Console:
     return console_for(stderr)
 
 
-def _say(text: str, style: str = "red", console: Console | None = None) -> None:
-    """A failure in one line, whatever the terminal's width, its text taken as it is (no markup)."""
-    from rich.text import Text
+# The tools our messages name, as a person at the command line reaches them.
+CLI_FOR_TOOL = {
+    "list_calls": "sophia-mcp calls list", "analyze_call": "sophia-mcp run analyze-call",
+    "link_call": "sophia-mcp calls link", "list_alerts": "sophia-mcp outbox list",
+    "retry_alerts": "sophia-mcp outbox deliver", "run_health_monitor": "sophia-mcp run health-monitor",
+    "search_documents": "sophia-mcp kb search", "ingest_document": "sophia-mcp kb ingest",
+    "enrich_contact": "sophia-mcp crm enrich", "enrich_contacts": "sophia-mcp crm enrich",
+}  # fmt: skip
+# Those with no command of their own, by the server that offers them.
+SERVER_OF_TOOL = {"list_documents": "knowledge", "search_contacts": "crm", "list_clients": "crm",
+                  "list_schedules": "alerts", "list_teams": "linear"}  # fmt: skip
 
-    (console or _console(stderr=True)).print(Text(text, style=style), soft_wrap=True)
+
+def for_the_cli(text: str) -> str:
+    """A message written for a model (naming tools) as a person at the command line reads it: naming commands."""
+
+    def command(word: re.Match[str]) -> str:
+        name = word.group()
+        if name in CLI_FOR_TOOL:
+            return f"`{CLI_FOR_TOOL[name]}`"
+        if name in SERVER_OF_TOOL:
+            return f"the {name} tool of `sophia-mcp serve {SERVER_OF_TOOL[name]}`"
+        return name
+
+    return SNAKE_WORD.sub(command, text)
+
+
+def _say(text: str, style: str = "red", console: Console | None = None) -> None:
+    """A failure in one line, whatever the terminal's width, its text taken as it is (no markup), naming commands
+    where it names tools."""
+    (console or _console(stderr=True)).print(Text(for_the_cli(text), style=style), soft_wrap=True)
 
 
 def _settings() -> Settings:
@@ -566,7 +594,7 @@ def crm_enrich(
         )
         for outcome in report.outcomes:
             if outcome.status == "failed":
-                console.print(f"[yellow]{outcome.contact_id}: {outcome.error}[/yellow]")
+                _say(f"{outcome.contact_id}: {outcome.error}", "yellow", console)
         if report.failed:
             raise typer.Exit(1)
 

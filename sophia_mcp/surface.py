@@ -13,7 +13,7 @@ import logging
 import threading
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -92,6 +92,16 @@ CalendarDate = Annotated[date, Field(ge=EARLIEST, le=LATEST)]
 Timestamp = Annotated[
     datetime, Field(ge=datetime.combine(EARLIEST, time.min, UTC), le=datetime.combine(LATEST, time.max, UTC))
 ]
+# A listing's word on an empty store, so a model can tell the person what would fill it.
+DEMO_HINT = "`sophia-mcp demo` loads the demo data"
+EmptyNote = Annotated[str | None, Field(description="Set only when there are none at all yet: what would fill them.")]
+
+
+def none_yet(found: Sequence[Any], everything_asked: bool, what: str, how: str) -> str | None:
+    """The note for a listing that asked for everything (no filter, first page) and found nothing."""
+    return f"There are no {what} yet: {how}." if everything_asked and not found else None
+
+
 # A Slack channel by #name (lower case) or by id.
 SlackChannel = Annotated[
     str, Field(pattern=r"^(#[a-z0-9][a-z0-9_-]{0,79}|[CGD][A-Z0-9]{6,20})$", max_length=81, examples=["#client-health"])

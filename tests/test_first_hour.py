@@ -99,6 +99,16 @@ def test_what_the_cli_refuses_it_says_in_words_a_person_can_act_on(tmp_path: Pat
     assert re.fullmatch(r"sophia-mcp \d+\.\d+\.\d+\S*\n", version.stdout)
 
 
+def test_an_error_at_the_command_line_names_a_command_that_exists(data_dir: Path) -> None:
+    from sophia_mcp.cli import CLI_FOR_TOOL
+
+    unknown = run(data_dir, "run", "analyze-call", "12345")
+    named = re.findall(r"`(sophia-mcp [^`]+)`", unknown.stderr)
+    assert unknown.returncode == 1 and named == ["sophia-mcp calls list"] and "list_calls" not in unknown.stderr
+    for command in sorted(set(CLI_FOR_TOOL.values())):  # every command a message may name is there to run
+        assert run(data_dir, *command.split()[1:], "--help").returncode == 0, command
+
+
 def test_calls_list_finds_the_ids_that_run_analyze_call_takes(data_dir: Path) -> None:
     listed = run(data_dir, "calls", "list", "--client", "oakhaven", "--limit", "2")
     rows = table_rows(listed.stdout, "newest first")
@@ -185,3 +195,26 @@ def test_a_stdio_server_at_a_terminal_says_what_it_is_and_ctrl_c_stops_it_at_onc
             proc.kill()
     assert "speaks MCP on stdin and stdout" in hint and "--transport http" in hint
     assert code == 130 and rest == "sophia-mcp: stopped\n"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_tools_on_an_empty_store_say_what_would_fill_it(tmp_path: Path, anyio_backend: str) -> None:
+    from mcp import Client
+
+    from sophia_mcp.servers.composite import create_server
+    from tests.conftest import make_settings
+    from tests.mcp_helpers import structured
+
+    async with Client(create_server(make_settings(tmp_path / "data"))) as client:
+        answers = {
+            "calls": structured(await client.call_tool("gong_list_calls", {})),
+            "clients": structured(await client.call_tool("crm_list_clients", {})),
+            "documents": structured(await client.call_tool("knowledge_list_documents", {})),
+            "alerts": structured(await client.call_tool("alerts_list_alerts", {})),
+            "filtered": structured(await client.call_tool("gong_list_calls", {"client": "Acme"})),
+        }
+    notes = {what: answer.get("note") or "" for what, answer in answers.items()}
+    assert all(notes[w].startswith(f"There are no {w} yet: `sophia-mcp demo`") for w in ("calls", "clients", "alerts"))
+    assert notes["documents"].startswith("There are no documents yet: `sophia-mcp demo`")
+    assert notes["filtered"] == ""  # a filter that matches nothing is not an empty store
