@@ -18,7 +18,7 @@ from pathlib import Path
 import sophia_mcp
 from sophia_mcp.adapters.gong_payloads import parse_call, parse_transcript
 from sophia_mcp.analysis.insights import local_insights
-from sophia_mcp.settings import DEFAULT_COMPETITORS
+from sophia_mcp.domain.weights import DEFAULT_COMPETITORS
 
 EVAL = Path(__file__).parent.parent / "tests" / "data" / "eval_calls" / "gong"
 

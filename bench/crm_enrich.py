@@ -22,11 +22,11 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sophia_mcp.demo_data import generate_demo
-from sophia_mcp.ports.crm import Contact
+from sophia_mcp.app.backends import build_services
+from sophia_mcp.demo.calls import generate_demo
+from sophia_mcp.domain.crm import Contact
 from sophia_mcp.settings import load_settings
 from sophia_mcp.store import utcnow
-from sophia_mcp.wiring import build_services
 from sophia_mcp.workflows.enrichment import enrich_contacts
 from tests.fakes import apollo, hubspot
 from tests.fakes.server import serve

@@ -85,9 +85,9 @@ class StdioPeer:
 
 
 async def prepare_data_dir() -> Path:
-    from sophia_mcp.demo import load_demo
+    from sophia_mcp.app.backends import build_services
+    from sophia_mcp.demo.load import load_demo
     from sophia_mcp.settings import load_settings
-    from sophia_mcp.wiring import build_services
 
     data_dir = Path(tempfile.mkdtemp(prefix="sophia-bench-"))
     services = build_services(load_settings(data_dir=data_dir))

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gong_server import prepare_data_dir
 
+from sophia_mcp.app.backends import build_services
 from sophia_mcp.settings import load_settings
-from sophia_mcp.wiring import build_services
 from sophia_mcp.workflows import strategic
 from tests.fakes.server import serve
 from tests.fakes.web_search import TAVILY_KEY, WebState, tavily_app

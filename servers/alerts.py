@@ -9,16 +9,13 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from pydantic import Field, ValidationError
 
-from sophia_mcp.cursors import MAX_INT, decode_cursor, encode_cursor
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.meetings import Attendee
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.notify import Severity
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.model import Model
-from sophia_mcp.outbox import OutboxEntry, OutboxStatus
-from sophia_mcp.ports.meetings import Attendee
-from sophia_mcp.ports.notify import Severity
-from sophia_mcp.services import Services
-from sophia_mcp.settings import ScheduledWorkflow, ScheduleSpec, Settings
-from sophia_mcp.store import utcnow
-from sophia_mcp.surface import (
+from sophia_mcp.mcp.cursors import MAX_INT, decode_cursor, encode_cursor
+from sophia_mcp.mcp.server import (
     DEMO_HINT,
     KEY_PATTERN,
     CalendarDate,
@@ -31,6 +28,9 @@ from sophia_mcp.surface import (
     services_of,
     tool_hints,
 )
+from sophia_mcp.outbox import OutboxEntry, OutboxStatus
+from sophia_mcp.settings import ScheduledWorkflow, ScheduleSpec, Settings
+from sophia_mcp.store import utcnow
 from sophia_mcp.workflows import scheduler
 from sophia_mcp.workflows.alerts import SentAlert
 from sophia_mcp.workflows.alerts import retry_alerts as retry_alerts_workflow

@@ -15,13 +15,9 @@ from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from mcp_types import CreateMessageResult, SamplingMessage, TextContent
 from pydantic import Field
 
-from sophia_mcp.model import Model
-from sophia_mcp.runs import start_run, workflow_metrics
-from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
-from sophia_mcp.servers.crm import resolve_client
-from sophia_mcp.services import Services
-from sophia_mcp.settings import Settings
-from sophia_mcp.surface import (
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.model import Model
+from sophia_mcp.mcp.server import (
     SlackChannel,
     SophiaServer,
     complete_client_names,
@@ -31,6 +27,10 @@ from sophia_mcp.surface import (
     services_of,
     tool_hints,
 )
+from sophia_mcp.runs import start_run, workflow_metrics
+from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
+from sophia_mcp.servers.crm import resolve_client
+from sophia_mcp.settings import Settings
 from sophia_mcp.workflows import analytics, churn, competitive, dashboard
 from sophia_mcp.workflows.analytics import MetricArgs, TableResult, WarehouseSchema
 from sophia_mcp.workflows.churn import ChurnReport

@@ -12,15 +12,14 @@ from mcp.server.mcpserver.resolve import Elicit
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from sophia_mcp.analysis.lead_score import LeadScore, LeadSignals, score_lead
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.crm import USER_WRITABLE, Client, Contact, ContactPage, ContactQuery
+from sophia_mcp.domain.enrich import Person
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.plural import plural
+from sophia_mcp.domain.warehouse import HealthRecord
 from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
-from sophia_mcp.model import Model
-from sophia_mcp.plural import plural
-from sophia_mcp.ports.crm import USER_WRITABLE, Client, Contact, ContactPage, ContactQuery
-from sophia_mcp.ports.enrich import Person
-from sophia_mcp.ports.warehouse import HealthRecord
-from sophia_mcp.services import Services
-from sophia_mcp.settings import Settings
-from sophia_mcp.surface import (
+from sophia_mcp.mcp.server import (
     DEMO_HINT,
     Cursor,
     EmptyNote,
@@ -33,6 +32,7 @@ from sophia_mcp.surface import (
     services_of,
     tool_hints,
 )
+from sophia_mcp.settings import Settings
 from sophia_mcp.workflows.enrichment import (
     ContactOutcome,
     EnrichmentReport,

@@ -10,17 +10,14 @@ from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from pydantic import Field
 
 from sophia_mcp.analysis.health import format_score, format_threshold
-from sophia_mcp.analysis.results import CallAnalysis
-from sophia_mcp.cursors import decode_cursor, encode_cursor
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.calls import Affiliation, Call, CallFilter, Party, Transcript
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.plural import plural
+from sophia_mcp.domain.results import CallAnalysis
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.model import Model
-from sophia_mcp.plural import plural
-from sophia_mcp.ports.analyst import Analyst
-from sophia_mcp.ports.calls import Affiliation, Call, CallFilter, Party, Transcript
-from sophia_mcp.runs import get_run
-from sophia_mcp.services import Services
-from sophia_mcp.settings import Settings
-from sophia_mcp.surface import (
+from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
+from sophia_mcp.mcp.server import (
     DEMO_HINT,
     CalendarDate,
     Cursor,
@@ -33,6 +30,9 @@ from sophia_mcp.surface import (
     services_of,
     tool_hints,
 )
+from sophia_mcp.ports.analyst import Analyst
+from sophia_mcp.runs import get_run
+from sophia_mcp.settings import Settings
 from sophia_mcp.workflows.call_health import CallHealthReport, LinkReport
 from sophia_mcp.workflows.call_health import analyze_call as analyze_call_workflow
 from sophia_mcp.workflows.call_health import link_call as link_call_workflow

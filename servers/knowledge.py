@@ -11,12 +11,11 @@ from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from mcp_types import ListRootsResult
 from pydantic import Field
 
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.knowledge import ChunkRecord, DocumentFilter, DocumentInfo, SearchHit
+from sophia_mcp.domain.model import Model
 from sophia_mcp.errors import NotFound
-from sophia_mcp.model import Model
-from sophia_mcp.ports.knowledge import ChunkRecord, DocumentFilter, DocumentInfo, SearchHit
-from sophia_mcp.services import Services
-from sophia_mcp.settings import Settings
-from sophia_mcp.surface import (
+from sophia_mcp.mcp.server import (
     DEMO_HINT,
     CalendarDate,
     Cursor,
@@ -29,6 +28,7 @@ from sophia_mcp.surface import (
     services_of,
     tool_hints,
 )
+from sophia_mcp.settings import Settings
 from sophia_mcp.workflows.knowledge import IngestReport, ingest_file, search
 from sophia_mcp.workflows.knowledge import delete_document as delete_document_workflow
 from sophia_mcp.workflows.knowledge import ingest_text as ingest_text_workflow

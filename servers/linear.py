@@ -9,12 +9,12 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from pydantic import Field
 
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Priority, Team
+from sophia_mcp.domain.model import Model
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.model import Model
-from sophia_mcp.ports.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Priority, Team
-from sophia_mcp.services import Services
+from sophia_mcp.mcp.server import KEY_PATTERN, CalendarDate, Cursor, SlackChannel, SophiaServer, services_of, tool_hints
 from sophia_mcp.settings import Settings
-from sophia_mcp.surface import KEY_PATTERN, CalendarDate, Cursor, SlackChannel, SophiaServer, services_of, tool_hints
 from sophia_mcp.workflows.bugs import BugReportResult, notify_state
 from sophia_mcp.workflows.bugs import report_bug as report_bug_workflow
 from sophia_mcp.workflows.issues import default_team

@@ -1,3 +1,3 @@
-from sophia_mcp.serving import main
+from sophia_mcp.cli.serve import main
 
 main()

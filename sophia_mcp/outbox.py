@@ -17,9 +17,10 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
-from sophia_mcp.model import Model
-from sophia_mcp.ports.issues import IssueDraft, IssueTracker
-from sophia_mcp.ports.notify import Alert
+from sophia_mcp.domain.issues import IssueDraft
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.notify import Alert
+from sophia_mcp.ports.issues import IssueTracker
 from sophia_mcp.runs import describe_error
 from sophia_mcp.store import Store, iso, parse_iso, utcnow
 

@@ -15,10 +15,10 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import Field
 
+from sophia_mcp.app.telemetry import span
+from sophia_mcp.domain.model import Model
 from sophia_mcp.errors import DiskFull, SophiaError
-from sophia_mcp.model import Model
 from sophia_mcp.store import Store, dumps, file_failure, iso, parse_iso, utcnow
-from sophia_mcp.telemetry import span
 
 T = TypeVar("T")
 

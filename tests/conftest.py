@@ -28,8 +28,8 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir with the demo loaded (not analysed), built once per test session."""
-    from sophia_mcp.demo import load_demo
-    from sophia_mcp.wiring import build_services
+    from sophia_mcp.app.backends import build_services
+    from sophia_mcp.demo.load import load_demo
 
     data_dir = tmp_path_factory.mktemp("demo-template")
     services = build_services(make_settings(data_dir))

@@ -11,12 +11,12 @@ from sophia_mcp.analysis.competitors import find_competitor_mentions, find_in_te
 from sophia_mcp.analysis.conversation import talk_stats
 from sophia_mcp.analysis.health import call_components, client_health
 from sophia_mcp.analysis.insights import build_analysis, local_insights
-from sophia_mcp.analysis.results import CallAnalysis
 from sophia_mcp.analysis.risk import risk_kinds
 from sophia_mcp.analysis.sentiment import label, sentence_sentiment, summarize_sentiment
-from sophia_mcp.plural import plural
-from sophia_mcp.ports.calls import Call, Monologue, Party, Sentence, Transcript
-from sophia_mcp.settings import DEFAULT_COMPETITORS, HealthWeights
+from sophia_mcp.domain.calls import Call, Monologue, Party, Sentence, Transcript
+from sophia_mcp.domain.plural import plural
+from sophia_mcp.domain.results import CallAnalysis
+from sophia_mcp.domain.weights import DEFAULT_COMPETITORS, HealthWeights
 
 REP = Party(id="p1", name="Dana", affiliation="Internal", speaker_id="rep")
 CLIENT = Party(id="p2", name="Sam", affiliation="External", speaker_id="client")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from sophia_mcp.adapters.gong_payloads import parse_call, parse_transcript
+from sophia_mcp.app.backends import build_services
+from sophia_mcp.domain.calls import Call, Transcript
+from sophia_mcp.domain.weights import DEFAULT_COMPETITORS
 from sophia_mcp.ports.analyst import Analyst
-from sophia_mcp.ports.calls import Call, Transcript
-from sophia_mcp.settings import DEFAULT_COMPETITORS
-from sophia_mcp.wiring import build_services
 from tests.conftest import make_settings
 from tests.fakes.openai import API_KEY, OpenAIState, openai_app
 from tests.fakes.server import serve

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
+from sophia_mcp.app.backends import build_services
 from sophia_mcp.servers.linear import create_server
 from sophia_mcp.settings import Settings
-from sophia_mcp.wiring import build_services
 from sophia_mcp.workflows.bugs import draft_from_report, notify_status_changes
 from tests.conftest import make_settings
 from tests.fakes.linear import API_KEY, LinearState, linear_app

@@ -14,7 +14,7 @@ from mcp import Client as MCPClient
 from mcp.types import CallToolResult
 from typer.testing import CliRunner
 
-from sophia_mcp.cli import app
+from sophia_mcp.cli.main import app
 from sophia_mcp.servers.gong import create_server
 from tests.conftest import make_settings
 from tests.mcp_helpers import structured, text_of

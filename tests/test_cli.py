@@ -13,8 +13,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from typer.testing import CliRunner
 
-from sophia_mcp.cli import app
-from sophia_mcp.demo_data import generate_demo
+from sophia_mcp.cli.main import app
+from sophia_mcp.demo.calls import generate_demo
 from tests.mcp_helpers import newest_call_ids, structured
 from tests.processes import SCRIPT, env_for, free_port
 

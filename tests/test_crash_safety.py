@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from sophia_mcp.app.backends import build_services
 from sophia_mcp.settings import load_settings
-from sophia_mcp.wiring import build_services
 from tests.processes import SCRIPT, env_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))

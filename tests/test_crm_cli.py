@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sophia_mcp.cli import app
+from sophia_mcp.cli.main import app
 from tests.fakes import apollo, hubspot
 from tests.fakes.server import serve
 from tests.processes import env_for

@@ -177,7 +177,7 @@ async def test_update_contact_writes_and_clears_fields(settings: Settings, data_
 
 
 async def test_search_get_and_client_health(settings: Settings, data_dir: Path) -> None:
-    from sophia_mcp.wiring import build_services
+    from sophia_mcp.app.backends import build_services
     from sophia_mcp.workflows.call_health import analyze_call
 
     services = build_services(settings)

@@ -22,7 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from PIL import Image
 
-from sophia_mcp.http_serving import public_url
+from sophia_mcp.http.serving import public_url
 from sophia_mcp.servers.composite import create_server
 from tests.conftest import make_settings
 from tests.mcp_helpers import newest_call_ids, outbox_rows, structured, text_of

@@ -7,7 +7,7 @@ from functools import cache
 
 import pytest
 
-from sophia_mcp.demo_data import DemoData, generate_demo
+from sophia_mcp.demo.calls import DemoData, generate_demo
 
 TODAY = date(2026, 11, 25)
 META_KEYS = {

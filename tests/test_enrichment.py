@@ -14,10 +14,10 @@ import pytest
 from mcp import Client
 from mcp_types import ElicitRequestParams, ElicitResult
 
+from sophia_mcp.app.backends import build_services
+from sophia_mcp.app.services import Services
 from sophia_mcp.servers.crm import create_server
-from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
-from sophia_mcp.wiring import build_services
 from sophia_mcp.workflows.enrichment import enrich_contacts
 from tests.fakes import apollo, hubspot
 from tests.fakes.server import serve

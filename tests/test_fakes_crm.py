@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sophia_mcp.demo_data import generate_demo
+from sophia_mcp.demo.calls import generate_demo
 from tests.fakes import apollo, hubspot
 from tests.fakes.server import serve
 

@@ -100,7 +100,7 @@ def test_what_the_cli_refuses_it_says_in_words_a_person_can_act_on(tmp_path: Pat
 
 
 def test_an_error_at_the_command_line_names_a_command_that_exists(data_dir: Path) -> None:
-    from sophia_mcp.cli import CLI_FOR_TOOL
+    from sophia_mcp.cli.main import CLI_FOR_TOOL
 
     unknown = run(data_dir, "run", "analyze-call", "12345")
     named = re.findall(r"`(sophia-mcp [^`]+)`", unknown.stderr)

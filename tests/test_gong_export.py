@@ -8,7 +8,7 @@ import pytest
 from mcp import Client
 from typer.testing import CliRunner
 
-from sophia_mcp.cli import app
+from sophia_mcp.cli.main import app
 from sophia_mcp.servers.gong import create_server
 from tests.conftest import make_settings
 from tests.mcp_helpers import structured

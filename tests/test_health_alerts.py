@@ -14,10 +14,10 @@ import pytest
 from mcp import Client as MCPClient
 from typer.testing import CliRunner
 
-from sophia_mcp.analysis.results import HealthComponent, HealthScore
-from sophia_mcp.cli import app
-from sophia_mcp.health_alerts import LastAlert, decide
+from sophia_mcp.cli.main import app
+from sophia_mcp.domain.results import HealthComponent, HealthScore
 from sophia_mcp.servers.gong import create_server
+from sophia_mcp.workflows.health_alerts import LastAlert, decide
 from tests.conftest import make_settings
 from tests.mcp_helpers import outbox_rows, structured
 from tests.processes import env_for

@@ -8,8 +8,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from sophia_mcp.demo_documents import DOCUMENTS
-from sophia_mcp.wiring import build_services
+from sophia_mcp.app.backends import build_services
+from sophia_mcp.demo.documents import DOCUMENTS
 from sophia_mcp.workflows.knowledge import ingest_text, search
 from tests.conftest import make_settings
 

@@ -434,7 +434,7 @@ async def test_over_http_a_client_sharing_the_root_slash_cannot_read_a_server_fi
 def test_kb_commands_on_pinecone_and_openai_configured_by_environment(tmp_path: Path, root: Path) -> None:
     from typer.testing import CliRunner
 
-    from sophia_mcp.cli import app
+    from sophia_mcp.cli.main import app
     from tests.fakes import openai as openai_fake
     from tests.fakes import pinecone as pinecone_fake
     from tests.fakes.server import serve

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sophia_mcp.analysis.lead_score import LeadSignals, score_lead, seniority_of
-from sophia_mcp.settings import LeadScoreWeights
+from sophia_mcp.domain.weights import LeadScoreWeights
 
 
 @pytest.mark.parametrize(

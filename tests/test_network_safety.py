@@ -263,7 +263,7 @@ def test_an_event_loop_error_is_reported_even_when_logging_it_needs_a_file_that_
 ) -> None:
     """Out of file descriptors, `accept` fails and the loop reports it; the report itself then failed (the logging
     handler imports a module to format it) and took the server down."""
-    from sophia_mcp.http_serving import report_loop_error
+    from sophia_mcp.http.serving import report_loop_error
 
     class OutOfFiles:
         def default_exception_handler(self, context: dict[str, Any]) -> None:

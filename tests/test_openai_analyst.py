@@ -36,7 +36,7 @@ def fake_openai() -> Iterator[tuple[str, OpenAIState]]:
 def imported(tmp_path: Path) -> Path:
     from typer.testing import CliRunner
 
-    from sophia_mcp.cli import app
+    from sophia_mcp.cli.main import app
     from tests.processes import env_for
 
     data_dir = tmp_path / "data"

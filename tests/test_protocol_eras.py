@@ -287,7 +287,7 @@ async def test_a_log_message_goes_to_stderr_on_both_eras_and_to_a_client_that_as
     async def on_log(params: Any) -> None:
         received.append(params.data)
 
-    caplog.set_level(logging.INFO, logger="sophia_mcp.surface")
+    caplog.set_level(logging.INFO, logger="sophia_mcp.mcp.server")
     server = gong.create_server(make_settings(data_dir))
     # On 2026-07-28 a request carries the log level it wants; without one no message is sent to the client.
     for log_level in (None, "info"):

@@ -13,9 +13,9 @@ import pytest
 from mcp import Client
 from mcp_types import CreateMessageRequestParams, CreateMessageResult, TextContent
 
-from sophia_mcp.ports.calls import Transcript
+from sophia_mcp.app.backends import build_services
+from sophia_mcp.domain.calls import Transcript
 from sophia_mcp.servers.gong import create_server
-from sophia_mcp.wiring import build_services
 from tests.conftest import make_settings
 from tests.fakes.openai import read_transcript
 from tests.mcp_helpers import structured

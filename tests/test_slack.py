@@ -14,13 +14,13 @@ import pytest
 from mcp import Client
 from typer.testing import CliRunner
 
-from sophia_mcp.cli import app
+from sophia_mcp.app.backends import build_services
+from sophia_mcp.cli.main import app
+from sophia_mcp.domain.notify import Alert
 from sophia_mcp.errors import ConfigurationError
-from sophia_mcp.ports.notify import Alert
 from sophia_mcp.servers import alerts
 from sophia_mcp.servers.gong import create_server
 from sophia_mcp.settings import Settings
-from sophia_mcp.wiring import build_services
 from tests.conftest import make_settings
 from tests.fakes.server import serve
 from tests.fakes.slack import BOT_TOKEN, SlackState, slack_app

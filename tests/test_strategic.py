@@ -129,7 +129,7 @@ async def test_replicas_share_answers_through_redis(
     import fakeredis
     from redis.asyncio import Redis
 
-    from sophia_mcp.wiring import build_services
+    from sophia_mcp.app.backends import build_services
     from sophia_mcp.workflows.strategic import gather_evidence
 
     server = fakeredis.FakeServer()
@@ -151,7 +151,7 @@ async def test_replicas_share_answers_through_redis(
 
 
 async def test_redis_down_is_a_cache_miss_not_a_failure(data_dir: Path, tavily: tuple[str, WebState]) -> None:
-    from sophia_mcp.wiring import build_services
+    from sophia_mcp.app.backends import build_services
     from sophia_mcp.workflows.strategic import gather_evidence
 
     url, state = tavily

@@ -16,9 +16,9 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
+from sophia_mcp.mcp.tool_names import RENAMED
 from sophia_mcp.servers import alerts, composite, crm, gong, knowledge, linear
 from sophia_mcp.settings import Settings
-from sophia_mcp.tool_names import RENAMED
 from tests.conftest import make_settings
 from tests.mcp_helpers import newest_call_ids, text_of
 

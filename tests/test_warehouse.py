@@ -11,12 +11,13 @@ import pytest
 
 from sophia_mcp.analysis.health import call_health
 from sophia_mcp.analysis.insights import build_analysis, local_insights
-from sophia_mcp.analysis.results import CallAnalysis
+from sophia_mcp.app.backends import build_services
+from sophia_mcp.domain.calls import Call, Monologue, Party, Sentence, Transcript
+from sophia_mcp.domain.results import CallAnalysis
+from sophia_mcp.domain.warehouse import HealthRecord
+from sophia_mcp.domain.weights import DEFAULT_COMPETITORS, HealthWeights
 from sophia_mcp.errors import ConfigurationError
-from sophia_mcp.ports.calls import Call, Monologue, Party, Sentence, Transcript
-from sophia_mcp.ports.warehouse import HealthRecord, Warehouse
-from sophia_mcp.settings import DEFAULT_COMPETITORS, HealthWeights
-from sophia_mcp.wiring import build_services
+from sophia_mcp.ports.warehouse import Warehouse
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.anyio

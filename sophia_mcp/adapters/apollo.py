@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from sophia_mcp.adapters.http import ServiceClient
 from sophia_mcp.analysis.lead_score import APOLLO_SENIORITY
+from sophia_mcp.domain.enrich import Organization, Person, PersonQuery
 from sophia_mcp.errors import ConfigurationError, ServiceUnavailable
-from sophia_mcp.ports.enrich import Organization, Person, PersonQuery
 from sophia_mcp.settings import ApolloSettings
 
 BULK = 10

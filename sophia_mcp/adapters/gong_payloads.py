@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError
 
 from sophia_mcp.adapters.call_linking import AccountRef
+from sophia_mcp.domain.calls import Call, Monologue, Party, Sentence, Transcript
+from sophia_mcp.domain.model import Model
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.model import Model
-from sophia_mcp.ports.calls import Call, Monologue, Party, Sentence, Transcript
 
 
 class _Loose(Model):

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 
 from sophia_mcp.adapters.http import RetryableResponse, ServiceClient
-from sophia_mcp.cursors import decode_cursor, encode_cursor
+from sophia_mcp.domain.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Team
 from sophia_mcp.errors import ConfigurationError, InvalidInput, NotFound
-from sophia_mcp.ports.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Team
+from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.settings import LinearSettings
 from sophia_mcp.store import Store, iso, parse_iso, utcnow
 

@@ -9,12 +9,12 @@ import uuid
 from collections.abc import Sequence
 
 from sophia_mcp.analysis.insights import local_insights
-from sophia_mcp.analysis.results import CallInsights
+from sophia_mcp.domain.calls import Call, Transcript
+from sophia_mcp.domain.notify import Alert
+from sophia_mcp.domain.results import CallInsights
+from sophia_mcp.domain.web import Recency, WebAnswer
+from sophia_mcp.domain.weights import Competitor
 from sophia_mcp.errors import ConfigurationError
-from sophia_mcp.ports.calls import Call, Transcript
-from sophia_mcp.ports.notify import Alert
-from sophia_mcp.ports.web import Recency, WebAnswer
-from sophia_mcp.settings import Competitor
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from pydantic import TypeAdapter
 
 from sophia_mcp.adapters.call_linking import LINK_HINT, AccountRef, fill_name_keys, name_key, resolve_link
 from sophia_mcp.analysis.competitors import find_competitor_mentions
-from sophia_mcp.cursors import decode_cursor, encode_cursor
+from sophia_mcp.domain.calls import Call, CallFilter, CallPage, Monologue, Party, Transcript
+from sophia_mcp.domain.weights import Competitor
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.ports.calls import Call, CallFilter, CallPage, Monologue, Party, Transcript
-from sophia_mcp.settings import Competitor
+from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
 
 if TYPE_CHECKING:

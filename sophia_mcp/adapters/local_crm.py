@@ -7,9 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sophia_mcp.adapters.call_linking import name_key
-from sophia_mcp.cursors import decode_cursor, encode_cursor
-from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.ports.crm import (
+from sophia_mcp.domain.crm import (
     WORKFLOW_WRITABLE,
     Client,
     ClientPage,
@@ -18,6 +16,8 @@ from sophia_mcp.ports.crm import (
     ContactPage,
     ContactQuery,
 )
+from sophia_mcp.errors import InvalidInput, NotFound
+from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.store import Store, iso, parse_iso, utcnow
 
 CLIENT_COLUMNS = tuple(Client.model_fields)

@@ -18,9 +18,9 @@ from datetime import date
 from typing import Any, NamedTuple
 
 from sophia_mcp.analysis.documents import Chunk
-from sophia_mcp.cursors import decode_cursor, encode_cursor
+from sophia_mcp.domain.knowledge import ChunkRecord, DocumentFilter, DocumentInfo
 from sophia_mcp.errors import ServiceUnavailable
-from sophia_mcp.ports.knowledge import ChunkRecord, DocumentFilter, DocumentInfo
+from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.runs import process_alive
 from sophia_mcp.store import Store, iso, parse_iso, utcnow
 

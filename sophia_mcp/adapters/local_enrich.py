@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from sophia_mcp.domain.enrich import Organization, Person, PersonQuery
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.ports.enrich import Organization, Person, PersonQuery
 from sophia_mcp.store import Store, iso, utcnow
 
 FIRMOGRAPHIC_COLUMNS = tuple(f for f in Organization.model_fields if f != "technologies")

@@ -11,9 +11,9 @@ import sqlite3
 import uuid
 from typing import Any
 
-from sophia_mcp.cursors import decode_cursor, encode_cursor
+from sophia_mcp.domain.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Team
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.ports.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Team
+from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.store import Store, iso, parse_iso, utcnow
 
 STATES = ("Backlog", "Todo", "In Progress", "In Review", "Done", "Canceled")

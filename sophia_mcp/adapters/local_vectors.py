@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from sophia_mcp.domain.vectors import Filter, Metadata, VectorMatch, matches
 from sophia_mcp.errors import ConfigurationError, InvalidInput
-from sophia_mcp.ports.vectors import Filter, Metadata, VectorMatch, matches
 from sophia_mcp.store import Store, dumps, iso, utcnow
 
 if TYPE_CHECKING:

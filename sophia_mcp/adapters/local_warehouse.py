@@ -14,9 +14,9 @@ from sophia_mcp.adapters.warehouse_sql import (
     HEALTH_OF_CLIENT,
     scores_of_clients,
 )
-from sophia_mcp.analysis.results import CallAnalysis, HealthScore
+from sophia_mcp.domain.results import CallAnalysis, HealthScore
+from sophia_mcp.domain.warehouse import Column, HealthRecord, QueryResult
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.ports.warehouse import Column, HealthRecord, QueryResult
 from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
 
 # One row per client and source call (a record without one is appended): a re-analysis replaces its figures.

@@ -19,10 +19,10 @@ from sophia_mcp.analysis.model_reading import (
     reading_to_insights,
     transcript_chunks,
 )
-from sophia_mcp.analysis.results import CallInsights
+from sophia_mcp.domain.calls import Call, Transcript
+from sophia_mcp.domain.results import CallInsights
+from sophia_mcp.domain.weights import Competitor
 from sophia_mcp.ports.analyst import Analyst
-from sophia_mcp.ports.calls import Call, Transcript
-from sophia_mcp.settings import Competitor
 
 log = logging.getLogger(__name__)
 

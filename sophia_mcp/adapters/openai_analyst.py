@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 from sophia_mcp.adapters.model_analyst import ModelAnalyst
 from sophia_mcp.analysis.model_reading import SYSTEM_PROMPT, ModelReading, UnusableAnswer
+from sophia_mcp.domain.weights import Competitor
 from sophia_mcp.errors import ConfigurationError, ServiceUnavailable
 from sophia_mcp.ports.analyst import Analyst
-from sophia_mcp.settings import Competitor, OpenAISettings
+from sophia_mcp.settings import OpenAISettings
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI

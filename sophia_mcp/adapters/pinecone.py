@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from sophia_mcp.adapters.http import ServiceClient
+from sophia_mcp.domain.vectors import Filter, Metadata, VectorMatch
 from sophia_mcp.errors import ConfigurationError, InvalidInput
-from sophia_mcp.ports.vectors import Filter, Metadata, VectorMatch
 from sophia_mcp.settings import PineconeSettings
 
 if TYPE_CHECKING:

@@ -25,9 +25,9 @@ from sophia_mcp.analysis.model_reading import (
     chunk_prompt,
     transcript_chunks,
 )
+from sophia_mcp.domain.calls import Call, Transcript
+from sophia_mcp.domain.weights import Competitor
 from sophia_mcp.ports.analyst import Analyst
-from sophia_mcp.ports.calls import Call, Transcript
-from sophia_mcp.settings import Competitor
 
 SCHEMA_NOTE = "\n\nAnswer with one JSON object and nothing else, matching this JSON schema:\n{schema}"
 MAX_TOKENS = 4000

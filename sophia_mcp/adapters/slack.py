@@ -11,8 +11,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from sophia_mcp.adapters.http import RedactingFilter, Redactor
+from sophia_mcp.domain.notify import Alert
 from sophia_mcp.errors import ConfigurationError, InvalidInput, ServiceUnavailable
-from sophia_mcp.ports.notify import Alert
 from sophia_mcp.settings import SlackSettings
 
 if TYPE_CHECKING:

@@ -21,9 +21,9 @@ from sophia_mcp.adapters.warehouse_sql import (
     HEALTH_OF_CLIENT,
     scores_of_clients,
 )
-from sophia_mcp.analysis.results import CallAnalysis, HealthScore
+from sophia_mcp.domain.results import CallAnalysis, HealthScore
+from sophia_mcp.domain.warehouse import Column, HealthRecord, QueryResult
 from sophia_mcp.errors import ConfigurationError, InvalidInput, ServiceUnavailable
-from sophia_mcp.ports.warehouse import Column, HealthRecord, QueryResult
 from sophia_mcp.settings import SnowflakeSettings
 from sophia_mcp.store import utcnow
 

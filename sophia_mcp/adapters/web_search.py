@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 
 from sophia_mcp.adapters.http import ServiceClient
+from sophia_mcp.domain.web import Recency, WebAnswer, WebResult
 from sophia_mcp.errors import ConfigurationError, RateLimited
-from sophia_mcp.ports.web import Recency, WebAnswer, WebResult
 from sophia_mcp.settings import PerplexitySettings, TavilySettings
 
 # Tavily's answers for a plan's or an account's limits (not retryable: wait for the plan, or add credits).

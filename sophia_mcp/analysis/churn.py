@@ -11,8 +11,8 @@ import math
 from pydantic import Field
 
 from sophia_mcp.analysis.health import format_score
-from sophia_mcp.model import Model
-from sophia_mcp.plural import plural
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.plural import plural
 
 FEATURES = (
     "health", "health_trend", "sentiment", "sentiment_trend", "competitor_mentions", "calls_90d",

@@ -6,10 +6,10 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
-from sophia_mcp.analysis.results import CompetitorMention
 from sophia_mcp.analysis.speakers import name_of, side_of, speaker_index
-from sophia_mcp.ports.calls import Party, Transcript
-from sophia_mcp.settings import Competitor
+from sophia_mcp.domain.calls import Party, Transcript
+from sophia_mcp.domain.results import CompetitorMention
+from sophia_mcp.domain.weights import Competitor
 
 
 def _pattern(alias: str, ignore_case: bool) -> re.Pattern[str]:

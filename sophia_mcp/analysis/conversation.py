@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sophia_mcp.analysis.results import TalkStats
 from sophia_mcp.analysis.speakers import side_of, speaker_index
-from sophia_mcp.ports.calls import Party, Transcript
+from sophia_mcp.domain.calls import Party, Transcript
+from sophia_mcp.domain.results import TalkStats
 
 
 def talk_stats(transcript: Transcript, parties: Sequence[Party]) -> TalkStats:

@@ -15,8 +15,8 @@ import zipfile
 import zlib
 from typing import Any, Literal
 
+from sophia_mcp.domain.model import Model
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.model import Model
 
 Format = Literal["pdf", "docx", "html", "markdown", "text"]
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sophia_mcp.analysis.results import CallAnalysis, HealthComponent, HealthScore, RiskKind
-from sophia_mcp.plural import plural
-from sophia_mcp.settings import HealthWeights
+from sophia_mcp.domain.plural import plural
+from sophia_mcp.domain.results import CallAnalysis, HealthComponent, HealthScore, RiskKind
+from sophia_mcp.domain.weights import HealthWeights
 
 RISK_PENALTIES: dict[RiskKind, float] = {
     "churn_intent": 45,

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 from sophia_mcp.analysis.competitors import find_competitor_mentions
 from sophia_mcp.analysis.conversation import talk_stats
-from sophia_mcp.analysis.results import CallAnalysis, CallInsights
 from sophia_mcp.analysis.risk import find_risk_factors
 from sophia_mcp.analysis.sentiment import summarize_sentiment
-from sophia_mcp.ports.calls import Call, Transcript
-from sophia_mcp.settings import Competitor
+from sophia_mcp.domain.calls import Call, Transcript
+from sophia_mcp.domain.results import CallAnalysis, CallInsights
+from sophia_mcp.domain.weights import Competitor
 
 
 def local_insights(call: Call, transcript: Transcript, competitors: Sequence[Competitor]) -> CallInsights:

@@ -15,9 +15,9 @@ from typing import Literal
 from pydantic import Field
 
 from sophia_mcp.analysis.health import format_score
-from sophia_mcp.model import Model
-from sophia_mcp.plural import plural
-from sophia_mcp.settings import LeadScoreWeights
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.plural import plural
+from sophia_mcp.domain.weights import LeadScoreWeights
 
 Seniority = Literal["executive", "vp", "director", "manager", "staff"]
 

@@ -11,7 +11,11 @@ from collections.abc import Sequence
 from statistics import fmean
 from typing import Literal
 
-from sophia_mcp.analysis.results import (
+from sophia_mcp.analysis.sentiment import label
+from sophia_mcp.analysis.speakers import name_of, side_of, speaker_index
+from sophia_mcp.domain.calls import Call, Party, Sentence, Transcript
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.results import (
     CallInsights,
     CompetitorMention,
     RiskFactor,
@@ -19,11 +23,7 @@ from sophia_mcp.analysis.results import (
     SentimentSummary,
     SpeakerSentiment,
 )
-from sophia_mcp.analysis.sentiment import label
-from sophia_mcp.analysis.speakers import name_of, side_of, speaker_index
-from sophia_mcp.model import Model
-from sophia_mcp.ports.calls import Call, Party, Sentence, Transcript
-from sophia_mcp.settings import Competitor
+from sophia_mcp.domain.weights import Competitor
 
 SYSTEM_PROMPT = """You analyse recorded sales and customer-success calls of Pay Ready, a software vendor to
 property-management companies. Internal speakers are Pay Ready staff; External speakers are the client. Read the

@@ -15,10 +15,10 @@ import re
 from collections.abc import Sequence
 
 from sophia_mcp.analysis.competitors import find_in_text
-from sophia_mcp.analysis.results import RiskFactor, RiskKind
 from sophia_mcp.analysis.speakers import name_of, side_of, speaker_index
-from sophia_mcp.ports.calls import Party, Transcript
-from sophia_mcp.settings import Competitor
+from sophia_mcp.domain.calls import Party, Transcript
+from sophia_mcp.domain.results import RiskFactor, RiskKind
+from sophia_mcp.domain.weights import Competitor
 
 
 def _rx(*alternatives: str) -> re.Pattern[str]:

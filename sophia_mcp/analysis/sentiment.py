@@ -20,9 +20,9 @@ from functools import cache
 from statistics import fmean
 from typing import TYPE_CHECKING
 
-from sophia_mcp.analysis.results import SentimentSummary, SpeakerSentiment
 from sophia_mcp.analysis.speakers import name_of, side_of, speaker_index
-from sophia_mcp.ports.calls import Party, Transcript
+from sophia_mcp.domain.calls import Party, Transcript
+from sophia_mcp.domain.results import SentimentSummary, SpeakerSentiment
 
 if TYPE_CHECKING:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer

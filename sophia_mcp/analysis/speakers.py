@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sophia_mcp.analysis.results import Side
-from sophia_mcp.ports.calls import Party
+from sophia_mcp.domain.calls import Party
+from sophia_mcp.domain.results import Side
 
 
 def speaker_index(parties: Iterable[Party]) -> dict[str, Party]:

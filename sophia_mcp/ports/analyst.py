@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sophia_mcp.analysis.results import CallInsights
-from sophia_mcp.ports.calls import Call, Transcript
+from sophia_mcp.domain.calls import Call, Transcript
+from sophia_mcp.domain.results import CallInsights
 
 
 class Analyst(Protocol):

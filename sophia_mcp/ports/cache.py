@@ -1,7 +1,6 @@
 """The `Cache` port: text values by key, each for a time (in the process, or in Redis shared by replicas).
 
-A cache is an optimisation: an adapter that cannot reach its store answers "not cached" rather than failing.
-"""
+A cache is an optimisation: an adapter that cannot reach its store answers "not cached" rather than failing."""
 
 from __future__ import annotations
 

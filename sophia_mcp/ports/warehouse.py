@@ -5,28 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import Field
-
-from sophia_mcp.analysis.results import CallAnalysis, HealthScore
-from sophia_mcp.model import Model
-
-
-class HealthRecord(Model):
-    client_id: str
-    health: HealthScore
-    as_of: datetime
-    source_call_id: str | None = None
-    run_id: str | None = None
-
-
-class QueryResult(Model):
-    columns: list[str]
-    rows: list[list[Any]]
-
-
-class Column(Model):
-    name: str = Field(description="As the warehouse spells it; unquoted names match it in any case.")
-    type: str = Field(description="The warehouse's own type name (TEXT, REAL, TIMESTAMP_TZ, ...).")
+from sophia_mcp.domain.results import CallAnalysis
+from sophia_mcp.domain.warehouse import Column, HealthRecord, QueryResult
 
 
 class Warehouse(Protocol):

@@ -3,29 +3,9 @@ Perplexity). Unconfigured, web search is off: `search` says so, and the strategi
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Literal, Protocol
+from typing import Protocol
 
-from pydantic import Field
-
-from sophia_mcp.model import Model
-
-Recency = Literal["day", "week", "month", "year"]
-
-
-class WebResult(Model):
-    title: str
-    url: str
-    snippet: str = ""
-    published: date | None = None
-    score: float | None = None
-
-
-class WebAnswer(Model):
-    query: str
-    provider: str
-    answer: str | None = Field(default=None, description="The provider's own short answer, when it gives one.")
-    results: list[WebResult]
+from sophia_mcp.domain.web import Recency, WebAnswer
 
 
 class WebSearch(Protocol):

@@ -12,11 +12,11 @@ from typing import Any
 
 from pydantic import Field
 
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.notify import Alert, Severity
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.model import Model
 from sophia_mcp.outbox import OutboxEntry
-from sophia_mcp.ports.notify import Alert, Severity
-from sophia_mcp.services import Services
 
 
 class SentAlert(Model):

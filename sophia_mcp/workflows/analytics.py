@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.model import Model
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.model import Model
-from sophia_mcp.services import Services
 from sophia_mcp.store import iso, utcnow
 
 # The tables a query may read, what each holds, and a word on the columns whose meaning their name does not say.

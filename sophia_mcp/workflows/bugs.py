@@ -14,12 +14,12 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.issues import Issue, IssueDraft
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.notify import Alert
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.model import Model
-from sophia_mcp.ports.issues import Issue, IssueDraft
-from sophia_mcp.ports.notify import Alert
 from sophia_mcp.runs import start_run
-from sophia_mcp.services import Services
 from sophia_mcp.store import Store, iso, parse_iso, utcnow
 from sophia_mcp.workflows.issues import default_team
 

@@ -17,15 +17,15 @@ from pydantic import Field
 
 from sophia_mcp.analysis.health import call_health, client_health, format_score, format_threshold
 from sophia_mcp.analysis.insights import build_analysis
-from sophia_mcp.analysis.results import CallAnalysis, HealthScore
-from sophia_mcp.health_alerts import HealthAlertLedger, decide
-from sophia_mcp.model import Model
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.calls import Call
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.notify import Alert
+from sophia_mcp.domain.results import CallAnalysis, HealthScore
+from sophia_mcp.domain.warehouse import HealthRecord
 from sophia_mcp.ports.analyst import Analyst
-from sophia_mcp.ports.calls import Call
-from sophia_mcp.ports.notify import Alert
-from sophia_mcp.ports.warehouse import HealthRecord
 from sophia_mcp.runs import Run, start_run
-from sophia_mcp.services import Services
+from sophia_mcp.workflows.health_alerts import HealthAlertLedger, decide
 
 Progress = Callable[[float, float, str], Awaitable[None]]
 

@@ -14,11 +14,11 @@ from typing import Any
 from pydantic import Field
 
 from sophia_mcp.adapters.gong_payloads import ParsedCall, parse_call, parse_transcript
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.calls import Transcript
+from sophia_mcp.domain.model import Model
 from sophia_mcp.errors import InvalidInput, SophiaError
-from sophia_mcp.model import Model
-from sophia_mcp.ports.calls import Transcript
 from sophia_mcp.runs import start_run
-from sophia_mcp.services import Services
 
 BATCH = 100
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sophia_mcp.adapters.gong import CONTENT_SELECTOR, GongCalls
-from sophia_mcp.services import Services
+from sophia_mcp.app.services import Services
 from sophia_mcp.workflows.call_import import ImportReport, Progress, import_gong_bodies
 
 

@@ -17,15 +17,15 @@ from typing import Any, Literal
 from pydantic import Field
 
 from sophia_mcp.analysis.churn import FEATURES, ChurnFeatures, log1p, reason
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.crm import Client
+from sophia_mcp.domain.issues import IssueDraft
+from sophia_mcp.domain.meetings import Attendee, MeetingRequest
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.notify import Alert, Attachment
+from sophia_mcp.domain.plural import plural
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.model import Model
-from sophia_mcp.plural import plural
-from sophia_mcp.ports.crm import Client
-from sophia_mcp.ports.issues import IssueDraft
-from sophia_mcp.ports.meetings import Attendee, MeetingRequest
-from sophia_mcp.ports.notify import Alert, Attachment
 from sophia_mcp.runs import Progress, no_progress, start_run
-from sophia_mcp.services import Services
 from sophia_mcp.store import Store, iso, utcnow
 from sophia_mcp.workflows.health_monitor import next_weekday_at, period_of
 from sophia_mcp.workflows.issues import default_team

@@ -16,13 +16,13 @@ from typing import Any
 
 from pydantic import Field
 
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.plural import plural
+from sophia_mcp.domain.web import WebResult
+from sophia_mcp.domain.weights import Competitor
 from sophia_mcp.errors import SophiaError
-from sophia_mcp.model import Model
-from sophia_mcp.plural import plural
-from sophia_mcp.ports.web import WebResult
 from sophia_mcp.runs import Progress, no_progress, start_run
-from sophia_mcp.services import Services
-from sophia_mcp.settings import Competitor
 from sophia_mcp.store import iso, utcnow
 from sophia_mcp.workflows.alerts import send_alert
 from sophia_mcp.workflows.knowledge import ingest_text
@@ -68,7 +68,7 @@ def _mentions(services: Services, competitor: str, start: str, end: str) -> tupl
         """,
         (competitor, start, end, QUOTES),
     )
-    from sophia_mcp.analysis.results import CallAnalysis
+    from sophia_mcp.domain.results import CallAnalysis
 
     said = []
     for title, raw in quotes:

@@ -25,13 +25,13 @@ import anyio
 from pydantic import Field
 
 from sophia_mcp.analysis.lead_score import LeadScore, LeadSignals, score_lead, seniority_of
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.crm import Client, Contact, ContactChanges, ContactQuery, FieldValue
+from sophia_mcp.domain.enrich import Person, PersonQuery
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.plural import plural
 from sophia_mcp.errors import InvalidInput, SophiaError
-from sophia_mcp.model import Model
-from sophia_mcp.plural import plural
-from sophia_mcp.ports.crm import Client, Contact, ContactChanges, ContactQuery, FieldValue
-from sophia_mcp.ports.enrich import Person, PersonQuery
 from sophia_mcp.runs import Run, describe_error, start_run
-from sophia_mcp.services import Services
 from sophia_mcp.store import dumps, iso, utcnow
 
 Progress = Callable[[float, float, str], Awaitable[None]]

@@ -15,15 +15,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from pydantic import Field
 
 from sophia_mcp.analysis.health import format_score, format_threshold
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.crm import Client
+from sophia_mcp.domain.issues import IssueDraft
+from sophia_mcp.domain.meetings import Attendee, Meeting, MeetingRequest
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.notify import Alert, Attachment
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.model import Model
 from sophia_mcp.outbox import OutboxEntry
-from sophia_mcp.ports.crm import Client
-from sophia_mcp.ports.issues import IssueDraft
-from sophia_mcp.ports.meetings import Attendee, Meeting, MeetingRequest
-from sophia_mcp.ports.notify import Alert, Attachment
 from sophia_mcp.runs import start_run
-from sophia_mcp.services import Services
 from sophia_mcp.store import utcnow
 from sophia_mcp.workflows.issues import default_team
 

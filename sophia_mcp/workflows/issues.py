@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sophia_mcp.services import Services
+from sophia_mcp.app.services import Services
 
 LOCAL_DEFAULT_TEAM = "CS"
 

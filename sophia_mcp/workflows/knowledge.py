@@ -29,13 +29,14 @@ from pydantic import Field
 from sophia_mcp.adapters.document_worker import read_document
 from sophia_mcp.adapters.local_documents import LocalDocuments, Removal, chunk_id
 from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX, Format, chunk_text
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.knowledge import DocumentFilter, DocumentInfo, SearchHit
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.plural import plural
+from sophia_mcp.domain.vectors import Metadata
 from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
-from sophia_mcp.model import Model
-from sophia_mcp.plural import plural
-from sophia_mcp.ports.knowledge import DocumentFilter, DocumentInfo, SearchHit
-from sophia_mcp.ports.vectors import InProcessQuery, Metadata
+from sophia_mcp.ports.vectors import InProcessQuery
 from sophia_mcp.runs import start_run
-from sophia_mcp.services import Services
 from sophia_mcp.store import Store, utcnow
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ import anyio
 import anyio.abc
 from pydantic import Field
 
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.model import Model
 from sophia_mcp.errors import NotFound
-from sophia_mcp.model import Model
 from sophia_mcp.runs import describe_error
-from sophia_mcp.services import Services
 from sophia_mcp.settings import ScheduleSpec, interval_seconds
 from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
 

@@ -24,12 +24,12 @@ from pydantic import Field
 from sophia_mcp.analysis.competitors import find_in_text
 from sophia_mcp.analysis.health import format_threshold
 from sophia_mcp.analysis.question import Period, Topic, find_client, read_period, topics_of
-from sophia_mcp.analysis.results import CallAnalysis
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.results import CallAnalysis
+from sophia_mcp.domain.web import Recency
 from sophia_mcp.errors import InvalidInput, SophiaError
-from sophia_mcp.model import Model
-from sophia_mcp.ports.web import Recency
 from sophia_mcp.runs import describe_error
-from sophia_mcp.services import Services
 from sophia_mcp.store import iso, utcnow
 from sophia_mcp.workflows import analytics
 from sophia_mcp.workflows.knowledge import search as search_knowledge

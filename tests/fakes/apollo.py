@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sophia_mcp.ports.crm import Client, Contact
+from sophia_mcp.domain.crm import Client, Contact
 
 API_KEY = "apollo-fake-key-123456"
 PREFIX = "/api/v1"

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sophia_mcp.ports.crm import Client, Contact
+from sophia_mcp.domain.crm import Client, Contact
 
 ACCESS_TOKEN = "pat-na1-fake-hubspot-token"
 READ_ONLY = {"hs_object_id", "createdate", "lastmodifieddate", "hubspotscore"}

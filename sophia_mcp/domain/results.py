@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from sophia_mcp.model import Model
+from sophia_mcp.domain.model import Model
 
 RiskKind = Literal["pricing", "churn_intent", "budget", "implementation", "competitor_evaluation"]
 Side = Literal["Internal", "External", "Unknown"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sophia_mcp.analysis.health import format_score, format_threshold
-from sophia_mcp.analysis.results import HealthScore
+from sophia_mcp.domain.results import HealthScore
 from sophia_mcp.store import Store, iso, parse_iso, utcnow
 
 

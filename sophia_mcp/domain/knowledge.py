@@ -7,7 +7,7 @@ import datetime as dt
 from pydantic import Field
 
 from sophia_mcp.analysis.documents import Format
-from sophia_mcp.model import Model
+from sophia_mcp.domain.model import Model
 
 
 class DocumentInfo(Model):

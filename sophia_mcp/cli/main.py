@@ -14,19 +14,19 @@ import typer
 from rich.text import Text
 
 from sophia_mcp.analysis.health import format_score, format_threshold
+from sophia_mcp.app.logs import configure_logging
+from sophia_mcp.cli.serve import SERVER_NAMES, settings_problems
+from sophia_mcp.cli.terminal import Column, Report, console_for
+from sophia_mcp.domain.plural import plural
 from sophia_mcp.errors import ConfigurationError, SophiaError
-from sophia_mcp.logs import configure_logging
-from sophia_mcp.plural import plural
-from sophia_mcp.serving import SERVER_NAMES, settings_problems
+from sophia_mcp.mcp.tool_names import SNAKE_WORD
 from sophia_mcp.store import file_failure
-from sophia_mcp.terminal import Column, Report, console_for
-from sophia_mcp.tool_names import SNAKE_WORD
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from sophia_mcp.app.services import ServiceCheck, Services
     from sophia_mcp.outbox import OutboxEntry
-    from sophia_mcp.services import ServiceCheck, Services
     from sophia_mcp.settings import Settings
     from sophia_mcp.workflows.call_health import CallHealthReport
     from sophia_mcp.workflows.scheduler import ScheduleRun
@@ -138,8 +138,8 @@ def _settings() -> Settings:
 
 def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
     """Build the services from settings, run `work`, and turn our errors into a message and exit code 1."""
-    from sophia_mcp.telemetry import configure_from_environment, shutdown
-    from sophia_mcp.wiring import build_services
+    from sophia_mcp.app.backends import build_services
+    from sophia_mcp.app.telemetry import configure_from_environment, shutdown
 
     configure_from_environment("sophia-cli")
     try:
@@ -193,7 +193,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on (sse and http).")] = 8000,
 ) -> None:
     """Run an MCP server. Under stdio nothing but protocol is written to stdout."""
-    from sophia_mcp.serving import run_server
+    from sophia_mcp.cli.serve import run_server
 
     run_server(name.value, transport.value, host, port)
 
@@ -201,7 +201,7 @@ def serve(
 @app.command()
 def demo() -> None:
     """Load the demo into an empty data dir, analyse every call and report client health, then score the leads."""
-    from sophia_mcp.demo import load_demo
+    from sophia_mcp.demo.load import load_demo
     from sophia_mcp.workflows.call_health import analyze_calls
 
     console = _console()
@@ -363,7 +363,7 @@ def calls_list(
     limit: Annotated[int, typer.Option(min=1, max=100, help="How many, newest first.")] = 20,
 ) -> None:
     """List calls newest first, with their ids (for `sophia-mcp run analyze-call`), dates and clients."""
-    from sophia_mcp.ports.calls import CallFilter
+    from sophia_mcp.domain.calls import CallFilter
 
     console = _console()
 
@@ -671,7 +671,7 @@ def kb_search(
     type: Annotated[list[str] | None, typer.Option(help="Only this document type (repeat for several).")] = None,
 ) -> None:
     """Search the knowledge base and print the passages with their citations."""
-    from sophia_mcp.ports.knowledge import DocumentFilter
+    from sophia_mcp.domain.knowledge import DocumentFilter
     from sophia_mcp.workflows.knowledge import search
 
     console = _console()
@@ -745,8 +745,8 @@ def doctor() -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from sophia_mcp.app.backends import backend_choices, build_services
     from sophia_mcp.store import Store
-    from sophia_mcp.wiring import backend_choices, build_services
 
     console = _console()
     settings = _settings()
@@ -820,6 +820,6 @@ def doctor() -> None:
 
 
 def main() -> None:
-    from sophia_mcp.serving import main as entry
+    from sophia_mcp.cli.serve import main as entry
 
     entry()

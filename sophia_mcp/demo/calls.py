@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
-from sophia_mcp.ports.crm import Client, Contact
-from sophia_mcp.ports.enrich import Organization
+from sophia_mcp.domain.crm import Client, Contact
+from sophia_mcp.domain.enrich import Organization
 
 Tone = Literal["positive", "neutral", "at_risk"]
 

@@ -6,10 +6,10 @@ from datetime import date
 
 from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.adapters.local_enrich import save_firmographics
-from sophia_mcp.demo_data import generate_demo
-from sophia_mcp.demo_history import seed_churn_history
-from sophia_mcp.model import Model
-from sophia_mcp.services import Services
+from sophia_mcp.app.services import Services
+from sophia_mcp.demo.calls import generate_demo
+from sophia_mcp.demo.history import seed_churn_history
+from sophia_mcp.domain.model import Model
 from sophia_mcp.store import utcnow
 from sophia_mcp.workflows.call_import import ImportReport, Progress, import_gong_bodies
 
@@ -50,7 +50,7 @@ async def load_demo(services: Services, today: date | None = None, progress: Pro
 
 async def load_demo_documents(services: Services) -> int:
     """Ingest the demo's playbooks, product and competitor notes, pricing policy and meeting notes."""
-    from sophia_mcp.demo_documents import DOCUMENTS
+    from sophia_mcp.demo.documents import DOCUMENTS
     from sophia_mcp.workflows.knowledge import ingest_text
 
     for doc in DOCUMENTS:

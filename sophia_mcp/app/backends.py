@@ -14,6 +14,7 @@ from sophia_mcp.adapters.local_enrich import LocalEnricher
 from sophia_mcp.adapters.local_meetings import LocalMeetings
 from sophia_mcp.adapters.local_tracker import LocalTracker
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
+from sophia_mcp.app.services import Services
 from sophia_mcp.outbox import AlertSender, IssueSender, Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.cache import Cache
@@ -26,7 +27,6 @@ from sophia_mcp.ports.notify import Notifier
 from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.ports.web import WebSearch
-from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings
 from sophia_mcp.store import Store
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sophia_mcp.model import Model
+from sophia_mcp.domain.model import Model
 
 
 class DemoDocument(Model):

@@ -32,9 +32,9 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route, request_response
 
 from sophia_mcp.errors import NotFound
-from sophia_mcp.http_auth import NotSafeToServe, Verifier, auth_options, subject_finder
-from sophia_mcp.http_connections import BACKLOG, ConnectionPool, connection_cap
-from sophia_mcp.http_limits import ClientLimits, SessionLedger
+from sophia_mcp.http.auth import NotSafeToServe, Verifier, auth_options, subject_finder
+from sophia_mcp.http.connections import BACKLOG, ConnectionPool, connection_cap
+from sophia_mcp.http.limits import ClientLimits, SessionLedger
 from sophia_mcp.settings import Settings
 from sophia_mcp.workflows.dashboard import CSP, dashboard_path
 
@@ -161,8 +161,8 @@ def serve_http(create_server: Callable[..., Any], settings: Settings, transport:
             http=cast(type[asyncio.Protocol], pool.protocol),  # uvicorn builds each connection's protocol by calling it
             timeout_keep_alive=http.keep_alive_s, backlog=BACKLOG,
         )  # fmt: skip
-        print(f"sophia-mcp: {server.name} {where(transport, host, port)} ({who_may_call(settings)})", file=sys.stderr)
-        asyncio.run(_serve(uvicorn.Server(config), listening))
+        started = f"sophia-mcp: {server.name} {where(transport, host, port)} ({who_may_call(settings)})"
+        asyncio.run(_serve(uvicorn.Server(config), listening, started))
     except KeyboardInterrupt:  # uvicorn has shut down gracefully, then passed Ctrl-C on
         print("sophia-mcp: stopped", file=sys.stderr)
         raise SystemExit(130) from None
@@ -189,8 +189,11 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-async def _serve(server: uvicorn.Server, listening: socket.socket) -> None:
+async def _serve(server: uvicorn.Server, listening: socket.socket, started: str) -> None:
+    """Serve on `listening`; the start line is printed from inside the running loop, so a Ctrl-C that follows it
+    never lands while asyncio is still building the loop (which would print a traceback instead of one line)."""
     asyncio.get_running_loop().set_exception_handler(report_loop_error)
+    print(started, file=sys.stderr, flush=True)
     await server.serve(sockets=[listening])
 
 

@@ -60,13 +60,13 @@ from opentelemetry import trace
 from pydantic import AnyUrl, Field, ValidationError
 
 from sophia_mcp.adapters.sampling_analyst import MAX_PARTS, SamplingAnalyst, prompt_of, sampling_requests
+from sophia_mcp.app.services import Services
 from sophia_mcp.errors import DiskFull, InvalidInput, NotFound, SophiaError
+from sophia_mcp.mcp.tool_names import ToolNames, close_names, render_prose
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.runs import Progress
-from sophia_mcp.services import Services
 from sophia_mcp.settings import Settings, load_settings
 from sophia_mcp.store import file_failure
-from sophia_mcp.tool_names import ToolNames, close_names, render_prose
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ MAX_TYPED = 200
 # the pattern: a bounded repeat of \w compiles to an automaton that costs a server's start 80 ms.
 KEY_PATTERN = r"^[\w:.\-/@#]+$"
 
-# A page cursor as a listing hands it out (sophia_mcp.cursors): opaque to the caller, bounded like every string.
+# A page cursor as a listing hands it out (sophia_mcp.mcp.cursors): opaque to the caller, bounded like every string.
 Cursor = Annotated[str | None, Field(max_length=1000, description="next_cursor from the previous page.")]
 # Dates and times a tool takes: bounded, so no date arithmetic on them can overflow (9999-12-31 plus a day).
 EARLIEST, LATEST = date(1900, 1, 1), date(2999, 12, 31)
@@ -404,7 +404,7 @@ class SophiaServer(MCPServer[Any]):
         if self._services is None:
             with self._services_lock:
                 if self._services is None:
-                    from sophia_mcp.wiring import build_services
+                    from sophia_mcp.app.backends import build_services
 
                     self._services = build_services(self._settings or load_settings())
                     from sophia_mcp.runs import reap_interrupted

@@ -2,7 +2,7 @@
 
 `sophia-mcp serve NAME` is what an MCP client spawns on every start, so it is parsed here with argparse and never
 imports typer and rich (about 40 ms of a server's cold start); every other command, and any `serve` this parser
-does not take (`--help`, a typo), goes to the full typer CLI in `sophia_mcp.cli`.
+does not take (`--help`, a typo), goes to the full typer CLI in `sophia_mcp.cli.main`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
     except ValidationError as exc:
         print(settings_problems(exc), file=sys.stderr)
         raise SystemExit(2) from exc
-    from sophia_mcp.logs import configure_logging
-    from sophia_mcp.telemetry import configure_from_environment, shutdown
+    from sophia_mcp.app.logs import configure_logging
+    from sophia_mcp.app.telemetry import configure_from_environment, shutdown
 
     configure_logging(settings.log_level)
 
@@ -55,7 +55,7 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
             finally:
                 server.close()
         else:
-            from sophia_mcp.http_serving import NotSafeToServe, serve_http
+            from sophia_mcp.http.serving import NotSafeToServe, serve_http
 
             try:
                 serve_http(module.create_server, settings, transport, host, port)
@@ -105,6 +105,6 @@ def main() -> None:
     if options is not None:
         run_server(options.name, options.transport, options.host, options.port)
         return
-    from sophia_mcp.cli import app
+    from sophia_mcp.cli.main import app
 
     app()

@@ -1,0 +1,1 @@
+"""The `sophia-mcp` command line: serving, the workflows, the store."""

@@ -1,0 +1,1 @@
+"""The bundled demo: calls, clients, documents and history to try every workflow on."""

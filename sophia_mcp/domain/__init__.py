@@ -1,0 +1,1 @@
+"""The records and value types: calls, transcripts, analysis results, CRM records, documents, weights."""

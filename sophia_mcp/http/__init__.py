@@ -1,0 +1,1 @@
+"""Serving a server over Streamable HTTP or SSE: authentication, limits, connections."""

@@ -1,0 +1,1 @@
+"""The MCP surface shared by every server: the server class, its middleware, bounded input types, cursors."""
