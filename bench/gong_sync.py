@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.demo.calls import generate_demo
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.settings import load_settings
-from sophia_mcp.store import utcnow
 from sophia_mcp.workflows.call_sync import sync_calls
 from tests.fakes.gong import ACCESS_KEY, ACCESS_SECRET, GongState, gong_app
 from tests.fakes.server import serve

@@ -29,8 +29,8 @@ from sophia_mcp.analysis.documents import Chunk
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.demo.documents import DOCUMENTS
 from sophia_mcp.domain.knowledge import DocumentInfo
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.settings import load_settings
-from sophia_mcp.store import utcnow
 from sophia_mcp.workflows.knowledge import ingest_text, search, vector_id
 
 SENTENCES = [

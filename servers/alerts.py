@@ -13,6 +13,7 @@ from sophia_mcp.app.services import Services
 from sophia_mcp.domain.meetings import Attendee
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Severity
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.mcp.cursors import MAX_INT, decode_cursor, encode_cursor
 from sophia_mcp.mcp.server import (
@@ -30,7 +31,6 @@ from sophia_mcp.mcp.server import (
 )
 from sophia_mcp.outbox import OutboxEntry, OutboxStatus
 from sophia_mcp.settings import ScheduledWorkflow, ScheduleSpec, Settings
-from sophia_mcp.store import utcnow
 from sophia_mcp.workflows import scheduler
 from sophia_mcp.workflows.alerts import SentAlert
 from sophia_mcp.workflows.alerts import retry_alerts as retry_alerts_workflow

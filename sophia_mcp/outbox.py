@@ -20,9 +20,10 @@ from pydantic import Field
 from sophia_mcp.domain.issues import IssueDraft
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Alert
+from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.ports.issues import IssueTracker
 from sophia_mcp.runs import describe_error
-from sophia_mcp.store import Store, iso, parse_iso, utcnow
+from sophia_mcp.store.database import Store
 
 log = logging.getLogger(__name__)
 

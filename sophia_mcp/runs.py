@@ -17,8 +17,9 @@ from pydantic import Field
 
 from sophia_mcp.app.telemetry import span
 from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.errors import DiskFull, SophiaError
-from sophia_mcp.store import Store, dumps, file_failure, iso, parse_iso, utcnow
+from sophia_mcp.store.database import Store, dumps, file_failure
 
 T = TypeVar("T")
 

@@ -12,8 +12,8 @@ import pytest
 from mcp import Client
 
 from sophia_mcp.app.backends import build_services
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.servers.composite import create_server
-from sophia_mcp.store import utcnow
 from sophia_mcp.workflows.competitive import competitive_intelligence
 from tests.conftest import make_settings, with_web
 from tests.fakes import web_search

@@ -14,11 +14,11 @@ from sophia_mcp.app.backends import build_services
 from sophia_mcp.demo.calls import generate_demo
 from sophia_mcp.domain.crm import ContactQuery
 from sophia_mcp.domain.enrich import PersonQuery
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import ConfigurationError, InvalidInput, NotFound
 from sophia_mcp.ports.crm import CRM
 from sophia_mcp.ports.enrich import Enricher
 from sophia_mcp.settings import Settings
-from sophia_mcp.store import utcnow
 from tests.conftest import make_settings
 from tests.fakes import apollo, hubspot
 from tests.fakes.server import serve

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.servers.composite import create_server
 from sophia_mcp.settings import Settings
-from sophia_mcp.store import iso, utcnow
 from tests.conftest import make_settings
 from tests.mcp_helpers import structured, text_of
 from tests.processes import SCRIPT, env_for

@@ -19,11 +19,11 @@ from sophia_mcp.app.backends import build_services
 from sophia_mcp.cli.main import app
 from sophia_mcp.demo.calls import generate_demo
 from sophia_mcp.domain.calls import CallFilter
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput, NotFound, ServiceUnavailable
 from sophia_mcp.ports.calls import CallSource
 from sophia_mcp.servers.gong import create_server
 from sophia_mcp.settings import Settings
-from sophia_mcp.store import utcnow
 from tests.conftest import make_settings
 from tests.fakes.gong import ACCESS_KEY, ACCESS_SECRET, GongState, gong_app, state_from_demo
 from tests.fakes.server import serve

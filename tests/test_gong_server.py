@@ -13,7 +13,7 @@ from mcp_types import PromptReference, ResourceTemplateReference, TextResourceCo
 
 from sophia_mcp.servers.gong import create_server
 from sophia_mcp.settings import Settings
-from sophia_mcp.store import MIGRATIONS
+from sophia_mcp.store.migrations import MIGRATIONS
 from tests.conftest import make_settings
 from tests.mcp_helpers import newest_call_ids, outbox_rows, structured, text_of
 

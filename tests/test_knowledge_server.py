@@ -22,7 +22,8 @@ from mcp_types import ListRootsResult, Root, TextResourceContents
 
 from sophia_mcp.servers.knowledge import create_server
 from sophia_mcp.settings import Settings
-from sophia_mcp.store import MIGRATIONS, Store
+from sophia_mcp.store.database import Store
+from sophia_mcp.store.migrations import MIGRATIONS
 from tests.conftest import make_settings
 from tests.mcp_helpers import structured, text_of
 from tests.processes import SCRIPT, env_for, http_server

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.cli.main import app
 from sophia_mcp.domain.notify import Alert
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.servers.gong import create_server
-from sophia_mcp.store import utcnow
 from tests.conftest import make_settings
 from tests.fakes.gong import ACCESS_KEY, ACCESS_SECRET, gong_app
 from tests.fakes.openai import API_KEY, OpenAIState, openai_app

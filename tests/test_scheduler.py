@@ -13,10 +13,10 @@ import pytest
 from mcp import Client
 
 from sophia_mcp.app.backends import build_services
+from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.errors import ServiceUnavailable
 from sophia_mcp.servers.alerts import create_server
 from sophia_mcp.settings import DEFAULT_SCHEDULES
-from sophia_mcp.store import iso, utcnow
 from sophia_mcp.workflows import scheduler
 from sophia_mcp.workflows.scheduler import Scheduler, sync_schedules
 from tests.conftest import make_settings

@@ -17,7 +17,7 @@ from sophia_mcp.domain.vectors import matches
 from sophia_mcp.errors import ConfigurationError, InvalidInput
 from sophia_mcp.ports.embed import Embedder
 from sophia_mcp.ports.vectors import VectorIndex
-from sophia_mcp.store import Store
+from sophia_mcp.store.database import Store
 from tests.conftest import make_settings
 from tests.fakes import openai as openai_fake
 from tests.fakes import pinecone as pinecone_fake

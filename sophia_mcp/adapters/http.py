@@ -20,9 +20,9 @@ import httpx
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import ConfigurationError, InvalidInput, RateLimited, ServiceUnavailable
 from sophia_mcp.settings import Integration
-from sophia_mcp.store import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,11 @@ import httpx
 
 from sophia_mcp.adapters.http import RetryableResponse, ServiceClient
 from sophia_mcp.domain.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Team
+from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.errors import ConfigurationError, InvalidInput, NotFound
 from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.settings import LinearSettings
-from sophia_mcp.store import Store, iso, parse_iso, utcnow
+from sophia_mcp.store.database import Store
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,11 @@ from pydantic import TypeAdapter
 from sophia_mcp.adapters.call_linking import LINK_HINT, AccountRef, fill_name_keys, name_key, resolve_link
 from sophia_mcp.analysis.competitors import find_competitor_mentions
 from sophia_mcp.domain.calls import Call, CallFilter, CallPage, Monologue, Party, Transcript
+from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.domain.weights import Competitor
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
-from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
+from sophia_mcp.store.database import Store, dumps
 
 if TYPE_CHECKING:
     # Only imports need the Gong payload models; a starting server should not pay for building them.

@@ -16,9 +16,10 @@ from sophia_mcp.domain.crm import (
     ContactPage,
     ContactQuery,
 )
+from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
-from sophia_mcp.store import Store, iso, parse_iso, utcnow
+from sophia_mcp.store.database import Store
 
 CLIENT_COLUMNS = tuple(Client.model_fields)
 CONTACT_COLUMNS = ("id", "client_id", *WORKFLOW_WRITABLE)

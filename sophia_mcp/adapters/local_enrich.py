@@ -15,8 +15,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from sophia_mcp.domain.enrich import Organization, Person, PersonQuery
+from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.store import Store, iso, utcnow
+from sophia_mcp.store.database import Store
 
 FIRMOGRAPHIC_COLUMNS = tuple(f for f in Organization.model_fields if f != "technologies")
 

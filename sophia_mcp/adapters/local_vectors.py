@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.domain.vectors import Filter, Metadata, VectorMatch, matches
 from sophia_mcp.errors import ConfigurationError, InvalidInput
-from sophia_mcp.store import Store, dumps, iso, utcnow
+from sophia_mcp.store.database import Store, dumps
 
 if TYPE_CHECKING:
     from sophia_mcp.ports.embed import Vectors

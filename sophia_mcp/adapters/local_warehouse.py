@@ -15,9 +15,10 @@ from sophia_mcp.adapters.warehouse_sql import (
     scores_of_clients,
 )
 from sophia_mcp.domain.results import CallAnalysis, HealthScore
+from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.domain.warehouse import Column, HealthRecord, QueryResult
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
+from sophia_mcp.store.database import Store, dumps
 
 # One row per client and source call (a record without one is appended): a re-analysis replaces its figures.
 RECORD_HEALTH_HISTORY = """

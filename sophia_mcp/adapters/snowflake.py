@@ -22,10 +22,10 @@ from sophia_mcp.adapters.warehouse_sql import (
     scores_of_clients,
 )
 from sophia_mcp.domain.results import CallAnalysis, HealthScore
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.domain.warehouse import Column, HealthRecord, QueryResult
 from sophia_mcp.errors import ConfigurationError, InvalidInput, ServiceUnavailable
 from sophia_mcp.settings import SnowflakeSettings
-from sophia_mcp.store import utcnow
 
 TABLES = [
     """CREATE TABLE IF NOT EXISTS CALL_ANALYSES (

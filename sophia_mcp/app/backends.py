@@ -28,7 +28,7 @@ from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.ports.web import WebSearch
 from sophia_mcp.settings import Settings
-from sophia_mcp.store import Store
+from sophia_mcp.store.database import Store
 
 
 def backend_choices(settings: Settings) -> dict[str, str]:

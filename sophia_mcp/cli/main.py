@@ -20,7 +20,7 @@ from sophia_mcp.cli.terminal import Column, Report, console_for
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.errors import ConfigurationError, SophiaError
 from sophia_mcp.mcp.tool_names import SNAKE_WORD
-from sophia_mcp.store import file_failure
+from sophia_mcp.store.database import file_failure
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -531,7 +531,7 @@ def _run_line(run: ScheduleRun) -> str:
 def schedule(
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then stop.")] = False,
 ) -> None:
-    from sophia_mcp.store import utcnow
+    from sophia_mcp.domain.times import utcnow
     from sophia_mcp.workflows.scheduler import Scheduler, list_schedules, sync_schedules
 
     console = _console()
@@ -746,7 +746,7 @@ def doctor() -> None:
     from rich.table import Table
 
     from sophia_mcp.app.backends import backend_choices, build_services
-    from sophia_mcp.store import Store
+    from sophia_mcp.store.database import Store
 
     console = _console()
     settings = _settings()

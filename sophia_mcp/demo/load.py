@@ -10,7 +10,7 @@ from sophia_mcp.app.services import Services
 from sophia_mcp.demo.calls import generate_demo
 from sophia_mcp.demo.history import seed_churn_history
 from sophia_mcp.domain.model import Model
-from sophia_mcp.store import utcnow
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.workflows.call_import import ImportReport, Progress, import_gong_bodies
 
 

@@ -66,7 +66,7 @@ from sophia_mcp.mcp.tool_names import ToolNames, close_names, render_prose
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.runs import Progress
 from sophia_mcp.settings import Settings, load_settings
-from sophia_mcp.store import file_failure
+from sophia_mcp.store.database import file_failure
 
 log = logging.getLogger(__name__)
 

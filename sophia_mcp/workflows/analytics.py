@@ -17,8 +17,8 @@ from pydantic import Field
 
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.store import iso, utcnow
 
 # The tables a query may read, what each holds, and a word on the columns whose meaning their name does not say.
 TABLES: dict[str, tuple[str, dict[str, str]]] = {

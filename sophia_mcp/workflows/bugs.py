@@ -18,9 +18,10 @@ from sophia_mcp.app.services import Services
 from sophia_mcp.domain.issues import Issue, IssueDraft
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Alert
+from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.errors import InvalidInput
 from sophia_mcp.runs import start_run
-from sophia_mcp.store import Store, iso, parse_iso, utcnow
+from sophia_mcp.store.database import Store
 from sophia_mcp.workflows.issues import default_team
 
 LOCAL_BUG_TEAM = "ENG"

@@ -19,11 +19,11 @@ from pydantic import Field
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.plural import plural
+from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.domain.web import WebResult
 from sophia_mcp.domain.weights import Competitor
 from sophia_mcp.errors import SophiaError
 from sophia_mcp.runs import Progress, no_progress, start_run
-from sophia_mcp.store import iso, utcnow
 from sophia_mcp.workflows.alerts import send_alert
 from sophia_mcp.workflows.knowledge import ingest_text
 

@@ -22,10 +22,10 @@ from sophia_mcp.analysis.health import format_score, format_threshold
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.plural import plural
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import NotFound
 from sophia_mcp.outbox import OutboxEntry
 from sophia_mcp.runs import Progress, no_progress, start_run
-from sophia_mcp.store import utcnow
 from sophia_mcp.workflows import analytics
 from sophia_mcp.workflows.alerts import SentAlert, send_alert
 

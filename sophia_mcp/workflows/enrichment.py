@@ -30,9 +30,10 @@ from sophia_mcp.domain.crm import Client, Contact, ContactChanges, ContactQuery,
 from sophia_mcp.domain.enrich import Person, PersonQuery
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.plural import plural
+from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.errors import InvalidInput, SophiaError
 from sophia_mcp.runs import Run, describe_error, start_run
-from sophia_mcp.store import dumps, iso, utcnow
+from sophia_mcp.store.database import dumps
 
 Progress = Callable[[float, float, str], Awaitable[None]]
 

@@ -12,7 +12,8 @@ from datetime import datetime
 
 from sophia_mcp.analysis.health import format_score, format_threshold
 from sophia_mcp.domain.results import HealthScore
-from sophia_mcp.store import Store, iso, parse_iso, utcnow
+from sophia_mcp.domain.times import iso, parse_iso, utcnow
+from sophia_mcp.store.database import Store
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from sophia_mcp.domain.issues import IssueDraft
 from sophia_mcp.domain.meetings import Attendee, Meeting, MeetingRequest
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Alert, Attachment
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput
 from sophia_mcp.outbox import OutboxEntry
 from sophia_mcp.runs import start_run
-from sophia_mcp.store import utcnow
 from sophia_mcp.workflows.issues import default_team
 
 log = logging.getLogger(__name__)

@@ -33,11 +33,12 @@ from sophia_mcp.app.services import Services
 from sophia_mcp.domain.knowledge import DocumentFilter, DocumentInfo, SearchHit
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.plural import plural
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.domain.vectors import Metadata
 from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
 from sophia_mcp.ports.vectors import InProcessQuery
 from sophia_mcp.runs import start_run
-from sophia_mcp.store import Store, utcnow
+from sophia_mcp.store.database import Store
 
 log = logging.getLogger(__name__)
 

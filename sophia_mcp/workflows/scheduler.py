@@ -23,10 +23,11 @@ from pydantic import Field
 
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.errors import NotFound
 from sophia_mcp.runs import describe_error
 from sophia_mcp.settings import ScheduleSpec, interval_seconds
-from sophia_mcp.store import Store, dumps, iso, parse_iso, utcnow
+from sophia_mcp.store.database import Store, dumps
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from sophia_mcp.analysis.question import Period, Topic, find_client, read_period
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.results import CallAnalysis
+from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.domain.web import Recency
 from sophia_mcp.errors import InvalidInput, SophiaError
 from sophia_mcp.runs import describe_error
-from sophia_mcp.store import iso, utcnow
 from sophia_mcp.workflows import analytics
 from sophia_mcp.workflows.knowledge import search as search_knowledge
 

@@ -1,0 +1,1 @@
+"""The embedded store (SQLite): its connection, its migrations, and one repository per concern."""

@@ -1,0 +1,434 @@
+"""The store's schema, as the list of migrations that build it: entry N upgrades version N to N+1."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+# Each entry upgrades the schema by one version; never edit a shipped entry, append a new one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE clients (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        domain TEXT,
+        industry TEXT,
+        segment TEXT,
+        city TEXT,
+        units_managed INTEGER,
+        arr REAL,
+        csm_name TEXT,
+        csm_email TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX clients_name ON clients (name COLLATE NOCASE);
+    CREATE INDEX clients_domain ON clients (domain COLLATE NOCASE);
+
+    CREATE TABLE contacts (
+        id TEXT PRIMARY KEY,
+        client_id TEXT REFERENCES clients (id),
+        first_name TEXT,
+        last_name TEXT,
+        email TEXT,
+        title TEXT,
+        phone TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX contacts_client ON contacts (client_id);
+    CREATE INDEX contacts_email ON contacts (email COLLATE NOCASE);
+
+    CREATE TABLE calls (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        started TEXT NOT NULL,
+        duration_s INTEGER NOT NULL,
+        direction TEXT,
+        scope TEXT,
+        url TEXT,
+        client_id TEXT REFERENCES clients (id),
+        client_name TEXT,
+        source TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        imported_at TEXT NOT NULL
+    );
+    CREATE INDEX calls_started ON calls (started DESC, id DESC);
+    CREATE INDEX calls_client ON calls (client_id, started DESC);
+
+    CREATE TABLE call_parties (
+        call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+        party_id TEXT NOT NULL,
+        name TEXT,
+        email TEXT,
+        title TEXT,
+        affiliation TEXT NOT NULL,
+        speaker_id TEXT,
+        user_id TEXT,
+        PRIMARY KEY (call_id, party_id)
+    );
+
+    CREATE TABLE transcripts (
+        call_id TEXT PRIMARY KEY REFERENCES calls (id) ON DELETE CASCADE,
+        monologues TEXT NOT NULL,
+        sentence_count INTEGER NOT NULL,
+        imported_at TEXT NOT NULL
+    );
+
+    CREATE TABLE call_mentions (
+        call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+        competitor TEXT NOT NULL,
+        mentions INTEGER NOT NULL,
+        PRIMARY KEY (call_id, competitor)
+    );
+    CREATE INDEX call_mentions_competitor ON call_mentions (competitor COLLATE NOCASE);
+
+    CREATE TABLE call_analyses (
+        call_id TEXT PRIMARY KEY REFERENCES calls (id) ON DELETE CASCADE,
+        client_id TEXT,
+        started TEXT NOT NULL,
+        analyst TEXT NOT NULL,
+        external_sentiment REAL,
+        internal_ratio REAL,
+        analysis TEXT NOT NULL,
+        analyzed_at TEXT NOT NULL
+    );
+    CREATE INDEX call_analyses_client ON call_analyses (client_id, started DESC);
+
+    CREATE TABLE client_health (
+        client_id TEXT PRIMARY KEY,
+        score REAL NOT NULL,
+        components TEXT NOT NULL,
+        explanation TEXT NOT NULL,
+        as_of TEXT NOT NULL,
+        source_call_id TEXT,
+        run_id TEXT,
+        updated_at TEXT NOT NULL
+    );
+
+    CREATE TABLE client_health_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        client_id TEXT NOT NULL,
+        score REAL NOT NULL,
+        components TEXT NOT NULL,
+        explanation TEXT NOT NULL,
+        as_of TEXT NOT NULL,
+        source_call_id TEXT,
+        run_id TEXT,
+        recorded_at TEXT NOT NULL
+    );
+    CREATE INDEX client_health_history_client ON client_health_history (client_id, recorded_at);
+
+    CREATE TABLE workflow_runs (
+        id TEXT PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        subject TEXT,
+        input TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+        output TEXT,
+        error TEXT,
+        pid INTEGER,
+        started_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE INDEX workflow_runs_workflow ON workflow_runs (workflow, started_at DESC);
+
+    CREATE TABLE run_steps (
+        run_id TEXT NOT NULL REFERENCES workflow_runs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
+        detail TEXT,
+        error TEXT,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        duration_ms REAL,
+        PRIMARY KEY (run_id, seq)
+    );
+
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'sending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        external_ref TEXT,
+        run_id TEXT,
+        created_at TEXT NOT NULL,
+        claimed_at TEXT,
+        delivered_at TEXT
+    );
+    CREATE INDEX outbox_status ON outbox (status, id);
+    """,
+    # 2: what enrichment and the lead score add to a contact; firmographics; the enrichment ledger.
+    """
+    ALTER TABLE contacts ADD COLUMN city TEXT;
+    ALTER TABLE contacts ADD COLUMN state TEXT;
+    ALTER TABLE contacts ADD COLUMN country TEXT;
+    ALTER TABLE contacts ADD COLUMN linkedin_url TEXT;
+    ALTER TABLE contacts ADD COLUMN seniority TEXT;
+    ALTER TABLE contacts ADD COLUMN lead_score REAL;
+    ALTER TABLE contacts ADD COLUMN lead_grade TEXT;
+    CREATE INDEX contacts_updated ON contacts (updated_at);
+
+    CREATE TABLE firmographics (
+        domain TEXT PRIMARY KEY COLLATE NOCASE,
+        name TEXT,
+        industry TEXT,
+        employees INTEGER,
+        units_managed INTEGER,
+        annual_revenue REAL,
+        city TEXT,
+        state TEXT,
+        country TEXT,
+        founded_year INTEGER,
+        linkedin_url TEXT,
+        technologies TEXT NOT NULL DEFAULT '[]',
+        source TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+
+    CREATE TABLE enrichments (
+        crm TEXT NOT NULL,
+        contact_id TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('enriched', 'written', 'unchanged', 'failed')),
+        person TEXT,
+        changes TEXT,
+        score TEXT,
+        error TEXT,
+        run_id TEXT,
+        enriched_at TEXT NOT NULL,
+        finished_at TEXT,
+        PRIMARY KEY (crm, contact_id)
+    );
+    """,
+    # 3: the local vector index (one row per vector) and the model that built it.
+    """
+    CREATE TABLE vector_model (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        model TEXT NOT NULL,
+        dimension INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+
+    CREATE TABLE vectors (
+        id TEXT PRIMARY KEY,
+        vector BLOB NOT NULL,
+        metadata TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
+    # 4: the knowledge base: documents, their chunks, and a full-text index over the chunks.
+    """
+    CREATE TABLE documents (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        source TEXT NOT NULL,
+        type TEXT NOT NULL,
+        format TEXT NOT NULL,
+        tags TEXT NOT NULL DEFAULT '[]',
+        doc_date TEXT,
+        content_hash TEXT NOT NULL,
+        chars INTEGER NOT NULL,
+        chunk_count INTEGER NOT NULL,
+        embedding_model TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX documents_type ON documents (type, updated_at DESC);
+
+    CREATE TABLE chunks (
+        pk INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        document_id TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        section TEXT NOT NULL,
+        text TEXT NOT NULL,
+        start_char INTEGER NOT NULL,
+        end_char INTEGER NOT NULL,
+        UNIQUE (document_id, seq)
+    );
+
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(
+        section, text, content = 'chunks', content_rowid = 'pk', tokenize = 'porter unicode61'
+    );
+
+    CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts (rowid, section, text) VALUES (new.pk, new.section, new.text);
+    END;
+
+    CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts (chunks_fts, rowid, section, text) VALUES ('delete', old.pk, old.section, old.text);
+    END;
+    """,
+    # 5: alerts deduplicated by their sender's key within a window; the local issue tracker; the ledger of issues
+    # created under an idempotency key (whatever the tracker).
+    """
+    ALTER TABLE outbox ADD COLUMN dedupe_key TEXT;
+    CREATE INDEX outbox_dedupe ON outbox (dedupe_key, id);
+
+    CREATE TABLE tracker_teams (
+        id TEXT PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        issue_count INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO tracker_teams (id, key, name) VALUES
+        ('team-cs', 'CS', 'Customer Success'), ('team-eng', 'ENG', 'Engineering'), ('team-sales', 'SALES', 'Sales');
+
+    CREATE TABLE tracker_issues (
+        id TEXT PRIMARY KEY,
+        identifier TEXT NOT NULL UNIQUE,
+        team_id TEXT NOT NULL REFERENCES tracker_teams (id),
+        title TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        priority INTEGER NOT NULL DEFAULT 0 CHECK (priority BETWEEN 0 AND 4),
+        state TEXT NOT NULL,
+        assignee TEXT,
+        labels TEXT NOT NULL DEFAULT '[]',
+        due_date TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX tracker_issues_team ON tracker_issues (team_id, updated_at DESC);
+
+    CREATE TABLE issue_keys (
+        key TEXT PRIMARY KEY,
+        backend TEXT NOT NULL,
+        issue_id TEXT,
+        identifier TEXT,
+        created_at TEXT NOT NULL
+    );
+    """,
+    # 6: meeting invites; schedules and their runs; bug reports and the issues they became.
+    """
+    CREATE TABLE meetings (
+        uid TEXT PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        organizer TEXT NOT NULL,
+        attendees TEXT NOT NULL,
+        starts_at TEXT NOT NULL,
+        ends_at TEXT NOT NULL,
+        ics TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX meetings_start ON meetings (starts_at);
+
+    CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        next_run_at TEXT NOT NULL,
+        last_run_at TEXT,
+        lease_owner TEXT,
+        lease_until TEXT,
+        updated_at TEXT NOT NULL
+    );
+
+    CREATE TABLE schedule_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        schedule TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        missed INTEGER NOT NULL DEFAULT 0,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+        run_id TEXT,
+        summary TEXT,
+        error TEXT
+    );
+    CREATE INDEX schedule_runs_schedule ON schedule_runs (schedule, id DESC);
+
+    CREATE TABLE bug_reports (
+        issue_key TEXT PRIMARY KEY,
+        issue_id TEXT,
+        reporter TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        last_state TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
+    # 7: churn: each client's features as of a date, and (once known) whether it renewed or churned.
+    """
+    CREATE TABLE client_snapshots (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        client_id TEXT NOT NULL,
+        as_of TEXT NOT NULL,
+        features TEXT NOT NULL,
+        outcome TEXT CHECK (outcome IN ('renewed', 'churned')),
+        source TEXT NOT NULL,
+        UNIQUE (client_id, as_of)
+    );
+    CREATE INDEX client_snapshots_outcome ON client_snapshots (outcome);
+    """,
+    # 8: which process claimed an outbox entry, so a claim by a process that died is released at once.
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_by INTEGER;
+    """,
+    # 9: vectors of a document version that a process is writing or removing, noted first: what one that dies
+    # midway leaves is removed by the next. Vectors left so before this (no document version of theirs) go now.
+    """
+    CREATE TABLE pending_vectors (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        document_id TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        chunk_count INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('writing', 'removing')),
+        pid INTEGER,
+        owner TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX pending_vectors_version ON pending_vectors (document_id, content_hash);
+    DELETE FROM vectors WHERE id NOT IN (
+        SELECT c.document_id || '#' || substr(d.content_hash, 1, 10) || '.' || c.seq
+        FROM chunks c JOIN documents d ON d.id = c.document_id
+    );
+    """,
+    # 10: one health history row per client and source call: re-analysing a call replaced its row's figures
+    # instead of appending the same point again (which weighed twice in the trend). The newest of each is kept.
+    """
+    DELETE FROM client_health_history WHERE source_call_id IS NOT NULL AND id NOT IN (
+        SELECT max(id) FROM client_health_history WHERE source_call_id IS NOT NULL GROUP BY client_id, source_call_id
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS client_health_history_source
+        ON client_health_history (client_id, source_call_id);
+    """,
+    # 11: how a call was linked to its client (or why it was not); clients found by a name key that ignores case
+    # and punctuation (filled when calls are linked); each client's last health alert, so alerts follow changes.
+    """
+    ALTER TABLE calls ADD COLUMN link TEXT;
+    ALTER TABLE calls ADD COLUMN unlinked_reason TEXT;
+    CREATE INDEX calls_unlinked ON calls (started DESC, id DESC) WHERE client_id IS NULL;
+    ALTER TABLE clients ADD COLUMN name_key TEXT;
+    CREATE INDEX clients_name_key ON clients (name_key);
+
+    CREATE TABLE health_alert_state (
+        client_id TEXT PRIMARY KEY,
+        alert_key TEXT NOT NULL,
+        score REAL NOT NULL,
+        components TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        call_started TEXT NOT NULL,
+        recovered_score REAL,
+        updated_at TEXT NOT NULL
+    );
+    """,
+]
+
+
+def statements(script: str) -> Iterator[str]:
+    """The complete statements of a script, one by one (a trigger's body keeps its inner semicolons)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip():
+                yield pending
+            pending = ""
+    if pending.strip().rstrip(";").strip():
+        yield pending
