@@ -18,7 +18,8 @@ import anyio
 import anyio.to_thread
 from anyio.lowlevel import RunVar
 
-from sophia_mcp.analysis.documents import Format, ParsedDocument, parse_document
+from sophia_mcp.analysis.documents import ParsedDocument, parse_document
+from sophia_mcp.domain.knowledge import Format
 from sophia_mcp.errors import InvalidInput
 
 log = logging.getLogger(__name__)

@@ -13,12 +13,11 @@ import io
 import re
 import zipfile
 import zlib
-from typing import Any, Literal
+from typing import Any
 
+from sophia_mcp.domain.knowledge import Format
 from sophia_mcp.domain.model import Model
 from sophia_mcp.errors import InvalidInput
-
-Format = Literal["pdf", "docx", "html", "markdown", "text"]
 
 FORMAT_OF_SUFFIX: dict[str, Format] = {
     ".pdf": "pdf", ".docx": "docx", ".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "markdown",

@@ -15,11 +15,10 @@ from typing import Literal
 from pydantic import Field
 
 from sophia_mcp.analysis.health import format_score
+from sophia_mcp.domain.crm import Seniority
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.weights import LeadScoreWeights
-
-Seniority = Literal["executive", "vp", "director", "manager", "staff"]
 
 # Checked in order: the first pattern that matches a title decides its seniority.
 SENIORITY_PATTERNS: list[tuple[Seniority, re.Pattern[str]]] = [

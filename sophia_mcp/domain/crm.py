@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from sophia_mcp.analysis.lead_score import Seniority
 from sophia_mcp.domain.model import Model
+
+Seniority = Literal["executive", "vp", "director", "manager", "staff"]
 
 
 class Client(Model):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from sophia_mcp.analysis.lead_score import Seniority
+from sophia_mcp.domain.crm import Seniority
 from sophia_mcp.domain.model import Model
 
 

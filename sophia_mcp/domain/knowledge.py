@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import Field
 
-from sophia_mcp.analysis.documents import Format
 from sophia_mcp.domain.model import Model
+
+Format = Literal["pdf", "docx", "html", "markdown", "text"]
 
 
 class DocumentInfo(Model):

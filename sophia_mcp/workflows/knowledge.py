@@ -28,9 +28,9 @@ from pydantic import Field
 
 from sophia_mcp.adapters.document_worker import read_document
 from sophia_mcp.adapters.local_documents import LocalDocuments, Removal, chunk_id
-from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX, Format, chunk_text
+from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX, chunk_text
 from sophia_mcp.app.services import Services
-from sophia_mcp.domain.knowledge import DocumentFilter, DocumentInfo, SearchHit
+from sophia_mcp.domain.knowledge import DocumentFilter, DocumentInfo, Format, SearchHit
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import utcnow
