@@ -256,28 +256,28 @@ def _complete_alert_ids(services: Services, typed: str, _: dict[str, str]) -> li
 
 def register(server: SophiaServer, prefix: str = "") -> None:
     """Declare the alerts tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
-    server.add_tool(
+    server.declare_tool(
         send_alert, name="send_alert", prefix=prefix,
         annotations=tool_hints("Send alert", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
-    server.add_tool(
+    server.declare_tool(
         list_alerts, name="list_alerts", prefix=prefix, annotations=tool_hints("List alerts", read_only=True)
     )
-    server.add_tool(
+    server.declare_tool(
         list_schedules, name="list_schedules", prefix=prefix, annotations=tool_hints("List schedules", read_only=True)
     )
-    server.add_tool(
+    server.declare_tool(
         list_meetings, name="list_meetings", prefix=prefix, annotations=tool_hints("List meetings", read_only=True)
     )
-    server.add_tool(
+    server.declare_tool(
         set_schedule, name="set_schedule", prefix=prefix,
         annotations=tool_hints("Set a schedule", read_only=False, idempotent=True),
     )  # fmt: skip
-    server.add_tool(
+    server.declare_tool(
         run_health_monitor, name="run_health_monitor", prefix=prefix,
         annotations=tool_hints("Run the health monitor", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
-    server.add_tool(
+    server.declare_tool(
         retry_alerts, name="retry_alerts", prefix=prefix,
         annotations=tool_hints("Retry alerts", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
@@ -287,11 +287,13 @@ def register(server: SophiaServer, prefix: str = "") -> None:
         alerts = await server.services.outbox.list(limit=RECENT, kind="alert")
         return AlertPage(alerts=alerts, next_cursor=None).model_dump_json(indent=2)
 
-    server.resource("alerts://recent", name="recent_alerts", title="Recent alerts", mime_type="application/json")(
-        recent_alerts
+    server.declare_resource(
+        "alerts://recent", name="recent_alerts", title="Recent alerts", mime_type="application/json"
+    )(recent_alerts)
+    server.declare_resource("alerts://{alert_id}", name="alert", title="Alert", mime_type="application/json")(
+        alert_resource
     )
-    server.resource("alerts://{alert_id}", name="alert", title="Alert", mime_type="application/json")(alert_resource)
-    server.resource("meetings://{uid}", name="meeting", title="Meeting request", mime_type="text/calendar")(
+    server.declare_resource("meetings://{uid}", name="meeting", title="Meeting request", mime_type="text/calendar")(
         meeting_resource
     )
     server.prompt(name="escalate", title="Escalate a client")(escalate)

@@ -23,6 +23,7 @@ from sophia_mcp.mcp.server import (
     complete_client_names,
     offers,
     progress_of,
+    says_errors,
     server_of,
     services_of,
     tool_hints,
@@ -134,6 +135,7 @@ async def _gathered(
     return evidence
 
 
+@says_errors
 async def _evidence(ctx: Context, question: str, client: str | None, sources: list[SourceName] | None) -> Evidence:
     """Resolver: the evidence bundle. On 2026-07-28 it runs again on the round that brings the client's answer,
     where each source's cached answer (from the first round) makes it the same evidence, so the same question."""
@@ -354,7 +356,9 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
         rows = await store.run(workflow_metrics, store)
         return json.dumps({"workflows": [r.model_dump() for r in rows]}, indent=2)
 
-    server.resource("sophia://metrics", name="metrics", title="Workflow metrics", mime_type="application/json")(metrics)
+    server.declare_resource("sophia://metrics", name="metrics", title="Workflow metrics", mime_type="application/json")(
+        metrics
+    )
 
     async def latest_dashboard() -> str:
         """The newest dashboard, as an MCP Apps UI."""
@@ -365,37 +369,39 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
         schema = await analytics.describe_warehouse(server.services)
         return schema.model_dump_json(indent=2)
 
-    server.resource(
+    server.declare_resource(
         "sophia://warehouse/schema", name="warehouse_schema", title="Warehouse schema", mime_type="application/json"
     )(warehouse_schema)
 
-    server.resource(DASHBOARD_UI, name="dashboard_ui", title="Dashboard", mime_type=MCP_APP)(latest_dashboard)
-    server.resource("sophia://dashboards/{name}", name="dashboard", title="Dashboard", mime_type="text/html")(
+    server.declare_resource(DASHBOARD_UI, name="dashboard_ui", title="Dashboard", mime_type=MCP_APP)(latest_dashboard)
+    server.declare_resource("sophia://dashboards/{name}", name="dashboard", title="Dashboard", mime_type="text/html")(
         dashboard_resource
     )
-    server.add_tool(
+    server.declare_tool(
         predict_churn, name="predict_churn",
         annotations=read("Predict churn", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
     server.writes_only_when("predict_churn", "act")
-    server.add_tool(
+    server.declare_tool(
         record_outcome, name="record_outcome",
         annotations=read("Record a renewal or churn", read_only=False, idempotent=True),
     )  # fmt: skip
-    server.add_tool(
+    server.declare_tool(
         competitive_intelligence, name="competitive_intelligence",
         annotations=read("Competitive intelligence", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
-    server.add_tool(
+    server.declare_tool(
         build_dashboard, name="build_dashboard", meta={"ui": {"resourceUri": DASHBOARD_UI}},
         annotations=read("Build a dashboard", read_only=False, idempotent=False),
     )  # fmt: skip
-    server.add_tool(
+    server.declare_tool(
         strategic_query, name="strategic_query", annotations=read("Strategic query", read_only=True, open_world=True)
     )
-    server.add_tool(run_metric, name="run_metric", annotations=read("Business metric", read_only=True))
-    server.add_tool(query_warehouse, name="query_warehouse", annotations=read("Query the warehouse", read_only=True))
-    server.add_tool(
+    server.declare_tool(run_metric, name="run_metric", annotations=read("Business metric", read_only=True))
+    server.declare_tool(
+        query_warehouse, name="query_warehouse", annotations=read("Query the warehouse", read_only=True)
+    )
+    server.declare_tool(
         describe_warehouse, name="describe_warehouse",
         annotations=read("Describe the warehouse", read_only=True),
     )  # fmt: skip

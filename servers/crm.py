@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+from email_validator import EmailNotValidError, validate_email
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
@@ -28,6 +29,7 @@ from sophia_mcp.mcp.server import (
     complete_client_names,
     none_yet,
     offers,
+    says_errors,
     server_of,
     services_of,
     tool_hints,
@@ -63,9 +65,7 @@ ClientRef = Annotated[
 
 
 def _valid_email(value: str) -> str:
-    """email-validator's syntax check (no DNS lookup), imported on first use: it costs a server's start 25 ms."""
-    from email_validator import EmailNotValidError, validate_email
-
+    """email-validator's syntax check (no DNS lookup)."""
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
@@ -184,6 +184,7 @@ def _confirmed(answer: Confirmation, what: str) -> None:
         raise Declined(f"Nothing was written: the user did not confirm ({what}).")
 
 
+@says_errors
 def _ask_enrich_one(ctx: Context, contact_id: str) -> Confirm | Elicit[Confirm]:
     return _ask(ctx, f"Enrich contact {contact_id} and write its changed fields and lead score")
 
@@ -193,12 +194,14 @@ def _either_ids_or_since(contact_ids: list[str] | None, since: datetime | None) 
         raise InvalidInput("Give either contact_ids or since, not both and not neither")
 
 
+@says_errors
 def _ask_enrich_many(ctx: Context, contact_ids: list[str] | None, since: datetime | None) -> Confirm | Elicit[Confirm]:
     _either_ids_or_since(contact_ids, since)  # before anyone is asked anything
     what = f"{len(contact_ids)} contacts" if contact_ids else f"every contact changed since {since:%Y-%m-%d %H:%M}"
     return _ask(ctx, f"Enrich {what} and write changed fields and lead scores")
 
 
+@says_errors
 async def _ask_update(ctx: Context, contact_id: str, changes: ContactUpdate) -> Confirm | Elicit[Confirm]:
     await services_of(ctx).crm.get_contact(contact_id)  # an unknown id is reported before anyone is asked anything
     return _ask(ctx, f"Change {', '.join(changes.model_dump(exclude_unset=True))} of contact {contact_id}")
@@ -421,30 +424,32 @@ def register(server: SophiaServer, prefix: str = "") -> None:
     """Declare the crm tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
     hints = tool_hints
     read_crm = {"read_only": True}
-    server.add_tool(get_contact, name="get_contact", prefix=prefix, annotations=hints("Get contact", **read_crm))
-    server.add_tool(
+    server.declare_tool(get_contact, name="get_contact", prefix=prefix, annotations=hints("Get contact", **read_crm))
+    server.declare_tool(
         search_contacts, name="search_contacts", prefix=prefix, annotations=hints("Search contacts", **read_crm)
     )
     write = {"read_only": False, "destructive": True, "idempotent": True}
-    server.add_tool(
+    server.declare_tool(
         enrich_contact, name="enrich_contact", prefix=prefix, annotations=hints("Enrich and score contact", **write)
     )
-    server.add_tool(
+    server.declare_tool(
         enrich_contacts, name="enrich_contacts", prefix=prefix, annotations=hints("Enrich and score contacts", **write)
     )
-    server.add_tool(update_contact, name="update_contact", prefix=prefix, annotations=hints("Update contact", **write))
-    server.add_tool(score_lead_tool, name="score_lead", prefix=prefix, annotations=hints("Score lead", **read_crm))
-    server.add_tool(list_clients, name="list_clients", prefix=prefix, annotations=hints("List clients", **read_crm))
-    server.add_tool(
+    server.declare_tool(
+        update_contact, name="update_contact", prefix=prefix, annotations=hints("Update contact", **write)
+    )
+    server.declare_tool(score_lead_tool, name="score_lead", prefix=prefix, annotations=hints("Score lead", **read_crm))
+    server.declare_tool(list_clients, name="list_clients", prefix=prefix, annotations=hints("List clients", **read_crm))
+    server.declare_tool(
         get_client_health, name="get_client_health", prefix=prefix, annotations=hints("Get client health", **read_crm)
     )
-    server.resource("crm://contacts/{contact_id}", name="contact", title="CRM contact", mime_type="application/json")(
-        contact_resource
-    )
-    server.resource("crm://clients/{client_id}", name="client", title="Client company", mime_type="application/json")(
-        client_resource
-    )
-    server.resource(
+    server.declare_resource(
+        "crm://contacts/{contact_id}", name="contact", title="CRM contact", mime_type="application/json"
+    )(contact_resource)
+    server.declare_resource(
+        "crm://clients/{client_id}", name="client", title="Client company", mime_type="application/json"
+    )(client_resource)
+    server.declare_resource(
         "crm://clients/{client_id}/health", name="client_health", title="Client health", mime_type="application/json"
     )(client_health_resource)
     server.prompt(name="qualify_lead", title="Qualify a lead")(qualify_lead)

@@ -316,30 +316,30 @@ def _complete_call_ids(services: Services, typed: str, _: dict[str, str]) -> lis
 def register(server: SophiaServer, prefix: str = "") -> None:
     """Declare the gong tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
     read = tool_hints
-    server.add_tool(list_calls, name="list_calls", prefix=prefix, annotations=read("List calls", read_only=True))
-    server.add_tool(get_call, name="get_call", prefix=prefix, annotations=read("Get call", read_only=True))
-    server.add_tool(
+    server.declare_tool(list_calls, name="list_calls", prefix=prefix, annotations=read("List calls", read_only=True))
+    server.declare_tool(get_call, name="get_call", prefix=prefix, annotations=read("Get call", read_only=True))
+    server.declare_tool(
         get_transcript, name="get_transcript", prefix=prefix, annotations=read("Get call transcript", read_only=True)
     )
-    server.add_tool(
+    server.declare_tool(
         analyze_call,
         name="analyze_call",
         prefix=prefix,
         annotations=read("Analyse call and update client health", read_only=False, idempotent=True),
     )
-    server.add_tool(
+    server.declare_tool(
         link_call,
         name="link_call",
         prefix=prefix,
         annotations=read("Link call to client", read_only=False, idempotent=True),
     )
-    server.resource("gong://calls/{call_id}", name="call", title="Gong call", mime_type="application/json")(
+    server.declare_resource("gong://calls/{call_id}", name="call", title="Gong call", mime_type="application/json")(
         call_resource
     )
-    server.resource(
+    server.declare_resource(
         "gong://calls/{call_id}/transcript", name="call_transcript", title="Call transcript", mime_type="text/plain"
     )(transcript_resource)
-    server.resource("sophia://runs/{run_id}", name="run", title="Workflow run", mime_type="application/json")(
+    server.declare_resource("sophia://runs/{run_id}", name="run", title="Workflow run", mime_type="application/json")(
         run_resource
     )
     server.prompt(name="review_call", title="Review a call")(review_call)

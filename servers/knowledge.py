@@ -248,34 +248,36 @@ def _complete_competitors(services: Services, typed: str, _: dict[str, str]) -> 
 def register(server: SophiaServer, prefix: str = "") -> None:
     """Declare the knowledge tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
     hints = tool_hints
-    server.add_tool(
+    server.declare_tool(
         ingest_document, name="ingest_document", prefix=prefix,
         annotations=hints("Ingest document", read_only=False, idempotent=True),
     )  # fmt: skip
-    server.add_tool(
+    server.declare_tool(
         ingest_text,
         name="ingest_text",
         prefix=prefix,
         annotations=hints("Ingest text", read_only=False, idempotent=True),
     )
-    server.add_tool(
+    server.declare_tool(
         search_documents,
         name="search_documents",
         prefix=prefix,
         annotations=hints("Search the knowledge base", read_only=True),
     )
-    server.add_tool(get_document, name="get_document", prefix=prefix, annotations=hints("Get document", read_only=True))
-    server.add_tool(
+    server.declare_tool(
+        get_document, name="get_document", prefix=prefix, annotations=hints("Get document", read_only=True)
+    )
+    server.declare_tool(
         list_documents, name="list_documents", prefix=prefix, annotations=hints("List documents", read_only=True)
     )
-    server.add_tool(
+    server.declare_tool(
         delete_document, name="delete_document", prefix=prefix,
         annotations=hints("Delete document", read_only=False, destructive=True, idempotent=False),
     )  # fmt: skip
-    server.resource(
+    server.declare_resource(
         "kb://documents/{document_id}", name="document", title="Knowledge document", mime_type="application/json"
     )(document_resource)
-    server.resource(
+    server.declare_resource(
         "kb://documents/{document_id}/chunks", name="document_chunks", title="Document text", mime_type="text/plain"
     )(chunks_resource)
     server.prompt(name="answer_from_knowledge", title="Answer from the knowledge base")(answer_from_knowledge)

@@ -181,29 +181,29 @@ def _complete_issue_ids(services: Services, typed: str, _: dict[str, str]) -> li
 def register(server: SophiaServer, prefix: str = "") -> None:
     """Declare the linear tools, resources, prompts and completions on `server` (tool names get `prefix`)."""
     hints = tool_hints
-    server.add_tool(
+    server.declare_tool(
         create_issue, name="create_issue", prefix=prefix,
         annotations=hints("Create issue", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
-    server.add_tool(
+    server.declare_tool(
         search_issues,
         name="search_issues",
         prefix=prefix,
         annotations=hints("Search issues", read_only=True, open_world=True),
     )
-    server.add_tool(
+    server.declare_tool(
         get_issue, name="get_issue", prefix=prefix, annotations=hints("Get issue", read_only=True, open_world=True)
     )
-    server.add_tool(
+    server.declare_tool(
         update_issue, name="update_issue", prefix=prefix,
         annotations=hints("Update issue", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
-    server.add_tool(list_teams, name="list_teams", prefix=prefix, annotations=hints("List teams", read_only=True))
-    server.add_tool(
+    server.declare_tool(list_teams, name="list_teams", prefix=prefix, annotations=hints("List teams", read_only=True))
+    server.declare_tool(
         report_bug, name="report_bug", prefix=prefix,
         annotations=hints("Report a bug", read_only=False, idempotent=True, open_world=True),
     )  # fmt: skip
-    server.resource("linear://issues/{issue_id}", name="issue", title="Issue", mime_type="application/json")(
+    server.declare_resource("linear://issues/{issue_id}", name="issue", title="Issue", mime_type="application/json")(
         issue_resource
     )
     server.prompt(name="triage_bug", title="Triage a bug report")(triage_bug)

@@ -1,3 +1,3 @@
-from sophia_mcp.cli.serve import main
+from sophia_mcp.cli.main import app
 
-main()
+app()

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from sophia_mcp.analysis.health import format_score, format_threshold
 from sophia_mcp.app.logs import configure_logging
-from sophia_mcp.cli.serve import SERVER_NAMES, settings_problems
+from sophia_mcp.cli.serve import SERVER_NAMES, run_server, settings_problems
 from sophia_mcp.cli.terminal import Column, Report, console_for
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.errors import ConfigurationError, SophiaError
@@ -193,8 +193,6 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on (sse and http).")] = 8000,
 ) -> None:
     """Run an MCP server. Under stdio nothing but protocol is written to stdout."""
-    from sophia_mcp.cli.serve import run_server
-
     run_server(name.value, transport.value, host, port)
 
 
@@ -817,9 +815,3 @@ def doctor() -> None:
     # A warning is something that works without what failed (Redis down: a cache miss): still usable, exit 0.
     noted = f", with {plural(warnings, 'warning')} above" if warnings else ""
     console.print(f"[green]Everything configured can be used{noted}.[/green]")
-
-
-def main() -> None:
-    from sophia_mcp.cli.serve import main as entry
-
-    entry()

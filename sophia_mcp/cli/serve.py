@@ -1,41 +1,34 @@
-"""Starting a server, and the `sophia-mcp` entry point.
-
-`sophia-mcp serve NAME` is what an MCP client spawns on every start, so it is parsed here with argparse and never
-imports typer and rich (about 40 ms of a server's cold start); every other command, and any `serve` this parser
-does not take (`--help`, a typo), goes to the full typer CLI in `sophia_mcp.cli.main`.
-"""
+"""Starting a server: what `sophia-mcp serve NAME` runs, over stdio or HTTP."""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import signal
 import sys
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
+
+from pydantic import ValidationError
+
+from sophia_mcp.app.logs import configure_logging
+from sophia_mcp.app.telemetry import configure_from_environment, shutdown
+from sophia_mcp.http.serving import NotSafeToServe, serve_http
+from sophia_mcp.settings import load_settings
 
 SERVER_NAMES = ("composite", "gong", "crm", "knowledge", "alerts", "linear")
-TRANSPORTS = ("stdio", "sse", "http")
 
 
 def run_server(name: str, transport: str, host: str, port: int) -> None:
     """Run one server until its transport ends. Under stdio nothing but protocol is written to stdout."""
-    from pydantic import ValidationError
-
-    from sophia_mcp.settings import load_settings
-
     try:
         settings = load_settings()
     except ValidationError as exc:
         print(settings_problems(exc), file=sys.stderr)
         raise SystemExit(2) from exc
-    from sophia_mcp.app.logs import configure_logging
-    from sophia_mcp.app.telemetry import configure_from_environment, shutdown
-
     configure_logging(settings.log_level)
-
     configure_from_environment(f"sophia-{name}")
+    # Only the server asked for is imported: the others' modules are no part of its start.
     module = importlib.import_module(f"sophia_mcp.servers.{name}")
     try:
         if transport == "stdio":
@@ -55,8 +48,6 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
             finally:
                 server.close()
         else:
-            from sophia_mcp.http.serving import NotSafeToServe, serve_http
-
             try:
                 serve_http(module.create_server, settings, transport, host, port)
             except NotSafeToServe as exc:
@@ -79,32 +70,3 @@ def settings_problems(error: Any) -> str:
         given = "" if problem["type"] == "missing" else f" (got {problem['input']!r:.60})"
         lines.append(f"sophia-mcp: {name}: {problem['msg']}{given}")
     return "\n".join(lines)
-
-
-class _QuietParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ValueError(message)  # the full CLI will say what is wrong, in its own words
-
-
-def _serve_options(argv: list[str]) -> argparse.Namespace | None:
-    parser = _QuietParser(add_help=False, exit_on_error=False)
-    parser.add_argument("command", choices=["serve"])
-    parser.add_argument("name", choices=SERVER_NAMES)
-    parser.add_argument("--transport", choices=TRANSPORTS, default="stdio")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    try:
-        options, rest = parser.parse_known_args(argv)
-    except (argparse.ArgumentError, ValueError):
-        return None
-    return None if rest else options
-
-
-def main() -> None:
-    options = _serve_options(sys.argv[1:]) if sys.argv[1:2] == ["serve"] else None
-    if options is not None:
-        run_server(options.name, options.transport, options.host, options.port)
-        return
-    from sophia_mcp.cli.main import app
-
-    app()

@@ -4,7 +4,7 @@ token the server takes.
 A static token (`SOPHIA_HTTP__BEARER_TOKEN`) is the operator's own: it may call every tool, and identifies no person,
 so its clients are told apart by address. An OAuth access token (`SOPHIA_HTTP__JWKS_URL`) carries its scopes and its
 subject. The SDK's middleware asks the verifier on every request, answers 401 or 403 before any MCP handling, and
-puts the token where the write-scope check (`surface.WriteScope`) reads it.
+puts the token where the write-scope check (`sophia_mcp.mcp.server.WriteScope`) reads it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 
+from sophia_mcp.adapters.jwt_verifier import JWTVerifier
 from sophia_mcp.settings import Settings
 
 STATIC_CLIENT = "static-token"
@@ -61,8 +62,6 @@ def auth_options(settings: Settings) -> dict[str, Any]:
             raise NotSafeToServe(
                 "OAuth needs SOPHIA_HTTP__ISSUER and SOPHIA_HTTP__AUDIENCE beside SOPHIA_HTTP__JWKS_URL"
             )
-        from sophia_mcp.adapters.jwt_verifier import JWTVerifier
-
         auth = AuthSettings(
             issuer_url=http.issuer, resource_server_url=http.audience, required_scopes=http.required_scopes or None,
             validate_token_resource=False,  # the verifier checks the audience itself

@@ -1,20 +1,22 @@
 """What every sophia-mcp server shares on the MCP side: errors as `isError` results that say what to fix,
 lazily built services, `logging/setLevel`, completions from several providers, and tool annotations.
 
-Servers under `sophia_mcp.servers` declare their tools with the SDK's decorators on a `SophiaServer`; the
-composite server registers the same functions again under prefixes.
+Servers under `sophia_mcp.servers` declare their tools on a `SophiaServer` (`declare_tool`, `declare_resource`, the
+SDK's `prompt`); the composite server declares the same functions again under prefixes. Everything here is built on
+the SDK's public API: what wraps a call (errors, time limit, size cap, names) is MCP middleware.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import inspect
 import logging
 import threading
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal, TypeVar, cast
@@ -23,15 +25,11 @@ import anyio
 import anyio.to_thread
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer, Resolve, Sample
-from mcp.server.mcpserver.exceptions import (
-    ResourceError,
-    ResourceNotFoundError,
-    ToolError,
-    UnexpectedResourceError,
-    UnexpectedToolError,
-)
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.resolve import find_resolved_parameters
+from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import (
     INTERNAL_ERROR,
@@ -42,29 +40,25 @@ from mcp_types import (
     CompletionContext,
     CreateMessageResult,
     EmptyResult,
-    GetPromptResult,
-    Icon,
-    InputRequiredResult,
     LoggingLevel,
-    Prompt,
     PromptReference,
-    Resource,
-    ResourceTemplate,
     ResourceTemplateReference,
     SetLevelRequestParams,
     TextContent,
     ToolAnnotations,
 )
-from mcp_types import Tool as MCPTool
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from opentelemetry import trace
-from pydantic import AnyUrl, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from sophia_mcp import __version__
 from sophia_mcp.adapters.sampling_analyst import MAX_PARTS, SamplingAnalyst, prompt_of, sampling_requests
+from sophia_mcp.app.backends import build_services
 from sophia_mcp.app.services import Services
 from sophia_mcp.errors import DiskFull, InvalidInput, NotFound, SophiaError
 from sophia_mcp.mcp.tool_names import ToolNames, close_names, render_prose
 from sophia_mcp.ports.analyst import Analyst
-from sophia_mcp.runs import Progress
+from sophia_mcp.runs import Progress, reap_interrupted
 from sophia_mcp.settings import Settings, load_settings
 from sophia_mcp.store.database import file_failure
 
@@ -81,7 +75,7 @@ MAX_COMPLETIONS = 20
 MAX_TYPED = 200
 
 # An idempotency key a caller gives: word characters and : . - / @ #. Its length is bounded by max_length, not in
-# the pattern: a bounded repeat of \w compiles to an automaton that costs a server's start 80 ms.
+# the pattern: a bounded repeat of \w compiles to a large automaton.
 KEY_PATTERN = r"^[\w:.\-/@#]+$"
 
 # A page cursor as a listing hands it out (sophia_mcp.mcp.cursors): opaque to the caller, bounded like every string.
@@ -156,29 +150,6 @@ def unknown(kind: str, asked: str, nearest: list[str], listing: str) -> str:
     return f"Unknown {kind} {brief(asked, 100)}; {hint}"
 
 
-T = TypeVar("T")
-
-
-async def _within(seconds: float, call: Awaitable[T]) -> T:
-    """Await `call`, raising TimeoutError after `seconds`. On asyncio (how every server here runs) with asyncio's
-    own timeout: anyio's cancel scope, which finds the event loop library on every call, cost a tenth of a small
-    tool call's CPU over HTTP. anyio's elsewhere."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        with anyio.fail_after(seconds):
-            return await call
-    async with asyncio.timeout(seconds):
-        return await call
-
-
-def _result_size(result: object) -> int:
-    """The characters of a result's text content (its structured content is there too); 0 for no tool result."""
-    if not isinstance(result, CallToolResult):
-        return 0
-    return sum(len(c.text) for c in result.content if isinstance(c, TextContent))
-
-
 def how_to_shrink(schema: Mapping[str, Any], arguments: Mapping[str, Any], size: int, cap: int) -> str:
     """What to call a tool with for a result under `cap` characters, from its own arguments (its input schema):
     a smaller limit (with a number that fits), its cursor to page on, the optional arguments that narrow it."""
@@ -209,30 +180,84 @@ def how_to_shrink(schema: Mapping[str, Any], arguments: Mapping[str, Any], size:
     return "call it again with " + "; or ".join(ways)
 
 
+# Our errors raised while answering one request (by a tool, a resolver or a resource), noted where they are caught
+# so the middleware answering the request can say them; the SDK passes on only its own wrapper's text.
+NOTED: ContextVar[list[BaseException] | None] = ContextVar("sophia_noted_errors", default=None)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _noted(error: BaseException) -> BaseException | None:
+    """`error` as ours to say (noted for the request's middleware), or None when it is not ours."""
+    if not isinstance(error, SophiaError | ValidationError):
+        error = file_failure(error) if isinstance(error, OSError) else None  # type: ignore[assignment]
+        if not isinstance(error, DiskFull):  # a file beside the store
+            return None
+    noted = NOTED.get()
+    if noted is not None:
+        noted.append(error)
+    return error
+
+
+def says_errors(fn: F, raises: type[Exception] = ToolError) -> F:
+    """`fn` (a tool, a resolver or a resource function), its own errors (`SophiaError`, a full disk) raised as the
+    SDK's `raises` (a failure it reports, not a crash it logs) and noted for the middleware that says them."""
+    wanted = (SophiaError, OSError) if raises is ToolError else (SophiaError, OSError, ValidationError)
+
+    def fail(exc: Exception) -> Exception:
+        error = _noted(exc)
+        return exc if error is None else raises(str(error))
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except wanted as exc:
+                raise fail(exc) from exc
+
+        return cast(F, run_async)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except wanted as exc:
+            raise fail(exc) from exc
+
+    return cast(F, run)
+
+
+def says_resource_errors(fn: F) -> F:
+    """`says_errors` for a resource function: its errors raised as the SDK's `ResourceError`."""
+    return says_errors(fn, ResourceError)
+
+
 class SophiaServer(MCPServer[Any]):
-    """An `MCPServer` wired to sophia-mcp's services, with our error, logging and completion conventions."""
+    """An `MCPServer` wired to sophia-mcp's services, with our error, logging and completion conventions, built on
+    the SDK's public API: tools and resources are declared through `declare_tool` and `declare_resource` (names
+    under a prefix, errors said), and the middleware below answers what the SDK leaves to the application."""
 
     def __init__(self, name: str, instructions: str, settings: Settings | None = None, **kwargs: Any) -> None:
-        from sophia_mcp import __version__
-
         super().__init__(name=name, instructions=instructions, version=__version__, lifespan=self._lifespan, **kwargs)
         self._settings = settings
         self._services: Services | None = None
         self._services_lock = threading.Lock()
         self._completers: dict[tuple[str, str], Completer] = {}
-        self._log_levels: weakref.WeakKeyDictionary[Any, LoggingLevel] = weakref.WeakKeyDictionary()
-        # MCPServer does not serve logging/setLevel itself; handshake-era clients rely on it.
-        self._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, self._set_level)
+        # The level each client connection asked for (logging/setLevel), by its handshake's identity.
+        self._log_levels: dict[int, LoggingLevel] = {}
         self.completion()(self._complete)
-        # Tools are declared here and built when first called; the list comes from the tool cache when it can.
-        self._pending_tools: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
-        self._deferred: list[Callable[[], Any]] = []
+        # Each tool's function by the name it has here, and its arguments model once a bad call needs it.
+        self._tool_functions: dict[str, Callable[..., Any]] = {}
+        self._arguments: dict[str, FuncMetadata] = {}
         # Tools that change data, each with the boolean argument that must be false for a call to only read (if any).
         self._writes: dict[str, tuple[str, Any] | None] = {}
-        self._tool_list: list[MCPTool] | None = None
         # The name each tool has here, by its bare name: every text naming a tool is shown with these names.
         self.tool_names = ToolNames()
-        self.middleware.append(WriteScope(self))
+        self.middleware.extend(
+            [LogLevels(self), WriteScope(self), ToolCalls(self), ResourceReads(self), PromptGets(self), Named(self)]
+        )
         # Whether the client runs on this machine (the serve command sets it for stdio): only then do its file://
         # roots name this machine's folders. Over HTTP or SSE they name the client's, so they are ignored.
         self.client_is_local = False
@@ -241,34 +266,40 @@ class SophiaServer(MCPServer[Any]):
         # Whether GET /dashboards/{name} serves the dashboards it builds, when it serves HTTP.
         self.serves_dashboards = False
 
-    # -- tools, built lazily --------------------------------------------------------------------------
+    # -- tools and resources ------------------------------------------------------------------------
 
-    def add_tool(
+    def declare_tool(
         self,
         fn: Callable[..., Any],
-        name: str | None = None,
+        name: str,
+        *,
+        annotations: ToolAnnotations,
+        prefix: str = "",
         title: str | None = None,
         description: str | None = None,
-        annotations: ToolAnnotations | None = None,
-        icons: list[Icon] | None = None,
         meta: dict[str, Any] | None = None,
-        structured_output: bool | None = None,
-        *,
-        prefix: str = "",
     ) -> None:
-        """Declare a tool, named `prefix` + `name` here (texts name it `name`); it is built (arguments model,
-        schemas) when it is first called or listed uncached."""
-        options = {"title": title, "description": description, "annotations": annotations, "icons": icons,
-                   "meta": meta, "structured_output": structured_output}  # fmt: skip
-        mounted = self.tool_names.add(name or fn.__name__, prefix)
-        self._pending_tools[mounted] = (fn, options)
-        if annotations is None or not annotations.read_only_hint:
+        """Add a tool, named `prefix` + `name` here (texts name it `name`), its own errors said to the caller."""
+        mounted = self.tool_names.add(name, prefix)
+        self._tool_functions[mounted] = fn
+        if not annotations.read_only_hint:
             self._writes[mounted] = None
-        self._tool_list = None
+        self.add_tool(
+            says_errors(fn), name=mounted, title=title, description=description, annotations=annotations, meta=meta
+        )
+
+    def declare_resource(self, uri: str, **options: Any) -> Callable[[F], F]:
+        """The SDK's `resource` decorator, the function's own errors said to the caller."""
+
+        def declare(fn: F) -> F:
+            self.resource(uri, **options)(says_resource_errors(fn))
+            return fn
+
+        return declare
 
     def writes_only_when(self, tool: str, argument: str) -> None:
         """`tool` changes data only when its boolean `argument` is true (or left at a true default)."""
-        fn, _ = self._pending_tools[tool]
+        fn = self._tool_functions[tool]
         self._writes[tool] = (argument, inspect.signature(fn).parameters[argument].default)
 
     def write_refusal(self, tool: str, arguments: Mapping[str, Any]) -> str | None:
@@ -281,99 +312,28 @@ class SophiaServer(MCPServer[Any]):
         if gate is not None and arguments.get(gate[0], gate[1]) is False:
             return None
         token = get_access_token()
-        scope = (self._settings or self.services.settings).http.write_scope
+        scope = self.current_settings.http.write_scope
         if token is None or scope in token.scopes:
             return None
         how = f" with {gate[0]}=true" if gate else ""
         only = f" ({gate[0]}=false only reads)" if gate else ""
         return f"{tool}{how} changes data: the access token needs the scope {scope!r}{only}"
 
-    def _build_tool(self, name: str) -> None:
-        pending = self._pending_tools.pop(name, None)
-        if pending is not None:
-            fn, options = pending
-            super().add_tool(fn, name=name, **options)
-
-    async def list_tools(self) -> list[MCPTool]:
-        if self._tool_list is None:
-            from sophia_mcp import tool_cache
-
-            names = sorted([*self._pending_tools, *(t.name for t in self._tool_manager.list_tools())])
-            key = tool_cache.code_key(self.name, names)
-            cached = tool_cache.load(self.name, key)
-            if cached is not None:
-                self._tool_list = [MCPTool.model_validate(t) for t in cached]
-            else:
-                for name in list(self._pending_tools):
-                    self._build_tool(name)
-                self._tool_list = [self._named(t) for t in await super().list_tools()]
-                tool_cache.save(self.name, key, [t.model_dump(mode="json", by_alias=True) for t in self._tool_list])
-        return list(self._tool_list)
-
-    def _named(self, item: T) -> T:
-        """A tool, prompt or resource as listed, or a rendered prompt, its prose naming tools as named here."""
-        if not self.tool_names.prefixed or not isinstance(
-            item, MCPTool | Prompt | Resource | ResourceTemplate | GetPromptResult
-        ):
-            return item
-        return cast(T, render_prose(item, self.tool_names.render))
-
-    # -- prompts and resources, declared at once and built on the first ask for either ----------------
-
-    def prompt(
-        self,
-        name: str | None = None,
-        title: str | None = None,
-        description: str | None = None,
-        icons: list[Icon] | None = None,
-    ) -> Callable[[Any], Any]:
-        def declare(fn: Any) -> Any:
-            self._deferred.append(lambda: MCPServer.prompt(self, name, title, description, icons)(fn))
-            return fn
-
-        return declare
-
-    def resource(self, uri: str, **options: Any) -> Callable[[Any], Any]:
-        def declare(fn: Any) -> Any:
-            self._deferred.append(lambda: MCPServer.resource(self, uri, **options)(fn))
-            return fn
-
-        return declare
-
-    def _declare_deferred(self) -> None:
-        """Build the prompts and resources declared so far (a few milliseconds each: not on the way to tools)."""
-        while self._deferred:
-            self._deferred.pop(0)()
-
-    async def list_prompts(self) -> Any:
-        self._declare_deferred()
-        return [self._named(p) for p in await super().list_prompts()]
-
-    async def get_prompt(
-        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
-    ) -> Any:
-        """A prompt, rendered; a prompt that does not exist, a missing argument or one it cannot take (an unknown id,
-        a bad value) is an invalid-params error saying what to fix, not an internal error."""
-        self._declare_deferred()
-        await self._check_prompt_call(name, arguments or {})
+    def bad_arguments(self, tool: str, arguments: dict[str, Any]) -> ValidationError | None:
+        """What is wrong with `arguments` for `tool`, checked as the SDK checks them; None if nothing is."""
+        if tool not in self._arguments:
+            fn = self._tool_functions[tool]
+            skip = [*filter(None, [find_context_parameter(fn)]), *find_resolved_parameters(fn)]
+            self._arguments[tool] = func_metadata(fn, skip_names=skip)
         try:
-            return self._named(await super().get_prompt(name, arguments, context))
-        except ValueError as exc:  # the SDK wraps whatever rendering raised, twice
-            cause: BaseException = exc
-            while cause.__cause__ is not None:
-                cause = cause.__cause__
-            if isinstance(cause, ValidationError):
-                text = describe_validation(f"the prompt {name}", cause)
-                raise MCPError(INVALID_PARAMS, self.tool_names.render(text)) from cause
-            if isinstance(cause, NotFound | InvalidInput):
-                raise MCPError(INVALID_PARAMS, self._said(cause)) from cause
-            if isinstance(cause, SophiaError):  # a service or the store could not answer: not the caller's mistake
-                raise MCPError(INTERNAL_ERROR, self._said(cause)) from cause
-            raise
+            self._arguments[tool].validate_arguments(arguments)
+        except ValidationError as exc:
+            return exc
+        return None
 
-    async def _check_prompt_call(self, name: str, arguments: Mapping[str, Any]) -> None:
+    async def check_prompt_call(self, name: str, arguments: Mapping[str, Any]) -> None:
         """Refuse, before rendering, a prompt that does not exist or a call without an argument it needs."""
-        prompts = {p.name: p for p in await super().list_prompts()}
+        prompts = {p.name: p for p in await self.list_prompts()}
         prompt = prompts.get(name)
         if prompt is None:
             raise MCPError(INVALID_PARAMS, unknown("prompt", name, close_names(name, list(prompts)), "prompts/list"))
@@ -384,18 +344,6 @@ class SophiaServer(MCPServer[Any]):
                 f"Missing arguments for the prompt {name}; give these and ask again:\n" + "\n".join(lines)
             ))  # fmt: skip
 
-    async def list_resources(self) -> Any:
-        self._declare_deferred()
-        return [self._named(r) for r in await super().list_resources()]
-
-    async def list_resource_templates(self) -> Any:
-        self._declare_deferred()
-        return [self._named(t) for t in await super().list_resource_templates()]
-
-    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
-        self._build_tool(name)
-        return super()._tool_input_schema(name)
-
     # -- services -----------------------------------------------------------------------------------
 
     @property
@@ -404,15 +352,17 @@ class SophiaServer(MCPServer[Any]):
         if self._services is None:
             with self._services_lock:
                 if self._services is None:
-                    from sophia_mcp.app.backends import build_services
-
                     self._services = build_services(self._settings or load_settings())
-                    from sophia_mcp.runs import reap_interrupted
-
                     reap_interrupted(self._services.store)
         return self._services
 
+    @property
+    def current_settings(self) -> Settings:
+        """The settings this server was given, else those its services were built from."""
+        return self._settings or self.services.settings
+
     def close(self) -> None:
+        """Close the services' store, if they were built."""
         if self._services is not None:
             self._services.close()
 
@@ -446,76 +396,29 @@ class SophiaServer(MCPServer[Any]):
 
     # -- errors -------------------------------------------------------------------------------------
 
-    def _said(self, error: BaseException) -> str:
+    def said(self, error: BaseException | str) -> str:
         """An error's text for the caller: cut short, naming tools as they are named here."""
         return brief(self.tool_names.render(str(error)))
 
-    async def call_tool(
-        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
-    ) -> CallToolResult | InputRequiredResult:
-        if name not in self.tool_names:  # said here, not rendered: the name asked for is quoted as it was asked
-            raise ToolError(unknown("tool", name, self.tool_names.nearest(name), "tools/list"))
-        self._build_tool(name)
-        settings = self._settings or self.services.settings
-        try:
-            result = await _within(settings.tool_timeout_s, super().call_tool(name, arguments, context))
-        except TimeoutError:
-            raise ToolError(
-                f"{name} took longer than {settings.tool_timeout_s:g} s and was stopped; try a smaller request"
-            ) from None
-        except UnexpectedToolError as exc:
-            if isinstance(exc.__cause__, SophiaError):
-                raise ToolError(self._said(exc.__cause__)) from exc.__cause__
-            if isinstance(full := file_failure(exc.__cause__), DiskFull):  # a file beside the store
-                raise ToolError(str(full)) from exc.__cause__
-            raise
-        except ToolError as exc:
-            if isinstance(exc.__cause__, ValidationError):
-                text = describe_validation(name, exc.__cause__)
-                raise ToolError(self.tool_names.render(text)) from exc.__cause__
-            raise ToolError(self._said(exc)) from exc
-        size, cap = _result_size(result), settings.max_result_kb * 1024
-        if size > cap:
-            schema = next((t.input_schema for t in await self.list_tools() if t.name == name), {})
-            raise ToolError(
-                f"{name}'s result is {size // 1024} KB, over the {settings.max_result_kb} KB a result may be "
-                f"(SOPHIA_MAX_RESULT_KB): {how_to_shrink(schema, arguments, size, cap)}"
-            )
-        return result
-
-    async def read_resource(
-        self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
-    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
-        self._declare_deferred()
-        try:
-            return await super().read_resource(uri, context)
-        except UnexpectedResourceError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, NotFound):
-                raise ResourceNotFoundError(self._said(cause)) from cause
-            if isinstance(cause, SophiaError | ValidationError):
-                raise ResourceError(brief(f"Cannot read {uri}: {self.tool_names.render(str(cause))}")) from cause
-            raise
-        except ResourceError as exc:  # the SDK's own, e.g. "Unknown resource: <the URI asked for>"
-            raise type(exc)(brief(str(exc))) from exc
-
     # -- logging ------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _connection_of(session: Any) -> Any:
-        # Each request gets its own ServerSession over one per-client connection; the level belongs to the latter.
-        return getattr(session, "_connection", session)
-
-    async def _set_level(self, ctx: ServerRequestContext[Any, Any], params: SetLevelRequestParams) -> EmptyResult:
-        self._log_levels[self._connection_of(ctx.session)] = params.level
-        return EmptyResult()
+    def set_log_level(self, session: Any, level: LoggingLevel) -> None:
+        """Send this client connection's log messages at `level` and above only."""
+        handshake = session.client_params
+        if handshake is None:  # no handshake (2026-07-28): each request carries its own level
+            return
+        key = id(handshake)
+        if key not in self._log_levels:
+            weakref.finalize(handshake, self._log_levels.pop, key, None)
+        self._log_levels[key] = level
 
     async def log(self, ctx: Context[Any, Any], level: LoggingLevel, message: str) -> None:
         """Log to stderr and to the request's OpenTelemetry span (both eras), and send it to the client unless it
         asked (logging/setLevel, or the request's log level on 2026-07-28) for higher levels only."""
         log.log(PYTHON_LEVELS[level], "%s", message)
         trace.get_current_span().add_event(message, {"log.severity": level})
-        wanted = self._log_levels.get(self._connection_of(ctx.session), "info")
+        handshake = ctx.session.client_params
+        wanted = self._log_levels.get(id(handshake), "info") if handshake is not None else "info"
         if LEVELS.index(level) < LEVELS.index(wanted):
             return
         with warnings.catch_warnings():
@@ -546,6 +449,33 @@ class SophiaServer(MCPServer[Any]):
         return Completion(values=values[:MAX_COMPLETIONS], total=len(values), has_more=len(values) > MAX_COMPLETIONS)
 
 
+def error_result(text: str) -> CallToolResult:
+    """A tool call's answer that it failed, saying why."""
+    return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+
+
+def _text_of(result: Mapping[str, Any]) -> str:
+    return "".join(c.get("text", "") for c in result.get("content") or [] if c.get("type") == "text")
+
+
+class LogLevels:
+    """MCP middleware: `logging/setLevel` for handshake-era clients (MCPServer leaves it to the application), and
+    the logging capability that tells them it is served."""
+
+    def __init__(self, server: SophiaServer) -> None:
+        self.server = server
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "logging/setLevel" and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            params = SetLevelRequestParams.model_validate(ctx.params or {}, by_name=False)
+            self.server.set_log_level(ctx.session, params.level)
+            return EmptyResult()
+        result = await call_next(ctx)
+        if ctx.method == "initialize" and isinstance(result, dict) and isinstance(result.get("capabilities"), dict):
+            result = {**result, "capabilities": {**result["capabilities"], "logging": {}}}
+        return result
+
+
 class WriteScope:
     """MCP middleware: a call of a tool that changes data is answered with an error naming the missing scope, before
     the tool is built or run, unless the caller's access token has the write scope. Which tools change data comes
@@ -561,8 +491,138 @@ class WriteScope:
                 str(ctx.params.get("name")), arguments if isinstance(arguments, Mapping) else {}
             )
             if refusal is not None:
-                return CallToolResult(content=[TextContent(type="text", text=refusal)], is_error=True)
+                return error_result(refusal)
         return await call_next(ctx)
+
+
+class ToolCalls:
+    """MCP middleware for `tools/call`: an unknown tool is told the nearest names, a call is stopped after the tool
+    timeout, an error says what to fix (bad arguments argument by argument, our errors in their own words), and a
+    result over the size cap is refused with how to ask for less."""
+
+    def __init__(self, server: SophiaServer) -> None:
+        self.server = server
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method != "tools/call" or not isinstance(ctx.params, Mapping):
+            return await call_next(ctx)
+        server, name = self.server, str(ctx.params.get("name"))
+        given = ctx.params.get("arguments")
+        arguments: dict[str, Any] = dict(given) if isinstance(given, Mapping) else {}
+        if name not in server.tool_names:  # said here, not rendered: the name asked for is quoted as it was asked
+            return error_result(unknown("tool", name, server.tool_names.nearest(name), "tools/list"))
+        settings = server.current_settings
+        noted: list[BaseException] = []
+        token = NOTED.set(noted)
+        try:
+            with anyio.fail_after(settings.tool_timeout_s):
+                result = await call_next(ctx)
+        except TimeoutError:
+            return error_result(
+                f"{name} took longer than {settings.tool_timeout_s:g} s and was stopped; try a smaller request"
+            )
+        finally:
+            NOTED.reset(token)
+        if not isinstance(result, dict) or "content" not in result:  # input_required (2026-07-28)
+            return result
+        if result.get("isError"):
+            return {
+                **result,
+                "content": [{"type": "text", "text": self.said(name, arguments, _text_of(result), noted)}],
+            }
+        size, cap = len(_text_of(result)), settings.max_result_kb * 1024
+        if size > cap:
+            schema = next((t.input_schema for t in await server.list_tools() if t.name == name), {})
+            return error_result(
+                f"{name}'s result is {size // 1024} KB, over the {settings.max_result_kb} KB a result may be "
+                f"(SOPHIA_MAX_RESULT_KB): {how_to_shrink(schema, arguments, size, cap)}"
+            )
+        return result
+
+    def said(self, name: str, arguments: dict[str, Any], text: str, noted: list[BaseException]) -> str:
+        """What a failed call tells the caller, from what the SDK said and what our code noted."""
+        if noted:
+            error = noted[-1]
+            return str(error) if isinstance(error, DiskFull) else self.server.said(error)
+        if text.startswith(f"Error executing tool {name}: ") and (bad := self.server.bad_arguments(name, arguments)):
+            return self.server.tool_names.render(describe_validation(name, bad))
+        return self.server.said(text)
+
+
+class ResourceReads:
+    """MCP middleware for `resources/read`: a record that does not exist is invalid params saying so, another of our
+    errors says what could not be read and why, and no error echoes a huge URI whole."""
+
+    def __init__(self, server: SophiaServer) -> None:
+        self.server = server
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method != "resources/read" or not isinstance(ctx.params, Mapping):
+            return await call_next(ctx)
+        uri = str(ctx.params.get("uri"))
+        noted: list[BaseException] = []
+        token = NOTED.set(noted)
+        try:
+            return await call_next(ctx)
+        except MCPError as exc:
+            if noted:
+                cause = noted[-1]
+                if isinstance(cause, NotFound):
+                    raise MCPError(INVALID_PARAMS, self.server.said(cause), {"uri": uri}) from cause
+                text = brief(f"Cannot read {uri}: {self.server.tool_names.render(str(cause))}")
+                raise MCPError(INTERNAL_ERROR, text, {"uri": uri}) from cause
+            if len(exc.message) > MAX_ERROR_CHARS:  # the SDK's own, e.g. "Unknown resource: <the URI asked for>"
+                raise MCPError(exc.code, brief(exc.message), exc.data) from exc
+            raise
+        finally:
+            NOTED.reset(token)
+
+
+class PromptGets:
+    """MCP middleware for `prompts/get`: a prompt that does not exist, a missing argument or one it cannot take (an
+    unknown id, a bad value) is an invalid-params error saying what to fix, not an internal error."""
+
+    def __init__(self, server: SophiaServer) -> None:
+        self.server = server
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method != "prompts/get" or not isinstance(ctx.params, Mapping):
+            return await call_next(ctx)
+        name = str(ctx.params.get("name"))
+        given = ctx.params.get("arguments")
+        await self.server.check_prompt_call(name, given if isinstance(given, Mapping) else {})
+        try:
+            return await call_next(ctx)
+        except ValueError as exc:  # the SDK wraps whatever rendering raised, twice
+            cause: BaseException = exc
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            if isinstance(cause, ValidationError):
+                text = describe_validation(f"the prompt {name}", cause)
+                raise MCPError(INVALID_PARAMS, self.server.tool_names.render(text)) from cause
+            if isinstance(cause, NotFound | InvalidInput):
+                raise MCPError(INVALID_PARAMS, self.server.said(cause)) from cause
+            if isinstance(cause, SophiaError):  # a service or the store could not answer: not the caller's mistake
+                raise MCPError(INTERNAL_ERROR, self.server.said(cause)) from cause
+            raise
+
+
+# The answers whose prose names tools: what a server that mounts tools under prefixes renders with its names.
+NAMING = {"tools/list", "prompts/list", "prompts/get", "resources/list", "resources/templates/list"}
+
+
+class Named:
+    """MCP middleware: on a server that mounts tools under prefixes, the prose of listed tools, prompts and
+    resources and of rendered prompts names every tool as it is named here."""
+
+    def __init__(self, server: SophiaServer) -> None:
+        self.server = server
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if ctx.method in NAMING and self.server.tool_names.prefixed and isinstance(result, dict):
+            return cast(dict[str, Any], render_prose(result, self.server.tool_names.render))
+        return result
 
 
 def complete_client_names(services: Services, typed: str, _: dict[str, str]) -> list[str]:
