@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 
 MASKS_KEPT = 32
+INLINE_VECTORS = 2000  # up to this many vectors a query runs in the calling thread, past it in a worker thread
 
 
 class LocalVectorIndex:
@@ -152,4 +153,8 @@ class LocalVectorIndex:
             return [VectorMatch(self._ids[i], float(scores[i]), self._metadata[i]) for i in best]
 
     async def query(self, vector: Vectors, top_k: int, filter: Filter | None = None) -> list[VectorMatch]:
+        """The `top_k` nearest vectors passing `filter`, best first. A small index answers here (a fraction of a
+        millisecond, less than a trip to a worker thread); a large one, or one that must load first, in a worker."""
+        if self.size <= INLINE_VECTORS:
+            return await self.store.read(self.query_now, vector, top_k, filter)
         return await self.store.run(self.query_now, vector, top_k, filter)
