@@ -28,7 +28,7 @@ from sophia_mcp.settings import Settings
 from sophia_mcp.store.bugs import BugReports
 from sophia_mcp.store.database import Store
 from sophia_mcp.store.documents import Documents
-from sophia_mcp.store.meetings import LocalMeetings
+from sophia_mcp.store.meetings import Meetings
 from sophia_mcp.store.tracker import LocalTracker
 
 
@@ -152,7 +152,7 @@ def build_services(settings: Settings) -> Services:
         tracker=tracker,
         web=web,
         cache=cache,
-        meetings=LocalMeetings(store),
+        meetings=Meetings(store),
         documents=Documents(store),
         bug_reports=BugReports(store),
         outbox=Outbox(store, {"alert": AlertSender(notifier), "issue": IssueSender(tracker)}),

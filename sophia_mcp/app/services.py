@@ -24,7 +24,7 @@ from sophia_mcp.settings import Settings
 from sophia_mcp.store.bugs import BugReports
 from sophia_mcp.store.database import Store
 from sophia_mcp.store.documents import Documents
-from sophia_mcp.store.meetings import LocalMeetings
+from sophia_mcp.store.meetings import Meetings
 
 
 class ServiceCheck(NamedTuple):
@@ -51,7 +51,7 @@ class Services:
     tracker: IssueTracker
     web: WebSearch
     cache: Cache
-    meetings: LocalMeetings  # a repository of the store: booking joins another's transaction (`book_now`)
+    meetings: Meetings  # a repository of the store: booking joins another's transaction (`book_now`)
     documents: Documents
     bug_reports: BugReports
     outbox: Outbox

@@ -64,7 +64,7 @@ def _meeting(row: sqlite3.Row) -> Meeting:
     )  # fmt: skip
 
 
-class LocalMeetings:
+class Meetings:
     name = "local"
 
     def __init__(self, store: Store) -> None:

@@ -22,9 +22,8 @@ from sophia_mcp.domain.vectors import Filter, Metadata, VectorMatch, matches
 from sophia_mcp.errors import ConfigurationError, InvalidInput
 from sophia_mcp.store.database import Store, dumps
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the alias exists for type checkers only (ports/embed.py)
     from sophia_mcp.ports.embed import Vectors
-
 
 MASKS_KEPT = 32
 INLINE_VECTORS = 2000  # up to this many vectors a query runs in the calling thread, past it in a worker thread
