@@ -114,7 +114,7 @@ async def knowledge_base_at(size: int, queries: int) -> None:
             Chunk(seq=seq, section=document.title, text=texts[first + seq], start_char=0, end_char=0)
             for seq in range(PER_DOCUMENT)
         ]
-        documents.save(document, chunks)
+        await documents.save(document, chunks)
     for first in range(0, size, 5000):
         rows = range(first, min(size, first + 5000))
         await index.upsert(
@@ -143,7 +143,7 @@ async def knowledge_base_at(size: int, queries: int) -> None:
         started = time.perf_counter()
         await index.query(q, 10, {"type": {"$in": ["playbook"]}})
         filtered.append(time.perf_counter() - started)
-    hybrid, cut, logger = [], OutOfBudget(), logging.getLogger("sophia_mcp.adapters.local_documents")
+    hybrid, cut, logger = [], OutOfBudget(), logging.getLogger("sophia_mcp.store.documents")
     logger.addFilter(cut)
     for text in question_texts[:100]:
         started = time.perf_counter()

@@ -163,13 +163,13 @@ async def get_document(
     """Get a document's details (title, source, type, tags, date, size, chunks) and, if asked, its chunks, a page
     at a time."""
     services = services_of(ctx)
-    document = await services.store.read(services.documents.get, document_id)
+    document = await services.documents.get(document_id)
     if document is None:
         raise NotFound(f"No document with id {document_id!r}; list_documents shows the ids")
     if not include_chunks:
         return DocumentDetail(document=document, chunks=None)
     chunk_limit = chunk_limit or 20
-    page = await services.store.read(services.documents.chunks, document_id, chunks_from, chunk_limit + 1)
+    page = await services.documents.chunks(document_id, chunks_from, chunk_limit + 1)
     following = page[chunk_limit].seq if len(page) > chunk_limit else None
     return DocumentDetail(document=document, chunks=page[:chunk_limit], next_chunk=following)
 
@@ -184,7 +184,7 @@ async def list_documents(
     """List the documents in the knowledge base, optionally of one type or with one tag."""
     services = services_of(ctx)
     flt = DocumentFilter(types=[type] if type else None, tags=[tag] if tag else None)
-    documents, following = await services.store.read(services.documents.page, flt, limit or 20, cursor)
+    documents, following = await services.documents.page(flt, limit or 20, cursor)
     how = f"{DEMO_HINT}; ingest_document and ingest_text add your own"
     note = none_yet(documents, not (type or tag or cursor), "documents", how)
     return DocumentPage(documents=documents, next_cursor=following, note=note)
@@ -204,7 +204,7 @@ async def chunks_resource(document_id: str, ctx: Context) -> str:
     """A document's text, chunk by chunk, with each chunk's section."""
     services = services_of(ctx)
     detail = await get_document(ctx, document_id)  # the whole text: a resource is read by the client, not a model
-    chunks = await services.store.run(services.documents.chunks, document_id)
+    chunks = await services.documents.chunks(document_id)
     parts = [f"# {detail.document.title}"]
     parts += [f"\n[chunk {c.seq + 1}] {c.section}\n{c.text}" for c in chunks]
     return "\n".join(parts)

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from sophia_mcp.adapters.local_embed import LocalEmbedder
-from sophia_mcp.adapters.local_vectors import LocalVectorIndex
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.domain.vectors import matches
 from sophia_mcp.errors import ConfigurationError, InvalidInput
 from sophia_mcp.ports.embed import Embedder
 from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.store.database import Store
+from sophia_mcp.store.vectors import LocalVectorIndex
 from tests.conftest import make_settings
 from tests.fakes import openai as openai_fake
 from tests.fakes import pinecone as pinecone_fake

@@ -9,10 +9,7 @@ from __future__ import annotations
 from sophia_mcp.adapters.local import LocalAnalyst, LocalNotifier, MemoryCache, NoWebSearch
 from sophia_mcp.adapters.local_calls import LocalCalls
 from sophia_mcp.adapters.local_crm import LocalCRM
-from sophia_mcp.adapters.local_documents import LocalDocuments
 from sophia_mcp.adapters.local_enrich import LocalEnricher
-from sophia_mcp.adapters.local_meetings import LocalMeetings
-from sophia_mcp.adapters.local_tracker import LocalTracker
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
 from sophia_mcp.app.services import Services
 from sophia_mcp.outbox import AlertSender, IssueSender, Outbox
@@ -28,7 +25,11 @@ from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.ports.web import WebSearch
 from sophia_mcp.settings import Settings
+from sophia_mcp.store.bugs import BugReports
 from sophia_mcp.store.database import Store
+from sophia_mcp.store.documents import Documents
+from sophia_mcp.store.meetings import Meetings
+from sophia_mcp.store.tracker import LocalTracker
 
 
 def backend_choices(settings: Settings) -> dict[str, str]:
@@ -92,7 +93,7 @@ def build_services(settings: Settings) -> Services:
         enricher = LocalEnricher(store)
 
     from sophia_mcp.adapters.local_embed import LocalEmbedder
-    from sophia_mcp.adapters.local_vectors import LocalVectorIndex
+    from sophia_mcp.store.vectors import LocalVectorIndex
 
     embedder: Embedder = LocalEmbedder()
     if settings.embeddings.backend == "openai":
@@ -151,8 +152,9 @@ def build_services(settings: Settings) -> Services:
         tracker=tracker,
         web=web,
         cache=cache,
-        meetings=LocalMeetings(store),
-        documents=LocalDocuments(store),
+        meetings=Meetings(store),
+        documents=Documents(store),
+        bug_reports=BugReports(store),
         outbox=Outbox(store, {"alert": AlertSender(notifier), "issue": IssueSender(tracker)}),
         local_calls=local_calls,
         clients=clients,

@@ -7,8 +7,6 @@ from typing import NamedTuple
 
 from sophia_mcp.adapters.local_calls import LocalCalls
 from sophia_mcp.adapters.local_crm import LocalCRM
-from sophia_mcp.adapters.local_documents import LocalDocuments
-from sophia_mcp.adapters.local_meetings import LocalMeetings
 from sophia_mcp.errors import SophiaError
 from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
@@ -23,7 +21,10 @@ from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.ports.web import WebSearch
 from sophia_mcp.settings import Settings
+from sophia_mcp.store.bugs import BugReports
 from sophia_mcp.store.database import Store
+from sophia_mcp.store.documents import Documents
+from sophia_mcp.store.meetings import Meetings
 
 
 class ServiceCheck(NamedTuple):
@@ -50,8 +51,9 @@ class Services:
     tracker: IssueTracker
     web: WebSearch
     cache: Cache
-    meetings: LocalMeetings
-    documents: LocalDocuments
+    meetings: Meetings  # a repository of the store: booking joins another's transaction (`book_now`)
+    documents: Documents
+    bug_reports: BugReports
     outbox: Outbox
     # The store's own copies, always present whatever the backends: imports land here, completions read here.
     local_calls: LocalCalls

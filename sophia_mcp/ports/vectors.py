@@ -7,7 +7,7 @@ element does."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from sophia_mcp.ports.embed import Vectors
@@ -25,17 +25,4 @@ class VectorIndex(Protocol):
 
     async def query(self, vector: Vectors, top_k: int, filter: Filter | None = None) -> list[VectorMatch]:
         """The `top_k` nearest (cosine) vectors passing `filter`, best first."""
-        ...
-
-
-@runtime_checkable
-class InProcessQuery(Protocol):
-    """An index that answers from this process (the embedded one): a search may query it on the thread it is
-    already on, beside its other store reads, rather than make a trip of its own."""
-
-    def query_now(self, vector: Vectors, top_k: int, filter: Filter | None = None) -> list[VectorMatch]: ...
-
-    @property
-    def size(self) -> int:
-        """Vectors held at the last look (a hint of how long a search takes, not a count to rely on)."""
         ...

@@ -18,10 +18,9 @@ from sophia_mcp.app.services import Services
 from sophia_mcp.domain.issues import Issue, IssueDraft
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Alert
-from sophia_mcp.domain.times import iso, parse_iso, utcnow
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput
 from sophia_mcp.runs import start_run
-from sophia_mcp.store.database import Store
 from sophia_mcp.workflows.issues import default_team
 
 LOCAL_BUG_TEAM = "ENG"
@@ -91,16 +90,7 @@ async def report_bug(services: Services, text: str, reporter: str, channel: str)
 
 async def _file(services: Services, key: str, draft: IssueDraft, reporter: str, channel: str) -> BugReportResult:
     team = draft.team
-    store = services.store
-    now = iso(utcnow())
-    await store.run(
-        store.execute,
-        """
-        INSERT INTO bug_reports (issue_key, reporter, channel, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
-        ON CONFLICT (issue_key) DO NOTHING
-        """,
-        (key, reporter, channel, now, now),
-    )
+    await services.bug_reports.keep(key, reporter, channel)
     [(entry_id, new)] = await services.outbox.enqueue_many(
         "issue", [(key, team, {"key": key, "draft": draft.model_dump(mode="json")})]
     )
@@ -129,11 +119,7 @@ async def _send(services: Services, alert: Alert) -> str:
 
 
 async def _told_filed(services: Services, key: str, channel: str, reporter: str, issue: Issue) -> str:
-    await services.store.run(
-        services.store.execute,
-        "UPDATE bug_reports SET issue_id = ?, last_state = ?, updated_at = ? WHERE issue_key = ?",
-        (issue.id, issue.state, iso(utcnow()), key),
-    )
+    await services.bug_reports.filed(key, issue.id, issue.state)
     where = f" ({issue.url})" if issue.url else ""
     alert = _ack(
         f"bug-filed:{key}", channel,
@@ -144,38 +130,16 @@ async def _told_filed(services: Services, key: str, channel: str, reporter: str,
     return await _send(services, alert)
 
 
-def _take_transition(store: Store, issue_id: str, state: str, when: str) -> tuple[Any, int] | None:
-    """Record that a bug report's issue is now in `state`: its report and the number of this transition (1 for the
-    first change after filing), or None if it is no report's issue or the channel already heard this state. One
-    transaction, so two processes seeing the same change count it once."""
-    with store.transaction() as conn:
-        row = conn.execute(
-            """
-            UPDATE bug_reports SET last_state = ?, updated_at = ? WHERE issue_id = ? AND last_state IS NOT ?
-            RETURNING issue_key, reporter, channel
-            """,
-            (state, when, issue_id, state),
-        ).fetchone()
-        if row is None:
-            return None
-        # Its announcements so far: the keys from "bug-state:KEY:" up to "bug-state:KEY;" (';' follows ':').
-        told = conn.execute(
-            "SELECT count(*) FROM outbox WHERE key >= ? AND key < ?",
-            (f"bug-state:{row['issue_key']}:", f"bug-state:{row['issue_key']};"),
-        ).fetchone()[0]
-    return row, int(told) + 1
-
-
 async def notify_state(services: Services, issue: Issue, when: datetime | None = None) -> bool:
     """Tell a bug report's channel that its issue changed state: every change, a re-opening and a second closing
     too; False if it is no bug report's issue or its state is the one the channel last heard."""
-    taken = await services.store.run(_take_transition, services.store, issue.id, issue.state, iso(when or utcnow()))
+    taken = await services.bug_reports.take_transition(issue.id, issue.state, when or utcnow())
     if taken is None:
         return False
-    row, number = taken
+    report, number = taken
     alert = _ack(
-        f"bug-state:{row['issue_key']}:{number}:{issue.state}", row["channel"],
-        f"{issue.identifier} \"{issue.title}\" (reported by {row['reporter']}) is now {issue.state}.",
+        f"bug-state:{report.issue_key}:{number}:{issue.state}", report.channel,
+        f"{issue.identifier} \"{issue.title}\" (reported by {report.reporter}) is now {issue.state}.",
         f"{issue.identifier}: {issue.state}",
     )  # fmt: skip
     await _send(services, alert)
@@ -193,23 +157,20 @@ async def notify_status_changes(services: Services) -> dict[str, Any]:
 
 
 async def _check_reports(services: Services) -> dict[str, Any]:
-    rows = await services.store.run(services.store.query, "SELECT * FROM bug_reports ORDER BY created_at")
+    reports = await services.bug_reports.all()
     closed_before = utcnow() - CLOSED_WATCHED
     filed = changed = 0
-    for row in rows:
-        if row["issue_id"] is None:
-            entry_row = await services.store.run(
-                services.store.query_one, "SELECT id FROM outbox WHERE key = ?", (row["issue_key"],)
-            )
-            if entry_row is None:
+    for report in reports:
+        if report.issue_id is None:
+            if report.entry_id is None:
                 continue
-            entry = await services.outbox.deliver(int(entry_row["id"]))
+            entry = await services.outbox.deliver(report.entry_id)
             if entry.status == "delivered" and entry.external_ref:
                 issue = await services.tracker.get(entry.external_ref)
-                await _told_filed(services, row["issue_key"], row["channel"], row["reporter"], issue)
+                await _told_filed(services, report.issue_key, report.channel, report.reporter, issue)
                 filed += 1
             continue
-        if row["last_state"] in CLOSED and parse_iso(row["updated_at"]) < closed_before:
+        if report.last_state in CLOSED and report.updated_at < closed_before:
             continue
-        changed += await notify_state(services, await services.tracker.get(row["issue_id"]))
-    return {"reports": len(rows), "filed": filed, "state_changes": changed}
+        changed += await notify_state(services, await services.tracker.get(report.issue_id))
+    return {"reports": len(reports), "filed": filed, "state_changes": changed}

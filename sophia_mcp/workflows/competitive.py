@@ -132,7 +132,7 @@ async def competitive_intelligence(
             )
             known_urls = set()
             if previous is not None:
-                chunks = await services.store.run(services.documents.chunks, previous[0])
+                chunks = await services.documents.chunks(previous[0])
                 known_urls = {r.url for r in news if any(r.url in c.text for c in chunks)}
             significant = []
             if mentions >= MIN_MENTIONS and mentions >= 2 * max(before, 1):

@@ -6,7 +6,7 @@ and its chunks are written in one store transaction, and only then are the old v
 failure at any point leaves the previous version whole. The same content ingested again is a no-op.
 
 The index may be another service, outside the store's transactions, so vectors are noted in the store before
-they are written or removed (`LocalDocuments.start_writing`); a process killed midway leaves its note, and the
+they are written or removed (`Documents.start_writing`); a process killed midway leaves its note, and the
 next ingestion, deletion or first search of a process removes what it left (`sweep_vectors`), so leftovers never
 take a search's candidate places for long.
 """
@@ -27,7 +27,7 @@ import anyio.to_thread
 from pydantic import Field
 
 from sophia_mcp.adapters.document_worker import read_document
-from sophia_mcp.adapters.local_documents import LocalDocuments, Removal, chunk_id
+from sophia_mcp.adapters.local_embed import local_tokenizer
 from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX, chunk_text
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.knowledge import DocumentFilter, DocumentInfo, Format, SearchHit
@@ -36,9 +36,9 @@ from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.domain.vectors import Metadata
 from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
-from sophia_mcp.ports.vectors import InProcessQuery
 from sophia_mcp.runs import start_run
 from sophia_mcp.store.database import Store
+from sophia_mcp.store.documents import Documents, Removal, chunk_id
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,6 @@ Progress = Callable[[float, float, str], Awaitable[None]]
 RRF_K = 60  # reciprocal-rank fusion: a hit's score is the sum of 1 / (RRF_K + rank) over the rankings it is in
 CANDIDATES = 50  # hits taken from each ranking before fusing
 STAGES = 5  # progress: reading, chunking, embedding, indexing, saving
-INLINE_CHUNKS = 2000  # up to this many chunks a search runs on the event loop, past it in a worker thread
 
 
 class IngestReport(Model):
@@ -105,7 +104,7 @@ async def ingest(
 ) -> IngestReport:
     """Ingest one document's bytes (parsed as `fmt`) under `document_id`; with no `type`, a document keeps the type
     it had (a new one is a `document`)."""
-    documents: LocalDocuments = services.documents
+    documents = services.documents
     settings = services.settings.knowledge
     embedder, index = services.embedder, services.vectors
     if progress is not None:
@@ -117,7 +116,7 @@ async def ingest(
         raise InvalidInput(f"{source} holds no text to ingest")
     name = (title or parsed.title or Path(source).stem or document_id).strip()
     tags = sorted({t.strip() for t in tags or [] if t.strip()})
-    previous = await services.store.run(documents.get, document_id)
+    previous = await documents.get(document_id)
     type = type or (previous.type if previous else "document")
     content_hash = _hash(parsed.text, name, type, tags, doc_date, embedder.model)
     if previous is not None and previous.content_hash == content_hash:
@@ -130,11 +129,9 @@ async def ingest(
                 await progress(done, STAGES, message)
 
         await report(1, f"cutting {name} into chunks")
-        from sophia_mcp.adapters.local_embed import local_tokenizer
-
         chunks = await run.step(
             "chunk",
-            lambda: services.store.run(
+            lambda: anyio.to_thread.run_sync(
                 chunk_text, parsed.text, name, local_tokenizer(), settings.chunk_tokens, settings.min_chunk_tokens,
                 settings.overlap_tokens,
             ),
@@ -158,17 +155,15 @@ async def ingest(
             await index.upsert(ids, vectors, [_vector_metadata(document) | {"seq": c.seq} for c in chunks])
 
         await sweep_vectors(services)
-        written = await services.store.run(documents.start_writing, document_id, content_hash, len(chunks))
+        written = await documents.start_writing(document_id, content_hash, len(chunks))
         try:
             await run.step("index vectors", index_vectors)
             await report(4, "saving")
-            removal = await run.step(
-                "save document", lambda: services.store.run(documents.save, document, chunks, written)
-            )
+            removal = await run.step("save document", lambda: documents.save(document, chunks, written))
         except BaseException:
             with anyio.CancelScope(shield=True):  # also when the call was cancelled
                 try:
-                    await services.store.run(documents.release, written)
+                    await documents.release(written)
                     await sweep_vectors(services)  # what was written goes, unless it was saved after all
                 except Exception as exc:  # the failure being raised says more; the note stays for a later sweep
                     kind = exc.__class__.__name__
@@ -271,12 +266,12 @@ async def ingest_text(
 
 
 async def delete_document(services: Services, document_id: str) -> DocumentInfo:
-    documents: LocalDocuments = services.documents
-    document = await services.store.run(documents.get, document_id)
+    documents = services.documents
+    document = await documents.get(document_id)
     if document is None:
         raise NotFound(f"No document with id {document_id!r}; list_documents shows the ids")
     await sweep_vectors(services)
-    existed, removal = await services.store.run(documents.delete, document_id)  # searches stop finding it at once
+    existed, removal = await documents.delete(document_id)  # searches stop finding it at once
     if not existed:
         raise NotFound(f"No document with id {document_id!r}; list_documents shows the ids")
     if removal is not None:
@@ -294,20 +289,20 @@ async def _remove(services: Services, removal: Removal) -> bool:
         log.warning(
             "could not remove %d vectors of %s yet (%s); a later sweep will", len(ids), removal.document_id, exc
         )
-        await services.store.run(services.documents.release, removal.note)
+        await services.documents.release(removal.note)
         return False
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await services.store.run(services.documents.release, removal.note)
+            await services.documents.release(removal.note)
         raise
-    await services.store.run(services.documents.settle, removal.note)
+    await services.documents.settle(removal.note)
     return True
 
 
 async def sweep_vectors(services: Services) -> int:
     """Remove the vectors that processes which died (or gave up) while writing or removing them left in the index,
     where they would take the candidate places of a search; how many document versions were cleared."""
-    leftovers = await services.store.run(services.documents.claim_leftovers)
+    leftovers = await services.documents.claim_leftovers()
     return sum([await _remove(services, removal) for removal in leftovers])
 
 
@@ -319,49 +314,27 @@ async def search(services: Services, query: str, flt: DocumentFilter | None = No
     """Vector and full-text search, fused by reciprocal rank; each hit cites its document, section and position."""
     if not query.strip():
         raise InvalidInput("The query is empty; ask in words what you are looking for")
-    documents: LocalDocuments = services.documents
     if services.store not in _swept:
         _swept.add(services.store)
         await sweep_vectors(services)
     vector = (await services.embedder.embed([query]))[0]
-    index, where = services.vectors, vector_filter(flt)
     budget = services.settings.knowledge.lexical_budget_ms / 1000
-    if not vector.any():  # no word the model knows: words alone
-        nearest: Callable[[], list[str]] = list
-    elif isinstance(index, InProcessQuery):  # the embedded index: queried beside the store's reads
-        nearest = lambda: [m.id for m in index.query_now(vector, CANDIDATES, where)]  # noqa: E731
-        if index.size <= INLINE_CHUNKS:  # a fraction of a millisecond: less than a trip to a worker thread
-            hits, stale = await services.store.read(_fuse, documents, query, flt, nearest, limit, budget)
-            return await _swept_after(services, hits, stale)
-    else:
-        ids = [m.id for m in await index.query(vector, CANDIDATES, where)]
-        nearest = lambda: ids  # noqa: E731
-    # Everything else is the store's: one trip to its thread.
-    hits, stale = await services.store.run(_fuse, documents, query, flt, nearest, limit, budget)
-    return await _swept_after(services, hits, stale)
-
-
-async def _swept_after(services: Services, hits: list[SearchHit], stale: bool) -> list[SearchHit]:
-    """The hits, after sweeping away leftover vectors when the search met vectors of no current version (most
-    often a version being written or removed right now, which the sweep leaves alone)."""
-    if stale:
+    vector_ids: list[str] = []
+    if vector.any():  # else no word the model knows: words alone
+        vector_ids = [m.id for m in await services.vectors.query(vector, CANDIDATES, vector_filter(flt))]
+    hits, stale = await _fuse(services.documents, query, flt, vector_ids, limit, budget)
+    if stale:  # vectors of no current version: most often one being written or removed now, which it leaves alone
         await sweep_vectors(services)
     return hits
 
 
-def _fuse(
-    documents: LocalDocuments,
-    query: str,
-    flt: DocumentFilter | None,
-    nearest: Callable[[], list[str]],
-    limit: int,
-    budget_s: float,
+async def _fuse(
+    documents: Documents, query: str, flt: DocumentFilter | None, vector_ids: list[str], limit: int, budget_s: float
 ) -> tuple[list[SearchHit], bool]:
     """Full-text ranks beside the vector ranks, fused by reciprocal rank, as cited hits; and whether some vectors
     found were of no current document version."""
-    vector_ids = nearest()
-    lexical = documents.lexical(query, flt, CANDIDATES, budget_s)
-    chunk_of_vector = _chunks_for_vectors(documents, vector_ids)
+    lexical = await documents.lexical(query, flt, CANDIDATES, budget_s)
+    chunk_of_vector = await _chunks_for_vectors(documents, vector_ids)
     ranks: dict[str, dict[str, int]] = {}
     for rank, vid in enumerate(vector_ids, 1):
         if vid in chunk_of_vector:
@@ -369,7 +342,7 @@ def _fuse(
     for rank, cid in enumerate(lexical, 1):
         ranks.setdefault(cid, {})["lexical"] = rank
     fused = sorted(ranks, key=lambda c: -sum(1 / (RRF_K + r) for r in ranks[c].values()))[:limit]
-    found = documents.chunks_by_id(fused)
+    found = await documents.chunks_by_id(fused)
     hits = []
     for cid in fused:
         if cid not in found:
@@ -392,7 +365,7 @@ def _citation(document: DocumentInfo, section: str, seq: int) -> str:
     return f"{document.title}{', ' + where if where else ''} (chunk {seq + 1} of {document.chunk_count})"
 
 
-def _chunks_for_vectors(documents: LocalDocuments, vector_ids: list[str]) -> dict[str, str]:
+async def _chunks_for_vectors(documents: Documents, vector_ids: list[str]) -> dict[str, str]:
     """Vector id -> chunk id, for vectors whose document version is the current one."""
     out: dict[str, str] = {}
     wanted: dict[str, list[tuple[str, str, int]]] = {}
@@ -401,7 +374,7 @@ def _chunks_for_vectors(documents: LocalDocuments, vector_ids: list[str]) -> dic
         prefix, _, position = rest.partition(".")
         if position.isdigit():
             wanted.setdefault(document_id, []).append((vid, prefix, int(position)))
-    versions = documents.versions(list(wanted))
+    versions = await documents.versions(list(wanted))
     for document_id, (content_hash, chunk_count) in versions.items():
         for vid, prefix, number in wanted[document_id]:
             if content_hash.startswith(prefix) and number < chunk_count:

@@ -23,7 +23,8 @@ PRODID = "-//sophia-mcp//meetings//EN"
 
 def invite(request: MeetingRequest, uid: str) -> str:
     """The request as an RFC 5545 calendar with one VEVENT and METHOD:REQUEST."""
-    from icalendar import Calendar, Event, vCalAddress, vText  # imported when a meeting is booked, not at start
+    # icalendar is heavy to import and only booking needs it: loaded then, not at every server's start.
+    from icalendar import Calendar, Event, vCalAddress, vText
 
     calendar = Calendar()
     calendar.add("prodid", PRODID)
@@ -63,7 +64,7 @@ def _meeting(row: sqlite3.Row) -> Meeting:
     )  # fmt: skip
 
 
-class LocalMeetings:
+class Meetings:
     name = "local"
 
     def __init__(self, store: Store) -> None:

@@ -1,8 +1,8 @@
 """The knowledge base's documents and chunks in the store, with SQLite's FTS5 full-text index over the chunks.
 
 Whatever holds the vectors (the local index or Pinecone), the documents, their chunk texts and the full-text
-index live here: a document and its chunks are written in one transaction, and deleting a document deletes its
-chunks and their full-text rows with it.
+index live here, behind the `Documents` repository: a document and its chunks are written in one transaction, and
+deleting a document deletes its chunks and their full-text rows with it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import sqlite3
+import sys
 import uuid
 from collections.abc import Sequence
 from datetime import date
@@ -26,6 +27,7 @@ from sophia_mcp.runs import process_alive
 from sophia_mcp.store.database import Store
 
 WORD = re.compile(r"\w+", re.UNICODE)
+INLINE_CHUNKS = 2000  # up to this many chunks full-text ranking runs in the calling thread, past it in a worker
 log = logging.getLogger(__name__)
 
 
@@ -98,17 +100,26 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(telling)) or None
 
 
-class LocalDocuments:
+class Documents:
+    """The documents and chunks repository. Reads of a few keys run here, in the calling thread (`Store.read`);
+    whole documents, writes and full-text ranking over a large base go to the store's worker thread."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
 
     # -- reads --------------------------------------------------------------------------------------------
 
-    def get(self, document_id: str) -> DocumentInfo | None:
+    def _get(self, document_id: str) -> DocumentInfo | None:
         row = self.store.query_one("SELECT * FROM documents WHERE id = ?", (document_id,))
         return _document(row) if row else None
 
-    def page(self, flt: DocumentFilter | None, limit: int, cursor: str | None) -> tuple[list[DocumentInfo], str | None]:
+    async def get(self, document_id: str) -> DocumentInfo | None:
+        """The document, or None if there is none."""
+        return await self.store.read(self._get, document_id)
+
+    def _page(
+        self, flt: DocumentFilter | None, limit: int, cursor: str | None
+    ) -> tuple[list[DocumentInfo], str | None]:
         where, params = filter_sql(flt)
         if cursor:
             where += " AND d.id > ?"
@@ -117,8 +128,13 @@ class LocalDocuments:
         documents = [_document(r) for r in rows[:limit]]
         return documents, encode_cursor("documents", documents[-1].id) if len(rows) > limit else None
 
-    def versions(self, document_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
-        """Document id -> (content hash, chunk count) of the version stored now, for those that exist."""
+    async def page(
+        self, flt: DocumentFilter | None, limit: int, cursor: str | None
+    ) -> tuple[list[DocumentInfo], str | None]:
+        """A page of documents passing the filter, by id, and the next page's cursor (None on the last)."""
+        return await self.store.read(self._page, flt, limit, cursor, keys=limit)
+
+    def _versions(self, document_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         if not document_ids:
             return {}
         marks = ", ".join("?" for _ in document_ids)
@@ -127,14 +143,22 @@ class LocalDocuments:
         )
         return {r["id"]: (r["content_hash"], r["chunk_count"]) for r in rows}
 
-    def chunks(self, document_id: str, start: int = 0, limit: int = -1) -> list[ChunkRecord]:
-        """The document's chunks in order, from position `start`; at most `limit` of them (-1: all)."""
+    async def versions(self, document_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """Document id -> (content hash, chunk count) of the version stored now, for those that exist."""
+        return await self.store.read(self._versions, document_ids, keys=len(document_ids))
+
+    def _chunks(self, document_id: str, start: int, limit: int) -> list[ChunkRecord]:
         rows = self.store.query(
             "SELECT * FROM chunks WHERE document_id = ? AND seq >= ? ORDER BY seq LIMIT ?", (document_id, start, limit)
         )
         return [_chunk(r) for r in rows]
 
-    def chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, tuple[ChunkRecord, DocumentInfo]]:
+    async def chunks(self, document_id: str, start: int = 0, limit: int = -1) -> list[ChunkRecord]:
+        """The document's chunks in order, from position `start`; at most `limit` of them (-1: all)."""
+        keys = limit if limit >= 0 else sys.maxsize  # all of a document's chunks may be many
+        return await self.store.read(self._chunks, document_id, start, limit, keys=keys)
+
+    def _chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, tuple[ChunkRecord, DocumentInfo]]:
         if not chunk_ids:
             return {}
         marks = ", ".join("?" for _ in chunk_ids)
@@ -145,14 +169,13 @@ class LocalDocuments:
             """,
             list(chunk_ids),
         )
-        out = {}
-        for row in rows:
-            out[row["chunk_id"]] = (_chunk(row, "chunk_id"), _document(row))
-        return out
+        return {row["chunk_id"]: (_chunk(row, "chunk_id"), _document(row)) for row in rows}
 
-    def lexical(self, text: str, flt: DocumentFilter | None, limit: int, budget_s: float = 0.05) -> list[str]:
-        """Chunk ids matching the words of `text`, best (bm25) first; none if ranking them takes over `budget_s`
-        (words common to a large share of many thousand chunks), and then the vectors rank alone."""
+    async def chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, tuple[ChunkRecord, DocumentInfo]]:
+        """Chunk id -> the chunk and its document, for those that exist."""
+        return await self.store.read(self._chunks_by_id, chunk_ids, keys=len(chunk_ids))
+
+    def _lexical(self, text: str, flt: DocumentFilter | None, limit: int, budget_s: float) -> list[str]:
         query = fts_query(text)
         if query is None:
             return []
@@ -176,7 +199,21 @@ class LocalDocuments:
             return []
         return [r["id"] for r in answer[1]]
 
+    def _chunks_held(self) -> int:
+        """About how many chunks there are (the highest row number: never fewer), found in one index lookup."""
+        row = self.store.query_one("SELECT max(pk) FROM chunks")
+        return int(row[0] or 0) if row else 0
+
+    async def lexical(self, text: str, flt: DocumentFilter | None, limit: int, budget_s: float = 0.05) -> list[str]:
+        """Chunk ids matching the words of `text`, best (bm25) first; none if ranking them takes over `budget_s`
+        (words common to a large share of many thousand chunks), and then the vectors rank alone. A small base
+        is ranked here, quicker than a trip to a worker thread; a large one there."""
+        if await self.store.read(self._chunks_held) <= INLINE_CHUNKS:
+            return await self.store.read(self._lexical, text, flt, limit, budget_s)
+        return await self.store.run(self._lexical, text, flt, limit, budget_s)
+
     def ids_and_titles(self, typed: str, limit: int) -> list[str]:
+        """Ids of documents whose id starts with, or title holds, `typed` (for completions, inside a store read)."""
         rows = self.store.query(
             "SELECT id FROM documents WHERE id LIKE ? OR title LIKE ? ORDER BY title LIMIT ?",
             (f"{typed}%", f"%{typed}%", limit),
@@ -184,6 +221,7 @@ class LocalDocuments:
         return [r["id"] for r in rows]
 
     def types(self, typed: str, limit: int) -> list[str]:
+        """Document types starting with `typed` (for completions, inside a store read)."""
         rows = self.store.query(
             "SELECT DISTINCT type FROM documents WHERE type LIKE ? ORDER BY type LIMIT ?", (f"{typed}%", limit)
         )
@@ -191,10 +229,7 @@ class LocalDocuments:
 
     # -- writes -------------------------------------------------------------------------------------------
 
-    def save(self, document: DocumentInfo, chunks: Sequence[Chunk], written: int | None = None) -> Removal | None:
-        """Replace the document and all its chunks, in one transaction, settling the note `written` (from
-        `start_writing`, when its vectors were noted) and noting the replaced version's vectors for removal: that
-        removal, unless they need none."""
+    def _save(self, document: DocumentInfo, chunks: Sequence[Chunk], written: int | None) -> Removal | None:
         with self.store.transaction() as conn:
             replaced = conn.execute(
                 "SELECT content_hash, chunk_count FROM documents WHERE id = ?", (document.id,)
@@ -233,9 +268,13 @@ class LocalDocuments:
                 return None
             return _note_removal(conn, document.id, replaced["content_hash"], replaced["chunk_count"])
 
-    def delete(self, document_id: str) -> tuple[bool, Removal | None]:
-        """Delete the document (its chunks go with it), noting its vectors for removal: whether it existed, and
-        the removal (unless someone is writing the same version's vectors again)."""
+    async def save(self, document: DocumentInfo, chunks: Sequence[Chunk], written: int | None = None) -> Removal | None:
+        """Replace the document and all its chunks, in one transaction, settling the note `written` (from
+        `start_writing`, when its vectors were noted) and noting the replaced version's vectors for removal: that
+        removal, unless they need none."""
+        return await self.store.run(self._save, document, chunks, written)
+
+    def _delete(self, document_id: str) -> tuple[bool, Removal | None]:
         with self.store.transaction() as conn:
             row = conn.execute(
                 "SELECT content_hash, chunk_count FROM documents WHERE id = ?", (document_id,)
@@ -245,14 +284,17 @@ class LocalDocuments:
             conn.execute("DELETE FROM documents WHERE id = ?", (document_id,))
             return True, _note_removal(conn, document_id, row["content_hash"], row["chunk_count"])
 
+    async def delete(self, document_id: str) -> tuple[bool, Removal | None]:
+        """Delete the document (its chunks go with it), noting its vectors for removal: whether it existed, and
+        the removal (unless someone is writing the same version's vectors again)."""
+        return await self.store.run(self._delete, document_id)
+
     # -- vectors being written or removed ------------------------------------------------------------------
     # The vector index may be another service (Pinecone), outside the store's transactions: vectors are noted
     # here before they are written or removed, and the note goes when the store agrees with the index again.
     # What a process that died midway noted is taken up by the next one (`claim_leftovers`).
 
-    def start_writing(self, document_id: str, content_hash: str, chunk_count: int) -> int:
-        """Note that this version's vectors are about to be written (the note's id). Refused while a live process
-        is removing the same vectors, which would remove them after they are written."""
+    def _start_writing(self, document_id: str, content_hash: str, chunk_count: int) -> int:
         pid, owner = current_owner()
         with self.store.transaction() as conn:
             for row in _notes(conn, document_id, content_hash, "removing"):
@@ -271,20 +313,25 @@ class LocalDocuments:
                 ).fetchone()[0]
             )
 
-    def settle(self, note: int) -> None:
+    async def start_writing(self, document_id: str, content_hash: str, chunk_count: int) -> int:
+        """Note that this version's vectors are about to be written (the note's id). Refused while a live process
+        is removing the same vectors, which would remove them after they are written."""
+        return await self.store.run(self._start_writing, document_id, content_hash, chunk_count)
+
+    async def settle(self, note: int) -> None:
         """The noted vectors are where the store says (written and saved, or removed)."""
-        self.store.execute("DELETE FROM pending_vectors WHERE id = ?", (note,))
+        await self.store.run(self.store.execute, "DELETE FROM pending_vectors WHERE id = ?", (note,))
 
-    def release(self, note: int) -> None:
+    async def release(self, note: int) -> None:
         """This process gives the noted vectors up (it failed midway): the next sweep takes them."""
-        self.store.execute("UPDATE pending_vectors SET pid = NULL, owner = NULL WHERE id = ?", (note,))
+        await self.store.run(
+            self.store.execute, "UPDATE pending_vectors SET pid = NULL, owner = NULL WHERE id = ?", (note,)
+        )
 
-    def claim_leftovers(self) -> list[Removal]:
-        """The vectors that processes which died (or gave up) midway left, claimed by this one for removal; those
-        that are the document's current version, or that a live process is writing again, need none."""
-        rows = self.store.query("SELECT * FROM pending_vectors")
-        if not any(not _alive(r) for r in rows):  # the usual answer: a read, and no write
-            return []
+    def _left_behind(self) -> bool:
+        return any(not _alive(r) for r in self.store.query("SELECT pid, owner FROM pending_vectors"))
+
+    def _claim_leftovers(self) -> list[Removal]:
         claimed = []
         with self.store.transaction() as conn:
             for row in conn.execute("SELECT * FROM pending_vectors").fetchall():
@@ -296,6 +343,13 @@ class LocalDocuments:
                     claimed.append(removal)
         log.info("removing the vectors of %d document versions that processes left midway", len(claimed))
         return claimed
+
+    async def claim_leftovers(self) -> list[Removal]:
+        """The vectors that processes which died (or gave up) midway left, claimed by this one for removal; those
+        that are the document's current version, or that a live process is writing again, need none."""
+        if not await self.store.read(self._left_behind):  # the usual answer: a read, and no write
+            return []
+        return await self.store.run(self._claim_leftovers)
 
 
 class Removal(NamedTuple):

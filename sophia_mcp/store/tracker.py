@@ -79,12 +79,12 @@ class LocalTracker:
             raise NotFound(f"No issue {ref!r}; search_issues finds issues by title, team, state or label")
         return _issue(row)
 
-    def get_now(self, issue_id: str) -> Issue:
+    def _get_one(self, issue_id: str) -> Issue:
         with self.store.transaction() as conn:
             return self._get(conn, issue_id)
 
     async def get(self, issue_id: str) -> Issue:
-        return await self.store.run(self.get_now, issue_id)
+        return await self.store.run(self._get_one, issue_id)
 
     def _search(self, query: IssueQuery) -> IssuePage:
         where: list[str] = ["1 = 1"]

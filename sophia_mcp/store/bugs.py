@@ -1,0 +1,81 @@
+"""Bug reports in the store: each report's channel and reporter, its issue once filed, and the state its channel
+last heard, so each change of state is announced once whichever process sees it."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from sophia_mcp.domain.bugs import BugReport
+from sophia_mcp.domain.times import iso, parse_iso, utcnow
+from sophia_mcp.store.database import Store
+
+
+def _report(row: sqlite3.Row) -> BugReport:
+    return BugReport(
+        issue_key=row["issue_key"], reporter=row["reporter"], channel=row["channel"], issue_id=row["issue_id"],
+        last_state=row["last_state"], created_at=parse_iso(row["created_at"]),
+        updated_at=parse_iso(row["updated_at"]), entry_id=row["entry_id"],
+    )  # fmt: skip
+
+
+class BugReports:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def keep(self, key: str, reporter: str, channel: str) -> None:
+        """Keep a report under its issue's key (a report kept already stays as it is)."""
+        now = iso(utcnow())
+        await self.store.run(
+            self.store.execute,
+            """
+            INSERT INTO bug_reports (issue_key, reporter, channel, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (issue_key) DO NOTHING
+            """,
+            (key, reporter, channel, now, now),
+        )
+
+    async def filed(self, key: str, issue_id: str, state: str) -> None:
+        """The report's issue is filed, in `state`, and its channel told so."""
+        await self.store.run(
+            self.store.execute,
+            "UPDATE bug_reports SET issue_id = ?, last_state = ?, updated_at = ? WHERE issue_key = ?",
+            (issue_id, state, iso(utcnow()), key),
+        )
+
+    def _all(self) -> list[BugReport]:
+        rows = self.store.query(
+            """
+            SELECT b.*, o.id AS entry_id FROM bug_reports b LEFT JOIN outbox o ON o.key = b.issue_key
+            ORDER BY b.created_at
+            """
+        )
+        return [_report(r) for r in rows]
+
+    async def all(self) -> list[BugReport]:
+        """Every report, oldest first, with the outbox entry that opens its issue."""
+        return await self.store.run(self._all)
+
+    def _take_transition(self, issue_id: str, state: str, when: datetime) -> tuple[BugReport, int] | None:
+        with self.store.transaction() as conn:
+            row = conn.execute(
+                """
+                UPDATE bug_reports SET last_state = ?, updated_at = ? WHERE issue_id = ? AND last_state IS NOT ?
+                RETURNING *, NULL AS entry_id
+                """,
+                (state, iso(when), issue_id, state),
+            ).fetchone()
+            if row is None:
+                return None
+            # Its announcements so far: the keys from "bug-state:KEY:" up to "bug-state:KEY;" (';' follows ':').
+            told = conn.execute(
+                "SELECT count(*) FROM outbox WHERE key >= ? AND key < ?",
+                (f"bug-state:{row['issue_key']}:", f"bug-state:{row['issue_key']};"),
+            ).fetchone()[0]
+        return _report(row), int(told) + 1
+
+    async def take_transition(self, issue_id: str, state: str, when: datetime) -> tuple[BugReport, int] | None:
+        """Record that a bug report's issue is now in `state`: its report and the number of this transition (1 for
+        the first change after filing), or None if it is no report's issue or the channel already heard this
+        state. One transaction, so two processes seeing the same change count it once."""
+        return await self.store.run(self._take_transition, issue_id, state, when)
