@@ -7,10 +7,7 @@ default never pays for importing their clients.
 from __future__ import annotations
 
 from sophia_mcp.adapters.local import LocalAnalyst, LocalNotifier, MemoryCache, NoWebSearch
-from sophia_mcp.adapters.local_calls import LocalCalls
-from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.adapters.local_documents import LocalDocuments
-from sophia_mcp.adapters.local_enrich import LocalEnricher
 from sophia_mcp.adapters.local_meetings import LocalMeetings
 from sophia_mcp.adapters.local_tracker import LocalTracker
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
@@ -28,7 +25,15 @@ from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.ports.web import WebSearch
 from sophia_mcp.settings import Settings
+from sophia_mcp.store.calls import LocalCalls
+from sophia_mcp.store.churn import ChurnSignals
+from sophia_mcp.store.clients import LocalCRM
+from sophia_mcp.store.competition import Competition
 from sophia_mcp.store.database import Store
+from sophia_mcp.store.enrichment import EnrichmentLedger
+from sophia_mcp.store.firmographics import LocalEnricher
+from sophia_mcp.store.snapshots import Snapshots
+from sophia_mcp.store.suggestions import Suggestions
 
 
 def backend_choices(settings: Settings) -> dict[str, str]:
@@ -156,4 +161,9 @@ def build_services(settings: Settings) -> Services:
         outbox=Outbox(store, {"alert": AlertSender(notifier), "issue": IssueSender(tracker)}),
         local_calls=local_calls,
         clients=clients,
+        enrichments=EnrichmentLedger(store),
+        snapshots=Snapshots(store),
+        churn_signals=ChurnSignals(store),
+        competition=Competition(store),
+        suggestions=Suggestions(store),
     )

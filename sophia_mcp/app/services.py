@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sophia_mcp.adapters.local_calls import LocalCalls
-from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.adapters.local_documents import LocalDocuments
 from sophia_mcp.adapters.local_meetings import LocalMeetings
 from sophia_mcp.errors import SophiaError
@@ -23,7 +21,14 @@ from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.ports.web import WebSearch
 from sophia_mcp.settings import Settings
+from sophia_mcp.store.calls import LocalCalls
+from sophia_mcp.store.churn import ChurnSignals
+from sophia_mcp.store.clients import LocalCRM
+from sophia_mcp.store.competition import Competition
 from sophia_mcp.store.database import Store
+from sophia_mcp.store.enrichment import EnrichmentLedger
+from sophia_mcp.store.snapshots import Snapshots
+from sophia_mcp.store.suggestions import Suggestions
 
 
 class ServiceCheck(NamedTuple):
@@ -56,6 +61,12 @@ class Services:
     # The store's own copies, always present whatever the backends: imports land here, completions read here.
     local_calls: LocalCalls
     clients: LocalCRM
+    # Repositories of the store.
+    enrichments: EnrichmentLedger
+    snapshots: Snapshots
+    churn_signals: ChurnSignals
+    competition: Competition
+    suggestions: Suggestions
 
     def ports(self) -> dict[str, object]:
         return {"CallSource": self.calls, "Analyst": self.analyst, "Warehouse": self.warehouse,

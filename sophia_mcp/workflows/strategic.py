@@ -121,7 +121,7 @@ async def read_question(services: Services, question: str, client_id: str | None
     """The client (the one given, else the one the question names), period and competitors of a question, and
     the metrics that answer it."""
     if client_id is None:
-        clients = await services.store.run(services.clients.all_clients)
+        clients = await services.clients.all_clients()
         client = find_client(question, [(c.id, c.name) for c in clients])
     else:
         found = await services.clients.get_client(client_id)
