@@ -78,6 +78,15 @@ class LocalCRM:
     def save_contacts(conn: sqlite3.Connection, contacts: Iterable[Contact]) -> None:
         _upsert(conn, "contacts", CONTACT_COLUMNS, (c.model_dump() for c in contacts))
 
+    async def save(self, clients: Iterable[Client] = (), contacts: Iterable[Contact] = ()) -> None:
+        """Insert or update clients, then contacts, by id in one transaction (imports, the demo)."""
+        await self.store.run(self._save, list(clients), list(contacts))
+
+    def _save(self, clients: list[Client], contacts: list[Contact]) -> None:
+        with self.store.transaction() as conn:
+            self.save_clients(conn, clients)
+            self.save_contacts(conn, contacts)
+
     # -- contacts -------------------------------------------------------------------------------------
 
     def _contacts_by_id(self, contact_ids: Sequence[str]) -> dict[str, Contact]:
