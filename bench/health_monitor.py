@@ -20,11 +20,11 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.domain.crm import Client
 from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.settings import load_settings
+from sophia_mcp.store.clients import LocalCRM
 from sophia_mcp.workflows.health_monitor import monitor_health
 
 

@@ -250,8 +250,7 @@ def escalate(
 
 
 def _complete_alert_ids(services: Services, typed: str, _: dict[str, str]) -> list[str]:
-    rows = services.store.query("SELECT id FROM outbox ORDER BY id DESC LIMIT 200")
-    return [str(r["id"]) for r in rows if str(r["id"]).startswith(typed)]
+    return services.suggestions.alert_ids(typed)
 
 
 def register(server: SophiaServer, prefix: str = "") -> None:

@@ -271,7 +271,7 @@ async def record_outcome(
     learns from."""
     services = services_of(ctx)
     found = await resolve_client(services, client)
-    count = await services.store.run(churn.record_outcome, services.store, found.id, outcome)
+    count = await churn.record_outcome(services, found.id, outcome)
     return OutcomeRecorded(client_id=found.id, name=found.name, outcome=outcome, snapshots=count)
 
 

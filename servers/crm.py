@@ -213,7 +213,7 @@ async def get_contact(ctx: Context, contact_id: ContactId) -> ContactDetail:
     services = services_of(ctx)
     contact = await services.crm.get_contact(contact_id)
     client = await services.crm.get_client(contact.client_id) if contact.client_id else None
-    person = await services.store.read(last_enrichment, services, contact_id)
+    person = await last_enrichment(services, contact_id)
     return ContactDetail(contact=contact, client=client, enrichment=person)
 
 
@@ -307,7 +307,7 @@ async def score_lead_tool(ctx: Context, contact_id: ContactId) -> LeadScoreRepor
     industry, recent calls, client health), from what is known now. Writes nothing; enrich_contact stores it."""
     services = services_of(ctx)
     contact = await services.crm.get_contact(contact_id)
-    person = await services.store.read(last_enrichment, services, contact_id)
+    person = await last_enrichment(services, contact_id)
     context = await scoring_context(services, [contact])
     signals = context.signals(contact, person, contact.title)
     return LeadScoreReport(

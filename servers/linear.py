@@ -171,11 +171,7 @@ def triage_bug(
 
 
 def _complete_issue_ids(services: Services, typed: str, _: dict[str, str]) -> list[str]:
-    rows = services.store.query(
-        "SELECT identifier FROM issue_keys WHERE identifier LIKE ? ORDER BY created_at DESC LIMIT 100",
-        (f"{typed.upper()}%",),
-    )
-    return [r["identifier"] for r in rows]
+    return services.suggestions.issue_identifiers(typed, 100)
 
 
 def register(server: SophiaServer, prefix: str = "") -> None:

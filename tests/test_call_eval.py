@@ -20,12 +20,12 @@ import pytest
 from mcp import Client as MCPClient
 from typer.testing import CliRunner
 
-from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.cli.main import app
 from sophia_mcp.domain.crm import Client
 from sophia_mcp.servers.gong import create_server
 from sophia_mcp.settings import Settings
+from sophia_mcp.store.clients import LocalCRM
 from tests.conftest import make_settings
 from tests.fakes.openai import API_KEY, RISK_WORDS, OpenAIState, openai_app
 from tests.fakes.server import serve

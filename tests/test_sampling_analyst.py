@@ -125,7 +125,7 @@ async def keep_a_long_call(data_dir: Path, times: int) -> str:
         long_id = "9" * 19
         long_call = call.model_copy(update={"id": long_id, "duration_s": call.duration_s * times})
         long_transcript = Transcript(call_id=long_id, monologues=monologues)
-        await services.store.run(services.local_calls.keep, long_call, long_transcript, "local")
+        await services.local_calls.keep(long_call, long_transcript, "local")
     finally:
         services.close()
     return long_id

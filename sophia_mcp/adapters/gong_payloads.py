@@ -5,14 +5,12 @@ Shared by `sophia-mcp calls import` (exports saved as JSON) and the Gong HTTP ad
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from sophia_mcp.adapters.call_linking import AccountRef
-from sophia_mcp.domain.calls import Call, Monologue, Party, Sentence, Transcript
+from sophia_mcp.domain.calls import AccountRef, Call, Monologue, ParsedCall, Party, Sentence, Transcript
 from sophia_mcp.domain.model import Model
 from sophia_mcp.errors import InvalidInput
 
@@ -80,13 +78,6 @@ class GongMonologue(_Loose):
 class GongCallTranscript(_Loose):
     call_id: str = Field(alias="callId")
     transcript: list[GongMonologue] = Field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ParsedCall:
-    call: Call
-    account: AccountRef
-    raw: dict[str, Any]
 
 
 def _affiliation(value: str | None) -> Any:

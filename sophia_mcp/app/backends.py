@@ -7,9 +7,6 @@ default never pays for importing their clients.
 from __future__ import annotations
 
 from sophia_mcp.adapters.local import LocalAnalyst, LocalNotifier, MemoryCache, NoWebSearch
-from sophia_mcp.adapters.local_calls import LocalCalls
-from sophia_mcp.adapters.local_crm import LocalCRM
-from sophia_mcp.adapters.local_enrich import LocalEnricher
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
 from sophia_mcp.app.services import Services
 from sophia_mcp.outbox import AlertSender, IssueSender, Outbox
@@ -26,9 +23,17 @@ from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.ports.web import WebSearch
 from sophia_mcp.settings import Settings
 from sophia_mcp.store.bugs import BugReports
+from sophia_mcp.store.calls import LocalCalls
+from sophia_mcp.store.churn import ChurnSignals
+from sophia_mcp.store.clients import LocalCRM
+from sophia_mcp.store.competition import Competition
 from sophia_mcp.store.database import Store
 from sophia_mcp.store.documents import Documents
+from sophia_mcp.store.enrichment import EnrichmentLedger
+from sophia_mcp.store.firmographics import LocalEnricher
 from sophia_mcp.store.meetings import Meetings
+from sophia_mcp.store.snapshots import Snapshots
+from sophia_mcp.store.suggestions import Suggestions
 from sophia_mcp.store.tracker import LocalTracker
 
 
@@ -158,4 +163,9 @@ def build_services(settings: Settings) -> Services:
         outbox=Outbox(store, {"alert": AlertSender(notifier), "issue": IssueSender(tracker)}),
         local_calls=local_calls,
         clients=clients,
+        enrichments=EnrichmentLedger(store),
+        snapshots=Snapshots(store),
+        churn_signals=ChurnSignals(store),
+        competition=Competition(store),
+        suggestions=Suggestions(store),
     )

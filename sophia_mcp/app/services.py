@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sophia_mcp.adapters.local_calls import LocalCalls
-from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.errors import SophiaError
 from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
@@ -22,9 +20,16 @@ from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.ports.web import WebSearch
 from sophia_mcp.settings import Settings
 from sophia_mcp.store.bugs import BugReports
+from sophia_mcp.store.calls import LocalCalls
+from sophia_mcp.store.churn import ChurnSignals
+from sophia_mcp.store.clients import LocalCRM
+from sophia_mcp.store.competition import Competition
 from sophia_mcp.store.database import Store
 from sophia_mcp.store.documents import Documents
+from sophia_mcp.store.enrichment import EnrichmentLedger
 from sophia_mcp.store.meetings import Meetings
+from sophia_mcp.store.snapshots import Snapshots
+from sophia_mcp.store.suggestions import Suggestions
 
 
 class ServiceCheck(NamedTuple):
@@ -58,6 +63,12 @@ class Services:
     # The store's own copies, always present whatever the backends: imports land here, completions read here.
     local_calls: LocalCalls
     clients: LocalCRM
+    # Repositories of the store.
+    enrichments: EnrichmentLedger
+    snapshots: Snapshots
+    churn_signals: ChurnSignals
+    competition: Competition
+    suggestions: Suggestions
 
     def ports(self) -> dict[str, object]:
         return {"CallSource": self.calls, "Analyst": self.analyst, "Warehouse": self.warehouse,

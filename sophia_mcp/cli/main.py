@@ -222,7 +222,7 @@ def demo() -> None:
         else:
             console.print(f"The store already holds {plural(loaded.clients, 'client')}; not loading the demo again.")
 
-        call_ids = await services.store.run(services.local_calls.all_call_ids)
+        call_ids = await services.local_calls.all_call_ids()
         with _progress_bar() as bar:
             task = bar.add_task("Analysing calls", total=len(call_ids))
 
@@ -604,7 +604,7 @@ def crm_import_firmographics(
     path: Annotated[Path, typer.Argument(help="CSV with a header: domain, name, industry, employees, ...")],
 ) -> None:
     """Load firmographics (one firm per row, by domain) for the local enricher; rows update firms already known."""
-    from sophia_mcp.adapters.local_enrich import read_firmographics_csv, save_firmographics
+    from sophia_mcp.store.firmographics import read_firmographics_csv, save_firmographics
 
     console = _console()
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from sophia_mcp.adapters.local_crm import LocalCRM
-from sophia_mcp.adapters.local_enrich import save_firmographics
 from sophia_mcp.app.services import Services
 from sophia_mcp.demo.calls import generate_demo
 from sophia_mcp.demo.history import seed_churn_history
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.times import utcnow
+from sophia_mcp.store.clients import LocalCRM
+from sophia_mcp.store.firmographics import save_firmographics
 from sophia_mcp.workflows.call_import import ImportReport, Progress, import_gong_bodies
 
 
@@ -24,7 +24,7 @@ class DemoLoad(Model):
 
 async def load_demo(services: Services, today: date | None = None, progress: Progress | None = None) -> DemoLoad:
     """Load the demo clients, contacts and calls into an empty store; a store with clients is left as it is."""
-    existing = await services.store.run(services.clients.count)
+    existing = await services.clients.count()
     if existing:
         return DemoLoad(loaded=False, clients=existing, contacts=0)
     data = generate_demo(today or utcnow().date())

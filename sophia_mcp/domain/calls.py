@@ -5,8 +5,9 @@ the system of record for calls; the local store keeps the same shape."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -99,3 +100,20 @@ class CallFilter(Model):
 class CallPage(Model):
     calls: list[Call]
     next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """The CRM account a Gong call is linked to, as Gong's context gives it (an id, a name, or both)."""
+
+    id: str | None
+    name: str | None
+
+
+@dataclass(frozen=True)
+class ParsedCall:
+    """A call read from a provider's record, with the account it names and the record itself."""
+
+    call: Call
+    account: AccountRef
+    raw: dict[str, Any]

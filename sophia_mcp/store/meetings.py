@@ -101,6 +101,15 @@ class Meetings:
     async def book(self, request: MeetingRequest) -> tuple[Meeting, bool]:
         return await self.store.run(self._book, request)
 
+    async def book_all(self, requests: list[MeetingRequest]) -> list[tuple[Meeting, bool]]:
+        """Book many in one transaction (the health monitor's and the churn prediction's): each meeting, and
+        whether it is new."""
+        return await self.store.run(self._book_all, requests)
+
+    def _book_all(self, requests: list[MeetingRequest]) -> list[tuple[Meeting, bool]]:
+        with self.store.transaction() as conn:
+            return [self.book_now(conn, request) for request in requests]
+
     def _get(self, uid: str) -> Meeting:
         row = self.store.query_one("SELECT * FROM meetings WHERE uid = ? OR key = ?", (uid, uid))
         if row is None:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from sophia_mcp.adapters import warehouse_sql
+from sophia_mcp.analysis.sql_guard import check_select, limited
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.times import iso, utcnow
@@ -81,51 +83,28 @@ def _until(args: MetricArgs) -> str | None:
 METRICS: dict[str, Metric] = {
     "at_risk_clients": Metric(
         "Clients whose current health is under the threshold, lowest first, with segment, ARR and CSM.",
-        """
-        SELECT c.id AS client_id, c.name, c.segment, c.arr, c.csm_name, h.score AS health, h.as_of
-        FROM client_health h JOIN clients c ON c.id = h.client_id
-        WHERE h.score < ? AND (? IS NULL OR c.id = ?) ORDER BY h.score
-        """,
+        warehouse_sql.AT_RISK_CLIENTS,
         lambda a, t: [t, a.client_id, a.client_id],
     ),
     "client_health": Metric(
         "Every client with a health score (one client with `client_id`), lowest first, with segment, ARR and CSM.",
-        """
-        SELECT c.id AS client_id, c.name, c.segment, c.arr, c.csm_name, h.score AS health, h.as_of
-        FROM client_health h JOIN clients c ON c.id = h.client_id WHERE (? IS NULL OR c.id = ?) ORDER BY h.score
-        """,
+        warehouse_sql.CLIENT_HEALTH,
         lambda a, t: [a.client_id, a.client_id],
     ),
     "health_trend": Metric(
         "Health by day over the last `days`, newest day first: clients scored, average health, how many under the "
         "threshold (one client with `client_id`).",
-        """
-        SELECT DATE(as_of) AS day, COUNT(DISTINCT client_id) AS clients, AVG(score) AS avg_health,
-            COUNT(DISTINCT CASE WHEN score < ? THEN client_id END) AS under_threshold
-        FROM client_health_history
-        WHERE as_of >= ? AND (? IS NULL OR as_of < ?) AND (? IS NULL OR client_id = ?)
-        GROUP BY DATE(as_of) ORDER BY day DESC
-        """,
+        warehouse_sql.HEALTH_TREND,
         lambda a, t: [t, _since(a), _until(a), _until(a), a.client_id, a.client_id],
     ),
     "revenue_by_segment": Metric(
         "ARR by segment: clients, ARR, average health and the ARR of clients under the threshold.",
-        """
-        SELECT COALESCE(c.segment, 'unknown') AS segment, COUNT(*) AS clients, SUM(c.arr) AS arr,
-            AVG(h.score) AS avg_health, SUM(CASE WHEN h.score < ? THEN c.arr ELSE 0 END) AS arr_at_risk
-        FROM clients c LEFT JOIN client_health h ON h.client_id = c.id
-        GROUP BY COALESCE(c.segment, 'unknown') ORDER BY arr DESC
-        """,
+        warehouse_sql.REVENUE_BY_SEGMENT,
         lambda a, t: [t],
     ),
     "competitor_mentions": Metric(
         "Competitors named on calls in the last `days`: mentions, calls and clients.",
-        """
-        SELECT m.competitor, SUM(m.mentions) AS mentions, COUNT(*) AS calls, COUNT(DISTINCT k.client_id) AS clients
-        FROM call_mentions m JOIN calls k ON k.id = m.call_id
-        WHERE k.started >= ? AND (? IS NULL OR k.started < ?) AND (? IS NULL OR k.client_id = ?)
-        GROUP BY m.competitor ORDER BY mentions DESC
-        """,
+        warehouse_sql.COMPETITOR_MENTIONS,
         lambda a, t: [_since(a), _until(a), _until(a), a.client_id, a.client_id],
     ),
 }
@@ -178,16 +157,12 @@ async def _read(services: Services, sql: str, params: list[Any], limit: int) -> 
 @lru_cache(maxsize=64)
 def _metric_sql(name: str, dialect: str, limit: int) -> str:
     """A metric's statement, checked and capped, in the warehouse's dialect (parsed once, not per call)."""
-    from sophia_mcp.analysis.sql_guard import check_select, limited  # sqlglot: paid on first use, not at start
-
     return limited(check_select(METRICS[name].sql, ALLOWED_TABLES), limit, dialect)
 
 
 @lru_cache(maxsize=8)
 def _client_sql(dialect: str) -> str:
-    from sophia_mcp.analysis.sql_guard import check_select, limited
-
-    return limited(check_select("SELECT id FROM clients WHERE id = ?", ALLOWED_TABLES), 1, dialect)
+    return limited(check_select(warehouse_sql.CLIENT_BY_ID, ALLOWED_TABLES), 1, dialect)
 
 
 async def run_metric(
@@ -235,6 +210,4 @@ async def query_warehouse(services: Services, sql: str, limit: int = ROW_LIMIT) 
 @lru_cache(maxsize=256)
 def _checked(sql: str, dialect: str, limit: int) -> str:
     """A query's checked, capped statement; a query asked again (models repeat themselves) is not parsed again."""
-    from sophia_mcp.analysis.sql_guard import check_select, limited
-
     return limited(check_select(sql, ALLOWED_TABLES, dialect), limit, dialect)

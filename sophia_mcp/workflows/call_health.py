@@ -136,7 +136,7 @@ async def analyze_call(
             # to its client here (by account name or email domain when Gong has no CRM id).
             call = await run.step(
                 "keep_call",
-                lambda: services.store.run(services.local_calls.keep, call, transcript, services.calls.name),
+                lambda: services.local_calls.keep(call, transcript, services.calls.name),
                 lambda c: {"client_id": c.client_id, "linked_by": c.linked_by},
             )
         await report(2, "fetched transcript")
@@ -266,7 +266,7 @@ async def link_call(services: Services, call_id: str, client: str) -> LinkReport
     async with start_run(services.store, "link_call", call_id, {"call_id": call_id, "client": client}) as run:
         call, previous = await run.step(
             "link_call",
-            lambda: services.store.run(services.local_calls.link_call, call_id, client),
+            lambda: services.local_calls.link_call(call_id, client),
             lambda r: {"client_id": r[0].client_id, "previous": r[1]},
         )
         assert call.client_id is not None

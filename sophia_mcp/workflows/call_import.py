@@ -86,44 +86,14 @@ async def import_gong_bodies(
         except SophiaError as exc:
             report.problems.append(f"{source}: {exc}")
 
-    local = services.local_calls
     total = len(calls) + len(transcripts)
-
-    def save_calls(batch: list[ParsedCall]) -> tuple[int, int, int]:
-        new = updated = unchanged = 0
-        with services.store.transaction() as conn:
-            for parsed in batch:
-                stored = local.stored_record(conn, parsed.call.id)
-                if stored == parsed.raw:
-                    unchanged += 1
-                    continue
-                if stored is None:
-                    new += 1
-                else:
-                    updated += 1
-                local.save_call(conn, parsed, source="gong")
-        return new, updated, unchanged
-
-    def save_transcripts(batch: list[Transcript]) -> tuple[int, list[str]]:
-        saved, missing = 0, []
-        with services.store.transaction() as conn:
-            for transcript in batch:
-                if local.has_call(conn, transcript.call_id):
-                    local.save_transcript(conn, transcript)
-                    saved += 1
-                else:
-                    missing.append(
-                        f"transcript of call {transcript.call_id} skipped: its call is not in the store; "
-                        "import the call's /v2/calls/extensive record with it"
-                    )
-        return saved, missing
 
     async with start_run(services.store, "import_calls", None, {"sources": [s for s, _ in bodies]}) as run:
         report.run_id = run.id
         done = 0
         for start in range(0, len(calls), BATCH):
             batch = calls[start : start + BATCH]
-            new, updated, unchanged = await services.store.run(save_calls, batch)
+            new, updated, unchanged = await services.local_calls.save_calls(batch, source="gong")
             report.calls_new += new
             report.calls_updated += updated
             report.calls_unchanged += unchanged
@@ -132,7 +102,7 @@ async def import_gong_bodies(
                 await progress(done, total, "calls")
         for start in range(0, len(transcripts), BATCH):
             tbatch = transcripts[start : start + BATCH]
-            saved, missing = await services.store.run(save_transcripts, tbatch)
+            saved, missing = await services.local_calls.save_transcripts(tbatch)
             report.transcripts += saved
             report.problems.extend(missing)
             done += len(tbatch)

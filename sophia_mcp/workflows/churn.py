@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import anyio.to_thread
 from pydantic import Field
 
 from sophia_mcp.analysis.churn import FEATURES, ChurnFeatures, log1p, reason
@@ -25,9 +26,8 @@ from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Alert, Attachment
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import iso, utcnow
-from sophia_mcp.errors import InvalidInput, NotFound
+from sophia_mcp.errors import InvalidInput
 from sophia_mcp.runs import Progress, no_progress, start_run
-from sophia_mcp.store.database import Store
 from sophia_mcp.workflows.health_monitor import next_weekday_at, period_of
 from sophia_mcp.workflows.issues import default_team
 
@@ -69,40 +69,20 @@ class ChurnModel:
 # -- features ----------------------------------------------------------------------------------------------
 
 
-def current_features(store: Store, now: datetime) -> dict[str, tuple[Client, ChurnFeatures]]:
+async def current_features(services: Services, now: datetime) -> dict[str, tuple[Client, ChurnFeatures]]:
     """Every client's features as of now, in a few set-based queries."""
-    from sophia_mcp.adapters.local_crm import LocalCRM
-
-    clients = {c.id: c for c in LocalCRM(store).all_clients()}
-    since90, since30 = iso(now - timedelta(days=90)), iso(now - timedelta(days=30))
-    health = {r[0]: r[1] for r in store.query("SELECT client_id, score FROM client_health")}
-    trend: dict[str, float] = {}
-    for client_id, first, last, days in store.query(
-        """
-        SELECT client_id,
-            (SELECT score FROM client_health_history h2 WHERE h2.client_id = h.client_id AND h2.as_of >= ?
-             ORDER BY as_of LIMIT 1),
-            (SELECT score FROM client_health_history h3 WHERE h3.client_id = h.client_id ORDER BY as_of DESC LIMIT 1),
-            julianday(max(as_of)) - julianday(min(as_of))
-        FROM client_health_history h WHERE as_of >= ? GROUP BY client_id
-        """,
-        (since90, since90),
-    ):
-        trend[client_id] = (last - first) / days * 30 if days and days > 1 else 0.0
+    clients = {c.id: c for c in await services.clients.all_clients()}
+    since30 = iso(now - timedelta(days=30))
+    signals = await services.churn_signals.since(now - timedelta(days=90))
+    health = signals.health
+    trend = {
+        client_id: (last - first) / days * 30 if days and days > 1 else 0.0
+        for client_id, first, last, days in signals.health_spans
+    }
     calls: dict[str, list[Any]] = {}
-    for client_id, started, sentiment in store.query(
-        "SELECT client_id, started, external_sentiment FROM call_analyses WHERE started >= ? AND client_id IS NOT NULL",
-        (since90,),
-    ):
+    for client_id, started, sentiment in signals.calls:
         calls.setdefault(client_id, []).append((started, sentiment or 0.0))
-    mentions: dict[str, float] = dict(store.query(  # type: ignore[arg-type]
-        """
-        SELECT k.client_id, SUM(m.mentions) FROM call_mentions m JOIN calls k ON k.id = m.call_id
-        WHERE k.started >= ? GROUP BY k.client_id
-        """,
-        (since90,),
-    ))  # fmt: skip
-    last_call: dict[str, str] = dict(store.query("SELECT client_id, max(started) FROM calls GROUP BY client_id"))  # type: ignore[arg-type]
+    mentions, last_call = signals.mentions, signals.last_call
     out = {}
     for client_id, client in clients.items():
         mine = calls.get(client_id, [])
@@ -124,35 +104,24 @@ def _mean(values: list[float], otherwise: float) -> float:
     return sum(values) / len(values) if values else otherwise
 
 
-def history(store: Store) -> tuple[list[list[float]], list[int]]:
-    rows = store.query("SELECT features, outcome FROM client_snapshots WHERE outcome IS NOT NULL ORDER BY id")
-    x = [ChurnFeatures.model_validate_json(r[0]).vector() for r in rows]
-    return x, [1 if r[1] == "churned" else 0 for r in rows]
+async def history(services: Services) -> tuple[list[list[float]], list[int]]:
+    """The labelled snapshots the model learns from: their feature vectors, and 1 for each that churned."""
+    rows = await services.snapshots.labelled()
+    x = [ChurnFeatures.model_validate_json(features).vector() for features, _ in rows]
+    return x, [1 if outcome == "churned" else 0 for _, outcome in rows]
 
 
-def snapshot(store: Store, features: dict[str, tuple[Client, ChurnFeatures]], now: datetime) -> None:
+async def snapshot(services: Services, features: dict[str, tuple[Client, ChurnFeatures]], now: datetime) -> None:
     """Keep this week's features of every client (outcome unknown yet), once a week per client."""
-    week = iso(datetime.combine(period_of(now.date(), 7)[0], datetime.min.time(), now.tzinfo))
-    with store.transaction() as conn:
-        conn.executemany(
-            """
-            INSERT INTO client_snapshots (client_id, as_of, features, source) VALUES (?, ?, ?, 'weekly')
-            ON CONFLICT (client_id, as_of) DO UPDATE SET features = excluded.features
-            WHERE client_snapshots.outcome IS NULL
-            """,
-            [(cid, week, f.model_dump_json()) for cid, (_, f) in features.items()],
-        )
+    week = datetime.combine(period_of(now.date(), 7)[0], datetime.min.time(), now.tzinfo)
+    await services.snapshots.keep(week, {cid: f.model_dump_json() for cid, (_, f) in features.items()})
 
 
-def record_outcome(store: Store, client_id: str, outcome: Literal["renewed", "churned"], days: int = 180) -> int:
+async def record_outcome(
+    services: Services, client_id: str, outcome: Literal["renewed", "churned"], days: int = 180
+) -> int:
     """Label the client's snapshots of the last `days` with how it ended; returns how many were labelled."""
-    since = iso(utcnow() - timedelta(days=days))
-    with store.transaction() as conn:
-        if conn.execute("SELECT 1 FROM clients WHERE id = ?", (client_id,)).fetchone() is None:
-            raise NotFound(f"No client {client_id!r}")
-        return conn.execute(
-            "UPDATE client_snapshots SET outcome = ? WHERE client_id = ? AND as_of >= ?", (outcome, client_id, since)
-        ).rowcount
+    return await services.snapshots.label(client_id, outcome, utcnow() - timedelta(days=days))
 
 
 # -- the model ---------------------------------------------------------------------------------------------
@@ -205,11 +174,10 @@ async def predict_churn(
     _, period = period_of(now.date(), 7)
     async with start_run(store, "predict_churn", period, {"threshold": threshold, "act": act}) as run:
         await report_progress(0, STAGES, "reading each client's features")
-        features = await run.step("features", lambda: store.run(current_features, store, now),
-                                  lambda f: {"clients": len(f)})  # fmt: skip
+        features = await run.step("features", lambda: current_features(services, now), lambda f: {"clients": len(f)})
         await report_progress(1, STAGES, f"training on the history of {plural(len(features), 'client')}")
-        x, y = await store.run(history, store)
-        model = await run.step("train", lambda: store.run(train, x, y),
+        x, y = await history(services)
+        model = await run.step("train", lambda: anyio.to_thread.run_sync(train, x, y),
                                lambda m: {"trained_on": m.trained_on, "brier": m.brier})  # fmt: skip
         await report_progress(2, STAGES, "scoring")
         scored = []
@@ -222,7 +190,7 @@ async def predict_churn(
             await report_progress(3, STAGES, f"acting on {plural(len(above), 'client')} above {threshold:.0%}")
         actions = await run.step("act", lambda: _act(services, above, period, now), lambda a: {"clients": len(a)}) \
             if act and above else {}  # fmt: skip
-        await store.run(snapshot, store, features, now)
+        await snapshot(services, features, now)
         risks = [
             ChurnRisk(
                 client_id=c.id,
@@ -252,24 +220,19 @@ async def _act(services: Services, above: list[Any], period: str, now: datetime)
             "Churn actions need a team for their issues: set SOPHIA_MONITOR__TEAM or SOPHIA_LINEAR__TEAM"
         )
     starts = next_weekday_at(now, settings.monitor.meeting_hour_utc)
-    store = services.store
-
-    def book() -> dict[str, Any]:
-        booked = {}
-        with store.transaction() as conn:
-            for p, client, _, reasons in above:
-                if client.csm_email:
-                    request = MeetingRequest(
-                        key=f"churn-meeting:{client.id}:{period}", title=f"{client.name}: churn risk review",
-                        description=f"Churn risk {p:.0%}: " + "; ".join(reasons),
-                        organizer=Attendee(email=settings.monitor.organizer_email, name="sophia-mcp"),
-                        attendees=[Attendee(email=client.csm_email, name=client.csm_name)], starts_at=starts,
-                        minutes=settings.monitor.meeting_minutes,
-                    )  # fmt: skip
-                    booked[client.id] = services.meetings.book_now(conn, request)[0]
-        return booked
-
-    meetings = await store.run(book)
+    booking = [
+        (client, MeetingRequest(
+            key=f"churn-meeting:{client.id}:{period}", title=f"{client.name}: churn risk review",
+            description=f"Churn risk {p:.0%}: " + "; ".join(reasons),
+            organizer=Attendee(email=settings.monitor.organizer_email, name="sophia-mcp"),
+            attendees=[Attendee(email=client.csm_email, name=client.csm_name)], starts_at=starts,
+            minutes=settings.monitor.meeting_minutes,
+        ))
+        for p, client, _, reasons in above
+        if client.csm_email
+    ]  # fmt: skip
+    booked = await services.meetings.book_all([request for _, request in booking])
+    meetings = {client.id: meeting for (client, _), (meeting, _) in zip(booking, booked, strict=True)}
     channel = settings.alerts.channel_for("churn")
     issues, alerts = [], []
     for p, client, _, reasons in above:

@@ -19,7 +19,7 @@ from pydantic import Field
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.plural import plural
-from sophia_mcp.domain.times import iso, utcnow
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.domain.web import WebResult
 from sophia_mcp.domain.weights import Competitor
 from sophia_mcp.errors import SophiaError
@@ -50,31 +50,15 @@ class IntelReport(Model):
     competitors: list[CompetitorInsight]
 
 
-def _mentions(services: Services, competitor: str, start: str, end: str) -> tuple[int, int, list[tuple[str, str]]]:
+async def _mentions(
+    services: Services, competitor: str, start: datetime, end: datetime
+) -> tuple[int, int, list[tuple[str, str]]]:
     """Mentions, clients, and a few quotes (call title, words) of `competitor` on calls started in [start, end)."""
-    store = services.store
-    row = store.query_one(
-        """
-        SELECT COALESCE(SUM(m.mentions), 0), COUNT(DISTINCT k.client_id) FROM call_mentions m
-        JOIN calls k ON k.id = m.call_id WHERE m.competitor = ? AND k.started >= ? AND k.started < ?
-        """,
-        (competitor, start, end),
-    )
-    quotes = store.query(
-        """
-        SELECT k.title, a.analysis FROM call_mentions m JOIN calls k ON k.id = m.call_id
-        JOIN call_analyses a ON a.call_id = k.id
-        WHERE m.competitor = ? AND k.started >= ? AND k.started < ? ORDER BY k.started DESC LIMIT ?
-        """,
-        (competitor, start, end, QUOTES),
-    )
-    from sophia_mcp.domain.results import CallAnalysis
-
+    mentions, clients, analyses = await services.competition.mentions(competitor, start, end, QUOTES)
     said = []
-    for title, raw in quotes:
-        analysis = CallAnalysis.model_validate_json(raw)
+    for title, analysis in analyses:
         said += [(title, m.text) for m in analysis.competitor_mentions if m.competitor == competitor][:1]
-    return (int(row[0]), int(row[1]), said) if row else (0, 0, said)
+    return mentions, clients, said
 
 
 async def _news(services: Services, competitor: Competitor) -> tuple[list[WebResult], str]:
@@ -116,23 +100,14 @@ async def competitive_intelligence(
         competitors = services.settings.competitors
         for n, competitor in enumerate(competitors):
             await report_progress(n, len(competitors), f"reading the news and calls about {competitor.name}")
-            mentions, clients, said = await services.store.run(
-                _mentions, services, competitor.name, iso(end - window), iso(end)
-            )
-            before, _, _ = await services.store.run(
-                _mentions, services, competitor.name, iso(end - 2 * window), iso(end - window)
-            )
+            mentions, clients, said = await _mentions(services, competitor.name, end - window, end)
+            before, _, _ = await _mentions(services, competitor.name, end - 2 * window, end - window)
             news, web = await run.step(f"news {competitor.name}", partial(_news, services, competitor))
             slug = competitor.name.casefold().replace(" ", "-")
-            previous = await services.store.run(
-                services.store.query_one,
-                "SELECT id FROM documents WHERE type = 'competitor_insight' AND id LIKE ? AND id < ? "
-                "ORDER BY id DESC LIMIT 1",
-                (f"intel-{slug}-%", f"intel-{slug}-{day.isoformat()}"),
-            )
+            previous = await services.competition.previous_insight(slug, day)
             known_urls = set()
             if previous is not None:
-                chunks = await services.documents.chunks(previous[0])
+                chunks = await services.documents.chunks(previous)
                 known_urls = {r.url for r in news if any(r.url in c.text for c in chunks)}
             significant = []
             if mentions >= MIN_MENTIONS and mentions >= 2 * max(before, 1):

@@ -13,7 +13,6 @@ recorded with its reason and the batch goes on.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -33,7 +32,7 @@ from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.errors import InvalidInput, SophiaError
 from sophia_mcp.runs import Run, describe_error, start_run
-from sophia_mcp.store.database import dumps
+from sophia_mcp.store.enrichment import Answer, Finished
 
 Progress = Callable[[float, float, str], Awaitable[None]]
 
@@ -123,19 +122,14 @@ async def scoring_context(services: Services, contacts: list[Contact]) -> Scorin
         return context
     context.clients = await services.crm.get_clients(client_ids)
     since = utcnow() - timedelta(days=ENGAGEMENT_DAYS)
-    context.calls = await services.store.read(services.local_calls.call_counts, client_ids, since, keys=len(client_ids))
+    context.calls = await services.local_calls.call_counts(client_ids, since)
     context.health = await services.warehouse.health_scores(client_ids)
     return context
 
 
-def last_enrichment(services: Services, contact_id: str) -> Person | None:
+async def last_enrichment(services: Services, contact_id: str) -> Person | None:
     """The enricher's latest answer about a contact, however old (None: never asked, or not known)."""
-    row = services.store.query_one(
-        "SELECT person FROM enrichments WHERE crm = ? AND contact_id = ? AND person IS NOT NULL",
-        (services.crm.name, contact_id),
-    )
-    raw = json.loads(row["person"]) if row else None
-    return Person.model_validate(raw) if raw else None
+    return await services.enrichments.last_person(services.crm.name, contact_id)
 
 
 class _Work:
@@ -189,73 +183,22 @@ class Enrichment:
 
     # -- ledger -----------------------------------------------------------------------------------------
 
-    def _load_ledger(self, contact_ids: list[str]) -> dict[str, Person | None]:
+    async def _load_ledger(self, contact_ids: list[str]) -> dict[str, Person | None]:
         """Earlier enricher answers still fresh enough to reuse (None: asked, and it did not know the person)."""
-        fresh_since = iso(utcnow() - timedelta(days=self.settings.enrichment.refresh_days))
-        known: dict[str, Person | None] = {}
-        for start in range(0, len(contact_ids), 500):
-            chunk = contact_ids[start : start + 500]
-            rows = self.services.store.query(
-                f"""
-                SELECT contact_id, person FROM enrichments
-                WHERE crm = ? AND person IS NOT NULL AND enriched_at >= ?
-                AND contact_id IN ({", ".join("?" for _ in chunk)})
-                """,
-                [self.services.crm.name, fresh_since, *chunk],
-            )
-            for row in rows:
-                raw = json.loads(row["person"])
-                known[row["contact_id"]] = Person.model_validate(raw) if raw else None
-        return known
+        fresh_since = utcnow() - timedelta(days=self.settings.enrichment.refresh_days)
+        return await self.services.enrichments.fresh(self.services.crm.name, contact_ids, fresh_since)
 
-    def _remember(self, works: list[_Work]) -> None:
+    async def _remember(self, works: list[_Work]) -> None:
         """Keep the enricher's answers the moment they arrive: a crash after this spends no credit again."""
-        now = iso(utcnow())
-        with self.services.store.transaction() as conn:
-            conn.executemany(
-                """
-                INSERT INTO enrichments (crm, contact_id, status, person, error, run_id, enriched_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (crm, contact_id) DO UPDATE SET status = excluded.status, person = excluded.person,
-                    error = excluded.error, run_id = excluded.run_id, enriched_at = excluded.enriched_at,
-                    changes = NULL, score = NULL, finished_at = NULL
-                """,
-                [
-                    (
-                        self.services.crm.name,
-                        w.contact.id,
-                        "failed" if w.error else "enriched",
-                        None if w.error else dumps(w.person.model_dump() if w.person else None),
-                        w.error,
-                        self.run.id,
-                        now,
-                    )
-                    for w in works
-                ],
-            )
+        answers = [Answer(w.contact.id, w.person, w.error) for w in works]
+        await self.services.enrichments.remember(self.services.crm.name, self.run.id, answers)
 
-    def _finish(self, outcomes: list[ContactOutcome]) -> None:
-        now = iso(utcnow())
-        with self.services.store.transaction() as conn:
-            conn.executemany(
-                """
-                UPDATE enrichments SET status = ?, changes = ?, score = ?, error = ?, run_id = ?, finished_at = ?
-                WHERE crm = ? AND contact_id = ?
-                """,
-                [
-                    (
-                        o.status,
-                        dumps(o.changes),
-                        o.score.model_dump_json() if o.score else None,
-                        o.error,
-                        self.run.id,
-                        now,
-                        self.services.crm.name,
-                        o.contact_id,
-                    )
-                    for o in outcomes
-                ],
-            )
+    async def _finish(self, outcomes: list[ContactOutcome]) -> None:
+        finished = [
+            Finished(o.contact_id, o.status, dict(o.changes), o.score.model_dump_json() if o.score else None, o.error)
+            for o in outcomes
+        ]
+        await self.services.enrichments.finish(self.services.crm.name, self.run.id, finished)
 
     # -- the pipeline ---------------------------------------------------------------------------------
 
@@ -265,7 +208,7 @@ class Enrichment:
         self.context = await self.run.step(
             "context", lambda: scoring_context(self.services, contacts), lambda c: {"clients": len(c.clients)}
         )
-        known = await self.services.store.run(self._load_ledger, [c.id for c in contacts]) if not self.force else {}
+        known = await self._load_ledger([c.id for c in contacts]) if not self.force else {}
         works = [_Work(c) for c in contacts]
         fresh: list[_Work] = []
         for work in works:
@@ -351,7 +294,7 @@ class Enrichment:
             for (work, _), person in zip(asked, answers, strict=True):
                 work.person, work.matched = person, person is not None
         with anyio.CancelScope(shield=True):  # an answer paid for is kept, even if the run is being torn down
-            await self.services.store.run(self._remember, chunk)
+            await self._remember(chunk)
 
     def _changes(self, work: _Work) -> tuple[ContactChanges, LeadScore]:
         contact, person = work.contact, work.person
@@ -383,7 +326,7 @@ class Enrichment:
             )
             for w, changes, score in batch
         ]
-        await self.services.store.run(self._finish, outcomes)
+        await self._finish(outcomes)
         self._record(outcomes, stored=True)
         await self._report(f"wrote {plural(len(batch), 'contact')} to {self.services.crm.name}")
 
@@ -415,7 +358,7 @@ class Enrichment:
     async def _flush_unchanged(self) -> None:
         pending, self._unstored = self._unstored, []
         if pending:
-            await self.services.store.run(self._finish, pending)
+            await self._finish(pending)
             await self._report(f"{plural(len(pending), 'contact')} needed no write")
 
     async def _report(self, message: str) -> None:

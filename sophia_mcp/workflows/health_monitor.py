@@ -135,7 +135,7 @@ async def monitor_health(services: Services, now: datetime | None = None) -> Mon
     async with start_run(store, "health_monitor", period, {"threshold": threshold, "period": period}) as run:
 
         async def load() -> tuple[list[Client], dict[str, float]]:
-            clients = await store.run(services.clients.all_clients)
+            clients = await services.clients.all_clients()
             return clients, await services.warehouse.health_scores([c.id for c in clients])
 
         clients, scores = await run.step(
@@ -144,18 +144,18 @@ async def monitor_health(services: Services, now: datetime | None = None) -> Mon
         at_risk = sorted((c for c in clients if scores.get(c.id, threshold) < threshold), key=lambda c: scores[c.id])
         starts = next_weekday_at(now, monitor.meeting_hour_utc)
 
-        def book_all() -> tuple[dict[str, Meeting], int]:
-            booked, new = {}, 0
-            with store.transaction() as conn:
-                for client in at_risk:
-                    if client.csm_email:
-                        request = _meeting(client, scores[client.id], period, starts, services)
-                        booked[client.id], created = services.meetings.book_now(conn, request)
-                        new += created
-            return booked, new
+        async def book_all() -> tuple[dict[str, Meeting], int]:
+            booking = [
+                (client, _meeting(client, scores[client.id], period, starts, services))
+                for client in at_risk
+                if client.csm_email
+            ]
+            booked = await services.meetings.book_all([request for _, request in booking])
+            meetings = {client.id: meeting for (client, _), (meeting, _) in zip(booking, booked, strict=True)}
+            return meetings, sum(created for _, created in booked)
 
         meetings, new_meetings = await run.step(
-            "request meetings", lambda: store.run(book_all), lambda r: {"booked": len(r[0]), "new": r[1]}
+            "request meetings", book_all, lambda r: {"booked": len(r[0]), "new": r[1]}
         )
         channel = settings.alerts.channel_for("health")
 

@@ -21,6 +21,7 @@ from typing import Literal
 import anyio
 from pydantic import Field
 
+from sophia_mcp.adapters import warehouse_sql
 from sophia_mcp.analysis.competitors import find_in_text
 from sophia_mcp.analysis.health import format_threshold
 from sophia_mcp.analysis.question import Period, Topic, find_client, read_period, topics_of
@@ -121,7 +122,7 @@ async def read_question(services: Services, question: str, client_id: str | None
     """The client (the one given, else the one the question names), period and competitors of a question, and
     the metrics that answer it."""
     if client_id is None:
-        clients = await services.store.run(services.clients.all_clients)
+        clients = await services.clients.all_clients()
         client = find_client(question, [(c.id, c.name) for c in clients])
     else:
         found = await services.clients.get_client(client_id)
@@ -209,13 +210,11 @@ async def from_warehouse(services: Services, question: str, scope: QuestionScope
 
 async def from_calls(services: Services, question: str, scope: QuestionScope) -> list[Citation]:
     named = scope.competitors
-    sql = (
-        "SELECT call_id, client_id, started, analysis FROM call_analyses WHERE (? IS NULL OR client_id = ?) "
-        "AND started >= ? AND (? IS NULL OR started < ?) ORDER BY started DESC LIMIT 200"
-    )
     until = iso(scope.until) if scope.until else None
     params = [scope.client_id, scope.client_id, iso(scope.since), until, until]
-    rows = (await services.warehouse.read(sql, params, services.settings.analytics.timeout_s)).rows
+    rows = (
+        await services.warehouse.read(warehouse_sql.ANALYSES_IN_PERIOD, params, services.settings.analytics.timeout_s)
+    ).rows
     naming: list[tuple[str, str, str]] = []
     others: list[tuple[str, str, str]] = []
     for call_id, _, started, raw in rows:

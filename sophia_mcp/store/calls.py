@@ -6,23 +6,18 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import TypeAdapter
 
-from sophia_mcp.adapters.call_linking import LINK_HINT, AccountRef, fill_name_keys, name_key, resolve_link
 from sophia_mcp.analysis.competitors import find_competitor_mentions
-from sophia_mcp.domain.calls import Call, CallFilter, CallPage, Monologue, Party, Transcript
+from sophia_mcp.domain.calls import AccountRef, Call, CallFilter, CallPage, Monologue, ParsedCall, Party, Transcript
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.domain.weights import Competitor
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
+from sophia_mcp.store.call_links import LINK_HINT, fill_name_keys, name_key, resolve_link
 from sophia_mcp.store.database import Store, dumps
-
-if TYPE_CHECKING:
-    # Only imports need the Gong payload models; a starting server should not pay for building them.
-    from sophia_mcp.adapters.gong_payloads import ParsedCall
-
 
 OLD_UNLINKED = f"The call was imported before calls were linked by account name and email domain; {LINK_HINT}"
 
@@ -153,11 +148,16 @@ class LocalCalls:
         )
         return [r["id"] for r in rows]
 
-    def all_call_ids(self) -> list[str]:
+    async def all_call_ids(self) -> list[str]:
         """Every call id, oldest call first."""
-        return [r["id"] for r in self.store.query("SELECT id FROM calls ORDER BY started, id")]
+        rows = await self.store.run(self.store.query, "SELECT id FROM calls ORDER BY started, id")
+        return [r["id"] for r in rows]
 
-    def call_counts(self, client_ids: Sequence[str], since: datetime) -> dict[str, int]:
+    async def call_counts(self, client_ids: Sequence[str], since: datetime) -> dict[str, int]:
+        """How many calls each client had since `since` (clients with none are absent)."""
+        return await self.store.read(self._call_counts, client_ids, since, keys=len(client_ids))
+
+    def _call_counts(self, client_ids: Sequence[str], since: datetime) -> dict[str, int]:
         """How many calls each client had since `since` (clients with none are absent)."""
         ids = list(dict.fromkeys(client_ids))
         counts: dict[str, int] = {}
@@ -225,9 +225,12 @@ class LocalCalls:
                     "linked_by": stored["link"], "unlinked_reason": stored["unlinked_reason"]}
         )  # fmt: skip
 
-    def link_call(self, call_id: str, client: str) -> tuple[Call, str | None]:
+    async def link_call(self, call_id: str, client: str) -> tuple[Call, str | None]:
         """Link a call to a client by hand (its id, or its name with case and punctuation aside); returns the
         linked call and the client it was linked to before, if any."""
+        return await self.store.run(self._link_call, call_id, client)
+
+    def _link_call(self, call_id: str, client: str) -> tuple[Call, str | None]:
         wanted = client.strip()
         with self.store.transaction() as conn:
             before = conn.execute("SELECT client_id FROM calls WHERE id = ?", (call_id,)).fetchone()
@@ -280,11 +283,12 @@ class LocalCalls:
             [(transcript.call_id, name, count) for name, count in sorted(mentions.items())],
         )
 
-    def keep(self, call: Call, transcript: Transcript, source: str) -> Call:
+    async def keep(self, call: Call, transcript: Transcript, source: str) -> Call:
         """Keep a copy of a call read from elsewhere (Gong), so its analysis and health link to it here; returns
         the call as kept, linked to its client."""
-        from sophia_mcp.adapters.gong_payloads import ParsedCall
+        return await self.store.run(self._keep, call, transcript, source)
 
+    def _keep(self, call: Call, transcript: Transcript, source: str) -> Call:
         parsed = ParsedCall(
             call=call, account=AccountRef(call.client_id, call.client_name), raw=call.model_dump(mode="json")
         )
@@ -293,10 +297,47 @@ class LocalCalls:
             self.save_transcript(conn, transcript)
         return kept
 
-    def stored_record(self, conn: sqlite3.Connection, call_id: str) -> Any:
+    async def save_calls(self, batch: Sequence[ParsedCall], source: str) -> tuple[int, int, int]:
+        """Insert or update calls in one transaction, leaving those stored exactly as given alone; returns how
+        many were new, updated and unchanged."""
+        return await self.store.run(self._save_calls, batch, source)
+
+    def _save_calls(self, batch: Sequence[ParsedCall], source: str) -> tuple[int, int, int]:
+        new = updated = unchanged = 0
+        with self.store.transaction() as conn:
+            for parsed in batch:
+                stored = self._stored_record(conn, parsed.call.id)
+                if stored == parsed.raw:
+                    unchanged += 1
+                    continue
+                if stored is None:
+                    new += 1
+                else:
+                    updated += 1
+                self.save_call(conn, parsed, source)
+        return new, updated, unchanged
+
+    async def save_transcripts(self, batch: Sequence[Transcript]) -> tuple[int, list[str]]:
+        """Insert or replace transcripts in one transaction; returns how many were saved and, for each transcript
+        whose call is not in the store, why it was skipped."""
+        return await self.store.run(self._save_transcripts, batch)
+
+    def _save_transcripts(self, batch: Sequence[Transcript]) -> tuple[int, list[str]]:
+        saved, missing = 0, []
+        with self.store.transaction() as conn:
+            for transcript in batch:
+                if conn.execute("SELECT 1 FROM calls WHERE id = ?", (transcript.call_id,)).fetchone() is None:
+                    missing.append(
+                        f"transcript of call {transcript.call_id} skipped: its call is not in the store; "
+                        "import the call's /v2/calls/extensive record with it"
+                    )
+                    continue
+                self.save_transcript(conn, transcript)
+                saved += 1
+        return saved, missing
+
+    @staticmethod
+    def _stored_record(conn: sqlite3.Connection, call_id: str) -> Any:
         """The Gong record a call was last saved from, or None if the call is not in the store."""
         row = conn.execute("SELECT raw FROM calls WHERE id = ?", (call_id,)).fetchone()
         return None if row is None else json.loads(row[0])
-
-    def has_call(self, conn: sqlite3.Connection, call_id: str) -> bool:
-        return conn.execute("SELECT 1 FROM calls WHERE id = ?", (call_id,)).fetchone() is not None

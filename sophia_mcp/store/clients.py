@@ -6,7 +6,6 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sophia_mcp.adapters.call_linking import name_key
 from sophia_mcp.domain.crm import (
     WORKFLOW_WRITABLE,
     Client,
@@ -19,6 +18,7 @@ from sophia_mcp.domain.crm import (
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
+from sophia_mcp.store.call_links import name_key
 from sophia_mcp.store.database import Store
 
 CLIENT_COLUMNS = tuple(Client.model_fields)
@@ -77,6 +77,15 @@ class LocalCRM:
     @staticmethod
     def save_contacts(conn: sqlite3.Connection, contacts: Iterable[Contact]) -> None:
         _upsert(conn, "contacts", CONTACT_COLUMNS, (c.model_dump() for c in contacts))
+
+    async def save(self, clients: Iterable[Client] = (), contacts: Iterable[Contact] = ()) -> None:
+        """Insert or update clients, then contacts, by id in one transaction (imports, the demo)."""
+        await self.store.run(self._save, list(clients), list(contacts))
+
+    def _save(self, clients: list[Client], contacts: list[Contact]) -> None:
+        with self.store.transaction() as conn:
+            self.save_clients(conn, clients)
+            self.save_contacts(conn, contacts)
 
     # -- contacts -------------------------------------------------------------------------------------
 
@@ -201,9 +210,10 @@ class LocalCRM:
         read = self.store.read if text is None else self.store.run  # a page along the key, or a scan for text
         return await read(self._list_clients, text, limit, cursor)
 
-    def all_clients(self) -> list[Client]:
+    async def all_clients(self) -> list[Client]:
         """Every client, in one query (the health monitor's set-based pass)."""
-        return [_client(r) for r in self.store.query("SELECT * FROM clients ORDER BY id")]
+        rows = await self.store.run(self.store.query, "SELECT * FROM clients ORDER BY id")
+        return [_client(r) for r in rows]
 
     # -- completions and counts -----------------------------------------------------------------------
 
@@ -237,6 +247,7 @@ class LocalCRM:
         )
         return [r["id"] for r in rows]
 
-    def count(self) -> int:
-        row = self.store.query_one("SELECT COUNT(*) AS n FROM clients")
+    async def count(self) -> int:
+        """How many clients the store holds."""
+        row = await self.store.run(self.store.query_one, "SELECT COUNT(*) AS n FROM clients")
         return int(row["n"]) if row else 0

@@ -106,6 +106,14 @@ class LocalEnricher:
     async def organizations(self, domains: list[str]) -> dict[str, Organization]:
         return await self.store.run(self._organizations, domains)
 
+    async def save(self, organizations: Iterable[Organization], source: str) -> int:
+        """Insert or update firms by domain in one transaction; returns how many were saved (those with a domain)."""
+        return await self.store.run(self._save, list(organizations), source)
+
+    def _save(self, organizations: list[Organization], source: str) -> int:
+        with self.store.transaction() as conn:
+            return save_firmographics(conn, organizations, source)
+
     async def match_people(self, queries: list[PersonQuery]) -> list[Person | None]:
         known = await self.organizations([d for q in queries if (d := domain_of(q))])
         answers: list[Person | None] = []
