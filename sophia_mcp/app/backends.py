@@ -15,7 +15,6 @@ from sophia_mcp.adapters.local_meetings import LocalMeetings
 from sophia_mcp.adapters.local_tracker import LocalTracker
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
 from sophia_mcp.app.services import Services
-from sophia_mcp.outbox import AlertSender, IssueSender, Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.cache import Cache
 from sophia_mcp.ports.calls import CallSource
@@ -29,6 +28,10 @@ from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.ports.web import WebSearch
 from sophia_mcp.settings import Settings
 from sophia_mcp.store.database import Store
+from sophia_mcp.store.health_alerts import HealthAlertLedger
+from sophia_mcp.store.outbox import Outbox
+from sophia_mcp.store.runs import RunLedger
+from sophia_mcp.store.schedules import Schedules
 
 
 def backend_choices(settings: Settings) -> dict[str, str]:
@@ -153,7 +156,10 @@ def build_services(settings: Settings) -> Services:
         cache=cache,
         meetings=LocalMeetings(store),
         documents=LocalDocuments(store),
-        outbox=Outbox(store, {"alert": AlertSender(notifier), "issue": IssueSender(tracker)}),
+        outbox=Outbox(store),
+        runs=RunLedger(store),
+        schedules=Schedules(store),
+        health_alerts=HealthAlertLedger(store),
         local_calls=local_calls,
         clients=clients,
     )

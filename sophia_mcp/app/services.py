@@ -10,7 +10,6 @@ from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.adapters.local_documents import LocalDocuments
 from sophia_mcp.adapters.local_meetings import LocalMeetings
 from sophia_mcp.errors import SophiaError
-from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.cache import Cache
 from sophia_mcp.ports.calls import CallSource
@@ -24,6 +23,10 @@ from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.ports.web import WebSearch
 from sophia_mcp.settings import Settings
 from sophia_mcp.store.database import Store
+from sophia_mcp.store.health_alerts import HealthAlertLedger
+from sophia_mcp.store.outbox import Outbox
+from sophia_mcp.store.runs import RunLedger
+from sophia_mcp.store.schedules import Schedules
 
 
 class ServiceCheck(NamedTuple):
@@ -53,6 +56,10 @@ class Services:
     meetings: LocalMeetings
     documents: LocalDocuments
     outbox: Outbox
+    # The store's repositories: runs, schedules and the last health alert of each client.
+    runs: RunLedger
+    schedules: Schedules
+    health_alerts: HealthAlertLedger
     # The store's own copies, always present whatever the backends: imports land here, completions read here.
     local_calls: LocalCalls
     clients: LocalCRM

@@ -26,10 +26,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from sophia_mcp.app.services import ServiceCheck, Services
-    from sophia_mcp.outbox import OutboxEntry
+    from sophia_mcp.domain.outbox import OutboxEntry
+    from sophia_mcp.domain.schedules import ScheduleRun
     from sophia_mcp.settings import Settings
     from sophia_mcp.workflows.call_health import CallHealthReport
-    from sophia_mcp.workflows.scheduler import ScheduleRun
 
 T = TypeVar("T")
 
@@ -144,9 +144,7 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
     configure_from_environment("sophia-cli")
     try:
         services = build_services(_settings())
-        from sophia_mcp.runs import reap_interrupted
-
-        reap_interrupted(services.store)
+        services.runs.reap_interrupted()
     except SophiaError as exc:
         _say(str(exc))
         raise typer.Exit(1) from exc
@@ -540,9 +538,9 @@ def schedule(
         scheduler = Scheduler(services, finished=lambda run: console.print(Text(_run_line(run)), soft_wrap=True))
         specs = services.settings.schedules
         if once:
-            await services.store.run(sync_schedules, services.store, specs, utcnow())
+            await sync_schedules(services, specs, utcnow())
             if not await scheduler.run_due():
-                upcoming = [s for s in await services.store.run(list_schedules, services.store) if s.enabled]
+                upcoming = [s for s in await list_schedules(services) if s.enabled]
                 soonest = min(upcoming, key=lambda s: s.next_run_at, default=None)
                 when = f"; next: {soonest.name} at {soonest.next_run_at:%Y-%m-%d %H:%M} UTC" if soonest else ""
                 console.print(f"Nothing is due now{when}.")
@@ -728,10 +726,12 @@ def outbox_list(
 @outbox_app.command("deliver")
 def outbox_deliver() -> None:
     """Deliver every pending side effect now."""
+    from sophia_mcp.workflows.delivery import deliver_pending
+
     console = _console()
 
     async def work(services: Services) -> None:
-        entries = await services.outbox.deliver_pending()
+        entries = await deliver_pending(services)
         delivered = sum(1 for e in entries if e.status == "delivered")
         console.print(f"Delivered {delivered} of {len(entries)} pending entries.")
 

@@ -37,8 +37,8 @@ from sophia_mcp.domain.times import utcnow
 from sophia_mcp.domain.vectors import Metadata
 from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
 from sophia_mcp.ports.vectors import InProcessQuery
-from sophia_mcp.runs import start_run
 from sophia_mcp.store.database import Store
+from sophia_mcp.workflows.runs import start_run
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ async def ingest(
     if previous is not None and previous.content_hash == content_hash:
         return IngestReport(run_id=None, status="unchanged", document=previous)
 
-    async with start_run(services.store, "ingest_document", document_id, {"source": source, "type": type}) as run:
+    async with start_run(services.runs, "ingest_document", document_id, {"source": source, "type": type}) as run:
 
         async def report(done: int, message: str) -> None:
             if progress is not None:
