@@ -283,16 +283,12 @@ def _demo_health(
 async def _demo_leads(services: Services, console: Console) -> None:
     """The demo's second job: enrich and score every contact, then show the best leads and why."""
     from sophia_mcp.analysis.lead_score import LeadScore
+    from sophia_mcp.store.demo import DemoStore
     from sophia_mcp.workflows.enrichment import enrich_contacts
 
     report = await enrich_contacts(services, since=datetime(2000, 1, 1, tzinfo=UTC))
-    rows = await services.store.run(
-        services.store.query,
-        "SELECT contact_id, score FROM enrichments WHERE crm = ? AND score IS NOT NULL "
-        "ORDER BY json_extract(score, '$.score') DESC, contact_id LIMIT 5",
-        (services.crm.name,),
-    )
-    best = {r["contact_id"]: LeadScore.model_validate_json(r["score"]) for r in rows}
+    leads = await DemoStore(services.store).best_leads(services.crm.name)
+    best = {contact_id: LeadScore.model_validate_json(score) for contact_id, score in leads}
     found = await services.crm.get_contacts(list(best))
     table = Report(
         f"Top leads of {plural(report.requested, 'contact')} (enriched via {services.enricher.name})",
