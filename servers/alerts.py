@@ -13,6 +13,8 @@ from sophia_mcp.app.services import Services
 from sophia_mcp.domain.meetings import Attendee
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Severity
+from sophia_mcp.domain.outbox import OutboxEntry, OutboxStatus
+from sophia_mcp.domain.schedules import ScheduleInfo
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.mcp.cursors import MAX_INT, decode_cursor, encode_cursor
@@ -29,14 +31,12 @@ from sophia_mcp.mcp.server import (
     services_of,
     tool_hints,
 )
-from sophia_mcp.outbox import OutboxEntry, OutboxStatus
 from sophia_mcp.settings import ScheduledWorkflow, ScheduleSpec, Settings
 from sophia_mcp.workflows import scheduler
 from sophia_mcp.workflows.alerts import SentAlert
 from sophia_mcp.workflows.alerts import retry_alerts as retry_alerts_workflow
 from sophia_mcp.workflows.alerts import send_alert as send_alert_workflow
 from sophia_mcp.workflows.health_monitor import MonitorReport, monitor_health
-from sophia_mcp.workflows.scheduler import ScheduleInfo
 
 INSTRUCTIONS = """\
 Alerts to the team's channels (Slack, or the local outbox when Slack is not configured), and client-health
@@ -176,7 +176,7 @@ async def list_schedules(ctx: Context) -> ScheduleList:
     runs them."""
     services = services_of(ctx)
     configured = services.settings.schedules
-    return ScheduleList(schedules=await services.store.run(scheduler.list_schedules, services.store, configured))
+    return ScheduleList(schedules=await scheduler.list_schedules(services, configured))
 
 
 async def set_schedule(
@@ -199,8 +199,8 @@ async def set_schedule(
         spec = ScheduleSpec(name=name, workflow=workflow, cron=cron, every=every, enabled=enabled)
     except ValidationError as exc:
         raise InvalidInput("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
-    await services.store.run(scheduler.set_schedule, services.store, spec, utcnow())
-    return await services.store.run(scheduler.get_schedule, services.store, name, services.settings.schedules)
+    await scheduler.set_schedule(services, spec, utcnow())
+    return await scheduler.get_schedule(services, name, services.settings.schedules)
 
 
 async def list_meetings(

@@ -28,7 +28,6 @@ from sophia_mcp.mcp.server import (
     services_of,
     tool_hints,
 )
-from sophia_mcp.runs import start_run, workflow_metrics
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.settings import Settings
@@ -37,6 +36,7 @@ from sophia_mcp.workflows.analytics import MetricArgs, TableResult, WarehouseSch
 from sophia_mcp.workflows.churn import ChurnReport
 from sophia_mcp.workflows.competitive import IntelReport
 from sophia_mcp.workflows.dashboard import DashboardReport
+from sophia_mcp.workflows.runs import start_run
 from sophia_mcp.workflows.strategic import Evidence, SourceName, gather_evidence, synthesis_prompt
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ async def _gathered(
 ) -> Evidence:
     """The evidence for a question, its gathering recorded as a run of the strategic query."""
     async with start_run(
-        services.store, "strategic_query", client_id, {"question": question, "sources": sources}
+        services.runs, "strategic_query", client_id, {"question": question, "sources": sources}
     ) as run:
         evidence = await gather_evidence(services, question, client_id, sources)
         run.output = {"citations": len(evidence.citations)}
@@ -352,8 +352,7 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
 
     async def metrics() -> str:
         """Per workflow: runs, success and error rates, p50/p95 latency."""
-        store = server.services.store
-        rows = await store.run(workflow_metrics, store)
+        rows = await server.services.runs.metrics()
         return json.dumps({"workflows": [r.model_dump() for r in rows]}, indent=2)
 
     server.declare_resource("sophia://metrics", name="metrics", title="Workflow metrics", mime_type="application/json")(

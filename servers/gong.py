@@ -31,7 +31,6 @@ from sophia_mcp.mcp.server import (
     tool_hints,
 )
 from sophia_mcp.ports.analyst import Analyst
-from sophia_mcp.runs import get_run
 from sophia_mcp.settings import Settings
 from sophia_mcp.workflows.call_health import CallHealthReport, LinkReport
 from sophia_mcp.workflows.call_health import analyze_call as analyze_call_workflow
@@ -268,7 +267,7 @@ async def _transcript_text(services: Services, call_id: str) -> str:
 async def run_resource(run_id: str, ctx: Context) -> str:
     """A workflow run as JSON: its status, error if any, and each step with its timing and outcome."""
     services = services_of(ctx)
-    record = await services.store.run(get_run, services.store, run_id)
+    record = await services.runs.get(run_id)
     if record is None:
         raise NotFound(f"No run with id {run_id!r}; analyze_call returns the run_id of the run it made.")
     return record.model_dump_json(indent=2)

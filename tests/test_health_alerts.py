@@ -15,9 +15,10 @@ from mcp import Client as MCPClient
 from typer.testing import CliRunner
 
 from sophia_mcp.cli.main import app
+from sophia_mcp.domain.health_alerts import LastAlert
 from sophia_mcp.domain.results import HealthComponent, HealthScore
 from sophia_mcp.servers.gong import create_server
-from sophia_mcp.workflows.health_alerts import LastAlert, decide
+from sophia_mcp.workflows.health_alerts import decide
 from tests.conftest import make_settings
 from tests.mcp_helpers import outbox_rows, structured
 from tests.processes import env_for

@@ -48,7 +48,7 @@ async def test_two_schedulers_run_a_due_schedule_once(data_dir: Path, monkeypatc
     settings = make_settings(data_dir, schedules=[{"name": "outbox", "workflow": "deliver-outbox", "every": "1m"}])
     first, second = build_services(settings), build_services(settings)  # two processes' worth of connections
     try:
-        await first.store.run(sync_schedules, first.store, settings.schedules, utcnow())
+        await sync_schedules(first, settings.schedules, utcnow())
         runs: list[list[Any]] = []
 
         async def look(services: Any) -> None:
@@ -74,7 +74,7 @@ async def test_a_catch_up_runs_once_and_counts_what_it_stood_for(data_dir: Path)
     )
     services = build_services(settings)
     try:
-        await services.store.run(sync_schedules, services.store, settings.schedules, utcnow())
+        await sync_schedules(services, settings.schedules, utcnow())
         set_due(data_dir, "monitor", timedelta(hours=1, minutes=1))
         # Due at the 02:00 three days before the last one: it missed the three 02:00s since.
         now = utcnow()
@@ -82,7 +82,7 @@ async def test_a_catch_up_runs_once_and_counts_what_it_stood_for(data_dir: Path)
         last_two -= timedelta(days=1) if last_two > now else timedelta(0)
         set_due(data_dir, "nightly", now - last_two + timedelta(days=3))
         runs = {r.due_at: r for r in await Scheduler(services).run_due()}
-        listed = {s.name: s for s in scheduler.list_schedules(services.store)}
+        listed = {s.name: s for s in (await scheduler.list_schedules(services))}
     finally:
         services.close()
     assert sorted(r.missed for r in runs.values()) == [3, 12]
@@ -102,9 +102,9 @@ async def test_a_failing_run_is_recorded_and_the_schedule_goes_on(
     settings = make_settings(data_dir, schedules=[{"name": "bugs", "workflow": "bug-status", "every": "10m"}])
     services = build_services(settings)
     try:
-        await services.store.run(sync_schedules, services.store, settings.schedules, utcnow())
+        await sync_schedules(services, settings.schedules, utcnow())
         [run] = await Scheduler(services).run_due()
-        [info] = scheduler.list_schedules(services.store)
+        [info] = await scheduler.list_schedules(services)
     finally:
         services.close()
     assert run.status == "failed" and "the warehouse is gone" in (run.error or "")
@@ -115,13 +115,13 @@ async def test_a_schedule_held_by_another_scheduler_is_left_alone(data_dir: Path
     settings = make_settings(data_dir, schedules=[{"name": "outbox", "workflow": "deliver-outbox", "every": "1m"}])
     services = build_services(settings)
     try:
-        await services.store.run(sync_schedules, services.store, settings.schedules, utcnow())
+        await sync_schedules(services, settings.schedules, utcnow())
         with sqlite3.connect(data_dir / "sophia.db") as conn:
             conn.execute(
                 "UPDATE schedules SET lease_owner = 'other', lease_until = ?", (iso(utcnow() + timedelta(minutes=5)),)
             )
         assert await Scheduler(services).run_due() == []
-        assert scheduler.list_schedules(services.store)[0].running
+        assert (await scheduler.list_schedules(services))[0].running
     finally:
         services.close()
 

@@ -21,6 +21,7 @@ from sophia_mcp.errors import ConfigurationError
 from sophia_mcp.servers import alerts
 from sophia_mcp.servers.gong import create_server
 from sophia_mcp.settings import Settings
+from sophia_mcp.workflows.delivery import deliver
 from tests.conftest import make_settings
 from tests.fakes.server import serve
 from tests.fakes.slack import BOT_TOKEN, SlackState, slack_app
@@ -109,9 +110,9 @@ async def test_a_lost_answer_is_not_posted_twice(data_dir: Path, slack: tuple[st
     alert = Alert(key="health-alert:c1:42", channel="#client-health", title="t", text="Client at risk")
     try:
         entry, _ = await services.outbox.enqueue(alert)
-        entry = await services.outbox.deliver(entry.id)
+        entry = await deliver(services, entry.id)
         assert entry.status == "pending" and "Slack could not be reached" in (entry.last_error or "")
-        entry = await services.outbox.deliver(entry.id)
+        entry = await deliver(services, entry.id)
     finally:
         services.close()
     assert entry.status == "delivered"

@@ -9,7 +9,6 @@ from __future__ import annotations
 from sophia_mcp.adapters.local import LocalAnalyst, LocalNotifier, MemoryCache, NoWebSearch
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
 from sophia_mcp.app.services import Services
-from sophia_mcp.outbox import AlertSender, IssueSender, Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.cache import Cache
 from sophia_mcp.ports.calls import CallSource
@@ -31,7 +30,11 @@ from sophia_mcp.store.database import Store
 from sophia_mcp.store.documents import Documents
 from sophia_mcp.store.enrichment import EnrichmentLedger
 from sophia_mcp.store.firmographics import LocalEnricher
+from sophia_mcp.store.health_alerts import HealthAlertLedger
 from sophia_mcp.store.meetings import Meetings
+from sophia_mcp.store.outbox import Outbox
+from sophia_mcp.store.runs import RunLedger
+from sophia_mcp.store.schedules import Schedules
 from sophia_mcp.store.snapshots import Snapshots
 from sophia_mcp.store.suggestions import Suggestions
 from sophia_mcp.store.tracker import LocalTracker
@@ -160,7 +163,10 @@ def build_services(settings: Settings) -> Services:
         meetings=Meetings(store),
         documents=Documents(store),
         bug_reports=BugReports(store),
-        outbox=Outbox(store, {"alert": AlertSender(notifier), "issue": IssueSender(tracker)}),
+        outbox=Outbox(store),
+        runs=RunLedger(store),
+        schedules=Schedules(store),
+        health_alerts=HealthAlertLedger(store),
         local_calls=local_calls,
         clients=clients,
         enrichments=EnrichmentLedger(store),

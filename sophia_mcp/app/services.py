@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from sophia_mcp.errors import SophiaError
-from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.cache import Cache
 from sophia_mcp.ports.calls import CallSource
@@ -27,7 +26,11 @@ from sophia_mcp.store.competition import Competition
 from sophia_mcp.store.database import Store
 from sophia_mcp.store.documents import Documents
 from sophia_mcp.store.enrichment import EnrichmentLedger
+from sophia_mcp.store.health_alerts import HealthAlertLedger
 from sophia_mcp.store.meetings import Meetings
+from sophia_mcp.store.outbox import Outbox
+from sophia_mcp.store.runs import RunLedger
+from sophia_mcp.store.schedules import Schedules
 from sophia_mcp.store.snapshots import Snapshots
 from sophia_mcp.store.suggestions import Suggestions
 
@@ -60,6 +63,10 @@ class Services:
     documents: Documents
     bug_reports: BugReports
     outbox: Outbox
+    # The store's repositories: runs, schedules and the last health alert of each client.
+    runs: RunLedger
+    schedules: Schedules
+    health_alerts: HealthAlertLedger
     # The store's own copies, always present whatever the backends: imports land here, completions read here.
     local_calls: LocalCalls
     clients: LocalCRM

@@ -2,8 +2,8 @@
 
 The standard variables configure it (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
 `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME`, ...). Without an endpoint no exporter is set up, and spans
-go to whatever tracer provider the host process installed (none: they cost nearly nothing). The API is
-imported on the first run, not when a server starts.
+go to whatever tracer provider the host process installed (none: they cost nearly nothing). The SDK and its
+exporter load only when an endpoint is configured.
 """
 
 from __future__ import annotations
@@ -12,6 +12,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from sophia_mcp.store.runs import describe_error
 
 _provider: Any = None
 
@@ -23,7 +28,7 @@ def configure_from_environment(service_name: str) -> None:
         return
     if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
         return
-    from opentelemetry import trace
+    # The SDK and its exporter are heavy: loaded only by a process that exports.
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -46,9 +51,6 @@ def shutdown() -> None:
 @contextmanager
 def span(name: str, **attributes: Any) -> Iterator[Any]:
     """A span around a run or a step; an exception marks it failed, with the error's description."""
-    from opentelemetry import trace
-    from opentelemetry.trace import Status, StatusCode
-
     tracer = trace.get_tracer("sophia_mcp")
     with tracer.start_as_current_span(name, record_exception=False, set_status_on_exception=False) as current:
         for key, value in attributes.items():
@@ -57,7 +59,5 @@ def span(name: str, **attributes: Any) -> Iterator[Any]:
         try:
             yield current
         except BaseException as exc:
-            from sophia_mcp.runs import describe_error
-
             current.set_status(Status(StatusCode.ERROR, describe_error(exc)))
             raise

@@ -26,10 +26,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from sophia_mcp.app.services import ServiceCheck, Services
-    from sophia_mcp.outbox import OutboxEntry
+    from sophia_mcp.domain.outbox import OutboxEntry
+    from sophia_mcp.domain.schedules import ScheduleRun
     from sophia_mcp.settings import Settings
     from sophia_mcp.workflows.call_health import CallHealthReport
-    from sophia_mcp.workflows.scheduler import ScheduleRun
 
 T = TypeVar("T")
 
@@ -144,9 +144,7 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
     configure_from_environment("sophia-cli")
     try:
         services = build_services(_settings())
-        from sophia_mcp.runs import reap_interrupted
-
-        reap_interrupted(services.store)
+        services.runs.reap_interrupted()
     except SophiaError as exc:
         _say(str(exc))
         raise typer.Exit(1) from exc
@@ -283,16 +281,12 @@ def _demo_health(
 async def _demo_leads(services: Services, console: Console) -> None:
     """The demo's second job: enrich and score every contact, then show the best leads and why."""
     from sophia_mcp.analysis.lead_score import LeadScore
+    from sophia_mcp.store.demo import DemoStore
     from sophia_mcp.workflows.enrichment import enrich_contacts
 
     report = await enrich_contacts(services, since=datetime(2000, 1, 1, tzinfo=UTC))
-    rows = await services.store.run(
-        services.store.query,
-        "SELECT contact_id, score FROM enrichments WHERE crm = ? AND score IS NOT NULL "
-        "ORDER BY json_extract(score, '$.score') DESC, contact_id LIMIT 5",
-        (services.crm.name,),
-    )
-    best = {r["contact_id"]: LeadScore.model_validate_json(r["score"]) for r in rows}
+    leads = await DemoStore(services.store).best_leads(services.crm.name)
+    best = {contact_id: LeadScore.model_validate_json(score) for contact_id, score in leads}
     found = await services.crm.get_contacts(list(best))
     table = Report(
         f"Top leads of {plural(report.requested, 'contact')} (enriched via {services.enricher.name})",
@@ -538,9 +532,9 @@ def schedule(
         scheduler = Scheduler(services, finished=lambda run: console.print(Text(_run_line(run)), soft_wrap=True))
         specs = services.settings.schedules
         if once:
-            await services.store.run(sync_schedules, services.store, specs, utcnow())
+            await sync_schedules(services, specs, utcnow())
             if not await scheduler.run_due():
-                upcoming = [s for s in await services.store.run(list_schedules, services.store) if s.enabled]
+                upcoming = [s for s in await list_schedules(services) if s.enabled]
                 soonest = min(upcoming, key=lambda s: s.next_run_at, default=None)
                 when = f"; next: {soonest.name} at {soonest.next_run_at:%Y-%m-%d %H:%M} UTC" if soonest else ""
                 console.print(f"Nothing is due now{when}.")
@@ -726,10 +720,12 @@ def outbox_list(
 @outbox_app.command("deliver")
 def outbox_deliver() -> None:
     """Deliver every pending side effect now."""
+    from sophia_mcp.workflows.delivery import deliver_pending
+
     console = _console()
 
     async def work(services: Services) -> None:
-        entries = await services.outbox.deliver_pending()
+        entries = await deliver_pending(services)
         delivered = sum(1 for e in entries if e.status == "delivered")
         console.print(f"Delivered {delivered} of {len(entries)} pending entries.")
 

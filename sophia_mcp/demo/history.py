@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 import random
-import sqlite3
 from datetime import date, timedelta
 
 from sophia_mcp.analysis.churn import ChurnFeatures
+from sophia_mcp.store.demo import PastSnapshot
 
 FORMER_CLIENTS = 160
 CHURN_SHARE = 0.3
@@ -36,7 +36,8 @@ def _snapshot(rng: random.Random, churned: bool) -> ChurnFeatures:
     )
 
 
-def seed_churn_history(conn: sqlite3.Connection, today: date, seed: int = 7) -> int:
+def churn_history(today: date, seed: int = 7) -> list[PastSnapshot]:
+    """Three snapshots each of the former clients, before they renewed or churned (the same for the same seed)."""
     rng = random.Random(seed)
     rows = []
     for n in range(FORMER_CLIENTS):
@@ -45,13 +46,6 @@ def seed_churn_history(conn: sqlite3.Connection, today: date, seed: int = 7) -> 
         for weeks_before in (12, 6, 2):
             as_of = ended - timedelta(weeks=weeks_before)
             features = _snapshot(rng, churned)
-            rows.append((f"former-{n:03d}", as_of.isoformat() + "T00:00:00.000Z", features.model_dump_json(),
-                         "churned" if churned else "renewed"))  # fmt: skip
-    conn.executemany(
-        """
-        INSERT OR IGNORE INTO client_snapshots (client_id, as_of, features, outcome, source)
-        VALUES (?, ?, ?, ?, 'demo')
-        """,
-        rows,
-    )
-    return len(rows)
+            rows.append(PastSnapshot(f"former-{n:03d}", as_of.isoformat() + "T00:00:00.000Z",
+                                     features.model_dump_json(), "churned" if churned else "renewed"))  # fmt: skip
+    return rows

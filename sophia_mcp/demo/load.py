@@ -6,12 +6,13 @@ from datetime import date
 
 from sophia_mcp.app.services import Services
 from sophia_mcp.demo.calls import generate_demo
-from sophia_mcp.demo.history import seed_churn_history
+from sophia_mcp.demo.documents import DOCUMENTS
+from sophia_mcp.demo.history import churn_history
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.times import utcnow
-from sophia_mcp.store.clients import LocalCRM
-from sophia_mcp.store.firmographics import save_firmographics
+from sophia_mcp.store.demo import DemoStore
 from sophia_mcp.workflows.call_import import ImportReport, Progress, import_gong_bodies
+from sophia_mcp.workflows.knowledge import ingest_text
 
 
 class DemoLoad(Model):
@@ -27,16 +28,9 @@ async def load_demo(services: Services, today: date | None = None, progress: Pro
     existing = await services.clients.count()
     if existing:
         return DemoLoad(loaded=False, clients=existing, contacts=0)
-    data = generate_demo(today or utcnow().date())
-
-    def save_crm() -> None:
-        with services.store.transaction() as conn:
-            LocalCRM.save_clients(conn, data.clients)
-            LocalCRM.save_contacts(conn, data.contacts)
-            save_firmographics(conn, data.firmographics, source="demo")
-            seed_churn_history(conn, today or utcnow().date())
-
-    await services.store.run(save_crm)
+    day = today or utcnow().date()
+    data = generate_demo(day)
+    await DemoStore(services.store).seed(data.clients, data.contacts, data.firmographics, churn_history(day))
     report = await import_gong_bodies(
         services,
         [("demo:/v2/calls/extensive", data.calls_extensive), ("demo:/v2/calls/transcript", data.transcripts)],
@@ -50,9 +44,6 @@ async def load_demo(services: Services, today: date | None = None, progress: Pro
 
 async def load_demo_documents(services: Services) -> int:
     """Ingest the demo's playbooks, product and competitor notes, pricing policy and meeting notes."""
-    from sophia_mcp.demo.documents import DOCUMENTS
-    from sophia_mcp.workflows.knowledge import ingest_text
-
     for doc in DOCUMENTS:
         await ingest_text(
             services, doc.title, doc.text, document_id=f"demo-{doc.slug}", type=doc.type, tags=doc.tags,

@@ -58,9 +58,10 @@ from sophia_mcp.app.services import Services
 from sophia_mcp.errors import DiskFull, InvalidInput, NotFound, SophiaError
 from sophia_mcp.mcp.tool_names import ToolNames, close_names, render_prose
 from sophia_mcp.ports.analyst import Analyst
-from sophia_mcp.runs import Progress, reap_interrupted
 from sophia_mcp.settings import Settings, load_settings
 from sophia_mcp.store.database import file_failure
+from sophia_mcp.workflows.delivery import deliver_pending
+from sophia_mcp.workflows.runs import Progress
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +354,7 @@ class SophiaServer(MCPServer[Any]):
             with self._services_lock:
                 if self._services is None:
                     self._services = build_services(self._settings or load_settings())
-                    reap_interrupted(self._services.store)
+                    self._services.runs.reap_interrupted()
         return self._services
 
     @property
@@ -390,7 +391,7 @@ class SophiaServer(MCPServer[Any]):
             await anyio.sleep(interval_s)
             try:
                 services = self.services
-                await services.outbox.deliver_pending()
+                await deliver_pending(services)
             except SophiaError as exc:
                 log.warning("Background outbox delivery failed: %s", exc)
 

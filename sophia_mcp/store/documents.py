@@ -23,8 +23,8 @@ from sophia_mcp.domain.knowledge import ChunkRecord, DocumentFilter, DocumentInf
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.errors import ServiceUnavailable
 from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
-from sophia_mcp.runs import process_alive
 from sophia_mcp.store.database import Store
+from sophia_mcp.store.runs import process_alive
 
 WORD = re.compile(r"\w+", re.UNICODE)
 INLINE_CHUNKS = 2000  # up to this many chunks full-text ranking runs in the calling thread, past it in a worker

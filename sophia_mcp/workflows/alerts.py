@@ -15,8 +15,9 @@ from pydantic import Field
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Alert, Severity
+from sophia_mcp.domain.outbox import OutboxEntry
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.outbox import OutboxEntry
+from sophia_mcp.workflows.delivery import deliver, deliver_pending
 
 
 class SentAlert(Model):
@@ -52,18 +53,18 @@ async def send_alert(
     window = timedelta(minutes=settings.dedupe_minutes) if settings.dedupe_minutes > 0 else None
     entry, new = await services.outbox.enqueue_within(alert, window)
     if new:
-        entry = await services.outbox.deliver(entry.id)
+        entry = await deliver(services, entry.id)
     return SentAlert(entry=entry, new=new)
 
 
 async def retry_alerts(services: Services, ids: list[int] | None = None) -> list[OutboxEntry]:
     """Send again what is pending: the entries named, or every pending one."""
     if not ids:
-        return await services.outbox.deliver_pending()
+        return await deliver_pending(services)
     out = []
     for entry_id in ids:
         try:
-            out.append(await services.outbox.deliver(entry_id))
+            out.append(await deliver(services, entry_id))
         except LookupError:
             raise NotFound(f"No alert {entry_id}; list_alerts shows them") from None
     return out

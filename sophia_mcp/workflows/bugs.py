@@ -20,8 +20,9 @@ from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Alert
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.runs import start_run
+from sophia_mcp.workflows.delivery import deliver
 from sophia_mcp.workflows.issues import default_team
+from sophia_mcp.workflows.runs import start_run
 
 LOCAL_BUG_TEAM = "ENG"
 CLOSED = ("Done", "Canceled")
@@ -82,7 +83,7 @@ async def report_bug(services: Services, text: str, reporter: str, channel: str)
         raise InvalidInput("Bug reports need a team: set SOPHIA_LINEAR__BUG_TEAM or SOPHIA_LINEAR__TEAM")
     draft = draft_from_report(text, reporter, channel, team)
     key = "bug:" + hashlib.sha256(f"{reporter}\n{text.strip()}".encode()).hexdigest()[:20]
-    async with start_run(services.store, "report_bug", key, {"reporter": reporter, "channel": channel}) as run:
+    async with start_run(services.runs, "report_bug", key, {"reporter": reporter, "channel": channel}) as run:
         result = await _file(services, key, draft, reporter, channel)
         run.output = {"status": result.status, "issue": result.issue.identifier if result.issue else None}
     return result
@@ -94,7 +95,7 @@ async def _file(services: Services, key: str, draft: IssueDraft, reporter: str, 
     [(entry_id, new)] = await services.outbox.enqueue_many(
         "issue", [(key, team, {"key": key, "draft": draft.model_dump(mode="json")})]
     )
-    entry = await services.outbox.deliver(entry_id)
+    entry = await deliver(services, entry_id)
     issue = None
     if entry.status == "delivered" and entry.external_ref:
         issue = await services.tracker.get(entry.external_ref)
@@ -114,7 +115,7 @@ async def _file(services: Services, key: str, draft: IssueDraft, reporter: str, 
 
 async def _send(services: Services, alert: Alert) -> str:
     [(entry_id, new)] = await services.outbox.enqueue_many("alert", [(alert.key, alert.channel, alert.model_dump())])
-    entry = await services.outbox.deliver(entry_id) if new else (await services.outbox.entries([entry_id]))[0]
+    entry = await deliver(services, entry_id) if new else (await services.outbox.entries([entry_id]))[0]
     return entry.status
 
 
@@ -150,7 +151,7 @@ async def notify_status_changes(services: Services) -> dict[str, Any]:
     """The scheduled check: open the issues of reports kept while the tracker was down (telling their channels),
     and tell each channel whose issue changed state in the tracker since it last heard, a closed issue's too for
     `CLOSED_WATCHED` after it closed (it may be re-opened)."""
-    async with start_run(services.store, "bug_status", None, {}) as run:
+    async with start_run(services.runs, "bug_status", None, {}) as run:
         summary = await _check_reports(services)
         run.output = summary
     return summary
@@ -164,7 +165,7 @@ async def _check_reports(services: Services) -> dict[str, Any]:
         if report.issue_id is None:
             if report.entry_id is None:
                 continue
-            entry = await services.outbox.deliver(report.entry_id)
+            entry = await deliver(services, report.entry_id)
             if entry.status == "delivered" and entry.external_ref:
                 issue = await services.tracker.get(entry.external_ref)
                 await _told_filed(services, report.issue_key, report.channel, report.reporter, issue)

@@ -24,8 +24,9 @@ from sophia_mcp.domain.notify import Alert
 from sophia_mcp.domain.results import CallAnalysis, HealthScore
 from sophia_mcp.domain.warehouse import HealthRecord
 from sophia_mcp.ports.analyst import Analyst
-from sophia_mcp.runs import Run, start_run
-from sophia_mcp.workflows.health_alerts import HealthAlertLedger, decide
+from sophia_mcp.workflows.delivery import deliver
+from sophia_mcp.workflows.health_alerts import decide
+from sophia_mcp.workflows.runs import Run, start_run
 
 Progress = Callable[[float, float, str], Awaitable[None]]
 
@@ -123,7 +124,7 @@ async def analyze_call(
         if progress is not None:
             await progress(done, STEPS, message)
 
-    async with start_run(services.store, "analyze_call", call_id, {"call_id": call_id}) as run:
+    async with start_run(services.runs, "analyze_call", call_id, {"call_id": call_id}) as run:
         call = await run.step("fetch_call", lambda: services.calls.get_call(call_id), lambda c: {"title": c.title})
         await report(1, "fetched call")
         transcript = await run.step(
@@ -235,13 +236,13 @@ async def alert_on_change(
     `send_alert`); returns the alert, if one was raised, and what changed (or why no alert went out)."""
     settings = services.settings
     threshold = settings.health.threshold
-    ledger = HealthAlertLedger(services.store)
+    ledger = services.health_alerts
     key = f"{HEALTH_ALERT}{client_id}:{newest_call_id}"
-    last = await services.store.run(ledger.last, client_id)
+    last = await ledger.last(client_id)
     decision = decide(last, health, threshold, settings.health.realert_drop, key)
     if not decision.alert:
         if last is not None and last.recovered_score is None and health.score >= threshold:
-            await services.store.run(ledger.recovered, client_id, health.score)
+            await ledger.recovered(client_id, health.score)
         await run.skip("send_alert", decision.change)
         return None, decision.change
     anchor = call if newest_call_id == call.id else await services.calls.get_call(newest_call_id)
@@ -250,8 +251,8 @@ async def alert_on_change(
     async def send_alert() -> AlertOutcome:
         entry, new = await services.outbox.enqueue(alert, run.id)
         if entry.status == "pending":
-            entry = await services.outbox.deliver(entry.id)
-        await services.store.run(ledger.alerted, client_id, alert.key, health, anchor.id, anchor.started)
+            entry = await deliver(services, entry.id)
+        await ledger.alerted(client_id, alert.key, health, anchor.id, anchor.started)
         return AlertOutcome(
             key=entry.key, channel=entry.target, status=entry.status, new=new, last_error=entry.last_error
         )
@@ -263,7 +264,7 @@ async def link_call(services: Services, call_id: str, client: str) -> LinkReport
     """Link a call to a client by hand (its id or name), then recompute that client's health (and the health of
     the client it was linked to before) and alert if it changed for the worse."""
     threshold = services.settings.health.threshold
-    async with start_run(services.store, "link_call", call_id, {"call_id": call_id, "client": client}) as run:
+    async with start_run(services.runs, "link_call", call_id, {"call_id": call_id, "client": client}) as run:
         call, previous = await run.step(
             "link_call",
             lambda: services.local_calls.link_call(call_id, client),

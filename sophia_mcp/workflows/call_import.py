@@ -18,7 +18,7 @@ from sophia_mcp.app.services import Services
 from sophia_mcp.domain.calls import Transcript
 from sophia_mcp.domain.model import Model
 from sophia_mcp.errors import InvalidInput, SophiaError
-from sophia_mcp.runs import start_run
+from sophia_mcp.workflows.runs import start_run
 
 BATCH = 100
 
@@ -88,7 +88,7 @@ async def import_gong_bodies(
 
     total = len(calls) + len(transcripts)
 
-    async with start_run(services.store, "import_calls", None, {"sources": [s for s, _ in bodies]}) as run:
+    async with start_run(services.runs, "import_calls", None, {"sources": [s for s, _ in bodies]}) as run:
         report.run_id = run.id
         done = 0
         for start in range(0, len(calls), BATCH):

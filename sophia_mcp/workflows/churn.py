@@ -27,9 +27,10 @@ from sophia_mcp.domain.notify import Alert, Attachment
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.runs import Progress, no_progress, start_run
+from sophia_mcp.workflows.delivery import deliver_all
 from sophia_mcp.workflows.health_monitor import next_weekday_at, period_of
 from sophia_mcp.workflows.issues import default_team
+from sophia_mcp.workflows.runs import Progress, no_progress, start_run
 
 MIN_HISTORY = 30  # labelled snapshots needed, with both outcomes
 SHOWN = 25
@@ -170,9 +171,9 @@ async def predict_churn(
     threshold = settings.churn.threshold if threshold is None else threshold
     if not 0 < threshold < 1:
         raise InvalidInput(f"The threshold is a probability between 0 and 1, not {threshold}")
-    store, now = services.store, utcnow()
+    now = utcnow()
     _, period = period_of(now.date(), 7)
-    async with start_run(store, "predict_churn", period, {"threshold": threshold, "act": act}) as run:
+    async with start_run(services.runs, "predict_churn", period, {"threshold": threshold, "act": act}) as run:
         await report_progress(0, STAGES, "reading each client's features")
         features = await run.step("features", lambda: current_features(services, now), lambda f: {"clients": len(f)})
         await report_progress(1, STAGES, f"training on the history of {plural(len(features), 'client')}")
@@ -254,7 +255,7 @@ async def _act(services: Services, above: list[Any], period: str, now: datetime)
         alerts.append((alert.key, channel, alert.model_dump(mode="json")))
     issue_ids = await services.outbox.enqueue_many("issue", issues)
     alert_ids = await services.outbox.enqueue_many("alert", alerts)
-    entries = await services.outbox.deliver_all([i for i, _ in issue_ids] + [i for i, _ in alert_ids])
+    entries = await deliver_all(services, [i for i, _ in issue_ids] + [i for i, _ in alert_ids])
     out = {}
     for (_, client, _, _), (issue_id, _), (alert_id, _) in zip(above, issue_ids, alert_ids, strict=True):
         issue = entries[issue_id]

@@ -23,9 +23,9 @@ from sophia_mcp.domain.times import utcnow
 from sophia_mcp.domain.web import WebResult
 from sophia_mcp.domain.weights import Competitor
 from sophia_mcp.errors import SophiaError
-from sophia_mcp.runs import Progress, no_progress, start_run
 from sophia_mcp.workflows.alerts import send_alert
 from sophia_mcp.workflows.knowledge import ingest_text
+from sophia_mcp.workflows.runs import Progress, no_progress, start_run
 
 WINDOW_DAYS = 14
 MIN_MENTIONS = 3
@@ -95,7 +95,7 @@ async def competitive_intelligence(
     day = day or now.date()
     end = now if day >= now.date() else datetime.combine(day + timedelta(days=1), time(), UTC)
     window = timedelta(days=WINDOW_DAYS)
-    async with start_run(services.store, "competitive_intelligence", day.isoformat(), {"day": day.isoformat()}) as run:
+    async with start_run(services.runs, "competitive_intelligence", day.isoformat(), {"day": day.isoformat()}) as run:
         insights = []
         competitors = services.settings.competitors
         for n, competitor in enumerate(competitors):

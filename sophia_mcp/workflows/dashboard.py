@@ -21,13 +21,13 @@ from sophia_mcp.analysis.charts import bar_chart, line_chart, table
 from sophia_mcp.analysis.health import format_score, format_threshold
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.model import Model
+from sophia_mcp.domain.outbox import OutboxEntry
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import NotFound
-from sophia_mcp.outbox import OutboxEntry
-from sophia_mcp.runs import Progress, no_progress, start_run
 from sophia_mcp.workflows import analytics
 from sophia_mcp.workflows.alerts import SentAlert, send_alert
+from sophia_mcp.workflows.runs import Progress, no_progress, start_run
 
 Panel = Literal["health", "trend", "revenue", "competitors"]
 PANELS: tuple[Panel, ...] = ("health", "trend", "revenue", "competitors")
@@ -196,7 +196,7 @@ async def build_dashboard(
     panels = panels_for(request)
     title = request.strip()[:120] or "Client dashboard"
     inputs = {"request": request, "channel": channel, "requested_by": requested_by}
-    async with start_run(services.store, "build_dashboard", title, inputs) as run:
+    async with start_run(services.runs, "build_dashboard", title, inputs) as run:
         await report_progress(0, STAGES, f"reading the data of {plural(len(panels), 'panel')}")
         html = await run.step("render", lambda: render(services, title, panels, now), lambda h: {"chars": len(h)})
         await report_progress(1, STAGES, "saving the page")

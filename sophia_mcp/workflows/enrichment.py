@@ -31,8 +31,9 @@ from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.errors import InvalidInput, SophiaError
-from sophia_mcp.runs import Run, describe_error, start_run
 from sophia_mcp.store.enrichment import Answer, Finished
+from sophia_mcp.store.runs import describe_error
+from sophia_mcp.workflows.runs import Run, start_run
 
 Progress = Callable[[float, float, str], Awaitable[None]]
 
@@ -426,7 +427,7 @@ async def enrich_contacts(
         raise InvalidInput("Give contact ids, or `since` (contacts changed in the CRM since then)")
     subject = plural(len(ids), "contact") if ids else f"contacts changed since {iso(since)}" if since else None
     inputs = {"ids": ids, "since": iso(since) if since else None, "force": force}
-    async with start_run(services.store, "enrich_contacts", subject, inputs) as run:
+    async with start_run(services.runs, "enrich_contacts", subject, inputs) as run:
         contacts, missing = await run.step(
             "select contacts", lambda: _select(services, ids, since), lambda r: {"found": len(r[0]), "missing": r[1]}
         )
@@ -447,7 +448,7 @@ async def enrich_one(
 ) -> tuple[EnrichmentReport, Contact]:
     """Enrich, score and write back one contact; returns the run's report and the contact as it is now."""
     contact = await services.crm.get_contact(contact_id)
-    async with start_run(services.store, "enrich_contact", contact_id, {"contact_id": contact_id}) as run:
+    async with start_run(services.runs, "enrich_contact", contact_id, {"contact_id": contact_id}) as run:
         outcomes = await Enrichment(services, run, force, progress).enrich([contact])
         report = _report(run, services, outcomes)
         run.output = report.model_dump()

@@ -21,11 +21,12 @@ from sophia_mcp.domain.issues import IssueDraft
 from sophia_mcp.domain.meetings import Attendee, Meeting, MeetingRequest
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Alert, Attachment
+from sophia_mcp.domain.outbox import OutboxEntry
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.outbox import OutboxEntry
-from sophia_mcp.runs import start_run
+from sophia_mcp.workflows.delivery import deliver_all
 from sophia_mcp.workflows.issues import default_team
+from sophia_mcp.workflows.runs import start_run
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,8 @@ async def monitor_health(services: Services, now: datetime | None = None) -> Mon
     if team is None:
         raise InvalidInput("The health monitor needs a team for its issues: set SOPHIA_MONITOR__TEAM or "
                            "SOPHIA_LINEAR__TEAM")  # fmt: skip
-    store = services.store
 
-    async with start_run(store, "health_monitor", period, {"threshold": threshold, "period": period}) as run:
+    async with start_run(services.runs, "health_monitor", period, {"threshold": threshold, "period": period}) as run:
 
         async def load() -> tuple[list[Client], dict[str, float]]:
             clients = await services.clients.all_clients()
@@ -182,7 +182,7 @@ async def monitor_health(services: Services, now: datetime | None = None) -> Mon
         )  # fmt: skip
 
         async def deliver() -> dict[int, OutboxEntry]:
-            return await services.outbox.deliver_all([i for i, _ in issue_ids] + [i for i, _ in alert_ids])
+            return await deliver_all(services, [i for i, _ in issue_ids] + [i for i, _ in alert_ids])
 
         entries = await run.step(
             "send", deliver, lambda r: {"pending": sum(e.status != "delivered" for e in r.values())}

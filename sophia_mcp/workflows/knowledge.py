@@ -36,9 +36,9 @@ from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.domain.vectors import Metadata
 from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
-from sophia_mcp.runs import start_run
 from sophia_mcp.store.database import Store
 from sophia_mcp.store.documents import Documents, Removal, chunk_id
+from sophia_mcp.workflows.runs import start_run
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ async def ingest(
     if previous is not None and previous.content_hash == content_hash:
         return IngestReport(run_id=None, status="unchanged", document=previous)
 
-    async with start_run(services.store, "ingest_document", document_id, {"source": source, "type": type}) as run:
+    async with start_run(services.runs, "ingest_document", document_id, {"source": source, "type": type}) as run:
 
         async def report(done: int, message: str) -> None:
             if progress is not None:

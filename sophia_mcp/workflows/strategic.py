@@ -31,7 +31,7 @@ from sophia_mcp.domain.results import CallAnalysis
 from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.domain.web import Recency
 from sophia_mcp.errors import InvalidInput, SophiaError
-from sophia_mcp.runs import describe_error
+from sophia_mcp.store.runs import describe_error
 from sophia_mcp.workflows import analytics
 from sophia_mcp.workflows.knowledge import search as search_knowledge
 

@@ -1,0 +1,220 @@
+"""The outbox table: every side effect is written here first, claimed while it is sent, then marked delivered.
+
+An entry's key says what it is about, so enqueuing the same side effect again (a retry, a re-run, a second
+process) finds the existing entry instead of sending twice. A claim is a lease: an entry claimed longer ago than
+`CLAIM_LEASE` is taken to belong to a process that died while sending, and may be claimed again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sophia_mcp.domain.notify import Alert
+from sophia_mcp.domain.outbox import OutboxEntry, OutboxStatus
+from sophia_mcp.domain.times import iso, parse_iso, utcnow
+from sophia_mcp.store.database import Store
+
+# A claim older than this is taken to belong to a process that died while sending.
+CLAIM_LEASE = timedelta(minutes=5)
+
+# What a delivery came to: (entry id, the receiver's reference, error); delivered when the error is None.
+Outcome = tuple[int, str | None, str | None]
+
+
+def _entry(row: sqlite3.Row) -> OutboxEntry:
+    return OutboxEntry(
+        id=row["id"],
+        key=row["key"],
+        kind=row["kind"],
+        target=row["target"],
+        status=row["status"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        external_ref=row["external_ref"],
+        run_id=row["run_id"],
+        created_at=parse_iso(row["created_at"]),
+        delivered_at=parse_iso(row["delivered_at"]) if row["delivered_at"] else None,
+        payload=json.loads(row["payload"]),
+    )
+
+
+class Outbox:
+    """The `outbox` table: side effects kept, claimed and marked; `workflows.delivery` sends them."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _enqueue(self, alert: Alert, run_id: str | None) -> tuple[OutboxEntry, bool]:
+        with self.store.transaction() as conn:
+            cursor = conn.execute(
+                """
+                INSERT INTO outbox (key, kind, target, payload, run_id, created_at)
+                VALUES (?, 'alert', ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING
+                """,
+                (alert.key, alert.channel, alert.model_dump_json(), run_id, iso(utcnow())),
+            )
+            row = conn.execute("SELECT * FROM outbox WHERE key = ?", (alert.key,)).fetchone()
+        return _entry(row), cursor.rowcount == 1
+
+    async def enqueue(self, alert: Alert, run_id: str | None = None) -> tuple[OutboxEntry, bool]:
+        """Keep the alert for delivery; returns the entry and whether it is new (False: already known)."""
+        return await self.store.run(self._enqueue, alert, run_id)
+
+    def _enqueue_within(self, alert: Alert, window: timedelta | None) -> tuple[OutboxEntry, bool]:
+        now = utcnow()
+        with self.store.transaction() as conn:
+            row = conn.execute(
+                "SELECT * FROM outbox WHERE dedupe_key = ? ORDER BY id DESC LIMIT 1", (alert.key,)
+            ).fetchone()
+            if row is not None and (window is None or parse_iso(row["created_at"]) >= now - window):
+                return _entry(row), False
+            stamped = alert.model_copy(update={"key": f"{alert.key}@{iso(now)}"})
+            conn.execute(
+                """
+                INSERT INTO outbox (key, kind, target, payload, created_at, dedupe_key)
+                VALUES (?, 'alert', ?, ?, ?, ?)
+                """,
+                (stamped.key, alert.channel, stamped.model_dump_json(), iso(now), alert.key),
+            )
+            row = conn.execute("SELECT * FROM outbox WHERE key = ?", (stamped.key,)).fetchone()
+        return _entry(row), True
+
+    async def enqueue_within(self, alert: Alert, window: timedelta | None) -> tuple[OutboxEntry, bool]:
+        """Keep the alert unless one with the same key was kept within `window` (None: ever); then that one is
+        returned with False. Past the window the same key may alert again."""
+        return await self.store.run(self._enqueue_within, alert, window)
+
+    def _enqueue_many(
+        self, kind: str, items: Sequence[tuple[str, str, dict[str, Any]]], run_id: str | None
+    ) -> list[tuple[int, bool]]:
+        now = iso(utcnow())
+        out = []
+        with self.store.transaction() as conn:
+            for key, target, payload in items:
+                cursor = conn.execute(
+                    """
+                    INSERT INTO outbox (key, kind, target, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (key) DO NOTHING RETURNING id
+                    """,
+                    (key, kind, target, json.dumps(payload), run_id, now),
+                )
+                inserted = cursor.fetchone()
+                if inserted is not None:
+                    out.append((int(inserted[0]), True))
+                else:
+                    out.append((int(conn.execute("SELECT id FROM outbox WHERE key = ?", (key,)).fetchone()[0]), False))
+        return out
+
+    async def enqueue_many(
+        self, kind: str, items: Sequence[tuple[str, str, dict[str, Any]]], run_id: str | None = None
+    ) -> list[tuple[int, bool]]:
+        """Keep many side effects of one kind, (key, target, payload) each, in one transaction: (entry id, new)
+        for each; a key already kept is not kept again."""
+        return await self.store.run(self._enqueue_many, kind, items, run_id)
+
+    def _claim(self, entry_ids: Sequence[int]) -> list[OutboxEntry]:
+        now = utcnow()
+        claimed = []
+        with self.store.transaction() as conn:
+            for entry_id in entry_ids:
+                row = conn.execute(
+                    """
+                    UPDATE outbox SET status = 'sending', claimed_at = ?, claimed_by = ?, attempts = attempts + 1
+                    WHERE id = ? AND (status = 'pending' OR (status = 'sending' AND claimed_at < ?)) RETURNING *
+                    """,
+                    (iso(now), os.getpid(), entry_id, iso(now - CLAIM_LEASE)),
+                ).fetchone()
+                if row is not None:
+                    claimed.append(_entry(row))
+        return claimed
+
+    async def claim(self, entry_ids: Sequence[int]) -> list[OutboxEntry]:
+        """Mark these entries as being sent by this process, those that are pending (or whose sender died);
+        return them."""
+        return await self.store.run(self._claim, entry_ids)
+
+    def _finish(self, outcomes: Sequence[Outcome]) -> list[OutboxEntry]:
+        done = []
+        with self.store.transaction() as conn:
+            for entry_id, ref, error in outcomes:
+                if error is None:
+                    row = conn.execute(
+                        """
+                        UPDATE outbox SET status = 'delivered', external_ref = ?, delivered_at = ?, last_error = NULL
+                        WHERE id = ? RETURNING *
+                        """,
+                        (ref, iso(utcnow()), entry_id),
+                    ).fetchone()
+                else:
+                    row = conn.execute(
+                        """
+                        UPDATE outbox SET status = 'pending', last_error = ?, claimed_at = NULL WHERE id = ? RETURNING *
+                        """,
+                        (error, entry_id),
+                    ).fetchone()
+                done.append(_entry(row))
+        return done
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[OutboxEntry]:
+        """Record each (entry id, receiver's reference, error): delivered, or pending again with the error."""
+        return await self.store.run(self._finish, outcomes)
+
+    def _due(self, limit: int) -> list[int]:
+        rows = self.store.query(
+            """
+            SELECT id FROM outbox WHERE status = 'pending' OR (status = 'sending' AND claimed_at < ?)
+            ORDER BY id LIMIT ?
+            """,
+            (iso(utcnow() - CLAIM_LEASE), limit),
+        )
+        return [int(row["id"]) for row in rows]
+
+    async def due(self, limit: int = 100) -> list[int]:
+        """The ids of entries to send (oldest first): those pending, and any whose sender died mid-send."""
+        return await self.store.run(self._due, limit)
+
+    def _entries(self, entry_ids: Sequence[int]) -> list[OutboxEntry]:
+        out = []
+        for start in range(0, len(entry_ids), 500):
+            chunk = list(entry_ids[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            out += [_entry(r) for r in self.store.query(f"SELECT * FROM outbox WHERE id IN ({marks})", chunk)]
+        return out
+
+    async def entries(self, entry_ids: Sequence[int]) -> list[OutboxEntry]:
+        """These entries as they are now (in no particular order)."""
+        return await self.store.run(self._entries, entry_ids)
+
+    async def get(self, entry_id: int) -> OutboxEntry:
+        """One entry; LookupError when there is none with this id."""
+        row = await self.store.read(self.store.query_one, "SELECT * FROM outbox WHERE id = ?", (entry_id,))
+        if row is None:
+            raise LookupError(entry_id)
+        return _entry(row)
+
+    async def list(
+        self,
+        status: OutboxStatus | None = None,
+        limit: int = 50,
+        target: str | None = None,
+        before: int | None = None,
+        kind: str | None = None,
+    ) -> list[OutboxEntry]:
+        """Newest first, of one `kind` (alert, issue) or all; `before` an entry id, to page back."""
+        # By status, or none, the page is read along an index: quick enough to read here.
+        read = self.store.read if target is None else self.store.run
+        rows = await read(
+            self.store.query,
+            """
+            SELECT * FROM outbox WHERE (:status IS NULL OR status = :status) AND (:target IS NULL OR target = :target)
+                AND (:before IS NULL OR id < :before) AND (:kind IS NULL OR kind = :kind)
+            ORDER BY id DESC LIMIT :limit
+            """,
+            {"status": status, "limit": limit, "target": target, "before": before, "kind": kind},
+        )
+        return [_entry(r) for r in rows]

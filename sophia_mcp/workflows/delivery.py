@@ -1,0 +1,116 @@
+"""Delivery of the outbox: each entry claimed, sent by the sender of its kind, and marked as it went.
+
+A delivery that fails leaves the entry pending with its error, to be sent by a later `deliver_pending` (the
+scheduler's `deliver-outbox`, or the MCP server's background retry). Each kind of entry (an alert, an issue)
+has its sender.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import anyio
+
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.issues import IssueDraft
+from sophia_mcp.domain.notify import Alert
+from sophia_mcp.domain.outbox import OutboxEntry
+from sophia_mcp.ports.issues import IssueTracker
+from sophia_mcp.ports.notify import Notifier
+from sophia_mcp.store.outbox import Outcome
+from sophia_mcp.store.runs import describe_error
+
+log = logging.getLogger(__name__)
+
+
+class Sender(Protocol):
+    """Delivers one kind of entry: `send` returns the receiver's reference; `already_sent` finds an earlier
+    delivery whose answer was lost (None when there was none, or when sending is idempotent by itself)."""
+
+    async def send(self, payload: dict[str, Any]) -> str: ...
+
+    async def already_sent(self, payload: dict[str, Any]) -> str | None: ...
+
+
+class AlertSender:
+    """Alerts go through the notifier (Slack, or the local outbox itself)."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    async def send(self, payload: dict[str, Any]) -> str:
+        return str(await self.notifier.send(Alert.model_validate(payload)))
+
+    async def already_sent(self, payload: dict[str, Any]) -> str | None:
+        found = await self.notifier.already_sent(Alert.model_validate(payload))
+        return None if found is None else str(found)
+
+
+class IssueSender:
+    """Issues go to the tracker, whose create is idempotent by the entry's key: a lost answer needs no lookup."""
+
+    def __init__(self, tracker: IssueTracker) -> None:
+        self.tracker = tracker
+
+    async def send(self, payload: dict[str, Any]) -> str:
+        issue, _ = await self.tracker.create(IssueDraft.model_validate(payload["draft"]), payload["key"])
+        return issue.identifier
+
+    async def already_sent(self, payload: dict[str, Any]) -> str | None:
+        return None
+
+
+def senders(services: Services) -> dict[str, Sender]:
+    """The sender of each kind of entry, on the services' notifier and tracker."""
+    return {"alert": AlertSender(services.notifier), "issue": IssueSender(services.tracker)}
+
+
+async def _send(entry: OutboxEntry, by_kind: Mapping[str, Sender]) -> Outcome:
+    sender = by_kind.get(entry.kind)
+    if sender is None:
+        return entry.id, None, f"nothing here delivers {entry.kind!r} entries"
+    try:
+        # A second attempt may follow one whose answer was lost after it went through: look before sending.
+        earlier = await sender.already_sent(entry.payload) if entry.attempts > 1 else None
+        return entry.id, earlier or await sender.send(entry.payload), None
+    except Exception as exc:
+        log.warning("Delivery of outbox entry %s (%s) failed: %s", entry.id, entry.kind, describe_error(exc))
+        return entry.id, None, describe_error(exc)
+
+
+async def deliver(services: Services, entry_id: int) -> OutboxEntry:
+    """Send one entry unless it is delivered or another process is sending it; never raises on send failure."""
+    claimed = await services.outbox.claim([entry_id])
+    if not claimed:
+        return await services.outbox.get(entry_id)
+    return (await services.outbox.finish([await _send(claimed[0], senders(services))]))[0]
+
+
+async def deliver_all(
+    services: Services, entry_ids: Sequence[int], concurrency: int = 4, batch: int = 200
+) -> dict[int, OutboxEntry]:
+    """Send these entries: claimed and recorded a batch at a time, sent a few at a time (each service's own
+    limits pace them further). Entries delivered already, or being sent by another process, are left alone.
+    Returns every entry as it is afterwards, by id."""
+    slots = anyio.Semaphore(concurrency)
+    by_kind = senders(services)
+
+    async def one(entry: OutboxEntry, outcomes: list[Outcome]) -> None:
+        async with slots:
+            outcomes.append(await _send(entry, by_kind))
+
+    for start in range(0, len(entry_ids), batch):
+        claimed = await services.outbox.claim(entry_ids[start : start + batch])
+        outcomes: list[Outcome] = []
+        async with anyio.create_task_group() as group:
+            for entry in claimed:
+                group.start_soon(one, entry, outcomes)
+        await services.outbox.finish(outcomes)
+    return {e.id: e for e in await services.outbox.entries(entry_ids)}
+
+
+async def deliver_pending(services: Services, limit: int = 100) -> list[OutboxEntry]:
+    """Try every pending entry (oldest first), and any whose sender died mid-send."""
+    return [await deliver(services, entry_id) for entry_id in await services.outbox.due(limit)]
