@@ -14,6 +14,7 @@ from sophia_mcp.adapters.local_enrich import LocalEnricher
 from sophia_mcp.adapters.local_meetings import LocalMeetings
 from sophia_mcp.adapters.local_tracker import LocalTracker
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
+from sophia_mcp.adapters.openai_writer import OpenAIWriter
 from sophia_mcp.app.services import Services
 from sophia_mcp.outbox import AlertSender, IssueSender, Outbox
 from sophia_mcp.ports.analyst import Analyst
@@ -156,4 +157,5 @@ def build_services(settings: Settings) -> Services:
         outbox=Outbox(store, {"alert": AlertSender(notifier), "issue": IssueSender(tracker)}),
         local_calls=local_calls,
         clients=clients,
+        writer=OpenAIWriter(settings.openai) if settings.openai.api_key is not None else None,
     )
