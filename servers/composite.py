@@ -28,11 +28,11 @@ from sophia_mcp.mcp.server import (
 from sophia_mcp.ports.writer import Writer
 from sophia_mcp.runs import workflow_metrics
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
-from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.settings import Settings
 from sophia_mcp.workflows import analytics, churn, competitive, dashboard, strategic
 from sophia_mcp.workflows.analytics import MetricArgs, TableResult, WarehouseSchema
 from sophia_mcp.workflows.churn import ChurnReport
+from sophia_mcp.workflows.clients import resolve_client
 from sophia_mcp.workflows.competitive import IntelReport
 from sophia_mcp.workflows.dashboard import DashboardReport
 from sophia_mcp.workflows.strategic import Evidence, SourceName, StrategicAnswer

@@ -20,8 +20,8 @@ from sophia_mcp.cli.terminal import Column, Report, console_for
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.errors import ConfigurationError, SophiaError
 from sophia_mcp.mcp.tool_names import SNAKE_WORD
-from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.store.database import file_failure
+from sophia_mcp.workflows.clients import resolve_client
 from sophia_mcp.workflows.strategic import SOURCES, SourceName, StrategicAnswer, strategic_query
 
 if TYPE_CHECKING:
