@@ -15,7 +15,7 @@ from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from pydantic import Field
 
 from sophia_mcp.domain.model import Model
-from sophia_mcp.mcp.sampling import Asking, clients_model, unasked
+from sophia_mcp.mcp.sampling import Asking, clients_model, unasked, writers
 from sophia_mcp.mcp.server import (
     SlackChannel,
     SophiaServer,
@@ -161,9 +161,8 @@ async def strategic_query(
     bundle with numbered citations and, when the client's model or a configured model is available, a synthesis
     that cites them. A source that fails or is slow is reported as a gap; the rest still answer."""
     # The client's model when it offered sampling and answered in words, else the configured model, else none.
-    configured = services_of(ctx).writer
-    writers = [w for w in (clients_model, configured) if w is not None] if synthesize else []
-    return await strategic.synthesize(evidence, writers)
+    chosen = writers(clients_model, services_of(ctx).writer) if synthesize else []
+    return await strategic.synthesize(evidence, chosen)
 
 
 async def build_dashboard(

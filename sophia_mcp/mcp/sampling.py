@@ -83,6 +83,11 @@ def clients_model(asking: Callable[..., Awaitable[Asking]]) -> Callable[..., Awa
     return model
 
 
+def writers(clients: Writer | None, configured: Writer | None) -> list[Writer]:
+    """Who writes a text, in the order tried: the client's model when it was asked, then the configured one."""
+    return [w for w in (clients, configured) if w is not None]
+
+
 async def transcript_asking(ctx: Context[Any, Any], call_id: str) -> Asking:
     """Resolver for a tool taking `call_id`: the transcript's parts to ask the client's model, when the analyst
     setting wants it and the client offers sampling. It never fails the call: a call it cannot read is left to the
