@@ -10,34 +10,32 @@ import json
 import logging
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context, Resolve, Sample
+from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
-from mcp_types import CreateMessageResult, SamplingMessage, TextContent
 from pydantic import Field
 
-from sophia_mcp.app.services import Services
 from sophia_mcp.domain.model import Model
+from sophia_mcp.mcp.sampling import Asking, clients_model, unasked, writers
 from sophia_mcp.mcp.server import (
     SlackChannel,
     SophiaServer,
     complete_client_names,
-    offers,
     progress_of,
     says_errors,
     server_of,
     services_of,
     tool_hints,
 )
+from sophia_mcp.ports.writer import Writer
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
-from sophia_mcp.servers.crm import resolve_client
 from sophia_mcp.settings import Settings
-from sophia_mcp.workflows import analytics, churn, competitive, dashboard
+from sophia_mcp.workflows import analytics, churn, competitive, dashboard, strategic
 from sophia_mcp.workflows.analytics import MetricArgs, TableResult, WarehouseSchema
 from sophia_mcp.workflows.churn import ChurnReport
+from sophia_mcp.workflows.clients import resolve_client
 from sophia_mcp.workflows.competitive import IntelReport
 from sophia_mcp.workflows.dashboard import DashboardReport
-from sophia_mcp.workflows.runs import start_run
-from sophia_mcp.workflows.strategic import Evidence, SourceName, gather_evidence, synthesis_prompt
+from sophia_mcp.workflows.strategic import Evidence, SourceName, StrategicAnswer
 
 log = logging.getLogger(__name__)
 
@@ -115,76 +113,33 @@ async def describe_warehouse(ctx: Context) -> WarehouseSchema:
     return await analytics.describe_warehouse(services_of(ctx))
 
 
-class StrategicAnswer(Model):
-    answer: str | None = Field(description="The synthesis, citing evidence ids; null when no model is available.")
-    synthesized_by: Literal["sampling", "openai"] | None = Field(
-        description="sampling: the client's own model; openai: the configured OpenAI-compatible model."
-    )
-    evidence: Evidence
-
-
-async def _gathered(
-    services: Services, question: str, client_id: str | None, sources: list[SourceName] | None
-) -> Evidence:
-    """The evidence for a question, its gathering recorded as a run of the strategic query."""
-    async with start_run(
-        services.runs, "strategic_query", client_id, {"question": question, "sources": sources}
-    ) as run:
-        evidence = await gather_evidence(services, question, client_id, sources)
-        run.output = {"citations": len(evidence.citations)}
-    return evidence
-
-
 @says_errors
 async def _evidence(ctx: Context, question: str, client: str | None, sources: list[SourceName] | None) -> Evidence:
     """Resolver: the evidence bundle. On 2026-07-28 it runs again on the round that brings the client's answer,
     where each source's cached answer (from the first round) makes it the same evidence, so the same question."""
     services = services_of(ctx)
     client_id = (await resolve_client(services, client)).id if client else None
-    return await _gathered(services, question, client_id, sources)
+    return await strategic.gather_recorded(services, question, client_id, sources)
 
 
-async def _ask_clients_model(
-    ctx: Context, synthesize: bool, evidence: Annotated[Evidence, Resolve(_evidence)]
-) -> Sample | None:
-    """Resolver: ask the client's model to write the answer, only when the client offers sampling; otherwise
-    nothing is asked and the configured model (or none) writes it."""
-    if not synthesize or not evidence.citations or not offers(ctx, "sampling"):
-        return None
-    prompt = synthesis_prompt(evidence)
-    return Sample([SamplingMessage(role="user", content=TextContent(type="text", text=prompt))], max_tokens=800)
+async def _answer_asking(ctx: Context, synthesize: bool, evidence: Annotated[Evidence, Resolve(_evidence)]) -> Asking:
+    """Resolver: ask the client's model to write the answer when the client offers sampling (a synthesis has no
+    setting of its own), and only when there is evidence to write from; otherwise the configured model (or none)
+    writes it."""
+    if not synthesize or not evidence.citations:
+        return Asking(wanted=False)
+    return unasked(ctx, "auto") or Asking(wanted=True, requests=[strategic.synthesis_request(evidence)])
 
 
-async def _configured_model(ctx: Context, evidence: Evidence) -> str | None:
-    """The answer from the configured OpenAI-compatible model, or None when none is configured or it fails."""
-    openai = services_of(ctx).settings.openai
-    if openai.api_key is None:
-        return None
-    from openai import AsyncOpenAI, OpenAIError  # only when a model is configured
-
-    client = AsyncOpenAI(api_key=openai.api_key.get_secret_value(), base_url=openai.base_url,
-                         timeout=openai.timeout_s, max_retries=openai.max_retries)  # fmt: skip
-    try:
-        completion = await client.chat.completions.create(
-            model=openai.model, messages=[{"role": "user", "content": synthesis_prompt(evidence)}], max_tokens=800
-        )
-    except OpenAIError as exc:
-        log.warning(
-            "The model could not write the strategic answer (%s); the evidence stands alone", type(exc).__name__
-        )
-        return None
-    finally:
-        await client.close()
-    text = completion.choices[0].message.content if completion.choices else None
-    return text.strip() if text and text.strip() else None
+_answer_writer = clients_model(_answer_asking)
 
 
 async def strategic_query(
     ctx: Context,
     question: Annotated[str, Field(min_length=3, max_length=2000, description="The question, in plain words.")],
-    # Filled by the SDK before the body runs, not arguments: the evidence, and the client's model's answer.
+    # Filled by the SDK before the body runs, not arguments: the evidence, and the client's model with its answer.
     evidence: Annotated[Evidence, Resolve(_evidence)],
-    sampled: Annotated[CreateMessageResult | None, Resolve(_ask_clients_model)],
+    clients_model: Annotated[Writer | None, Resolve(_answer_writer)],
     client: Annotated[
         str | None,
         Field(
@@ -207,10 +162,8 @@ async def strategic_query(
     bundle with numbered citations and, when the client's model or a configured model is available, a synthesis
     that cites them. A source that fails or is slow is reported as a gap; the rest still answer."""
     # The client's model when it offered sampling and answered in words, else the configured model, else none.
-    if sampled is not None and isinstance(sampled.content, TextContent) and sampled.content.text.strip():
-        return StrategicAnswer(answer=sampled.content.text.strip(), synthesized_by="sampling", evidence=evidence)
-    answer = await _configured_model(ctx, evidence) if synthesize and evidence.citations else None
-    return StrategicAnswer(answer=answer, synthesized_by="openai" if answer else None, evidence=evidence)
+    chosen = writers(clients_model, services_of(ctx).writer) if synthesize else []
+    return await strategic.synthesize(evidence, chosen)
 
 
 async def build_dashboard(

@@ -35,6 +35,7 @@ from sophia_mcp.mcp.server import (
     tool_hints,
 )
 from sophia_mcp.settings import Settings
+from sophia_mcp.workflows.clients import resolve_client
 from sophia_mcp.workflows.enrichment import (
     ContactOutcome,
     EnrichmentReport,
@@ -334,23 +335,6 @@ async def list_clients(
         next_cursor=page.next_cursor,
         note=none_yet(page.clients, not (query or cursor), "clients", how),
     )
-
-
-async def resolve_client(services: Services, ref: str) -> Client:
-    """A client by id, or by its name (or a part of it that only one client's name contains)."""
-    ref = ref.strip()
-    if ref.isdigit():
-        client = await services.crm.get_client(ref)
-        if client is not None:
-            return client
-    page = await services.crm.list_clients(ref, 6, None)
-    exact = [c for c in page.clients if c.name.casefold() == ref.casefold()]
-    if len(exact) == 1 or len(page.clients) == 1:
-        return exact[0] if exact else page.clients[0]
-    if not page.clients:
-        raise NotFound(f"No client matches {ref!r}. Use list_clients to find client ids and names.")
-    names = ", ".join(f"{c.name} ({c.id})" for c in page.clients[:5])
-    raise InvalidInput(f"{ref!r} matches several clients: {names}. Give the id or the full name.")
 
 
 async def get_client_health(ctx: Context, client: ClientRef) -> ClientHealth:

@@ -17,13 +17,13 @@ from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.results import CallAnalysis
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
+from sophia_mcp.mcp.sampling import analyst_for
 from sophia_mcp.mcp.server import (
     DEMO_HINT,
     CalendarDate,
     Cursor,
     EmptyNote,
     SophiaServer,
-    analyst_for,
     complete_client_names,
     none_yet,
     server_of,

@@ -24,6 +24,7 @@ from sophia_mcp.domain.results import (
     SpeakerSentiment,
 )
 from sophia_mcp.domain.weights import Competitor
+from sophia_mcp.domain.writing import WritingRequest
 
 SYSTEM_PROMPT = """You analyse recorded sales and customer-success calls of Pay Ready, a software vendor to
 property-management companies. Internal speakers are Pay Ready staff; External speakers are the client. Read the
@@ -34,6 +35,7 @@ transcript lines (each: line number, start time in ms, speaker id, name and side
   or evaluation of competitors; ignore what Pay Ready staff say, and negated statements ("no plans to cancel");
 - summary: two sentences on how the client feels and why.
 Quote the line number of each mention and risk. Do not invent lines."""
+READING_TOKENS = 4000  # a reading of one part of a transcript fits well within this
 
 
 class SpeakerReading(Model):
@@ -62,10 +64,6 @@ class ModelReading(Model):
     summary: str
 
 
-class UnusableAnswer(Exception):
-    """The model answered, but not with something that can be used."""
-
-
 def transcript_lines(transcript: Transcript) -> list[tuple[str, Sentence]]:
     return [(m.speaker_id, s) for m in transcript.monologues for s in m.sentences]
 
@@ -89,6 +87,24 @@ def render_line(number: int, speaker: str, sentence: Sentence, index: dict[str, 
     """One transcript line as a model reads it: number, start ms, speaker (name, side), text."""
     who = f"{name_of(speaker, index) or 'unknown'}, {side_of(speaker, index)}"
     return f"{number}\t{sentence.start_ms}\t{speaker} ({who})\t{sentence.text}"
+
+
+def reading_requests(
+    call: Call, transcript: Transcript, competitors: Sequence[Competitor], max_chars: int
+) -> list[WritingRequest]:
+    """What a model is asked to read a call: one request per part of the transcript, answered as a `ModelReading`."""
+    system = SYSTEM_PROMPT.format(competitors=", ".join(c.name for c in competitors))
+    chunks = transcript_chunks(call, transcript, max_chars)
+    return [
+        WritingRequest(
+            chunk_prompt(call, chunk, part, len(chunks)),
+            system=system,
+            max_tokens=READING_TOKENS,
+            temperature=0,
+            answer_schema=ModelReading,
+        )
+        for part, chunk in enumerate(chunks, 1)
+    ]
 
 
 def chunk_prompt(call: Call, chunk: list[tuple[int, str, Sentence]], part: int, parts: int) -> str:

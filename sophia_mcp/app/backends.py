@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sophia_mcp.adapters.local import LocalAnalyst, LocalNotifier, MemoryCache, NoWebSearch
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
+from sophia_mcp.adapters.openai_writer import OpenAIWriter
 from sophia_mcp.app.services import Services
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.cache import Cache
@@ -174,4 +175,5 @@ def build_services(settings: Settings) -> Services:
         churn_signals=ChurnSignals(store),
         competition=Competition(store),
         suggestions=Suggestions(store),
+        writer=OpenAIWriter(settings.openai) if settings.openai.api_key is not None else None,
     )

@@ -17,6 +17,7 @@ from sophia_mcp.ports.notify import Notifier
 from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.ports.web import WebSearch
+from sophia_mcp.ports.writer import Writer
 from sophia_mcp.settings import Settings
 from sophia_mcp.store.bugs import BugReports
 from sophia_mcp.store.calls import LocalCalls
@@ -76,6 +77,8 @@ class Services:
     churn_signals: ChurnSignals
     competition: Competition
     suggestions: Suggestions
+    # The configured model that writes text (the strategic answer); None when no model is configured.
+    writer: Writer | None = None
 
     def ports(self) -> dict[str, object]:
         return {"CallSource": self.calls, "Analyst": self.analyst, "Warehouse": self.warehouse,
@@ -105,7 +108,7 @@ class Services:
 
     async def aclose(self) -> None:
         """Close the network clients of real backends (the store closes with `close`)."""
-        for adapter in self.ports().values():
+        for adapter in [*self.ports().values(), self.writer]:
             closer = getattr(adapter, "aclose", None)
             if closer is not None:
                 await closer()

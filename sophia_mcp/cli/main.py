@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import anyio
 import typer
@@ -21,6 +21,8 @@ from sophia_mcp.domain.plural import plural
 from sophia_mcp.errors import ConfigurationError, SophiaError
 from sophia_mcp.mcp.tool_names import SNAKE_WORD
 from sophia_mcp.store.database import file_failure
+from sophia_mcp.workflows.clients import resolve_client
+from sophia_mcp.workflows.strategic import SOURCES, SourceName, StrategicAnswer, strategic_query
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -678,6 +680,62 @@ def kb_search(
             console.print()
 
     _with_services(work)
+
+
+EvidenceSource = StrEnum("EvidenceSource", {name: name for name in SOURCES})  # type: ignore[misc]
+NO_MODEL = (
+    "No model is configured to write an answer (SOPHIA_OPENAI__API_KEY and SOPHIA_OPENAI__BASE_URL choose one); "
+    "the evidence stands alone."
+)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in plain words.")],
+    client: Annotated[
+        str | None, typer.Option(help="Narrow calls, trend and mentions to one client (id or name).")
+    ] = None,
+    source: Annotated[
+        list[EvidenceSource] | None, typer.Option(help="Only this source (repeat for several; default all).")
+    ] = None,
+) -> None:
+    """Answer a business question from the warehouse, the calls, the knowledge base and the web at once: the evidence with numbered citations, and an answer citing them when a model is configured."""  # noqa: E501
+    console = _console()
+
+    async def work(services: Services) -> None:
+        client_id = (await resolve_client(services, client)).id if client else None
+        sources = [cast(SourceName, s.value) for s in source] if source else None
+        writers = [services.writer] if services.writer else []
+        if sources is None or "knowledge" in sources:
+            # A command starts cold: the embedding model loads before the sources' time budgets start, not in one.
+            await services.embedder.embed([question])
+        _print_answer(console, await strategic_query(services, question, client_id, sources, writers))
+
+    _with_services(work)
+
+
+def _print_answer(console: Console, result: StrategicAnswer) -> None:
+    """The answer (or why there is none), then each citation with its quote, then the gaps."""
+    evidence, scope = result.evidence, result.evidence.scope
+    whose = scope.client_name or "every client"
+    named = f"; competitors named: {', '.join(scope.competitors)}" if scope.competitors else ""
+    console.print(Text(f"Read as: {whose}, {scope.period}{named}.", style="dim"), soft_wrap=True)
+    console.print()
+    if result.answer:
+        console.print(Text(f"Answer (written by {result.synthesized_by}):", style="bold"))
+        console.print(Text(result.answer), soft_wrap=True)
+    elif evidence.citations:
+        console.print(Text(NO_MODEL, style="yellow"), soft_wrap=True)
+    else:
+        console.print(Text("No source had anything on this question.", style="yellow"), soft_wrap=True)
+    for citation in evidence.citations:
+        console.print()
+        console.print(Text(f"[{citation.id}] {citation.title} ({citation.locator})", style="bold"), soft_wrap=True)
+        console.print(Text(citation.quote), soft_wrap=True)
+    if evidence.gaps:
+        console.print()
+        for gap in evidence.gaps:
+            console.print(Text(f"Gap: {gap}", style="yellow"), soft_wrap=True)
 
 
 class OutboxStatus(StrEnum):

@@ -14,10 +14,9 @@ import logging
 import threading
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal, TypeVar, cast
 
@@ -25,8 +24,11 @@ import anyio
 import anyio.to_thread
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.mcpserver import Context, MCPServer, Resolve, Sample
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ToolError,
+)
 from mcp.server.mcpserver.resolve import find_resolved_parameters
 from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
@@ -38,7 +40,6 @@ from mcp_types import (
     Completion,
     CompletionArgument,
     CompletionContext,
-    CreateMessageResult,
     EmptyResult,
     LoggingLevel,
     PromptReference,
@@ -52,12 +53,10 @@ from opentelemetry import trace
 from pydantic import Field, ValidationError
 
 from sophia_mcp import __version__
-from sophia_mcp.adapters.sampling_analyst import MAX_PARTS, SamplingAnalyst, prompt_of, sampling_requests
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.app.services import Services
 from sophia_mcp.errors import DiskFull, InvalidInput, NotFound, SophiaError
 from sophia_mcp.mcp.tool_names import ToolNames, close_names, render_prose
-from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.settings import Settings, load_settings
 from sophia_mcp.store.database import file_failure
 from sophia_mcp.workflows.delivery import deliver_pending
@@ -644,75 +643,6 @@ def offers(ctx: Context[Any, Any], feature: ClientFeature) -> bool:
         elicitation = capabilities.elicitation
         return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
     return getattr(capabilities, feature) is not None
-
-
-@dataclass(frozen=True)
-class SamplingParts:
-    """What to ask the client's model about a call: a request per transcript part, or why it is not asked."""
-
-    wanted: bool  # the settings choose the client's model (sampling, or auto with sampling offered)
-    requests: list[Sample] = field(default_factory=list)
-    unavailable: str | None = None
-
-
-async def sampling_parts(ctx: Context[Any, Any], call_id: str) -> SamplingParts:
-    """Resolver for a tool taking `call_id`: the transcript's parts to ask the client's model, when the analyst
-    setting wants it and the client offers sampling. It never fails the call: a call it cannot read is left to the
-    workflow, which reports it in its run."""
-    services = services_of(ctx)
-    choice = services.settings.analyst.backend
-    if choice not in ("sampling", "auto") or (choice == "auto" and not offers(ctx, "sampling")):
-        return SamplingParts(wanted=False)
-    if not offers(ctx, "sampling"):
-        return SamplingParts(wanted=True, unavailable="the client does not offer sampling")
-    try:
-        call = await services.calls.get_call(call_id)
-        transcript = await services.calls.get_transcript(call_id)
-    except SophiaError as exc:
-        return SamplingParts(wanted=True, unavailable=str(exc))
-    max_chars = services.settings.openai.max_input_chars
-    requests = sampling_requests(call, transcript, services.settings.competitors, max_chars)
-    if len(requests) > MAX_PARTS:
-        why = f"the transcript is {len(requests)} parts of {max_chars} characters, over the {MAX_PARTS} asked at most"
-        return SamplingParts(wanted=True, unavailable=why)
-    return SamplingParts(wanted=True, requests=requests)
-
-
-def _sampled_part(index: int) -> Callable[..., Awaitable[Sample | None]]:
-    async def sample_part(parts: Annotated[SamplingParts, Resolve(sampling_parts)]) -> Sample | None:
-        """Part `index` of the transcript, asked of the client's model; nothing when there is no such part."""
-        return parts.requests[index] if index < len(parts.requests) else None
-
-    return sample_part
-
-
-# One resolver per part: independent, so on 2026-07-28 every part is asked in the same round.
-_PART_1, _PART_2, _PART_3, _PART_4 = (_sampled_part(i) for i in range(MAX_PARTS))
-Sampled = CreateMessageResult | None
-
-
-async def analyst_for(
-    ctx: Context[Any, Any],
-    parts: Annotated[SamplingParts, Resolve(sampling_parts)],
-    part_1: Annotated[Sampled, Resolve(_PART_1)],
-    part_2: Annotated[Sampled, Resolve(_PART_2)],
-    part_3: Annotated[Sampled, Resolve(_PART_3)],
-    part_4: Annotated[Sampled, Resolve(_PART_4)],
-) -> Analyst:
-    """Resolver: the analyst for this call. The client's own model when sampling is chosen (or `auto`) and offered,
-    from its answers to the transcript's parts; when sampling is chosen but cannot be used, the configured analyst
-    stands in and says why."""
-    services = services_of(ctx)
-    if not parts.wanted:
-        return services.analyst
-    answers = [part_1, part_2, part_3, part_4]
-    return SamplingAnalyst(
-        {prompt_of(request): answer for request, answer in zip(parts.requests, answers, strict=False) if answer},
-        services.settings.competitors,
-        fallback=services.analyst,
-        max_chars=services.settings.openai.max_input_chars,
-        unavailable=parts.unavailable,
-    )
 
 
 def progress_of(ctx: Context[Any, Any]) -> Progress:

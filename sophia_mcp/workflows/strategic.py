@@ -3,9 +3,8 @@
 Each source runs in parallel within its own time budget; an answer is kept in the cache for a while (in the
 process, or in Redis shared by replicas), so the same question again is answered at once. A source that fails
 or runs out of time leaves a named gap instead of failing the answer. The result is an evidence bundle with
-numbered citations (W warehouse, C calls, K knowledge, X web) for a synthesis to quote; the server adds the
-synthesis, from the client's own model (MCP sampling) or the configured OpenAI-compatible model, when one is
-available.
+numbered citations (W warehouse, C calls, K knowledge, X web), and a synthesis that quotes them, written by the
+first model given that can (the client's own through MCP sampling, then the configured one), or none.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -30,10 +29,13 @@ from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.results import CallAnalysis
 from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.domain.web import Recency
+from sophia_mcp.domain.writing import UnusableAnswer, WriterName, WritingRequest
 from sophia_mcp.errors import InvalidInput, SophiaError
+from sophia_mcp.ports.writer import Writer
 from sophia_mcp.store.runs import describe_error
 from sophia_mcp.workflows import analytics
 from sophia_mcp.workflows.knowledge import search as search_knowledge
+from sophia_mcp.workflows.runs import start_run
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ METRIC_TITLES = {
     "revenue_by_segment": "ARR by segment now, with the ARR of clients under the threshold of {threshold}",
     "competitor_mentions": "Competitors named on calls{whose}, {period}",
 }
+ANSWER_TOKENS = 800
 ANSWER_INSTRUCTIONS = (
     "Answer the question in a few short paragraphs for an executive. Cite every claim with its id, e.g. [W1]. "
     "Say plainly what the evidence does not show, and name any source that was not available."
@@ -316,3 +319,55 @@ def synthesis_prompt(evidence: Evidence) -> str:
         lines += ["", "Not available: " + "; ".join(evidence.gaps)]
     lines += ["", ANSWER_INSTRUCTIONS]
     return "\n".join(lines)
+
+
+def synthesis_request(evidence: Evidence) -> WritingRequest:
+    """What a model is asked to write the answer from the evidence."""
+    return WritingRequest(synthesis_prompt(evidence), max_tokens=ANSWER_TOKENS)
+
+
+class StrategicAnswer(Model):
+    answer: str | None = Field(description="The synthesis, citing evidence ids; null when no model is available.")
+    synthesized_by: WriterName | None = Field(
+        description="sampling: the client's own model; openai: the configured OpenAI-compatible model."
+    )
+    evidence: Evidence
+
+
+async def gather_recorded(
+    services: Services, question: str, client_id: str | None = None, sources: list[SourceName] | None = None
+) -> Evidence:
+    """The evidence for a question, its gathering recorded as a run of the strategic query."""
+    async with start_run(
+        services.runs, "strategic_query", client_id, {"question": question, "sources": sources}
+    ) as run:
+        evidence = await gather_evidence(services, question, client_id, sources)
+        run.output = {"citations": len(evidence.citations)}
+    return evidence
+
+
+async def synthesize(evidence: Evidence, writers: Sequence[Writer]) -> StrategicAnswer:
+    """The answer written from the evidence by the first of `writers` that can; none when no writer can, or when
+    there is no evidence to write from (the evidence then stands alone)."""
+    if evidence.citations:
+        request = synthesis_request(evidence)
+        for writer in writers:
+            try:
+                answer = await writer.write(request)
+            except UnusableAnswer as exc:
+                log.warning("The %s model could not write the strategic answer: %s", writer.name, exc)
+                continue
+            return StrategicAnswer(answer=answer, synthesized_by=writer.name, evidence=evidence)
+    return StrategicAnswer(answer=None, synthesized_by=None, evidence=evidence)
+
+
+async def strategic_query(
+    services: Services,
+    question: str,
+    client_id: str | None = None,
+    sources: list[SourceName] | None = None,
+    writers: Sequence[Writer] = (),
+) -> StrategicAnswer:
+    """Gather the evidence for a question (recorded as a run) and have the first of `writers` that can answer it."""
+    evidence = await gather_recorded(services, question, client_id, sources)
+    return await synthesize(evidence, writers)
