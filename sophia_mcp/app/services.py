@@ -1,4 +1,4 @@
-"""The ports and shared pieces a workflow runs on, bundled; `wiring.build_services` fills it from settings."""
+"""The ports and shared pieces a workflow runs on, bundled; `app.backends.build_services` fills it from settings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from sophia_mcp.adapters.local_calls import LocalCalls
 from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.adapters.local_documents import LocalDocuments
 from sophia_mcp.adapters.local_meetings import LocalMeetings
-from sophia_mcp.errors import SophiaError
 from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.cache import Cache
@@ -57,35 +56,14 @@ class Services:
     local_calls: LocalCalls
     clients: LocalCRM
 
-    def ports(self) -> dict[str, object]:
-        return {"CallSource": self.calls, "Analyst": self.analyst, "Warehouse": self.warehouse,
-                "Notifier": self.notifier, "CRM": self.crm, "Enricher": self.enricher, "Embedder": self.embedder,
-                "VectorIndex": self.vectors, "IssueTracker": self.tracker, "WebSearch": self.web,
-                "Cache": self.cache}  # fmt: skip
-
     def close(self) -> None:
         self.store.close()
 
-    async def check_real_services(self) -> list[ServiceCheck]:
-        """What each port served by a real service said, or why it failed: a failure of an optional one (a
-        cache) is only a warning, the port works without it."""
-        results: list[ServiceCheck] = []
-        for port, adapter in self.ports().items():
-            check = getattr(adapter, "check", None)
-            if check is None:
-                continue
-            try:
-                results.append(ServiceCheck(port, await check()))
-            except SophiaError as exc:
-                optional = getattr(adapter, "optional", False)
-                results.append(
-                    ServiceCheck(port, warning=str(exc)) if optional else ServiceCheck(port, problem=str(exc))
-                )
-        return results
-
     async def aclose(self) -> None:
-        """Close the network clients of real backends (the store closes with `close`)."""
-        for adapter in self.ports().values():
+        """Close the network clients of real backends, each once (the store closes with `close`)."""
+        closed: set[int] = set()
+        for adapter in vars(self).values():
             closer = getattr(adapter, "aclose", None)
-            if closer is not None:
+            if closer is not None and id(adapter) not in closed:
+                closed.add(id(adapter))
                 await closer()
