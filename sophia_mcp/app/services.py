@@ -6,17 +6,16 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from sophia_mcp.adapters.local_calls import LocalCalls
-from sophia_mcp.adapters.local_crm import LocalCRM
 from sophia_mcp.adapters.local_documents import LocalDocuments
-from sophia_mcp.adapters.local_meetings import LocalMeetings
 from sophia_mcp.outbox import Outbox
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.cache import Cache
 from sophia_mcp.ports.calls import CallSource
-from sophia_mcp.ports.crm import CRM
+from sophia_mcp.ports.crm import CRM, ClientDirectory
 from sophia_mcp.ports.embed import Embedder
 from sophia_mcp.ports.enrich import Enricher
 from sophia_mcp.ports.issues import IssueTracker
+from sophia_mcp.ports.meetings import StoredMeetings
 from sophia_mcp.ports.notify import Notifier
 from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
@@ -49,12 +48,12 @@ class Services:
     tracker: IssueTracker
     web: WebSearch
     cache: Cache
-    meetings: LocalMeetings
+    meetings: StoredMeetings
     documents: LocalDocuments
     outbox: Outbox
     # The store's own copies, always present whatever the backends: imports land here, completions read here.
     local_calls: LocalCalls
-    clients: LocalCRM
+    clients: ClientDirectory
 
     def close(self) -> None:
         self.store.close()
