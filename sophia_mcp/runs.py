@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 RunStatus = Literal["running", "succeeded", "failed"]
 # How a workflow tells its caller how far it has got: (done, total, message); a tool passes its MCP client's.
-Progress = Callable[[float, float, str], Awaitable[None]]
 
 
 async def no_progress(done: float, total: float, message: str) -> None:

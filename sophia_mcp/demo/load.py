@@ -11,7 +11,8 @@ from sophia_mcp.demo.calls import generate_demo
 from sophia_mcp.demo.history import seed_churn_history
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.times import utcnow
-from sophia_mcp.workflows.call_import import ImportReport, Progress, import_gong_bodies
+from sophia_mcp.ports.progress import Progress
+from sophia_mcp.workflows.call_import import ImportReport, import_gong_bodies
 
 
 class DemoLoad(Model):

@@ -64,7 +64,7 @@ from sophia_mcp.app.services import Services
 from sophia_mcp.errors import DiskFull, InvalidInput, NotFound, SophiaError
 from sophia_mcp.mcp.tool_names import ToolNames, close_names, render_prose
 from sophia_mcp.ports.analyst import Analyst
-from sophia_mcp.runs import Progress
+from sophia_mcp.ports.progress import Progress
 from sophia_mcp.settings import Settings, load_settings
 from sophia_mcp.store.database import file_failure
 

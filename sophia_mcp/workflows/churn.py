@@ -26,7 +26,8 @@ from sophia_mcp.domain.notify import Alert, Attachment
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.runs import Progress, no_progress, start_run
+from sophia_mcp.ports.progress import Progress
+from sophia_mcp.runs import no_progress, start_run
 from sophia_mcp.store.database import Store
 from sophia_mcp.workflows.health_monitor import next_weekday_at, period_of
 from sophia_mcp.workflows.issues import default_team

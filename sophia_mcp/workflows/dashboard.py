@@ -25,7 +25,8 @@ from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import NotFound
 from sophia_mcp.outbox import OutboxEntry
-from sophia_mcp.runs import Progress, no_progress, start_run
+from sophia_mcp.ports.progress import Progress
+from sophia_mcp.runs import no_progress, start_run
 from sophia_mcp.workflows import analytics
 from sophia_mcp.workflows.alerts import SentAlert, send_alert
 
