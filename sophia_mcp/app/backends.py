@@ -8,7 +8,7 @@ builds import their settings sections), and the two are checked against each oth
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar, get_args
 
@@ -28,13 +28,8 @@ from sophia_mcp.adapters.local_tracker import LocalTracker
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
 from sophia_mcp.adapters.memory_cache import MemoryCache
 from sophia_mcp.adapters.no_web_search import NoWebSearch
-from sophia_mcp.adapters.openai_analyst import OpenAIAnalyst
-from sophia_mcp.adapters.openai_embed import OpenAIEmbedder
 from sophia_mcp.adapters.outbox_notifier import LocalNotifier
 from sophia_mcp.adapters.pinecone import PineconeIndex, pinecone_client
-from sophia_mcp.adapters.redis_cache import RedisCache
-from sophia_mcp.adapters.slack import SlackNotifier
-from sophia_mcp.adapters.snowflake import SnowflakeWarehouse
 from sophia_mcp.adapters.web_search import PerplexitySearch, TavilySearch
 from sophia_mcp.app.services import ServiceCheck, Services
 from sophia_mcp.errors import SophiaError
@@ -101,22 +96,51 @@ class Port(Generic[T]):
         return next(b for b in self.backends if b.name == name).build(base)
 
 
+# The heavy clients (numpy and the model's weights, openai, snowflake-connector, slack-sdk with aiohttp, redis)
+# load with the backend that needs them, not with this module: a server pays only for what it is configured with.
+
+
 def _local_embedder(base: Embedded) -> Embedder:
-    # numpy and the model's weights load with the first embedded knowledge base, not with this module.
     from sophia_mcp.adapters.local_embed import LocalEmbedder
 
     return LocalEmbedder()
 
 
 def _local_vectors(base: Embedded) -> VectorIndex:
-    from sophia_mcp.adapters.local_vectors import LocalVectorIndex  # numpy, as above
+    from sophia_mcp.adapters.local_vectors import LocalVectorIndex
 
     return LocalVectorIndex(base.store)
 
 
+def _openai_embedder(base: Embedded) -> Embedder:
+    from sophia_mcp.adapters.openai_embed import OpenAIEmbedder
+
+    return OpenAIEmbedder(base.settings.openai)
+
+
 def _openai_analyst(base: Embedded) -> Analyst:
+    from sophia_mcp.adapters.openai_analyst import OpenAIAnalyst
+
     settings = base.settings
     return OpenAIAnalyst(settings.openai, settings.competitors, fallback=LocalAnalyst(settings.competitors))
+
+
+def _snowflake(base: Embedded) -> Warehouse:
+    from sophia_mcp.adapters.snowflake import SnowflakeWarehouse
+
+    return SnowflakeWarehouse(base.settings.snowflake)
+
+
+def _slack(base: Embedded) -> Notifier:
+    from sophia_mcp.adapters.slack import SlackNotifier
+
+    return SlackNotifier(base.settings.slack)
+
+
+def _redis(base: Embedded) -> Cache:
+    from sophia_mcp.adapters.redis_cache import RedisCache
+
+    return RedisCache(base.settings.redis.url or "")
 
 
 def _auto_analyst(base: Embedded) -> Analyst:
@@ -146,13 +170,13 @@ WAREHOUSE = Port[Warehouse](
     "Warehouse", "warehouse", "snowflake", (
         Backend("local", "SQLite tables in the store",
                 lambda b: LocalWarehouse(b.store, b.settings.analytics.max_value_kb * 1024)),
-        Backend("snowflake", "Snowflake", lambda b: SnowflakeWarehouse(b.settings.snowflake)),
+        Backend("snowflake", "Snowflake", _snowflake),
     ),
 )  # fmt: skip
 NOTIFIER = Port[Notifier](
     "Notifier", "notifier", "slack", (
         Backend("local", "the outbox in the store", lambda b: LocalNotifier()),
-        Backend("slack", "Slack", lambda b: SlackNotifier(b.settings.slack)),
+        Backend("slack", "Slack", _slack),
     ),
 )  # fmt: skip
 CRM_PORT = Port[CRM](
@@ -170,7 +194,7 @@ ENRICHER = Port[Enricher](
 EMBEDDER = Port[Embedder](
     "Embedder", "embedder", "embeddings", (
         Backend("local", "the bundled model (wordllama)", _local_embedder),
-        Backend("openai", "OpenAI's embeddings", lambda b: OpenAIEmbedder(b.settings.openai)),
+        Backend("openai", "OpenAI's embeddings", _openai_embedder),
     ),
 )  # fmt: skip
 VECTOR_INDEX = Port[VectorIndex](
@@ -197,7 +221,7 @@ WEB_SEARCH = Port[WebSearch](
 CACHE = Port[Cache](
     "Cache", "cache", None, (
         Backend("memory", "this process's memory", lambda b: MemoryCache()),
-        Backend("redis", "Redis, shared by replicas", lambda b: RedisCache(b.settings.redis.url or "")),
+        Backend("redis", "Redis, shared by replicas", _redis),
     ),
     chooser=lambda settings: "redis" if settings.redis.url else "memory",
 )  # fmt: skip
@@ -208,9 +232,9 @@ PORTS: tuple[Port[object], ...] = (
 )  # fmt: skip
 
 
-def check_registry() -> None:
+def check_registry(ports: Sequence[Port[object]] = PORTS) -> None:
     """Raise if a port's backends and the values its `backend` setting accepts differ."""
-    for port in PORTS:
+    for port in ports:
         if port.section is None:
             continue
         section = Settings.model_fields[port.section].annotation
@@ -218,8 +242,8 @@ def check_registry() -> None:
         accepted = set(get_args(section.model_fields["backend"].annotation))
         registered = {backend.name for backend in port.backends}
         if accepted != registered:
-            raise RuntimeError(f"{port.name}: settings.{port.section}.backend takes {sorted(accepted)}, "
-                               f"the registry builds {sorted(registered)}")  # fmt: skip
+            raise RuntimeError(f"{port.name}: SOPHIA_{port.section.upper()}__BACKEND takes {sorted(accepted)}, the "
+                               f"registry in app/backends.py builds {sorted(registered)}")  # fmt: skip
 
 
 check_registry()
