@@ -35,6 +35,8 @@ class ServiceCheck(NamedTuple):
 
 @dataclass
 class Services:
+    """Every port's adapter, as `app.backends` chose it, and the store's own pieces the workflows share."""
+
     settings: Settings
     store: Store
     calls: CallSource
