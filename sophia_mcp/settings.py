@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from cronsim import CronSim, CronSimError
+from platformdirs import user_data_dir
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -188,8 +190,6 @@ def interval_seconds(every: str) -> int:
 
 def check_cron(cron: str) -> str:
     """A five-field cron expression (minute hour day month weekday, in UTC), or ValueError saying what is wrong."""
-    from cronsim import CronSim, CronSimError
-
     try:
         CronSim(cron, datetime.now(UTC))
     except CronSimError as exc:
@@ -444,8 +444,6 @@ class HealthSettings(BaseModel):
 
 
 def default_data_dir() -> Path:
-    from platformdirs import user_data_dir
-
     return Path(user_data_dir("sophia-mcp", appauthor=False))
 
 

@@ -124,7 +124,6 @@ class ServiceClient:
         self.limiter = AsyncLimiter(1, 1 / settings.rate_per_second)
         self.slots = anyio.Semaphore(settings.max_concurrency)
         self._backoff = wait_exponential_jitter(multiplier=settings.retry_base_s, max=settings.retry_max_s)
-        self.requests_sent = 0
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -169,7 +168,6 @@ class ServiceClient:
             async for attempt in retrying:
                 with attempt:
                     async with self.slots, self.limiter:
-                        self.requests_sent += 1
                         response = await self.client.request(method, path, json=json, params=params)
                     return response, self._check(response, accepted)
         except RetryableResponse as exc:

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from typing import Any
 
 import anyio.to_thread
+import jwt
 from mcp.server.auth.provider import AccessToken
 
 log = logging.getLogger(__name__)
@@ -24,16 +25,12 @@ REMEMBERED = 4096
 
 class JWTVerifier:
     def __init__(self, jwks_url: str, issuer: str, audience: str) -> None:
-        from jwt import PyJWKClient
-
-        self.keys = PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
+        self.keys = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
         self.issuer = issuer
         self.audience = audience
         self.accepted: OrderedDict[str, AccessToken] = OrderedDict()
 
     def _verify(self, token: str) -> AccessToken | None:
-        import jwt
-
         try:
             key = self.keys.get_signing_key_from_jwt(token)
             claims: dict[str, Any] = jwt.decode(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import openai
+
 from sophia_mcp.errors import ConfigurationError, ServiceUnavailable
 from sophia_mcp.settings import OpenAISettings
 
@@ -25,10 +28,8 @@ class OpenAIEmbedder:
 
     def _openai(self) -> Any:
         if self._client is None:
-            from openai import AsyncOpenAI
-
             key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
-            self._client = AsyncOpenAI(
+            self._client = openai.AsyncOpenAI(
                 api_key=key,
                 base_url=self.settings.base_url,
                 timeout=self.settings.timeout_s,
@@ -38,9 +39,6 @@ class OpenAIEmbedder:
 
     async def embed(self, texts: list[str]) -> Vectors:
         """Rows in order; a blank text (which OpenAI refuses) gets a zero row, as on the local model."""
-        import numpy as np
-        import openai
-
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         wanted = [i for i, t in enumerate(texts) if t.strip()]
         for start in range(0, len(wanted), BATCH):

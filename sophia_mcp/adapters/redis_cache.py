@@ -1,13 +1,16 @@
 """The `Cache` port on Redis (redis-py's asyncio client), for replicas that should share cached answers.
 
 Keys are prefixed `sophia:`; values expire with SET's PX. Redis being unreachable is a cache miss and a
-warning in the log, never a failed answer. redis-py is imported only when Redis is configured.
+warning in the log, never a failed answer. This module is imported only when Redis is configured.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from sophia_mcp.errors import ServiceUnavailable
 
@@ -21,8 +24,6 @@ class RedisCache:
 
     def __init__(self, url: str, client: Any = None) -> None:
         if client is None:
-            from redis.asyncio import Redis
-
             client = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=True)
         self.client = client
 
@@ -31,8 +32,6 @@ class RedisCache:
 
     async def check(self) -> str:
         """PING, for `doctor`. Redis down is a warning there: answers are then cached in each process."""
-        from redis.exceptions import RedisError
-
         try:
             await self.client.ping()
         except (RedisError, OSError) as exc:
@@ -42,8 +41,6 @@ class RedisCache:
         return "Redis answered PING"
 
     async def get(self, key: str) -> str | None:
-        from redis.exceptions import RedisError
-
         try:
             value = await self.client.get(PREFIX + key)
         except (RedisError, OSError) as exc:
@@ -52,8 +49,6 @@ class RedisCache:
         return value if isinstance(value, str) or value is None else value.decode()
 
     async def put(self, key: str, value: str, ttl_s: float) -> None:
-        from redis.exceptions import RedisError
-
         if ttl_s <= 0:
             return
         try:

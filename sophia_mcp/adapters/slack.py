@@ -8,15 +8,17 @@ channel's recent history, and the outbox records the existing message instead of
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from aiohttp import ClientError
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
 
 from sophia_mcp.adapters.http import RedactingFilter, Redactor
 from sophia_mcp.domain.notify import Alert
 from sophia_mcp.errors import ConfigurationError, InvalidInput, ServiceUnavailable
 from sophia_mcp.settings import SlackSettings
-
-if TYPE_CHECKING:
-    from slack_sdk.web.async_client import AsyncWebClient
 
 EVENT_TYPE = "sophia_alert"
 # Slack's errors that only a change of settings fixes (token, scopes, channel membership).
@@ -43,10 +45,6 @@ class SlackNotifier:
     def __init__(self, settings: SlackSettings) -> None:
         if settings.bot_token is None:
             raise ConfigurationError("The slack backend needs SOPHIA_SLACK__BOT_TOKEN (a bot token, xoxb-...).")
-        # Imported here: slack-sdk and aiohttp are only paid for when Slack is configured.
-        from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
-        from slack_sdk.web.async_client import AsyncWebClient
-
         base_url = settings.base_url or "https://slack.com/api/"
         token = settings.bot_token.get_secret_value()
         self.redact = Redactor([token])
@@ -68,9 +66,6 @@ class SlackNotifier:
         self._channel_ids: dict[str, str] = {}
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
-        from aiohttp import ClientError
-        from slack_sdk.errors import SlackApiError, SlackClientError
-
         try:
             return await getattr(self.client, method)(**kwargs)
         except SlackApiError as exc:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import anyio.to_thread
+import snowflake.connector
 
 from sophia_mcp.adapters.warehouse_sql import (
     ANALYSES_OF_CLIENT_SINCE,
@@ -116,9 +117,6 @@ class SnowflakeWarehouse:
 
     def _connect(self) -> Any:
         if self._conn is None:
-            # Imported here: the connector is heavy, and only a Snowflake deployment needs it.
-            import snowflake.connector
-
             s = self.settings
             options: dict[str, Any] = {
                 "account": s.account,
@@ -158,8 +156,6 @@ class SnowflakeWarehouse:
         return self._conn
 
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        import snowflake.connector
-
         with self._lock:
             try:
                 cursor = self._connect().cursor()
@@ -171,8 +167,6 @@ class SnowflakeWarehouse:
     def _read(
         self, sql: str, params: list[Any], timeout_s: float, max_rows: int | None, max_bytes: int | None
     ) -> QueryResult:
-        import snowflake.connector
-
         with self._lock:
             try:
                 cursor = self._connect().cursor()

@@ -1,15 +1,33 @@
-"""The one place that reads settings and builds the adapters behind each port.
+"""The one place that reads settings and builds the adapters behind each port: the registry of backends.
 
-Real-service adapters are imported only when their backend is chosen, so a server on the embedded
-default never pays for importing their clients.
+Each port has one entry listing its backends, each the value of its `SOPHIA_<SECTION>__BACKEND` setting with the
+function that builds it; `doctor` shows the choice, `build_services` builds what is chosen. Adding a backend is an
+entry here and its name in the section's `backend` Literal (settings cannot import this module: the adapters it
+builds import their settings sections), and the two are checked against each other when this module loads.
 """
 
 from __future__ import annotations
 
-from sophia_mcp.adapters.local import LocalAnalyst, LocalNotifier, MemoryCache, NoWebSearch
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar, get_args
+
+from pydantic import BaseModel
+
+from sophia_mcp.adapters.apollo import ApolloEnricher, apollo_client
+from sophia_mcp.adapters.gong import GongCalls, gong_client
+from sophia_mcp.adapters.hubspot import HubSpotCRM, hubspot_client
+from sophia_mcp.adapters.lexicon_analyst import LocalAnalyst
+from sophia_mcp.adapters.linear import LinearTracker, linear_client
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
+from sophia_mcp.adapters.memory_cache import MemoryCache
+from sophia_mcp.adapters.no_web_search import NoWebSearch
 from sophia_mcp.adapters.openai_writer import OpenAIWriter
-from sophia_mcp.app.services import Services
+from sophia_mcp.adapters.outbox_notifier import LocalNotifier
+from sophia_mcp.adapters.pinecone import PineconeIndex, pinecone_client
+from sophia_mcp.adapters.web_search import PerplexitySearch, TavilySearch
+from sophia_mcp.app.services import ServiceCheck, Services
+from sophia_mcp.errors import SophiaError
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.cache import Cache
 from sophia_mcp.ports.calls import CallSource
@@ -40,112 +58,223 @@ from sophia_mcp.store.snapshots import Snapshots
 from sophia_mcp.store.suggestions import Suggestions
 from sophia_mcp.store.tracker import LocalTracker
 
+T = TypeVar("T", covariant=True)
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """What every backend may build on: the settings, the store, and the store's own copies of calls and clients
+    (the local backends of CallSource and CRM are those copies)."""
+
+    settings: Settings
+    store: Store
+    local_calls: LocalCalls
+    clients: LocalCRM
+
+
+@dataclass(frozen=True)
+class Backend(Generic[T]):
+    """One way to serve a port: the name its setting takes, what it is, and what builds it."""
+
+    name: str
+    description: str
+    build: Callable[[Embedded], T]
+
+
+@dataclass(frozen=True)
+class Port(Generic[T]):
+    """A port, the settings section whose `backend` chooses its adapter (None: chosen otherwise), and its
+    backends, the embedded default first."""
+
+    name: str
+    field: str  # the `Services` attribute it fills
+    section: str | None
+    backends: tuple[Backend[T], ...]
+    chooser: Callable[[Settings], str] | None = None  # for a port with no `backend` setting
+
+    def choice(self, settings: Settings) -> str:
+        """The name of the backend the settings choose."""
+        if self.chooser is not None or self.section is None:
+            assert self.chooser is not None, f"{self.name} has neither a settings section nor a chooser"
+            return self.chooser(settings)
+        chosen: str = getattr(settings, self.section).backend
+        return chosen
+
+    def build(self, base: Embedded) -> T:
+        """The adapter of the chosen backend."""
+        name = self.choice(base.settings)
+        return next(b for b in self.backends if b.name == name).build(base)
+
+
+# The heavy clients (numpy and the model's weights, openai, snowflake-connector, slack-sdk with aiohttp, redis)
+# load with the backend that needs them, not with this module: a server pays only for what it is configured with.
+
+
+def _local_embedder(base: Embedded) -> Embedder:
+    from sophia_mcp.adapters.local_embed import LocalEmbedder
+
+    return LocalEmbedder()
+
+
+def _local_vectors(base: Embedded) -> VectorIndex:
+    from sophia_mcp.store.vectors import LocalVectorIndex
+
+    return LocalVectorIndex(base.store)
+
+
+def _openai_embedder(base: Embedded) -> Embedder:
+    from sophia_mcp.adapters.openai_embed import OpenAIEmbedder
+
+    return OpenAIEmbedder(base.settings.openai)
+
+
+def _openai_analyst(base: Embedded) -> Analyst:
+    from sophia_mcp.adapters.openai_analyst import OpenAIAnalyst
+
+    settings = base.settings
+    return OpenAIAnalyst(settings.openai, settings.competitors, fallback=LocalAnalyst(settings.competitors))
+
+
+def _snowflake(base: Embedded) -> Warehouse:
+    from sophia_mcp.adapters.snowflake import SnowflakeWarehouse
+
+    return SnowflakeWarehouse(base.settings.snowflake)
+
+
+def _slack(base: Embedded) -> Notifier:
+    from sophia_mcp.adapters.slack import SlackNotifier
+
+    return SlackNotifier(base.settings.slack)
+
+
+def _redis(base: Embedded) -> Cache:
+    from sophia_mcp.adapters.redis_cache import RedisCache
+
+    return RedisCache(base.settings.redis.url or "")
+
+
+def _auto_analyst(base: Embedded) -> Analyst:
+    if base.settings.openai.api_key is not None:
+        return _openai_analyst(base)
+    return LocalAnalyst(base.settings.competitors)
+
+
+CALL_SOURCE = Port[CallSource](
+    "CallSource", "calls", "gong", (
+        Backend("local", "the calls kept in the store", lambda b: b.local_calls),
+        Backend("gong", "Gong's API", lambda b: GongCalls(gong_client(b.settings.gong))),
+    ),
+)  # fmt: skip
+ANALYST = Port[Analyst](
+    "Analyst", "analyst", "analyst", (
+        Backend("local", "the lexicon: VADER sentiment, competitor aliases, risk phrases",
+                lambda b: LocalAnalyst(b.settings.competitors)),
+        Backend("openai", "an OpenAI-compatible model, the lexicon when it fails", _openai_analyst),
+        # The client's model is picked per request by the MCP surface; this is what stands behind it.
+        Backend("sampling", "the connected client's model (MCP sampling)",
+                lambda b: LocalAnalyst(b.settings.competitors)),
+        Backend("auto", "OpenAI when SOPHIA_OPENAI__API_KEY is set, else the lexicon", _auto_analyst),
+    ),
+)  # fmt: skip
+WAREHOUSE = Port[Warehouse](
+    "Warehouse", "warehouse", "snowflake", (
+        Backend("local", "SQLite tables in the store",
+                lambda b: LocalWarehouse(b.store, b.settings.analytics.max_value_kb * 1024)),
+        Backend("snowflake", "Snowflake", _snowflake),
+    ),
+)  # fmt: skip
+NOTIFIER = Port[Notifier](
+    "Notifier", "notifier", "slack", (
+        Backend("local", "the outbox in the store", lambda b: LocalNotifier()),
+        Backend("slack", "Slack", _slack),
+    ),
+)  # fmt: skip
+CRM_PORT = Port[CRM](
+    "CRM", "crm", "hubspot", (
+        Backend("local", "the clients and contacts kept in the store", lambda b: b.clients),
+        Backend("hubspot", "HubSpot", lambda b: HubSpotCRM(hubspot_client(b.settings.hubspot), b.settings.hubspot)),
+    ),
+)  # fmt: skip
+ENRICHER = Port[Enricher](
+    "Enricher", "enricher", "apollo", (
+        Backend("local", "the firmographics kept in the store", lambda b: LocalEnricher(b.store)),
+        Backend("apollo", "Apollo", lambda b: ApolloEnricher(apollo_client(b.settings.apollo), b.settings.apollo)),
+    ),
+)  # fmt: skip
+EMBEDDER = Port[Embedder](
+    "Embedder", "embedder", "embeddings", (
+        Backend("local", "the bundled model (wordllama)", _local_embedder),
+        Backend("openai", "OpenAI's embeddings", _openai_embedder),
+    ),
+)  # fmt: skip
+VECTOR_INDEX = Port[VectorIndex](
+    "VectorIndex", "vectors", "pinecone", (
+        Backend("local", "vectors kept in the store", _local_vectors),
+        Backend("pinecone", "Pinecone",
+                lambda b: PineconeIndex(pinecone_client(b.settings.pinecone), b.settings.pinecone.namespace)),
+    ),
+)  # fmt: skip
+ISSUE_TRACKER = Port[IssueTracker](
+    "IssueTracker", "tracker", "linear", (
+        Backend("local", "issues kept in the store", lambda b: LocalTracker(b.store)),
+        Backend("linear", "Linear",
+                lambda b: LinearTracker(linear_client(b.settings.linear), b.store, b.settings.linear)),
+    ),
+)  # fmt: skip
+WEB_SEARCH = Port[WebSearch](
+    "WebSearch", "web", "web_search", (
+        Backend("local", "none: the strategic query reports the gap", lambda b: NoWebSearch()),
+        Backend("tavily", "Tavily", lambda b: TavilySearch(b.settings.tavily)),
+        Backend("perplexity", "Perplexity", lambda b: PerplexitySearch(b.settings.perplexity)),
+    ),
+)  # fmt: skip
+CACHE = Port[Cache](
+    "Cache", "cache", None, (
+        Backend("memory", "this process's memory", lambda b: MemoryCache()),
+        Backend("redis", "Redis, shared by replicas", _redis),
+    ),
+    chooser=lambda settings: "redis" if settings.redis.url else "memory",
+)  # fmt: skip
+
+PORTS: tuple[Port[object], ...] = (
+    CALL_SOURCE, ANALYST, WAREHOUSE, NOTIFIER, CRM_PORT, ENRICHER, EMBEDDER, VECTOR_INDEX, ISSUE_TRACKER, WEB_SEARCH,
+    CACHE,
+)  # fmt: skip
+
+
+def check_registry(ports: Sequence[Port[object]] = PORTS) -> None:
+    """Raise if a port's backends and the values its `backend` setting accepts differ."""
+    for port in ports:
+        if port.section is None:
+            continue
+        section = Settings.model_fields[port.section].annotation
+        assert isinstance(section, type) and issubclass(section, BaseModel)
+        accepted = set(get_args(section.model_fields["backend"].annotation))
+        registered = {backend.name for backend in port.backends}
+        if accepted != registered:
+            raise RuntimeError(f"{port.name}: SOPHIA_{port.section.upper()}__BACKEND takes {sorted(accepted)}, the "
+                               f"registry in app/backends.py builds {sorted(registered)}")  # fmt: skip
+
+
+check_registry()
+
 
 def backend_choices(settings: Settings) -> dict[str, str]:
     """Which backend serves each port, as configured (for `doctor`)."""
-    return {
-        "CallSource": settings.gong.backend,
-        "Analyst": settings.analyst.backend,
-        "Warehouse": settings.snowflake.backend,
-        "Notifier": settings.slack.backend,
-        "CRM": settings.hubspot.backend,
-        "Enricher": settings.apollo.backend,
-        "Embedder": settings.embeddings.backend,
-        "VectorIndex": settings.pinecone.backend,
-        "IssueTracker": settings.linear.backend,
-        "WebSearch": settings.web_search.backend,
-        "Cache": "redis" if settings.redis.url else "memory",
-    }
+    return {port.name: port.choice(settings) for port in PORTS}
 
 
 def build_services(settings: Settings) -> Services:
+    """The adapters the settings choose, on the store at `settings.store_path`."""
     store = Store(settings.store_path)
     local_calls = LocalCalls(store, settings.competitors)
-
-    calls: CallSource
-    if settings.gong.backend == "gong":
-        from sophia_mcp.adapters.gong import GongCalls, gong_client
-
-        calls = GongCalls(gong_client(settings.gong))
-    else:
-        calls = local_calls
-
-    analyst: Analyst = LocalAnalyst(settings.competitors)
-    choice = settings.analyst.backend
-    # "sampling" needs the request's client, so the MCP surface picks it per call; this is what stands behind it.
-    if choice == "openai" or (choice == "auto" and settings.openai.api_key is not None):
-        from sophia_mcp.adapters.openai_analyst import OpenAIAnalyst
-
-        analyst = OpenAIAnalyst(settings.openai, settings.competitors, fallback=analyst)
-
-    warehouse: Warehouse
-    if settings.snowflake.backend == "snowflake":
-        from sophia_mcp.adapters.snowflake import SnowflakeWarehouse
-
-        warehouse = SnowflakeWarehouse(settings.snowflake)
-    else:
-        warehouse = LocalWarehouse(store, settings.analytics.max_value_kb * 1024)
-
     clients = LocalCRM(store)
-    crm: CRM = clients
-    if settings.hubspot.backend == "hubspot":
-        from sophia_mcp.adapters.hubspot import HubSpotCRM, hubspot_client
-
-        crm = HubSpotCRM(hubspot_client(settings.hubspot), settings.hubspot)
-
-    enricher: Enricher
-    if settings.apollo.backend == "apollo":
-        from sophia_mcp.adapters.apollo import ApolloEnricher, apollo_client
-
-        enricher = ApolloEnricher(apollo_client(settings.apollo), settings.apollo)
-    else:
-        enricher = LocalEnricher(store)
-
-    from sophia_mcp.adapters.local_embed import LocalEmbedder
-    from sophia_mcp.store.vectors import LocalVectorIndex
-
-    embedder: Embedder = LocalEmbedder()
-    if settings.embeddings.backend == "openai":
-        from sophia_mcp.adapters.openai_embed import OpenAIEmbedder
-
-        embedder = OpenAIEmbedder(settings.openai)
-    vectors: VectorIndex = LocalVectorIndex(store)
-    if settings.pinecone.backend == "pinecone":
-        from sophia_mcp.adapters.pinecone import PineconeIndex, pinecone_client
-
-        vectors = PineconeIndex(pinecone_client(settings.pinecone), settings.pinecone.namespace)
-
-    tracker: IssueTracker = LocalTracker(store)
-    if settings.linear.backend == "linear":
-        from sophia_mcp.adapters.linear import LinearTracker, linear_client
-
-        tracker = LinearTracker(linear_client(settings.linear), store, settings.linear)
-
-    web: WebSearch
-    if settings.web_search.backend == "tavily":
-        from sophia_mcp.adapters.web_search import TavilySearch
-
-        web = TavilySearch(settings.tavily)
-    elif settings.web_search.backend == "perplexity":
-        from sophia_mcp.adapters.web_search import PerplexitySearch
-
-        web = PerplexitySearch(settings.perplexity)
-    else:
-        web = NoWebSearch()
-
-    cache: Cache = MemoryCache()
-    if settings.redis.url:
-        from sophia_mcp.adapters.redis_cache import RedisCache
-
-        cache = RedisCache(settings.redis.url)
-
-    notifier: Notifier
-    if settings.slack.backend == "slack":
-        from sophia_mcp.adapters.slack import SlackNotifier
-
-        notifier = SlackNotifier(settings.slack)
-    else:
-        notifier = LocalNotifier()
+    base = Embedded(settings, store, local_calls, clients)
+    # In the order a misconfigured backend has always been reported in (`doctor` names the first).
+    calls, analyst, warehouse = CALL_SOURCE.build(base), ANALYST.build(base), WAREHOUSE.build(base)
+    crm, enricher, embedder = CRM_PORT.build(base), ENRICHER.build(base), EMBEDDER.build(base)
+    vectors, tracker, web = VECTOR_INDEX.build(base), ISSUE_TRACKER.build(base), WEB_SEARCH.build(base)
+    cache, notifier = CACHE.build(base), NOTIFIER.build(base)
 
     return Services(
         settings=settings,
@@ -177,3 +306,24 @@ def build_services(settings: Settings) -> Services:
         suggestions=Suggestions(store),
         writer=OpenAIWriter(settings.openai) if settings.openai.api_key is not None else None,
     )
+
+
+def adapters_by_port(services: Services) -> dict[str, object]:
+    """The adapter behind each port, by port name."""
+    return {port.name: getattr(services, port.field) for port in PORTS}
+
+
+async def check_real_services(services: Services) -> list[ServiceCheck]:
+    """What each port served by a real service said, or why it failed: a failure of an optional one (a cache) is
+    only a warning, the port works without it."""
+    results: list[ServiceCheck] = []
+    for port, adapter in adapters_by_port(services).items():
+        check = getattr(adapter, "check", None)
+        if check is None:
+            continue
+        try:
+            results.append(ServiceCheck(port, await check()))
+        except SophiaError as exc:
+            optional = getattr(adapter, "optional", False)
+            results.append(ServiceCheck(port, warning=str(exc)) if optional else ServiceCheck(port, problem=str(exc)))
+    return results

@@ -1,11 +1,10 @@
-"""The ports and shared pieces a workflow runs on, bundled; `wiring.build_services` fills it from settings."""
+"""The ports and shared pieces a workflow runs on, bundled; `app.backends.build_services` fills it from settings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sophia_mcp.errors import SophiaError
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.cache import Cache
 from sophia_mcp.ports.calls import CallSource
@@ -47,6 +46,8 @@ class ServiceCheck(NamedTuple):
 
 @dataclass
 class Services:
+    """Every port's adapter, as `app.backends` chose it, and the store's own pieces the workflows share."""
+
     settings: Settings
     store: Store
     calls: CallSource
@@ -80,35 +81,14 @@ class Services:
     # The configured model that writes text (the strategic answer); None when no model is configured.
     writer: Writer | None = None
 
-    def ports(self) -> dict[str, object]:
-        return {"CallSource": self.calls, "Analyst": self.analyst, "Warehouse": self.warehouse,
-                "Notifier": self.notifier, "CRM": self.crm, "Enricher": self.enricher, "Embedder": self.embedder,
-                "VectorIndex": self.vectors, "IssueTracker": self.tracker, "WebSearch": self.web,
-                "Cache": self.cache}  # fmt: skip
-
     def close(self) -> None:
         self.store.close()
 
-    async def check_real_services(self) -> list[ServiceCheck]:
-        """What each port served by a real service said, or why it failed: a failure of an optional one (a
-        cache) is only a warning, the port works without it."""
-        results: list[ServiceCheck] = []
-        for port, adapter in self.ports().items():
-            check = getattr(adapter, "check", None)
-            if check is None:
-                continue
-            try:
-                results.append(ServiceCheck(port, await check()))
-            except SophiaError as exc:
-                optional = getattr(adapter, "optional", False)
-                results.append(
-                    ServiceCheck(port, warning=str(exc)) if optional else ServiceCheck(port, problem=str(exc))
-                )
-        return results
-
     async def aclose(self) -> None:
-        """Close the network clients of real backends (the store closes with `close`)."""
-        for adapter in [*self.ports().values(), self.writer]:
+        """Close the network clients of real backends, each once (the store closes with `close`)."""
+        closed: set[int] = set()
+        for adapter in vars(self).values():
             closer = getattr(adapter, "aclose", None)
-            if closer is not None:
+            if closer is not None and id(adapter) not in closed:
+                closed.add(id(adapter))
                 await closer()

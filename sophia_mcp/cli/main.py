@@ -797,7 +797,7 @@ def doctor() -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from sophia_mcp.app.backends import backend_choices, build_services
+    from sophia_mcp.app.backends import backend_choices, build_services, check_real_services
     from sophia_mcp.store.database import Store
 
     console = _console()
@@ -850,7 +850,7 @@ def doctor() -> None:
 
         async def check() -> list[ServiceCheck]:
             try:
-                return await built.check_real_services()
+                return await check_real_services(built)
             finally:
                 await built.aclose()
                 built.close()

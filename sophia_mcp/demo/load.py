@@ -10,8 +10,9 @@ from sophia_mcp.demo.documents import DOCUMENTS
 from sophia_mcp.demo.history import churn_history
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.times import utcnow
+from sophia_mcp.ports.progress import Progress
 from sophia_mcp.store.demo import DemoStore
-from sophia_mcp.workflows.call_import import ImportReport, Progress, import_gong_bodies
+from sophia_mcp.workflows.call_import import ImportReport, import_gong_bodies
 from sophia_mcp.workflows.knowledge import ingest_text
 
 

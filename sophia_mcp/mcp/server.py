@@ -57,10 +57,10 @@ from sophia_mcp.app.backends import build_services
 from sophia_mcp.app.services import Services
 from sophia_mcp.errors import DiskFull, InvalidInput, NotFound, SophiaError
 from sophia_mcp.mcp.tool_names import ToolNames, close_names, render_prose
+from sophia_mcp.ports.progress import Progress
 from sophia_mcp.settings import Settings, load_settings
 from sophia_mcp.store.database import file_failure
 from sophia_mcp.workflows.delivery import deliver_pending
-from sophia_mcp.workflows.runs import Progress
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ with no client is analysed and reported as unlinked; `link_call` links it by han
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -24,11 +23,10 @@ from sophia_mcp.domain.notify import Alert
 from sophia_mcp.domain.results import CallAnalysis, HealthScore
 from sophia_mcp.domain.warehouse import HealthRecord
 from sophia_mcp.ports.analyst import Analyst
+from sophia_mcp.ports.progress import Progress
 from sophia_mcp.workflows.delivery import deliver
 from sophia_mcp.workflows.health_alerts import decide
 from sophia_mcp.workflows.runs import Run, start_run
-
-Progress = Callable[[float, float, str], Awaitable[None]]
 
 # The key of every alert this workflow raises starts so: `health-alert:{client}:{call}`.
 HEALTH_ALERT = "health-alert:"

@@ -7,7 +7,7 @@ list of such pages. Calls are upserted by id, so importing the same export twice
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,10 @@ from sophia_mcp.app.services import Services
 from sophia_mcp.domain.calls import Transcript
 from sophia_mcp.domain.model import Model
 from sophia_mcp.errors import InvalidInput, SophiaError
+from sophia_mcp.ports.progress import Progress
 from sophia_mcp.workflows.runs import start_run
 
 BATCH = 100
-
-Progress = Callable[[float, float, str], Awaitable[None]]
 
 
 class ImportReport(Model):

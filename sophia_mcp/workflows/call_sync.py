@@ -10,7 +10,8 @@ from datetime import datetime
 
 from sophia_mcp.adapters.gong import CONTENT_SELECTOR, GongCalls
 from sophia_mcp.app.services import Services
-from sophia_mcp.workflows.call_import import ImportReport, Progress, import_gong_bodies
+from sophia_mcp.ports.progress import Progress
+from sophia_mcp.workflows.call_import import ImportReport, import_gong_bodies
 
 
 async def sync_calls(

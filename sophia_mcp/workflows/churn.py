@@ -27,10 +27,11 @@ from sophia_mcp.domain.notify import Alert, Attachment
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.errors import InvalidInput
+from sophia_mcp.ports.progress import Progress
 from sophia_mcp.workflows.delivery import deliver_all
 from sophia_mcp.workflows.health_monitor import next_weekday_at, period_of
 from sophia_mcp.workflows.issues import default_team
-from sophia_mcp.workflows.runs import Progress, no_progress, start_run
+from sophia_mcp.workflows.runs import no_progress, start_run
 
 MIN_HISTORY = 30  # labelled snapshots needed, with both outcomes
 SHOWN = 25

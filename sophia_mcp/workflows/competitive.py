@@ -23,9 +23,10 @@ from sophia_mcp.domain.times import utcnow
 from sophia_mcp.domain.web import WebResult
 from sophia_mcp.domain.weights import Competitor
 from sophia_mcp.errors import SophiaError
+from sophia_mcp.ports.progress import Progress
 from sophia_mcp.workflows.alerts import send_alert
 from sophia_mcp.workflows.knowledge import ingest_text
-from sophia_mcp.workflows.runs import Progress, no_progress, start_run
+from sophia_mcp.workflows.runs import no_progress, start_run
 
 WINDOW_DAYS = 14
 MIN_MENTIONS = 3

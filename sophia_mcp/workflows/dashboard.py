@@ -25,9 +25,10 @@ from sophia_mcp.domain.outbox import OutboxEntry
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import NotFound
+from sophia_mcp.ports.progress import Progress
 from sophia_mcp.workflows import analytics
 from sophia_mcp.workflows.alerts import SentAlert, send_alert
-from sophia_mcp.workflows.runs import Progress, no_progress, start_run
+from sophia_mcp.workflows.runs import no_progress, start_run
 
 Panel = Literal["health", "trend", "revenue", "competitors"]
 PANELS: tuple[Panel, ...] = ("health", "trend", "revenue", "competitors")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -31,11 +30,10 @@ from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.errors import InvalidInput, SophiaError
+from sophia_mcp.ports.progress import Progress
 from sophia_mcp.store.enrichment import Answer, Finished
 from sophia_mcp.store.runs import describe_error
 from sophia_mcp.workflows.runs import Run, start_run
-
-Progress = Callable[[float, float, str], Awaitable[None]]
 
 # What enrichment may fill in on a contact (identity fields, like the email, are never changed by it).
 ENRICHED_FIELDS = ("first_name", "last_name", "title", "city", "state", "country", "linkedin_url")

@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -36,13 +36,13 @@ from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.domain.vectors import Metadata
 from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
+from sophia_mcp.ports.progress import Progress
 from sophia_mcp.store.database import Store
 from sophia_mcp.store.documents import Documents, Removal, chunk_id
 from sophia_mcp.workflows.runs import start_run
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[float, float, str], Awaitable[None]]
 
 RRF_K = 60  # reciprocal-rank fusion: a hit's score is the sum of 1 / (RRF_K + rank) over the rankings it is in
 CANDIDATES = 50  # hits taken from each ranking before fusing

@@ -15,7 +15,6 @@ from sophia_mcp.store.runs import RunLedger, describe_error
 T = TypeVar("T")
 
 # How a workflow tells its caller how far it has got: (done, total, message); a tool passes its MCP client's.
-Progress = Callable[[float, float, str], Awaitable[None]]
 
 
 async def no_progress(done: float, total: float, message: str) -> None:
