@@ -14,19 +14,14 @@ from sophia_mcp.app.backends import build_services
 from sophia_mcp.servers.linear import create_server
 from sophia_mcp.settings import Settings
 from sophia_mcp.workflows.bugs import draft_from_report, notify_status_changes
-from tests.conftest import make_settings
 from tests.fakes.linear import API_KEY, LinearState, linear_app
 from tests.fakes.server import serve
-from tests.mcp_helpers import structured, text_of
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
 REPORT = """<@U024BE7LH> bug: Rent payments by ACH fail with a 500 for Acme
 Steps: resident portal > pay rent > ACH. Urgent, month-end is blocked for three clients."""
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def told(data_dir: Path, channel: str) -> list[str]:

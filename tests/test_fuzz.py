@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from mcp import Client
 
 from sophia_mcp.servers.composite import create_server
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 # Tools that reach far (every competitor, the web, a model, many calls) get fewer examples: they are slow, not fragile.
 SLOW = {"competitive_intelligence", "predict_churn", "crm_enrich_contacts", "alerts_run_health_monitor",

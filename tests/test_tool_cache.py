@@ -11,8 +11,8 @@ from mcp import Client
 
 from sophia_mcp import tool_cache
 from sophia_mcp.servers.composite import create_server
-from tests.conftest import make_settings
-from tests.mcp_helpers import structured
+from tests.support.results import structured
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
 
