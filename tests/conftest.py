@@ -1,36 +1,43 @@
-"""Shared fixtures: a data dir holding the demo store, copied fresh for each test (loading it once per run)."""
+"""Shared fixtures: a data dir holding the demo store, copied fresh for each test (loading it once per run); the
+Gong export imported; the Tavily fake. Shared functions live in tests/support/."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from typer.testing import CliRunner
 
-from sophia_mcp.settings import Settings, load_settings
+from sophia_mcp.app.backends import build_services
+from sophia_mcp.cli.main import app
+from sophia_mcp.demo.load import load_demo
+from sophia_mcp.settings import Settings
+from tests.fakes.server import serve
+from tests.fakes.web_search import WebState, tavily_app
+from tests.support.exports import EXPORT
+from tests.support.processes import env_for
+from tests.support.settings import make_settings
 
-# Tests never read a developer's own configuration, and keep their tool-list cache to themselves.
+# Tests never read a developer's own configuration.
 for key in [k for k in os.environ if k.startswith("SOPHIA_")]:
     del os.environ[key]
-os.environ["SOPHIA_CACHE_DIR"] = tempfile.mkdtemp(prefix="sophia-test-cache-")
 
 
-def make_settings(data_dir: Path, **overrides: object) -> Settings:
-    return load_settings(data_dir=data_dir, **overrides)
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio, the loop the servers run on (anyio would also try trio)."""
+    return "asyncio"
 
 
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir with the demo loaded (not analysed), built once per test session."""
-    from sophia_mcp.app.backends import build_services
-    from sophia_mcp.demo.load import load_demo
-
     data_dir = tmp_path_factory.mktemp("demo-template")
     services = build_services(make_settings(data_dir))
     try:
@@ -62,22 +69,19 @@ def empty_settings(tmp_path: Path) -> Iterator[Settings]:
     yield make_settings(tmp_path / "empty")
 
 
-def with_web(data_dir: Path, url: str, **strategic: object) -> Settings:
-    """Settings with web search on the Tavily fake at `url`."""
-    from tests.fakes.web_search import TAVILY_KEY
-
-    return make_settings(
-        data_dir, web_search={"backend": "tavily"}, strategic=strategic,
-        tavily={"base_url": url, "api_key": TAVILY_KEY, "timeout_s": 2, "max_retries": 0},
-    )  # fmt: skip
+@pytest.fixture
+def imported(tmp_path: Path) -> Path:
+    """A fresh data dir holding only the hand-built Gong export (tests/data/gong_export), imported by the CLI."""
+    data_dir = tmp_path / "data"
+    result = CliRunner().invoke(app, ["calls", "import", str(EXPORT)], env=env_for(data_dir))
+    assert result.exit_code == 0, result.output
+    assert "2 new calls, 0 updated, 0 unchanged; 2 transcripts from 2 files" in result.output
+    return data_dir
 
 
 @pytest.fixture
 def tavily() -> Iterator[tuple[str, Any]]:
     """The Tavily fake, served for one test: its base URL and its state."""
-    from tests.fakes.server import serve
-    from tests.fakes.web_search import WebState, tavily_app
-
     state = WebState()
     with serve(tavily_app(state)) as url:
         yield url, state

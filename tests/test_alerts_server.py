@@ -13,17 +13,12 @@ from mcp import Client
 
 from sophia_mcp.servers.alerts import create_server
 from sophia_mcp.settings import Settings
-from tests.conftest import make_settings
 from tests.fakes.server import serve
 from tests.fakes.slack import BOT_TOKEN, SlackState, slack_app
-from tests.mcp_helpers import structured, text_of
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

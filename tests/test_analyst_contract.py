@@ -15,17 +15,12 @@ from sophia_mcp.app.backends import build_services
 from sophia_mcp.domain.calls import Call, Transcript
 from sophia_mcp.domain.weights import DEFAULT_COMPETITORS
 from sophia_mcp.ports.analyst import Analyst
-from tests.conftest import make_settings
 from tests.fakes.openai import API_KEY, OpenAIState, openai_app
 from tests.fakes.server import serve
-from tests.test_gong_export import EXPORT
+from tests.support.exports import EXPORT
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(params=["local", "openai"])

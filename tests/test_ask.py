@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from sophia_mcp.cli.main import app
 from tests.fakes.openai import API_KEY, OpenAIState, openai_app
 from tests.fakes.server import serve
-from tests.processes import env_for
+from tests.support.processes import env_for
 
 runner = CliRunner()
 QUESTION = "Which clients are at risk, and what is AppFolio doing on pricing?"

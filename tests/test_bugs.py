@@ -14,19 +14,14 @@ from sophia_mcp.app.backends import build_services
 from sophia_mcp.servers.linear import create_server
 from sophia_mcp.settings import Settings
 from sophia_mcp.workflows.bugs import draft_from_report, notify_status_changes
-from tests.conftest import make_settings
 from tests.fakes.linear import API_KEY, LinearState, linear_app
 from tests.fakes.server import serve
-from tests.mcp_helpers import structured, text_of
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
 REPORT = """<@U024BE7LH> bug: Rent payments by ACH fail with a 500 for Acme
 Steps: resident portal > pay rent > ACH. Urgent, month-end is blocked for three clients."""
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def told(data_dir: Path, channel: str) -> list[str]:
@@ -79,8 +74,9 @@ def linear() -> Iterator[tuple[str, LinearState]]:
 
 
 def on_linear(data_dir: Path, url: str) -> Settings:
+    # "Down" is a fault the fake answers with; the timeout only has to outlast a loaded machine.
     section = {"backend": "linear", "base_url": f"{url}/graphql", "api_key": API_KEY, "team": "ENG",
-               "timeout_s": 1, "max_retries": 0}  # fmt: skip
+               "timeout_s": 15, "max_retries": 0}  # fmt: skip
     return make_settings(data_dir, linear=section)
 
 

@@ -18,21 +18,16 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client as MCPClient
-from typer.testing import CliRunner
 
 from sophia_mcp.app.backends import build_services
-from sophia_mcp.cli.main import app
-from sophia_mcp.domain.crm import Client
 from sophia_mcp.servers.gong import create_server
 from sophia_mcp.settings import Settings
-from sophia_mcp.store.clients import LocalCRM
-from tests.conftest import make_settings
 from tests.fakes.openai import API_KEY, RISK_WORDS, OpenAIState, openai_app
 from tests.fakes.server import serve
-from tests.mcp_helpers import structured
-from tests.processes import env_for
+from tests.support.exports import EVAL, imported_eval_calls
+from tests.support.results import structured
+from tests.support.settings import make_settings
 
-EVAL = Path(__file__).parent / "data" / "eval_calls"
 LABELS: list[dict[str, Any]] = json.loads((EVAL / "labels.json").read_text())["calls"]
 KNOWN = {c["id"] for c in json.loads((EVAL / "clients.json").read_text())}
 TARGETS = {"sentiment": 0.90, "risk_precision": 0.90, "risk_recall": 0.90, "competitor_precision": 0.95,
@@ -94,21 +89,6 @@ def linked_right(expected: dict[str, str] | None, report: dict[str, Any]) -> boo
     if "new_name" in expected:
         return report["client_name"] == expected["new_name"] and report["client_id"] not in KNOWN | {None}
     return bool(report["client_id"] == expected["id"])
-
-
-def imported_eval_calls(data_dir: Path) -> Path:
-    """A store holding the eval's CRM clients, and its calls imported the way a user imports an export."""
-    services = build_services(make_settings(data_dir))
-    try:
-        clients = [Client.model_validate(c) for c in json.loads((EVAL / "clients.json").read_text())]
-        with services.store.transaction() as conn:
-            LocalCRM.save_clients(conn, clients)
-    finally:
-        services.close()
-    result = CliRunner().invoke(app, ["calls", "import", str(EVAL / "gong")], env=env_for(data_dir))
-    assert result.exit_code == 0, result.output
-    assert "88 new calls, 0 updated, 0 unchanged; 88 transcripts" in result.output
-    return data_dir
 
 
 async def evaluate(settings: Settings) -> tuple[dict[str, Figures], list[dict[str, Any]]]:

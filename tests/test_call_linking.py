@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from sophia_mcp.cli.main import app
 from sophia_mcp.servers.gong import create_server
-from tests.conftest import make_settings
-from tests.mcp_helpers import structured, text_of
-from tests.processes import env_for
-from tests.test_call_eval import EVAL, imported_eval_calls
+from tests.support.exports import EVAL, imported_eval_calls
+from tests.support.processes import env_for
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
 
 NAME_ONLY = (
     "3100000000000000002"  # Account "Oak and Ivy Residential, LLC", no objectId; the CRM has "Oak & Ivy Residential"

@@ -10,15 +10,11 @@ import pytest
 from mcp import Client
 
 from sophia_mcp.servers.composite import create_server
-from tests.conftest import make_settings
-from tests.mcp_helpers import newest_call_ids, structured, text_of
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
+from tests.support.store_file import newest_call_ids
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def churn_side_effects(data_dir: Path) -> dict[str, int]:

@@ -11,19 +11,13 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
-from typer.testing import CliRunner
 
 from sophia_mcp.cli.main import app
 from sophia_mcp.demo.calls import generate_demo
-from tests.mcp_helpers import newest_call_ids, structured
-from tests.processes import SCRIPT, env_for, free_port
-
-runner = CliRunner()
-
-
-def invoke(data_dir: Path, *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env=env_for(data_dir, COLUMNS="200"))
-    return result.exit_code, result.output
+from tests.support.cli import invoke, runner
+from tests.support.processes import SCRIPT, env_for, free_port
+from tests.support.results import structured
+from tests.support.store_file import newest_call_ids
 
 
 def write_export(folder: Path, calls: int) -> list[str]:

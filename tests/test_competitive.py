@@ -15,17 +15,13 @@ from sophia_mcp.app.backends import build_services
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.servers.composite import create_server
 from sophia_mcp.workflows.competitive import competitive_intelligence
-from tests.conftest import make_settings, with_web
 from tests.fakes import web_search
 from tests.fakes.web_search import WebState
-from tests.mcp_helpers import newest_call_ids, structured
+from tests.support.results import structured
+from tests.support.settings import make_settings, with_web
+from tests.support.store_file import newest_call_ids
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def intel_alerts(data_dir: Path) -> list[str]:

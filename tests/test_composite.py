@@ -9,18 +9,15 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
+from mcp_types import PromptReference
 
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.composite import create_server
-from tests.conftest import make_settings
-from tests.mcp_helpers import structured, text_of
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
+from tests.support.store_file import newest_call_ids
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 async def test_every_domain_tool_is_there_under_its_prefix_with_annotations_and_output_schema(
@@ -49,8 +46,6 @@ async def test_every_domain_tool_is_there_under_its_prefix_with_annotations_and_
 
 
 async def test_workflow_prompts_and_their_completions(data_dir: Path) -> None:
-    from mcp_types import PromptReference
-
     async with Client(create_server(make_settings(data_dir))) as client:
         prompts = {p.name: p for p in (await client.list_prompts()).prompts}
         briefing = await client.get_prompt("executive_briefing", {"question": "Where is ARR at risk?"})
@@ -68,8 +63,6 @@ async def test_workflow_prompts_and_their_completions(data_dir: Path) -> None:
 
 
 async def test_every_workflow_runs_through_the_composite_server_on_the_embedded_default(data_dir: Path) -> None:
-    from tests.mcp_helpers import newest_call_ids
-
     async with Client(create_server(make_settings(data_dir))) as client:
         call = await client.call_tool("gong_analyze_call", {"call_id": newest_call_ids(data_dir, 1)[0]})
         contacts = structured(await client.call_tool("crm_search_contacts", {"limit": 2}))["contacts"]

@@ -10,9 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+import anyio
+from mcp import Client
+
 from sophia_mcp.app.backends import build_services
+from sophia_mcp.servers.knowledge import create_server
 from sophia_mcp.settings import load_settings
-from tests.processes import SCRIPT, env_for
+from tests.fakes import pinecone as pinecone_fake
+from tests.fakes.server import serve
+from tests.support.processes import SCRIPT, env_for
+from tests.support.results import structured
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
@@ -61,14 +68,6 @@ def test_a_killed_health_monitor_is_recorded_and_a_rerun_finishes_without_doubli
 
 
 def test_a_killed_ingestion_leaves_no_vectors_to_crowd_out_a_search(tmp_path: Path) -> None:
-    import anyio
-    from mcp import Client
-
-    from sophia_mcp.servers.knowledge import create_server
-    from tests.fakes import pinecone as pinecone_fake
-    from tests.fakes.server import serve
-    from tests.mcp_helpers import structured
-
     root, data_dir = tmp_path / "docs", tmp_path / "data"
     root.mkdir()
     (root / "parking.md").write_text(

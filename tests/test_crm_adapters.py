@@ -11,55 +11,18 @@ from typing import Any
 import pytest
 
 from sophia_mcp.app.backends import build_services
-from sophia_mcp.demo.calls import generate_demo
 from sophia_mcp.domain.crm import ContactQuery
 from sophia_mcp.domain.enrich import PersonQuery
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import ConfigurationError, InvalidInput, NotFound
 from sophia_mcp.ports.crm import CRM
 from sophia_mcp.ports.enrich import Enricher
-from sophia_mcp.settings import Settings
-from tests.conftest import make_settings
 from tests.fakes import apollo, hubspot
 from tests.fakes.server import serve
+from tests.support.demo_states import apollo_state, demo, hubspot_state
+from tests.support.settings import make_settings, real_settings
 
 pytestmark = pytest.mark.anyio
-
-FAST = {"retry_base_s": 0.01, "rate_per_second": 1000, "max_concurrency": 8}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def demo() -> Any:
-    return generate_demo(utcnow().date())
-
-
-def hubspot_state(**kwargs: Any) -> hubspot.HubSpotState:
-    data = demo()
-    return hubspot.state_from_demo(data.clients, data.contacts, **kwargs)
-
-
-def apollo_state(**kwargs: Any) -> apollo.ApolloState:
-    data = demo()
-    return apollo.state_from_demo(data.clients, data.contacts, **kwargs)
-
-
-def real_settings(
-    data_dir: Path, hubspot_url: str | None = None, apollo_url: str | None = None, **more: Any
-) -> Settings:
-    sections: dict[str, Any] = {}
-    if hubspot_url:
-        token = hubspot.ACCESS_TOKEN
-        sections["hubspot"] = {"backend": "hubspot", "base_url": hubspot_url, "access_token": token,
-                               "search_per_second": 1000, **FAST, **more.pop("hubspot", {})}  # fmt: skip
-    if apollo_url:
-        base = f"{apollo_url}{apollo.PREFIX}"
-        sections["apollo"] = {"backend": "apollo", "base_url": base, "api_key": apollo.API_KEY,
-                              "bulk_per_minute": 60_000, **FAST, **more.pop("apollo", {})}  # fmt: skip
-    return make_settings(data_dir, **sections, **more)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -11,8 +12,8 @@ from typer.testing import CliRunner
 from sophia_mcp.cli.main import app
 from tests.fakes import apollo, hubspot
 from tests.fakes.server import serve
-from tests.processes import env_for
-from tests.test_crm_adapters import apollo_state, demo, hubspot_state
+from tests.support.demo_states import apollo_state, demo, hubspot_state
+from tests.support.processes import SCRIPT, env_for
 
 
 def run(env: dict[str, str], *args: str, code: int = 0) -> str:
@@ -70,9 +71,5 @@ def test_import_firmographics_reports_bad_rows_and_keeps_the_rest(tmp_path: Path
 
 @pytest.mark.parametrize("argv", [["serve", "crm", "--port", "notaport"], ["serve", "nope"]])
 def test_a_bad_serve_command_gets_the_full_cli_error(argv: list[str], data_dir: Path) -> None:
-    import subprocess
-
-    from tests.processes import SCRIPT
-
     result = subprocess.run([SCRIPT, *argv], env=env_for(data_dir), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Usage: sophia-mcp serve" in result.stderr + result.stdout

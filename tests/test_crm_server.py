@@ -11,9 +11,12 @@ import pytest
 from mcp import Client
 from mcp_types import PromptReference, ResourceTemplateReference, TextResourceContents
 
+from sophia_mcp.app.backends import build_services
 from sophia_mcp.servers.crm import create_server
 from sophia_mcp.settings import Settings
-from tests.mcp_helpers import newest_call_ids, structured, text_of
+from sophia_mcp.workflows.call_health import analyze_call
+from tests.support.results import structured, text_of
+from tests.support.store_file import newest_call_ids
 
 pytestmark = pytest.mark.anyio
 
@@ -21,11 +24,6 @@ CRM_TOOLS = {
     "get_contact", "search_contacts", "enrich_contact", "enrich_contacts", "update_contact", "score_lead",
     "list_clients", "get_client_health",
 }  # fmt: skip
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def contacts(data_dir: Path, where: str = "1 = 1") -> list[sqlite3.Row]:
@@ -177,9 +175,6 @@ async def test_update_contact_writes_and_clears_fields(settings: Settings, data_
 
 
 async def test_search_get_and_client_health(settings: Settings, data_dir: Path) -> None:
-    from sophia_mcp.app.backends import build_services
-    from sophia_mcp.workflows.call_health import analyze_call
-
     services = build_services(settings)
     call_id = newest_call_ids(data_dir, 1)[0]
     report = await analyze_call(services, call_id)

@@ -24,9 +24,10 @@ from PIL import Image
 
 from sophia_mcp.http.serving import public_url
 from sophia_mcp.servers.composite import create_server
-from tests.conftest import make_settings
-from tests.mcp_helpers import newest_call_ids, outbox_rows, structured, text_of
-from tests.processes import http_server
+from tests.support.processes import http_server
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
+from tests.support.store_file import newest_call_ids, outbox_rows
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 RED, GREEN, BLUE = (0xC0, 0x39, 0x2B), (0x2E, 0x8B, 0x57), (0x2C, 0x6F, 0xBB)

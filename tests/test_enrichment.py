@@ -21,15 +21,11 @@ from sophia_mcp.settings import Settings
 from sophia_mcp.workflows.enrichment import enrich_contacts
 from tests.fakes import apollo, hubspot
 from tests.fakes.server import serve
-from tests.mcp_helpers import structured, text_of
-from tests.test_crm_adapters import apollo_state, demo, hubspot_state, real_settings
+from tests.support.demo_states import apollo_state, demo, hubspot_state
+from tests.support.results import structured, text_of
+from tests.support.settings import real_settings
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from functools import cache
 from typing import Any
 
@@ -91,7 +91,7 @@ def test_hubspot_search_with_a_gte_filter_and_query_text(hub: tuple[httpx.Client
     contact = demo().contacts[3]
     written = client.patch(f"{CONTACTS}/{contact.id}", json={"properties": {"city": "Reno"}})
     assert written.status_code == 200 and state.updates == [(contact.id, {"city": "Reno"})]
-    since = hubspot._ms(written.json()["properties"]["lastmodifieddate"])
+    since = int(datetime.fromisoformat(written.json()["properties"]["lastmodifieddate"]).timestamp() * 1000)
     body = {
         "filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": str(since)}]}],
         "properties": ["email", "city"],

@@ -12,8 +12,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from mcp import Client
 
-from tests.processes import SCRIPT, env_for, free_port, http_server
+from sophia_mcp.cli.main import CLI_FOR_TOOL
+from sophia_mcp.servers.composite import create_server
+from tests.support.processes import SCRIPT, env_for, free_port, http_server
+from tests.support.results import structured
+from tests.support.settings import make_settings
 
 # A terminal as rich recognises one, at a width; without these the output is piped.
 TERMINAL = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "0", "NO_COLOR": "1"}
@@ -100,8 +105,6 @@ def test_what_the_cli_refuses_it_says_in_words_a_person_can_act_on(tmp_path: Pat
 
 
 def test_an_error_at_the_command_line_names_a_command_that_exists(data_dir: Path) -> None:
-    from sophia_mcp.cli.main import CLI_FOR_TOOL
-
     unknown = run(data_dir, "run", "analyze-call", "12345")
     named = re.findall(r"`(sophia-mcp [^`]+)`", unknown.stderr)
     assert unknown.returncode == 1 and named == ["sophia-mcp calls list"] and "list_calls" not in unknown.stderr
@@ -200,12 +203,6 @@ def test_a_stdio_server_at_a_terminal_says_what_it_is_and_ctrl_c_stops_it_at_onc
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_tools_on_an_empty_store_say_what_would_fill_it(tmp_path: Path, anyio_backend: str) -> None:
-    from mcp import Client
-
-    from sophia_mcp.servers.composite import create_server
-    from tests.conftest import make_settings
-    from tests.mcp_helpers import structured
-
     async with Client(create_server(make_settings(tmp_path / "data"))) as client:
         answers = {
             "calls": structured(await client.call_tool("gong_list_calls", {})),

@@ -18,18 +18,13 @@ from mcp import Client
 from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.servers.composite import create_server
 from sophia_mcp.settings import Settings
-from tests.conftest import make_settings
-from tests.mcp_helpers import structured, text_of
-from tests.processes import SCRIPT, env_for
+from tests.support.processes import SCRIPT, env_for
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
 
 TEXT = "\n\n".join(f"## Part {n}\n\n" + " ".join(f"renewal{n}x{w} pricing{w}" for w in range(300)) for n in range(20))
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

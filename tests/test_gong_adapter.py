@@ -17,30 +17,20 @@ from typer.testing import CliRunner
 
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.cli.main import app
-from sophia_mcp.demo.calls import generate_demo
 from sophia_mcp.domain.calls import CallFilter
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput, NotFound, ServiceUnavailable
 from sophia_mcp.ports.calls import CallSource
 from sophia_mcp.servers.gong import create_server
 from sophia_mcp.settings import Settings
-from tests.conftest import make_settings
-from tests.fakes.gong import ACCESS_KEY, ACCESS_SECRET, GongState, gong_app, state_from_demo
+from tests.fakes.gong import ACCESS_KEY, ACCESS_SECRET, GongState, gong_app
 from tests.fakes.server import serve
-from tests.mcp_helpers import structured
-from tests.processes import env_for
+from tests.support.demo_states import gong_state
+from tests.support.processes import env_for
+from tests.support.results import structured
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def demo_state(**kwargs: object) -> GongState:
-    data = generate_demo(utcnow().date())
-    return state_from_demo(data.calls_extensive, data.transcripts, **kwargs)  # type: ignore[arg-type]
 
 
 def gong_settings(data_dir: Path, base_url: str, **gong: object) -> Settings:
@@ -58,7 +48,7 @@ def gong_settings(data_dir: Path, base_url: str, **gong: object) -> Settings:
 
 @pytest.fixture
 def gong_fake() -> Iterator[tuple[str, GongState]]:
-    state = demo_state(page_size=40, retry_after="0.05")
+    state = gong_state(page_size=40, retry_after="0.05")
     with serve(gong_app(state)) as url:
         yield url, state
 
@@ -71,7 +61,7 @@ async def source(request: pytest.FixtureRequest, data_dir: Path) -> AsyncIterato
         yield services.calls
         services.close()
         return
-    state = demo_state(page_size=40)
+    state = gong_state(page_size=40)
     with serve(gong_app(state)) as url:
         services = build_services(gong_settings(data_dir, url))
         yield services.calls
@@ -238,7 +228,7 @@ async def test_gong_server_on_the_gong_backend(tmp_path: Path, gong_fake: tuple[
 
 
 async def test_gong_pacing_keeps_under_its_rate_limit(tmp_path: Path) -> None:
-    state = demo_state(page_size=10, rate_per_second=3, retry_after="0.2")
+    state = gong_state(page_size=10, rate_per_second=3, retry_after="0.2")
     with serve(gong_app(state)) as url:
         services = build_services(gong_settings(tmp_path / "data", url, rate_per_second=3, max_concurrency=3))
         ids = demo_ids_from(state)[:12]

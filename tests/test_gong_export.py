@@ -6,32 +6,13 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
-from typer.testing import CliRunner
 
-from sophia_mcp.cli.main import app
 from sophia_mcp.servers.gong import create_server
-from tests.conftest import make_settings
-from tests.mcp_helpers import structured
-from tests.processes import env_for
-
-EXPORT = Path(__file__).parent / "data" / "gong_export"
-CALL = "7782342274025937895"
+from tests.support.exports import CALL
+from tests.support.results import structured
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def imported(tmp_path: Path) -> Path:
-    data_dir = tmp_path / "data"
-    result = CliRunner().invoke(app, ["calls", "import", str(EXPORT)], env=env_for(data_dir))
-    assert result.exit_code == 0, result.output
-    assert "2 new calls, 0 updated, 0 unchanged; 2 transcripts from 2 files" in result.output
-    return data_dir
 
 
 async def test_exact_figures_from_the_transcript(imported: Path) -> None:

@@ -8,23 +8,19 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
-from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import PromptReference, ResourceTemplateReference, TextResourceContents
 
 from sophia_mcp.servers.gong import create_server
 from sophia_mcp.settings import Settings
 from sophia_mcp.store.migrations import MIGRATIONS
-from tests.conftest import make_settings
-from tests.mcp_helpers import newest_call_ids, outbox_rows, structured, text_of
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
+from tests.support.store_file import newest_call_ids, outbox_rows
 
 pytestmark = pytest.mark.anyio
 
 GONG_TOOLS = {"list_calls", "get_call", "get_transcript", "analyze_call", "link_call"}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 async def test_lists_the_gong_tools_with_schemas_and_annotations(settings: Settings) -> None:
@@ -274,8 +270,6 @@ async def test_resources_read_calls_and_transcripts(settings: Settings, data_dir
 
 
 async def test_unknown_call_resource_is_not_found(settings: Settings) -> None:
-    from mcp.shared.exceptions import MCPError
-
     async with Client(create_server(settings)) as client:
         with pytest.raises(MCPError, match="No call with id '4242'"):
             await client.read_resource("gong://calls/4242")

@@ -19,10 +19,11 @@ from sophia_mcp.domain.health_alerts import LastAlert
 from sophia_mcp.domain.results import HealthComponent, HealthScore
 from sophia_mcp.servers.gong import create_server
 from sophia_mcp.workflows.health_alerts import decide
-from tests.conftest import make_settings
-from tests.mcp_helpers import outbox_rows, structured
-from tests.processes import env_for
-from tests.test_call_eval import EVAL
+from tests.support.exports import EVAL
+from tests.support.processes import env_for
+from tests.support.results import structured
+from tests.support.settings import make_settings
+from tests.support.store_file import outbox_rows
 
 UNHAPPY = "call_07.json"  # Alder Street: not sure it will renew, its VP liked a competitor's demo
 

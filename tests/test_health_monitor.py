@@ -13,36 +13,16 @@ from mcp import Client
 
 from sophia_mcp.servers.alerts import create_server
 from sophia_mcp.settings import Settings
-from tests.conftest import make_settings
 from tests.fakes.linear import API_KEY, LinearState, linear_app
 from tests.fakes.server import serve
 from tests.fakes.slack import BOT_TOKEN, SlackState, slack_app
-from tests.mcp_helpers import structured
+from tests.support.cli import invoke
+from tests.support.results import structured
+from tests.support.settings import make_settings
+from tests.support.store_file import set_health
 
 pytestmark = pytest.mark.anyio
 AT_RISK = {"c-low-1": 38.0, "c-low-2": 55.5, "c-low-3": 69.9}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def set_health(data_dir: Path, scores: dict[str, float]) -> None:
-    """Health as call analysis leaves it: some clients under the threshold (70), the rest above."""
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        ids = [r[0] for r in conn.execute("SELECT id FROM clients ORDER BY id")]
-        # The first clients (by id) get the given scores, in order; the rest are healthy.
-        given = dict(zip(ids, scores.values(), strict=False))
-        for client_id in ids:
-            score = given.get(client_id, 85.0)
-            conn.execute(
-                """
-                INSERT OR REPLACE INTO client_health (client_id, score, components, explanation, as_of, updated_at)
-                VALUES (?, ?, '[]', 'seeded', '2026-11-20T00:00:00Z', '2026-11-20T00:00:00Z')
-                """,
-                (client_id, score),
-            )
 
 
 def counts(data_dir: Path) -> dict[str, int]:
@@ -129,8 +109,6 @@ async def test_slack_and_linear_down_lose_nothing_and_double_nothing(
 
 
 def test_run_health_monitor_from_the_command_line(data_dir: Path) -> None:
-    from tests.test_cli import invoke
-
     set_health(data_dir, AT_RISK)
     code, out = invoke(data_dir, "run", "health-monitor")
     assert code == 0, out

@@ -15,17 +15,13 @@ from mcp_types import INVALID_PARAMS, PromptReference, ResourceTemplateReference
 
 from sophia_mcp.servers.composite import create_server
 from sophia_mcp.settings import Settings
-from tests.mcp_helpers import newest_call_ids, structured, text_of
+from tests.support.results import structured, text_of
+from tests.support.store_file import newest_call_ids
 
 pytestmark = pytest.mark.anyio
 
 NOT_OURS = "cursor is not one this tool returned; omit it for the first page"
 TEN_MB = "x" * 10_000_000
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,12 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.mcp_helpers import outbox_rows, structured, text_of
-from tests.oauth_issuer import ISSUER, issuer, signing_key
-from tests.processes import SCRIPT, env_for, free_port, http_server
+from sophia_mcp.servers import composite, gong
+from tests.support.oauth_issuer import ISSUER, issuer, signing_key
+from tests.support.processes import SCRIPT, env_for, free_port, http_server
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
+from tests.support.store_file import outbox_rows
 
 pytestmark = pytest.mark.anyio
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -25,11 +29,6 @@ INITIALIZE = {
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
 }  # fmt: skip
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 async def _session(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> dict[str, str]:
@@ -130,8 +129,6 @@ def test_no_listening_beyond_loopback_without_a_token(data_dir: Path) -> None:
 
 
 async def test_oauth_tokens_are_checked_for_signature_issuer_audience_expiry_and_scope(data_dir: Path) -> None:
-    import time
-
     other, _ = signing_key()
     with issuer() as auth:
         port = free_port()
@@ -173,10 +170,7 @@ async def test_oauth_tokens_are_checked_for_signature_issuer_audience_expiry_and
 
 
 async def test_a_tool_running_past_its_time_is_stopped_with_a_clear_error(data_dir: Path) -> None:
-    from sophia_mcp.servers.gong import create_server
-    from tests.conftest import make_settings
-
-    async with Client(create_server(make_settings(data_dir, tool_timeout_s=1e-6))) as client:
+    async with Client(gong.create_server(make_settings(data_dir, tool_timeout_s=1e-6))) as client:
         # By client the calls are read in a worker thread: a wait the timeout can stop (an unfiltered page is
         # read at once, with nothing to stop).
         result = await client.call_tool("list_calls", {"limit": 1, "client": "Acme"})
@@ -184,10 +178,7 @@ async def test_a_tool_running_past_its_time_is_stopped_with_a_clear_error(data_d
 
 
 async def test_a_result_over_the_size_cap_is_refused_with_advice_to_ask_for_less(data_dir: Path) -> None:
-    from sophia_mcp.servers.gong import create_server
-    from tests.conftest import make_settings
-
-    async with Client(create_server(make_settings(data_dir, max_result_kb=16))) as client:
+    async with Client(gong.create_server(make_settings(data_dir, max_result_kb=16))) as client:
         big = await client.call_tool("list_calls", {"limit": 100})
         small = await client.call_tool("list_calls", {"limit": 5})
     assert big.is_error and "over the 16 KB a result may be" in text_of(big) and "limit" in text_of(big)
@@ -195,10 +186,7 @@ async def test_a_result_over_the_size_cap_is_refused_with_advice_to_ask_for_less
 
 
 async def test_a_result_over_the_size_cap_names_the_arguments_that_make_it_smaller(data_dir: Path) -> None:
-    from sophia_mcp.servers.composite import create_server
-    from tests.conftest import make_settings
-
-    async with Client(create_server(make_settings(data_dir, max_result_kb=16))) as client:
+    async with Client(composite.create_server(make_settings(data_dir, max_result_kb=16))) as client:
         calls = await client.call_tool("gong_list_calls", {"limit": 100})
         fits = int(text_of(calls).split("about ")[1].split(" fit")[0])
         smaller = await client.call_tool("gong_list_calls", {"limit": fits})

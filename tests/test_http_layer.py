@@ -16,11 +16,6 @@ pytestmark = pytest.mark.anyio
 SECRET = "s3cr3t-token-value"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def client(answers: list[httpx.Response | Exception], **settings: object) -> tuple[ServiceClient, list[httpx.Request]]:
     seen: list[httpx.Request] = []
 

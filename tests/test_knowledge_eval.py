@@ -10,8 +10,9 @@ import pytest
 
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.demo.documents import DOCUMENTS
+from sophia_mcp.errors import InvalidInput
 from sophia_mcp.workflows.knowledge import ingest_text, search
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 QUESTIONS = [
     ("How long does onboarding a new client take?", "onboarding-playbook"),
@@ -83,8 +84,6 @@ def test_hybrid_search_finds_the_answering_document_in_the_top_3(tmp_path: Path)
 
 @pytest.mark.parametrize("query", ["", "   "])
 def test_an_empty_query_is_refused(tmp_path: Path, query: str) -> None:
-    from sophia_mcp.errors import InvalidInput
-
     services = build_services(make_settings(tmp_path / "kb"))
     try:
         with pytest.raises(InvalidInput, match="empty"):

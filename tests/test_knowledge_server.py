@@ -19,21 +19,21 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import ListRootsResult, Root, TextResourceContents
+from typer.testing import CliRunner
 
+from sophia_mcp.cli.main import app
 from sophia_mcp.servers.knowledge import create_server
 from sophia_mcp.settings import Settings
 from sophia_mcp.store.database import Store
 from sophia_mcp.store.migrations import MIGRATIONS
-from tests.conftest import make_settings
-from tests.mcp_helpers import structured, text_of
-from tests.processes import SCRIPT, env_for, http_server
+from tests.fakes import openai as openai_fake
+from tests.fakes import pinecone as pinecone_fake
+from tests.fakes.server import serve
+from tests.support.processes import SCRIPT, env_for, http_server
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -433,13 +433,6 @@ async def test_over_http_a_client_sharing_the_root_slash_cannot_read_a_server_fi
 
 
 def test_kb_commands_on_pinecone_and_openai_configured_by_environment(tmp_path: Path, root: Path) -> None:
-    from typer.testing import CliRunner
-
-    from sophia_mcp.cli.main import app
-    from tests.fakes import openai as openai_fake
-    from tests.fakes import pinecone as pinecone_fake
-    from tests.fakes.server import serve
-
     index = pinecone_fake.PineconeState(dimension=1536)
     with (
         serve(pinecone_fake.pinecone_app(index)) as p_url,

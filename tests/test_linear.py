@@ -10,22 +10,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from mcp import Client
 
 from sophia_mcp.servers.linear import create_server
 from sophia_mcp.settings import Settings
-from tests.conftest import make_settings
 from tests.fakes.linear import API_KEY, OAUTH_TOKEN, LinearState, linear_app
 from tests.fakes.server import serve
-from tests.mcp_helpers import structured, text_of
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -169,8 +165,6 @@ async def test_a_linear_error_quoting_the_key_does_not_leak_it(
 
 
 def test_the_fake_refuses_a_query_linear_would_refuse(linear: tuple[str, LinearState]) -> None:
-    import httpx
-
     url, _ = linear
     answer = httpx.post(
         f"{url}/graphql", headers={"Authorization": API_KEY}, json={"query": "query { teams { nodes { colour } } }"}

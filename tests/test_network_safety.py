@@ -18,9 +18,11 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.mcp_helpers import newest_call_ids, outbox_rows, structured, text_of
-from tests.oauth_issuer import issuer
-from tests.processes import free_port, http_server
+from sophia_mcp.http.serving import report_loop_error
+from tests.support.oauth_issuer import issuer
+from tests.support.processes import free_port, http_server
+from tests.support.results import structured, text_of
+from tests.support.store_file import newest_call_ids, outbox_rows
 
 pytestmark = pytest.mark.anyio
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -29,11 +31,6 @@ INITIALIZE = {
     "jsonrpc": "2.0", "id": 1, "method": "initialize",
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
 }  # fmt: skip
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def store_digest(data_dir: Path) -> dict[str, str]:
@@ -263,7 +260,6 @@ def test_an_event_loop_error_is_reported_even_when_logging_it_needs_a_file_that_
 ) -> None:
     """Out of file descriptors, `accept` fails and the loop reports it; the report itself then failed (the logging
     handler imports a module to format it) and took the server down."""
-    from sophia_mcp.http.serving import report_loop_error
 
     class OutOfFiles:
         def default_exception_handler(self, context: dict[str, Any]) -> None:

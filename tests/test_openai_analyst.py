@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,18 +12,13 @@ from mcp import Client
 
 from sophia_mcp.servers.gong import create_server
 from sophia_mcp.settings import Settings
-from tests.conftest import make_settings
 from tests.fakes.openai import API_KEY, OpenAIState, openai_app
 from tests.fakes.server import serve
-from tests.mcp_helpers import structured
-from tests.test_gong_export import CALL, EXPORT
+from tests.support.exports import CALL
+from tests.support.results import structured
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -30,18 +26,6 @@ def fake_openai() -> Iterator[tuple[str, OpenAIState]]:
     state = OpenAIState()
     with serve(openai_app(state)) as url:
         yield f"{url}/v1", state
-
-
-@pytest.fixture
-def imported(tmp_path: Path) -> Path:
-    from typer.testing import CliRunner
-
-    from sophia_mcp.cli.main import app
-    from tests.processes import env_for
-
-    data_dir = tmp_path / "data"
-    assert CliRunner().invoke(app, ["calls", "import", str(EXPORT)], env=env_for(data_dir)).exit_code == 0
-    return data_dir
 
 
 def openai_settings(data_dir: Path, url: str, backend: str = "openai", **openai: object) -> Settings:
@@ -130,8 +114,6 @@ async def test_long_transcripts_are_read_in_chunks(imported: Path, fake_openai: 
 
 
 async def test_demo_call_split_into_parts(data_dir: Path, fake_openai: tuple[str, OpenAIState]) -> None:
-    import sqlite3
-
     url, state = fake_openai
     with sqlite3.connect(data_dir / "sophia.db") as conn:
         call_id = conn.execute("SELECT call_id FROM transcripts ORDER BY sentence_count DESC LIMIT 1").fetchone()[0]

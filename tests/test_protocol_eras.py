@@ -34,13 +34,14 @@ from pydantic import ValidationError
 
 from sophia_mcp.servers import gong, knowledge
 from sophia_mcp.servers.composite import create_server
-from tests.conftest import make_settings
 from tests.fakes import hubspot
 from tests.fakes.openai import read_transcript
 from tests.fakes.server import serve
-from tests.mcp_helpers import newest_call_ids, structured, text_of
-from tests.processes import http_server
-from tests.test_crm_adapters import demo, hubspot_state
+from tests.support.demo_states import demo, hubspot_state
+from tests.support.processes import http_server
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
+from tests.support.store_file import newest_call_ids
 
 pytestmark = pytest.mark.anyio
 Mode = Literal["auto", "legacy"]
@@ -48,11 +49,6 @@ QUESTION = "Which clients are at risk, and what is AppFolio doing on pricing?"
 ANSWER = "Three clients are under the threshold [W1]; AppFolio is named on calls [C1]."
 # Sources that answer the same whichever process asks (no web search configured, no model-built index to warm).
 SOURCES = ["warehouse", "calls"]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @dataclass

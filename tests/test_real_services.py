@@ -16,27 +16,22 @@ from sophia_mcp.cli.main import app
 from sophia_mcp.domain.notify import Alert
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.servers.gong import create_server
-from tests.conftest import make_settings
 from tests.fakes.gong import ACCESS_KEY, ACCESS_SECRET, gong_app
 from tests.fakes.openai import API_KEY, OpenAIState, openai_app
 from tests.fakes.server import serve
 from tests.fakes.slack import BOT_TOKEN, SlackState, slack_app
-from tests.mcp_helpers import text_of
-from tests.processes import env_for
-from tests.test_gong_adapter import demo_state
+from tests.support.demo_states import gong_state
+from tests.support.processes import env_for
+from tests.support.results import text_of
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
 SECRETS = [ACCESS_KEY, ACCESS_SECRET, API_KEY, BOT_TOKEN]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_sync_analyse_and_alert_on_real_backends(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    gong, slack, model = demo_state(page_size=50, retry_after="0.05"), SlackState(retry_after="0"), OpenAIState()
+    gong, slack, model = gong_state(page_size=50, retry_after="0.05"), SlackState(retry_after="0"), OpenAIState()
     gong.faults = ["429", "500"]
     slack.faults = ["500", "500", "500"]  # Slack is down for the first alert; the outbox keeps it
     with serve(gong_app(gong)) as gong_url, serve(slack_app(slack)) as slack_url, serve(openai_app(model)) as ai_url:
@@ -103,7 +98,7 @@ async def test_notifier_contract(tmp_path: Path, backend: str) -> None:
 
 
 def test_doctor_checks_each_real_service(tmp_path: Path) -> None:
-    gong, slack, model = demo_state(), SlackState(), OpenAIState()
+    gong, slack, model = gong_state(), SlackState(), OpenAIState()
     with serve(gong_app(gong)) as gong_url, serve(slack_app(slack)) as slack_url, serve(openai_app(model)) as ai_url:
         base = {
             "SOPHIA_GONG__BACKEND": "gong", "SOPHIA_GONG__BASE_URL": gong_url,

@@ -16,20 +16,14 @@ from mcp_types import CreateMessageRequestParams, CreateMessageResult, TextConte
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.domain.calls import Transcript
 from sophia_mcp.servers.gong import create_server
-from tests.conftest import make_settings
 from tests.fakes.openai import read_transcript
-from tests.mcp_helpers import structured
-from tests.test_gong_export import CALL
-from tests.test_openai_analyst import imported  # noqa: F401  (fixture)
+from tests.support.exports import CALL
+from tests.support.results import structured
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
 Mode = Literal["auto", "legacy"]
 MODES = pytest.mark.parametrize("mode", ["auto", "legacy"])
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def client_model(answer: str | None = None) -> tuple[Any, list[CreateMessageRequestParams]]:
@@ -54,7 +48,7 @@ async def analyse(
 
 
 @MODES
-async def test_the_clients_model_reads_the_call(imported: Path, mode: Mode) -> None:  # noqa: F811
+async def test_the_clients_model_reads_the_call(imported: Path, mode: Mode) -> None:
     sample, asked = client_model()
     analysis = await analyse(imported, "sampling", sample, mode)
     assert analysis["analyst"] == "sampling" and analysis["fallback_reason"] is None
@@ -66,7 +60,7 @@ async def test_the_clients_model_reads_the_call(imported: Path, mode: Mode) -> N
 
 
 @MODES
-async def test_prose_instead_of_json_falls_back_and_says_who_read_it(imported: Path, mode: Mode) -> None:  # noqa: F811
+async def test_prose_instead_of_json_falls_back_and_says_who_read_it(imported: Path, mode: Mode) -> None:
     sample, _ = client_model("The client seems unhappy about pricing.")
     analysis = await analyse(imported, "sampling", sample, mode)
     assert analysis["analyst"] == "local"
@@ -76,7 +70,7 @@ async def test_prose_instead_of_json_falls_back_and_says_who_read_it(imported: P
 
 @MODES
 async def test_sampling_chosen_but_not_offered_is_read_locally_never_reported_as_sampling(
-    imported: Path,  # noqa: F811
+    imported: Path,
     mode: Mode,
 ) -> None:
     analysis = await analyse(imported, "sampling", None, mode)
@@ -85,7 +79,7 @@ async def test_sampling_chosen_but_not_offered_is_read_locally_never_reported_as
 
 
 @MODES
-async def test_auto_prefers_the_clients_model_when_offered(imported: Path, mode: Mode) -> None:  # noqa: F811
+async def test_auto_prefers_the_clients_model_when_offered(imported: Path, mode: Mode) -> None:
     sample, _ = client_model()
     assert (await analyse(imported, "auto", sample, mode))["analyst"] == "sampling"
     auto_alone = await analyse(imported, "auto", None, mode)

@@ -19,16 +19,11 @@ from sophia_mcp.servers.alerts import create_server
 from sophia_mcp.settings import DEFAULT_SCHEDULES
 from sophia_mcp.workflows import scheduler
 from sophia_mcp.workflows.scheduler import Scheduler, sync_schedules
-from tests.conftest import make_settings
-from tests.mcp_helpers import structured, text_of
-from tests.test_cli import invoke
+from tests.support.cli import invoke
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def set_due(data_dir: Path, name: str, ago: timedelta) -> None:

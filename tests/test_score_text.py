@@ -15,16 +15,11 @@ from mcp import Client
 
 from sophia_mcp.analysis.health import format_score, format_threshold
 from sophia_mcp.servers.composite import create_server
-from tests.conftest import make_settings
-from tests.mcp_helpers import newest_call_ids, structured
-from tests.test_health_monitor import set_health
+from tests.support.results import structured
+from tests.support.settings import make_settings
+from tests.support.store_file import newest_call_ids, set_health
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def payloads(data_dir: Path, key_like: str) -> list[str]:

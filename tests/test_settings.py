@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from sophia_mcp.settings import load_settings
 
@@ -61,8 +62,6 @@ def test_toml_file_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 
 def test_invalid_threshold_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pydantic import ValidationError
-
     monkeypatch.setenv("SOPHIA_HEALTH__THRESHOLD", "140")
     with pytest.raises(ValidationError, match="less than or equal to 100"):
         load_settings()

@@ -22,19 +22,15 @@ from sophia_mcp.servers import alerts
 from sophia_mcp.servers.gong import create_server
 from sophia_mcp.settings import Settings
 from sophia_mcp.workflows.delivery import deliver
-from tests.conftest import make_settings
 from tests.fakes.server import serve
 from tests.fakes.slack import BOT_TOKEN, SlackState, slack_app
-from tests.mcp_helpers import newest_call_ids, outbox_rows, structured
-from tests.processes import env_for
+from tests.support.processes import env_for
+from tests.support.results import structured
+from tests.support.settings import make_settings
+from tests.support.store_file import newest_call_ids, outbox_rows
 
 pytestmark = pytest.mark.anyio
 HEALTH = "C0HEALTH01"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

@@ -13,21 +13,20 @@ from mcp import Client
 from mcp_types import CreateMessageRequestParams, CreateMessageResult, TextContent
 
 from sophia_mcp.adapters.web_search import PerplexitySearch, TavilySearch
+from sophia_mcp.app.backends import build_services
 from sophia_mcp.errors import ConfigurationError, RateLimited
 from sophia_mcp.servers.composite import create_server
 from sophia_mcp.settings import PerplexitySettings, RedisSettings, TavilySettings
-from tests.conftest import make_settings, with_web
+from sophia_mcp.workflows.strategic import gather_evidence
+from tests.fakes.openai import API_KEY, OpenAIState, openai_app
 from tests.fakes.server import serve
 from tests.fakes.web_search import PERPLEXITY_KEY, TAVILY_KEY, WebState, perplexity_app, tavily_app
-from tests.mcp_helpers import newest_call_ids, structured
+from tests.support.results import structured
+from tests.support.settings import make_settings, with_web
+from tests.support.store_file import newest_call_ids
 
 pytestmark = pytest.mark.anyio
 QUESTION = "Which clients are at risk, and what is AppFolio doing on pricing?"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 async def analyse_some_calls(client: Client, data_dir: Path) -> None:
@@ -129,9 +128,6 @@ async def test_replicas_share_answers_through_redis(
     import fakeredis
     from redis.asyncio import Redis
 
-    from sophia_mcp.app.backends import build_services
-    from sophia_mcp.workflows.strategic import gather_evidence
-
     server = fakeredis.FakeServer()
     monkeypatch.setattr(
         Redis, "from_url", classmethod(lambda cls, url, **kw: fakeredis.FakeAsyncRedis(server=server, **kw))
@@ -151,9 +147,6 @@ async def test_replicas_share_answers_through_redis(
 
 
 async def test_redis_down_is_a_cache_miss_not_a_failure(data_dir: Path, tavily: tuple[str, WebState]) -> None:
-    from sophia_mcp.app.backends import build_services
-    from sophia_mcp.workflows.strategic import gather_evidence
-
     url, state = tavily
     settings = with_web(data_dir, url).model_copy(update={"redis": RedisSettings(url="redis://127.0.0.1:1/0")})
     services = build_services(settings)
@@ -166,8 +159,6 @@ async def test_redis_down_is_a_cache_miss_not_a_failure(data_dir: Path, tavily: 
 
 
 async def test_the_configured_model_writes_the_answer_when_the_client_cannot(data_dir: Path) -> None:
-    from tests.fakes.openai import API_KEY, OpenAIState, openai_app
-
     state = OpenAIState()
     with serve(openai_app(state)) as url:
         settings = make_settings(data_dir, openai={"api_key": API_KEY, "base_url": f"{url}/v1", "max_retries": 0})

@@ -21,18 +21,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sophia_mcp.servers.composite import create_server
-from tests.conftest import make_settings
 from tests.fakes.server import serve
-from tests.mcp_helpers import newest_call_ids, structured
-from tests.processes import SCRIPT, env_for
+from tests.support.processes import SCRIPT, env_for
+from tests.support.results import structured
+from tests.support.settings import make_settings
+from tests.support.store_file import newest_call_ids
 
 pytestmark = pytest.mark.anyio
 EXPORTER = InMemorySpanExporter()
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,9 @@ from mcp_types import INVALID_PARAMS
 from sophia_mcp.mcp.tool_names import RENAMED
 from sophia_mcp.servers import alerts, composite, crm, gong, knowledge, linear
 from sophia_mcp.settings import Settings
-from tests.conftest import make_settings
-from tests.mcp_helpers import newest_call_ids, text_of
+from tests.support.results import text_of
+from tests.support.settings import make_settings
+from tests.support.store_file import newest_call_ids
 
 pytestmark = pytest.mark.anyio
 

@@ -8,15 +8,11 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 
-from tests.mcp_helpers import newest_call_ids, structured
-from tests.processes import SCRIPT, env_for, http_server
+from tests.support.processes import SCRIPT, env_for, http_server
+from tests.support.results import structured
+from tests.support.store_file import newest_call_ids
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 async def exercise(client: Client, call_id: str) -> None:

@@ -18,10 +18,10 @@ from sophia_mcp.ports.embed import Embedder
 from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.store.database import Store
 from sophia_mcp.store.vectors import LocalVectorIndex
-from tests.conftest import make_settings
 from tests.fakes import openai as openai_fake
 from tests.fakes import pinecone as pinecone_fake
 from tests.fakes.server import serve
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -31,11 +31,6 @@ TEXTS = [
     "Implementation of a new property management client takes about two weeks.",
     "Late rent reminders go out by text message three days after the due date.",
 ]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")

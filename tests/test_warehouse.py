@@ -8,7 +8,9 @@ from pathlib import Path
 
 import fakesnow
 import pytest
+from mcp import Client
 
+from sophia_mcp.adapters.gong_payloads import AccountRef, ParsedCall
 from sophia_mcp.analysis.health import call_health
 from sophia_mcp.analysis.insights import build_analysis, local_insights
 from sophia_mcp.app.backends import build_services
@@ -18,24 +20,13 @@ from sophia_mcp.domain.warehouse import HealthRecord
 from sophia_mcp.domain.weights import DEFAULT_COMPETITORS, HealthWeights
 from sophia_mcp.errors import ConfigurationError
 from sophia_mcp.ports.warehouse import Warehouse
-from tests.conftest import make_settings
+from sophia_mcp.servers.gong import create_server
+from tests.support.results import structured
+from tests.support.settings import SNOWFLAKE, make_settings
+from tests.support.store_file import newest_call_ids
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 11, 20, 15, tzinfo=UTC)
-SNOWFLAKE = {
-    "backend": "snowflake",
-    "account": "acme-test",
-    "user": "sophia",
-    "password": "snowflake-password-value",
-    "warehouse": "COMPUTE_WH",
-    "database": "SOPHIA",
-    "schema": "ANALYTICS",
-}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -55,7 +46,6 @@ async def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         return
     services = build_services(make_settings(tmp_path))
     # The local warehouse keeps analyses beside the calls they are about.
-    from sophia_mcp.adapters.gong_payloads import AccountRef, ParsedCall
 
     def seed() -> None:
         with services.store.transaction() as conn:
@@ -138,11 +128,6 @@ async def test_snowflake_needs_its_settings(tmp_path: Path) -> None:
 
 
 async def test_call_analysis_runs_on_snowflake(data_dir: Path, patched_snowflake: None) -> None:
-    from mcp import Client
-
-    from sophia_mcp.servers.gong import create_server
-    from tests.mcp_helpers import newest_call_ids, structured
-
     call_id = newest_call_ids(data_dir, 1)[0]
     async with Client(create_server(make_settings(data_dir, snowflake=SNOWFLAKE))) as client:
         report = structured(await client.call_tool("analyze_call", {"call_id": call_id}))

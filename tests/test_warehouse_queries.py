@@ -21,9 +21,9 @@ from mcp import Client
 from sophia_mcp.servers.composite import create_server
 from sophia_mcp.store.database import Store
 from sophia_mcp.workflows import analytics
-from tests.conftest import make_settings
-from tests.mcp_helpers import newest_call_ids, structured, text_of
-from tests.test_warehouse import SNOWFLAKE
+from tests.support.results import structured, text_of
+from tests.support.settings import SNOWFLAKE, make_settings
+from tests.support.store_file import newest_call_ids
 
 pytestmark = pytest.mark.anyio
 
@@ -208,11 +208,6 @@ READS = [
     ("SELECT id FROM clients UNION SELECT client_id FROM calls", ["id"]),
     ("SELECT name FROM clients WHERE name = 'a'' OR 1=1 --'", ["name"]),  # a quote inside a string stays a string
 ]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def fingerprint(data_dir: Path) -> tuple[object, ...]:

@@ -11,19 +11,14 @@ from mcp import Client
 from mcp_types import CreateMessageRequestParams, CreateMessageResult, TextContent
 
 from sophia_mcp.servers.composite import create_server
-from tests.conftest import make_settings
 from tests.fakes.openai import API_KEY, OpenAIState, openai_app
 from tests.fakes.server import serve
-from tests.mcp_helpers import structured
+from tests.support.results import structured
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
 QUESTION = "Which clients are at risk, and what is AppFolio doing on pricing?"
 ASK = {"question": QUESTION, "sources": ["warehouse", "knowledge"]}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def clients_model(text: str, stop_reason: str | None = None) -> Any:

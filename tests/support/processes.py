@@ -16,7 +16,7 @@ SCRIPT = str(Path(sys.executable).with_name("sophia-mcp"))
 
 
 def env_for(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOPHIA_") or k == "SOPHIA_CACHE_DIR"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOPHIA_")}
     env.update({"SOPHIA_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}, **extra)
     return env
 
