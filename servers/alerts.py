@@ -10,6 +10,7 @@ from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from pydantic import Field, ValidationError
 
 from sophia_mcp.app.services import Services
+from sophia_mcp.domain.cursors import MAX_INT, decode_cursor, encode_cursor
 from sophia_mcp.domain.meetings import Attendee
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Severity
@@ -17,7 +18,6 @@ from sophia_mcp.domain.outbox import OutboxEntry, OutboxStatus
 from sophia_mcp.domain.schedules import ScheduleInfo
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.mcp.cursors import MAX_INT, decode_cursor, encode_cursor
 from sophia_mcp.mcp.server import (
     DEMO_HINT,
     KEY_PATTERN,

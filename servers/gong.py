@@ -12,11 +12,11 @@ from pydantic import Field
 from sophia_mcp.analysis.health import format_score, format_threshold
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.calls import Affiliation, Call, CallFilter, Party, Transcript
+from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.results import CallAnalysis
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.mcp.sampling import analyst_for
 from sophia_mcp.mcp.server import (
     DEMO_HINT,

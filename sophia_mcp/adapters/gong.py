@@ -15,9 +15,9 @@ import httpx
 from sophia_mcp.adapters.gong_payloads import parse_call, parse_transcript
 from sophia_mcp.adapters.http import ServiceClient
 from sophia_mcp.domain.calls import Call, CallFilter, CallPage, Transcript
+from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
 from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.errors import ConfigurationError, InvalidInput, NotFound
-from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.settings import GongSettings
 
 CONTENT_SELECTOR = {

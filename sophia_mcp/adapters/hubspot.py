@@ -17,8 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from sophia_mcp.adapters.http import ServiceClient
 from sophia_mcp.domain.crm import Client, ClientPage, Contact, ContactChanges, ContactPage, ContactQuery
+from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
 from sophia_mcp.errors import ConfigurationError, InvalidInput, NotFound
-from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.settings import HubSpotSettings
 
 CONTACTS = "/crm/v3/objects/contacts"

@@ -78,7 +78,7 @@ MAX_TYPED = 200
 # the pattern: a bounded repeat of \w compiles to a large automaton.
 KEY_PATTERN = r"^[\w:.\-/@#]+$"
 
-# A page cursor as a listing hands it out (sophia_mcp.mcp.cursors): opaque to the caller, bounded like every string.
+# A page cursor as a listing hands it out (sophia_mcp.domain.cursors): opaque to the caller, bounded like every string.
 Cursor = Annotated[str | None, Field(max_length=1000, description="next_cursor from the previous page.")]
 # Dates and times a tool takes: bounded, so no date arithmetic on them can overflow (9999-12-31 plus a day).
 EARLIEST, LATEST = date(1900, 1, 1), date(2999, 12, 31)

@@ -12,10 +12,10 @@ from pydantic import TypeAdapter
 
 from sophia_mcp.analysis.competitors import find_competitor_mentions
 from sophia_mcp.domain.calls import AccountRef, Call, CallFilter, CallPage, Monologue, ParsedCall, Party, Transcript
+from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.domain.weights import Competitor
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.store.call_links import LINK_HINT, fill_name_keys, name_key, resolve_link
 from sophia_mcp.store.database import Store, dumps
 

@@ -15,9 +15,9 @@ from sophia_mcp.domain.crm import (
     ContactPage,
     ContactQuery,
 )
+from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.store.call_links import name_key
 from sophia_mcp.store.database import Store
 

@@ -19,10 +19,10 @@ from datetime import date
 from typing import Any, NamedTuple
 
 from sophia_mcp.analysis.documents import Chunk
+from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
 from sophia_mcp.domain.knowledge import ChunkRecord, DocumentFilter, DocumentInfo
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.errors import ServiceUnavailable
-from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.store.database import Store
 from sophia_mcp.store.runs import process_alive
 

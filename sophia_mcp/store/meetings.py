@@ -12,10 +12,10 @@ import json
 import sqlite3
 from datetime import datetime, timedelta
 
+from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
 from sophia_mcp.domain.meetings import Attendee, Meeting, MeetingRequest
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.errors import NotFound
-from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.store.database import Store
 
 PRODID = "-//sophia-mcp//meetings//EN"

@@ -11,10 +11,10 @@ import sqlite3
 import uuid
 from typing import Any
 
+from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
 from sophia_mcp.domain.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Team
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.store.database import Store
 
 STATES = ("Backlog", "Todo", "In Progress", "In Review", "Done", "Canceled")
