@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 
 from sophia_mcp.adapters.http import RetryableResponse, ServiceClient
+from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
 from sophia_mcp.domain.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Team
-from sophia_mcp.domain.times import iso, parse_iso, utcnow
+from sophia_mcp.domain.times import parse_iso
 from sophia_mcp.errors import ConfigurationError, InvalidInput, NotFound
-from sophia_mcp.mcp.cursors import decode_cursor, encode_cursor
 from sophia_mcp.settings import LinearSettings
-from sophia_mcp.store.database import Store
+from sophia_mcp.store.issue_keys import IssueKeys
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,9 @@ def _issue(node: dict[str, Any]) -> Issue:
 class LinearTracker:
     name = "linear"
 
-    def __init__(self, http: LinearHTTP, store: Store, settings: LinearSettings) -> None:
+    def __init__(self, http: LinearHTTP, keys: IssueKeys, settings: LinearSettings) -> None:
         self.http = http
-        self.store = store
+        self.keys = keys
         self.settings = settings
         self._teams: list[Team] | None = None
 
@@ -194,39 +194,18 @@ class LinearTracker:
             next_cursor=encode_cursor("issues", str(page["endCursor"])) if page.get("hasNextPage") else None,
         )
 
-    def _ledger(self, key: str) -> tuple[str | None, bool]:
-        """(issue id recorded for `key`, whether a create for it was begun), claiming the key if it is new."""
-        with self.store.transaction() as conn:
-            row = conn.execute("SELECT issue_id FROM issue_keys WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO issue_keys (key, backend, created_at) VALUES (?, 'linear', ?)", (key, iso(utcnow()))
-                )
-                return None, False
-            return row["issue_id"], True
-
-    def _record(self, key: str, issue: Issue | None) -> None:
-        with self.store.transaction() as conn:
-            if issue is None:
-                conn.execute("DELETE FROM issue_keys WHERE key = ? AND issue_id IS NULL", (key,))
-            else:
-                conn.execute(
-                    "UPDATE issue_keys SET issue_id = ?, identifier = ? WHERE key = ?",
-                    (issue.id, issue.identifier, key),
-                )
-
     async def _find_by_key(self, key: str) -> Issue | None:
         nodes = (await self._graphql(FIND_KEY, {"term": key}))["searchIssues"]["nodes"]
         return next((_issue(n) for n in nodes if key_footer(key) in (n.get("description") or "")), None)
 
     async def create(self, draft: IssueDraft, key: str) -> tuple[Issue, bool]:
-        known, begun = await self.store.run(self._ledger, key)
+        known, begun = await self.keys.claim(key)
         if known:
             return await self.get(known), False
         if begun:  # an earlier create's answer was lost: it may have gone through
             found = await self._find_by_key(key)
             if found is not None:
-                await self.store.run(self._record, key, found)
+                await self.keys.record(key, found)
                 return found, False
         team = await self._team(draft.team)
         payload: dict[str, Any] = {
@@ -244,13 +223,13 @@ class LinearTracker:
                 payload["dueDate"] = draft.due_date.isoformat()
             answer = (await self._graphql(CREATE, {"input": payload}))["issueCreate"]
         except (InvalidInput, NotFound, ConfigurationError):
-            await self.store.run(self._record, key, None)  # refused: nothing was created, the key is free again
+            await self.keys.record(key, None)  # refused: nothing was created, the key is free again
             raise
         if not answer.get("success") or not answer.get("issue"):
-            await self.store.run(self._record, key, None)
+            await self.keys.record(key, None)
             raise InvalidInput("Linear did not create the issue")
         issue = _issue(answer["issue"])
-        await self.store.run(self._record, key, issue)
+        await self.keys.record(key, issue)
         return issue, True
 
     async def update(self, issue_id: str, changes: IssueChanges) -> Issue:

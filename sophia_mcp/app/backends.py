@@ -50,6 +50,7 @@ from sophia_mcp.store.documents import Documents
 from sophia_mcp.store.enrichment import EnrichmentLedger
 from sophia_mcp.store.firmographics import LocalEnricher
 from sophia_mcp.store.health_alerts import HealthAlertLedger
+from sophia_mcp.store.issue_keys import IssueKeys
 from sophia_mcp.store.meetings import Meetings
 from sophia_mcp.store.outbox import Outbox
 from sophia_mcp.store.runs import RunLedger
@@ -218,7 +219,8 @@ ISSUE_TRACKER = Port[IssueTracker](
     "IssueTracker", "tracker", "linear", (
         Backend("local", "issues kept in the store", lambda b: LocalTracker(b.store)),
         Backend("linear", "Linear",
-                lambda b: LinearTracker(linear_client(b.settings.linear), b.store, b.settings.linear)),
+                lambda b: LinearTracker(linear_client(b.settings.linear), IssueKeys(b.store, "linear"),
+                                        b.settings.linear)),
     ),
 )  # fmt: skip
 WEB_SEARCH = Port[WebSearch](
