@@ -46,26 +46,3 @@ class CRM(Protocol):
         ...
 
     async def list_clients(self, text: str | None, limit: int, cursor: str | None) -> ClientPage: ...
-
-
-class ClientDirectory(CRM, Protocol):
-    """The store's own copies of clients and contacts, whatever CRM is configured: what the health monitor
-    reads in one pass, and what completions suggest (each a single query on the calling thread)."""
-
-    def all_clients(self) -> list[Client]:
-        """Every client, in one query."""
-        ...
-
-    def count(self) -> int: ...
-
-    def client_names(self, prefix: str, limit: int) -> list[str]:
-        """Client names containing `prefix` (case-insensitive), those starting with it first."""
-        ...
-
-    def client_ids(self, typed: str, limit: int) -> list[str]:
-        """Ids of clients whose id starts with, or whose name contains, what was typed."""
-        ...
-
-    def contact_ids(self, typed: str, limit: int) -> list[str]:
-        """Ids of contacts whose id starts with, or whose name or email contains, what was typed."""
-        ...

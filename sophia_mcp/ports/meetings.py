@@ -4,7 +4,6 @@ A request carries a key naming what it is about; booking the same key again retu
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import Protocol
 
@@ -31,12 +30,4 @@ class MeetingScheduler(Protocol):
     ) -> tuple[list[Meeting], str | None]:
         """Meetings booked, latest start first (one client's, starting on or after `starts_from`), and the next
         page's cursor (None on the last)."""
-        ...
-
-
-class StoredMeetings(MeetingScheduler, Protocol):
-    """The store's own meetings: a booking can join the transaction of what asked for it."""
-
-    def book_now(self, conn: sqlite3.Connection, request: MeetingRequest) -> tuple[Meeting, bool]:
-        """Book inside the caller's store transaction, so the meeting and its cause are kept or lost together."""
         ...
