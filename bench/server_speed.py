@@ -2,7 +2,7 @@
 
 The same method as bench/gong_server.py (whose driver this reuses): cold start is spawn -> initialize ->
 tools/list, the median of N alternating starts; tool-call latency is p50 and p99 of the server's read tools
-against the bare server's `echo`, taken in turns. Targets: cold start within 1.2x of the bare server, a tool call
+against the bare server's `echo`, taken in turns. Targets: cold start within 1.5x of the bare server, a tool call
 within 1.5x. Run: python bench/server_speed.py crm   (or composite, knowledge, alerts, linear)
 """
 
@@ -106,7 +106,7 @@ def measure(name: str, starts: int, calls: int) -> None:
     cold_bare, cold = statistics.median(bare_starts), statistics.median(starts_of)
     print("cold start (spawn -> initialize -> tools/list), median of the runs:")
     print(f"  bare MCPServer   {cold_bare * 1000:8.1f} ms")
-    print(f"  {name:16s} {cold * 1000:8.1f} ms   ratio {cold / cold_bare:.2f}  (target <= 1.2)")
+    print(f"  {name:16s} {cold * 1000:8.1f} ms   ratio {cold / cold_bare:.2f}  (target <= 1.5)")
     print("tool-call latency over stdio (server + pipes, no client-side validation):")
     base = series["echo (bare)"]
     for label, values in series.items():
