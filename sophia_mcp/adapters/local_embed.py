@@ -9,7 +9,6 @@ in the wrong folder and then try Hugging Face; pointing its cache at its own ins
 
 from __future__ import annotations
 
-import functools
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,17 +23,6 @@ if TYPE_CHECKING:
 
 BATCH = 512
 INLINE_CHARS = 2_000
-
-
-@functools.cache
-def local_tokenizer() -> Any:
-    """The local model's own tokenizer (a Hugging Face `tokenizers.Tokenizer`): chunk budgets count its tokens."""
-    import wordllama
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(
-        str(Path(wordllama.__file__).parent / "tokenizers" / "l2_supercat_tokenizer_config.json")
-    )
 
 
 class LocalEmbedder:

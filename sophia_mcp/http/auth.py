@@ -16,7 +16,6 @@ from typing import Any, Protocol
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 
-from sophia_mcp.adapters.jwt_verifier import JWTVerifier
 from sophia_mcp.settings import Settings
 
 STATIC_CLIENT = "static-token"
@@ -66,6 +65,9 @@ def auth_options(settings: Settings) -> dict[str, Any]:
             issuer_url=http.issuer, resource_server_url=http.audience, required_scopes=http.required_scopes or None,
             validate_token_resource=False,  # the verifier checks the audience itself
         )  # fmt: skip
+        # The JWT verifier (PyJWT, cryptography) is a heavy optional client: it loads when OAuth is configured.
+        from sophia_mcp.adapters.jwt_verifier import JWTVerifier
+
         return {"auth": auth, "token_verifier": JWTVerifier(http.jwks_url, http.issuer, http.audience)}
     if http.bearer_token is not None:
         # With no resource URL nothing is published about an authorization server; the SDK still wants its URL.

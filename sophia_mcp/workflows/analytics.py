@@ -16,7 +16,6 @@ from typing import Any, Literal
 from pydantic import Field
 
 from sophia_mcp.adapters import warehouse_sql
-from sophia_mcp.analysis.sql_guard import check_select, limited
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.times import iso, utcnow
@@ -154,15 +153,23 @@ async def _read(services: Services, sql: str, params: list[Any], limit: int) -> 
     return TableResult(columns=result.columns, rows=result.rows[:limit], truncated=len(result.rows) > limit, sql=sql)
 
 
+def _guarded(sql: str, limit: int, dialect: str, written_in: str = "sqlite") -> str:
+    """`sql` (written in `written_in`) checked by the SQL guard and capped at `limit` rows, in `dialect`."""
+    # sqlglot is the heaviest import of a server: it loads with the first statement checked, not at every start.
+    from sophia_mcp.analysis.sql_guard import check_select, limited
+
+    return limited(check_select(sql, ALLOWED_TABLES, written_in), limit, dialect)
+
+
 @lru_cache(maxsize=64)
 def _metric_sql(name: str, dialect: str, limit: int) -> str:
     """A metric's statement, checked and capped, in the warehouse's dialect (parsed once, not per call)."""
-    return limited(check_select(METRICS[name].sql, ALLOWED_TABLES), limit, dialect)
+    return _guarded(METRICS[name].sql, limit, dialect)
 
 
 @lru_cache(maxsize=8)
 def _client_sql(dialect: str) -> str:
-    return limited(check_select(warehouse_sql.CLIENT_BY_ID, ALLOWED_TABLES), 1, dialect)
+    return _guarded(warehouse_sql.CLIENT_BY_ID, 1, dialect)
 
 
 async def run_metric(
@@ -210,4 +217,4 @@ async def query_warehouse(services: Services, sql: str, limit: int = ROW_LIMIT) 
 @lru_cache(maxsize=256)
 def _checked(sql: str, dialect: str, limit: int) -> str:
     """A query's checked, capped statement; a query asked again (models repeat themselves) is not parsed again."""
-    return limited(check_select(sql, ALLOWED_TABLES, dialect), limit, dialect)
+    return _guarded(sql, limit, dialect, written_in=dialect)

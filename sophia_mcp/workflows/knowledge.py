@@ -27,7 +27,7 @@ import anyio.to_thread
 from pydantic import Field
 
 from sophia_mcp.adapters.document_worker import read_document
-from sophia_mcp.adapters.local_embed import local_tokenizer
+from sophia_mcp.adapters.local_tokenizer import local_tokenizer
 from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX, chunk_text
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.knowledge import DocumentFilter, DocumentInfo, Format, SearchHit
