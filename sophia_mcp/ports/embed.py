@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:  # numpy costs a server's start 60 ms; only the backends that compute vectors import it
+if TYPE_CHECKING:  # numpy comes with the backends that compute vectors, not with every server that names the type
     import numpy as np
     import numpy.typing as npt
 
