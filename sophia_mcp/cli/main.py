@@ -11,42 +11,17 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import anyio
 import typer
-from pydantic import SecretStr, ValidationError
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
-from sophia_mcp import __version__
-from sophia_mcp.adapters.gong import GongCalls
-from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX
 from sophia_mcp.analysis.health import format_score, format_threshold
-from sophia_mcp.analysis.lead_score import LeadScore
-from sophia_mcp.app.backends import backend_choices, build_services, check_real_services
 from sophia_mcp.app.logs import configure_logging
-from sophia_mcp.app.telemetry import configure_from_environment, shutdown
 from sophia_mcp.cli.serve import SERVER_NAMES, run_server, settings_problems
 from sophia_mcp.cli.terminal import Column, Report, console_for
-from sophia_mcp.demo.load import load_demo
-from sophia_mcp.domain.calls import CallFilter
-from sophia_mcp.domain.knowledge import DocumentFilter
 from sophia_mcp.domain.plural import plural
-from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import ConfigurationError, SophiaError
 from sophia_mcp.mcp.tool_names import SNAKE_WORD
-from sophia_mcp.settings import DEFAULT_SCHEDULES, load_settings
-from sophia_mcp.store.database import Store, file_failure
-from sophia_mcp.store.demo import DemoStore
-from sophia_mcp.store.firmographics import read_firmographics_csv, save_firmographics
-from sophia_mcp.workflows.call_health import HEALTH_ALERT, analyze_call, analyze_calls, link_call
-from sophia_mcp.workflows.call_import import import_gong_export
-from sophia_mcp.workflows.call_sync import sync_calls
+from sophia_mcp.store.database import file_failure
 from sophia_mcp.workflows.clients import resolve_client
-from sophia_mcp.workflows.delivery import deliver_pending
-from sophia_mcp.workflows.enrichment import enrich_contacts
-from sophia_mcp.workflows.health_monitor import monitor_health
-from sophia_mcp.workflows.knowledge import ingest_file, search
-from sophia_mcp.workflows.scheduler import Scheduler, list_schedules, sync_schedules
 from sophia_mcp.workflows.strategic import SOURCES, SourceName, StrategicAnswer, strategic_query
 
 if TYPE_CHECKING:
@@ -76,6 +51,8 @@ app.add_typer(crm_app, name="crm")
 
 def _version(asked: bool) -> None:
     if asked:
+        from sophia_mcp import __version__
+
         print(f"sophia-mcp {__version__}")
         raise typer.Exit()
 
@@ -148,6 +125,9 @@ def _say(text: str, style: str = "red", console: Console | None = None) -> None:
 
 
 def _settings() -> Settings:
+    from pydantic import ValidationError
+
+    from sophia_mcp.settings import load_settings
 
     try:
         settings = load_settings()
@@ -160,6 +140,8 @@ def _settings() -> Settings:
 
 def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
     """Build the services from settings, run `work`, and turn our errors into a message and exit code 1."""
+    from sophia_mcp.app.backends import build_services
+    from sophia_mcp.app.telemetry import configure_from_environment, shutdown
 
     configure_from_environment("sophia-cli")
     try:
@@ -189,6 +171,7 @@ def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
 
 
 def _progress_bar() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
         TextColumn("{task.description}"),
@@ -216,6 +199,8 @@ def serve(
 @app.command()
 def demo() -> None:
     """Load the demo into an empty data dir, analyse every call and report client health, then score the leads."""
+    from sophia_mcp.demo.load import load_demo
+    from sophia_mcp.workflows.call_health import analyze_calls
 
     console = _console()
 
@@ -281,6 +266,7 @@ def _demo_health(
     console.print(
         f"{at_risk} of {plural(len(latest), 'client')} {'is' if at_risk == 1 else 'are'} under the threshold."
     )
+    from sophia_mcp.workflows.call_health import HEALTH_ALERT
 
     new = {r.alert.key for r in reports if r.alert and r.alert.new}
     sent = [e for e in health_alerts if e.key.startswith(HEALTH_ALERT)]
@@ -296,6 +282,9 @@ def _demo_health(
 
 async def _demo_leads(services: Services, console: Console) -> None:
     """The demo's second job: enrich and score every contact, then show the best leads and why."""
+    from sophia_mcp.analysis.lead_score import LeadScore
+    from sophia_mcp.store.demo import DemoStore
+    from sophia_mcp.workflows.enrichment import enrich_contacts
 
     report = await enrich_contacts(services, since=datetime(2000, 1, 1, tzinfo=UTC))
     leads = await DemoStore(services.store).best_leads(services.crm.name)
@@ -330,6 +319,7 @@ def calls_import(
     paths: Annotated[list[Path], typer.Argument(help="Gong export files (JSON) or folders of them.")],
 ) -> None:
     """Import calls and transcripts saved from Gong's /v2/calls/extensive and /v2/calls/transcript."""
+    from sophia_mcp.workflows.call_import import import_gong_export
 
     console = _console()
 
@@ -367,6 +357,7 @@ def calls_list(
     limit: Annotated[int, typer.Option(min=1, max=100, help="How many, newest first.")] = 20,
 ) -> None:
     """List calls newest first, with their ids (for `sophia-mcp run analyze-call`), dates and clients."""
+    from sophia_mcp.domain.calls import CallFilter
 
     console = _console()
 
@@ -397,6 +388,7 @@ def calls_link(
     client: Annotated[str, typer.Argument(help="The client's id, or its name (case and punctuation aside).")],
 ) -> None:
     """Link a call to its client by hand (for calls imported with none), and recompute that client's health."""
+    from sophia_mcp.workflows.call_health import link_call
 
     console = _console()
 
@@ -425,6 +417,8 @@ def calls_sync(
     ] = None,
 ) -> None:
     """Pull calls and transcripts from Gong into the local store (needs SOPHIA_GONG__BACKEND=gong)."""
+    from sophia_mcp.adapters.gong import GongCalls
+    from sophia_mcp.workflows.call_sync import sync_calls
 
     console = _console()
 
@@ -456,6 +450,7 @@ def calls_sync(
 @run_app.command("analyze-call")
 def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id.")]) -> None:
     """Analyse one call, update its client's health and alert if it is under the threshold."""
+    from sophia_mcp.workflows.call_health import analyze_call
 
     console = _console()
 
@@ -485,6 +480,7 @@ def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id."
 def run_health_monitor() -> None:
     # typer keeps a docstring's line breaks in --help; one paragraph reads as one.
     """One pass of the client-health monitor: an issue, a meeting request and an alert for each client under the threshold, once per period however often it runs."""  # noqa: E501
+    from sophia_mcp.workflows.health_monitor import monitor_health
 
     console = _console()
 
@@ -509,6 +505,7 @@ def run_health_monitor() -> None:
 
 
 def _schedules_help() -> str:
+    from sophia_mcp.settings import DEFAULT_SCHEDULES
 
     listed = "; ".join(f"{s.name} ({s.workflow}) {s.spec}" for s in DEFAULT_SCHEDULES)
     return (
@@ -528,6 +525,8 @@ def _run_line(run: ScheduleRun) -> str:
 def schedule(
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then stop.")] = False,
 ) -> None:
+    from sophia_mcp.domain.times import utcnow
+    from sophia_mcp.workflows.scheduler import Scheduler, list_schedules, sync_schedules
 
     console = _console()
 
@@ -564,6 +563,7 @@ def crm_enrich(
     force: Annotated[bool, typer.Option(help="Ask the enricher again for contacts it answered recently.")] = False,
 ) -> None:
     """Enrich contacts, score them as leads and write back what changed; safe to re-run after a failure."""
+    from sophia_mcp.workflows.enrichment import enrich_contacts
 
     console = _console()
     if not contact_ids and since is None:  # said before anything starts
@@ -600,6 +600,7 @@ def crm_import_firmographics(
     path: Annotated[Path, typer.Argument(help="CSV with a header: domain, name, industry, employees, ...")],
 ) -> None:
     """Load firmographics (one firm per row, by domain) for the local enricher; rows update firms already known."""
+    from sophia_mcp.store.firmographics import read_firmographics_csv, save_firmographics
 
     console = _console()
 
@@ -632,6 +633,8 @@ def kb_ingest(
     tag: Annotated[list[str] | None, typer.Option(help="A tag (repeat for several).")] = None,
 ) -> None:
     """Ingest documents (PDF, DOCX, HTML, Markdown, text); the same content again changes nothing."""
+    from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX
+    from sophia_mcp.workflows.knowledge import ingest_file
 
     console = _console()
     files = [p for path in paths for p in (sorted(path.rglob("*")) if path.is_dir() else [path])
@@ -662,6 +665,8 @@ def kb_search(
     type: Annotated[list[str] | None, typer.Option(help="Only this document type (repeat for several).")] = None,
 ) -> None:
     """Search the knowledge base and print the passages with their citations."""
+    from sophia_mcp.domain.knowledge import DocumentFilter
+    from sophia_mcp.workflows.knowledge import search
 
     console = _console()
 
@@ -773,6 +778,7 @@ def outbox_list(
 @outbox_app.command("deliver")
 def outbox_deliver() -> None:
     """Deliver every pending side effect now."""
+    from sophia_mcp.workflows.delivery import deliver_pending
 
     console = _console()
 
@@ -787,6 +793,12 @@ def outbox_deliver() -> None:
 @app.command()
 def doctor() -> None:
     """Show which backend serves each port, where data lives, and check what is configured."""
+    from pydantic import SecretStr
+    from rich.markup import escape
+    from rich.table import Table
+
+    from sophia_mcp.app.backends import backend_choices, build_services, check_real_services
+    from sophia_mcp.store.database import Store
 
     console = _console()
     settings = _settings()
