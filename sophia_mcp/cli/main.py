@@ -1,4 +1,7 @@
-"""The `sophia-mcp` command: serve a server, load the demo, import calls, run a workflow, check the setup."""
+"""The `sophia-mcp` command: serve a server, load the demo, import calls, run a workflow, check the setup.
+
+A command imports its workflows when it runs: `sophia-mcp serve` is this same program, and a server's start should
+not load the workflows of every other command (bench/server_speed.py measures it)."""
 
 from __future__ import annotations
 
@@ -18,11 +21,10 @@ from sophia_mcp.app.logs import configure_logging
 from sophia_mcp.cli.serve import SERVER_NAMES, run_server, settings_problems
 from sophia_mcp.cli.terminal import Column, Report, console_for
 from sophia_mcp.domain.plural import plural
+from sophia_mcp.domain.strategic import SOURCES, SourceName
 from sophia_mcp.errors import ConfigurationError, SophiaError
 from sophia_mcp.mcp.tool_names import SNAKE_WORD
 from sophia_mcp.store.database import file_failure
-from sophia_mcp.workflows.clients import resolve_client
-from sophia_mcp.workflows.strategic import SOURCES, SourceName, StrategicAnswer, strategic_query
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from sophia_mcp.domain.schedules import ScheduleRun
     from sophia_mcp.settings import Settings
     from sophia_mcp.workflows.call_health import CallHealthReport
+    from sophia_mcp.workflows.strategic import StrategicAnswer
 
 T = TypeVar("T")
 
@@ -700,6 +703,9 @@ def ask(
     ] = None,
 ) -> None:
     """Answer a business question from the warehouse, the calls, the knowledge base and the web at once: the evidence with numbered citations, and an answer citing them when a model is configured."""  # noqa: E501
+    from sophia_mcp.workflows.clients import resolve_client
+    from sophia_mcp.workflows.strategic import strategic_query
+
     console = _console()
 
     async def work(services: Services) -> None:

@@ -27,6 +27,7 @@ from sophia_mcp.analysis.question import Period, Topic, find_client, read_period
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.results import CallAnalysis
+from sophia_mcp.domain.strategic import SOURCES, SourceName
 from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.domain.web import Recency
 from sophia_mcp.domain.writing import UnusableAnswer, WriterName, WritingRequest
@@ -39,8 +40,6 @@ from sophia_mcp.workflows.runs import start_run
 
 log = logging.getLogger(__name__)
 
-SourceName = Literal["warehouse", "calls", "knowledge", "web"]
-SOURCES: tuple[SourceName, ...] = ("warehouse", "calls", "knowledge", "web")
 QUOTE_CHARS = 400
 CALLS_CITED = 8
 DEFAULT_DAYS = 90  # the window of a question that names none
