@@ -721,27 +721,28 @@ def ask(
 
 
 def _print_answer(console: Console, result: StrategicAnswer) -> None:
-    """The answer (or why there is none), then each citation with its quote, then the gaps."""
+    """The answer (or why there is none), then each citation with its quote, then the gaps; at a terminal, lines
+    wrap between words (piped, the console has no width and nothing folds)."""
     evidence, scope = result.evidence, result.evidence.scope
     whose = scope.client_name or "every client"
     named = f"; competitors named: {', '.join(scope.competitors)}" if scope.competitors else ""
-    console.print(Text(f"Read as: {whose}, {scope.period}{named}.", style="dim"), soft_wrap=True)
+    console.print(Text(f"Read as: {whose}, {scope.period}{named}.", style="dim"))
     console.print()
     if result.answer:
         console.print(Text(f"Answer (written by {result.synthesized_by}):", style="bold"))
-        console.print(Text(result.answer), soft_wrap=True)
+        console.print(Text(result.answer))
     elif evidence.citations:
-        console.print(Text(NO_MODEL, style="yellow"), soft_wrap=True)
+        console.print(Text(NO_MODEL, style="yellow"))
     else:
-        console.print(Text("No source had anything on this question.", style="yellow"), soft_wrap=True)
+        console.print(Text("No source had anything on this question.", style="yellow"))
     for citation in evidence.citations:
         console.print()
-        console.print(Text(f"[{citation.id}] {citation.title} ({citation.locator})", style="bold"), soft_wrap=True)
-        console.print(Text(citation.quote), soft_wrap=True)
+        console.print(Text(f"[{citation.id}] {citation.title} ({citation.locator})", style="bold"))
+        console.print(Text(citation.quote))
     if evidence.gaps:
         console.print()
         for gap in evidence.gaps:
-            console.print(Text(f"Gap: {gap}", style="yellow"), soft_wrap=True)
+            console.print(Text(f"Gap: {gap}", style="yellow"))
 
 
 class OutboxStatus(StrEnum):
