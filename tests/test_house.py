@@ -6,6 +6,7 @@ pyproject.toml, which CI runs."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -38,17 +39,18 @@ def sql_outside_the_store(sources: dict[str, str]) -> list[str]:
     return found
 
 
-def sdk_private_names() -> set[str]:
+@functools.cache
+def sdk_private_names() -> frozenset[str]:
     names = set()
     for path in Path(mcp.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             name = node.name if isinstance(node, DEFINED) else node.attr if isinstance(node, ast.Attribute) else ""
             if name.startswith("_") and not name.startswith("__"):
                 names.add(name)
-    return names
+    return frozenset(names)
 
 
-def sdk_privates_used(sources: dict[str, str], private: set[str]) -> list[str]:
+def sdk_privates_used(sources: dict[str, str], private: frozenset[str]) -> list[str]:
     found = []
     for name, source in sources.items():
         tree = ast.parse(source)
