@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from email_validator import EmailNotValidError, validate_email
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
@@ -66,7 +65,10 @@ ClientRef = Annotated[
 
 
 def _valid_email(value: str) -> str:
-    """email-validator's syntax check (no DNS lookup)."""
+    """email-validator's syntax check (no DNS lookup). It loads with the first address to check: its Unicode and
+    domain tables are a sizeable part of a server's start, and most sessions check no address."""
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:

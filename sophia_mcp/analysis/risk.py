@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import cache
 
 from sophia_mcp.analysis.competitors import find_in_text
 from sophia_mcp.analysis.speakers import name_of, side_of, speaker_index
@@ -21,8 +22,15 @@ from sophia_mcp.domain.results import RiskFactor, RiskKind
 from sophia_mcp.domain.weights import Competitor
 
 
-def _rx(*alternatives: str) -> re.Pattern[str]:
-    return re.compile(r"\b(?:" + "|".join(alternatives) + r")\b", re.IGNORECASE)
+def _rx(*alternatives: str) -> str:
+    """The phrasings as one pattern of whole words; it is compiled where it is first matched (`_compiled`), so a
+    server that analyses no call does not spend its start compiling them."""
+    return r"\b(?:" + "|".join(alternatives) + r")\b"
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
 
 
 COST = (
@@ -31,7 +39,7 @@ COST = (
 )
 WE_PAY = r"what (?:we|i) (?:pay|paid|are paying|am paying)"
 
-PATTERNS: dict[RiskKind, re.Pattern[str]] = {
+PATTERNS: dict[RiskKind, str] = {
     "pricing": _rx(
         r"(?:too|so|really|very) (?:expensive|pricey|costly)",
         r"overpric(?:ed|ing)",
@@ -175,16 +183,16 @@ def risk_kinds(text: str, competitors: Sequence[Competitor] = ()) -> list[RiskKi
     """The kinds of risk a client's sentence expresses, in a fixed order."""
     kinds: list[RiskKind] = []
     for kind, pattern in PATTERNS.items():
-        for match in pattern.finditer(text):
+        for match in _compiled(pattern).finditer(text):
             # "not working" carries its own negation; only negations before the phrase turn it around.
             if not _negated(text, match.start()):
                 kinds.append(kind)
                 break
     if competitors and find_in_text(text, competitors):
-        evaluation = EVALUATION_WORDS.search(text)
+        evaluation = _compiled(EVALUATION_WORDS).search(text)
         if "competitor_evaluation" not in kinds and evaluation and not _negated(text, evaluation.start()):
             kinds.append("competitor_evaluation")
-        move = MOVE_TO.search(text)
+        move = _compiled(MOVE_TO).search(text)
         if "churn_intent" not in kinds and move and not _negated(text, move.start()):
             kinds.insert(1 if "pricing" in kinds else 0, "churn_intent")
     return kinds

@@ -14,18 +14,11 @@ from typing import Generic, TypeVar, get_args
 
 from pydantic import BaseModel
 
-from sophia_mcp.adapters.apollo import ApolloEnricher, apollo_client
-from sophia_mcp.adapters.gong import GongCalls, gong_client
-from sophia_mcp.adapters.hubspot import HubSpotCRM, hubspot_client
 from sophia_mcp.adapters.lexicon_analyst import LocalAnalyst
-from sophia_mcp.adapters.linear import LinearTracker, linear_client
 from sophia_mcp.adapters.local_warehouse import LocalWarehouse
 from sophia_mcp.adapters.memory_cache import MemoryCache
 from sophia_mcp.adapters.no_web_search import NoWebSearch
-from sophia_mcp.adapters.openai_writer import OpenAIWriter
 from sophia_mcp.adapters.outbox_notifier import LocalNotifier
-from sophia_mcp.adapters.pinecone import PineconeIndex, pinecone_client
-from sophia_mcp.adapters.web_search import PerplexitySearch, TavilySearch
 from sophia_mcp.app.services import ServiceCheck, Services
 from sophia_mcp.errors import SophiaError
 from sophia_mcp.ports.analyst import Analyst
@@ -39,6 +32,7 @@ from sophia_mcp.ports.notify import Notifier
 from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
 from sophia_mcp.ports.web import WebSearch
+from sophia_mcp.ports.writer import Writer
 from sophia_mcp.settings import Settings
 from sophia_mcp.store.bugs import BugReports
 from sophia_mcp.store.calls import LocalCalls
@@ -50,7 +44,6 @@ from sophia_mcp.store.documents import Documents
 from sophia_mcp.store.enrichment import EnrichmentLedger
 from sophia_mcp.store.firmographics import LocalEnricher
 from sophia_mcp.store.health_alerts import HealthAlertLedger
-from sophia_mcp.store.issue_keys import IssueKeys
 from sophia_mcp.store.meetings import Meetings
 from sophia_mcp.store.outbox import Outbox
 from sophia_mcp.store.runs import RunLedger
@@ -107,8 +100,61 @@ class Port(Generic[T]):
         return next(b for b in self.backends if b.name == name).build(base)
 
 
-# The heavy clients (numpy and the model's weights, openai, snowflake-connector, slack-sdk with aiohttp, redis)
-# load with the backend that needs them, not with this module: a server pays only for what it is configured with.
+# Every client of a real service (httpx with its retries and rate limits, openai, snowflake-connector, slack-sdk
+# with aiohttp, redis) and the bundled embedding model (numpy and its weights) load with the backend that needs them,
+# not with this module: a server on the embedded default pays only for what it is configured with.
+
+
+def _gong(base: Embedded) -> CallSource:
+    from sophia_mcp.adapters.gong import GongCalls, gong_client
+
+    return GongCalls(gong_client(base.settings.gong))
+
+
+def _hubspot(base: Embedded) -> CRM:
+    from sophia_mcp.adapters.hubspot import HubSpotCRM, hubspot_client
+
+    return HubSpotCRM(hubspot_client(base.settings.hubspot), base.settings.hubspot)
+
+
+def _apollo(base: Embedded) -> Enricher:
+    from sophia_mcp.adapters.apollo import ApolloEnricher, apollo_client
+
+    return ApolloEnricher(apollo_client(base.settings.apollo), base.settings.apollo)
+
+
+def _pinecone(base: Embedded) -> VectorIndex:
+    from sophia_mcp.adapters.pinecone import PineconeIndex, pinecone_client
+
+    return PineconeIndex(pinecone_client(base.settings.pinecone), base.settings.pinecone.namespace)
+
+
+def _linear(base: Embedded) -> IssueTracker:
+    from sophia_mcp.adapters.linear import LinearTracker, linear_client
+    from sophia_mcp.store.issue_keys import IssueKeys
+
+    return LinearTracker(linear_client(base.settings.linear), IssueKeys(base.store, "linear"), base.settings.linear)
+
+
+def _tavily(base: Embedded) -> WebSearch:
+    from sophia_mcp.adapters.web_search import TavilySearch
+
+    return TavilySearch(base.settings.tavily)
+
+
+def _perplexity(base: Embedded) -> WebSearch:
+    from sophia_mcp.adapters.web_search import PerplexitySearch
+
+    return PerplexitySearch(base.settings.perplexity)
+
+
+def _writer(settings: Settings) -> Writer | None:
+    """The configured model that writes answers, when there is one."""
+    if settings.openai.api_key is None:
+        return None
+    from sophia_mcp.adapters.openai_writer import OpenAIWriter
+
+    return OpenAIWriter(settings.openai)
 
 
 def _local_embedder(base: Embedded) -> Embedder:
@@ -163,7 +209,7 @@ def _auto_analyst(base: Embedded) -> Analyst:
 CALL_SOURCE = Port[CallSource](
     "CallSource", "calls", "gong", (
         Backend("local", "the calls kept in the store", lambda b: b.local_calls),
-        Backend("gong", "Gong's API", lambda b: GongCalls(gong_client(b.settings.gong))),
+        Backend("gong", "Gong's API", _gong),
     ),
 )  # fmt: skip
 ANALYST = Port[Analyst](
@@ -193,13 +239,13 @@ NOTIFIER = Port[Notifier](
 CRM_PORT = Port[CRM](
     "CRM", "crm", "hubspot", (
         Backend("local", "the clients and contacts kept in the store", lambda b: b.clients),
-        Backend("hubspot", "HubSpot", lambda b: HubSpotCRM(hubspot_client(b.settings.hubspot), b.settings.hubspot)),
+        Backend("hubspot", "HubSpot", _hubspot),
     ),
 )  # fmt: skip
 ENRICHER = Port[Enricher](
     "Enricher", "enricher", "apollo", (
         Backend("local", "the firmographics kept in the store", lambda b: LocalEnricher(b.store)),
-        Backend("apollo", "Apollo", lambda b: ApolloEnricher(apollo_client(b.settings.apollo), b.settings.apollo)),
+        Backend("apollo", "Apollo", _apollo),
     ),
 )  # fmt: skip
 EMBEDDER = Port[Embedder](
@@ -211,23 +257,20 @@ EMBEDDER = Port[Embedder](
 VECTOR_INDEX = Port[VectorIndex](
     "VectorIndex", "vectors", "pinecone", (
         Backend("local", "vectors kept in the store", _local_vectors),
-        Backend("pinecone", "Pinecone",
-                lambda b: PineconeIndex(pinecone_client(b.settings.pinecone), b.settings.pinecone.namespace)),
+        Backend("pinecone", "Pinecone", _pinecone),
     ),
 )  # fmt: skip
 ISSUE_TRACKER = Port[IssueTracker](
     "IssueTracker", "tracker", "linear", (
         Backend("local", "issues kept in the store", lambda b: LocalTracker(b.store)),
-        Backend("linear", "Linear",
-                lambda b: LinearTracker(linear_client(b.settings.linear), IssueKeys(b.store, "linear"),
-                                        b.settings.linear)),
+        Backend("linear", "Linear", _linear),
     ),
 )  # fmt: skip
 WEB_SEARCH = Port[WebSearch](
     "WebSearch", "web", "web_search", (
         Backend("local", "none: the strategic query reports the gap", lambda b: NoWebSearch()),
-        Backend("tavily", "Tavily", lambda b: TavilySearch(b.settings.tavily)),
-        Backend("perplexity", "Perplexity", lambda b: PerplexitySearch(b.settings.perplexity)),
+        Backend("tavily", "Tavily", _tavily),
+        Backend("perplexity", "Perplexity", _perplexity),
     ),
 )  # fmt: skip
 CACHE = Port[Cache](
@@ -306,7 +349,7 @@ def build_services(settings: Settings) -> Services:
         churn_signals=ChurnSignals(store),
         competition=Competition(store),
         suggestions=Suggestions(store),
-        writer=OpenAIWriter(settings.openai) if settings.openai.api_key is not None else None,
+        writer=_writer(settings),
     )
 
 
