@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -13,7 +16,6 @@ from pydantic import ValidationError
 
 from sophia_mcp.app.logs import configure_logging
 from sophia_mcp.app.telemetry import configure_from_environment, shutdown
-from sophia_mcp.http.serving import NotSafeToServe, serve_http
 from sophia_mcp.settings import load_settings
 
 SERVER_NAMES = ("composite", "gong", "crm", "knowledge", "alerts", "linear")
@@ -28,11 +30,10 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
         raise SystemExit(2) from exc
     configure_logging(settings.log_level)
     configure_from_environment(f"sophia-{name}")
-    # Only the server asked for is imported: the others' modules are no part of its start.
-    module = importlib.import_module(f"sophia_mcp.servers.{name}")
     try:
         if transport == "stdio":
-            server = module.create_server(settings, log_level=settings.log_level)
+            with _starting():
+                server = _server_module(name).create_server(settings, log_level=settings.log_level)
             server.client_is_local = True  # the client runs here: its file:// roots name this machine's folders
             # Ctrl-C ends the server at once, in one line: stdin is read in a thread that would otherwise hold the
             # process until the next line arrives. Whatever was under way is as after a crash: the store is safe.
@@ -48,13 +49,36 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
             finally:
                 server.close()
         else:
+            # The HTTP stack (uvicorn's protocols, our auth, limits and connection guards) loads when HTTP is
+            # chosen: a desktop client starts its server over stdio, once per session, and waits for that start.
+            from sophia_mcp.http.serving import NotSafeToServe, serve_http
+
             try:
-                serve_http(module.create_server, settings, transport, host, port)
+                serve_http(_server_module(name).create_server, settings, transport, host, port)
             except NotSafeToServe as exc:
                 print(exc, file=sys.stderr)
                 raise SystemExit(2) from exc
     finally:
         shutdown()
+
+
+def _server_module(name: str) -> Any:
+    """Only the server asked for is imported: the others' modules are no part of its start."""
+    return importlib.import_module(f"sophia_mcp.servers.{name}")
+
+
+@contextmanager
+def _starting() -> Iterator[None]:
+    """No garbage collection while a server is built. Its start makes over a hundred thousand objects (the SDK's
+    and our models, every tool's schemas) that live as long as the server does: the collector, run again and again
+    as they pile up, walks them all and finds nothing to free. Once built they are set aside (`gc.freeze`), so the
+    collections during its calls do not walk them either."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:
