@@ -10,9 +10,23 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
+
+
+class _ToStderr(logging.StreamHandler[Any]):
+    """Plain lines to whatever `sys.stderr` is when a record comes, not what it was when logging was configured: a
+    host (or a test's capture) that swaps stderr and closes the old one would otherwise get a logging error."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
 
 
 def configure_logging(level: str) -> None:
@@ -21,6 +35,6 @@ def configure_logging(level: str) -> None:
         handler = RichHandler(console=Console(stderr=True), show_path=False)
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _ToStderr()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
