@@ -12,7 +12,7 @@ from sophia_mcp.analysis.conversation import talk_stats
 from sophia_mcp.analysis.health import call_components, client_health
 from sophia_mcp.analysis.insights import build_analysis, local_insights
 from sophia_mcp.analysis.risk import risk_kinds
-from sophia_mcp.analysis.sentiment import label, sentence_sentiment, summarize_sentiment
+from sophia_mcp.analysis.sentiment import business_sentiment, label, sentence_sentiment, summarize_sentiment
 from sophia_mcp.domain.calls import Call, Monologue, Party, Sentence, Transcript
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.results import CallAnalysis
@@ -120,6 +120,15 @@ SENTIMENT = [
 @pytest.mark.parametrize(("sentence", "expected"), SENTIMENT)
 def test_sentiment_labels(sentence: str, expected: str) -> None:
     assert label(sentence_sentiment(sentence)) == expected
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [("Thanks, that is all.", "neutral"), ("Happy to help with that.", "neutral"),
+     ("Then I am happy to sign.", "positive"), ("We are happy to renew for two years.", "positive")],
+)  # fmt: skip
+def test_courtesy_is_manners_but_a_client_happy_to_sign_is_not(sentence: str, expected: str) -> None:
+    assert label(business_sentiment(sentence)) == expected
 
 
 def test_sentiment_rolls_up_per_speaker_and_for_the_client() -> None:

@@ -78,7 +78,7 @@ MIXED_AT = (0.4, -0.3)  # a client sentence at least this positive and one at mo
 COURTESY = re.compile(
     r"^(?:great|perfect|sure|okay|ok|wonderful|awesome|excellent|good|cool|lovely|fantastic|yes|yeah|right)\b[,.!]*\s*"
     r"|\b(?:thank you(?: (?:so|very) much)?|thanks(?: (?:a lot|so much))?|please|sounds (?:good|great)|that works"
-    r"|no problem|happy to(?: help)?|(?:i |we )?(?:really )?appreciate (?:it|that|you|the)|much appreciated"
+    r"|no problem|happy to help|(?:i |we )?(?:really )?appreciate (?:it|that|you|the)|much appreciated"
     r"|good to (?:see|hear from) you|nice to (?:meet|see) you"
     r"|have a (?:good|great|nice) (?:day|weekend|holiday))\b[,.!]*",
     re.IGNORECASE,
