@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 from platformdirs import user_data_dir
@@ -174,6 +175,39 @@ class MonitorSettings(BaseModel):
                                   "at this hour (UTC).")  # fmt: skip
     meeting_minutes: int = Field(default=30, ge=5, le=240)
     organizer_email: str = Field(default="cs-ops@sophia.local", description="Who sends the meeting requests.")
+
+
+class CalendarSettings(BaseModel):
+    """Where meetings are booked: .ics invites kept in the store (local), or a CalDAV calendar (Google Calendar,
+    iCloud, Fastmail, Nextcloud, Radicale), at the first free slot of the organizer's working hours."""
+
+    backend: Literal["local", "caldav"] = "local"
+    url: str | None = Field(default=None, description="The CalDAV server, or the calendar's own URL.")
+    username: str | None = None
+    password: SecretStr | None = Field(default=None, description="The password, or an app password.")
+    calendar: str | None = Field(
+        default=None, max_length=200, description="The calendar's name when the URL names a server; default the first."
+    )
+    timezone: str = Field(default="UTC", description="The organizer's time zone (IANA name, e.g. America/Chicago).")
+    work_start_hour: int = Field(default=9, ge=0, le=23, description="Working hours start (local time).")
+    work_end_hour: int = Field(default=17, ge=1, le=24, description="Working hours end (local time).")
+    search_days: int = Field(default=10, ge=1, le=60, description="How many days ahead a free slot is looked for.")
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin") from None
+        return value
+
+    @model_validator(mode="after")
+    def _hours_in_order(self) -> CalendarSettings:
+        if self.work_end_hour <= self.work_start_hour:
+            raise ValueError("work_end_hour must come after work_start_hour")
+        return self
 
 
 INTERVAL = re.compile(r"^(\d{1,6})(s|m|h|d)$")
@@ -485,6 +519,7 @@ class Settings(BaseSettings):
     analyst: AnalystSettings = Field(default_factory=AnalystSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     strategic: StrategicSettings = Field(default_factory=StrategicSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)

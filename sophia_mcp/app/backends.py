@@ -28,6 +28,7 @@ from sophia_mcp.ports.crm import CRM
 from sophia_mcp.ports.embed import Embedder
 from sophia_mcp.ports.enrich import Enricher
 from sophia_mcp.ports.issues import IssueTracker
+from sophia_mcp.ports.meetings import MeetingScheduler
 from sophia_mcp.ports.notify import Notifier
 from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
@@ -148,6 +149,12 @@ def _perplexity(base: Embedded) -> WebSearch:
     return PerplexitySearch(base.settings.perplexity)
 
 
+def _caldav(base: Embedded) -> MeetingScheduler:
+    from sophia_mcp.adapters.caldav_calendar import CalDAVCalendar
+
+    return CalDAVCalendar(base.settings.calendar, Meetings(base.store))
+
+
 def _writer(settings: Settings) -> Writer | None:
     """The configured model that writes answers, when there is one."""
     if settings.openai.api_key is None:
@@ -266,6 +273,12 @@ ISSUE_TRACKER = Port[IssueTracker](
         Backend("linear", "Linear", _linear),
     ),
 )  # fmt: skip
+MEETINGS = Port[MeetingScheduler](
+    "MeetingScheduler", "meetings", "calendar", (
+        Backend("local", "iCalendar invites kept in the store", lambda b: Meetings(b.store)),
+        Backend("caldav", "a CalDAV calendar, at the first free slot of working hours", _caldav),
+    ),
+)  # fmt: skip
 WEB_SEARCH = Port[WebSearch](
     "WebSearch", "web", "web_search", (
         Backend("local", "none: the strategic query reports the gap", lambda b: NoWebSearch()),
@@ -283,7 +296,7 @@ CACHE = Port[Cache](
 
 PORTS: tuple[Port[object], ...] = (
     CALL_SOURCE, ANALYST, WAREHOUSE, NOTIFIER, CRM_PORT, ENRICHER, EMBEDDER, VECTOR_INDEX, ISSUE_TRACKER, WEB_SEARCH,
-    CACHE,
+    CACHE, MEETINGS,
 )  # fmt: skip
 
 
@@ -319,7 +332,7 @@ def build_services(settings: Settings) -> Services:
     calls, analyst, warehouse = CALL_SOURCE.build(base), ANALYST.build(base), WAREHOUSE.build(base)
     crm, enricher, embedder = CRM_PORT.build(base), ENRICHER.build(base), EMBEDDER.build(base)
     vectors, tracker, web = VECTOR_INDEX.build(base), ISSUE_TRACKER.build(base), WEB_SEARCH.build(base)
-    cache, notifier = CACHE.build(base), NOTIFIER.build(base)
+    cache, notifier, meetings = CACHE.build(base), NOTIFIER.build(base), MEETINGS.build(base)
 
     return Services(
         settings=settings,
@@ -335,7 +348,7 @@ def build_services(settings: Settings) -> Services:
         tracker=tracker,
         web=web,
         cache=cache,
-        meetings=Meetings(store),
+        meetings=meetings,
         documents=Documents(store),
         bug_reports=BugReports(store),
         outbox=Outbox(store),

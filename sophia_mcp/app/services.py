@@ -12,6 +12,7 @@ from sophia_mcp.ports.crm import CRM
 from sophia_mcp.ports.embed import Embedder
 from sophia_mcp.ports.enrich import Enricher
 from sophia_mcp.ports.issues import IssueTracker
+from sophia_mcp.ports.meetings import MeetingScheduler
 from sophia_mcp.ports.notify import Notifier
 from sophia_mcp.ports.vectors import VectorIndex
 from sophia_mcp.ports.warehouse import Warehouse
@@ -27,7 +28,6 @@ from sophia_mcp.store.database import Store
 from sophia_mcp.store.documents import Documents
 from sophia_mcp.store.enrichment import EnrichmentLedger
 from sophia_mcp.store.health_alerts import HealthAlertLedger
-from sophia_mcp.store.meetings import Meetings
 from sophia_mcp.store.outbox import Outbox
 from sophia_mcp.store.runs import RunLedger
 from sophia_mcp.store.schedules import Schedules
@@ -61,7 +61,7 @@ class Services:
     tracker: IssueTracker
     web: WebSearch
     cache: Cache
-    meetings: Meetings  # a repository of the store: booking joins another's transaction (`book_now`)
+    meetings: MeetingScheduler
     documents: Documents
     bug_reports: BugReports
     outbox: Outbox

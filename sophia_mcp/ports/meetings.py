@@ -17,6 +17,10 @@ class MeetingScheduler(Protocol):
         """The meeting for the request's key: booked now (True) or earlier (False)."""
         ...
 
+    async def book_all(self, requests: list[MeetingRequest]) -> list[tuple[Meeting, bool]]:
+        """Each request's meeting, in order, and whether it was booked now (the health monitor books many)."""
+        ...
+
     async def get(self, uid: str) -> Meeting:
         """NotFound when there is none."""
         ...

@@ -21,15 +21,22 @@ from sophia_mcp.store.database import Store
 PRODID = "-//sophia-mcp//meetings//EN"
 
 
-def invite(request: MeetingRequest, uid: str) -> str:
-    """The request as an RFC 5545 calendar with one VEVENT and METHOD:REQUEST."""
+def meeting_uid(key: str) -> str:
+    """The invite's UID, from the request's key: the same request is the same event in every calendar."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32] + "@sophia-mcp"
+
+
+def invite(request: MeetingRequest, uid: str, method: str | None = "REQUEST") -> str:
+    """The request as an RFC 5545 calendar with one VEVENT and METHOD:REQUEST (`method` None: a calendar
+    object to store in a calendar, which RFC 4791 says carries no METHOD)."""
     # icalendar is heavy to import and only booking needs it: loaded then, not at every server's start.
     from icalendar import Calendar, Event, vCalAddress, vText
 
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
-    calendar.add("method", "REQUEST")
+    if method is not None:
+        calendar.add("method", method)
     event = Event()
     event.add("uid", uid)
     event.add("dtstamp", utcnow())
@@ -75,7 +82,7 @@ class Meetings:
         row = conn.execute("SELECT * FROM meetings WHERE key = ?", (request.key,)).fetchone()
         if row is not None:
             return _meeting(row), False
-        uid = hashlib.sha256(request.key.encode()).hexdigest()[:32] + "@sophia-mcp"
+        uid = meeting_uid(request.key)
         ends = request.starts_at + timedelta(minutes=request.minutes)
         ics = invite(request, uid)
         conn.execute(
@@ -109,6 +116,19 @@ class Meetings:
     def _book_all(self, requests: list[MeetingRequest]) -> list[tuple[Meeting, bool]]:
         with self.store.transaction() as conn:
             return [self.book_now(conn, request) for request in requests]
+
+    def _find(self, keys: list[str]) -> dict[str, Meeting]:
+        found: dict[str, Meeting] = {}
+        for at in range(0, len(keys), 500):  # well under SQLite's limit of bound values
+            part = keys[at : at + 500]
+            marks = ", ".join("?" for _ in part)
+            for row in self.store.query(f"SELECT * FROM meetings WHERE key IN ({marks})", part):
+                found[row["key"]] = _meeting(row)
+        return found
+
+    async def find(self, keys: list[str]) -> dict[str, Meeting]:
+        """The meetings already booked for these keys, by key."""
+        return await self.store.run(self._find, keys)
 
     def _get(self, uid: str) -> Meeting:
         row = self.store.query_one("SELECT * FROM meetings WHERE uid = ? OR key = ?", (uid, uid))
