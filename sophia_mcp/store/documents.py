@@ -29,7 +29,7 @@ from sophia_mcp.store.runs import process_alive
 
 WORD = re.compile(r"\w+", re.UNICODE)
 INLINE_CHUNKS = 2000  # up to this many chunks full-text ranking runs in the calling thread, past it in a worker
-POSTINGS = 4000  # most chunks one full-text ranking scores over a large base (bm25 costs per chunk it scores)
+POSTINGS = 1000  # most chunks one full-text ranking scores over a large base (bm25 costs per chunk it scores)
 ALL_OF = 8  # the rarest words a chunk must all hold to come first
 log = logging.getLogger(__name__)
 
@@ -255,6 +255,8 @@ class Documents:
             postings += held
         more = self._ranked(deadline, fts_query(some), flt, limit)
         if more is None:
+            if found:
+                log.info("full-text ranking ran out of its time after the chunks holding all the rarest words")
             return found or None
         seen = set(found)
         return [*found, *(c for c in more if c not in seen)][:limit]
