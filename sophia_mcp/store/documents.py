@@ -13,6 +13,7 @@ import os
 import re
 import sqlite3
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import date
@@ -28,6 +29,8 @@ from sophia_mcp.store.runs import process_alive
 
 WORD = re.compile(r"\w+", re.UNICODE)
 INLINE_CHUNKS = 2000  # up to this many chunks full-text ranking runs in the calling thread, past it in a worker
+POSTINGS = 1000  # most chunks one full-text ranking scores over a large base (bm25 costs per chunk it scores)
+ALL_OF = 8  # the rarest words a chunk must all hold to come first
 log = logging.getLogger(__name__)
 
 
@@ -92,12 +95,16 @@ STOPWORDS = frozenset(
 )
 
 
-def fts_query(text: str) -> str | None:
-    """A safe FTS5 query for free text: every word that says something quoted, any of them may match (bm25
-    ranks the rest)."""
+def query_words(text: str) -> list[str]:
+    """The words of free text a full-text query looks for, in order and once each: those that say something (all
+    of them if none does)."""
     words = [w for w in WORD.findall(text.lower()) if len(w) > 1 or w.isdigit()]
-    telling = [w for w in words if w not in STOPWORDS] or words
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(telling)) or None
+    return list(dict.fromkeys([w for w in words if w not in STOPWORDS] or words))
+
+
+def fts_query(words: Sequence[str], operator: str = "OR") -> str:
+    """A safe FTS5 query for the words: each quoted, joined by `operator` (OR: any may match, bm25 ranks)."""
+    return f" {operator} ".join(f'"{w}"' for w in words)
 
 
 class Documents:
@@ -175,10 +182,8 @@ class Documents:
         """Chunk id -> the chunk and its document, for those that exist."""
         return await self.store.read(self._chunks_by_id, chunk_ids, keys=len(chunk_ids))
 
-    def _lexical(self, text: str, flt: DocumentFilter | None, limit: int, budget_s: float) -> list[str]:
-        query = fts_query(text)
-        if query is None:
-            return []
+    def _ranked(self, deadline: float, query: str, flt: DocumentFilter | None, limit: int) -> list[str] | None:
+        """Chunk ids matching the FTS5 `query`, best (bm25) first; None if the deadline passes first."""
         where, params = filter_sql(flt)
         if params:
             sql = f"""
@@ -193,11 +198,68 @@ class Documents:
                     ORDER BY score LIMIT ?
                 ) f JOIN chunks c ON c.pk = f.rowid ORDER BY f.score
             """
-        answer = self.store.query_within(budget_s, sql, [query, *params, limit])
-        if answer is None:
+        answer = self.store.query_within(deadline - time.perf_counter(), sql, [query, *params, limit])
+        return None if answer is None else [r["id"] for r in answer[1]]
+
+    def _rarest(self, deadline: float, words: list[str]) -> list[tuple[int, str]] | None:
+        """The words found in some chunk with how many chunks hold each (counted up to just past `POSTINGS`),
+        rarest first; None if the deadline passes first."""
+        counted = []
+        for word in words:
+            answer = self.store.query_within(
+                deadline - time.perf_counter(),
+                "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+                [fts_query([word]), POSTINGS + 1],
+            )
+            if answer is None:
+                return None
+            if held := int(answer[1][0][0]):
+                counted.append((held, word))
+        return sorted(counted)
+
+    def _lexical(self, text: str, flt: DocumentFilter | None, limit: int, budget_s: float, chunks: int) -> list[str]:
+        words = query_words(text)
+        if not words:
+            return []
+        deadline = time.perf_counter() + budget_s
+        if chunks <= POSTINGS:  # any of the words, all ranked: cheap at this size
+            found = self._ranked(deadline, fts_query(words), flt, limit)
+        else:
+            found = self._rare_first(deadline, words, flt, limit)
+        if found is None:
             log.info("full-text ranking for %r ran out of its %.0f ms; the vectors rank alone", text, budget_s * 1000)
             return []
-        return [r["id"] for r in answer[1]]
+        return found
+
+    def _rare_first(
+        self, deadline: float, words: list[str], flt: DocumentFilter | None, limit: int
+    ) -> list[str] | None:
+        """Over a large base ranking every chunk holding any word costs most with common words, which say least: the
+        chunks holding all the rarest words first, then, if too few, those holding any of the rarest words that
+        together fill at most `POSTINGS` chunks (always the rarest one)."""
+        counted = self._rarest(deadline, words)
+        if counted is None:
+            return None
+        if not counted:
+            return []
+        rarest = [w for _, w in counted]
+        found = self._ranked(deadline, fts_query(rarest[:ALL_OF], "AND"), flt, limit)
+        if found is None or len(found) >= limit or len(rarest) == 1:
+            return found
+        some: list[str] = []
+        postings = 0
+        for held, word in counted:
+            if some and postings + held > POSTINGS:
+                break
+            some.append(word)
+            postings += held
+        more = self._ranked(deadline, fts_query(some), flt, limit)
+        if more is None:
+            if found:
+                log.info("full-text ranking ran out of its time after the chunks holding all the rarest words")
+            return found or None
+        seen = set(found)
+        return [*found, *(c for c in more if c not in seen)][:limit]
 
     def _chunks_held(self) -> int:
         """About how many chunks there are (the highest row number: never fewer), found in one index lookup."""
@@ -205,12 +267,14 @@ class Documents:
         return int(row[0] or 0) if row else 0
 
     async def lexical(self, text: str, flt: DocumentFilter | None, limit: int, budget_s: float = 0.05) -> list[str]:
-        """Chunk ids matching the words of `text`, best (bm25) first; none if ranking them takes over `budget_s`
-        (words common to a large share of many thousand chunks), and then the vectors rank alone. A small base
-        is ranked here, quicker than a trip to a worker thread; a large one there."""
-        if await self.store.read(self._chunks_held) <= INLINE_CHUNKS:
-            return await self.store.read(self._lexical, text, flt, limit, budget_s)
-        return await self.store.run(self._lexical, text, flt, limit, budget_s)
+        """Chunk ids matching the words of `text`, best (bm25) first: over a base of more than `POSTINGS` chunks,
+        those holding all its rarest words, then those holding any of its rarer words (a word in most chunks says
+        little and costs most to rank). Nothing if that takes over `budget_s`: then the vectors rank alone. A
+        small base is ranked here, quicker than a trip to a worker thread; a large one there."""
+        chunks = await self.store.read(self._chunks_held)
+        if chunks <= INLINE_CHUNKS:
+            return await self.store.read(self._lexical, text, flt, limit, budget_s, chunks)
+        return await self.store.run(self._lexical, text, flt, limit, budget_s, chunks)
 
     def ids_and_titles(self, typed: str, limit: int) -> list[str]:
         """Ids of documents whose id starts with, or title holds, `typed` (for completions, inside a store read)."""

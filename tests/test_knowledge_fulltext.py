@@ -1,0 +1,77 @@
+"""Full-text ranking over a knowledge base larger than one ranking scores in full: the commonest words of a query
+are left out of the candidates, and the answers still hold what the query asks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sophia_mcp.analysis.documents import Chunk
+from sophia_mcp.app.backends import build_services
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.knowledge import DocumentFilter, DocumentInfo
+from sophia_mcp.domain.times import utcnow
+from sophia_mcp.store.documents import POSTINGS
+from sophia_mcp.workflows.knowledge import search
+from tests.support.settings import make_settings
+
+pytestmark = pytest.mark.anyio
+
+PER_DOCUMENT = 50
+COMMON = "the customer team reviews the renewal plan with the account owner every quarter"
+
+
+def document(number: int, kind: str) -> DocumentInfo:
+    now = utcnow()
+    return DocumentInfo(
+        id=f"note-{number}", title=f"Account note {number}", source="test", type=kind, format="text", tags=[],
+        date=None, content_hash=f"{number:016x}", chars=0, chunk_count=PER_DOCUMENT, embedding_model="none",
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+
+
+async def large_base(tmp_path: Path, special: dict[tuple[int, int], str]) -> Services:
+    """More chunks than one full-text ranking scores, each holding the common words; `special` puts other text in
+    a few (by document and position). Written as ingestion writes them, without vectors: full text alone ranks."""
+    services = build_services(make_settings(tmp_path / "kb"))
+    documents = (POSTINGS + PER_DOCUMENT) // PER_DOCUMENT + 1
+    for number in range(documents):
+        chunks = [
+            Chunk(seq=seq, section=f"Account note {number}", text=special.get((number, seq), f"{COMMON} ({seq})."),
+                  start_char=0, end_char=0)
+            for seq in range(PER_DOCUMENT)
+        ]  # fmt: skip
+        await services.documents.save(document(number, "playbook" if number % 2 else "meeting_note"), chunks)
+    return services
+
+
+async def test_a_rare_word_among_common_ones_finds_its_chunks_first(tmp_path: Path) -> None:
+    services = await large_base(
+        tmp_path,
+        {
+            (3, 7): f"{COMMON}; the escrow clause needs legal review.",
+            (11, 2): "An escrow clause appears in the master agreement.",
+            (12, 4): "Escrow alone, with nothing else in common.",
+        },
+    )
+    try:
+        hits = await search(services, "how does the customer team review the escrow clause with the account owner")
+        meetings = await search(
+            services, "customer team escrow clause account owner", DocumentFilter(types=["meeting_note"])
+        )
+    finally:
+        services.close()
+    assert [h.chunk_id for h in hits[:3]] == ["note-3#7", "note-11#2", "note-12#4"]
+    assert all(h.lexical_rank for h in hits)
+    assert meetings[0].chunk_id == "note-12#4" and {h.type for h in meetings} == {"meeting_note"}
+
+
+async def test_a_query_of_common_words_only_ranks_the_chunks_holding_them_all(tmp_path: Path) -> None:
+    services = await large_base(tmp_path, {(5, 5): "The renewal plan, again.", (6, 6): "A quarterly review."})
+    try:
+        hits = await search(services, "renewal plan account owner quarter", limit=5)
+    finally:
+        services.close()
+    assert len(hits) == 5 and all(h.lexical_rank for h in hits)
+    assert all(COMMON in h.text for h in hits)
