@@ -418,6 +418,31 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 12: every write to a vector (from any process, any code path) appends its id to a change log, so an index in
+    # memory catches up by reading only what changed since the last change it saw, and a commit to any other table
+    # costs it nothing. The oldest changes are pruned; `vector_changes_pruned` says up to which one, so an index
+    # that saw none of the kept ones reloads whole. It may run again harmlessly (a test rewinds the schema).
+    """
+    CREATE TABLE IF NOT EXISTS vector_changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        vector_id TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS vector_changes_pruned (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        through INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO vector_changes_pruned (id, through) VALUES (1, 0);
+    CREATE TRIGGER IF NOT EXISTS vectors_inserted AFTER INSERT ON vectors BEGIN
+        INSERT INTO vector_changes (vector_id) VALUES (new.id);
+    END;
+    CREATE TRIGGER IF NOT EXISTS vectors_updated AFTER UPDATE ON vectors BEGIN
+        INSERT INTO vector_changes (vector_id) VALUES (old.id);
+        INSERT INTO vector_changes (vector_id) SELECT new.id WHERE new.id IS NOT old.id;
+    END;
+    CREATE TRIGGER IF NOT EXISTS vectors_deleted AFTER DELETE ON vectors BEGIN
+        INSERT INTO vector_changes (vector_id) VALUES (old.id);
+    END;
+    """,
 ]
 
 
