@@ -43,9 +43,10 @@ def _upsert(conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows
 
 
 def _contact(row: sqlite3.Row) -> Contact:
-    values = {key: row[key] for key in row.keys()}
+    # Constructed, not validated: each row was written from a validated contact (a page builds a hundred).
+    values = dict(zip(row.keys(), row, strict=True))
     values["updated_at"] = parse_iso(values["updated_at"]) if values["updated_at"] else None
-    return Contact.model_validate(values)
+    return Contact.model_construct(**values)
 
 
 def _client(row: sqlite3.Row) -> Client:
@@ -110,11 +111,12 @@ class LocalCRM:
     def _search(self, query: ContactQuery, limit: int, cursor: str | None) -> ContactPage:
         where, params = ["1 = 1"], []
         for word in (query.text or "").split():
+            # instr of lower() is LIKE '%word%' (both fold ASCII case only), without LIKE's pattern matching.
             where.append(
-                "(ct.first_name || ' ' || ct.last_name LIKE ? ESCAPE '\\' OR ct.email LIKE ? ESCAPE '\\' "
-                "OR ct.title LIKE ? ESCAPE '\\' OR cl.name LIKE ? ESCAPE '\\')"
+                "(instr(lower(ct.first_name || ' ' || ct.last_name), lower(?)) OR instr(lower(ct.email), lower(?)) "
+                "OR instr(lower(ct.title), lower(?)) OR instr(lower(cl.name), lower(?)))"
             )
-            params += [_like(word)] * 4
+            params += [word] * 4
         if query.client_id:
             where.append("ct.client_id = ?")
             params.append(query.client_id)
@@ -143,7 +145,14 @@ class LocalCRM:
         )
 
     async def search_contacts(self, query: ContactQuery, limit: int, cursor: str | None) -> ContactPage:
-        return await self.store.run(self._search, query, limit, cursor)
+        # The search may scan every contact (words match anywhere): here while they are few, else in a worker thread.
+        scanned = await self.store.read(self._contacts_held)
+        return await self.store.read(self._search, query, limit, cursor, keys=scanned)
+
+    def _contacts_held(self) -> int:
+        """About how many contacts there are, from the table's largest rowid: one step down its b-tree."""
+        row = self.store.query_one("SELECT max(rowid) AS n FROM contacts")
+        return int(row["n"] or 0) if row else 0
 
     def _update(self, changes: dict[str, ContactChanges]) -> dict[str, str | None]:
         outcome: dict[str, str | None] = {}
