@@ -106,6 +106,7 @@ class SlidingWindow:
         self.limit, self.window_s = limit, window_s
         self._turns = anyio.Semaphore(limit)
         self._free_at: deque[float] = deque([-math.inf] * limit)  # when each free turn may be taken, oldest first
+        self.waited_s = 0.0  # how long requests have waited for a turn, all told
 
     @classmethod
     def per_second(cls, rate: float) -> SlidingWindow:
@@ -117,6 +118,7 @@ class SlidingWindow:
         """Wait for a turn; the request is sent inside the block."""
         async with self._turns:
             free_at = self._free_at.popleft()
+            self.waited_s += max(0.0, free_at - anyio.current_time())
             try:
                 await anyio.sleep_until(free_at)
             except BaseException:
