@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sophia_mcp.domain.crm import (
     WORKFLOW_WRITABLE,
@@ -146,12 +146,12 @@ class LocalCRM:
 
     async def search_contacts(self, query: ContactQuery, limit: int, cursor: str | None) -> ContactPage:
         # The search may scan every contact (words match anywhere): here while they are few, else in a worker thread.
-        scanned = await self.store.read(self._contacts_held)
+        scanned = await self.store.read(self._rows_held, "contacts")
         return await self.store.read(self._search, query, limit, cursor, keys=scanned)
 
-    def _contacts_held(self) -> int:
-        """About how many contacts there are, from the table's largest rowid: one step down its b-tree."""
-        row = self.store.query_one("SELECT max(rowid) AS n FROM contacts")
+    def _rows_held(self, table: Literal["clients", "contacts"]) -> int:
+        """About how many rows `table` holds, from its largest rowid: one step down its b-tree."""
+        row = self.store.query_one(f"SELECT max(rowid) AS n FROM {table}")
         return int(row["n"] or 0) if row else 0
 
     def _update(self, changes: dict[str, ContactChanges]) -> dict[str, str | None]:
@@ -216,8 +216,9 @@ class LocalCRM:
         return ClientPage(clients=clients, next_cursor=following)
 
     async def list_clients(self, text: str | None, limit: int, cursor: str | None) -> ClientPage:
-        read = self.store.read if text is None else self.store.run  # a page along the key, or a scan for text
-        return await read(self._list_clients, text, limit, cursor)
+        # A page along the key is a short read; a search for text scans: here while the clients are few.
+        scanned = 0 if text is None else await self.store.read(self._rows_held, "clients")
+        return await self.store.read(self._list_clients, text, limit, cursor, keys=scanned)
 
     async def all_clients(self) -> list[Client]:
         """Every client, in one query (the health monitor's set-based pass)."""
