@@ -2,16 +2,19 @@
 
 Each server runs as its own process on 127.0.0.1 (`sophia-mcp serve composite --transport http`, and
 bench/bare_echo_server.py over the same transport), loaded in the same run by the same client: N concurrent
-MCP sessions (default 32), each initialized as a client does, sharing a budget of M tool calls (default 20,000).
+MCP sessions (default 32), each initialized as a client does, sharing a budget of M tool calls (default 3,000;
+--full: 20,000). The two servers run side by side and are loaded in turns (bare, composite, bare, ...: --rounds
+of each), so what the machine's other work costs falls on both alike.
 The composite server gets a mix of its read tools over the demo data (calls, clients, contacts, lead scores,
 knowledge search, metrics, read-only SQL, alerts and issues, the strategic query) and an idempotent write
 (a repeated alert with its key); the bare server gets `echo`. Every tool is called once before the clock starts,
 since the server builds a tool on its first call. The composite server runs as deployed on a network: bearer
-token, Host/Origin checks, the per-client rate limit (raised so the load stays under it) and the body cap on.
+token, Host/Origin checks, the per-client rate limit and session cap (raised so the load stays under them) and
+the body cap on.
 
 An error is any HTTP status but 200, a JSON-RPC error or a result with isError; the run prints them and exits
 1 if there is any. The client speaks JSON-RPC over httpx itself, so what is measured is the servers, not a client
-library's validation. Run: python bench/http_load.py [--clients 32] [--calls 20000]
+library's validation. Run: python bench/http_load.py [--clients 32] [--calls 3000 | --full] [--rounds 6]
 """
 
 from __future__ import annotations
@@ -98,6 +101,8 @@ class Connection:
     async def request(
         self, method: str, headers: dict[str, str], body: bytes = b""
     ) -> tuple[int, dict[str, str], bytes]:
+        if self.reader is not None and self.reader.at_eof():  # the server closed it while idle (keep-alive timeout)
+            await self.close()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None
@@ -211,115 +216,137 @@ async def echo_mix(session: Session) -> list[tuple[str, Args]]:
     return [("echo", lambda i: {"text": f"hello {i}"})]
 
 
-async def load(
-    pid: int, port: int, headers: dict[str, str], mix_of: Callable[[Session], Any], clients: int, calls: int
-) -> dict[str, Any]:
-    first = Session(port, headers)
-    await first.open()
-    mix: list[tuple[str, Args]] = await mix_of(first)
-    for tool, args in mix:  # every tool once before the clock starts
-        await first.call(tool, args(0))
-    sessions = [first]
-    for _ in range(clients - 1):
-        sessions.append(Session(port, headers))
-        await sessions[-1].open()
+class Load:
+    """One server under load: its sessions opened and its tools warmed once, then loaded a round at a time."""
 
-    counter = itertools.count()
-    latencies: dict[str, list[float]] = {tool: [] for tool, _ in mix}
-    every: list[float] = []
-    errors: Counter[str] = Counter()
+    def __init__(self, pid: int, port: int, headers: dict[str, str], clients: int) -> None:
+        self.pid, self.port, self.headers, self.clients = pid, port, headers, clients
+        self.sessions: list[Session] = []
+        self.mix: list[tuple[str, Args]] = []
+        self.latencies: dict[str, list[float]] = {}
+        self.every: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.wall = self.client_cpu = self.server_cpu = 0.0
+        self.called = 0
 
-    async def client(session: Session) -> None:
-        while (i := next(counter)) < calls:
-            tool, args = mix[i % len(mix)]
-            began = time.perf_counter()
-            try:
-                await session.call(tool, args(i))
-            except (CallFailed, OSError, asyncio.IncompleteReadError) as error:
-                errors[f"{type(error).__name__}: {error}"[:300]] += 1
-                continue
-            took = time.perf_counter() - began
-            latencies[tool].append(took)
-            every.append(took)
+    async def open(self, mix_of: Callable[[Session], Any]) -> None:
+        first = Session(self.port, self.headers)
+        await first.open()
+        self.mix = await mix_of(first)
+        for tool, args in self.mix:  # every tool once before the clock starts
+            await first.call(tool, args(0))
+        self.sessions = [first]
+        for _ in range(self.clients - 1):
+            self.sessions.append(Session(self.port, self.headers))
+            await self.sessions[-1].open()
+        self.latencies = {tool: [] for tool, _ in self.mix}
 
-    server_cpu = cpu_seconds(pid)
-    cpu_began, began = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(client(session) for session in sessions))
-    wall, client_cpu = time.perf_counter() - began, time.process_time() - cpu_began
-    server_cpu = cpu_seconds(pid) - server_cpu
-    for session in sessions:
-        await session.close()
-    return {
-        "wall": wall,
-        "every": every,
-        "per_tool": latencies,
-        "errors": errors,
-        "client_cpu": client_cpu,
-        "server_cpu": server_cpu,
-    }
+    async def round(self, calls: int) -> None:
+        """`calls` more tool calls shared by every session; their time added to the totals."""
+        counter = itertools.count(self.called)
+        last = self.called + calls
+
+        async def client(session: Session) -> None:
+            while (i := next(counter)) < last:
+                tool, args = self.mix[i % len(self.mix)]
+                began = time.perf_counter()
+                try:
+                    await session.call(tool, args(i))
+                except (CallFailed, OSError, asyncio.IncompleteReadError) as error:
+                    self.errors[f"{type(error).__name__}: {error}"[:300]] += 1
+                    continue
+                took = time.perf_counter() - began
+                self.latencies[tool].append(took)
+                self.every.append(took)
+
+        server_cpu = cpu_seconds(self.pid)
+        cpu_began, began = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(client(session) for session in self.sessions))
+        self.wall += time.perf_counter() - began
+        self.client_cpu += time.process_time() - cpu_began
+        self.server_cpu += cpu_seconds(self.pid) - server_cpu
+        self.called = last
+
+    async def close(self) -> None:
+        for session in self.sessions:
+            await session.close()
 
 
-def report(label: str, figures: dict[str, Any], calls: int) -> None:
-    every = figures["every"]
+async def interleaved(bare: Load, composite: Load, calls: int, rounds: int) -> None:
+    """Both servers loaded in turns (bare, composite, bare, ...), so the machine's noise falls on both alike."""
+    await bare.open(echo_mix)
+    await composite.open(composite_mix)
+    for number in range(rounds):
+        share = calls // rounds + (1 if number < calls % rounds else 0)
+        await bare.round(share)
+        await composite.round(share)
+    await bare.close()
+    await composite.close()
+
+
+def report(label: str, figures: Load) -> None:
+    every = figures.every
     print(
-        f"  {label:10s} calls {len(every):6d}  errors {sum(figures['errors'].values()):4d}  "
+        f"  {label:10s} calls {len(every):6d}  errors {sum(figures.errors.values()):4d}  "
         f"p50 {pct(every, 50) * 1000:7.2f} ms  p99 {pct(every, 99) * 1000:7.2f} ms  "
-        f"throughput {len(every) / figures['wall']:7.0f} calls/s  wall {figures['wall']:6.1f} s  "
-        f"server CPU {figures['server_cpu'] / max(1, len(every)) * 1000:.2f} ms/call  "
-        f"(load client CPU {figures['client_cpu']:.1f} s)"
+        f"throughput {len(every) / figures.wall:7.0f} calls/s  wall {figures.wall:6.1f} s  "
+        f"server CPU {figures.server_cpu / max(1, len(every)) * 1000:.2f} ms/call  "
+        f"(load client CPU {figures.client_cpu:.1f} s)"
     )
-    for error, count in figures["errors"].most_common(5):
+    for error, count in figures.errors.most_common(5):
         print(f"      {count} x {error}")
 
 
-def main(clients: int, calls: int) -> int:
+def main(clients: int, calls: int, rounds: int) -> int:
     data_dir = anyio.run(prepare_data_dir)
     token = secrets.token_urlsafe(24)
-
-    bare_port = free_port()
-    bare = start([*BARE, "--http", str(bare_port)], {})
-    try:
-        wait_listening(bare, bare_port)
-        bare_figures = asyncio.run(load(bare.pid, bare_port, {}, echo_mix, clients, calls))
-    finally:
-        stop(bare)
-
-    port = free_port()
+    bare_port, port = free_port(), free_port()
     env = {
         "SOPHIA_DATA_DIR": str(data_dir),
         "SOPHIA_LOG_LEVEL": "WARNING",
         "SOPHIA_HTTP__BEARER_TOKEN": token,
         "SOPHIA_HTTP__RATE_PER_MINUTE": "600000",
+        "SOPHIA_HTTP__SESSIONS_PER_CLIENT": str(clients),  # every session comes from this one client
     }
+    bare_server = start([*BARE, "--http", str(bare_port)], {})
     server = start([SCRIPT, "serve", "composite", "--transport", "http", "--port", str(port)], env)
     try:
+        wait_listening(bare_server, bare_port)
         wait_listening(server, port)
-        headers = {"Authorization": f"Bearer {token}"}
-        figures = asyncio.run(load(server.pid, port, headers, composite_mix, clients, calls))
+        bare = Load(bare_server.pid, bare_port, {}, clients)
+        composite = Load(server.pid, port, {"Authorization": f"Bearer {token}"}, clients)
+        asyncio.run(interleaved(bare, composite, calls, rounds))
     finally:
+        stop(bare_server)
         stop(server)
 
-    print(f"Streamable HTTP on 127.0.0.1: {clients} concurrent MCP sessions, {calls} tool calls each server")
-    report("bare echo", bare_figures, calls)
-    report("composite", figures, calls)
-    base = bare_figures["every"]
     print(
-        f"  ratio composite / bare: p50 {pct(figures['every'], 50) / pct(base, 50):.2f}  "
-        f"p99 {pct(figures['every'], 99) / pct(base, 99):.2f}  "
-        f"throughput {(len(figures['every']) / figures['wall']) / (len(base) / bare_figures['wall']):.2f}"
+        f"Streamable HTTP on 127.0.0.1: {clients} concurrent MCP sessions, {calls} tool calls each server, "
+        f"in {rounds} interleaved rounds"
+    )
+    report("bare echo", bare)
+    report("composite", composite)
+    base = bare.every
+    print(
+        f"  ratio composite / bare: p50 {pct(composite.every, 50) / pct(base, 50):.2f}  "
+        f"p99 {pct(composite.every, 99) / pct(base, 99):.2f}  "
+        f"throughput {(len(composite.every) / composite.wall) / (len(base) / bare.wall):.2f}  "
+        "(targets: throughput >= 0.8, p99 <= 1.3)"
     )
     print("  composite per tool (p50 / p99 ms):")
-    for tool, values in figures["per_tool"].items():
+    for tool, values in composite.latencies.items():
         if values:
             print(
                 f"    {tool:28s} {pct(values, 50) * 1000:7.2f} / {pct(values, 99) * 1000:7.2f}  ({len(values)} calls)"
             )
-    return 1 if figures["errors"] or bare_figures["errors"] else 0
+    return 1 if composite.errors or bare.errors else 0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--calls", type=int, default=3_000, help="tool calls each server (default 3,000)")
+    parser.add_argument("--full", action="store_true", help="the full run: 20,000 calls each server")
+    parser.add_argument("--rounds", type=int, default=6, help="turns each server takes (default 6)")
     options = parser.parse_args()
-    sys.exit(main(options.clients, options.calls))
+    sys.exit(main(options.clients, 20_000 if options.full else options.calls, options.rounds))

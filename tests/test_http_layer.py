@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+import anyio
 import httpx
 import pytest
 
@@ -59,6 +60,26 @@ async def test_honours_retry_after() -> None:
     await http.request("GET", "/x")
     assert time.perf_counter() - started >= 0.3
     assert len(seen) == 2
+
+
+async def test_a_burst_never_puts_more_than_the_rate_in_any_one_second_window() -> None:
+    # A service counts requests as they arrive. The first is slow on the way: starts spaced 1/rate apart then put
+    # it in one second with the three after it, and a sliding-window limit answers 429.
+    arrivals: list[float] = []
+    on_the_way = [0.6]
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(on_the_way.pop() if on_the_way else 0)
+        arrivals.append(anyio.current_time())
+        return httpx.Response(200, json={})
+
+    config = Integration(base_url="http://127.0.0.1:9", rate_per_second=3, max_concurrency=3, max_retries=0)
+    http = ServiceClient("Svc", config, transport=httpx.MockTransport(handle))
+    async with anyio.create_task_group() as group:
+        for _ in range(9):
+            group.start_soon(http.request, "GET", "/x")
+    assert len(arrivals) == 9
+    assert max(sum(first <= t < first + 1.0 for t in arrivals) for first in arrivals) == 3
 
 
 async def test_rate_limited_after_the_retry_budget() -> None:

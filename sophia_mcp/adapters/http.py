@@ -1,6 +1,6 @@
 """The one resilient HTTP layer every httpx-based adapter shares.
 
-Per service: a base URL and auth from settings, timeouts, a request rate (leaky bucket) and a concurrency
+Per service: a base URL and auth from settings, timeouts, a request rate (a sliding window) and a concurrency
 bound, bounded retries with exponential backoff and jitter on 429, 5xx, timeouts, dropped connections and
 unparseable bodies, honouring `Retry-After`; a typed error when the retries run out. Secrets never reach a
 log line or an error message.
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import re
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import anyio
 import httpx
-from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from sophia_mcp.domain.times import utcnow
@@ -91,6 +93,43 @@ def retry_after(response: httpx.Response) -> float | None:
             return None
 
 
+class SlidingWindow:
+    """At most `limit` requests in any `window_s`, as a service counts them on arrival: each of `limit` turns is
+    taken for one request and free again `window_s` after that request's answer came back. A request arrives
+    after its turn was taken and before its answer, so two requests on one turn arrive at least `window_s`
+    apart, however long each was on the way, and `limit` + 1 never fit in one window.
+
+    Spacing starts 1/rate apart does not: a request that arrives late and one that arrives early land in the
+    same window with the ones between them."""
+
+    def __init__(self, limit: int, window_s: float = 1.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._turns = anyio.Semaphore(limit)
+        self._free_at: deque[float] = deque([-math.inf] * limit)  # when each free turn may be taken, oldest first
+        self.waited_s = 0.0  # how long requests have waited for a turn, all told
+
+    @classmethod
+    def per_second(cls, rate: float) -> SlidingWindow:
+        """The window for `rate` requests a second: whole requests in one second, or one every 1/rate seconds."""
+        return cls(math.floor(rate), 1.0) if rate >= 1 else cls(1, 1 / rate)
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Wait for a turn; the request is sent inside the block."""
+        async with self._turns:
+            free_at = self._free_at.popleft()
+            self.waited_s += max(0.0, free_at - anyio.current_time())
+            try:
+                await anyio.sleep_until(free_at)
+            except BaseException:
+                self._free_at.appendleft(free_at)  # cancelled before sending: the turn is as free as it was
+                raise
+            try:
+                yield
+            finally:
+                self._free_at.append(anyio.current_time() + self.window_s)
+
+
 TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, RetryableResponse)
 
 
@@ -120,8 +159,7 @@ class ServiceClient:
             transport=transport,
             limits=httpx.Limits(max_connections=settings.max_concurrency),
         )
-        # One request per 1/rate seconds: no burst, so no one-second window ever holds more than the rate.
-        self.limiter = AsyncLimiter(1, 1 / settings.rate_per_second)
+        self.window = SlidingWindow.per_second(settings.rate_per_second)
         self.slots = anyio.Semaphore(settings.max_concurrency)
         self._backoff = wait_exponential_jitter(multiplier=settings.retry_base_s, max=settings.retry_max_s)
 
@@ -167,7 +205,7 @@ class ServiceClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    async with self.slots, self.limiter:
+                    async with self.slots, self.window.turn():
                         response = await self.client.request(method, path, json=json, params=params)
                     return response, self._check(response, accepted)
         except RetryableResponse as exc:

@@ -23,6 +23,8 @@ OLD_UNLINKED = f"The call was imported before calls were linked by account name 
 
 # Parsing the stored JSON straight into models in one pass is several times faster than loads-then-validate.
 _MONOLOGUES = TypeAdapter(list[Monologue])
+# A transcript's JSON up to this long parses in a fraction of a millisecond; a longer one goes to a worker thread.
+PARSE_HERE_CHARS = 20_000
 
 
 def _call_from_row(row: sqlite3.Row, parties: Sequence[sqlite3.Row] = ()) -> Call:
@@ -127,18 +129,25 @@ class LocalCalls:
     async def get_call(self, call_id: str) -> Call:
         return await self.store.read(self._get_call, call_id)
 
-    def _get_transcript(self, call_id: str) -> Transcript:
+    def _transcript_json(self, call_id: str) -> str | None:
         row = self.store.query_one(
             "SELECT c.id, t.monologues FROM calls c LEFT JOIN transcripts t ON t.call_id = c.id WHERE c.id = ?",
             (call_id,),
         )
         if row is None:
             raise NotFound(f"No call with id {call_id!r}. Use list_calls to find call ids.")
-        monologues = _MONOLOGUES.validate_json(row["monologues"]) if row["monologues"] else []
-        return Transcript.model_construct(call_id=call_id, monologues=monologues)
+        return row["monologues"] or None
 
     async def get_transcript(self, call_id: str) -> Transcript:
-        return await self.store.run(self._get_transcript, call_id)
+        # The row is one lookup by key; a long call's transcript is parsed in a worker thread, a short one here.
+        text = await self.store.read(self._transcript_json, call_id)
+        if text is None:
+            monologues: list[Monologue] = []
+        elif len(text) > PARSE_HERE_CHARS:
+            monologues = await self.store.run(_MONOLOGUES.validate_json, text)
+        else:
+            monologues = _MONOLOGUES.validate_json(text)
+        return Transcript.model_construct(call_id=call_id, monologues=monologues)
 
     def call_ids(self, prefix: str, limit: int) -> list[str]:
         """Ids starting with `prefix`, newest calls first (for completions)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sophia_mcp.domain.crm import (
     WORKFLOW_WRITABLE,
@@ -43,9 +43,10 @@ def _upsert(conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows
 
 
 def _contact(row: sqlite3.Row) -> Contact:
-    values = {key: row[key] for key in row.keys()}
+    # Constructed, not validated: each row was written from a validated contact (a page builds a hundred).
+    values = dict(zip(row.keys(), row, strict=True))
     values["updated_at"] = parse_iso(values["updated_at"]) if values["updated_at"] else None
-    return Contact.model_validate(values)
+    return Contact.model_construct(**values)
 
 
 def _client(row: sqlite3.Row) -> Client:
@@ -110,11 +111,12 @@ class LocalCRM:
     def _search(self, query: ContactQuery, limit: int, cursor: str | None) -> ContactPage:
         where, params = ["1 = 1"], []
         for word in (query.text or "").split():
+            # instr of lower() is LIKE '%word%' (both fold ASCII case only), without LIKE's pattern matching.
             where.append(
-                "(ct.first_name || ' ' || ct.last_name LIKE ? ESCAPE '\\' OR ct.email LIKE ? ESCAPE '\\' "
-                "OR ct.title LIKE ? ESCAPE '\\' OR cl.name LIKE ? ESCAPE '\\')"
+                "(instr(lower(ct.first_name || ' ' || ct.last_name), lower(?)) OR instr(lower(ct.email), lower(?)) "
+                "OR instr(lower(ct.title), lower(?)) OR instr(lower(cl.name), lower(?)))"
             )
-            params += [_like(word)] * 4
+            params += [word] * 4
         if query.client_id:
             where.append("ct.client_id = ?")
             params.append(query.client_id)
@@ -143,7 +145,14 @@ class LocalCRM:
         )
 
     async def search_contacts(self, query: ContactQuery, limit: int, cursor: str | None) -> ContactPage:
-        return await self.store.run(self._search, query, limit, cursor)
+        # The search may scan every contact (words match anywhere): here while they are few, else in a worker thread.
+        scanned = await self.store.read(self._rows_held, "contacts")
+        return await self.store.read(self._search, query, limit, cursor, keys=scanned)
+
+    def _rows_held(self, table: Literal["clients", "contacts"]) -> int:
+        """About how many rows `table` holds, from its largest rowid: one step down its b-tree."""
+        row = self.store.query_one(f"SELECT max(rowid) AS n FROM {table}")
+        return int(row["n"] or 0) if row else 0
 
     def _update(self, changes: dict[str, ContactChanges]) -> dict[str, str | None]:
         outcome: dict[str, str | None] = {}
@@ -207,8 +216,9 @@ class LocalCRM:
         return ClientPage(clients=clients, next_cursor=following)
 
     async def list_clients(self, text: str | None, limit: int, cursor: str | None) -> ClientPage:
-        read = self.store.read if text is None else self.store.run  # a page along the key, or a scan for text
-        return await read(self._list_clients, text, limit, cursor)
+        # A page along the key is a short read; a search for text scans: here while the clients are few.
+        scanned = 0 if text is None else await self.store.read(self._rows_held, "clients")
+        return await self.store.read(self._list_clients, text, limit, cursor, keys=scanned)
 
     async def all_clients(self) -> list[Client]:
         """Every client, in one query (the health monitor's set-based pass)."""

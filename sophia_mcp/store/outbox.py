@@ -27,7 +27,8 @@ Outcome = tuple[int, str | None, str | None]
 
 
 def _entry(row: sqlite3.Row) -> OutboxEntry:
-    return OutboxEntry(
+    # Constructed, not validated: every row was written from a validated entry (a listing builds many of them).
+    return OutboxEntry.model_construct(
         id=row["id"],
         key=row["key"],
         kind=row["kind"],

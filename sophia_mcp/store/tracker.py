@@ -114,7 +114,9 @@ class LocalTracker:
         return IssuePage(issues=[_issue(r) for r in rows[: query.limit]], next_cursor=following)
 
     async def search(self, query: IssueQuery) -> IssuePage:
-        return await self.store.run(self._search, query)
+        # Title words match anywhere, so the search may scan every issue: here while they are few, else in a thread.
+        held = await self.store.read(self.store.query_one, "SELECT max(rowid) AS n FROM tracker_issues")
+        return await self.store.read(self._search, query, keys=int(held["n"] or 0) if held else 0)
 
     # -- writes -------------------------------------------------------------------------------------------
 
