@@ -162,7 +162,7 @@ def serve_http(create_server: Callable[..., Any], settings: Settings, transport:
             timeout_keep_alive=http.keep_alive_s, backlog=BACKLOG,
         )  # fmt: skip
         started = f"sophia-mcp: {server.name} {where(transport, host, port)} ({who_may_call(settings)})"
-        asyncio.run(_serve(uvicorn.Server(config), listening, started))
+        asyncio.run(_serve(_Announcing(config, started), listening))
     except KeyboardInterrupt:  # uvicorn has shut down gracefully, then passed Ctrl-C on
         print("sophia-mcp: stopped", file=sys.stderr)
         raise SystemExit(130) from None
@@ -189,11 +189,23 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-async def _serve(server: uvicorn.Server, listening: socket.socket, started: str) -> None:
-    """Serve on `listening`; the start line is printed from inside the running loop, so a Ctrl-C that follows it
-    never lands while asyncio is still building the loop (which would print a traceback instead of one line)."""
+class _Announcing(uvicorn.Server):
+    """uvicorn's server, saying it listens once it has started: its own Ctrl-C handling is in place by then, so a
+    Ctrl-C that follows the line stops it gracefully, in one line, rather than cancelling a startup half done
+    (which printed a traceback of the lifespan)."""
+
+    def __init__(self, config: uvicorn.Config, announcement: str) -> None:
+        super().__init__(config)
+        self.announcement = announcement
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            print(self.announcement, file=sys.stderr, flush=True)
+
+
+async def _serve(server: uvicorn.Server, listening: socket.socket) -> None:
     asyncio.get_running_loop().set_exception_handler(report_loop_error)
-    print(started, file=sys.stderr, flush=True)
     await server.serve(sockets=[listening])
 
 
