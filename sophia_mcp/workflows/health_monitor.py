@@ -136,14 +136,18 @@ async def monitor_health(services: Services, now: datetime | None = None) -> Mon
 
     async with start_run(services.runs, "health_monitor", period, {"threshold": threshold, "period": period}) as run:
 
-        async def load() -> tuple[list[Client], dict[str, float]]:
-            clients = await services.clients.all_clients()
-            return clients, await services.warehouse.health_scores([c.id for c in clients])
+        async def load() -> tuple[list[str], dict[str, float], list[Client]]:
+            # Whole records only of the clients at risk: the rest are counted by id and score.
+            ids = await services.clients.all_client_ids()
+            scores = await services.warehouse.health_scores(ids)
+            risky = [i for i in ids if scores.get(i, threshold) < threshold]
+            records = await services.clients.get_clients(risky)
+            return ids, scores, [records[i] for i in risky if i in records]
 
-        clients, scores = await run.step(
+        client_ids, scores, risky = await run.step(
             "load clients and health", load, lambda r: {"clients": len(r[0]), "with_health": len(r[1])}
         )
-        at_risk = sorted((c for c in clients if scores.get(c.id, threshold) < threshold), key=lambda c: scores[c.id])
+        at_risk = sorted(risky, key=lambda c: scores[c.id])
         starts = next_weekday_at(now, monitor.meeting_hour_utc)
         issue_keys = {c.id: f"health-issue:{c.id}:{period}" for c in at_risk}
         alert_keys = {c.id: f"health-monitor:{c.id}:{period}" for c in at_risk}
@@ -213,11 +217,11 @@ async def monitor_health(services: Services, now: datetime | None = None) -> Mon
             )
             for client in at_risk[:SHOWN]
         ]  # fmt: skip
-        healthy = sum(1 for c in clients if c.id in scores and scores[c.id] >= threshold)
+        healthy = sum(1 for i in client_ids if i in scores and scores[i] >= threshold)
         log.info("health monitor %s: %d clients healthy, %d at risk", period, healthy, len(at_risk))
         report = MonitorReport(
-            run_id=run.id, period=period, threshold=threshold, clients=len(clients),
-            without_health=len(clients) - len(scores), healthy=healthy, at_risk=len(at_risk),
+            run_id=run.id, period=period, threshold=threshold, clients=len(client_ids),
+            without_health=len(client_ids) - len(scores), healthy=healthy, at_risk=len(at_risk),
             new_issues=sum(kept_ids[k][1] for k in issue_keys.values()), new_meetings=new_meetings,
             new_alerts=sum(kept_ids[k][1] for k in alert_keys.values()),
             pending=sum(status != "delivered" for _, status, _ in states.values()), worst=rows,
