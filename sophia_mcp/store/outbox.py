@@ -93,22 +93,37 @@ class Outbox:
         self, kind: str, items: Sequence[tuple[str, str, dict[str, Any]]], run_id: str | None
     ) -> list[tuple[int, bool]]:
         now = iso(utcnow())
-        out = []
+        keys = list({key: None for key, _, _ in items})
         with self.store.transaction() as conn:
+            # Inside the write lock: the keys read here are all that exist until the insert below.
+            before = self._ids_of(conn, keys)
+            fresh: dict[str, tuple[Any, ...]] = {}
             for key, target, payload in items:
-                cursor = conn.execute(
-                    """
-                    INSERT INTO outbox (key, kind, target, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (key) DO NOTHING RETURNING id
-                    """,
-                    (key, kind, target, json.dumps(payload), run_id, now),
-                )
-                inserted = cursor.fetchone()
-                if inserted is not None:
-                    out.append((int(inserted[0]), True))
-                else:
-                    out.append((int(conn.execute("SELECT id FROM outbox WHERE key = ?", (key,)).fetchone()[0]), False))
+                if key not in before and key not in fresh:
+                    fresh[key] = (key, kind, target, json.dumps(payload), run_id, now)
+            conn.executemany(
+                """
+                INSERT INTO outbox (key, kind, target, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (key) DO NOTHING
+                """,
+                list(fresh.values()),
+            )
+            ids = {**before, **self._ids_of(conn, list(fresh))}
+        seen: set[str] = set()
+        out = []
+        for key, _, _ in items:
+            out.append((ids[key], key not in before and key not in seen))
+            seen.add(key)
         return out
+
+    @staticmethod
+    def _ids_of(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            rows = conn.execute(f"SELECT key, id FROM outbox WHERE key IN ({', '.join('?' * len(chunk))})", chunk)
+            found.update((r["key"], int(r["id"])) for r in rows)
+        return found
 
     async def enqueue_many(
         self, kind: str, items: Sequence[tuple[str, str, dict[str, Any]]], run_id: str | None = None
