@@ -3,9 +3,9 @@
 Clients and their health scores are written straight into a fresh store (about 15% under the threshold, each
 with a CSM); the monitor then runs as the scheduler would: a first pass that opens an issue, a meeting request
 and an alert per at-risk client, and two repeat passes that must open nothing. Each size is measured beside a
-1k anchor run just before it (a fresh store each), so its per-client cost is printed as a ratio to the anchor's:
-1.0 is linear. Targets (issue 22): linear or better; at 100k the first pass under 10 s, a repeat pass under 2 s;
-each side effect exactly once.
+1k anchor run just before it (the best of three, a fresh store each), so its per-client cost is printed as a
+ratio to the anchor's: 1.0 is linear. Targets (issue 22): linear or better; at 100k the first pass under 10 s,
+a repeat pass under 2 s; each side effect exactly once.
 Run: python bench/health_monitor.py [--sizes 1000,10000,100000] [--at-risk 0.15]
 """
 
@@ -87,11 +87,13 @@ async def measure(clients: int, at_risk: float) -> tuple[float, float, int, bool
 
 async def main(sizes: list[int], at_risk: float) -> None:
     print(f"health monitor (local store, tracker, meetings and outbox), {at_risk:.0%} of clients at risk;")
-    print(f"each size beside a {ANCHOR:,}-client anchor run just before it (ratio 1.00 = linear)")
+    print(f"each size beside a {ANCHOR:,}-client anchor run just before it, best of 3 (ratio 1.00 = linear)")
     print(f"{'clients':>8} {'at risk':>8} {'first s':>8} {'ms/client':>9} {'x anchor':>8} "
           f"{'repeat s':>8} {'ms/client':>9} {'x anchor':>8}  once")  # fmt: skip
     for clients in sizes:
-        anchor_first, anchor_repeat, _, _ = await measure(ANCHOR, at_risk)
+        # The anchor's best of three: one 1k run alone swings 2-3x on a shared machine.
+        anchors = [await measure(ANCHOR, at_risk) for _ in range(3)]
+        anchor_first, anchor_repeat = min(a[0] for a in anchors), min(a[1] for a in anchors)
         first, repeat, risky, once = await measure(clients, at_risk)
         per_first, per_repeat = first / clients * 1000, repeat / clients * 1000
         linear_first, linear_repeat = (
