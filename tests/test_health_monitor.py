@@ -4,6 +4,8 @@ Slack or Linear is down, and invites that are valid iCalendar."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,15 +13,20 @@ import pytest
 from icalendar import Calendar
 from mcp import Client
 
+from sophia_mcp.app.backends import build_services
 from sophia_mcp.servers.alerts import create_server
-from sophia_mcp.settings import Settings
+from sophia_mcp.settings import Settings, load_settings
 from tests.fakes.linear import API_KEY, LinearState, linear_app
 from tests.fakes.server import serve
 from tests.fakes.slack import BOT_TOKEN, SlackState, slack_app
 from tests.support.cli import invoke
+from tests.support.processes import SCRIPT, env_for
 from tests.support.results import structured
 from tests.support.settings import make_settings
 from tests.support.store_file import set_health
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from health_monitor import seed
 
 pytestmark = pytest.mark.anyio
 AT_RISK = {"c-low-1": 38.0, "c-low-2": 55.5, "c-low-3": 69.9}
@@ -137,3 +144,71 @@ async def test_alerts_are_listed_without_the_issues_and_the_meetings_booked_are_
     assert len(theirs) == 1 and f":{first_at_risk}:" in theirs[0]["key"] and none_yet == []
     assert all(m["attendees"] and m["uri"] == f"meetings://{m['uid']}" for m in listed)
     assert invite.contents[0].text.startswith("BEGIN:VCALENDAR")  # type: ignore[union-attr]
+
+
+def test_a_pass_that_dies_between_creating_issues_and_recording_them_is_finished_once_by_the_next(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    services = build_services(load_settings(data_dir=data_dir))
+    try:
+        seed(services, 2000, 0.25)  # about 500 at risk: issues and alerts claimed and sent a batch at a time
+    finally:
+        services.close()
+    db = data_dir / "sophia.db"
+    with sqlite3.connect(db) as conn:
+        at_risk = conn.execute("SELECT count(*) FROM client_health WHERE score < 70").fetchone()[0]
+        # The store fails once some issues are recorded: the next batch's issues are in the tracker, their outbox
+        # entries still say "sending", and the rest of the pass never runs.
+        conn.execute(
+            """
+            CREATE TRIGGER dies_midway BEFORE UPDATE OF status ON outbox
+            WHEN NEW.status = 'delivered' AND (SELECT count(*) FROM outbox WHERE status = 'delivered') >= 250
+            BEGIN SELECT RAISE(FAIL, 'the disk went away'); END
+            """
+        )
+    code, out = invoke_process(data_dir)
+    assert code != 0
+    with sqlite3.connect(db) as conn:
+        created = conn.execute("SELECT count(*) FROM tracker_issues").fetchone()[0]
+        sending = conn.execute("SELECT count(*) FROM outbox WHERE status = 'sending'").fetchone()[0]
+        conn.execute("DROP TRIGGER dies_midway")
+    assert 250 < created < at_risk and sending > 0, (created, sending, at_risk)
+
+    code, out = invoke_process(data_dir)
+    assert code == 0, out
+    with sqlite3.connect(db) as conn:
+        issues = conn.execute("SELECT count(*), count(DISTINCT title) FROM tracker_issues").fetchone()
+        keys = conn.execute("SELECT count(*), count(DISTINCT issue_id) FROM issue_keys").fetchone()
+        meetings = conn.execute("SELECT count(*) FROM meetings").fetchone()[0]
+        sent = conn.execute("SELECT kind, count(*) FROM outbox WHERE status = 'delivered' GROUP BY kind").fetchall()
+        undelivered = conn.execute("SELECT count(*) FROM outbox WHERE status != 'delivered'").fetchone()[0]
+        runs = [r[0] for r in conn.execute("SELECT status FROM workflow_runs ORDER BY started_at")]
+    assert issues == (at_risk, at_risk) and keys == (at_risk, at_risk) and meetings == at_risk
+    assert dict(sent) == {"alert": at_risk, "issue": at_risk} and undelivered == 0
+    assert runs == ["failed", "succeeded"]
+
+
+def invoke_process(data_dir: Path) -> tuple[int, str]:
+    """`sophia-mcp run health-monitor` as its own process: one that fails leaves its claims to the next."""
+    done = subprocess.run([SCRIPT, "run", "health-monitor"], env=env_for(data_dir), capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+async def test_an_invite_with_awkward_names_reads_back_as_icalendar_writes_it(data_dir: Path) -> None:
+    set_health(data_dir, {"c-low-1": 40.0})
+    name = "Ünïcødé Property Group; Lofts, Towers & Co \\ North: a name long enough to fold more than once"
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        first = conn.execute("SELECT id FROM clients ORDER BY id LIMIT 1").fetchone()[0]
+        conn.execute("UPDATE clients SET name = ?, csm_name = ? WHERE id = ?", (name, "Zoë O'Brien, Jr", first))
+    async with Client(create_server(make_settings(data_dir))) as client:
+        report = structured(await client.call_tool("run_health_monitor", {}))
+        invite = await client.read_resource(f"meetings://{report['worst'][0]['meeting_uid']}")
+    text = invite.contents[0].text  # type: ignore[union-attr]
+    calendar = Calendar.from_ical(text)
+    [event] = calendar.walk("VEVENT")
+    assert calendar.to_ical().decode() == text  # byte for byte what icalendar itself writes
+    assert str(event["SUMMARY"]) == f"{name}: health review" and name in str(event["DESCRIPTION"])
+    assert event["ATTENDEE"].params["CN"] == "Zoë O'Brien, Jr"
+    assert all(len(line.encode()) <= 75 for line in text.split("\r\n"))

@@ -49,11 +49,14 @@ class CalDAVCalendar:
 
     async def book_all(self, requests: list[MeetingRequest]) -> list[tuple[Meeting, bool]]:
         """Each meeting and whether it is new; the new ones placed in free slots of the calendar, in order."""
-        booked = await self.ledger.find([r.key for r in requests])
+        booked = await self.ledger.booked([r.key for r in requests])
         new = list({r.key: r for r in requests if r.key not in booked}.values())
         placed = {r.key: r for r in (await anyio.to_thread.run_sync(self._place, new) if new else [])}
         # The store records the new ones at their slots; the ones booked before come back as they were.
         return await self.ledger.book_all([placed.get(r.key, r) for r in requests])
+
+    async def booked(self, keys: list[str]) -> set[str]:
+        return await self.ledger.booked(keys)
 
     async def get(self, uid: str) -> Meeting:
         return await self.ledger.get(uid)

@@ -21,6 +21,10 @@ class MeetingScheduler(Protocol):
         """Each request's meeting, in order, and whether it was booked now (the health monitor books many)."""
         ...
 
+    async def booked(self, keys: list[str]) -> set[str]:
+        """Which of these request keys have a meeting booked."""
+        ...
+
     async def get(self, uid: str) -> Meeting:
         """NotFound when there is none."""
         ...

@@ -225,6 +225,11 @@ class LocalCRM:
         rows = await self.store.run(self.store.query, "SELECT * FROM clients ORDER BY id")
         return [_client(r) for r in rows]
 
+    async def all_client_ids(self) -> list[str]:
+        """Every client's id, along the key (the health monitor's pass loads whole records only of those at risk)."""
+        rows = await self.store.run(self.store.query, "SELECT id FROM clients ORDER BY id")
+        return [row[0] for row in rows]
+
     # -- completions and counts -----------------------------------------------------------------------
 
     def client_names(self, prefix: str, limit: int) -> list[str]:

@@ -94,22 +94,37 @@ class Outbox:
         self, kind: str, items: Sequence[tuple[str, str, dict[str, Any]]], run_id: str | None
     ) -> list[tuple[int, bool]]:
         now = iso(utcnow())
-        out = []
+        keys = list({key: None for key, _, _ in items})
         with self.store.transaction() as conn:
+            # Inside the write lock: the keys read here are all that exist until the insert below.
+            before = self._ids_of(conn, keys)
+            fresh: dict[str, tuple[Any, ...]] = {}
             for key, target, payload in items:
-                cursor = conn.execute(
-                    """
-                    INSERT INTO outbox (key, kind, target, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (key) DO NOTHING RETURNING id
-                    """,
-                    (key, kind, target, json.dumps(payload), run_id, now),
-                )
-                inserted = cursor.fetchone()
-                if inserted is not None:
-                    out.append((int(inserted[0]), True))
-                else:
-                    out.append((int(conn.execute("SELECT id FROM outbox WHERE key = ?", (key,)).fetchone()[0]), False))
+                if key not in before and key not in fresh:
+                    fresh[key] = (key, kind, target, json.dumps(payload), run_id, now)
+            conn.executemany(
+                """
+                INSERT INTO outbox (key, kind, target, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (key) DO NOTHING
+                """,
+                list(fresh.values()),
+            )
+            ids = {**before, **self._ids_of(conn, list(fresh))}
+        seen: set[str] = set()
+        out = []
+        for key, _, _ in items:
+            out.append((ids[key], key not in before and key not in seen))
+            seen.add(key)
         return out
+
+    @staticmethod
+    def _ids_of(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            rows = conn.execute(f"SELECT key, id FROM outbox WHERE key IN ({', '.join('?' * len(chunk))})", chunk)
+            found.update((r["key"], int(r["id"])) for r in rows)
+        return found
 
     async def enqueue_many(
         self, kind: str, items: Sequence[tuple[str, str, dict[str, Any]]], run_id: str | None = None
@@ -122,16 +137,17 @@ class Outbox:
         now = utcnow()
         claimed = []
         with self.store.transaction() as conn:
-            for entry_id in entry_ids:
-                row = conn.execute(
-                    """
+            for start in range(0, len(entry_ids), 500):  # one statement a chunk, not one an entry
+                chunk = list(entry_ids[start : start + 500])
+                rows = conn.execute(
+                    f"""
                     UPDATE outbox SET status = 'sending', claimed_at = ?, claimed_by = ?, attempts = attempts + 1
-                    WHERE id = ? AND (status = 'pending' OR (status = 'sending' AND claimed_at < ?)) RETURNING *
+                    WHERE id IN ({", ".join("?" * len(chunk))})
+                        AND (status = 'pending' OR (status = 'sending' AND claimed_at < ?)) RETURNING *
                     """,
-                    (iso(now), os.getpid(), entry_id, iso(now - CLAIM_LEASE)),
-                ).fetchone()
-                if row is not None:
-                    claimed.append(_entry(row))
+                    (iso(now), os.getpid(), *chunk, iso(now - CLAIM_LEASE)),
+                ).fetchall()
+                claimed += [_entry(row) for row in rows]
         return claimed
 
     async def claim(self, entry_ids: Sequence[int]) -> list[OutboxEntry]:
@@ -164,6 +180,38 @@ class Outbox:
     async def finish(self, outcomes: Sequence[Outcome]) -> list[OutboxEntry]:
         """Record each (entry id, receiver's reference, error): delivered, or pending again with the error."""
         return await self.store.run(self._finish, outcomes)
+
+    def _settle(self, outcomes: Sequence[Outcome]) -> None:
+        now = iso(utcnow())
+        with self.store.transaction() as conn:
+            conn.executemany(
+                """
+                UPDATE outbox SET status = 'delivered', external_ref = ?, delivered_at = ?, last_error = NULL
+                WHERE id = ?
+                """,
+                [(ref, now, entry_id) for entry_id, ref, error in outcomes if error is None],
+            )
+            conn.executemany(
+                "UPDATE outbox SET status = 'pending', last_error = ?, claimed_at = NULL WHERE id = ?",
+                [(error, entry_id) for entry_id, _, error in outcomes if error is not None],
+            )
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> None:
+        """Record each outcome as `finish` does, without reading the entries back (for many at a time)."""
+        await self.store.run(self._settle, outcomes)
+
+    def _states(self, keys: Sequence[str]) -> dict[str, tuple[int, OutboxStatus, str | None]]:
+        found: dict[str, tuple[int, OutboxStatus, str | None]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.store.query(f"SELECT key, id, status, external_ref FROM outbox WHERE key IN ({marks})", chunk)
+            found.update((r["key"], (int(r["id"]), r["status"], r["external_ref"])) for r in rows)
+        return found
+
+    async def states(self, keys: Sequence[str]) -> dict[str, tuple[int, OutboxStatus, str | None]]:
+        """(id, status, receiver's reference) of the entries kept under these keys, by key; no payload is read."""
+        return await self.store.run(self._states, keys)
 
     def _due(self, limit: int) -> list[int]:
         rows = self.store.query(

@@ -21,6 +21,7 @@ STATES = ("Backlog", "Todo", "In Progress", "In Review", "Done", "Canceled")
 NEW_STATE = "Todo"
 
 ISSUE_COLUMNS = "i.*, t.key AS team_key"
+CHUNK = 500  # ids bound in one IN (...) list
 
 
 def _issue(row: sqlite3.Row) -> Issue:
@@ -120,37 +121,101 @@ class LocalTracker:
 
     # -- writes -------------------------------------------------------------------------------------------
 
-    def _create(self, draft: IssueDraft, key: str) -> tuple[Issue, bool]:
+    def _by_id(self, conn: sqlite3.Connection, issue_ids: list[str]) -> dict[str, Issue]:
+        # Along the primary key: `_get`'s identifier match ignores case, which no index serves.
+        found: dict[str, Issue] = {}
+        for start in range(0, len(issue_ids), CHUNK):
+            chunk = issue_ids[start : start + CHUNK]
+            rows = conn.execute(
+                f"""
+                SELECT {ISSUE_COLUMNS} FROM tracker_issues i JOIN tracker_teams t ON t.id = i.team_id
+                WHERE i.id IN ({", ".join("?" * len(chunk))})
+                """,
+                chunk,
+            )
+            found.update((row["id"], _issue(row)) for row in rows)
+        return found
+
+    def _create_many(self, items: list[tuple[IssueDraft, str]]) -> list[tuple[Issue, bool]]:
         with self.store.transaction() as conn:
-            known = conn.execute("SELECT issue_id FROM issue_keys WHERE key = ?", (key,)).fetchone()
-            if known is not None and known["issue_id"]:
-                return self._get(conn, known["issue_id"]), False
-            team = self._team(conn, draft.team)
-            number = conn.execute(
-                "UPDATE tracker_teams SET issue_count = issue_count + 1 WHERE id = ? RETURNING issue_count",
-                (team["id"],),
-            ).fetchone()[0]
-            issue_id, identifier, now = str(uuid.uuid4()), f"{team['key']}-{number}", iso(utcnow())
-            conn.execute(
+            keys = list({key: None for _, key in items})
+            known: dict[str, str] = {}
+            for start in range(0, len(keys), CHUNK):
+                chunk = keys[start : start + CHUNK]
+                rows = conn.execute(
+                    f"SELECT key, issue_id FROM issue_keys WHERE key IN ({', '.join('?' * len(chunk))})", chunk
+                )
+                known.update((r["key"], r["issue_id"]) for r in rows if r["issue_id"])
+            earlier = self._by_id(conn, list(set(known.values())))
+            first: dict[str, IssueDraft] = {}
+            for draft, key in items:
+                if key not in known:
+                    first.setdefault(key, draft)
+            fresh = list(first.items())
+            teams = {ref: self._team(conn, ref) for ref in {draft.team for _, draft in fresh}}
+            numbers: dict[str, int] = {}  # the team's first number for this batch
+            for ref, team in teams.items():
+                wanted = sum(1 for _, draft in fresh if draft.team == ref)
+                last = conn.execute(
+                    "UPDATE tracker_teams SET issue_count = issue_count + ? WHERE id = ? RETURNING issue_count",
+                    (wanted, team["id"]),
+                ).fetchone()[0]
+                numbers[ref] = last - wanted + 1
+            now = parse_iso(iso(utcnow()))  # as stored, to the millisecond
+            made: dict[str, Issue] = {}
+            issue_rows: list[tuple[Any, ...]] = []
+            key_rows: list[tuple[str, ...]] = []
+            for key, draft in fresh:
+                team = teams[draft.team]
+                issue = Issue(
+                    id=str(uuid.uuid4()), identifier=f"{team['key']}-{numbers[draft.team]}", title=draft.title.strip(),
+                    description=draft.description, priority=draft.priority, state=NEW_STATE, team_key=team["key"],
+                    assignee=draft.assignee, labels=json.loads(_labels(draft.labels)), url=None, created_at=now,
+                    updated_at=now,
+                )  # fmt: skip
+                numbers[draft.team] += 1
+                made[key] = issue
+                issue_rows.append(
+                    (
+                        issue.id, issue.identifier, team["id"], issue.title, issue.description, issue.priority,
+                        NEW_STATE, issue.assignee, json.dumps(issue.labels),
+                        draft.due_date.isoformat() if draft.due_date else None, iso(now), iso(now),
+                    )
+                )  # fmt: skip
+                key_rows.append((key, issue.id, issue.identifier, iso(now)))
+            conn.executemany(
                 """
                 INSERT INTO tracker_issues (id, identifier, team_id, title, description, priority, state, assignee,
                     labels, due_date, created_at, updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
-                (
-                    issue_id, identifier, team["id"], draft.title.strip(), draft.description, draft.priority,
-                    NEW_STATE, draft.assignee, _labels(draft.labels),
-                    draft.due_date.isoformat() if draft.due_date else None, now, now,
-                ),
-            )  # fmt: skip
-            conn.execute(
+                issue_rows,
+            )
+            conn.executemany(
                 """
                 INSERT INTO issue_keys (key, backend, issue_id, identifier, created_at) VALUES (?, 'local', ?, ?, ?)
                 ON CONFLICT (key) DO UPDATE SET issue_id = excluded.issue_id, identifier = excluded.identifier
                 """,
-                (key, issue_id, identifier, now),
+                key_rows,
             )
-            return self._get(conn, issue_id), True
+            # A key twice in one batch is one issue: its later mentions are not new.
+            seen: set[str] = set()
+            out: list[tuple[Issue, bool]] = []
+            for _, key in items:
+                if key in known:
+                    out.append((earlier[known[key]], False))
+                else:
+                    out.append((made[key], key not in seen))
+                    seen.add(key)
+            return out
+
+    async def create_many(self, items: list[tuple[IssueDraft, str]]) -> list[tuple[Issue, bool]]:
+        """Create many issues, (draft, idempotency key) each, in one transaction: each issue, and whether it is new
+        (False: its key had one already, which is returned instead)."""
+        return await self.store.run(self._create_many, items)
+
+    def _create(self, draft: IssueDraft, key: str) -> tuple[Issue, bool]:
+        return self._create_many([(draft, key)])[0]
 
     async def create(self, draft: IssueDraft, key: str) -> tuple[Issue, bool]:
         return await self.store.run(self._create, draft, key)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 
+from sophia_mcp.adapters.outbox_notifier import LocalNotifier
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.issues import IssueDraft
 from sophia_mcp.domain.notify import Alert
@@ -21,6 +22,7 @@ from sophia_mcp.ports.issues import IssueTracker
 from sophia_mcp.ports.notify import Notifier
 from sophia_mcp.store.outbox import Outcome
 from sophia_mcp.store.runs import describe_error
+from sophia_mcp.store.tracker import LocalTracker
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,49 @@ class IssueSender:
         return None
 
 
+@runtime_checkable
+class BatchSender(Protocol):
+    """A sender into the store itself, which delivers many entries in one go (one transaction, no task each)."""
+
+    async def send_many(self, payloads: list[dict[str, Any]]) -> list[str]: ...
+
+
+class LocalAlertSender(AlertSender):
+    """Alerts on the local notifier: the outbox entry is the message, so there is nothing to wait for."""
+
+    async def send_many(self, payloads: list[dict[str, Any]]) -> list[str]:
+        return [await self.send(payload) for payload in payloads]
+
+
+class LocalIssueSender(IssueSender):
+    """Issues on the local tracker: created together in one of its transactions, each by its key."""
+
+    def __init__(self, tracker: LocalTracker) -> None:
+        super().__init__(tracker)
+        self.local = tracker
+
+    async def send_many(self, payloads: list[dict[str, Any]]) -> list[str]:
+        drafts = [(IssueDraft.model_validate(p["draft"]), p["key"]) for p in payloads]
+        return [issue.identifier for issue, _ in await self.local.create_many(drafts)]
+
+
 def senders(services: Services) -> dict[str, Sender]:
     """The sender of each kind of entry, on the services' notifier and tracker."""
-    return {"alert": AlertSender(services.notifier), "issue": IssueSender(services.tracker)}
+    notifier, tracker = services.notifier, services.tracker
+    return {
+        "alert": LocalAlertSender(notifier) if isinstance(notifier, LocalNotifier) else AlertSender(notifier),
+        "issue": LocalIssueSender(tracker) if isinstance(tracker, LocalTracker) else IssueSender(tracker),
+    }
+
+
+async def _send_many(sender: BatchSender, entries: list[OutboxEntry]) -> list[Outcome]:
+    try:
+        refs = await sender.send_many([e.payload for e in entries])
+    except Exception as exc:
+        log.warning("Delivery of %d outbox entries (%s) failed: %s", len(entries), entries[0].kind,
+                    describe_error(exc))  # fmt: skip
+        return [(e.id, None, describe_error(exc)) for e in entries]
+    return [(e.id, ref, None) for e, ref in zip(entries, refs, strict=True)]
 
 
 async def _send(entry: OutboxEntry, by_kind: Mapping[str, Sender]) -> Outcome:
@@ -88,14 +130,13 @@ async def deliver(services: Services, entry_id: int) -> OutboxEntry:
     return (await services.outbox.finish([await _send(claimed[0], senders(services))]))[0]
 
 
-async def deliver_all(
-    services: Services, entry_ids: Sequence[int], concurrency: int = 4, batch: int = 200
-) -> dict[int, OutboxEntry]:
+async def send_all(services: Services, entry_ids: Sequence[int], concurrency: int = 4, batch: int = 200) -> None:
     """Send these entries: claimed and recorded a batch at a time, sent a few at a time (each service's own
-    limits pace them further). Entries delivered already, or being sent by another process, are left alone.
-    Returns every entry as it is afterwards, by id."""
+    limits pace them further), or a batch in one go by a sender into the store. Entries delivered already, or
+    being sent by another process, are left alone."""
     slots = anyio.Semaphore(concurrency)
     by_kind = senders(services)
+    batched = {kind: sender for kind, sender in by_kind.items() if isinstance(sender, BatchSender)}
 
     async def one(entry: OutboxEntry, outcomes: list[Outcome]) -> None:
         async with slots:
@@ -104,10 +145,23 @@ async def deliver_all(
     for start in range(0, len(entry_ids), batch):
         claimed = await services.outbox.claim(entry_ids[start : start + batch])
         outcomes: list[Outcome] = []
+        together: dict[str, list[OutboxEntry]] = {}
         async with anyio.create_task_group() as group:
             for entry in claimed:
-                group.start_soon(one, entry, outcomes)
-        await services.outbox.finish(outcomes)
+                if entry.kind in batched:
+                    together.setdefault(entry.kind, []).append(entry)
+                else:
+                    group.start_soon(one, entry, outcomes)
+            for kind, entries in together.items():
+                outcomes += await _send_many(batched[kind], entries)
+        await services.outbox.settle(outcomes)
+
+
+async def deliver_all(
+    services: Services, entry_ids: Sequence[int], concurrency: int = 4, batch: int = 200
+) -> dict[int, OutboxEntry]:
+    """Send these entries as `send_all` does; returns every entry as it is afterwards, by id."""
+    await send_all(services, entry_ids, concurrency, batch)
     return {e.id: e for e in await services.outbox.entries(entry_ids)}
 
 

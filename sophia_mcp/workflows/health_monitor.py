@@ -21,16 +21,18 @@ from sophia_mcp.domain.issues import IssueDraft
 from sophia_mcp.domain.meetings import Attendee, Meeting, MeetingRequest
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Alert, Attachment
-from sophia_mcp.domain.outbox import OutboxEntry
+from sophia_mcp.domain.outbox import OutboxStatus
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.workflows.delivery import deliver_all
+from sophia_mcp.store.meetings import meeting_uid
+from sophia_mcp.workflows.delivery import send_all
 from sophia_mcp.workflows.issues import default_team
 from sophia_mcp.workflows.runs import start_run
 
 log = logging.getLogger(__name__)
 
 SHOWN = 50  # at-risk clients listed in a report, worst first
+Kept = tuple[int, OutboxStatus, str | None]  # an outbox entry: its id, status and the receiver's reference
 
 
 class AtRiskClient(Model):
@@ -134,76 +136,95 @@ async def monitor_health(services: Services, now: datetime | None = None) -> Mon
 
     async with start_run(services.runs, "health_monitor", period, {"threshold": threshold, "period": period}) as run:
 
-        async def load() -> tuple[list[Client], dict[str, float]]:
-            clients = await services.clients.all_clients()
-            return clients, await services.warehouse.health_scores([c.id for c in clients])
+        async def load() -> tuple[list[str], dict[str, float], list[Client]]:
+            # Whole records only of the clients at risk: the rest are counted by id and score.
+            ids = await services.clients.all_client_ids()
+            scores = await services.warehouse.health_scores(ids)
+            risky = [i for i in ids if scores.get(i, threshold) < threshold]
+            records = await services.clients.get_clients(risky)
+            return ids, scores, [records[i] for i in risky if i in records]
 
-        clients, scores = await run.step(
+        client_ids, scores, risky = await run.step(
             "load clients and health", load, lambda r: {"clients": len(r[0]), "with_health": len(r[1])}
         )
-        at_risk = sorted((c for c in clients if scores.get(c.id, threshold) < threshold), key=lambda c: scores[c.id])
+        at_risk = sorted(risky, key=lambda c: scores[c.id])
         starts = next_weekday_at(now, monitor.meeting_hour_utc)
+        issue_keys = {c.id: f"health-issue:{c.id}:{period}" for c in at_risk}
+        alert_keys = {c.id: f"health-monitor:{c.id}:{period}" for c in at_risk}
+        meeting_keys = {c.id: f"health-meeting:{c.id}:{period}" for c in at_risk if c.csm_email}
 
-        async def book_all() -> tuple[dict[str, Meeting], int]:
+        async def book_all() -> tuple[dict[str, Kept], dict[str, Meeting], int]:
+            # What an earlier run this period kept is read by key alone: a repeat pass renders and rewrites nothing.
+            kept = await services.outbox.states([*issue_keys.values(), *alert_keys.values()])
+            booked = await services.meetings.booked(list(meeting_keys.values()))
+            # A meeting is booked once; it is read back only for an alert still to be kept, which carries it.
             booking = [
                 (client, _meeting(client, scores[client.id], period, starts, services))
                 for client in at_risk
-                if client.csm_email
+                if client.id in meeting_keys
+                and (meeting_keys[client.id] not in booked or alert_keys[client.id] not in kept)
             ]
-            booked = await services.meetings.book_all([request for _, request in booking])
-            meetings = {client.id: meeting for (client, _), (meeting, _) in zip(booking, booked, strict=True)}
-            return meetings, sum(created for _, created in booked)
+            made = await services.meetings.book_all([request for _, request in booking]) if booking else []
+            meetings = {client.id: meeting for (client, _), (meeting, _) in zip(booking, made, strict=True)}
+            return kept, meetings, sum(created for _, created in made)
 
-        meetings, new_meetings = await run.step(
-            "request meetings", book_all, lambda r: {"booked": len(r[0]), "new": r[1]}
+        kept, meetings, new_meetings = await run.step(
+            "request meetings", book_all, lambda r: {"booked": len(meeting_keys), "new": r[2]}
         )
         channel = settings.alerts.channel_for("health")
 
-        async def keep() -> tuple[list[tuple[int, bool]], list[tuple[int, bool]]]:
+        async def keep() -> dict[str, tuple[int, bool]]:
             issues = [
                 (key, team, {"key": key, "draft": _issue(c, scores[c.id], threshold, period, team,
                                                          monitor.priority).model_dump(mode="json")})
                 for c in at_risk
-                for key in [f"health-issue:{c.id}:{period}"]
+                for key in [issue_keys[c.id]] if key not in kept
             ]  # fmt: skip
             alerts = [
                 (alert.key, channel, alert.model_dump(mode="json"))
                 for c in at_risk
+                if alert_keys[c.id] not in kept
                 for alert in [_alert(c, scores[c.id], threshold, period, channel, meetings.get(c.id))]
             ]
-            return (
-                await services.outbox.enqueue_many("issue", issues, run.id),
-                await services.outbox.enqueue_many("alert", alerts, run.id),
-            )
+            ids: dict[str, tuple[int, bool]] = {key: (entry_id, False) for key, (entry_id, _, _) in kept.items()}
+            for kind, items in (("issue", issues), ("alert", alerts)):
+                if items:
+                    added = await services.outbox.enqueue_many(kind, items, run.id)
+                    ids.update((key, entry) for (key, _, _), entry in zip(items, added, strict=True))
+            return ids
 
-        issue_ids, alert_ids = await run.step(
+        kept_ids = await run.step(
             "keep issues and alerts", keep,
-            lambda r: {"new_issues": sum(n for _, n in r[0]), "new_alerts": sum(n for _, n in r[1])},
+            lambda r: {"new_issues": sum(r[k][1] for k in issue_keys.values()),
+                       "new_alerts": sum(r[k][1] for k in alert_keys.values())},
         )  # fmt: skip
 
-        async def deliver() -> dict[int, OutboxEntry]:
-            return await deliver_all(services, [i for i, _ in issue_ids] + [i for i, _ in alert_ids])
+        async def deliver() -> dict[str, Kept]:
+            due = [k for k in kept_ids if k not in kept or kept[k][1] != "delivered"]
+            await send_all(services, [kept_ids[k][0] for k in due])
+            return {**kept, **(await services.outbox.states(due) if due else {})}
 
-        entries = await run.step(
-            "send", deliver, lambda r: {"pending": sum(e.status != "delivered" for e in r.values())}
+        states = await run.step(
+            "send", deliver, lambda r: {"pending": sum(status != "delivered" for _, status, _ in r.values())}
         )
-        rows = []
-        for client, (issue_id, new), (alert_id, _) in zip(at_risk, issue_ids, alert_ids, strict=True):
-            issue, alert = entries[issue_id], entries[alert_id]
-            rows.append(
-                AtRiskClient(
-                    client_id=client.id, name=client.name, score=round(scores[client.id], 1), csm=client.csm_name,
-                    issue=issue.external_ref, issue_status=issue.status, alert_status=alert.status,
-                    meeting_uid=meetings[client.id].uid if client.id in meetings else None, first_this_period=new,
-                )
-            )  # fmt: skip
-        healthy = sum(1 for c in clients if c.id in scores and scores[c.id] >= threshold)
+        rows = [
+            AtRiskClient(
+                client_id=client.id, name=client.name, score=round(scores[client.id], 1), csm=client.csm_name,
+                issue=states[issue_keys[client.id]][2], issue_status=states[issue_keys[client.id]][1],
+                alert_status=states[alert_keys[client.id]][1],
+                meeting_uid=meeting_uid(meeting_keys[client.id]) if client.id in meeting_keys else None,
+                first_this_period=kept_ids[issue_keys[client.id]][1],
+            )
+            for client in at_risk[:SHOWN]
+        ]  # fmt: skip
+        healthy = sum(1 for i in client_ids if i in scores and scores[i] >= threshold)
         log.info("health monitor %s: %d clients healthy, %d at risk", period, healthy, len(at_risk))
         report = MonitorReport(
-            run_id=run.id, period=period, threshold=threshold, clients=len(clients),
-            without_health=len(clients) - len(scores), healthy=healthy, at_risk=len(at_risk),
-            new_issues=sum(n for _, n in issue_ids), new_meetings=new_meetings, new_alerts=sum(n for _, n in alert_ids),
-            pending=sum(e.status != "delivered" for e in entries.values()), worst=rows[:SHOWN],
+            run_id=run.id, period=period, threshold=threshold, clients=len(client_ids),
+            without_health=len(client_ids) - len(scores), healthy=healthy, at_risk=len(at_risk),
+            new_issues=sum(kept_ids[k][1] for k in issue_keys.values()), new_meetings=new_meetings,
+            new_alerts=sum(kept_ids[k][1] for k in alert_keys.values()),
+            pending=sum(status != "delivered" for _, status, _ in states.values()), worst=rows,
         )  # fmt: skip
         run.output = report.model_dump(mode="json", exclude={"worst"})
     return report
