@@ -1,3 +1,3 @@
-from sophia_mcp.cli.main import app
+from sophia_mcp.cli import main
 
-app()
+main()

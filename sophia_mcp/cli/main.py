@@ -18,6 +18,7 @@ from rich.text import Text
 
 from sophia_mcp.analysis.health import format_score, format_threshold
 from sophia_mcp.app.logs import configure_logging
+from sophia_mcp.cli import started
 from sophia_mcp.cli.serve import SERVER_NAMES, run_server, settings_problems
 from sophia_mcp.cli.terminal import Column, Report, console_for
 from sophia_mcp.domain.plural import plural
@@ -67,6 +68,7 @@ def _options(
     ] = False,
 ) -> None:
     """sophia-mcp: MCP servers over a revenue team's workflows."""
+    started()
 
 
 def _signed(value: float | None) -> str:

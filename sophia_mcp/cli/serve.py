@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from sophia_mcp.app.logs import configure_logging
 from sophia_mcp.app.telemetry import configure_from_environment, shutdown
+from sophia_mcp.cli import started
 from sophia_mcp.settings import load_settings
 
 SERVER_NAMES = ("composite", "gong", "crm", "knowledge", "alerts", "linear")
@@ -69,16 +70,13 @@ def _server_module(name: str) -> Any:
 
 @contextmanager
 def _starting() -> Iterator[None]:
-    """No garbage collection while a server is built. Its start makes over a hundred thousand objects (the SDK's
-    and our models, every tool's schemas) that live as long as the server does: the collector, run again and again
-    as they pile up, walks them all and finds nothing to free. Once built they are set aside (`gc.freeze`), so the
-    collections during its calls do not walk them either."""
+    """No garbage collection while a server is built (its tools and schemas live as long as it does), as during the
+    program's own start (`main` in sophia_mcp/cli/__init__.py, the entry point)."""
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
-        gc.enable()
+        started()
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:
