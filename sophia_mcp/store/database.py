@@ -189,12 +189,6 @@ class Store:
         found = [line for row in rows for line in row.splitlines() if line.strip() and not line.startswith("***")]
         return found[:most]
 
-    def data_version(self) -> tuple[int, int]:
-        """A token that changes when another connection (or process) commits: SQLite's `data_version`, with the
-        connection it was read on, since each connection counts on its own. Compare tokens only for equality."""
-        with self._reading() as conn:
-            return id(conn), int(conn.execute("PRAGMA data_version").fetchone()[0])
-
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         """Run a read and return every row."""
         with self._reading() as conn:
