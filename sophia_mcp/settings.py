@@ -55,6 +55,11 @@ class GongSettings(Integration):
     base_url: str | None = "https://api.gong.io"
     access_key: SecretStr | None = None
     access_key_secret: SecretStr | None = None
+    webhook_public_key: str | None = Field(
+        default=None,
+        description="The public key (PEM) Gong shows for an automation rule's signed-JWT webhook: /hooks/gong takes "
+        "only calls signed by it.",
+    )
     # Gong allows 3 requests per second, company-wide.
     rate_per_second: float = Field(default=3.0, gt=0)
     max_concurrency: int = Field(default=3, ge=1)
@@ -67,6 +72,9 @@ class HubSpotSettings(Integration):
     # Private apps on Free/Starter get 100 requests per 10 s; search endpoints 5 per second on any plan.
     rate_per_second: float = Field(default=9.0, gt=0)
     search_per_second: float = Field(default=4.0, gt=0)
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="The app's client secret, which signs its webhooks (X-HubSpot-Signature-v3)."
+    )
     contact_properties: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_CONTACT_PROPERTIES),
         description="Our contact field -> the HubSpot contact property that holds it. The sophia_* ones are "
@@ -142,6 +150,9 @@ class SlackSettings(Integration):
     base_url: str | None = "https://slack.com/api/"
     bot_token: SecretStr | None = None
     rate_per_second: float = Field(default=1.0, gt=0)
+    signing_secret: SecretStr | None = Field(
+        default=None, description="The app's signing secret, which signs Events API requests to /hooks/slack."
+    )
 
 
 class LinearSettings(Integration):
@@ -152,6 +163,32 @@ class LinearSettings(Integration):
     )
     team: str | None = Field(default=None, description="Key or id of the team issues go to when none is named.")
     bug_team: str | None = Field(default=None, description="Team for bug reports; default `team`.")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="The webhook's signing secret (Linear-Signature) for /hooks/linear."
+    )
+
+
+class BugsSettings(BaseModel):
+    """Where bug reports come from by themselves: Slack messages in these channels (by the Events API at
+    /hooks/slack, or read by the slack-bugs connector) are filed as bugs, and the issue is replied in the thread."""
+
+    channels: list[str] = Field(
+        default_factory=list, description='Slack channel ids (or #names) whose messages are bug reports: ["C0123"].'
+    )
+
+
+class InboxSettings(BaseModel):
+    """How events from outside are processed once kept: retried with backoff, given up on after the last attempt."""
+
+    max_attempts: int = Field(default=8, ge=1, le=100, description="Attempts before an event is dead (kept, shown).")
+    retry_base_s: float = Field(default=10.0, gt=0, description="Wait before the first retry; it doubles.")
+    retry_max_s: float = Field(default=3600.0, gt=0, description="Longest wait between attempts.")
+    lease_s: float = Field(
+        default=120.0, gt=0, description="How long a worker holds an event; one that dies leaves it for this long."
+    )
+    batch: int = Field(default=50, ge=1, le=1000, description="Events a worker claims at a time.")
+    concurrency: int = Field(default=8, ge=1, le=200, description="Events a worker processes at once.")
+    poll_s: float = Field(default=2.0, gt=0, description="How often an idle worker looks for events kept elsewhere.")
 
 
 DEFAULT_ROUTES = {
@@ -520,6 +557,8 @@ class Settings(BaseSettings):
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
+    bugs: BugsSettings = Field(default_factory=BugsSettings)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
     strategic: StrategicSettings = Field(default_factory=StrategicSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)

@@ -45,6 +45,7 @@ from sophia_mcp.store.documents import Documents
 from sophia_mcp.store.enrichment import EnrichmentLedger
 from sophia_mcp.store.firmographics import LocalEnricher
 from sophia_mcp.store.health_alerts import HealthAlertLedger
+from sophia_mcp.store.inbox import ConnectorCursors, Inbox
 from sophia_mcp.store.meetings import Meetings
 from sophia_mcp.store.outbox import Outbox
 from sophia_mcp.store.runs import RunLedger
@@ -352,6 +353,8 @@ def build_services(settings: Settings) -> Services:
         documents=Documents(store),
         bug_reports=BugReports(store),
         outbox=Outbox(store),
+        inbox=Inbox(store),
+        connector_cursors=ConnectorCursors(store),
         runs=RunLedger(store),
         schedules=Schedules(store),
         health_alerts=HealthAlertLedger(store),

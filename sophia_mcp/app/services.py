@@ -28,6 +28,7 @@ from sophia_mcp.store.database import Store
 from sophia_mcp.store.documents import Documents
 from sophia_mcp.store.enrichment import EnrichmentLedger
 from sophia_mcp.store.health_alerts import HealthAlertLedger
+from sophia_mcp.store.inbox import ConnectorCursors, Inbox
 from sophia_mcp.store.outbox import Outbox
 from sophia_mcp.store.runs import RunLedger
 from sophia_mcp.store.schedules import Schedules
@@ -65,6 +66,9 @@ class Services:
     documents: Documents
     bug_reports: BugReports
     outbox: Outbox
+    # Events from outside (webhooks, polling connectors) and how far each connector has read.
+    inbox: Inbox
+    connector_cursors: ConnectorCursors
     # The store's repositories: runs, schedules and the last health alert of each client.
     runs: RunLedger
     schedules: Schedules

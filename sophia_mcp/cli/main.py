@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from sophia_mcp.app.services import ServiceCheck, Services
+    from sophia_mcp.domain.inbox import InboxEvent
     from sophia_mcp.domain.outbox import OutboxEntry
     from sophia_mcp.domain.schedules import ScheduleRun
     from sophia_mcp.settings import Settings
@@ -51,6 +52,9 @@ app.add_typer(outbox_app, name="outbox")
 crm_app = typer.Typer(help="Contacts, enrichment and lead scores; firmographics for the local enricher.",
                       no_args_is_help=True)  # fmt: skip
 app.add_typer(crm_app, name="crm")
+inbox_app = typer.Typer(help="Events from outside (webhooks, polling connectors) and what came of them.",
+                        no_args_is_help=True)  # fmt: skip
+app.add_typer(inbox_app, name="inbox")
 
 
 def _version(asked: bool) -> None:
@@ -531,6 +535,7 @@ def schedule(
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then stop.")] = False,
 ) -> None:
     from sophia_mcp.domain.times import utcnow
+    from sophia_mcp.workflows.events import InboxWorker
     from sophia_mcp.workflows.scheduler import Scheduler, list_schedules, sync_schedules
 
     console = _console()
@@ -550,7 +555,10 @@ def schedule(
             f"Running {plural(len(specs), 'schedule')} ({', '.join(s.name + ' ' + s.spec for s in specs)}); "
             "each run is a line here as it ends. Ctrl-C stops."
         )
-        await scheduler.serve(specs)
+        # Events the polling connectors keep, and any a hooks server kept and did not finish, are processed here.
+        async with anyio.create_task_group() as group:
+            group.start_soon(InboxWorker(services).serve)
+            await scheduler.serve(specs)
 
     try:
         _with_services(work)
@@ -780,6 +788,96 @@ def outbox_list(
                 "those due now."
             )
         table.print(console, empty=empty)
+
+    _with_services(work)
+
+
+class InboxStatus(StrEnum):
+    pending = "pending"
+    working = "working"
+    done = "done"
+    ignored = "ignored"
+    dead = "dead"
+
+
+class InboxSource(StrEnum):
+    slack = "slack"
+    hubspot = "hubspot"
+    linear = "linear"
+    gong = "gong"
+    folder = "folder"
+
+
+def _inbox_outcome(event: InboxEvent) -> str:
+    if event.last_error:
+        return event.last_error
+    if event.result is None:
+        return ""
+    return ", ".join(f"{k} {v}" for k, v in event.result.items() if not isinstance(v, dict | list))
+
+
+@inbox_app.command("list")
+def inbox_list(
+    status: Annotated[InboxStatus | None, typer.Option(help="Only events in this state (dead: given up on).")] = None,
+    source: Annotated[InboxSource | None, typer.Option(help="Only events from this source.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+) -> None:
+    """Show the newest events received (webhooks and polling connectors): what each was, its state, attempts and
+    what came of it."""
+    console = _console()
+
+    async def work(services: Services) -> None:
+        events = await services.inbox.list(status.value if status else None, source.value if source else None,
+                                           limit=limit)  # fmt: skip
+        counts = await services.inbox.counts()
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none yet"
+        table = Report(
+            f"The newest {plural(len(events), 'event')}" + (f" {status.value}" if status else "")
+            + (f" from {source.value}" if source else "") + f" (all: {summary})",
+            [Column("Id", number=True), Column("Source", keep=True), Column("Kind", keep=True),
+             Column("Status", keep=True), Column("Tries", number=True), Column("Received", keep=True),
+             Column("Outcome", share=3)],
+        )  # fmt: skip
+        for e in events:
+            table.add(str(e.id), e.source, e.kind, e.status, str(e.attempts), f"{e.received_at:%Y-%m-%d %H:%M:%S}",
+                      _inbox_outcome(e))  # fmt: skip
+        empty = (
+            "No event has been received: webhooks arrive at /hooks/slack, /hooks/hubspot, /hooks/linear and "
+            "/hooks/gong of `sophia-mcp hooks` (or `serve composite --transport http`); connectors poll on "
+            "`sophia-mcp schedule`."
+        )
+        if status or source:
+            empty = "No event matches; `sophia-mcp inbox list` shows them all."
+        table.print(console, empty=empty)
+
+    _with_services(work)
+
+
+@inbox_app.command("retry")
+def inbox_retry(event_ids: Annotated[list[int], typer.Argument(help="Ids of dead events (inbox list).")]) -> None:
+    """Give dead events a fresh set of attempts; the next worker (hooks, schedule, inbox process) takes them."""
+    console = _console()
+
+    async def work(services: Services) -> None:
+        count = await services.inbox.requeue(event_ids)
+        console.print(f"{plural(count, 'dead event')} of {len(event_ids)} will be tried again.")
+
+    _with_services(work)
+
+
+@inbox_app.command("process")
+def inbox_process() -> None:
+    """Process every event due now, here, then stop (a hooks server or `sophia-mcp schedule` does this as they
+    arrive)."""
+    from sophia_mcp.workflows.events import InboxWorker
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        count = await InboxWorker(services).drain()
+        counts = await services.inbox.counts()
+        left = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        console.print(f"Processed {plural(count, 'event')}; the inbox now holds {left or 'nothing'}.")
 
     _with_services(work)
 

@@ -443,6 +443,39 @@ MIGRATIONS: list[str] = [
         INSERT INTO vector_changes (vector_id) VALUES (old.id);
     END;
     """,
+    # 13: the inbox: every event from outside (a provider's webhook, a polling connector), kept once by its source's
+    # own id, then processed by a worker that holds a lease on it while it works (a worker that dies leaves it to
+    # the next), retries a failure with backoff and gives up (dead, kept for a person) after the last attempt.
+    # Beside it each polling connector's cursor: how far it has read.
+    """
+    CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        via TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'working', 'done', 'ignored', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        deliveries INTEGER NOT NULL DEFAULT 1,
+        received_at TEXT NOT NULL,
+        next_at TEXT NOT NULL,
+        claimed_by TEXT,
+        claimed_until TEXT,
+        finished_at TEXT,
+        last_error TEXT,
+        result TEXT,
+        UNIQUE (source, event_id)
+    );
+    CREATE INDEX inbox_due ON inbox (next_at) WHERE status IN ('pending', 'working');
+    CREATE INDEX inbox_status ON inbox (status, id);
+    CREATE TABLE connector_cursors (
+        name TEXT PRIMARY KEY,
+        position TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 
