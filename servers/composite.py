@@ -15,6 +15,7 @@ from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from pydantic import Field
 
 from sophia_mcp.domain.model import Model
+from sophia_mcp.errors import NotFound
 from sophia_mcp.mcp.sampling import Asking, clients_model, unasked, writers
 from sophia_mcp.mcp.server import (
     SlackChannel,
@@ -311,6 +312,28 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
     server.declare_resource("sophia://metrics", name="metrics", title="Workflow metrics", mime_type="application/json")(
         metrics
     )
+
+    async def inbox() -> str:
+        """Events received from outside (webhooks, polling connectors), newest first: how many are in each state,
+        and the latest fifty with what came of each (a dead one was given up on after its last attempt)."""
+        events = await server.services.inbox.list(limit=50)
+        counts = await server.services.inbox.counts()
+        shown = [e.model_dump(mode="json", exclude={"payload"}) for e in events]
+        return json.dumps({"counts": counts, "events": shown}, indent=2)
+
+    async def inbox_event(event_id: str) -> str:
+        """One event from outside, with what it carried and what came of it."""
+        event = await server.services.inbox.get(int(event_id)) if event_id.isdigit() else None
+        if event is None:
+            raise NotFound(f"No inbox event {event_id!r}; sophia://inbox lists them")
+        return event.model_dump_json(indent=2)
+
+    server.declare_resource("sophia://inbox", name="inbox", title="Inbox of events", mime_type="application/json")(
+        inbox
+    )
+    server.declare_resource(
+        "sophia://inbox/{event_id}", name="inbox_event", title="Inbox event", mime_type="application/json"
+    )(inbox_event)
 
     async def latest_dashboard() -> str:
         """The newest dashboard, as an MCP Apps UI."""

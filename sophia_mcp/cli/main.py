@@ -832,8 +832,8 @@ def inbox_list(
         counts = await services.inbox.counts()
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none yet"
         table = Report(
-            f"The newest {plural(len(events), 'event')}" + (f" {status.value}" if status else "")
-            + (f" from {source.value}" if source else "") + f" (all: {summary})",
+            f"The newest{' ' + status.value if status else ''} events{' from ' + source.value if source else ''}: "
+            f"{len(events)} (the inbox holds {summary})",
             [Column("Id", number=True), Column("Source", keep=True), Column("Kind", keep=True),
              Column("Status", keep=True), Column("Tries", number=True), Column("Received", keep=True),
              Column("Outcome", share=3)],

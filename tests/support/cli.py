@@ -12,7 +12,7 @@ from tests.support.processes import env_for
 runner = CliRunner()
 
 
-def invoke(data_dir: Path, *args: str) -> tuple[int, str]:
-    """Run `sophia-mcp ARGS...` on `data_dir` (200 columns wide); its exit code and output."""
-    result = runner.invoke(app, list(args), env=env_for(data_dir, COLUMNS="200"))
+def invoke(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run `sophia-mcp ARGS...` on `data_dir` (200 columns wide, with `env` set); its exit code and output."""
+    result = runner.invoke(app, list(args), env=env_for(data_dir, COLUMNS="200", **(env or {})))
     return result.exit_code, result.output
