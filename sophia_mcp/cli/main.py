@@ -1,9 +1,10 @@
 """The `sophia-mcp` command: serve a server, load the demo, import calls, run a workflow, check the setup.
 
-A command imports its workflows when it runs: `sophia-mcp serve` is this same program, and a server's start should
-not load the workflows of every other command (bench/server_speed.py measures it)."""
-
-from __future__ import annotations
+A command imports its workflows, and the tables it prints, when it runs: `sophia-mcp serve` is this same program, and
+a server's start should not load the workflows of every other command (bench/server_speed.py measures it). For the
+same reason annotations here are not postponed (no `from __future__ import annotations`): typer reads every
+command's parameters at each start, and evaluating postponed ones costs more than the definitions; the few names
+imported only for type checking are quoted."""
 
 import re
 from collections.abc import Awaitable, Callable
@@ -14,13 +15,11 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import anyio
 import typer
-from rich.text import Text
 
 from sophia_mcp.analysis.health import format_score, format_threshold
 from sophia_mcp.app.logs import configure_logging
 from sophia_mcp.cli import started
 from sophia_mcp.cli.serve import SERVER_NAMES, run_server, settings_problems
-from sophia_mcp.cli.terminal import Column, Report, console_for
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.strategic import SOURCES, SourceName
 from sophia_mcp.errors import ConfigurationError, SophiaError
@@ -96,7 +95,9 @@ class Transport(StrEnum):
     http = "http"
 
 
-def _console(stderr: bool = False) -> Console:
+def _console(stderr: bool = False) -> "Console":
+    from sophia_mcp.cli.terminal import console_for
+
     return console_for(stderr)
 
 
@@ -127,13 +128,15 @@ def for_the_cli(text: str) -> str:
     return SNAKE_WORD.sub(command, text)
 
 
-def _say(text: str, style: str = "red", console: Console | None = None) -> None:
+def _say(text: str, style: str = "red", console: "Console | None" = None) -> None:
     """A failure in one line, whatever the terminal's width, its text taken as it is (no markup), naming commands
     where it names tools."""
+    from rich.text import Text
+
     (console or _console(stderr=True)).print(Text(for_the_cli(text), style=style), soft_wrap=True)
 
 
-def _settings() -> Settings:
+def _settings() -> "Settings":
     from pydantic import ValidationError
 
     from sophia_mcp.settings import load_settings
@@ -147,7 +150,7 @@ def _settings() -> Settings:
     return settings
 
 
-def _with_services(work: Callable[[Services], Awaitable[T]]) -> T:
+def _with_services(work: "Callable[[Services], Awaitable[T]]") -> T:
     """Build the services from settings, run `work`, and turn our errors into a message and exit code 1."""
     from sophia_mcp.app.backends import build_services
     from sophia_mcp.app.telemetry import configure_from_environment, shutdown
@@ -213,7 +216,7 @@ def demo() -> None:
 
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         console.print(f"Data dir: [bold]{services.settings.data_dir}[/bold]")
         with _progress_bar() as bar:
             task = bar.add_task("Loading demo calls and transcripts", total=None)
@@ -246,10 +249,14 @@ def demo() -> None:
 
 
 def _demo_health(
-    services: Services, console: Console, reports: list[CallHealthReport], health_alerts: list[OutboxEntry]
+    services: "Services", console: "Console", reports: "list[CallHealthReport]", health_alerts: "list[OutboxEntry]"
 ) -> None:
     """Every client's health after the analysis, and the health alerts in the outbox (those this run raised, and
     those raised before)."""
+    from rich.text import Text
+
+    from sophia_mcp.cli.terminal import Column, Report
+
     threshold = services.settings.health.threshold
     latest = {r.client_id: r for r in reports if r.client_id and r.health}
     calls: dict[str, int] = {}
@@ -289,9 +296,10 @@ def _demo_health(
     console.print("Each is in the outbox: sophia-mcp outbox list")
 
 
-async def _demo_leads(services: Services, console: Console) -> None:
+async def _demo_leads(services: "Services", console: "Console") -> None:
     """The demo's second job: enrich and score every contact, then show the best leads and why."""
     from sophia_mcp.analysis.lead_score import LeadScore
+    from sophia_mcp.cli.terminal import Column, Report
     from sophia_mcp.store.demo import DemoStore
     from sophia_mcp.workflows.enrichment import enrich_contacts
 
@@ -332,7 +340,7 @@ def calls_import(
 
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         with _progress_bar() as bar:
             task = bar.add_task("Importing", total=None)
 
@@ -366,11 +374,12 @@ def calls_list(
     limit: Annotated[int, typer.Option(min=1, max=100, help="How many, newest first.")] = 20,
 ) -> None:
     """List calls newest first, with their ids (for `sophia-mcp run analyze-call`), dates and clients."""
+    from sophia_mcp.cli.terminal import Column, Report
     from sophia_mcp.domain.calls import CallFilter
 
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         days = (from_date.date() if from_date else None, to_date.date() if to_date else None)
         page = await services.calls.list_calls(
             CallFilter.on_days(client, *days, competitor, unlinked=unlinked), limit, None
@@ -401,7 +410,7 @@ def calls_link(
 
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         report = await link_call(services, call_id, client)
         console.print(f"Call {report.call_id} linked to [bold]{report.client_name}[/bold] ({report.client_id}).")
         if report.previous_client_id and report.previous_client_id != report.client_id:
@@ -431,7 +440,7 @@ def calls_sync(
 
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         if not isinstance(services.calls, GongCalls):
             raise ConfigurationError(
                 "calls sync pulls from Gong: set SOPHIA_GONG__BACKEND=gong with SOPHIA_GONG__ACCESS_KEY, "
@@ -463,7 +472,7 @@ def run_analyze_call(call_id: Annotated[str, typer.Argument(help="Gong call id."
 
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         report = await analyze_call(services, call_id)
         analysis = report.analysis
         console.print(f"[bold]{report.client_name or 'No client'}[/bold] · call {report.call_id} · run {report.run_id}")
@@ -493,7 +502,7 @@ def run_health_monitor() -> None:
 
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         report = await monitor_health(services)
         console.print(
             f"Health monitor {report.period} (run {report.run_id}): {plural(report.clients, 'client')}, "
@@ -523,7 +532,7 @@ def _schedules_help() -> str:
     )
 
 
-def _run_line(run: ScheduleRun) -> str:
+def _run_line(run: "ScheduleRun") -> str:
     took = f"{(run.finished_at - run.started_at).total_seconds():.1f} s" if run.finished_at else "still running"
     did = run.error or ", ".join(f"{k} {v}" for k, v in (run.summary or {}).items()) or "nothing to do"
     missed = f", standing for {plural(run.missed, 'missed run')}" if run.missed else ""
@@ -534,13 +543,15 @@ def _run_line(run: ScheduleRun) -> str:
 def schedule(
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then stop.")] = False,
 ) -> None:
+    from rich.text import Text
+
     from sophia_mcp.domain.times import utcnow
     from sophia_mcp.workflows.events import InboxWorker
     from sophia_mcp.workflows.scheduler import Scheduler, list_schedules, sync_schedules
 
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         scheduler = Scheduler(services, finished=lambda run: console.print(Text(_run_line(run)), soft_wrap=True))
         specs = services.settings.schedules
         if once:
@@ -584,7 +595,7 @@ def crm_enrich(
              "changed in the CRM since then")  # fmt: skip
         raise typer.Exit(2)
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         with _progress_bar() as bar:
             task = bar.add_task(f"Enriching via {services.enricher.name} into {services.crm.name}", total=None)
 
@@ -617,7 +628,7 @@ def crm_import_firmographics(
 
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         organizations, problems = read_firmographics_csv(path)
 
         def save() -> int:
@@ -654,7 +665,7 @@ def kb_ingest(
              if p.is_file() or not p.exists()]  # fmt: skip
     files = [f for f in files if not f.exists() or f.suffix.lower() in FORMAT_OF_SUFFIX or f in paths]
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         failed = 0
         for file in files:
             try:
@@ -683,7 +694,7 @@ def kb_search(
 
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         hits = await search(services, query, DocumentFilter(types=type or None), limit)
         if not hits:
             console.print("Nothing found.")
@@ -718,7 +729,7 @@ def ask(
 
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         client_id = (await resolve_client(services, client)).id if client else None
         sources = [cast(SourceName, s.value) for s in source] if source else None
         writers = [services.writer] if services.writer else []
@@ -730,9 +741,11 @@ def ask(
     _with_services(work)
 
 
-def _print_answer(console: Console, result: StrategicAnswer) -> None:
+def _print_answer(console: "Console", result: "StrategicAnswer") -> None:
     """The answer (or why there is none), then each citation with its quote, then the gaps; at a terminal, lines
     wrap between words (piped, the console has no width and nothing folds)."""
+    from rich.text import Text
+
     evidence, scope = result.evidence, result.evidence.scope
     whose = scope.client_name or "every client"
     named = f"; competitors named: {', '.join(scope.competitors)}" if scope.competitors else ""
@@ -768,9 +781,11 @@ def outbox_list(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
 ) -> None:
     """Show the newest outbox entries: alerts, issues and meetings, each with its delivery state."""
+    from sophia_mcp.cli.terminal import Column, Report
+
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         entries = await services.outbox.list(status.value if status else None, limit)
         table = Report(
             f"The newest {plural(len(entries), 'outbox entry', 'outbox entries')}"
@@ -808,7 +823,7 @@ class InboxSource(StrEnum):
     folder = "folder"
 
 
-def _inbox_outcome(event: InboxEvent) -> str:
+def _inbox_outcome(event: "InboxEvent") -> str:
     if event.last_error:
         return event.last_error
     if event.result is None:
@@ -824,9 +839,11 @@ def inbox_list(
 ) -> None:
     """Show the newest events received (webhooks and polling connectors): what each was, its state, attempts and
     what came of it."""
+    from sophia_mcp.cli.terminal import Column, Report
+
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         events = await services.inbox.list(status.value if status else None, source.value if source else None,
                                            limit=limit)  # fmt: skip
         counts = await services.inbox.counts()
@@ -858,7 +875,7 @@ def inbox_retry(event_ids: Annotated[list[int], typer.Argument(help="Ids of dead
     """Give dead events a fresh set of attempts; the next worker (hooks, schedule, inbox process) takes them."""
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         count = await services.inbox.requeue(event_ids)
         console.print(f"{plural(count, 'dead event')} of {len(event_ids)} will be tried again.")
 
@@ -873,7 +890,7 @@ def inbox_process() -> None:
 
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         count = await InboxWorker(services).drain()
         counts = await services.inbox.counts()
         left = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
@@ -889,7 +906,7 @@ def outbox_deliver() -> None:
 
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         entries = await deliver_pending(services)
         delivered = sum(1 for e in entries if e.status == "delivered")
         console.print(f"Delivered {delivered} of {len(entries)} pending entries.")
@@ -955,7 +972,7 @@ def doctor() -> None:
         console.print(f"[red]Configuration[/red] {exc}")
     else:
 
-        async def check() -> list[ServiceCheck]:
+        async def check() -> "list[ServiceCheck]":
             try:
                 return await check_real_services(built)
             finally:
