@@ -22,8 +22,13 @@ log = logging.getLogger(__name__)
 
 HEADER_END = b"\r\n\r\n"
 # The listen queue, which is also how many connections asyncio accepts at once, before any of them reaches the
-# pool's cap: the cap leaves room for one such batch.
+# pool's cap.
 BACKLOG = 100
+# Batches of accepted connections open beyond the cap at the moment of an accept, under a flood: asyncio accepts a
+# batch in one loop pass, builds their transports in the next, hands them to the pool (which closes as many
+# waiting ones) in the one after, and only then are those closed. So while one batch is accepted, the one before
+# waits for the pool and the victims of the one before that wait to be closed.
+BATCHES_IN_FLIGHT = 3
 # File descriptors kept free for everything that is not a client connection: the store, logs, imports, threads.
 RESERVED_FDS = 64
 
@@ -33,7 +38,7 @@ def connection_cap(configured: int) -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return configured
-    return max(1, min(configured, soft - RESERVED_FDS - BACKLOG))
+    return max(1, min(configured, soft - RESERVED_FDS - BATCHES_IN_FLIGHT * BACKLOG))
 
 
 @dataclass
