@@ -476,6 +476,11 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 14: an issue is found by its identifier whatever its case (eng-12 is ENG-12): an index that ignores case, so
+    # finding one no longer reads every issue.
+    """
+    CREATE INDEX IF NOT EXISTS tracker_issues_identifier ON tracker_issues (identifier COLLATE NOCASE);
+    """,
 ]
 
 

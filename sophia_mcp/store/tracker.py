@@ -22,6 +22,11 @@ NEW_STATE = "Todo"
 
 ISSUE_COLUMNS = "i.*, t.key AS team_key"
 CHUNK = 500  # ids bound in one IN (...) list
+# One issue by its id or its identifier in any case (both indexed).
+BY_REF = f"""
+    SELECT {ISSUE_COLUMNS} FROM tracker_issues i JOIN tracker_teams t ON t.id = i.team_id
+    WHERE i.id = ? OR i.identifier = ? COLLATE NOCASE
+"""
 
 
 def _issue(row: sqlite3.Row) -> Issue:
@@ -68,24 +73,21 @@ class LocalTracker:
             raise InvalidInput(f"Unknown team {ref!r}; the teams are {known} (list_teams shows them)")
         return row
 
-    def _get(self, conn: sqlite3.Connection, ref: str) -> Issue:
-        row = conn.execute(
-            f"""
-            SELECT {ISSUE_COLUMNS} FROM tracker_issues i JOIN tracker_teams t ON t.id = i.team_id
-            WHERE i.id = ? OR i.identifier = ? COLLATE NOCASE
-            """,
-            (ref.strip(), ref.strip()),
-        ).fetchone()
+    @staticmethod
+    def _found(row: sqlite3.Row | None, ref: str) -> Issue:
         if row is None:
             raise NotFound(f"No issue {ref!r}; search_issues finds issues by title, team, state or label")
         return _issue(row)
 
+    def _get(self, conn: sqlite3.Connection, ref: str) -> Issue:
+        return self._found(conn.execute(BY_REF, (ref.strip(), ref.strip())).fetchone(), ref)
+
     def _get_one(self, issue_id: str) -> Issue:
-        with self.store.transaction() as conn:
-            return self._get(conn, issue_id)
+        return self._found(self.store.query_one(BY_REF, (issue_id.strip(), issue_id.strip())), issue_id)
 
     async def get(self, issue_id: str) -> Issue:
-        return await self.store.run(self._get_one, issue_id)
+        # By id or by identifier (either case): two index lookups, short enough to read here.
+        return await self.store.read(self._get_one, issue_id)
 
     def _search(self, query: IssueQuery) -> IssuePage:
         where: list[str] = ["1 = 1"]
@@ -122,7 +124,7 @@ class LocalTracker:
     # -- writes -------------------------------------------------------------------------------------------
 
     def _by_id(self, conn: sqlite3.Connection, issue_ids: list[str]) -> dict[str, Issue]:
-        # Along the primary key: `_get`'s identifier match ignores case, which no index serves.
+        # Along the primary key, by ids alone.
         found: dict[str, Issue] = {}
         for start in range(0, len(issue_ids), CHUNK):
             chunk = issue_ids[start : start + CHUNK]
