@@ -23,7 +23,8 @@ Via = Literal["webhook", "poll"]
 @dataclass(frozen=True)
 class Incoming:
     """An event as received, before the inbox keeps it. `kind` names the action that handles it
-    (`workflows.events.ACTIONS`), e.g. `slack.message`, `hubspot.contact`, `linear.issue_state`, `gong.call`."""
+    (`workflows.event_actions.ACTIONS`): `slack.message`, `hubspot.contact`, `linear.issue`, `gong.call`,
+    `folder.file`."""
 
     source: Source
     event_id: str

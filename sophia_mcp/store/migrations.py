@@ -446,9 +446,10 @@ MIGRATIONS: list[str] = [
     # 13: the inbox: every event from outside (a provider's webhook, a polling connector), kept once by its source's
     # own id, then processed by a worker that holds a lease on it while it works (a worker that dies leaves it to
     # the next), retries a failure with backoff and gives up (dead, kept for a person) after the last attempt.
-    # Beside it each polling connector's cursor: how far it has read.
+    # Beside it each polling connector's cursor: how far it has read. It may run again harmlessly (a test rewinds
+    # the schema).
     """
-    CREATE TABLE inbox (
+    CREATE TABLE IF NOT EXISTS inbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         source TEXT NOT NULL,
         event_id TEXT NOT NULL,
@@ -468,9 +469,9 @@ MIGRATIONS: list[str] = [
         result TEXT,
         UNIQUE (source, event_id)
     );
-    CREATE INDEX inbox_due ON inbox (next_at) WHERE status IN ('pending', 'working');
-    CREATE INDEX inbox_status ON inbox (status, id);
-    CREATE TABLE connector_cursors (
+    CREATE INDEX IF NOT EXISTS inbox_due ON inbox (next_at) WHERE status IN ('pending', 'working');
+    CREATE INDEX IF NOT EXISTS inbox_status ON inbox (status, id);
+    CREATE TABLE IF NOT EXISTS connector_cursors (
         name TEXT PRIMARY KEY,
         position TEXT NOT NULL,
         updated_at TEXT NOT NULL

@@ -24,6 +24,7 @@ import anyio.abc
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.inbox import InboxEvent
 from sophia_mcp.domain.times import utcnow
+from sophia_mcp.errors import SophiaError
 from sophia_mcp.store.runs import describe_error
 from sophia_mcp.workflows.event_actions import ACTIONS, Action, Ignored
 
@@ -99,9 +100,11 @@ class InboxWorker:
         else:
             error = describe_error(exc)
         again = retry_at(self.services, event.attempts, utcnow())
+        # Our own errors (a service down, refused credentials) say all there is; anything else is a bug: its trace.
         log.warning(
             "inbox event %d (%s %s) failed on attempt %d: %s%s", event.id, event.source, event.kind, event.attempts,
-            error, "" if again else "; giving up (dead)", exc_info=not isinstance(exc, LookupError | TimeoutError),
+            error, "" if again else "; giving up (dead)",
+            exc_info=not isinstance(exc, SophiaError | LookupError | TimeoutError),
         )  # fmt: skip
         await self.inbox.fail(event.id, self.owner, error, again)
 
