@@ -1,4 +1,5 @@
-"""The embedded notifier: an alert is delivered into the store, where the outbox entry is the message."""
+"""The embedded notifier: an alert is delivered into the store, where the outbox entry is the message (a reply's
+`thread_ts` kept with it, so the thread it answers is shown)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ class LocalNotifier:
     name = "local"
 
     async def send(self, alert: Alert) -> str:
-        log.info("Alert for %s: %s", alert.channel, alert.title)
+        where = f"{alert.channel} (thread {alert.thread_ts})" if alert.thread_ts else alert.channel
+        log.info("Alert for %s: %s", where, alert.title)
         return f"local:{uuid.uuid4().hex[:12]}"
 
     async def already_sent(self, alert: Alert) -> str | None:

@@ -1,8 +1,11 @@
 """The `Notifier` port on Slack's Web API (`chat.postMessage`) with slack-sdk's async client.
 
+An alert with a `thread_ts` is posted as a reply in that message's thread.
+
 Slack has no idempotency key, so a post whose answer was lost may have gone through. Each message carries its
 alert key in Slack message metadata; before sending an alert again, `already_sent` looks for that key in the
-channel's recent history, and the outbox records the existing message instead of posting a second one.
+channel's recent history (or the thread's replies), and the outbox records the existing message instead of
+posting a second one.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class SlackNotifier:
             text=alert.text[:40000],
             blocks=alert.blocks[:50] or None,
             unfurl_links=False,
+            thread_ts=alert.thread_ts,
             metadata={"event_type": EVENT_TYPE, "event_payload": {"key": alert.key, "severity": alert.severity}},
         )
         channel = str(response.get("channel") or "")
@@ -101,7 +105,9 @@ class SlackNotifier:
         answer = await self._call("auth_test")
         return f"Slack accepted the bot token (team {answer.get('team')}, user {answer.get('user')})"
 
-    async def _channel_id(self, channel: str) -> str | None:
+    async def channel_id(self, channel: str) -> str | None:
+        """The id of a channel given by id or `#name` (names looked up once with `conversations.list`); None
+        when the bot sees no such channel."""
         if not channel.startswith("#"):
             return channel
         name = channel.lstrip("#")
@@ -117,12 +123,18 @@ class SlackNotifier:
 
     async def already_sent(self, alert: Alert) -> str | None:
         """The `ts` of a message already posted for this alert, if a lost answer hid it."""
-        channel = await self._channel_id(alert.channel)
+        channel = await self.channel_id(alert.channel)
         if channel is None:
             return None
-        history = await self._call(
-            "conversations_history", channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True
-        )
+        if alert.thread_ts:  # a thread's replies are not in the channel's history
+            history = await self._call(
+                "conversations_replies", channel=channel, ts=alert.thread_ts, limit=HISTORY_LOOKBACK,
+                include_all_metadata=True,
+            )  # fmt: skip
+        else:
+            history = await self._call(
+                "conversations_history", channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True
+            )
         for message in history.get("messages") or []:
             metadata = message.get("metadata") or {}
             if (

@@ -27,3 +27,6 @@ class Alert(Model):
     text: str = Field(description="Plain text; also the fallback where rich blocks are not shown.")
     blocks: list[dict[str, Any]] = Field(default_factory=list)
     attachments: list[Attachment] = Field(default_factory=list, description="Files it carries (an invite).")
+    thread_ts: str | None = Field(
+        default=None, description="A reply in this message's thread (Slack's ts of its first message), not the channel."
+    )

@@ -1,5 +1,6 @@
 """Bug report -> issue: a Slack-style report becomes an issue with labels and a priority, the reporter's channel
-is told, and told again whenever the issue's state changes.
+is told, and told again whenever the issue's state changes. A report that is a Slack message (the bug channels'
+events) is filed once per message, and everything its channel hears goes in that message's thread.
 
 The issue goes through the outbox like every side effect: if the tracker is down the report is kept, the
 channel hears it was received, and the issue is opened (and the channel told) when the tracker is back.
@@ -25,6 +26,8 @@ from sophia_mcp.workflows.issues import default_team
 from sophia_mcp.workflows.runs import start_run
 
 LOCAL_BUG_TEAM = "ENG"
+# The key of a report made by a Slack message: this, then "{channel}/{ts}".
+SLACK_REPORT = "bug:slack:"
 CLOSED = ("Done", "Canceled")
 # A closed issue is still watched this long after it closed: it may be re-opened in the tracker itself.
 CLOSED_WATCHED = timedelta(days=30)
@@ -72,17 +75,34 @@ def draft_from_report(text: str, reporter: str, channel: str, team: str) -> Issu
     return IssueDraft(team=team, title=title, description=description, priority=priority, labels=labels)
 
 
-def _ack(key: str, channel: str, text: str, title: str) -> Alert:
-    return Alert(key=key, channel=channel, severity="info", title=title, text=text)
+def slack_report_key(channel: str, ts: str) -> str:
+    """The key of the report a Slack message makes: the message itself, so however often it arrives (a retry, a
+    replay, the webhook and the poll) it is filed once."""
+    return f"{SLACK_REPORT}{channel}/{ts}"
 
 
-async def report_bug(services: Services, text: str, reporter: str, channel: str) -> BugReportResult:
-    """File the report as an issue once (the same report again finds it), and tell the reporter's channel."""
+def report_thread(report_key: str) -> str | None:
+    """The Slack thread a report's messages go to: the message it came from, when it came from Slack."""
+    return report_key.rpartition("/")[2] if report_key.startswith(SLACK_REPORT) else None
+
+
+def _ack(key: str, report_key: str, channel: str, text: str, title: str) -> Alert:
+    return Alert(key=key, channel=channel, severity="info", title=title, text=text, thread_ts=report_thread(report_key))
+
+
+async def report_bug(
+    services: Services, text: str, reporter: str, channel: str, thread_ts: str | None = None
+) -> BugReportResult:
+    """File the report as an issue once (the same report again finds it), and tell the reporter's channel. With
+    `thread_ts` the report is that Slack message of `channel`: filed once per message, answered in its thread."""
     team = default_team(services, services.settings.linear.bug_team, LOCAL_BUG_TEAM)
     if team is None:
         raise InvalidInput("Bug reports need a team: set SOPHIA_LINEAR__BUG_TEAM or SOPHIA_LINEAR__TEAM")
     draft = draft_from_report(text, reporter, channel, team)
-    key = "bug:" + hashlib.sha256(f"{reporter}\n{text.strip()}".encode()).hexdigest()[:20]
+    if thread_ts:
+        key = slack_report_key(channel, thread_ts)
+    else:
+        key = "bug:" + hashlib.sha256(f"{reporter}\n{text.strip()}".encode()).hexdigest()[:20]
     async with start_run(services.runs, "report_bug", key, {"reporter": reporter, "channel": channel}) as run:
         result = await _file(services, key, draft, reporter, channel)
         run.output = {"status": result.status, "issue": result.issue.identifier if result.issue else None}
@@ -102,9 +122,10 @@ async def _file(services: Services, key: str, draft: IssueDraft, reporter: str, 
         ack = await _told_filed(services, key, channel, reporter, issue)
     else:
         alert = _ack(
-            f"bug-received:{key}", channel,
+            f"bug-received:{key}", key, channel,
             f"Thanks {reporter}: your report \"{draft.title}\" is received. The tracker cannot be reached just now; "
-            "the issue will be opened as soon as it is back, and this channel told.", "Bug report received",
+            f"the issue will be opened as soon as it is back, and this {'thread' if report_thread(key) else 'channel'} "
+            "told.", "Bug report received",
         )  # fmt: skip
         ack = await _send(services, alert)
     return BugReportResult(
@@ -114,8 +135,9 @@ async def _file(services: Services, key: str, draft: IssueDraft, reporter: str, 
 
 
 async def _send(services: Services, alert: Alert) -> str:
-    [(entry_id, new)] = await services.outbox.enqueue_many("alert", [(alert.key, alert.channel, alert.model_dump())])
-    entry = await deliver(services, entry_id) if new else (await services.outbox.entries([entry_id]))[0]
+    [(entry_id, _)] = await services.outbox.enqueue_many("alert", [(alert.key, alert.channel, alert.model_dump())])
+    # Kept before by a run that failed to send it (or died before it could): this one sends it.
+    entry = await deliver(services, entry_id)
     return entry.status
 
 
@@ -123,9 +145,10 @@ async def _told_filed(services: Services, key: str, channel: str, reporter: str,
     await services.bug_reports.filed(key, issue.id, issue.state)
     where = f" ({issue.url})" if issue.url else ""
     alert = _ack(
-        f"bug-filed:{key}", channel,
+        f"bug-filed:{key}", key, channel,
         f"Thanks {reporter}: filed as {issue.identifier} \"{issue.title}\"{where}, priority "
-        f"{issue.priority}, state {issue.state}. This channel hears when its state changes.",
+        f"{issue.priority}, state {issue.state}. This {'thread' if report_thread(key) else 'channel'} hears when "
+        "its state changes.",
         f"Bug filed as {issue.identifier}",
     )  # fmt: skip
     return await _send(services, alert)
@@ -139,7 +162,7 @@ async def notify_state(services: Services, issue: Issue, when: datetime | None =
         return False
     report, number = taken
     alert = _ack(
-        f"bug-state:{report.issue_key}:{number}:{issue.state}", report.channel,
+        f"bug-state:{report.issue_key}:{number}:{issue.state}", report.issue_key, report.channel,
         f"{issue.identifier} \"{issue.title}\" (reported by {report.reporter}) is now {issue.state}.",
         f"{issue.identifier}: {issue.state}",
     )  # fmt: skip

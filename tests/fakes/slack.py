@@ -3,7 +3,8 @@
 Bearer bot-token auth; every method answers HTTP 200 with `ok: false` and an error code on failure, except rate
 limiting (429, `Retry-After`, `error: ratelimited`); chat.postMessage needs `text`, knows its channels by id
 or `#name`, allows about one message per second per channel; conversations.list pages with `cursor`;
-conversations.history returns messages with their metadata. Faults can be queued: 500, 429, slow,
+conversations.history returns messages with their metadata (a thread's replies, posted with `thread_ts`,
+only in conversations.replies, as Slack does). Faults can be queued: 500, 429, slow,
 "lost" (the message is posted, then the answer never arrives in time), and "leaky" (an error that quotes the token).
 """
 
@@ -21,7 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 BOT_TOKEN = "xoxb-fake-0000-bot-token-value"
-CHANNELS = {"C0HEALTH01": "client-health", "C0LEAD0001": "leadership", "C0RANDOM01": "random"}
+CHANNELS = {
+    "C0HEALTH01": "client-health", "C0LEAD0001": "leadership", "C0RANDOM01": "random", "C0BUGS0001": "bugs",
+}  # fmt: skip
 
 
 @dataclass
@@ -109,6 +112,8 @@ def slack_app(state: SlackState) -> Starlette:
                 "blocks": args.get("blocks") or [],
                 "metadata": args.get("metadata"),
             }
+            if args.get("thread_ts"):
+                message["thread_ts"] = str(args["thread_ts"])
             state.messages.append(message)
         if args["_fault"] == "lost":
             await anyio.sleep(state.slow_seconds)  # posted; the client gives up before the answer comes
@@ -128,18 +133,30 @@ def slack_app(state: SlackState) -> Starlette:
             response_metadata={"next_cursor": following},
         )
 
-    async def conversations_history(request: Request) -> Response:
-        args = await guard(request, "conversations.history")
+    async def listing(request: Request, method: str) -> Response:
+        """conversations.history (a channel's messages, newest first, thread replies left out) or
+        conversations.replies (the replies in the thread of `ts`)."""
+        args = await guard(request, method)
         if isinstance(args, Response):
             return args
         cid = channel_id(str(args.get("channel", "")))
         if cid is None or cid != args.get("channel"):
             return _fail("channel_not_found")
+        if method == "conversations.replies":
+            if not args.get("ts"):
+                return _fail("thread_not_found")
+            chosen = [m for m in state.posted_to(cid) if m.get("thread_ts") == args["ts"]]
+        else:
+            chosen = [m for m in reversed(state.posted_to(cid)) if m.get("thread_ts", m["ts"]) == m["ts"]]
         with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
-        messages = [
-            {k: v for k, v in m.items() if k != "metadata" or with_metadata} for m in reversed(state.posted_to(cid))
-        ][: int(args.get("limit") or 100)]
-        return _ok(messages=messages, has_more=False)
+        messages = [{k: v for k, v in m.items() if k != "metadata" or with_metadata} for m in chosen]
+        return _ok(messages=messages[: int(args.get("limit") or 100)], has_more=False)
+
+    async def conversations_history(request: Request) -> Response:
+        return await listing(request, "conversations.history")
+
+    async def conversations_replies(request: Request) -> Response:
+        return await listing(request, "conversations.replies")
 
     async def auth_test(request: Request) -> Response:
         args = await guard(request, "auth.test")
@@ -152,6 +169,7 @@ def slack_app(state: SlackState) -> Starlette:
             Route("/api/chat.postMessage", post_message, methods=["POST"]),
             Route("/api/conversations.list", conversations_list, methods=["GET", "POST"]),
             Route("/api/conversations.history", conversations_history, methods=["GET", "POST"]),
+            Route("/api/conversations.replies", conversations_replies, methods=["GET", "POST"]),
             Route("/api/auth.test", auth_test, methods=["GET", "POST"]),
         ]
     )
