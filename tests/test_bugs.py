@@ -14,6 +14,7 @@ from sophia_mcp.app.backends import build_services
 from sophia_mcp.servers.linear import create_server
 from sophia_mcp.settings import Settings
 from sophia_mcp.workflows.bugs import draft_from_report, notify_status_changes
+from sophia_mcp.workflows.delivery import deliver_pending
 from tests.fakes.linear import API_KEY, LinearState, linear_app
 from tests.fakes.server import serve
 from tests.support.results import structured, text_of
@@ -146,3 +147,38 @@ async def test_a_bug_reopened_and_closed_in_linear_itself_is_announced_each_time
     messages = told(data_dir, "#support")
     assert changes == [1, 1, 1] and len(messages) == 4
     assert [m.rsplit(" is now ", 1)[-1] for m in messages[1:]] == ["Done.", "Todo.", "Done."]
+
+
+class Died(BaseException):
+    """The process dying at this very point (nothing after it runs, no handler catches it)."""
+
+
+async def test_a_state_change_taken_by_a_process_that_dies_before_sending_is_still_told_once(
+    data_dir: Path, linear: tuple[str, LinearState]
+) -> None:
+    url, state = linear
+    settings = on_linear(data_dir, url)
+    async with Client(create_server(settings)) as client:
+        structured(await client.call_tool("report_bug", {"text": REPORT, "reporter": "@maria", "channel": "#support"}))
+    [issue] = state.issues
+    issue["state_id"] = next(s["id"] for s in state.states if s["team_id"] == issue["team_id"] and s["name"] == "Done")
+
+    async def dies(*_: object) -> None:
+        raise Died
+
+    # It records the change of state, then dies before its message is sent.
+    services = build_services(settings)
+    services.outbox.enqueue_many = dies  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        await notify_status_changes(services)
+    services.close()
+    # The next check finds the change told (none to take), and the outbox's delivery sends the message, once.
+    services = build_services(settings)
+    try:
+        assert (await notify_status_changes(services))["state_changes"] == 0
+        await deliver_pending(services)
+    finally:
+        await services.aclose()
+        services.close()
+    messages = told(data_dir, "#support")
+    assert len(messages) == 2 and messages[1].endswith("is now Done."), messages

@@ -4,11 +4,17 @@ last heard, so each change of state is announced once whichever process sees it.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime
 
 from sophia_mcp.domain.bugs import BugReport
+from sophia_mcp.domain.notify import Alert
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.store.database import Store
+from sophia_mcp.store.outbox import Outbox
+
+# The message that tells a report's channel of its issue's new state: from the report and the transition's number.
+Announcement = Callable[[BugReport, int], Alert]
 
 
 def _report(row: sqlite3.Row) -> BugReport:
@@ -56,7 +62,9 @@ class BugReports:
         """Every report, oldest first, with the outbox entry that opens its issue."""
         return await self.store.run(self._all)
 
-    def _take_transition(self, issue_id: str, state: str, when: datetime) -> tuple[BugReport, int] | None:
+    def _take_transition(
+        self, issue_id: str, state: str, when: datetime, announce: Announcement
+    ) -> tuple[BugReport, Alert] | None:
         with self.store.transaction() as conn:
             row = conn.execute(
                 """
@@ -72,10 +80,17 @@ class BugReports:
                 "SELECT count(*) FROM outbox WHERE key >= ? AND key < ?",
                 (f"bug-state:{row['issue_key']}:", f"bug-state:{row['issue_key']};"),
             ).fetchone()[0]
-        return _report(row), int(told) + 1
+            report = _report(row)
+            alert = announce(report, int(told) + 1)
+            Outbox.keep_within(conn, "alert", [(alert.key, alert.channel, alert.model_dump())])
+        return report, alert
 
-    async def take_transition(self, issue_id: str, state: str, when: datetime) -> tuple[BugReport, int] | None:
-        """Record that a bug report's issue is now in `state`: its report and the number of this transition (1 for
-        the first change after filing), or None if it is no report's issue or the channel already heard this
-        state. One transaction, so two processes seeing the same change count it once."""
-        return await self.store.run(self._take_transition, issue_id, state, when)
+    async def take_transition(
+        self, issue_id: str, state: str, when: datetime, announce: Announcement
+    ) -> tuple[BugReport, Alert] | None:
+        """Record that a bug report's issue is now in `state` and keep, in the outbox, the message `announce`
+        makes of it (from the report and the number of this transition, 1 for the first change after filing); the
+        report and that message, or None if it is no report's issue or the channel already heard this state. One
+        transaction: two processes seeing the same change count it once, and a process that dies after it leaves
+        the message to the outbox's delivery, never lost."""
+        return await self.store.run(self._take_transition, issue_id, state, when, announce)

@@ -93,23 +93,35 @@ class Outbox:
     def _enqueue_many(
         self, kind: str, items: Sequence[tuple[str, str, dict[str, Any]]], run_id: str | None
     ) -> list[tuple[int, bool]]:
+        with self.store.transaction() as conn:
+            return self.keep_within(conn, kind, items, run_id)
+
+    @classmethod
+    def keep_within(
+        cls,
+        conn: sqlite3.Connection,
+        kind: str,
+        items: Sequence[tuple[str, str, dict[str, Any]]],
+        run_id: str | None = None,
+    ) -> list[tuple[int, bool]]:
+        """`enqueue_many` inside a repository's own write transaction: the side effects are kept with the change
+        that calls for them, or not at all."""  # fmt: skip
         now = iso(utcnow())
         keys = list({key: None for key, _, _ in items})
-        with self.store.transaction() as conn:
-            # Inside the write lock: the keys read here are all that exist until the insert below.
-            before = self._ids_of(conn, keys)
-            fresh: dict[str, tuple[Any, ...]] = {}
-            for key, target, payload in items:
-                if key not in before and key not in fresh:
-                    fresh[key] = (key, kind, target, json.dumps(payload), run_id, now)
-            conn.executemany(
-                """
-                INSERT INTO outbox (key, kind, target, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT (key) DO NOTHING
-                """,
-                list(fresh.values()),
-            )
-            ids = {**before, **self._ids_of(conn, list(fresh))}
+        # Inside the write lock: the keys read here are all that exist until the insert below.
+        before = cls._ids_of(conn, keys)
+        fresh: dict[str, tuple[Any, ...]] = {}
+        for key, target, payload in items:
+            if key not in before and key not in fresh:
+                fresh[key] = (key, kind, target, json.dumps(payload), run_id, now)
+        conn.executemany(
+            """
+            INSERT INTO outbox (key, kind, target, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (key) DO NOTHING
+            """,
+            list(fresh.values()),
+        )
+        ids = {**before, **cls._ids_of(conn, list(fresh))}
         seen: set[str] = set()
         out = []
         for key, _, _ in items:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from sophia_mcp.app.services import Services
+from sophia_mcp.domain.bugs import BugReport
 from sophia_mcp.domain.issues import Issue, IssueDraft
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Alert
@@ -157,16 +158,18 @@ async def _told_filed(services: Services, key: str, channel: str, reporter: str,
 async def notify_state(services: Services, issue: Issue, when: datetime | None = None) -> bool:
     """Tell a bug report's channel that its issue changed state: every change, a re-opening and a second closing
     too; False if it is no bug report's issue or its state is the one the channel last heard."""
-    taken = await services.bug_reports.take_transition(issue.id, issue.state, when or utcnow())
+
+    def announce(report: BugReport, number: int) -> Alert:
+        return _ack(
+            f"bug-state:{report.issue_key}:{number}:{issue.state}", report.issue_key, report.channel,
+            f"{issue.identifier} \"{issue.title}\" (reported by {report.reporter}) is now {issue.state}.",
+            f"{issue.identifier}: {issue.state}",
+        )  # fmt: skip
+
+    taken = await services.bug_reports.take_transition(issue.id, issue.state, when or utcnow(), announce)
     if taken is None:
         return False
-    report, number = taken
-    alert = _ack(
-        f"bug-state:{report.issue_key}:{number}:{issue.state}", report.issue_key, report.channel,
-        f"{issue.identifier} \"{issue.title}\" (reported by {report.reporter}) is now {issue.state}.",
-        f"{issue.identifier}: {issue.state}",
-    )  # fmt: skip
-    await _send(services, alert)
+    await _send(services, taken[1])
     return True
 
 
