@@ -55,10 +55,33 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
             from sophia_mcp.http.serving import NotSafeToServe, serve_http
 
             try:
-                serve_http(_server_module(name).create_server, settings, transport, host, port)
+                # The composite has every workflow: it receives the webhooks that start them, beside /mcp.
+                serve_http(
+                    _server_module(name).create_server, settings, transport, host, port, hooks=name == "composite"
+                )
             except NotSafeToServe as exc:
                 print(exc, file=sys.stderr)
                 raise SystemExit(2) from exc
+    finally:
+        shutdown()
+
+
+def run_hooks(host: str, port: int) -> None:
+    """Serve only the webhook receivers, and the inbox worker that processes what they keep, until stopped."""
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        print(settings_problems(exc), file=sys.stderr)
+        raise SystemExit(2) from exc
+    configure_logging(settings.log_level)
+    configure_from_environment("sophia-hooks")
+    from sophia_mcp.http.serving import NotSafeToServe, serve_hooks
+
+    try:
+        serve_hooks(settings, host, port)
+    except NotSafeToServe as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from exc
     finally:
         shutdown()
 
