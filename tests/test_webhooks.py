@@ -159,6 +159,14 @@ def test_a_rebinding_host_is_refused_before_any_signature_is_checked(hooks: Hook
     assert answer.status_code == 421
 
 
+def test_a_body_over_the_size_cap_is_refused_before_it_is_checked_or_kept(hooks: Hooks) -> None:
+    ts = _ts()
+    body = encode(slack_message("C0BUGS", ts, text="x" * (5 * 1024 * 1024)))  # the cap is 4 MB
+    answer = hooks.post("slack", body, slack_headers(body))
+    assert answer.status_code == 413
+    assert f"C0BUGS/{ts}" not in _kept_ids(hooks, "slack")
+
+
 # -- HubSpot ---------------------------------------------------------------------------------------------------
 
 
