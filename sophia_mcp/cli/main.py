@@ -19,7 +19,7 @@ import typer
 from sophia_mcp.analysis.health import format_score, format_threshold
 from sophia_mcp.app.logs import configure_logging
 from sophia_mcp.cli import started
-from sophia_mcp.cli.serve import SERVER_NAMES, run_server, settings_problems
+from sophia_mcp.cli.serve import SERVER_NAMES, run_hooks, run_server, settings_problems
 from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.strategic import SOURCES, SourceName
 from sophia_mcp.errors import ConfigurationError, SophiaError
@@ -206,6 +206,16 @@ def serve(
 ) -> None:
     """Run an MCP server. Under stdio nothing but protocol is written to stdout."""
     run_server(name.value, transport.value, host, port)
+
+
+@app.command()
+def hooks(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Receive provider webhooks (Slack, HubSpot, Linear, Gong) at /hooks/<provider>, signed by each provider, and
+    process what they bring; beyond loopback at least one provider's secret must be set."""
+    run_hooks(host, port)
 
 
 @app.command()

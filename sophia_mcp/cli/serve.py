@@ -17,20 +17,26 @@ from pydantic import ValidationError
 from sophia_mcp.app.logs import configure_logging
 from sophia_mcp.app.telemetry import configure_from_environment, shutdown
 from sophia_mcp.cli import started
-from sophia_mcp.settings import load_settings
+from sophia_mcp.settings import Settings, load_settings
 
 SERVER_NAMES = ("composite", "gong", "crm", "knowledge", "alerts", "linear")
 
 
-def run_server(name: str, transport: str, host: str, port: int) -> None:
-    """Run one server until its transport ends. Under stdio nothing but protocol is written to stdout."""
+def _settings_for(service: str) -> Settings:
+    """The settings, with logging and telemetry configured for `service`; exit 2 naming what is wrong in them."""
     try:
         settings = load_settings()
     except ValidationError as exc:
         print(settings_problems(exc), file=sys.stderr)
         raise SystemExit(2) from exc
     configure_logging(settings.log_level)
-    configure_from_environment(f"sophia-{name}")
+    configure_from_environment(service)
+    return settings
+
+
+def run_server(name: str, transport: str, host: str, port: int) -> None:
+    """Run one server until its transport ends. Under stdio nothing but protocol is written to stdout."""
+    settings = _settings_for(f"sophia-{name}")
     try:
         if transport == "stdio":
             with _starting():
@@ -55,10 +61,27 @@ def run_server(name: str, transport: str, host: str, port: int) -> None:
             from sophia_mcp.http.serving import NotSafeToServe, serve_http
 
             try:
-                serve_http(_server_module(name).create_server, settings, transport, host, port)
+                # The composite has every workflow: it receives the webhooks that start them, beside /mcp.
+                serve_http(
+                    _server_module(name).create_server, settings, transport, host, port, hooks=name == "composite"
+                )
             except NotSafeToServe as exc:
                 print(exc, file=sys.stderr)
                 raise SystemExit(2) from exc
+    finally:
+        shutdown()
+
+
+def run_hooks(host: str, port: int) -> None:
+    """Serve only the webhook receivers, and the inbox worker that processes what they keep, until stopped."""
+    settings = _settings_for("sophia-hooks")
+    from sophia_mcp.http.serving import NotSafeToServe, serve_hooks
+
+    try:
+        serve_hooks(settings, host, port)
+    except NotSafeToServe as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from exc
     finally:
         shutdown()
 

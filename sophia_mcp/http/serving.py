@@ -7,7 +7,11 @@
 - the SDK's app: Host and Origin checks (DNS-rebinding protection, loopback names always allowed, more from
   `ALLOWED_HOSTS` / `ALLOWED_ORIGINS`), then the token verifier (`http_auth`): 401 or 403 before any MCP handling;
 - the dashboards a server builds at `/dashboards/{name}`, behind the same checks and token, linked from Slack under
-  `PUBLIC_URL`.
+  `PUBLIC_URL`;
+- for the composite server over Streamable HTTP, and for `sophia-mcp hooks`, the webhook receivers at `/hooks/...`
+  (`http_hooks`): signed by their providers rather than holding the token, behind the Host check and the body
+  limits but not the per-client rate (a provider's retries and bursts come from a few addresses, and are all
+  wanted), with an inbox worker beside them for as long as they serve.
 
 A server refuses to listen beyond loopback without authentication.
 """
@@ -19,7 +23,8 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import anyio
@@ -27,14 +32,17 @@ import uvicorn
 from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
 from mcp.server.mcpserver import RequestStateSecurity
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route, request_response
 
+from sophia_mcp.app.backends import build_services
 from sophia_mcp.errors import NotFound
 from sophia_mcp.http.auth import NotSafeToServe, Verifier, auth_options, subject_finder
 from sophia_mcp.http.connections import BACKLOG, ConnectionPool, connection_cap
-from sophia_mcp.http.limits import ClientLimits, SessionLedger
+from sophia_mcp.http.hooks import PROVIDERS, SETTING, Receivers, configured
+from sophia_mcp.http.limits import ClientLimits, Scope, SessionLedger
 from sophia_mcp.settings import Settings
 from sophia_mcp.workflows.dashboard import CSP, dashboard_path
 
@@ -110,9 +118,12 @@ def dashboard_route(
     return Route("/dashboards/{name}", endpoint, methods=["GET"])
 
 
-def http_app(server: Any, settings: Settings, transport: str, host: str, verifier: Verifier | None) -> Any:
+def http_app(
+    server: Any, settings: Settings, transport: str, host: str, verifier: Verifier | None, hooks: bool = False
+) -> Any:
     """The server's ASGI app for `transport` ("http" or "sse") behind the per-client limits; a server that builds
-    dashboards serves them too."""
+    dashboards serves them too; with `hooks` (the composite over Streamable HTTP), the webhook receivers, and an
+    inbox worker while it serves."""
     http = settings.http
     security = transport_security(settings, host)
     limit = int(http.max_body_mb * 1024 * 1024)
@@ -129,46 +140,156 @@ def http_app(server: Any, settings: Settings, transport: str, host: str, verifie
     if server.serves_dashboards:
         # Behind the SDK's authentication middleware, which runs app-wide: the route sees who is calling.
         app.router.routes.append(dashboard_route(server, settings, security, verifier))
-    return ClientLimits(
+    limited = ClientLimits(
         app, identify=subject_finder(verifier) if verifier else _nobody, max_body_bytes=limit,
         body_timeout_s=http.body_timeout_s, rate_per_minute=http.rate_per_minute, sessions=sessions,
     )  # fmt: skip
+    if not hooks:
+        return limited
+    receivers = Receivers(settings, lambda: server.services, security, settings.http.public_url)
+    # Inside the SDK's lifespan, which opens the server's services and closes them after the worker has stopped.
+    opened = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(starlette: Any) -> AsyncIterator[Any]:
+        async with opened(starlette) as state, receivers.working():
+            yield state
+
+    app.router.lifespan_context = lifespan
+    return HooksBeside(hooks_app(receivers.router(), settings), limited)
+
+
+def hooks_app(receivers: Any, settings: Settings) -> ClientLimits:
+    """The receivers' app behind the body limits only: no per-client rate, no token (their providers sign)."""
+    http = settings.http
+    return ClientLimits(
+        receivers, identify=_nobody, max_body_bytes=int(http.max_body_mb * 1024 * 1024),
+        body_timeout_s=http.body_timeout_s, rate_per_minute=0, sessions=None,
+    )  # fmt: skip
+
+
+class HooksBeside:
+    """ASGI: requests under /hooks/ go to the receivers, everything else (the lifespan too) to the server's app."""
+
+    def __init__(self, hooks: Any, app: Any) -> None:
+        self.hooks = hooks
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith("/hooks/"):
+            await self.hooks(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 async def _nobody(_: str) -> None:
     return None
 
 
-def serve_http(create_server: Callable[..., Any], settings: Settings, transport: str, host: str, port: int) -> None:
+def serve_http(
+    create_server: Callable[..., Any], settings: Settings, transport: str, host: str, port: int, hooks: bool = False
+) -> None:
     """Build the server with the configured authentication and serve it on `host`:`port` until stopped; once it
-    listens, say so in one line on stderr."""
+    listens, say so in one line on stderr. With `hooks` (the composite), the webhook receivers beside /mcp."""
     check_safe(settings, host)
     options = auth_options(settings)
     if keys := settings.http.request_state_keys:  # replicas resume each other's multi-round requests
         options["request_state_security"] = RequestStateSecurity(keys=[k.get_secret_value() for k in keys])
+    listening = _listen(host, port)
+    server = create_server(settings, log_level=settings.log_level, **options)
+    server.public_url = public_url(settings, host, port)
+    hooks = hooks and transport == "http"
+    try:
+        app = http_app(server, settings, transport, host, options.get("token_verifier"), hooks=hooks)
+        started = f"sophia-mcp: {server.name} {where(transport, host, port)} ({who_may_call(settings)})"
+        if hooks:
+            started += f"; {receiving(settings)}"
+        _run(app, settings, started, listening)
+    finally:
+        listening.close()
+        server.close()
+
+
+def check_hooks_safe(settings: Settings, host: str) -> None:
+    """Beyond loopback the receivers need at least one provider's secret, and the Host check its names."""
+    if host in LOOPBACK:
+        return
+    if not any(configured(settings).values()):
+        raise NotSafeToServe(
+            f"Refusing to receive webhooks on {host} with no provider's secret set: set at least one of "
+            f"{', '.join(SETTING.values())}, or listen on 127.0.0.1"
+        )
+    if host in ("0.0.0.0", "::") and not settings.http.allowed_hosts:  # noqa: S104
+        raise NotSafeToServe(
+            f"Listening on {host} needs SOPHIA_HTTP__ALLOWED_HOSTS: the host names providers reach this server by "
+            '(JSON list, e.g. ["hooks.example.com:*"]), which the Host check lets through'
+        )
+
+
+def serve_hooks(settings: Settings, host: str, port: int) -> None:
+    """Serve only the webhook receivers (and the inbox worker beside them) on `host`:`port` until stopped."""
+    check_hooks_safe(settings, host)
+    listening = _listen(host, port)
+    services: list[Any] = []
+
+    def current() -> Any:
+        if not services:
+            services.append(build_services(settings))
+        return services[0]
+
+    receivers = Receivers(settings, current, transport_security(settings, host), settings.http.public_url)
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        try:
+            async with receivers.working():
+                yield
+        finally:
+            if services:
+                await services[0].aclose()
+                services[0].close()
+
+    app = hooks_app(Starlette(routes=receivers.routes(), lifespan=lifespan), settings)
+    started = f"sophia-mcp: hooks serving webhooks at {listening_url(host, port)}/hooks/... ({receiving(settings)})"
+    try:
+        _run(app, settings, started, listening)
+    finally:
+        listening.close()
+
+
+def receiving(settings: Settings) -> str:
+    """Which receivers take events, and which wait for their secret."""
+    ready = configured(settings)
+    taking = [p for p in PROVIDERS if ready[p]]
+    waiting = [p for p in PROVIDERS if not ready[p]]
+    said = f"webhooks from {', '.join(taking)} at /hooks/<provider>" if taking else "no webhook secret set"
+    return said + (f"; not configured: {', '.join(waiting)}" if waiting else "")
+
+
+def _listen(host: str, port: int) -> socket.socket:
     try:
         listening = socket.create_server((host, port), family=_family(host), backlog=BACKLOG)
     except OSError as exc:
         raise NotSafeToServe(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    server = create_server(settings, log_level=settings.log_level, **options)
-    server.public_url = public_url(settings, host, port)
+    # asyncio turns Nagle off only on sockets made with IPPROTO_TCP, which these are not; accepted connections take
+    # it from here instead, or a response's second write waits for the client's delayed ACK (some 40 ms).
+    listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return listening
+
+
+def _run(app: Any, settings: Settings, started: str, listening: socket.socket) -> None:
+    http = settings.http
+    pool = ConnectionPool(connection_cap(http.max_connections), http.header_timeout_s)
+    config = uvicorn.Config(
+        app, log_level=settings.log_level.lower(), lifespan="on",
+        http=cast(type[asyncio.Protocol], pool.protocol),  # uvicorn builds each connection's protocol by calling it
+        timeout_keep_alive=http.keep_alive_s, backlog=BACKLOG,
+    )  # fmt: skip
     try:
-        app = http_app(server, settings, transport, host, options.get("token_verifier"))
-        http = settings.http
-        pool = ConnectionPool(connection_cap(http.max_connections), http.header_timeout_s)
-        config = uvicorn.Config(
-            app, log_level=settings.log_level.lower(), lifespan="on",
-            http=cast(type[asyncio.Protocol], pool.protocol),  # uvicorn builds each connection's protocol by calling it
-            timeout_keep_alive=http.keep_alive_s, backlog=BACKLOG,
-        )  # fmt: skip
-        started = f"sophia-mcp: {server.name} {where(transport, host, port)} ({who_may_call(settings)})"
         asyncio.run(_serve(_Announcing(config, started), listening))
     except KeyboardInterrupt:  # uvicorn has shut down gracefully, then passed Ctrl-C on
         print("sophia-mcp: stopped", file=sys.stderr)
         raise SystemExit(130) from None
-    finally:
-        listening.close()
-        server.close()
 
 
 def where(transport: str, host: str, port: int) -> str:
