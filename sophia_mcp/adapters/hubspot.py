@@ -8,6 +8,7 @@ into messages that name the property it refused.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from sophia_mcp.adapters.http import ServiceClient
 from sophia_mcp.domain.crm import Client, ClientPage, Contact, ContactChanges, ContactPage, ContactQuery
 from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
+from sophia_mcp.domain.times import parse_iso
 from sophia_mcp.errors import ConfigurationError, InvalidInput, NotFound
 from sophia_mcp.settings import HubSpotSettings
 
@@ -236,6 +238,62 @@ class HubSpotCRM:
             clients=[self._client(obj) for obj in payload.get("results") or []],
             next_cursor=_following(payload, "clients"),
         )
+
+    async def contacts_modified_since(self, since: datetime) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every contact modified at or after `since`, earliest change first (ties by id), a page at a time, as
+        HubSpot's search gives them (`id`, `properties` with ours and `lastmodifieddate`). One search reaches 10,000
+        results at most: past that, the search starts again after the last contact read."""
+        start, last_id = int(_ms(since)), None
+        while True:
+            read, total, after, last = 0, 0, None, None
+            while True:
+                body: dict[str, Any] = {
+                    "filterGroups": _modified_after(start, last_id),
+                    "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"},
+                              {"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                    "properties": self._contact_properties,
+                    "limit": SEARCH_MAX,
+                }  # fmt: skip
+                if after:
+                    body["after"] = after
+                async with self._search_pace:
+                    _, payload = await self.http.request("POST", f"{CONTACTS}/search", json=body)
+                payload = payload or {}
+                results = list(payload.get("results") or [])
+                total = int(payload.get("total") or 0)
+                if results:
+                    read, last = read + len(results), results[-1]
+                    yield results
+                after = ((payload.get("paging") or {}).get("next") or {}).get("after")
+                if not after or not results:
+                    break
+            if last is None or read >= total:
+                return
+            start, last_id = modified_ms(last), str(last["id"])
+
+
+def modified_ms(contact: dict[str, Any]) -> int:
+    """When a contact (as the search gives it) was last modified, in epoch milliseconds."""
+    props = contact.get("properties") or {}
+    value = str(props.get("lastmodifieddate") or contact.get("updatedAt") or "")
+    if value.isdigit():
+        return int(value)
+    try:
+        return int(parse_iso(value).timestamp() * 1000)
+    except ValueError:
+        raise InvalidInput(f"HubSpot gave contact {contact.get('id')} a lastmodifieddate of {value!r}") from None
+
+
+def _modified_after(start_ms: int, last_id: str | None) -> list[dict[str, Any]]:
+    """Filter groups (ORed) for contacts modified at or after `start_ms`; after a restart, those after the last one
+    read in (lastmodifieddate, id) order."""
+    if last_id is None:
+        return [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": str(start_ms)}]}]
+    return [
+        {"filters": [{"propertyName": "lastmodifieddate", "operator": "GT", "value": str(start_ms)}]},
+        {"filters": [{"propertyName": "lastmodifieddate", "operator": "EQ", "value": str(start_ms)},
+                     {"propertyName": "hs_object_id", "operator": "GT", "value": last_id}]},
+    ]  # fmt: skip
 
 
 def _following(payload: dict[str, Any], kind: str) -> str | None:
