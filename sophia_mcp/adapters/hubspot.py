@@ -8,6 +8,7 @@ into messages that name the property it refused.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, TypeVar
@@ -22,6 +23,8 @@ from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
 from sophia_mcp.domain.times import parse_iso
 from sophia_mcp.errors import ConfigurationError, InvalidInput, NotFound
 from sophia_mcp.settings import HubSpotSettings
+
+log = logging.getLogger(__name__)
 
 CONTACTS = "/crm/v3/objects/contacts"
 COMPANIES = "/crm/v3/objects/companies"
@@ -240,17 +243,19 @@ class HubSpotCRM:
         )
 
     async def contacts_modified_since(self, since: datetime) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every contact modified at or after `since`, earliest change first (ties by id), a page at a time, as
-        HubSpot's search gives them (`id`, `properties` with ours and `lastmodifieddate`). One search reaches 10,000
-        results at most: past that, the search starts again after the last contact read."""
-        start, last_id = int(_ms(since)), None
+        """Every contact modified at or after `since`, earliest change first, a page at a time, as HubSpot's search
+        gives them (`id`, `properties` with ours and `lastmodifieddate`). One search reaches 10,000 results at most:
+        past that, the search starts again at the last one read's modification time (so those modified in that
+        millisecond are read twice: a caller keeps each change once)."""
+        start = int(_ms(since))
         while True:
             read, total, after, last = 0, 0, None, None
             while True:
+                # HubSpot's search takes one sort rule.
                 body: dict[str, Any] = {
-                    "filterGroups": _modified_after(start, last_id),
-                    "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"},
-                              {"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                    "filterGroups": [{"filters": [
+                        {"propertyName": "lastmodifieddate", "operator": "GTE", "value": str(start)}]}],
+                    "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
                     "properties": self._contact_properties,
                     "limit": SEARCH_MAX,
                 }  # fmt: skip
@@ -269,7 +274,12 @@ class HubSpotCRM:
                     break
             if last is None or read >= total:
                 return
-            start, last_id = modified_ms(last), str(last["id"])
+            following = modified_ms(last)
+            if following <= start:
+                # A whole search's reach modified in one millisecond (a bulk import): the rest of it cannot be paged to.
+                log.warning("HubSpot: over %d contacts were modified at %d ms; reading on after it", read, start)
+                following = start + 1
+            start = following
 
 
 def modified_ms(contact: dict[str, Any]) -> int:
@@ -282,18 +292,6 @@ def modified_ms(contact: dict[str, Any]) -> int:
         return int(parse_iso(value).timestamp() * 1000)
     except ValueError:
         raise InvalidInput(f"HubSpot gave contact {contact.get('id')} a lastmodifieddate of {value!r}") from None
-
-
-def _modified_after(start_ms: int, last_id: str | None) -> list[dict[str, Any]]:
-    """Filter groups (ORed) for contacts modified at or after `start_ms`; after a restart, those after the last one
-    read in (lastmodifieddate, id) order."""
-    if last_id is None:
-        return [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": str(start_ms)}]}]
-    return [
-        {"filters": [{"propertyName": "lastmodifieddate", "operator": "GT", "value": str(start_ms)}]},
-        {"filters": [{"propertyName": "lastmodifieddate", "operator": "EQ", "value": str(start_ms)},
-                     {"propertyName": "hs_object_id", "operator": "GT", "value": last_id}]},
-    ]  # fmt: skip
 
 
 def _following(payload: dict[str, Any], kind: str) -> str | None:

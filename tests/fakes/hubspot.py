@@ -378,6 +378,8 @@ def hubspot_app(state: HubSpotState) -> Starlette:
         unknown = {f.get("operator") for g in groups for f in g.get("filters") or []} - OPERATORS
         if unknown:
             return _error(400, "VALIDATION_ERROR", f"Unknown filter operator: {sorted(map(str, unknown))[0]}")
+        if len(body.get("sorts") or []) > 1:
+            return _error(400, "VALIDATION_ERROR", "A search takes one sort rule")
         limit = body.get("limit", 10)
         if not isinstance(limit, int) or not 1 <= limit <= 100:
             return _error(400, "VALIDATION_ERROR", "limit must be between 1 and 100")
