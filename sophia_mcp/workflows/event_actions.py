@@ -12,6 +12,7 @@ from typing import Any
 
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.inbox import InboxEvent
+from sophia_mcp.workflows.watched_folder import apply_folder_file
 
 
 class Ignored(Exception):
@@ -20,4 +21,4 @@ class Ignored(Exception):
 
 Action = Callable[[Services, InboxEvent], Awaitable[dict[str, Any]]]
 
-ACTIONS: dict[str, Action] = {}
+ACTIONS: dict[str, Action] = {"folder.file": apply_folder_file}
