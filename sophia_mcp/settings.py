@@ -177,6 +177,23 @@ class BugsSettings(BaseModel):
     )
 
 
+class ConnectorSettings(BaseModel):
+    """The polling connectors (for when webhooks cannot reach us): where a first poll starts, and how far each poll
+    reads back before its cursor, for what a service shows late."""
+
+    backfill_hours: float = Field(
+        default=24.0, ge=0, description="A connector's first poll reads what is new since this many hours ago."
+    )
+    gong_lookback_hours: float = Field(
+        default=6.0, ge=0, description="Gong lists a call once it is processed, hours after it started: each poll "
+        "reads calls that started this long before the last one seen (the inbox keeps a call once)."
+    )  # fmt: skip
+    hubspot_lag_s: float = Field(
+        default=60.0, ge=0, description="HubSpot's search shows a write a few seconds late: each poll reads contacts "
+        "modified this long before the last one seen (the inbox keeps a change once)."
+    )  # fmt: skip
+
+
 class InboxSettings(BaseModel):
     """How events from outside are processed once kept: retried with backoff, given up on after the last attempt."""
 
@@ -268,7 +285,10 @@ def check_cron(cron: str) -> str:
     return cron.strip()
 
 
-ScheduledWorkflow = Literal["health-monitor", "deliver-outbox", "bug-status", "competitive-intel", "churn"]
+ScheduledWorkflow = Literal[
+    "health-monitor", "deliver-outbox", "bug-status", "competitive-intel", "churn",
+    "gong-calls", "hubspot-contacts", "slack-bugs", "watch-folder",
+]  # fmt: skip
 
 
 class ScheduleSpec(BaseModel):
@@ -302,6 +322,27 @@ DEFAULT_SCHEDULES = [
     ScheduleSpec(name="competitive-intel", workflow="competitive-intel", cron="0 2 * * *"),
     ScheduleSpec(name="churn", workflow="churn", cron="0 6 * * 1"),
 ]
+
+
+CONNECTOR_SCHEDULES = {
+    "gong-calls": ScheduleSpec(name="gong-calls", workflow="gong-calls", every="5m"),
+    "hubspot-contacts": ScheduleSpec(name="hubspot-contacts", workflow="hubspot-contacts", every="2m"),
+    "slack-bugs": ScheduleSpec(name="slack-bugs", workflow="slack-bugs", every="1m"),
+    "watch-folder": ScheduleSpec(name="watch-folder", workflow="watch-folder", every="1m"),
+}
+
+
+def polling_connectors(settings: Settings) -> list[ScheduleSpec]:
+    """The connectors the default schedules run: each whose service is configured for real and cannot reach us by
+    webhook (no webhook secret set), and the folder one when a folder is watched."""
+    wanted = {
+        "gong-calls": settings.gong.backend == "gong" and not settings.gong.webhook_public_key,
+        "hubspot-contacts": settings.hubspot.backend == "hubspot" and settings.hubspot.webhook_secret is None,
+        "slack-bugs": settings.slack.backend == "slack" and bool(settings.bugs.channels)
+        and settings.slack.signing_secret is None,
+        "watch-folder": settings.knowledge.watch is not None,
+    }  # fmt: skip
+    return [CONNECTOR_SCHEDULES[name] for name, on in wanted.items() if on]
 
 
 class HTTPSettings(BaseModel):
@@ -484,6 +525,10 @@ class KnowledgeSettings(BaseModel):
         default=50.0, gt=0, description="Most time full-text ranking may take in a search; past it the vectors rank "
         "alone (it matters only over many thousands of chunks sharing common words)."
     )  # fmt: skip
+    watch: Path | None = Field(
+        default=None, description="A folder inside the roots that the watch-folder connector keeps the knowledge base "
+        "in step with: new and changed files ingested, deleted ones removed."
+    )  # fmt: skip
 
     @field_validator("roots", mode="before")
     @classmethod
@@ -499,6 +544,21 @@ class KnowledgeSettings(BaseModel):
     @classmethod
     def _expand_roots(cls, value: list[Path]) -> list[Path]:
         return [path.expanduser() for path in value]
+
+    @field_validator("watch", mode="after")
+    @classmethod
+    def _expand_watch(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @model_validator(mode="after")
+    def _watch_inside_roots(self) -> KnowledgeSettings:
+        if self.watch is not None and not any(self.watch.resolve().is_relative_to(r.resolve()) for r in self.roots):
+            roots = ", ".join(str(r) for r in self.roots) or "none is set"
+            raise ValueError(
+                f"the watched folder {self.watch} is not inside SOPHIA_KNOWLEDGE__ROOTS ({roots}): watch a folder "
+                "under one of the roots, or add it to them"
+            )
+        return self
 
 
 class HealthSettings(BaseModel):
@@ -559,6 +619,7 @@ class Settings(BaseSettings):
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     bugs: BugsSettings = Field(default_factory=BugsSettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
+    connectors: ConnectorSettings = Field(default_factory=ConnectorSettings)
     strategic: StrategicSettings = Field(default_factory=StrategicSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
@@ -580,6 +641,13 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @model_validator(mode="after")
+    def _connectors_join_defaults(self) -> Settings:
+        # Only when SOPHIA_SCHEDULES is not given: schedules the user lists are all that runs.
+        if "schedules" not in self.model_fields_set:
+            self.schedules += [s.model_copy() for s in polling_connectors(self)]
+        return self
 
     @property
     def store_path(self) -> Path:

@@ -145,3 +145,10 @@ class GongCalls:
                 return parse_transcript(raw)
         await self.get_call(call_id)  # an unknown call is NotFound; a known one just has no transcript yet
         return Transcript(call_id=call_id, monologues=[])
+
+    async def calls_started_since(self, since: datetime) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every call that started at or after `since`, as `/v2/calls/extensive` gives it (with the content an
+        analysis reads), a page at a time in Gong's order; nothing when no call did (Gong's 404)."""
+        body = {"filter": self.call_filter(since), "contentSelector": CONTENT_SELECTOR}
+        async for page in self.pages("/v2/calls/extensive", body):
+            yield list(page.get("calls") or [])

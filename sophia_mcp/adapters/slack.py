@@ -11,6 +11,7 @@ posting a second one.
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import ClientError
@@ -38,6 +39,7 @@ SETUP_ERRORS = {
 }
 MESSAGE_ERRORS = {"msg_too_long", "no_text", "invalid_blocks", "too_many_attachments", "invalid_metadata_format"}
 HISTORY_LOOKBACK = 200
+HISTORY_PAGE = 200  # conversations.history allows up to 1000; Slack recommends 200 or fewer
 # What of Slack's own words an error message keeps (an error code is a few dozen characters).
 DETAIL_CHARS = 200
 
@@ -143,3 +145,21 @@ class SlackNotifier:
             ):
                 return str(message["ts"])
         return None
+
+    async def channel_messages(self, channel: str, oldest: str) -> tuple[str, list[dict[str, Any]]]:
+        """The channel's id (a #name resolved) and its messages posted after `oldest` (a ts), oldest first: every
+        page of `conversations.history`. Thread replies are not in a channel's history; their parents are."""
+        channel_id = await self._channel_id(channel)
+        if channel_id is None:
+            raise ConfigurationError(f"Slack knows no channel {channel}; check SOPHIA_BUGS__CHANNELS")
+        messages: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = await self._call(
+                "conversations_history", channel=channel_id, oldest=oldest, limit=HISTORY_PAGE, cursor=cursor
+            )
+            messages += [dict(m) for m in page.get("messages") or []]
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return channel_id, sorted(messages, key=lambda m: Decimal(str(m["ts"])))

@@ -532,13 +532,35 @@ def run_health_monitor() -> None:
     _with_services(work)
 
 
+class Connector(StrEnum):
+    gong_calls = "gong-calls"
+    hubspot_contacts = "hubspot-contacts"
+    slack_bugs = "slack-bugs"
+    watch_folder = "watch-folder"
+
+
+@run_app.command("poll")
+def run_poll(connector: Annotated[Connector, typer.Argument(help="Which polling connector.")]) -> None:
+    """Run one polling connector now: keep in the inbox what is new since its cursor (`inbox process`, or the worker of `schedule` or `hooks`, then acts on it)."""  # noqa: E501
+    from sophia_mcp.workflows.scheduler import WORKFLOWS
+
+    console = _console()
+
+    async def work(services: Services) -> None:
+        summary = await WORKFLOWS[connector.value](services)
+        console.print(Text(f"{connector.value}: " + ", ".join(f"{k} {v}" for k, v in summary.items())), soft_wrap=True)
+
+    _with_services(work)
+
+
 def _schedules_help() -> str:
     from sophia_mcp.settings import DEFAULT_SCHEDULES
 
     listed = "; ".join(f"{s.name} ({s.workflow}) {s.spec}" for s in DEFAULT_SCHEDULES)
     return (
         "Run the scheduled workflows until stopped with Ctrl-C, one line per run as it ends. They are "
-        f"SOPHIA_SCHEDULES; by default: {listed} (cron in UTC)."
+        f"SOPHIA_SCHEDULES; by default: {listed} (cron in UTC), and the polling connectors that apply "
+        "(gong-calls, hubspot-contacts, slack-bugs, watch-folder: see the README)."
     )
 
 

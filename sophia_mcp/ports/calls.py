@@ -5,7 +5,9 @@ the system of record for calls; the local store keeps the same shape."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 from sophia_mcp.domain.calls import Call, CallFilter, CallPage, Transcript
 
@@ -23,4 +25,14 @@ class CallSource(Protocol):
 
     async def get_transcript(self, call_id: str) -> Transcript:
         """Raise `NotFound` for an unknown id; a call without a transcript has no monologues."""
+        ...
+
+
+@runtime_checkable
+class CallFeed(Protocol):
+    """A call source that can list the calls started since a time, as the service shapes them (Gong's
+    `/v2/calls/extensive`): what the gong-calls connector polls."""
+
+    def calls_started_since(self, since: datetime) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of calls that started at or after `since`."""
         ...

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 from sophia_mcp.domain.crm import (
     Client,
@@ -46,3 +48,13 @@ class CRM(Protocol):
         ...
 
     async def list_clients(self, text: str | None, limit: int, cursor: str | None) -> ClientPage: ...
+
+
+@runtime_checkable
+class ContactFeed(Protocol):
+    """A CRM that can list the contacts modified since a time (HubSpot's search on `lastmodifieddate`): what the
+    hubspot-contacts connector polls."""
+
+    def contacts_modified_since(self, since: datetime) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of contacts (`id`, `properties`) modified at or after `since`, earliest change first."""
+        ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sophia_mcp.domain.notify import Alert
 
@@ -16,4 +16,14 @@ class Notifier(Protocol):
 
     async def already_sent(self, alert: Alert) -> str | None:
         """The reference of an earlier delivery of this alert whose answer was lost, if there was one."""
+        ...
+
+
+@runtime_checkable
+class ChannelHistory(Protocol):
+    """A notifier that can read a channel's messages (Slack's `conversations.history`): what the slack-bugs
+    connector polls."""
+
+    async def channel_messages(self, channel: str, oldest: str) -> tuple[str, list[dict[str, Any]]]:
+        """The channel's id and its messages posted after `oldest` (a ts), oldest first."""
         ...

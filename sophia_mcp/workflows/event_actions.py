@@ -30,6 +30,7 @@ from sophia_mcp.workflows.bugs import notify_state, report_bug
 from sophia_mcp.workflows.call_health import analyze_call
 from sophia_mcp.workflows.call_import import import_gong_bodies
 from sophia_mcp.workflows.enrichment import ENRICHED_FIELDS, enrich_one
+from sophia_mcp.workflows.watched_folder import apply_folder_file
 
 
 class Ignored(Exception):
@@ -245,4 +246,5 @@ ACTIONS: dict[str, Action] = {
     "hubspot.contact": hubspot_contact,
     "slack.message": slack_message,
     "linear.issue": linear_issue,
+    "folder.file": apply_folder_file,
 }

@@ -251,8 +251,13 @@ async def ingest_file(
     max_bytes = int(settings.max_file_mb * 1e6)
     real, fmt = allowed_path(path, settings.roots, max_bytes, narrow_to=narrow_to, name_folders=name_folders)
     data = await anyio.to_thread.run_sync(real.read_bytes)
-    document_id = "doc-" + hashlib.sha256(str(real).encode()).hexdigest()[:16]
+    document_id = file_document_id(real)
     return await ingest(services, data, document_id=document_id, source=str(real), fmt=fmt, progress=progress, **meta)
+
+
+def file_document_id(real: Path) -> str:
+    """The id a file's document has in the knowledge base: from its real path, so re-ingesting it replaces it."""
+    return "doc-" + hashlib.sha256(str(real).encode()).hexdigest()[:16]
 
 
 async def ingest_text(

@@ -33,6 +33,12 @@ from sophia_mcp.workflows.churn import predict_churn
 from sophia_mcp.workflows.churn import summary as churn_summary
 from sophia_mcp.workflows.competitive import competitive_intelligence
 from sophia_mcp.workflows.competitive import summary as competitive_summary
+from sophia_mcp.workflows.connectors import (
+    poll_gong_calls,
+    poll_hubspot_contacts,
+    poll_slack_bugs,
+    scan_watched_folder,
+)
 from sophia_mcp.workflows.delivery import deliver_pending
 from sophia_mcp.workflows.health_monitor import monitor_health
 
@@ -73,6 +79,11 @@ WORKFLOWS: dict[str, Workflow] = {
     "bug-status": _bug_status,
     "competitive-intel": _competitive_intel,
     "churn": _churn,
+    # The polling connectors: they keep events in the inbox, which the worker beside the scheduler processes.
+    "gong-calls": poll_gong_calls,
+    "hubspot-contacts": poll_hubspot_contacts,
+    "slack-bugs": poll_slack_bugs,
+    "watch-folder": scan_watched_folder,
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -35,6 +36,10 @@ class SlackState:
     per_channel_per_second: float = 1000.0
     retry_after: str = "1"
     calls: list[str] = field(default_factory=list)
+    # People's messages by channel id, as conversations.history gives them (oldest first here), paged by `cursor`.
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    history_page: int = 1000
+    history_faults: list[str] = field(default_factory=list)
     _last_post: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -133,12 +138,28 @@ def slack_app(state: SlackState) -> Starlette:
             response_metadata={"next_cursor": following},
         )
 
+    def people_history(args: dict[str, Any]) -> Response:
+        """Newest first, after `oldest` (exclusive) and up to `latest`, a page of `limit` (capped) per `cursor`."""
+        with state._lock:
+            fault = state.history_faults.pop(0) if state.history_faults else None
+        if fault == "429":
+            return _fail("ratelimited", 429, retry_after=state.retry_after)
+        oldest, latest = Decimal(str(args.get("oldest") or 0)), Decimal(str(args.get("latest") or "9e12"))
+        chosen = [m for m in state.history[args["channel"]] if oldest < Decimal(m["ts"]) <= latest]
+        chosen.sort(key=lambda m: Decimal(m["ts"]), reverse=True)
+        start, limit = int(args.get("cursor") or 0), min(int(args.get("limit") or 100), state.history_page)
+        chunk = chosen[start : start + limit]
+        more = start + limit < len(chosen)
+        return _ok(messages=chunk, has_more=more, response_metadata={"next_cursor": str(start + limit) if more else ""})
+
     async def listing(request: Request, method: str) -> Response:
         """conversations.history (a channel's messages, newest first, thread replies left out) or
         conversations.replies (the replies in the thread of `ts`)."""
         args = await guard(request, method)
         if isinstance(args, Response):
             return args
+        if method == "conversations.history" and args.get("channel") in state.history:
+            return people_history(args)
         cid = channel_id(str(args.get("channel", "")))
         if cid is None or cid != args.get("channel"):
             return _fail("channel_not_found")
