@@ -149,7 +149,7 @@ class SlackNotifier:
     async def channel_messages(self, channel: str, oldest: str) -> tuple[str, list[dict[str, Any]]]:
         """The channel's id (a #name resolved) and its messages posted after `oldest` (a ts), oldest first: every
         page of `conversations.history`. Thread replies are not in a channel's history; their parents are."""
-        channel_id = await self._channel_id(channel)
+        channel_id = await self.channel_id(channel)
         if channel_id is None:
             raise ConfigurationError(f"Slack knows no channel {channel}; check SOPHIA_BUGS__CHANNELS")
         messages: list[dict[str, Any]] = []

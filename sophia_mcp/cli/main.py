@@ -541,12 +541,15 @@ class Connector(StrEnum):
 
 @run_app.command("poll")
 def run_poll(connector: Annotated[Connector, typer.Argument(help="Which polling connector.")]) -> None:
-    """Run one polling connector now: keep in the inbox what is new since its cursor (`inbox process`, or the worker of `schedule` or `hooks`, then acts on it)."""  # noqa: E501
+    """Run one polling connector now: keep in the inbox what is new since its cursor (`inbox process`, or the
+    worker of `schedule` or `hooks`, then acts on it)."""
+    from rich.text import Text
+
     from sophia_mcp.workflows.scheduler import WORKFLOWS
 
     console = _console()
 
-    async def work(services: Services) -> None:
+    async def work(services: "Services") -> None:
         summary = await WORKFLOWS[connector.value](services)
         console.print(Text(f"{connector.value}: " + ", ".join(f"{k} {v}" for k, v in summary.items())), soft_wrap=True)
 
