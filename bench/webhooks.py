@@ -1,9 +1,10 @@
 """A burst of signed webhooks: every one acknowledged fast, kept once, processed once, through a SIGKILL.
 
 `sophia-mcp hooks` (the receivers and the inbox worker in one process) on 127.0.0.1 gets N Slack Events API
-messages (default 1,000), each signed as Slack signs it, in a channel that is not a bug channel (the action finds
-nothing to do: `ignored`; until that action exists, the event is `dead: no action` at its one attempt, which counts
-as processed here), sent 16 at a time. Beside it, the anchor: a bare Starlette route answering 200 under uvicorn
+messages (default 1,000), each signed as Slack signs it, each a bug report in a bug channel (`SOPHIA_BUGS__CHANNELS`),
+sent 16 at a time: each event's action files an issue in the local tracker and replies in the message's thread
+through the outbox, so "processed once" is counted in side effects: as many issues and replies as events, no more.
+Beside it, the anchor: a bare Starlette route answering 200 under uvicorn
 (this file with --bare PORT), sent the same requests in the same run, chunk by chunk in turns (anchor, hooks,
 anchor, ...), so what the machine's other work costs falls on both alike.
 
@@ -11,7 +12,7 @@ Midway through, while requests are in flight and the worker has events in hand, 
 then started again on the same store; whatever was not acknowledged is sent again, as Slack retries it
 (`X-Slack-Retry-Num`). The run prints the time to acknowledge (p50, p99, max) of both and their ratio, the inbox's
 counts before the kill and after, how long the restarted worker took to drain, and checks that every acknowledged
-event was kept, once, and finished once: it exits 1 otherwise.
+event was kept once, finished, and filed exactly one issue and one reply: it exits 1 otherwise.
 Before the burst, --alone events (default 200) are sent one by one, each once the last is answered, to both in
 turns: the time a single delivery waits for its answer, with no queue in front of it.
 Run: python bench/webhooks.py [--events 1000] [--concurrency 16] [--alone 200]
@@ -94,8 +95,8 @@ class Process:
 
 def start_hooks(data_dir: Path, port: int) -> Process:
     env = env_for(
-        data_dir, SOPHIA_SLACK__SIGNING_SECRET=SLACK_SECRET, SOPHIA_BUGS__CHANNELS='["C0BUGS"]',
-        SOPHIA_INBOX__MAX_ATTEMPTS="1", SOPHIA_INBOX__LEASE_S=str(LEASE_S), SOPHIA_LOG_LEVEL="ERROR",
+        data_dir, SOPHIA_SLACK__SIGNING_SECRET=SLACK_SECRET, SOPHIA_BUGS__CHANNELS='["C0BENCH"]',
+        SOPHIA_INBOX__LEASE_S=str(LEASE_S), SOPHIA_LOG_LEVEL="ERROR",
     )  # fmt: skip
     return Process([SCRIPT, "hooks", "--port", str(port)], env)
 
@@ -164,11 +165,13 @@ async def run(events: int, concurrency: int, alone: int) -> int:
     bare = Process([sys.executable, __file__, "--bare", str(bare_port)], env)
     hooks = start_hooks(data_dir, hooks_port)
     stamps = [f"1764590000.{i:06d}" for i in range(events)]
-    bodies = [encode(slack_message("C0BENCH", ts, text=f"bench message {i}")) for i, ts in enumerate(stamps)]
+    bodies = [encode(slack_message("C0BENCH", ts, text=f"bug: export {i} fails")) for i, ts in enumerate(stamps)]
     size = max(1, events // CHUNKS)
     chunks = [list(range(i, min(events, i + size))) for i in range(0, events, size)]
     bare_url, hooks_url = f"http://127.0.0.1:{bare_port}/hooks/slack", f"http://127.0.0.1:{hooks_port}/hooks/slack"
-    lone = [encode(slack_message("C0BENCH", f"1764500000.{i:06d}", text=f"lone message {i}")) for i in range(alone)]
+    lone = [
+        encode(slack_message("C0BENCH", f"1764500000.{i:06d}", text=f"bug: report {i} is blank")) for i in range(alone)
+    ]
     bare_took: list[float] = []
     hooks_took: list[float] = []
     unacked: list[int] = []
@@ -219,6 +222,8 @@ async def run(events: int, concurrency: int, alone: int) -> int:
     after = statuses(data_dir)
     with sqlite3.connect(data_dir / "sophia.db") as conn:
         rows = conn.execute("SELECT event_id, status, attempts, deliveries, result FROM inbox").fetchall()
+        issues = conn.execute("SELECT count(*), count(DISTINCT title) FROM tracker_issues").fetchone()
+        replies = conn.execute("SELECT count(*) FROM outbox WHERE key LIKE 'bug-filed:%'").fetchone()[0]
     kept_ids = {r[0] for r in rows}
     wanted = {f"C0BENCH/{stamps[i]}" for i in acked} | {f"C0BENCH/1764500000.{i:06d}" for i in range(alone)}
     attempts = Counter(r[2] for r in rows)
@@ -247,11 +252,13 @@ async def run(events: int, concurrency: int, alone: int) -> int:
     print(f"drain: what was kept before the kill finished {ms(recovered_s)} after the restart; everything "
           f"{ms(drained - last_ack)} after the last answer")  # fmt: skip
     lost = wanted - kept_ids
-    unfinished = [r for r in rows if r[1] not in FINAL]
+    unfinished = [r for r in rows if r[1] != "done"]
     total = events + alone
-    ok = len(acked) == events and not lost and not unfinished and len(rows) == total
+    once = issues[0] == issues[1] == replies == total
+    ok = len(acked) == events and not lost and not unfinished and len(rows) == total and once
+    print(f"side effects: {issues[0]} issues ({issues[1]} distinct) and {replies} thread replies for {total} events")
     print(f"every event acknowledged: {len(acked) == events}; kept once: {not lost and len(rows) == total}; "
-          f"finished: {not unfinished}")  # fmt: skip
+          f"done: {not unfinished}; one issue and one reply each: {once}")  # fmt: skip
     return 0 if ok else 1
 
 
