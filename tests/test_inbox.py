@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -107,3 +110,20 @@ async def test_an_unknown_inbox_event_is_an_error_that_says_where_to_look(data_d
     async with Client(create_server(make_settings(data_dir))) as client:
         with pytest.raises(Exception, match="sophia://inbox lists them"):
             await client.read_resource("sophia://inbox/12345")
+
+
+def test_an_event_held_by_a_process_that_died_on_this_host_is_taken_at_once_not_after_its_lease(
+    data_dir: Path,
+) -> None:
+    keep(data_dir, NO_ACTION)
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_worker = f"{socket.gethostname()}:{int(ended.stdout)}:a1b2c3"
+    services = build_services(make_settings(data_dir))
+    try:
+        anyio.run(services.inbox.claim, dead_worker, 100, timedelta(minutes=10))
+    finally:
+        services.close()
+    code, out = invoke(data_dir, "inbox", "process")
+    assert code == 0 and "Processed 1 event;" in out, out
+    [event] = inbox_resource(data_dir)["events"]
+    assert event["attempts"] == 2 and event["status"] == "pending", event

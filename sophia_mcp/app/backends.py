@@ -369,6 +369,15 @@ def build_services(settings: Settings) -> Services:
     )
 
 
+def start_services(settings: Settings) -> Services:
+    """The services a process works with: built, and what a process of this machine that died left half done put
+    back (its runs marked interrupted, what it was sending and the events it held due again). Blocking."""
+    services = build_services(settings)
+    services.runs.reap_interrupted()
+    services.inbox.release_abandoned()
+    return services
+
+
 def adapters_by_port(services: Services) -> dict[str, object]:
     """The adapter behind each port, by port name."""
     return {port.name: getattr(services, port.field) for port in PORTS}

@@ -152,13 +152,12 @@ def _settings() -> "Settings":
 
 def _with_services(work: "Callable[[Services], Awaitable[T]]") -> T:
     """Build the services from settings, run `work`, and turn our errors into a message and exit code 1."""
-    from sophia_mcp.app.backends import build_services
+    from sophia_mcp.app.backends import start_services
     from sophia_mcp.app.telemetry import configure_from_environment, shutdown
 
     configure_from_environment("sophia-cli")
     try:
-        services = build_services(_settings())
-        services.runs.reap_interrupted()
+        services = start_services(_settings())
     except SophiaError as exc:
         _say(str(exc))
         raise typer.Exit(1) from exc

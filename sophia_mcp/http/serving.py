@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route, request_response
 
-from sophia_mcp.app.backends import build_services
+from sophia_mcp.app.backends import start_services
 from sophia_mcp.errors import NotFound
 from sophia_mcp.http.auth import NotSafeToServe, Verifier, auth_options, subject_finder
 from sophia_mcp.http.connections import BACKLOG, ConnectionPool, connection_cap
@@ -234,7 +234,7 @@ def serve_hooks(settings: Settings, host: str, port: int) -> None:
 
     def current() -> Any:
         if not services:
-            services.append(build_services(settings))
+            services.append(start_services(settings))
         return services[0]
 
     receivers = Receivers(settings, current, transport_security(settings, host), settings.http.public_url)

@@ -53,7 +53,7 @@ from opentelemetry import trace
 from pydantic import Field, ValidationError
 
 from sophia_mcp import __version__
-from sophia_mcp.app.backends import build_services
+from sophia_mcp.app.backends import start_services
 from sophia_mcp.app.services import Services
 from sophia_mcp.errors import DiskFull, InvalidInput, NotFound, SophiaError
 from sophia_mcp.mcp.tool_names import ToolNames, close_names, render_prose
@@ -352,8 +352,7 @@ class SophiaServer(MCPServer[Any]):
         if self._services is None:
             with self._services_lock:
                 if self._services is None:
-                    self._services = build_services(self._settings or load_settings())
-                    self._services.runs.reap_interrupted()
+                    self._services = start_services(self._settings or load_settings())
         return self._services
 
     @property

@@ -9,7 +9,10 @@ done twice. `connector_cursors` beside it holds how far each polling connector h
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,9 +20,22 @@ from typing import Any
 from sophia_mcp.domain.inbox import InboxEvent, InboxStatus, Incoming
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.store.database import Store, dumps
+from sophia_mcp.store.runs import process_alive
 
 LISTED = ("id", "source", "event_id", "kind", "via", "status", "attempts", "deliveries", "received_at", "next_at",
           "finished_at", "last_error", "result", "payload")  # fmt: skip
+
+
+def worker_name() -> str:
+    """A worker's name in the claims it makes: its host and process (so a restart on the same host can tell the
+    claims of a process that died), and a token of its own."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _died_here(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid))
 
 
 def _event(row: sqlite3.Row) -> InboxEvent:
@@ -116,6 +132,23 @@ class Inbox:
     async def fail(self, event_id: int, owner: str, error: str, retry_at: datetime | None) -> bool:
         """An attempt failed: due again at `retry_at`, or dead (given up, kept) when it is None."""
         return await self.store.run(self._fail, event_id, owner, error, retry_at)
+
+    def release_abandoned(self) -> int:
+        """Make the events held by a worker of this host whose process has died due at once, rather than when its
+        lease runs out; how many. Blocking: called once, as a process's services start."""
+        owners = [r["claimed_by"] for r in self.store.query(
+            "SELECT DISTINCT claimed_by FROM inbox WHERE status = 'working' AND claimed_by IS NOT NULL"
+        )]  # fmt: skip
+        dead = [owner for owner in owners if _died_here(owner)]
+        if not dead:
+            return 0
+        with self.store.transaction() as conn:
+            cursor = conn.executemany(
+                "UPDATE inbox SET status = 'pending', claimed_by = NULL, claimed_until = NULL "
+                "WHERE status = 'working' AND claimed_by = ?",
+                [(owner,) for owner in dead],
+            )
+        return cursor.rowcount
 
     def _requeue(self, event_ids: Sequence[int]) -> int:
         now = iso(utcnow())

@@ -11,10 +11,7 @@ hosts) may share one inbox: a claim is one transaction.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +22,7 @@ from sophia_mcp.app.services import Services
 from sophia_mcp.domain.inbox import InboxEvent
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import SophiaError
+from sophia_mcp.store.inbox import worker_name
 from sophia_mcp.store.runs import describe_error
 from sophia_mcp.workflows.event_actions import ACTIONS, Action, Ignored
 
@@ -47,7 +45,7 @@ class InboxWorker:
         self.services = services
         self.inbox = services.inbox
         self.settings = services.settings.inbox
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.owner = owner or worker_name()
         self.actions = ACTIONS if actions is None else actions
         self._woken = anyio.Event()
         self._limit = anyio.CapacityLimiter(self.settings.concurrency)
