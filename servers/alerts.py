@@ -1,7 +1,5 @@
 """The alerts server: send alerts to channels (Slack, or the local outbox), see them and retry them."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime, time
 from typing import Annotated, Any
 

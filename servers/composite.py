@@ -4,8 +4,6 @@ The domain servers' `register` functions declare their tools, resources, prompts
 under prefixes (`gong_list_calls`, `crm_get_contact`, ...): the same functions, no copies.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 from typing import Annotated, Any, Literal
@@ -216,6 +214,13 @@ async def predict_churn(
     return await churn.predict_churn(services_of(ctx), threshold, act, progress=progress_of(ctx))
 
 
+class OutcomeRecorded(Model):
+    client_id: str
+    name: str
+    outcome: str
+    snapshots: int = Field(description="Weekly snapshots now labelled with the outcome.")
+
+
 async def record_outcome(
     ctx: Context,
     client: Annotated[str, Field(min_length=1, max_length=200, description="Client id or name.")],
@@ -227,13 +232,6 @@ async def record_outcome(
     found = await resolve_client(services, client)
     count = await churn.record_outcome(services, found.id, outcome)
     return OutcomeRecorded(client_id=found.id, name=found.name, outcome=outcome, snapshots=count)
-
-
-class OutcomeRecorded(Model):
-    client_id: str
-    name: str
-    outcome: str
-    snapshots: int = Field(description="Weekly snapshots now labelled with the outcome.")
 
 
 async def dashboard_resource(name: str, ctx: Context) -> str:

@@ -1,7 +1,5 @@
 """The crm server: contacts and clients, enrichment (Apollo or local firmographics), lead scores, client health."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from typing import Annotated, Any
 

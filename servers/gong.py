@@ -1,7 +1,5 @@
 """The gong server: calls and transcripts, and the call-analysis → client-health → alert workflow."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from typing import Annotated, Any
 

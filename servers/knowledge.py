@@ -1,7 +1,5 @@
 """The knowledge server: ingest documents and text, search them with citations, read and delete them."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote, urlparse

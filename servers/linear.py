@@ -1,7 +1,5 @@
 """The linear server: issues in Linear (or the local tracker): create once per key, search, update, teams."""
 
-from __future__ import annotations
-
 import hashlib
 from typing import Annotated, Any
 
