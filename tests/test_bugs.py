@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client
@@ -81,6 +82,14 @@ def on_linear(data_dir: Path, url: str) -> Settings:
     return make_settings(data_dir, linear=section)
 
 
+async def filed_on_linear(settings: Settings, state: LinearState) -> dict[str, Any]:
+    """The report filed through the linear server, on the Linear fake: its issue there."""
+    async with Client(create_server(settings)) as client:
+        structured(await client.call_tool("report_bug", {"text": REPORT, "reporter": "@maria", "channel": "#support"}))
+    [issue] = state.issues
+    return issue
+
+
 async def test_linear_down_keeps_the_report_and_files_it_when_back(
     data_dir: Path, linear: tuple[str, LinearState]
 ) -> None:
@@ -126,9 +135,7 @@ async def test_a_bug_reopened_and_closed_in_linear_itself_is_announced_each_time
 ) -> None:
     url, state = linear
     settings = on_linear(data_dir, url)
-    async with Client(create_server(settings)) as client:
-        structured(await client.call_tool("report_bug", {"text": REPORT, "reporter": "@maria", "channel": "#support"}))
-    [issue] = state.issues
+    issue = await filed_on_linear(settings, state)
 
     def move_to(name: str) -> None:
         issue["state_id"] = next(
@@ -158,9 +165,7 @@ async def test_a_state_change_taken_by_a_process_that_dies_before_sending_is_sti
 ) -> None:
     url, state = linear
     settings = on_linear(data_dir, url)
-    async with Client(create_server(settings)) as client:
-        structured(await client.call_tool("report_bug", {"text": REPORT, "reporter": "@maria", "channel": "#support"}))
-    [issue] = state.issues
+    issue = await filed_on_linear(settings, state)
     issue["state_id"] = next(s["id"] for s in state.states if s["team_id"] == issue["team_id"] and s["name"] == "Done")
 
     async def dies(*_: object) -> None:

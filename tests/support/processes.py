@@ -27,6 +27,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_listening(proc: subprocess.Popen[str], seen: list[str]) -> None:
+    """Read what a server process logs into `seen` until it says it listens (it says so on stderr once its socket
+    listens: no sleeping or polling needed), then go on reading it in a thread, so a busy server never blocks on a
+    full pipe."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("sophia-mcp: ") and " serving " in line:
+            break
+    else:
+        raise AssertionError("the server exited before listening:\n" + "".join(seen))
+    threading.Thread(target=seen.extend, args=(proc.stderr,), daemon=True).start()
+
+
 @contextmanager
 def http_server(
     data_dir: Path,
@@ -59,17 +73,7 @@ def http_server(
     if running is not None:
         running.append(proc)
     try:
-        assert proc.stderr is not None
-        seen = output if output is not None else []
-        # The server says so on stderr once its socket listens; no sleeping or polling needed.
-        for line in proc.stderr:
-            seen.append(line)
-            if line.startswith("sophia-mcp: ") and " serving " in line:
-                break
-        else:
-            raise AssertionError("server exited before listening:\n" + "".join(seen))
-        # Keep reading what it logs, so a busy server never blocks on a full pipe.
-        threading.Thread(target=seen.extend, args=(proc.stderr,), daemon=True).start()
+        wait_until_listening(proc, output if output is not None else [])
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()

@@ -9,7 +9,6 @@ import hmac
 import json
 import sqlite3
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.support.processes import SCRIPT, env_for, free_port
+from tests.support.processes import SCRIPT, env_for, free_port, wait_until_listening
 
 SLACK_SECRET = "slack-signing-secret-for-tests"
 HUBSPOT_SECRET = "hubspot-client-secret-for-tests"
@@ -193,16 +192,8 @@ def hooks_server(
         [SCRIPT, "hooks", "--port", str(port)], env=env_for(data_dir, **env), stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    seen = output if output is not None else []
     try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            seen.append(line)
-            if line.startswith("sophia-mcp: ") and " serving " in line:
-                break
-        else:
-            raise AssertionError("hooks exited before listening:\n" + "".join(seen))
-        threading.Thread(target=seen.extend, args=(proc.stderr,), daemon=True).start()
+        wait_until_listening(proc, output if output is not None else [])
         yield f"http://127.0.0.1:{port}", proc
     finally:
         if proc.poll() is None:
