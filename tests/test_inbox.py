@@ -75,8 +75,11 @@ def test_a_failing_event_is_retried_then_dead_and_shown_and_retry_gives_it_fresh
     code, out = invoke(data_dir, "inbox", "process", env={"SOPHIA_INBOX__MAX_ATTEMPTS": "1"})
     assert code == 0 and "1 dead" in out, out
     code, out = invoke(data_dir, "inbox", "list", "--status", "dead")
-    assert "gong" in out and "dead" in out and "slack" not in out, out
-    dead_id = re.search(r"(\d+) \| gong", out)[1]  # type: ignore[index]
+    rows = re.findall(r"^\|\s+(\d+) \| (\S+)\s+\| (\w+)", out, re.MULTILINE)
+    assert rows == [("2", "nothing.handles.this", "dead")], out
+    from_gong = invoke(data_dir, "inbox", "list", "--source", "gong")[1]
+    assert re.findall(r"^\|\s+(\d+) \|", from_gong, re.MULTILINE) == ["2"], from_gong
+    dead_id = rows[0][0]
 
     code, out = invoke(data_dir, "inbox", "retry", dead_id, "99999")
     assert code == 0 and "1 dead event of 2 will be tried again" in out, out

@@ -862,6 +862,8 @@ def _inbox_outcome(event: "InboxEvent") -> str:
         return event.last_error
     if event.result is None:
         return ""
+    if "ignored" in event.result:  # the status says it was ignored; this says why
+        return str(event.result["ignored"])
     return ", ".join(f"{k} {v}" for k, v in event.result.items() if not isinstance(v, dict | list))
 
 
@@ -885,13 +887,12 @@ def inbox_list(
         table = Report(
             f"The newest{' ' + status.value if status else ''} events{' from ' + source.value if source else ''}: "
             f"{len(events)} (the inbox holds {summary})",
-            [Column("Id", number=True), Column("Source", keep=True), Column("Kind", keep=True),
-             Column("Status", keep=True), Column("Tries", number=True), Column("Received", keep=True),
-             Column("Outcome", share=3)],
+            # The kind names its source (slack.message): the outcome gets the width a source column would take.
+            [Column("Id", number=True), Column("Kind", keep=True), Column("Status", keep=True),
+             Column("Tries", number=True), Column("Received", keep=True), Column("Outcome", share=3)],
         )  # fmt: skip
         for e in events:
-            table.add(str(e.id), e.source, e.kind, e.status, str(e.attempts), f"{e.received_at:%Y-%m-%d %H:%M:%S}",
-                      _inbox_outcome(e))  # fmt: skip
+            table.add(str(e.id), e.kind, e.status, str(e.attempts), f"{e.received_at:%m-%d %H:%M}", _inbox_outcome(e))
         empty = (
             "No event has been received: webhooks arrive at /hooks/slack, /hooks/hubspot, /hooks/linear and "
             "/hooks/gong of `sophia-mcp hooks` (or `serve composite --transport http`); connectors poll on "
