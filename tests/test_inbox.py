@@ -130,3 +130,13 @@ def test_an_event_held_by_a_process_that_died_on_this_host_is_taken_at_once_not_
     assert code == 0 and "Processed 1 event;" in out, out
     [event] = inbox_resource(data_dir)["events"]
     assert event["attempts"] == 2 and event["status"] == "pending", event
+
+
+def test_doctor_warns_of_dead_events_and_says_how_to_see_and_retry_them(data_dir: Path) -> None:
+    code, out = invoke(data_dir, "doctor")
+    assert code == 0 and "Inbox events from outside: none yet" in out, out
+    keep(data_dir, NO_ACTION)
+    invoke(data_dir, "inbox", "process", env={"SOPHIA_INBOX__MAX_ATTEMPTS": "1"})
+    code, out = invoke(data_dir, "doctor")
+    assert code == 0 and "1 dead event gave up after the last attempt" in out, out
+    assert "inbox list --status dead" in out and "with 1 warning above" in out, out

@@ -1007,14 +1007,15 @@ def doctor() -> None:
         console.print(f"[red]Configuration[/red] {exc}")
     else:
 
-        async def check() -> "list[ServiceCheck]":
+        async def check() -> "tuple[list[ServiceCheck], dict[str, int]]":
             try:
-                return await check_real_services(built)
+                return await check_real_services(built), await built.inbox.counts()
             finally:
                 await built.aclose()
                 built.close()
 
-        for port, fine, problem, warning in anyio.run(check):
+        checks, inbox = anyio.run(check)
+        for port, fine, problem, warning in checks:
             ok = ok and problem is None
             if problem is not None:
                 console.print(f"[red]{port}[/red] {escape(problem)}")
@@ -1023,6 +1024,15 @@ def doctor() -> None:
                 console.print(f"[yellow]{port}[/yellow] {escape(warning)}")
             else:
                 console.print(f"[green]{port}[/green] {escape(fine or '')}")
+        held = ", ".join(f"{n} {state}" for state, n in sorted(inbox.items())) or "none yet"
+        if inbox.get("dead"):
+            warnings += 1
+            console.print(
+                f"[yellow]Inbox[/yellow] events from outside: {held}; {plural(inbox['dead'], 'dead event')} gave up "
+                "after the last attempt: `sophia-mcp inbox list --status dead` shows why, `inbox retry ID` tries again"
+            )
+        else:
+            console.print(f"[green]Inbox[/green] events from outside: {held}")
     if not ok:
         raise typer.Exit(1)
     # A warning is something that works without what failed (Redis down: a cache miss): still usable, exit 0.
