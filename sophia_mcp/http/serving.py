@@ -75,10 +75,15 @@ def check_safe(settings: Settings, host: str) -> None:
             f"Refusing to listen on {host} without authentication: set SOPHIA_HTTP__BEARER_TOKEN (clients send it as "
             "'Authorization: Bearer <token>'), or listen on 127.0.0.1"
         )
+    check_host_names(settings, host, "clients", "mcp.example.com")
+
+
+def check_host_names(settings: Settings, host: str, who: str, example: str) -> None:
+    """Listening on every address needs the names `who` reach the server by, for the Host check to let through."""
     if host in ("0.0.0.0", "::") and not settings.http.allowed_hosts:  # noqa: S104
         raise NotSafeToServe(
-            f"Listening on {host} needs SOPHIA_HTTP__ALLOWED_HOSTS: the host names clients reach this server by "
-            '(JSON list, e.g. ["mcp.example.com:*"]), which the Host check lets through'
+            f"Listening on {host} needs SOPHIA_HTTP__ALLOWED_HOSTS: the host names {who} reach this server by "
+            f'(JSON list, e.g. ["{example}:*"]), which the Host check lets through'
         )
 
 
@@ -219,11 +224,7 @@ def check_hooks_safe(settings: Settings, host: str) -> None:
             f"Refusing to receive webhooks on {host} with no provider's secret set: set at least one of "
             f"{', '.join(SETTING.values())}, or listen on 127.0.0.1"
         )
-    if host in ("0.0.0.0", "::") and not settings.http.allowed_hosts:  # noqa: S104
-        raise NotSafeToServe(
-            f"Listening on {host} needs SOPHIA_HTTP__ALLOWED_HOSTS: the host names providers reach this server by "
-            '(JSON list, e.g. ["hooks.example.com:*"]), which the Host check lets through'
-        )
+    check_host_names(settings, host, "providers", "hooks.example.com")
 
 
 def serve_hooks(settings: Settings, host: str, port: int) -> None:

@@ -127,12 +127,12 @@ class InboxWorker:
             if wait > 0:
                 with anyio.move_on_after(wait):
                     async with anyio.create_task_group() as group:
-                        group.start_soon(_set_when, stop, group)
+                        group.start_soon(_cancel_once_set, stop, group)
                         await self._woken.wait()
                         group.cancel_scope.cancel()
             self._woken = anyio.Event()
 
 
-async def _set_when(stop: anyio.Event, group: anyio.abc.TaskGroup) -> None:
+async def _cancel_once_set(stop: anyio.Event, group: anyio.abc.TaskGroup) -> None:
     await stop.wait()
     group.cancel_scope.cancel()
