@@ -209,7 +209,7 @@ async def scan_watched_folder(services: Services) -> dict[str, Any]:
     again = [e.payload["path"] for e, new in zip(events, fresh, strict=True) if not new]
     for path in again:
         await reconcile_file(services, path)
-    await services.connector_cursors.record_then_move(services.inbox, [], FOLDER, json.dumps(current))
+    await services.connector_cursors.set(FOLDER, json.dumps(current))  # its events are kept above
     changed = sum(1 for e in events if not e.payload["removed"])
     return {"files": len(current), "changed": changed, "removed": len(events) - changed, "new": sum(fresh),
             "reconciled_here": len(again)}  # fmt: skip
