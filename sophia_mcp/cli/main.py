@@ -857,6 +857,11 @@ class InboxSource(StrEnum):
     folder = "folder"
 
 
+def _inbox_holds(counts: dict[str, int], empty: str = "none yet") -> str:
+    """How many events the inbox holds in each state: "1 dead, 3 done"."""
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or empty
+
+
 def _inbox_outcome(event: "InboxEvent") -> str:
     if event.last_error:
         return event.last_error
@@ -883,7 +888,7 @@ def inbox_list(
         events = await services.inbox.list(status.value if status else None, source.value if source else None,
                                            limit=limit)  # fmt: skip
         counts = await services.inbox.counts()
-        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none yet"
+        summary = _inbox_holds(counts)
         table = Report(
             f"The newest{' ' + status.value if status else ''} events{' from ' + source.value if source else ''}: "
             f"{len(events)} (the inbox holds {summary})",
@@ -928,8 +933,7 @@ def inbox_process() -> None:
     async def work(services: "Services") -> None:
         count = await InboxWorker(services).drain()
         counts = await services.inbox.counts()
-        left = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-        console.print(f"Processed {plural(count, 'event')}; the inbox now holds {left or 'nothing'}.")
+        console.print(f"Processed {plural(count, 'event')}; the inbox now holds {_inbox_holds(counts, 'nothing')}.")
 
     _with_services(work)
 
@@ -1024,7 +1028,7 @@ def doctor() -> None:
                 console.print(f"[yellow]{port}[/yellow] {escape(warning)}")
             else:
                 console.print(f"[green]{port}[/green] {escape(fine or '')}")
-        held = ", ".join(f"{n} {state}" for state, n in sorted(inbox.items())) or "none yet"
+        held = _inbox_holds(inbox)
         if inbox.get("dead"):
             warnings += 1
             console.print(
