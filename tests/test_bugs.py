@@ -105,9 +105,7 @@ async def test_linear_down_keeps_the_report_and_files_it_when_back(
         back = await notify_status_changes(services)
         # Someone moves the issue on in Linear itself; the next check tells the channel.
         [issue] = state.issues
-        issue["state_id"] = next(
-            s["id"] for s in state.states if s["team_id"] == issue["team_id"] and s["name"] == "Done"
-        )
+        state.move(issue, "Done")
         moved = await notify_status_changes(services)
         still = await notify_status_changes(services)
     finally:
@@ -137,16 +135,11 @@ async def test_a_bug_reopened_and_closed_in_linear_itself_is_announced_each_time
     settings = on_linear(data_dir, url)
     issue = await filed_on_linear(settings, state)
 
-    def move_to(name: str) -> None:
-        issue["state_id"] = next(
-            s["id"] for s in state.states if s["team_id"] == issue["team_id"] and s["name"] == name
-        )
-
     services = build_services(settings)
     changes = []
     try:
         for name in ("Done", "Todo", "Done"):
-            move_to(name)
+            state.move(issue, name)
             changes.append((await notify_status_changes(services))["state_changes"])
     finally:
         await services.aclose()
@@ -166,7 +159,7 @@ async def test_a_state_change_taken_by_a_process_that_dies_before_sending_is_sti
     url, state = linear
     settings = on_linear(data_dir, url)
     issue = await filed_on_linear(settings, state)
-    issue["state_id"] = next(s["id"] for s in state.states if s["team_id"] == issue["team_id"] and s["name"] == "Done")
+    state.move(issue, "Done")
 
     async def dies(*_: object) -> None:
         raise Died

@@ -152,9 +152,7 @@ async def test_a_linear_state_change_tells_the_reports_thread_once_and_the_poll_
     await drain(settings)
     [issue] = linear.issues
     before = issue["state_id"]
-    issue["state_id"] = next(
-        s["id"] for s in linear.states if s["team_id"] == issue["team_id"] and s["name"] == "In Progress"
-    )
+    linear.move(issue, "In Progress")
 
     def webhook(delivery: str, action: str = "update", updated_from: dict[str, Any] | None = None) -> Incoming:
         body = {"action": action, "type": "Issue", "url": f"https://linear.app/x/issue/{issue['identifier']}",
@@ -186,9 +184,7 @@ async def test_a_linear_state_change_tells_the_reports_thread_once_and_the_poll_
     services = build_services(settings)
     try:
         assert (await notify_status_changes(services))["state_changes"] == 0
-        issue["state_id"] = next(
-            s["id"] for s in linear.states if s["team_id"] == issue["team_id"] and s["name"] == "Done"
-        )
+        linear.move(issue, "Done")
         assert (await notify_status_changes(services))["state_changes"] == 1
     finally:
         await services.aclose()

@@ -92,8 +92,7 @@ def test_a_slack_bug_report_opens_one_issue_replied_in_its_thread_and_its_state_
 
             # The issue moves in Linear, whose webhook says so (twice: a retry): the report's thread hears it once.
             before = issue["state_id"]
-            started = next(s for s in linear.states if s["team_id"] == issue["team_id"] and s["name"] == "In Progress")
-            issue["state_id"] = started["id"]
+            started = linear.move(issue, "In Progress")
             change = encode({
                 "action": "update", "type": "Issue", "url": f"https://linear.app/acme/issue/{issue['identifier']}",
                 "data": {"id": issue["id"], "identifier": issue["identifier"], "title": issue["title"],

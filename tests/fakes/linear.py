@@ -122,6 +122,12 @@ class LinearState:
                 self.states += [{"id": str(uuid.uuid4()), "name": n, "type": t, "team_id": team["id"]}
                                 for n, t in STATE_NAMES]  # fmt: skip
 
+    def move(self, issue: dict[str, Any], state: str) -> dict[str, Any]:
+        """Move `issue` to its team's state named `state`, as a person does in Linear; that state."""
+        found = next(s for s in self.states if s["team_id"] == issue["team_id"] and s["name"] == state)
+        issue["state_id"] = found["id"]
+        return found
+
     def next_fault(self) -> str | None:
         with self._lock:
             return self.faults.pop(0) if self.faults else None
