@@ -428,7 +428,9 @@ class ChurnSettings(BaseModel):
 
 class RedisSettings(BaseModel):
     url: str | None = Field(
-        default=None, description="redis://host:port/db: cached answers shared by replicas; none keeps them in process."
+        default=None,
+        description="redis://host:port/db: cached answers and each client's HTTP rate shared by "
+        "replicas; none keeps them in each process.",
     )
 
 

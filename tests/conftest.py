@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.fakes.server import serve
 from tests.fakes.web_search import WebState, tavily_app
 from tests.support.exports import EXPORT
 from tests.support.processes import env_for
+from tests.support.redis_server import redis_server
 from tests.support.settings import make_settings
 
 # Tests never read a developer's own configuration.
@@ -85,3 +87,19 @@ def tavily() -> Iterator[tuple[str, Any]]:
     state = WebState()
     with serve(tavily_app(state)) as url:
         yield url, state
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real Redis (Debian's redis-server on 127.0.0.1) per test process; skipped where it is not installed."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> str:
+    """That Redis, emptied for this test."""
+    with socket.create_connection(("127.0.0.1", int(redis_server_url.rsplit(":", 1)[1].split("/")[0]))) as sock:
+        sock.sendall(b"FLUSHALL\r\n")
+        assert sock.recv(16).startswith(b"+OK")
+    return redis_server_url

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -26,6 +27,10 @@ Send = Callable[[Message], Any]
 SESSION_HEADER = b"mcp-session-id"
 # Buckets and session records kept for this many clients at most; the least recently seen are forgotten first.
 MAX_CLIENTS = 10_000
+
+log = logging.getLogger(__name__)
+# After Redis failed to answer, requests are counted in the process for this long before Redis is tried again.
+REDIS_RETRY_S = 5.0
 
 
 def client_address(scope: Scope) -> str:
@@ -60,15 +65,29 @@ async def refuse(send: Send, status: int, error: str, description: str, **header
     await send({"type": "http.response.body", "body": body})
 
 
+def burst_of(per_minute: float) -> float:
+    """How many requests a client may make at once: a tenth of its rate a minute, at least 5."""
+    return max(5.0, per_minute / 10)
+
+
+class Rate(Protocol):
+    async def take(self, client: str) -> float:
+        """0 when the client's request may go; else the seconds until it could."""
+        ...
+
+
 class TokenBuckets:
-    """A token bucket per client: `per_minute` requests a minute, with a burst of a tenth of that (at least 5)."""
+    """A token bucket per client, in this process: `per_minute` requests a minute, with a burst (`burst_of`)."""
 
     def __init__(self, per_minute: float) -> None:
         self.rate = per_minute / 60
-        self.burst = max(5.0, per_minute / 10)
+        self.burst = burst_of(per_minute)
         self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def take(self, client: str) -> float:
+    async def take(self, client: str) -> float:
+        return self.take_now(client)
+
+    def take_now(self, client: str) -> float:
         """0 when the request may go; else the seconds until it could."""
         now = time.monotonic()
         tokens, then = self.buckets.pop(client, (self.burst, now))
@@ -78,6 +97,62 @@ class TokenBuckets:
         while len(self.buckets) > MAX_CLIENTS:  # a forgotten client comes back with a full bucket: nothing gained
             self.buckets.popitem(last=False)
         return wait
+
+
+class SharedRate:
+    """The per-client rate counted in Redis, so replicas behind a load balancer hold a client to one rate between
+    them, not one each. The `limits` library's sliding window counter: `burst_of(per_minute)` requests in a window
+    that many requests' worth long, the bucket's burst and rate. Redis unreachable: this process's own buckets
+    count instead (a client then gets the rate from each replica, never none), with one warning per outage."""
+
+    def __init__(self, redis_url: str, per_minute: float) -> None:
+        # Loaded only when Redis is configured: a single host needs neither library.
+        from limits import RateLimitItemPerSecond
+        from limits.aio.storage import RedisStorage
+        from limits.aio.strategies import SlidingWindowCounterRateLimiter
+        from limits.errors import StorageError
+
+        burst = burst_of(per_minute)
+        window_s = max(1, math.ceil(burst * 60 / per_minute))
+        self.item = RateLimitItemPerSecond(int(burst), window_s)
+        storage = RedisStorage(
+            f"async+{redis_url}", implementation="redispy", wrap_exceptions=True, key_prefix="sophia:rate",
+            socket_timeout=1.0, socket_connect_timeout=1.0,
+        )  # fmt: skip
+        self.limiter = SlidingWindowCounterRateLimiter(storage)
+        self.storage_error = StorageError
+        self.local = TokenBuckets(per_minute)
+        self.shared = True
+        self.retry_at = 0.0
+
+    async def take(self, client: str) -> float:
+        if not self.shared and time.monotonic() < self.retry_at:
+            return self.local.take_now(client)  # no request waits on a Redis that just failed to answer
+        try:
+            if await self.limiter.hit(self.item, client):
+                wait = 0.0
+            else:
+                stats = await self.limiter.get_window_stats(self.item, client)
+                wait = max(1.0, stats.reset_time - time.time())
+        except self.storage_error as exc:
+            if self.shared:
+                log.warning("Redis cannot be reached (%s): each replica counts its clients' rate alone until it can",
+                            type(exc.storage_error).__name__)  # fmt: skip
+            self.shared = False
+            self.retry_at = time.monotonic() + REDIS_RETRY_S
+            return self.local.take_now(client)
+        if not self.shared:
+            log.warning("Redis answers again: the replicas count their clients' rate together")
+            self.shared = True
+        return wait
+
+
+def client_rate(per_minute: float, redis_url: str | None) -> Rate | None:
+    """The per-client rate: none at 0, shared by the replicas through Redis when it is configured, else this
+    process's own."""
+    if per_minute <= 0:
+        return None
+    return SharedRate(redis_url, per_minute) if redis_url else TokenBuckets(per_minute)
 
 
 @dataclass
@@ -132,14 +207,14 @@ class ClientLimits:
         identify: Callable[[str], Awaitable[str | None]],
         max_body_bytes: int,
         body_timeout_s: float,
-        rate_per_minute: float,
+        rate: Rate | None,
         sessions: SessionLedger | None,
     ) -> None:
         self.app = app
         self.identify = identify
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
-        self.buckets = TokenBuckets(rate_per_minute) if rate_per_minute > 0 else None
+        self.rate = rate
         self.sessions = sessions
 
     async def client_of(self, scope: Scope) -> str:
@@ -152,7 +227,7 @@ class ClientLimits:
             await self.app(scope, receive, send)
             return
         client = await self.client_of(scope)
-        wait = self.buckets.take(client) if self.buckets is not None else 0.0
+        wait = await self.rate.take(client) if self.rate is not None else 0.0
         if wait:
             retry = str(math.ceil(wait))
             await refuse(send, 429, "rate_limited", "too many requests; wait and retry", retry_after=retry)

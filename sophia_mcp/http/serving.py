@@ -42,7 +42,7 @@ from sophia_mcp.errors import NotFound
 from sophia_mcp.http.auth import NotSafeToServe, Verifier, auth_options, subject_finder
 from sophia_mcp.http.connections import BACKLOG, ConnectionPool, connection_cap
 from sophia_mcp.http.hooks import PROVIDERS, SETTING, Receivers, configured
-from sophia_mcp.http.limits import ClientLimits, Scope, SessionLedger
+from sophia_mcp.http.limits import ClientLimits, Scope, SessionLedger, client_rate
 from sophia_mcp.settings import Settings
 from sophia_mcp.workflows.dashboard import CSP, dashboard_path
 
@@ -147,7 +147,8 @@ def http_app(
         app.router.routes.append(dashboard_route(server, settings, security, verifier))
     limited = ClientLimits(
         app, identify=subject_finder(verifier) if verifier else _nobody, max_body_bytes=limit,
-        body_timeout_s=http.body_timeout_s, rate_per_minute=http.rate_per_minute, sessions=sessions,
+        body_timeout_s=http.body_timeout_s, rate=client_rate(http.rate_per_minute, settings.redis.url),
+        sessions=sessions,
     )  # fmt: skip
     if not hooks:
         return limited
@@ -169,7 +170,7 @@ def hooks_app(receivers: Any, settings: Settings) -> ClientLimits:
     http = settings.http
     return ClientLimits(
         receivers, identify=_nobody, max_body_bytes=int(http.max_body_mb * 1024 * 1024),
-        body_timeout_s=http.body_timeout_s, rate_per_minute=0, sessions=None,
+        body_timeout_s=http.body_timeout_s, rate=None, sessions=None,
     )  # fmt: skip
 
 
