@@ -123,17 +123,10 @@ async def test_tavily_and_perplexity_adapters_on_their_fakes() -> None:
 
 
 async def test_replicas_share_answers_through_redis(
-    data_dir: Path, tavily: tuple[str, WebState], monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, tavily: tuple[str, WebState], redis_url: str
 ) -> None:
-    import fakeredis
-    from redis.asyncio import Redis
-
-    server = fakeredis.FakeServer()
-    monkeypatch.setattr(
-        Redis, "from_url", classmethod(lambda cls, url, **kw: fakeredis.FakeAsyncRedis(server=server, **kw))
-    )
     url, state = tavily
-    settings = with_web(data_dir, url).model_copy(update={"redis": RedisSettings(url="redis://127.0.0.1:6390/0")})
+    settings = with_web(data_dir, url).model_copy(update={"redis": RedisSettings(url=redis_url)})
     one, two = build_services(settings), build_services(settings)
     try:
         first = await gather_evidence(one, QUESTION)
