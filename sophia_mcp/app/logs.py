@@ -12,9 +12,6 @@ import logging
 import sys
 from typing import Any
 
-from rich.console import Console
-from rich.logging import RichHandler
-
 
 class _ToStderr(logging.StreamHandler[Any]):
     """Plain lines to whatever `sys.stderr` is when a record comes, not what it was when logging was configured: a
@@ -32,6 +29,10 @@ class _ToStderr(logging.StreamHandler[Any]):
 def configure_logging(level: str) -> None:
     handler: logging.Handler
     if sys.stderr.isatty():
+        # Loaded only for a terminal: a client's server logs to a file or a pipe, and waits for the start.
+        from rich.console import Console
+        from rich.logging import RichHandler
+
         handler = RichHandler(console=Console(stderr=True), show_path=False)
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     else:
