@@ -36,7 +36,8 @@ class RedisCache:
             await self.client.ping()
         except (RedisError, OSError) as exc:
             raise ServiceUnavailable(
-                f"Redis cannot be reached ({type(exc).__name__}); until it can, each process caches its own answers"
+                f"Redis cannot be reached ({type(exc).__name__}); until it can, each process caches its own answers "
+                "and counts its HTTP clients' rate alone"
             ) from None
         return "Redis answered PING"
 
