@@ -224,18 +224,20 @@ class RunLedger:
     def _metrics(self) -> list[WorkflowMetrics]:
         counts = self.store.query(
             """
-            SELECT workflow, count(*) AS runs, sum(status = 'succeeded') AS ok, sum(status = 'failed') AS failed,
-                sum(status = 'running') AS running
+            SELECT workflow, count(*) AS runs, sum(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END) AS ok,
+                sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed,
+                sum(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS running
             FROM workflow_runs GROUP BY workflow ORDER BY workflow
             """
         )
         out = []
         for row in counts:
+            # Durations from the ISO times in Python: the same on either engine (no julianday on PostgreSQL).
             durations = sorted(
-                r[0]
+                (parse_iso(r[1]) - parse_iso(r[0])).total_seconds() * 1000
                 for r in self.store.query(
                     """
-                    SELECT (julianday(finished_at) - julianday(started_at)) * 86400000 FROM workflow_runs
+                    SELECT started_at, finished_at FROM workflow_runs
                     WHERE workflow = ? AND finished_at IS NOT NULL ORDER BY started_at DESC LIMIT 1000
                     """,
                     (row["workflow"],),
