@@ -1,0 +1,243 @@
+"""The store's repository contract, on both engines: SQLite (the embedded default) and a real PostgreSQL server.
+Every test in the first part runs twice (`engine`); the PostgreSQL half is marked `postgres`. The second part is
+PostgreSQL's own faults: unreachable at start, gone mid-run, an older schema, replicas starting together."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+from pydantic import SecretStr
+
+from sophia_mcp.domain.inbox import Incoming
+from sophia_mcp.domain.issues import IssueDraft, IssueQuery
+from sophia_mcp.domain.schedules import ScheduleTiming
+from sophia_mcp.domain.times import utcnow
+from sophia_mcp.errors import InvalidInput, ServiceUnavailable
+from sophia_mcp.store.database import Store
+from sophia_mcp.store.engine import open_store
+from sophia_mcp.store.inbox import Inbox
+from sophia_mcp.store.issue_keys import IssueKeys
+from sophia_mcp.store.migrations import MIGRATIONS
+from sophia_mcp.store.outbox import CLAIM_LEASE, Outbox
+from sophia_mcp.store.postgres import PostgresStore
+from sophia_mcp.store.runs import RunLedger
+from sophia_mcp.store.schedules import LEASE, Schedules
+from sophia_mcp.store.tracker import LocalTracker
+from tests.support.postgres import PASSWORD, PostgresServer, free_port
+
+pytestmark = pytest.mark.anyio
+
+Opener = Callable[[], Store]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens the test's store (each call a new store object on the same data, as another replica would)."""
+    if request.param == "sqlite":
+        url = None
+    else:
+        url = SecretStr(request.getfixturevalue("postgres_url"))
+    opened: list[Store] = []
+
+    def open_one() -> Store:
+        opened.append(store := open_store(tmp_path / "sophia.db", url))
+        return store
+
+    yield open_one
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(opener: Opener) -> Store:
+    return opener()
+
+
+# -- the contract, on both engines -----------------------------------------------------------------------------
+
+
+async def test_an_outbox_entry_is_kept_once_per_key(store: Store) -> None:
+    outbox = Outbox(store)
+    first = await outbox.enqueue_many("alert", [("k1", "#cs", {"n": 1}), ("k2", "#cs", {"n": 2})])
+    again = await outbox.enqueue_many("alert", [("k1", "#cs", {"n": 9}), ("k3", "#cs", {"n": 3})])
+    assert [new for _, new in first] == [True, True]
+    assert again[0] == (first[0][0], False)
+    assert again[1][1] is True
+    assert {e.key for e in await outbox.list()} == {"k1", "k2", "k3"}
+
+
+async def test_two_senders_claiming_together_never_get_the_same_entry(opener: Opener) -> None:
+    """Two replicas (two stores on the same data) claim the same 40 entries at once, each from its own thread."""
+    first, second = opener(), opener()
+    ids = [i for i, _ in await Outbox(first).enqueue_many("alert", [(f"k{n}", "#cs", {}) for n in range(40)])]
+    claimed: dict[str, list[int]] = {}
+    start = threading.Barrier(2)
+
+    def claim(name: str, store: Store) -> None:
+        start.wait()
+        claimed[name] = []
+        for n in range(0, 40, 4):  # in small batches, so the claims interleave
+            claimed[name] += [e.id for e in Outbox(store)._claim(ids[n : n + 4])]
+
+    threads = [threading.Thread(target=claim, args=(n, s)) for n, s in (("a", first), ("b", second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not set(claimed["a"]) & set(claimed["b"])
+    assert sorted(claimed["a"] + claimed["b"]) == sorted(ids)
+
+
+async def test_an_outbox_claim_whose_sender_died_is_taken_over_after_its_lease(opener: Opener) -> None:
+    dead, alive = opener(), opener()
+    [(entry_id, _)] = await Outbox(dead).enqueue_many("alert", [("k", "#cs", {})])
+    assert [e.id for e in await Outbox(dead).claim([entry_id])] == [entry_id]
+    assert await Outbox(alive).claim([entry_id]) == []  # held
+    # The sender died mid-send: its claim is older than the lease.
+    alive.execute("UPDATE outbox SET claimed_at = ? WHERE id = ?", ((utcnow() - CLAIM_LEASE * 2).isoformat(), entry_id))
+    [taken] = await Outbox(alive).claim([entry_id])
+    assert (taken.id, taken.attempts) == (entry_id, 2)
+
+
+async def test_the_inbox_keeps_an_event_once_and_hands_it_to_one_worker(opener: Opener) -> None:
+    first, second = opener(), opener()
+    event = Incoming(source="slack", event_id="Ev1", kind="slack.message", payload={"text": "hi"})
+    assert await Inbox(first).record([event]) == [True]
+    assert await Inbox(second).record([event]) == [False]
+    lease = timedelta(minutes=1)
+    [held] = await Inbox(first).claim("worker-a", 10, lease)
+    assert await Inbox(second).claim("worker-b", 10, lease) == []
+    # worker-a died: once its lease runs out the event goes to worker-b, one attempt more.
+    [taken] = await Inbox(second).claim("worker-b", 10, lease, now=utcnow() + lease * 2)
+    assert (taken.id, taken.attempts) == (held.id, 2)
+    assert await Inbox(first).finish(held.id, "worker-a", {"ok": True}) is False  # its lease was lost
+    assert await Inbox(second).finish(held.id, "worker-b", {"ok": True}) is True
+    assert await Inbox(first).counts() == {"done": 1}
+
+
+async def test_a_schedule_is_leased_to_one_scheduler_and_taken_over_when_it_dies(opener: Opener) -> None:
+    first, second = opener(), opener()
+    now = utcnow()
+    await Schedules(first).sync([ScheduleTiming("monitor", "health_monitor", "every 5m", True, now)], now)
+    [due] = await Schedules(first).claim_due("sched-a", now)
+    assert due.name == "monitor"
+    assert await Schedules(second).claim_due("sched-b", now) == []
+    later = now + LEASE + timedelta(seconds=1)  # sched-a died without renewing
+    assert [d.name for d in await Schedules(second).claim_due("sched-b", later)] == ["monitor"]
+    run_id = await Schedules(second).begin("monitor", due.due_at, 0)
+    await Schedules(second).end(run_id, "monitor", "sched-b", {"ok": 1}, None, later, later + timedelta(minutes=5))
+    [run] = await Schedules(first).runs([run_id])
+    assert run.status == "succeeded"
+
+
+async def test_runs_are_recorded_and_measured(store: Store) -> None:
+    runs = RunLedger(store)
+    await runs.begin("r1", "health_monitor", None, {"x": 1})
+    await runs.step_started("r1", 1, "score")
+    await runs.finish("r1", "succeeded", {"scored": 3}, None)
+    await runs.begin("r2", "health_monitor", None, {})
+    await runs.finish("r2", "failed", None, "boom")
+    record = await runs.get("r1")
+    assert record is not None and record.status == "succeeded"
+    [metrics] = await runs.metrics()
+    assert (metrics.runs, metrics.succeeded, metrics.failed, metrics.running) == (2, 1, 1, 0)
+    assert metrics.p50_ms is not None and metrics.p50_ms >= 0
+
+
+async def test_an_issue_key_is_claimed_once(opener: Opener) -> None:
+    first, second = opener(), opener()
+    assert await IssueKeys(first, "linear").claim("bug:1") == (None, False)
+    assert await IssueKeys(second, "linear").claim("bug:1") == (None, True)
+
+
+async def test_the_local_tracker_creates_once_and_finds_by_identifier_and_label_in_any_case(store: Store) -> None:
+    tracker = LocalTracker(store)
+    draft = IssueDraft(team="eng", title="Login fails", labels=["Bug"])
+    issue, new = await tracker.create(draft, "key-1")
+    again, new_again = await tracker.create(draft, "key-1")
+    assert (new, new_again, again.id) == (True, False, issue.id)
+    assert (await tracker.get(issue.identifier.lower())).id == issue.id
+    page = await tracker.search(IssueQuery(labels=["bug"], team="ENG"))
+    assert [i.id for i in page.issues] == [issue.id]
+
+
+# -- PostgreSQL's own faults ---------------------------------------------------------------------------------
+
+
+def test_a_url_of_another_database_is_refused_without_its_password(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        open_store(tmp_path / "x.db", SecretStr("mysql://user:hunter2@db/x"))
+    assert "SOPHIA_STORE__URL" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_an_unreachable_database_at_start_names_the_setting_never_the_password() -> None:
+    store = PostgresStore(f"postgresql://sophia:{PASSWORD}@127.0.0.1:{free_port()}/nothing")
+    with pytest.raises(ServiceUnavailable) as caught:
+        _ = store.schema_version
+    message = str(caught.value)
+    assert "SOPHIA_STORE__URL=postgresql://sophia:***@127.0.0.1" in message
+    assert PASSWORD not in message
+
+
+@pytest.mark.postgres
+def test_a_database_gone_mid_run_is_a_clear_error_and_keeps_what_was_committed(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    store = PostgresStore(postgres_url)
+    try:
+        kept = anyio.run(Outbox(store).enqueue_many, "alert", [("kept", "#cs", {})])
+        postgres_server.stop()
+        try:
+            with pytest.raises(ServiceUnavailable) as caught:
+                anyio.run(Outbox(store).enqueue_many, "alert", [("lost", "#cs", {})])
+            assert "SOPHIA_STORE__URL" in str(caught.value) and PASSWORD not in str(caught.value)
+        finally:
+            postgres_server.start()
+        # The same store carries on once the database is back (its dead connections are replaced).
+        assert anyio.run(Outbox(store).states, ["kept", "lost"]) == {"kept": (kept[0][0], "pending", None)}
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_second_start_with_an_older_schema_migrates_once(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    assert store.schema_version == len(MIGRATIONS)
+    # As if the last two migrations shipped after this database was made (they are idempotent, like every new one).
+    store.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS) - 2,))
+    store.close()
+    again = PostgresStore(postgres_url)
+    try:
+        assert again.schema_version == len(MIGRATIONS)
+        assert again.query_one("SELECT count(*) AS n FROM schema_version")["n"] == 1
+    finally:
+        again.close()
+
+
+@pytest.mark.postgres
+def test_replicas_starting_together_apply_the_migrations_once(postgres_url: str) -> None:
+    stores = [PostgresStore(postgres_url) for _ in range(4)]
+    versions: list[int] = []
+    start = threading.Barrier(len(stores))
+
+    def open_one(store: PostgresStore) -> None:
+        start.wait()
+        versions.append(store.schema_version)
+
+    threads = [threading.Thread(target=open_one, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert versions == [len(MIGRATIONS)] * len(stores)
+        # Applied once: the seed rows of migration 5 are there once, not once per replica.
+        assert stores[0].query_one("SELECT count(*) AS n FROM tracker_teams")["n"] == 3
+    finally:
+        for store in stores:
+            store.close()
