@@ -13,6 +13,7 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
+from sophia_mcp.cli.main import app
 from sophia_mcp.domain.inbox import Incoming
 from sophia_mcp.domain.issues import IssueDraft, IssueQuery
 from sophia_mcp.domain.schedules import ScheduleTiming
@@ -28,7 +29,9 @@ from sophia_mcp.store.postgres import PostgresStore
 from sophia_mcp.store.runs import RunLedger
 from sophia_mcp.store.schedules import LEASE, Schedules
 from sophia_mcp.store.tracker import LocalTracker
+from tests.support.cli import runner
 from tests.support.postgres import PASSWORD, PostgresServer, free_port
+from tests.support.processes import env_for
 
 pytestmark = pytest.mark.anyio
 
@@ -241,3 +244,22 @@ def test_replicas_starting_together_apply_the_migrations_once(postgres_url: str)
     finally:
         for store in stores:
             store.close()
+
+
+@pytest.mark.postgres
+def test_doctor_checks_the_database_and_shows_its_url_without_the_password(tmp_path: Path, postgres_url: str) -> None:
+    env = env_for(tmp_path / "data", COLUMNS="250", SOPHIA_STORE__URL=postgres_url)
+    result = runner.invoke(app, ["doctor"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"schema version {len(MIGRATIONS)})" in result.output
+    assert "Store PostgreSQL 1" in result.output and "at postgresql://sophia:***@127.0.0.1:" in result.output
+    assert PASSWORD not in result.output
+
+
+def test_doctor_names_the_setting_of_an_unreachable_database_without_its_password(tmp_path: Path) -> None:
+    url = f"postgresql://sophia:{PASSWORD}@127.0.0.1:{free_port()}/nothing"
+    result = runner.invoke(app, ["doctor"], env=env_for(tmp_path / "data", COLUMNS="250", SOPHIA_STORE__URL=url))
+    assert result.exit_code != 0
+    assert "SOPHIA_STORE__URL=postgresql://sophia:***@127.0.0.1" in result.output
+    assert PASSWORD not in result.output
+    assert "Traceback" not in result.output

@@ -183,6 +183,10 @@ class Store:
         with self._reading() as conn:
             return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
+    def server_version(self) -> str:
+        """The engine and its version (for `doctor`)."""
+        return f"SQLite {sqlite3.sqlite_version}"
+
     def integrity_problems(self, most: int = 10) -> list[str]:
         """What SQLite's `quick_check` finds wrong in the file (damaged pages, broken indexes), at most `most`
         lines; none when it is sound. Reads every page: for `doctor`, not for a request."""

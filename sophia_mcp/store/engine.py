@@ -8,7 +8,7 @@ from pydantic import SecretStr
 
 from sophia_mcp.errors import InvalidInput
 from sophia_mcp.store.database import Store
-from sophia_mcp.store.postgres import SETTING, PostgresStore, is_postgres_url, mask_url
+from sophia_mcp.store.store_url import SETTING, is_postgres_url, mask_url
 
 
 def open_store(path: Path, url: SecretStr | None) -> Store:
@@ -22,4 +22,7 @@ def open_store(path: Path, url: SecretStr | None) -> Store:
             f"{SETTING}={mask_url(value)} is not a PostgreSQL URL: write postgresql://user:password@host:port/db, "
             "or unset it to keep the store in SQLite under SOPHIA_DATA_DIR"
         )
+    # psycopg takes a few hundred milliseconds to import: only a store on PostgreSQL loads it.
+    from sophia_mcp.store.postgres import PostgresStore
+
     return PostgresStore(value)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import psycopg_pool
@@ -31,37 +31,17 @@ from psycopg.rows import RowMaker
 from sophia_mcp.errors import ServiceUnavailable
 from sophia_mcp.store.database import Store
 from sophia_mcp.store.migrations import MIGRATIONS, postgres_statements
+from sophia_mcp.store.store_url import SETTING, mask_url
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-SETTING = "SOPHIA_STORE__URL"
 # Keys of pg_advisory_xact_lock: any constant of our own, the same in every replica.
 MIGRATION_LOCK = 0x50F1A_0001
 WRITE_LOCK = 0x50F1A_0002
 CONNECT_TIMEOUT_S = 10.0
 POOL_SIZE = 8
-
-
-def is_postgres_url(url: str) -> bool:
-    """Whether `url` names a PostgreSQL database (the schemes psycopg accepts)."""
-    return url.startswith(POSTGRES_SCHEMES)
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by `***`: what errors and `doctor` show."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-    except ValueError:
-        return "<an unreadable URL>"
-    if parts.password is None:
-        return url
-    user, _, host = netloc.rpartition("@")
-    name = user.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
 
 
 class Row:
@@ -260,9 +240,13 @@ class PostgresStore(Store):
                 name="sophia-store",
             )
             try:
+                # One connection of its own first: an unreachable database fails at once with its own reason
+                # (the pool would retry until its timeout and say only that), and it migrates the schema.
+                with psycopg.connect(
+                    self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT_S), row_factory=_row_factory
+                ) as first:
+                    self._migrate_pg(first)
                 pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-                with pool.connection() as conn:
-                    self._migrate_pg(conn)
             except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
                 pool.close()
                 if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
@@ -310,7 +294,7 @@ class PostgresStore(Store):
         """The server's version, as it reports it (for `doctor`)."""
         with self._connection() as conn:
             row = conn.execute("SHOW server_version").fetchone()
-        return str(row[0]) if row else "unknown"
+        return f"PostgreSQL {row[0] if row else 'of an unknown version'}"
 
     def integrity_problems(self, most: int = 10) -> list[str]:
         """PostgreSQL keeps its own pages sound; there is no file of ours to check."""
