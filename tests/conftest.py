@@ -50,6 +50,15 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.url(postgres_server.create_database())
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings overrides choosing the store's engine: SQLite under the data dir, or a fresh PostgreSQL database
+    (the test runs once on each)."""
+    if request.param == "sqlite":
+        return {}
+    return {"store": {"url": request.getfixturevalue("postgres_url")}}
+
+
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir with the demo loaded (not analysed), built once per test session."""
