@@ -24,4 +24,4 @@ def mask_url(url: str) -> str:
         return url
     user, _, host = parts.netloc.rpartition("@")
     name = user.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
+    return urlunsplit((parts.scheme, f"{name}:***@{host}", parts.path, parts.query, parts.fragment))
