@@ -159,6 +159,8 @@ def test_upgrading_the_store_removes_vectors_left_without_a_document(data_dir: P
             "unlinked_reason; DROP INDEX clients_name_key; ALTER TABLE clients DROP COLUMN name_key; "
             "DROP TABLE health_alert_state;"
         )
+        # The hosts of runs and outbox claims.
+        conn.executescript("ALTER TABLE workflow_runs DROP COLUMN host; ALTER TABLE outbox DROP COLUMN claimed_host;")
         conn.execute(f"PRAGMA user_version = {before_pending}")
         conn.execute(
             "INSERT INTO vectors (id, vector, metadata, updated_at) "

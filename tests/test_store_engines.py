@@ -152,6 +152,28 @@ async def test_runs_are_recorded_and_measured(store: Store) -> None:
     assert metrics.p50_ms is not None and metrics.p50_ms >= 0
 
 
+async def test_a_start_reaps_the_dead_processes_of_its_own_host_never_those_of_another(store: Store) -> None:
+    """Replicas on many hosts share a PostgreSQL store: a process id from another host names nothing here, so its
+    run and its outbox claim are left to it (its claim is taken over only when its lease runs out)."""
+    runs, outbox = RunLedger(store), Outbox(store)
+    ended = await anyio.open_process(["true"])
+    await ended.wait()  # a process id that no longer runs here
+    await runs.begin("here", "health_monitor", None, {})
+    await runs.begin("there", "health_monitor", None, {})
+    [(mine, _), (theirs, _)] = await outbox.enqueue_many("alert", [("mine", "#cs", {}), ("theirs", "#cs", {})])
+    await outbox.claim([mine, theirs])
+    store.execute("UPDATE workflow_runs SET pid = ?", (ended.pid,))
+    store.execute("UPDATE outbox SET claimed_by = ?", (ended.pid,))
+    store.execute("UPDATE workflow_runs SET host = 'another-host' WHERE id = 'there'")
+    store.execute("UPDATE outbox SET claimed_host = 'another-host' WHERE id = ?", (theirs,))
+    assert runs.reap_interrupted() == 1
+    here, there = await runs.get("here"), await runs.get("there")
+    assert here is not None and here.status == "failed"
+    assert there is not None and there.status == "running"
+    states = await outbox.states(["mine", "theirs"])
+    assert (states["mine"][1], states["theirs"][1]) == ("pending", "sending")
+
+
 async def test_an_issue_key_is_claimed_once(opener: Opener) -> None:
     first, second = opener(), opener()
     assert await IssueKeys(first, "linear").claim("bug:1") == (None, False)
@@ -203,6 +225,26 @@ def test_a_database_gone_mid_run_is_a_clear_error_and_keeps_what_was_committed(
             postgres_server.start()
         # The same store carries on once the database is back (its dead connections are replaced).
         assert anyio.run(Outbox(store).states, ["kept", "lost"]) == {"kept": (kept[0][0], "pending", None)}
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_run_ending_while_the_database_is_gone_is_recorded_once_it_is_back(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    store = PostgresStore(postgres_url)
+    runs = RunLedger(store)
+    try:
+        anyio.run(runs.begin, "r1", "health_monitor", None, {})
+        postgres_server.stop()
+        try:
+            anyio.run(runs.finish, "r1", "failed", None, "the database went away")  # owed, not raised
+        finally:
+            postgres_server.start()
+        anyio.run(IssueKeys(store, "local").claim, "any-write")  # the next write that commits pays what is owed
+        record = anyio.run(runs.get, "r1")
+        assert record is not None and (record.status, record.error) == ("failed", "the database went away")
     finally:
         store.close()
 

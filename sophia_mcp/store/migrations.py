@@ -483,6 +483,13 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX IF NOT EXISTS tracker_issues_identifier ON tracker_issues (identifier COLLATE NOCASE);
     """,
+    # The host of each run's process and of each outbox claim's sender: a process id names a process only on its own
+    # host, and a store on PostgreSQL is shared by many, so a start reaps only the dead processes of its own host
+    # (rows from before this say no host: they are of the one host a SQLite file had).
+    """
+    ALTER TABLE workflow_runs ADD COLUMN host TEXT;
+    ALTER TABLE outbox ADD COLUMN claimed_host TEXT;
+    """,
 ]
 
 
@@ -522,13 +529,15 @@ _CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE\b", re.IGNORECASE)
 
 def to_postgres(statement: str) -> str:
     """One SQLite migration statement in PostgreSQL's spelling: identity ids, 64-bit integers, DOUBLE PRECISION,
-    BYTEA; an index on `col COLLATE NOCASE` becomes one on `lower(col)` (the queries compare lowered); `INSERT OR
-    IGNORE` becomes `ON CONFLICT DO NOTHING`."""
+    BYTEA, columns added IF NOT EXISTS; an index on `col COLLATE NOCASE` becomes one on `lower(col)` (the queries
+    compare lowered); `INSERT OR IGNORE` becomes `ON CONFLICT DO NOTHING`."""
     text = statement.strip().rstrip(";").strip()
     if _CREATE_TABLE.match(text) or text.upper().startswith("ALTER TABLE"):
         for pattern, replacement in _TYPE_REWRITES:
             text = pattern.sub(replacement, text)
         text = re.sub(r"\s+COLLATE\s+NOCASE", "", text)
+        # Every added column may be added again (a schema rewound in a test, a migration retried): IF NOT EXISTS.
+        text = re.sub(r"\bADD\s+COLUMN\s+(?!IF\b)", "ADD COLUMN IF NOT EXISTS ", text, flags=re.IGNORECASE)
     elif _CREATE_INDEX.match(text):
         text = _NOCASE_COLUMN.sub(r"lower(\1)", text)
     elif _INSERT_OR_IGNORE.match(text):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 from collections.abc import Sequence
 from datetime import timedelta
@@ -24,11 +25,13 @@ CLAIM_LEASE = timedelta(minutes=5)
 # Claiming entries: in one statement on SQLite (its write transactions run one at a time); on PostgreSQL the rows
 # are locked first, skipping those another sender holds, and the condition is checked again as each is taken.
 CLAIM_HERE = """
-    UPDATE outbox SET status = 'sending', claimed_at = ?, claimed_by = ?, attempts = attempts + 1
+    UPDATE outbox SET status = 'sending', claimed_at = ?, claimed_by = ?, claimed_host = ?,
+        attempts = attempts + 1
     WHERE id IN ({marks}) AND (status = 'pending' OR (status = 'sending' AND claimed_at < ?)) RETURNING *
 """
 CLAIM = """
-    UPDATE outbox SET status = 'sending', claimed_at = ?, claimed_by = ?, attempts = attempts + 1
+    UPDATE outbox SET status = 'sending', claimed_at = ?, claimed_by = ?, claimed_host = ?,
+        attempts = attempts + 1
     WHERE id IN (
         SELECT id FROM outbox WHERE id IN ({marks}) AND (status = 'pending' OR (status = 'sending' AND claimed_at < ?))
         ORDER BY id{skip_locked}
@@ -168,7 +171,7 @@ class Outbox:
                 marks = ", ".join("?" * len(chunk))
                 rows = conn.execute(
                     shape.format(marks=marks, skip_locked=self.store.skip_locked),
-                    (iso(now), os.getpid(), *chunk, *[iso(now - CLAIM_LEASE)] * (1 + repeat)),
+                    (iso(now), os.getpid(), socket.gethostname(), *chunk, *[iso(now - CLAIM_LEASE)] * (1 + repeat)),
                 ).fetchall()
                 claimed += [_entry(row) for row in rows]
         return claimed
