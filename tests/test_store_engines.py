@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import anyio
 import pytest
+from mcp import Client
 from pydantic import SecretStr
 
+from sophia_mcp.app.backends import build_services
 from sophia_mcp.cli.main import app
+from sophia_mcp.demo.load import load_demo
 from sophia_mcp.domain.inbox import Incoming
 from sophia_mcp.domain.issues import IssueDraft, IssueQuery
 from sophia_mcp.domain.schedules import ScheduleTiming
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput, ServiceUnavailable
+from sophia_mcp.servers.crm import create_server as create_crm
+from sophia_mcp.store.churn import ChurnSignals
 from sophia_mcp.store.database import Store
 from sophia_mcp.store.engine import open_store
 from sophia_mcp.store.inbox import Inbox
@@ -32,6 +37,8 @@ from sophia_mcp.store.tracker import LocalTracker
 from tests.support.cli import runner
 from tests.support.postgres import PASSWORD, PostgresServer, free_port
 from tests.support.processes import env_for
+from tests.support.results import structured
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -305,3 +312,31 @@ def test_doctor_names_the_setting_of_an_unreachable_database_without_its_passwor
     assert "SOPHIA_STORE__URL=postgresql://sophia:***@127.0.0.1" in result.output
     assert PASSWORD not in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.postgres
+async def test_the_demo_answers_the_same_on_both_engines(tmp_path: Path, postgres_url: str) -> None:
+    """The demo loaded into SQLite and into PostgreSQL: the CRM server's searches through a client, and the churn
+    model's signals, are the same on both."""
+    day = date(2026, 11, 2)
+    answers = []
+    for engine, overrides in (("sqlite", {}), ("postgresql", {"store": {"url": postgres_url}})):
+        settings = make_settings(tmp_path / engine, **overrides)
+        services = build_services(settings)
+        try:
+            await load_demo(services, today=day)
+            signals = await ChurnSignals(services.store).since(datetime(2026, 5, 1, tzinfo=UTC))
+        finally:
+            services.close()
+        async with Client(create_crm(settings)) as client:
+            owners = structured(await client.call_tool("search_contacts", {"query": "owner", "limit": 100}))
+            named = structured(await client.call_tool("list_clients", {"query": "property", "limit": 100}))
+        spans = sorted((c, round(a, 6), round(b, 6), None if d is None else round(d, 6)) for c, a, b, d in
+                       signals.health_spans)  # fmt: skip
+        answers.append(
+            ([c["id"] for c in owners["contacts"]], [c["client"]["id"] for c in named["clients"]], spans,
+             sorted(signals.mentions.items()), sorted(signals.last_call.items()))
+        )  # fmt: skip
+    sqlite_answer, postgres_answer = answers
+    assert sqlite_answer[0] and sqlite_answer[1]
+    assert postgres_answer == sqlite_answer
