@@ -4,6 +4,8 @@ PostgreSQL's own faults: unreachable at start, gone mid-run, an older schema, re
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -271,28 +273,30 @@ def test_a_second_start_with_an_older_schema_migrates_once(postgres_url: str) ->
         again.close()
 
 
+# One replica starting: it opens the store (connecting and migrating it) and prints the schema version it finds.
+REPLICA_START = (
+    "import sys; from sophia_mcp.store.postgres import PostgresStore; print(PostgresStore(sys.argv[1]).schema_version)"
+)
+
+
 @pytest.mark.postgres
 def test_replicas_starting_together_apply_the_migrations_once(postgres_url: str) -> None:
-    stores = [PostgresStore(postgres_url) for _ in range(4)]
-    versions: list[int] = []
-    start = threading.Barrier(len(stores))
-
-    def open_one(store: PostgresStore) -> None:
-        start.wait()
-        versions.append(store.schema_version)
-
-    threads = [threading.Thread(target=open_one, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    """Four processes open a fresh database at once: each waits on the advisory lock, the first migrates, the
+    others find nothing left to do."""
+    replicas = [
+        subprocess.Popen([sys.executable, "-c", REPLICA_START, postgres_url], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outputs = [replica.communicate(timeout=120)[0].strip() for replica in replicas]
+    assert [r.returncode for r in replicas] == [0] * 4
+    assert outputs == [str(len(MIGRATIONS))] * 4
+    store = PostgresStore(postgres_url)
     try:
-        assert versions == [len(MIGRATIONS)] * len(stores)
         # Applied once: the seed rows of migration 5 are there once, not once per replica.
-        assert stores[0].query_one("SELECT count(*) AS n FROM tracker_teams")["n"] == 3
+        assert store.query_one("SELECT count(*) AS n FROM tracker_teams")["n"] == 3
+        assert store.query_one("SELECT count(*) AS n FROM schema_version")["n"] == 1
     finally:
-        for store in stores:
-            store.close()
+        store.close()
 
 
 @pytest.mark.postgres
