@@ -201,7 +201,6 @@ class PostgresStore(Store):
         self.where = mask_url(url)
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[Row]] | None = None
         self._pool_lock = threading.Lock()
-        self._pg_owed: list[Callable[[Any], None]] = []
 
     # -- connections ----------------------------------------------------------------------------------------
 
@@ -329,23 +328,23 @@ class PostgresStore(Store):
             wrapped = Connection(conn)
             owed = self._pay_pg_owed(wrapped)
             yield wrapped
-        del self._pg_owed[:owed]
+        with self._lock:
+            del self._owed[:owed]
 
     def _pay_pg_owed(self, conn: Connection) -> int:
-        owed = list(self._pg_owed)
+        """Make the owed writes (see `Store.owe`), each in a savepoint: one that fails for its own reason is logged
+        and dropped; a database still gone fails the whole transaction, and they stay owed."""
+        with self._lock:
+            owed = list(self._owed)
         for write in owed:
             try:
                 with conn.savepoint():
-                    write(conn)
+                    write(cast(Any, conn))  # the repositories' writes take it as they take sqlite3's connection
             except psycopg.DatabaseError as exc:
                 if isinstance(exc, psycopg.OperationalError):
                     raise
                 log.warning("An owed write to the store failed and is dropped: %s", exc)
         return len(owed)
-
-    def owe(self, write: Callable[[Any], None]) -> None:
-        with self._pool_lock:
-            self._pg_owed.append(write)
 
     def release_reserve(self) -> bool:
         return False
@@ -355,6 +354,12 @@ class PostgresStore(Store):
         return await self.run(fn, *args)
 
     def close(self) -> None:
+        if self._owed and self._pool is not None:
+            try:  # a last chance for what the database could not take when it was gone
+                with self.transaction():
+                    pass
+            except ServiceUnavailable as exc:
+                log.warning("%d writes to the store are lost: %s", len(self._owed), exc)
         with self._pool_lock:
             if self._pool is not None:
                 self._pool.close()
