@@ -105,6 +105,27 @@ async def test_two_senders_claiming_together_never_get_the_same_entry(opener: Op
     assert sorted(claimed["a"] + claimed["b"]) == sorted(ids)
 
 
+@pytest.mark.postgres
+async def test_a_claim_skips_an_entry_another_sender_holds_instead_of_waiting_for_it(postgres_url: str) -> None:
+    """SKIP LOCKED: while another replica's transaction holds one entry, a claim takes the others at once."""
+    store, other = PostgresStore(postgres_url), PostgresStore(postgres_url)
+    try:
+        ids = [i for i, _ in await Outbox(store).enqueue_many("alert", [(f"k{n}", "#cs", {}) for n in range(3)])]
+        claimed: list[int] = []
+        with other.transaction(shared=True) as conn:
+            conn.execute("SELECT id FROM outbox WHERE id = ? FOR UPDATE", (ids[0],))
+            claimer = threading.Thread(target=lambda: claimed.extend(e.id for e in Outbox(store)._claim(ids)))
+            claimer.start()
+            claimer.join(timeout=60)  # a claim that waited on the held row would still be waiting
+            waited = claimer.is_alive()
+        claimer.join()
+        assert not waited
+        assert claimed == ids[1:]
+    finally:
+        store.close()
+        other.close()
+
+
 async def test_an_outbox_claim_whose_sender_died_is_taken_over_after_its_lease(opener: Opener) -> None:
     dead, alive = opener(), opener()
     [(entry_id, _)] = await Outbox(dead).enqueue_many("alert", [("k", "#cs", {})])
