@@ -434,6 +434,16 @@ class RedisSettings(BaseModel):
     )
 
 
+class StoreSettings(BaseModel):
+    url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "postgresql://user:password@host:port/db: the operational store on PostgreSQL, shared by replicas on any "
+            "host; none keeps it in SQLite under the data directory."
+        ),
+    )
+
+
 class StrategicSettings(BaseModel):
     """The strategic query's sources: how long each may take, and how long an answer is reused."""
 
@@ -626,6 +636,7 @@ class Settings(BaseSettings):
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     http: HTTPSettings = Field(default_factory=HTTPSettings)
     schedules: list[ScheduleSpec] = Field(
         default_factory=lambda: [s.model_copy() for s in DEFAULT_SCHEDULES],

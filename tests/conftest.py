@@ -22,12 +22,14 @@ from sophia_mcp.settings import Settings
 from tests.fakes.server import serve
 from tests.fakes.web_search import WebState, tavily_app
 from tests.support.exports import EXPORT
+from tests.support.postgres import PostgresServer, running_postgres
 from tests.support.processes import env_for
 from tests.support.redis_server import redis_server
 from tests.support.settings import make_settings
 
-# Tests never read a developer's own configuration.
-for key in [k for k in os.environ if k.startswith("SOPHIA_")]:
+# Tests never read a developer's own configuration (SOPHIA_TEST_* say how the tests themselves run: kept, so
+# xdist's workers see them too).
+for key in [k for k in os.environ if k.startswith("SOPHIA_") and not k.startswith("SOPHIA_TEST_")]:
     del os.environ[key]
 
 
@@ -35,6 +37,28 @@ for key in [k for k in os.environ if k.startswith("SOPHIA_")]:
 def anyio_backend() -> str:
     """Async tests run on asyncio, the loop the servers run on (anyio would also try trio)."""
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for this worker (skipped without one, unless SOPHIA_TEST_POSTGRES=required)."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL (with its password) of a fresh database of its own for this test."""
+    return postgres_server.url(postgres_server.create_database())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings overrides choosing the store's engine: SQLite under the data dir, or a fresh PostgreSQL database
+    (the test runs once on each)."""
+    if request.param == "sqlite":
+        return {}
+    return {"store": {"url": request.getfixturevalue("postgres_url")}}
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ it. Hybrid search must put that document in the top 3 for at least 90% of them; 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -54,8 +55,10 @@ QUESTIONS = [
 ]
 
 
-def test_hybrid_search_finds_the_answering_document_in_the_top_3(tmp_path: Path) -> None:
-    services = build_services(make_settings(tmp_path / "kb"))
+def test_hybrid_search_finds_the_answering_document_in_the_top_3(
+    tmp_path: Path, store_settings: dict[str, Any]
+) -> None:
+    services = build_services(make_settings(tmp_path / "kb", **store_settings))
 
     async def run() -> list[tuple[str, str, list[str]]]:
         for doc in DOCUMENTS:
@@ -74,7 +77,9 @@ def test_hybrid_search_finds_the_answering_document_in_the_top_3(tmp_path: Path)
     top3 = [expected in found[:3] for _, expected, found in results]
     top1 = [found[:1] == [expected] for _, expected, found in results]
     rate = sum(top3) / len(results)
-    print(f"\nknowledge retrieval: {len(results)} questions, top-3 {rate:.0%}, top-1 {sum(top1) / len(results):.0%}")
+    top1_rate = sum(top1) / len(results)
+    engine = services.store.dialect
+    print(f"\nknowledge retrieval ({engine}): {len(results)} questions, top-3 {rate:.0%}, top-1 {top1_rate:.0%}")
     for (question, expected, found), ok in zip(results, top3, strict=True):
         if not ok:
             print(f"  missed: {question!r} -> {found[:3]} (expected {expected})")

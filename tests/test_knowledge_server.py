@@ -104,6 +104,35 @@ async def test_ingest_reingest_change_and_delete_a_file(data_dir: Path, root: Pa
     assert counts(data_dir) == before
 
 
+async def test_ingest_search_change_and_delete_on_either_store_engine(
+    tmp_path: Path, root: Path, store_settings: dict[str, Any]
+) -> None:
+    """The knowledge server through a client, once on SQLite and once on PostgreSQL (its `postgres` half): the same
+    answers from the same tools, full text and vectors fused as on SQLite."""
+    settings = make_settings(tmp_path / "data", knowledge={"roots": [str(root)]}, **store_settings)
+    async with Client(create_server(settings)) as client:
+        first = structured(await client.call_tool("ingest_document", {"path": "parking.md", "type": "policy"}))
+        again = structured(await client.call_tool("ingest_document", {"path": "parking.md", "type": "policy"}))
+        note = structured(
+            await client.call_tool("ingest_text", {"title": "Gate code", "text": "The gate code is 4512."})
+        )
+        hits = structured(await client.call_tool("search_documents", {"query": "how long can guests park"}))
+        gate = structured(await client.call_tool("search_documents", {"query": "gate code", "limit": 1}))
+        (root / "parking.md").write_text("# Parking policy\n\nGuests may park for 24 hours only.\n")
+        changed = structured(await client.call_tool("ingest_document", {"path": "parking.md", "type": "policy"}))
+        policies = structured(await client.call_tool("list_documents", {"type": "policy"}))
+        deleted = structured(await client.call_tool("delete_document", {"document_id": first["document"]["id"]}))
+        missing = await client.call_tool("get_document", {"document_id": first["document"]["id"]})
+        after = structured(await client.call_tool("search_documents", {"query": "guests park"}))
+    assert (first["status"], again["status"], changed["status"]) == ("new", "unchanged", "updated")
+    assert hits["hits"][0]["document_id"] == first["document"]["id"] and "48 hours" in hits["hits"][0]["text"]
+    assert gate["hits"][0]["document_id"] == note["document"]["id"]
+    assert [d["id"] for d in policies["documents"]] == [first["document"]["id"]]
+    assert deleted["id"] == first["document"]["id"]
+    assert missing.is_error and "No document" in text_of(missing)
+    assert first["document"]["id"] not in {h["document_id"] for h in after["hits"]}
+
+
 async def test_an_ingestion_failing_after_its_vectors_are_written_takes_them_back(data_dir: Path, root: Path) -> None:
     with sqlite3.connect(data_dir / "sophia.db") as conn:  # the store fills up as the document is saved
         conn.execute("CREATE TRIGGER full BEFORE INSERT ON chunks BEGIN SELECT RAISE(ABORT, 'disk is full'); END")
@@ -130,6 +159,8 @@ def test_upgrading_the_store_removes_vectors_left_without_a_document(data_dir: P
             "unlinked_reason; DROP INDEX clients_name_key; ALTER TABLE clients DROP COLUMN name_key; "
             "DROP TABLE health_alert_state;"
         )
+        # The hosts of runs and outbox claims.
+        conn.executescript("ALTER TABLE workflow_runs DROP COLUMN host; ALTER TABLE outbox DROP COLUMN claimed_host;")
         conn.execute(f"PRAGMA user_version = {before_pending}")
         conn.execute(
             "INSERT INTO vectors (id, vector, metadata, updated_at) "

@@ -42,6 +42,7 @@ from sophia_mcp.store.clients import LocalCRM
 from sophia_mcp.store.competition import Competition
 from sophia_mcp.store.database import Store
 from sophia_mcp.store.documents import Documents
+from sophia_mcp.store.engine import open_store
 from sophia_mcp.store.enrichment import EnrichmentLedger
 from sophia_mcp.store.firmographics import LocalEnricher
 from sophia_mcp.store.health_alerts import HealthAlertLedger
@@ -324,8 +325,9 @@ def backend_choices(settings: Settings) -> dict[str, str]:
 
 
 def build_services(settings: Settings) -> Services:
-    """The adapters the settings choose, on the store at `settings.store_path`."""
-    store = Store(settings.store_path)
+    """The adapters the settings choose, on the store `SOPHIA_STORE__URL` names (else the file at
+    `settings.store_path`)."""
+    store = open_store(settings.store_path, settings.store.url)
     local_calls = LocalCalls(store, settings.competitors)
     clients = LocalCRM(store)
     base = Embedded(settings, store, local_calls, clients)

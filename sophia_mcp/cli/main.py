@@ -953,6 +953,60 @@ def outbox_deliver() -> None:
     _with_services(work)
 
 
+def _doctor_store_file(settings: "Settings", console: "Console") -> bool:
+    """The SQLite store's line in `doctor`: its schema version and whether its pages are sound."""
+    from rich.markup import escape
+
+    from sophia_mcp.store.database import Store
+
+    store = Store(settings.store_path)
+    try:
+        version = store.schema_version
+        damage = store.integrity_problems()
+    except SophiaError as exc:
+        console.print(f"[red]Store[/red] {escape(str(exc))}")
+        return False
+    finally:
+        store.close()
+    if damage:
+        found = "; ".join(damage[:3]) + (f"; and {len(damage) - 3} more" if len(damage) > 3 else "")
+        console.print(
+            f"[red]Store[/red] {settings.store_path} is damaged (SQLite's quick_check: {escape(found)}); restore "
+            "it from a backup, or salvage what is readable with sqlite3's .recover"
+        )
+        return False
+    console.print(f"[green]Store[/green] {settings.store_path} (schema version {version}, pages sound)")
+    return True
+
+
+def _doctor_database(settings: "Settings", console: "Console") -> bool:
+    """The PostgreSQL store's line in `doctor`: reachable, its server's version, the schema version (migrating it
+    if it is behind, as any start does). The URL is shown with its password masked."""
+    from rich.markup import escape
+
+    from sophia_mcp.store.engine import open_store
+    from sophia_mcp.store.store_url import mask_url
+
+    url = settings.store.url.get_secret_value() if settings.store.url else ""
+    try:
+        store = open_store(settings.store_path, settings.store.url)
+    except SophiaError as exc:
+        console.print(f"[red]Store[/red] {escape(str(exc))}")
+        return False
+    try:
+        version = store.schema_version
+        server = store.server_version()
+    except SophiaError as exc:
+        console.print(f"[red]Store[/red] {escape(str(exc))}")
+        return False
+    finally:
+        store.close()
+    console.print(
+        f"[green]Store[/green] {escape(server)} at {escape(mask_url(url))} (reachable, schema version {version})"
+    )
+    return True
+
+
 @app.command()
 def doctor() -> None:
     """Show which backend serves each port, where data lives, and check what is configured."""
@@ -961,7 +1015,6 @@ def doctor() -> None:
     from rich.table import Table
 
     from sophia_mcp.app.backends import backend_choices, build_services, check_real_services
-    from sophia_mcp.store.database import Store
 
     console = _console()
     settings = _settings()
@@ -985,25 +1038,9 @@ def doctor() -> None:
     console.print(services)
 
     ok, warnings = True, 0
-    store = Store(settings.store_path)
-    try:
-        version = store.schema_version
-        damage = store.integrity_problems()
-    except SophiaError as exc:
-        ok = False
-        console.print(f"[red]Store[/red] {escape(str(exc))}")
-    else:
-        if damage:
-            ok = False
-            found = "; ".join(damage[:3]) + (f"; and {len(damage) - 3} more" if len(damage) > 3 else "")
-            console.print(
-                f"[red]Store[/red] {settings.store_path} is damaged (SQLite's quick_check: {escape(found)}); restore "
-                "it from a backup, or salvage what is readable with sqlite3's .recover"
-            )
-        else:
-            console.print(f"[green]Store[/green] {settings.store_path} (schema version {version}, pages sound)")
-    finally:
-        store.close()
+    ok = (
+        _doctor_database(settings, console) if settings.store.url is not None else _doctor_store_file(settings, console)
+    )
     try:
         built = build_services(settings)
     except SophiaError as exc:

@@ -196,10 +196,10 @@ class LocalCalls:
             ON CONFLICT (id) DO UPDATE SET
                 title = excluded.title, started = excluded.started, duration_s = excluded.duration_s,
                 direction = excluded.direction, scope = excluded.scope, url = excluded.url,
-                client_id = iif(calls.link = 'manual', calls.client_id, excluded.client_id),
-                client_name = iif(calls.link = 'manual', calls.client_name, excluded.client_name),
-                unlinked_reason = iif(calls.link = 'manual', NULL, excluded.unlinked_reason),
-                link = iif(calls.link = 'manual', calls.link, excluded.link),
+                client_id = CASE WHEN calls.link = 'manual' THEN calls.client_id ELSE excluded.client_id END,
+                client_name = CASE WHEN calls.link = 'manual' THEN calls.client_name ELSE excluded.client_name END,
+                unlinked_reason = CASE WHEN calls.link = 'manual' THEN NULL ELSE excluded.unlinked_reason END,
+                link = CASE WHEN calls.link = 'manual' THEN calls.link ELSE excluded.link END,
                 source = excluded.source, raw = excluded.raw, imported_at = excluded.imported_at
             """,
             (

@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sophia_mcp.domain.times import iso
+from sophia_mcp.domain.times import iso, parse_iso
 from sophia_mcp.store.database import Store
+
+
+def _days(latest: str | None, earliest: str | None) -> float | None:
+    if latest is None or earliest is None:
+        return None
+    return (parse_iso(latest) - parse_iso(earliest)).total_seconds() / 86400
 
 
 @dataclass
@@ -41,7 +47,7 @@ class ChurnSignals:
                  ORDER BY as_of LIMIT 1),
                 (SELECT score FROM client_health_history h3 WHERE h3.client_id = h.client_id ORDER BY as_of DESC
                  LIMIT 1),
-                julianday(max(as_of)) - julianday(min(as_of))
+                max(as_of), min(as_of)
             FROM client_health_history h WHERE as_of >= ? GROUP BY client_id
             """,
             (since, since),
@@ -61,7 +67,8 @@ class ChurnSignals:
         last_call = query("SELECT client_id, max(started) FROM calls GROUP BY client_id")
         return ClientSignals(
             health=health,
-            health_spans=[(r[0], r[1], r[2], r[3]) for r in spans],
+            # Days between the first and the last point, from the ISO times in Python (no julianday on PostgreSQL).
+            health_spans=[(r[0], r[1], r[2], _days(r[3], r[4])) for r in spans],
             calls=[(r[0], r[1], r[2]) for r in calls],
             mentions={r[0]: r[1] for r in mentions},
             last_call={r[0]: r[1] for r in last_call},

@@ -113,8 +113,9 @@ class LocalCRM:
         for word in (query.text or "").split():
             # instr of lower() is LIKE '%word%' (both fold ASCII case only), without LIKE's pattern matching.
             where.append(
-                "(instr(lower(ct.first_name || ' ' || ct.last_name), lower(?)) OR instr(lower(ct.email), lower(?)) "
-                "OR instr(lower(ct.title), lower(?)) OR instr(lower(cl.name), lower(?)))"
+                "(instr(lower(ct.first_name || ' ' || ct.last_name), lower(?)) > 0 "
+                "OR instr(lower(ct.email), lower(?)) > 0 OR instr(lower(ct.title), lower(?)) > 0 "
+                "OR instr(lower(cl.name), lower(?)) > 0)"
             )
             params += [word] * 4
         if query.client_id:

@@ -94,6 +94,11 @@ READ_HERE_KEYS = 200  # `read` of more keys than this may take over a millisecon
 class Store:
     """A connection to the store file; blocking calls go through `run` so they never block the event loop."""
 
+    dialect = "sqlite"
+    # What a claim's inner SELECT ends with to skip rows another worker holds: nothing on SQLite, whose write
+    # transactions run one at a time (PostgreSQL's engine says FOR UPDATE SKIP LOCKED).
+    skip_locked = ""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
@@ -178,6 +183,10 @@ class Store:
         with self._reading() as conn:
             return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
+    def server_version(self) -> str:
+        """The engine and its version (for `doctor`)."""
+        return f"SQLite {sqlite3.sqlite_version}"
+
     def integrity_problems(self, most: int = 10) -> list[str]:
         """What SQLite's `quick_check` finds wrong in the file (damaged pages, broken indexes), at most `most`
         lines; none when it is sound. Reads every page: for `doctor`, not for a request."""
@@ -259,9 +268,10 @@ class Store:
             return conn.execute(sql, params).fetchone()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, shared: bool = False) -> Iterator[sqlite3.Connection]:
         """A write transaction that holds the write lock from its start, so it cannot deadlock on upgrade. Writes
-        owed (see `owe`) go first. A failure of the file itself (a full disk, say) is raised as our own error."""
+        owed (see `owe`) go first. A failure of the file itself (a full disk, say) is raised as our own error.
+        `shared` (a claim that locks only its own rows) matters on PostgreSQL; SQLite has one write lock."""
         with self._lock:
             conn = self._connect()
             try:

@@ -12,6 +12,9 @@ from sophia_mcp.store.clients import LocalCRM
 from sophia_mcp.store.database import Store
 from sophia_mcp.store.firmographics import save_firmographics
 
+# The lead score inside each enrichment's score JSON, in each engine's own JSON spelling.
+SCORE = {"sqlite": "json_extract(score, '$.score')", "postgresql": "(score::json ->> 'score')::float"}
+
 
 class PastSnapshot(NamedTuple):
     """A former client's features as of a date, with how it ended (renewed or churned)."""
@@ -41,8 +44,8 @@ class DemoStore:
             save_firmographics(conn, firms, source="demo")
             conn.executemany(
                 """
-                INSERT OR IGNORE INTO client_snapshots (client_id, as_of, features, outcome, source)
-                VALUES (?, ?, ?, ?, 'demo')
+                INSERT INTO client_snapshots (client_id, as_of, features, outcome, source)
+                VALUES (?, ?, ?, ?, 'demo') ON CONFLICT (client_id, as_of) DO NOTHING
                 """,
                 history,
             )
@@ -62,7 +65,7 @@ class DemoStore:
         rows = await self.store.run(
             self.store.query,
             "SELECT contact_id, score FROM enrichments WHERE crm = ? AND score IS NOT NULL "
-            "ORDER BY json_extract(score, '$.score') DESC, contact_id LIMIT ?",
+            f"ORDER BY {SCORE[self.store.dialect]} DESC, contact_id LIMIT ?",
             (crm, limit),
         )
         return [(r["contact_id"], r["score"]) for r in rows]

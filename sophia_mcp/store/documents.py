@@ -64,16 +64,26 @@ def _chunk(row: sqlite3.Row, id_column: str = "id") -> ChunkRecord:
     )
 
 
-def filter_sql(flt: DocumentFilter | None, alias: str = "d") -> tuple[str, list[Any]]:
-    """A WHERE fragment (and its parameters) restricting documents to the filter."""
+# A document carrying any of the tags, from its tags' JSON list: each engine's own way.
+TAGS = {
+    "sqlite": "EXISTS (SELECT 1 FROM json_each({alias}.tags) WHERE value IN ({marks}))",
+    "postgresql": "EXISTS (SELECT 1 FROM json_array_elements_text({alias}.tags::json) AS t (value) "
+    "WHERE value IN ({marks}))",
+}
+# The full-text match and rank of chunks (alias c) on PostgreSQL: the chunks' generated tsvector (section weighted
+# above text, as bm25's weights are on SQLite) against a web-search-style query of the words.
+PG_MATCH = "c.fts @@ websearch_to_tsquery('english', ?)"
+PG_RANK = "ts_rank(c.fts, websearch_to_tsquery('english', ?)) DESC, c.pk"
+
+
+def filter_sql(flt: DocumentFilter | None, alias: str = "d", dialect: str = "sqlite") -> tuple[str, list[Any]]:
+    """A WHERE fragment (and its parameters) restricting documents to the filter, in the engine's `dialect`."""
     where, params = ["1 = 1"], []
     if flt and flt.types:
         where.append(f"{alias}.type IN ({', '.join('?' for _ in flt.types)})")
         params += flt.types
     if flt and flt.tags:
-        where.append(
-            f"EXISTS (SELECT 1 FROM json_each({alias}.tags) WHERE value IN ({', '.join('?' for _ in flt.tags)}))"
-        )
+        where.append(TAGS[dialect].format(alias=alias, marks=", ".join("?" for _ in flt.tags)))
         params += flt.tags
     if flt and flt.date_from:
         where.append(f"{alias}.doc_date >= ?")
@@ -107,6 +117,13 @@ def fts_query(words: Sequence[str], operator: str = "OR") -> str:
     return f" {operator} ".join(f'"{w}"' for w in words)
 
 
+def websearch_query(words: Sequence[str], operator: str = "OR") -> str:
+    """The same for PostgreSQL's `websearch_to_tsquery`: each word quoted, `or` between them (any may match) or
+    nothing (all must)."""
+    joiner = " or " if operator == "OR" else " "
+    return joiner.join(f'"{w}"' for w in words)
+
+
 class Documents:
     """The documents and chunks repository. Reads of a few keys run here, in the calling thread (`Store.read`);
     whole documents, writes and full-text ranking over a large base go to the store's worker thread."""
@@ -127,7 +144,7 @@ class Documents:
     def _page(
         self, flt: DocumentFilter | None, limit: int, cursor: str | None
     ) -> tuple[list[DocumentInfo], str | None]:
-        where, params = filter_sql(flt)
+        where, params = filter_sql(flt, dialect=self.store.dialect)
         if cursor:
             where += " AND d.id > ?"
             params.append(decode_cursor(cursor, "documents", str)[0])
@@ -182,9 +199,20 @@ class Documents:
         """Chunk id -> the chunk and its document, for those that exist."""
         return await self.store.read(self._chunks_by_id, chunk_ids, keys=len(chunk_ids))
 
-    def _ranked(self, deadline: float, query: str, flt: DocumentFilter | None, limit: int) -> list[str] | None:
-        """Chunk ids matching the FTS5 `query`, best (bm25) first; None if the deadline passes first."""
-        where, params = filter_sql(flt)
+    def _ranked(
+        self, deadline: float, query: tuple[list[str], str], flt: DocumentFilter | None, limit: int
+    ) -> list[str] | None:
+        """Chunk ids matching the words of `query` (joined by its operator, OR or AND), best first (bm25 on SQLite,
+        ts_rank on PostgreSQL); None if the deadline passes first."""
+        where, params = filter_sql(flt, dialect=self.store.dialect)
+        if self.store.dialect == "postgresql":
+            words = websearch_query(*query)
+            sql = f"""
+                SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id
+                WHERE {PG_MATCH} AND {where} ORDER BY {PG_RANK} LIMIT ?
+            """
+            answer = self.store.query_within(deadline - time.perf_counter(), sql, [words, *params, words, limit])
+            return None if answer is None else [r["id"] for r in answer[1]]
         if params:
             sql = f"""
                 SELECT c.id FROM chunks_fts
@@ -198,7 +226,7 @@ class Documents:
                     ORDER BY score LIMIT ?
                 ) f JOIN chunks c ON c.pk = f.rowid ORDER BY f.score
             """
-        answer = self.store.query_within(deadline - time.perf_counter(), sql, [query, *params, limit])
+        answer = self.store.query_within(deadline - time.perf_counter(), sql, [fts_query(*query), *params, limit])
         return None if answer is None else [r["id"] for r in answer[1]]
 
     def _rarest(self, deadline: float, words: list[str]) -> list[tuple[int, str]] | None:
@@ -206,11 +234,13 @@ class Documents:
         rarest first; None if the deadline passes first."""
         counted = []
         for word in words:
-            answer = self.store.query_within(
-                deadline - time.perf_counter(),
-                "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
-                [fts_query([word]), POSTINGS + 1],
-            )
+            if self.store.dialect == "postgresql":
+                sql = f"SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE {PG_MATCH} LIMIT ?) held"
+                term = websearch_query([word])
+            else:
+                sql = "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)"
+                term = fts_query([word])
+            answer = self.store.query_within(deadline - time.perf_counter(), sql, [term, POSTINGS + 1])
             if answer is None:
                 return None
             if held := int(answer[1][0][0]):
@@ -223,7 +253,7 @@ class Documents:
             return []
         deadline = time.perf_counter() + budget_s
         if chunks <= POSTINGS:  # any of the words, all ranked: cheap at this size
-            found = self._ranked(deadline, fts_query(words), flt, limit)
+            found = self._ranked(deadline, (words, "OR"), flt, limit)
         else:
             found = self._rare_first(deadline, words, flt, limit)
         if found is None:
@@ -243,7 +273,7 @@ class Documents:
         if not counted:
             return []
         rarest = [w for _, w in counted]
-        found = self._ranked(deadline, fts_query(rarest[:ALL_OF], "AND"), flt, limit)
+        found = self._ranked(deadline, (rarest[:ALL_OF], "AND"), flt, limit)
         if found is None or len(found) >= limit or len(rarest) == 1:
             return found
         some: list[str] = []
@@ -253,7 +283,7 @@ class Documents:
                 break
             some.append(word)
             postings += held
-        more = self._ranked(deadline, fts_query(some), flt, limit)
+        more = self._ranked(deadline, (some, "OR"), flt, limit)
         if more is None:
             if found:
                 log.info("full-text ranking ran out of its time after the chunks holding all the rarest words")

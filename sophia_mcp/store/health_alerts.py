@@ -54,9 +54,10 @@ class HealthAlertLedger:
     def _recovered(self, client_id: str, score: float) -> None:
         with self.store.transaction() as conn:
             conn.execute(
-                "UPDATE health_alert_state SET recovered_score = max(coalesce(recovered_score, 0), ?), updated_at = ? "
+                "UPDATE health_alert_state SET updated_at = ?, recovered_score = "
+                "CASE WHEN coalesce(recovered_score, 0) > ? THEN coalesce(recovered_score, 0) ELSE ? END "
                 "WHERE client_id = ?",
-                (score, iso(utcnow()), client_id),
+                (iso(utcnow()), score, score, client_id),
             )
 
     async def recovered(self, client_id: str, score: float) -> None:

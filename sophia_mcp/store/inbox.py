@@ -64,7 +64,7 @@ class Inbox:
                     """
                     INSERT INTO inbox (source, event_id, kind, via, payload, received_at, next_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (source, event_id) DO UPDATE SET deliveries = deliveries + 1
+                    ON CONFLICT (source, event_id) DO UPDATE SET deliveries = inbox.deliveries + 1
                     RETURNING deliveries
                     """,
                     (e.source, e.event_id, e.kind, e.via, dumps(e.payload), now, now),
@@ -78,14 +78,15 @@ class Inbox:
         return await self.store.run(self._record, list(events))
 
     def _claim(self, owner: str, now: datetime, limit: int, lease: timedelta) -> list[InboxEvent]:
-        with self.store.transaction() as conn:
+        # Events another worker is claiming this moment are skipped, not waited for (PostgreSQL).
+        with self.store.transaction(shared=True) as conn:
             rows = conn.execute(
-                """
+                f"""
                 UPDATE inbox SET status = 'working', claimed_by = ?, claimed_until = ?, attempts = attempts + 1
                 WHERE id IN (
                     SELECT id FROM inbox WHERE status IN ('pending', 'working') AND next_at <= ?
                         AND (status = 'pending' OR claimed_until < ?)
-                    ORDER BY next_at, id LIMIT ?
+                    ORDER BY next_at, id LIMIT ?{self.store.skip_locked}
                 ) RETURNING *
                 """,
                 (owner, iso(now + lease), iso(now), iso(now), limit),
@@ -207,7 +208,9 @@ class Inbox:
     def _next_due(self) -> datetime | None:
         row = self.store.query_one(
             """
-            SELECT min(CASE WHEN status = 'working' THEN max(next_at, claimed_until) ELSE next_at END) AS at
+            SELECT min(
+                CASE WHEN status = 'working' AND claimed_until > next_at THEN claimed_until ELSE next_at END
+            ) AS at
             FROM inbox WHERE status IN ('pending', 'working')
             """
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 from collections.abc import Sequence
 from datetime import timedelta
@@ -21,6 +22,21 @@ from sophia_mcp.store.database import Store
 
 # A claim older than this is taken to belong to a process that died while sending.
 CLAIM_LEASE = timedelta(minutes=5)
+# Claiming entries: in one statement on SQLite (its write transactions run one at a time); on PostgreSQL the rows
+# are locked first, skipping those another sender holds, and the condition is checked again as each is taken.
+CLAIM_HERE = """
+    UPDATE outbox SET status = 'sending', claimed_at = ?, claimed_by = ?, claimed_host = ?,
+        attempts = attempts + 1
+    WHERE id IN ({marks}) AND (status = 'pending' OR (status = 'sending' AND claimed_at < ?)) RETURNING *
+"""
+CLAIM = """
+    UPDATE outbox SET status = 'sending', claimed_at = ?, claimed_by = ?, claimed_host = ?,
+        attempts = attempts + 1
+    WHERE id IN (
+        SELECT id FROM outbox WHERE id IN ({marks}) AND (status = 'pending' OR (status = 'sending' AND claimed_at < ?))
+        ORDER BY id{skip_locked}
+    ) AND (status = 'pending' OR (status = 'sending' AND claimed_at < ?)) RETURNING *
+"""
 
 # What a delivery came to: (entry id, the receiver's reference, error); delivered when the error is None.
 Outcome = tuple[int, str | None, str | None]
@@ -148,16 +164,14 @@ class Outbox:
     def _claim(self, entry_ids: Sequence[int]) -> list[OutboxEntry]:
         now = utcnow()
         claimed = []
-        with self.store.transaction() as conn:
+        shape, repeat = (CLAIM, 1) if self.store.skip_locked else (CLAIM_HERE, 0)
+        with self.store.transaction(shared=True) as conn:
             for start in range(0, len(entry_ids), 500):  # one statement a chunk, not one an entry
                 chunk = list(entry_ids[start : start + 500])
+                marks = ", ".join("?" * len(chunk))
                 rows = conn.execute(
-                    f"""
-                    UPDATE outbox SET status = 'sending', claimed_at = ?, claimed_by = ?, attempts = attempts + 1
-                    WHERE id IN ({", ".join("?" * len(chunk))})
-                        AND (status = 'pending' OR (status = 'sending' AND claimed_at < ?)) RETURNING *
-                    """,
-                    (iso(now), os.getpid(), *chunk, iso(now - CLAIM_LEASE)),
+                    shape.format(marks=marks, skip_locked=self.store.skip_locked),
+                    (iso(now), os.getpid(), socket.gethostname(), *chunk, *[iso(now - CLAIM_LEASE)] * (1 + repeat)),
                 ).fetchall()
                 claimed += [_entry(row) for row in rows]
         return claimed

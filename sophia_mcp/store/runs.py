@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from sophia_mcp.domain.runs import RunRecord, RunStatus, StepRecord, WorkflowMetrics
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
-from sophia_mcp.errors import DiskFull, SophiaError
+from sophia_mcp.errors import DiskFull, ServiceUnavailable, SophiaError
 from sophia_mcp.store.database import Store, dumps, file_failure
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,10 @@ class RunLedger:
         with self.store.transaction() as conn:
             conn.execute(
                 """
-                INSERT INTO workflow_runs (id, workflow, subject, input, status, pid, started_at)
-                VALUES (?, ?, ?, ?, 'running', ?, ?)
+                INSERT INTO workflow_runs (id, workflow, subject, input, status, pid, host, started_at)
+                VALUES (?, ?, ?, ?, 'running', ?, ?, ?)
                 """,
-                (run_id, workflow, subject, dumps(inputs), os.getpid(), iso(utcnow())),
+                (run_id, workflow, subject, dumps(inputs), os.getpid(), socket.gethostname(), iso(utcnow())),
             )
 
     async def begin(self, run_id: str, workflow: str, subject: str | None, inputs: Any) -> None:
@@ -153,8 +154,13 @@ class RunLedger:
                     return
                 except DiskFull:
                     pass
+            why = "its disk is full"
+        except ServiceUnavailable:
+            if self.store.dialect != "postgresql":
+                raise  # a damaged file: no later write would take it either
+            why = "its database cannot be reached"
         self.store.owe(write)
-        log.warning("Run %s (%s) is recorded when the store can take writes again: its disk is full", run_id, status)
+        log.warning("Run %s (%s) is recorded when the store can take writes again: %s", run_id, status, why)
 
     def reap_interrupted(self) -> int:
         """Mark runs whose process died mid-run (killed, crashed) as failed, saying so, with their open steps, and
@@ -162,9 +168,16 @@ class RunLedger:
         finishes the work: its side effects are keyed, so none done is repeated. Blocking: called once, as the
         services start."""
         store = self.store
-        rows = store.query("SELECT id, pid FROM workflow_runs WHERE status = 'running' AND pid IS NOT NULL")
+        here = socket.gethostname()  # another host's process ids say nothing here (a store shared by many hosts)
+        rows = store.query(
+            "SELECT id, pid FROM workflow_runs WHERE status = 'running' AND pid IS NOT NULL AND coalesce(host, ?) = ?",
+            (here, here),
+        )
         dead = [(r["id"], r["pid"]) for r in rows if r["pid"] != os.getpid() and not process_alive(r["pid"])]
-        claimers = [r[0] for r in store.query("SELECT DISTINCT claimed_by FROM outbox WHERE status = 'sending'")]
+        claimers = [r[0] for r in store.query(
+            "SELECT DISTINCT claimed_by FROM outbox WHERE status = 'sending' AND coalesce(claimed_host, ?) = ?",
+            (here, here),
+        )]  # fmt: skip
         gone = [pid for pid in claimers if pid is not None and pid != os.getpid() and not process_alive(pid)]
         if not dead and not gone:
             return 0
@@ -173,8 +186,9 @@ class RunLedger:
             # What a dead process was sending goes back to pending: the next delivery sends it (a receiver that
             # took it already is asked first, or is idempotent by the entry's key).
             conn.executemany(
-                "UPDATE outbox SET status = 'pending', claimed_at = NULL WHERE status = 'sending' AND claimed_by = ?",
-                [(pid,) for pid in gone],
+                "UPDATE outbox SET status = 'pending', claimed_at = NULL "
+                "WHERE status = 'sending' AND claimed_by = ? AND coalesce(claimed_host, ?) = ?",
+                [(pid, here, here) for pid in gone],
             )
             for run_id, pid in dead:
                 reason = f"interrupted: its process ({pid}) ended mid-run; run it again to finish the rest"
@@ -224,18 +238,20 @@ class RunLedger:
     def _metrics(self) -> list[WorkflowMetrics]:
         counts = self.store.query(
             """
-            SELECT workflow, count(*) AS runs, sum(status = 'succeeded') AS ok, sum(status = 'failed') AS failed,
-                sum(status = 'running') AS running
+            SELECT workflow, count(*) AS runs, sum(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END) AS ok,
+                sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed,
+                sum(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS running
             FROM workflow_runs GROUP BY workflow ORDER BY workflow
             """
         )
         out = []
         for row in counts:
+            # Durations from the ISO times in Python: the same on either engine (no julianday on PostgreSQL).
             durations = sorted(
-                r[0]
+                (parse_iso(r[1]) - parse_iso(r[0])).total_seconds() * 1000
                 for r in self.store.query(
                     """
-                    SELECT (julianday(finished_at) - julianday(started_at)) * 86400000 FROM workflow_runs
+                    SELECT started_at, finished_at FROM workflow_runs
                     WHERE workflow = ? AND finished_at IS NOT NULL ORDER BY started_at DESC LIMIT 1000
                     """,
                     (row["workflow"],),

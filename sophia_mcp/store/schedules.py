@@ -70,14 +70,20 @@ class Schedules:
         await self.store.run(self._sync, timings, now)
 
     def _claim_due(self, owner: str, now: datetime) -> list[DueSchedule]:
-        with self.store.transaction() as conn:
+        # Rows another scheduler is leasing this moment are skipped, not waited for (PostgreSQL; SQLite's write
+        # transactions run one at a time), and the lease is checked again on the row as it is taken.
+        with self.store.transaction(shared=True) as conn:
             rows = conn.execute(
-                """
+                f"""
                 UPDATE schedules SET lease_owner = ?, lease_until = ?
-                WHERE enabled = 1 AND next_run_at <= ? AND (lease_until IS NULL OR lease_until < ?)
+                WHERE name IN (
+                    SELECT name FROM schedules
+                    WHERE enabled = 1 AND next_run_at <= ? AND (lease_until IS NULL OR lease_until < ?)
+                    {self.store.skip_locked}
+                ) AND (lease_until IS NULL OR lease_until < ?)
                 RETURNING name, workflow, spec, next_run_at
                 """,
-                (owner, iso(now + LEASE), iso(now), iso(now)),
+                (owner, iso(now + LEASE), iso(now), iso(now), iso(now)),
             ).fetchall()
         return [DueSchedule(r["name"], r["workflow"], r["spec"], parse_iso(r["next_run_at"])) for r in rows]
 
@@ -87,14 +93,14 @@ class Schedules:
 
     def _begin(self, name: str, due: datetime, missed: int) -> int:
         with self.store.transaction() as conn:
-            cursor = conn.execute(
+            row = conn.execute(
                 """
                 INSERT INTO schedule_runs (schedule, due_at, missed, started_at, status)
-                VALUES (?, ?, ?, ?, 'running')
+                VALUES (?, ?, ?, ?, 'running') RETURNING id
                 """,
                 (name, iso(due), missed, iso(utcnow())),
-            )
-            return int(cursor.lastrowid or 0)
+            ).fetchone()
+            return int(row["id"])
 
     async def begin(self, name: str, due: datetime, missed: int) -> int:
         """Record a run of the schedule, due at `due` and standing for `missed` more; returns its id."""

@@ -29,6 +29,15 @@ BY_REF = f"""
 """
 
 
+# An issue carrying any of the labels (whatever their case), from its labels' JSON list: each engine's own way. (On
+# SQLite the collation goes on the left of IN: on the right it was ignored, and "bug" did not find "Bug".)
+LABELS = {
+    "sqlite": "EXISTS (SELECT 1 FROM json_each(i.labels) WHERE value COLLATE NOCASE IN ({marks}))",
+    "postgresql": "EXISTS (SELECT 1 FROM json_array_elements_text(i.labels::json) AS l (value) "
+    "WHERE lower(value) IN ({lowered}))",
+}
+
+
 def _issue(row: sqlite3.Row) -> Issue:
     return Issue(
         id=row["id"], identifier=row["identifier"], title=row["title"], description=row["description"],
@@ -103,7 +112,8 @@ class LocalTracker:
             params.append(_state(query.state))
         if query.labels:
             marks = ", ".join("?" for _ in query.labels)
-            where.append(f"EXISTS (SELECT 1 FROM json_each(i.labels) WHERE value IN ({marks}) COLLATE NOCASE)")
+            lowered = ", ".join("lower(?)" for _ in query.labels)
+            where.append(LABELS[self.store.dialect].format(marks=marks, lowered=lowered))
             params += query.labels
         offset = decode_cursor(query.cursor, "issues", int)[0] if query.cursor else 0
         rows = self.store.query(

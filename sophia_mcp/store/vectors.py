@@ -54,6 +54,14 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+# Every vector a page at a time, and where the first page starts: along SQLite's rowid (the table's own order, no
+# index to read), along the primary key on PostgreSQL (which has no rowid).
+PAGES: dict[str, tuple[str, Any]] = {
+    "sqlite": ("SELECT rowid AS page, id, vector, metadata FROM vectors WHERE rowid > ? ORDER BY rowid LIMIT ?", -1),
+    "postgresql": ("SELECT id AS page, id, vector, metadata FROM vectors WHERE id > ? ORDER BY id LIMIT ?", ""),
+}
+
+
 class MetadataColumns:
     """The rows' metadata by key: for each key, a code per row into that key's distinct values (`NO_VALUE` where
     the row lacks the key). Compact (a few bytes a row, not a dict), and a filter is judged per distinct value."""
@@ -263,11 +271,9 @@ class LocalVectorIndex:
         self._columns = MetadataColumns()
         count = self.store.query_one("SELECT count(*) FROM vectors")
         expected = int(count[0]) if count else 0
-        after = -1
-        while rows := self.store.query(
-            "SELECT rowid, id, vector, metadata FROM vectors WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, PAGE_ROWS)
-        ):
-            after = int(rows[-1]["rowid"])
+        sql, after = PAGES[self.store.dialect]
+        while rows := self.store.query(sql, (after, PAGE_ROWS)):
+            after = rows[-1]["page"]
             if not self._ids and rows:
                 self._dimension = len(rows[0]["vector"]) // 4
                 self._reserve(expected)
