@@ -19,6 +19,7 @@ from sophia_mcp.domain.issues import IssueQuery
 from sophia_mcp.errors import SophiaError
 from sophia_mcp.servers.composite import create_server
 from sophia_mcp.settings import Settings
+from sophia_mcp.workflows.call_health import analyze_call
 from sophia_mcp.workflows.healing import watch
 from sophia_mcp.workflows.runs import start_run
 from sophia_mcp.workflows.strategic import gather_evidence
@@ -26,6 +27,7 @@ from tests.fakes.linear import API_KEY, LinearState, linear_app
 from tests.fakes.server import serve
 from tests.support.results import structured
 from tests.support.settings import make_settings
+from tests.support.store_file import newest_call_ids
 
 pytestmark = pytest.mark.anyio
 
@@ -120,22 +122,48 @@ async def test_a_failing_service_opens_one_incident_per_cause_and_heals(
     services.close()
 
 
+async def record_outcomes(services: Services, workflow: str, step: str, service: str) -> None:
+    """Twelve runs of a step, every other one failing because `service` is down, as the run ledger records them."""
+    runs = services.runs
+    for n in range(12):
+        async with start_run(runs, workflow, None, {}) as run:
+            run_id = run.id
+        await runs.step_started(run_id, 1, step)
+        failed = n % 2 == 0
+        await runs.step_ended(run_id, 1, "failed" if failed else "succeeded", None, f"{service} is down" if failed
+                              else None, 0.01, ("unavailable", service) if failed else None)  # fmt: skip
+
+
 async def test_an_incident_on_a_sources_service_pauses_it_in_the_strategic_query(
     data_dir: Path, linear: tuple[str, LinearState]
 ) -> None:
     url, _ = linear
     services = build_services(settings_for(data_dir, url))
-    runs = services.runs
-    for n in range(12):
-        async with start_run(runs, "strategic_query", None, {}) as run:
-            run_id = run.id
-        await runs.step_started(run_id, 1, "web")
-        failed = n % 2 == 0
-        await runs.step_ended(run_id, 1, "failed" if failed else "succeeded", None, "tavily is down" if failed
-                              else None, 0.01, ("unavailable", "Tavily") if failed else None)  # fmt: skip
+    await record_outcomes(services, "strategic_query", "web", "Tavily")
     [opened] = (await watch(services)).opened
     evidence = await gather_evidence(services, "what is AppFolio doing?", sources=["web", "calls"])
     [web] = [r for r in evidence.sources if r.source == "web"]
     assert web.status == "gap" and "paused" in (web.reason or "")
     assert opened and any(g.startswith("web: paused") for g in evidence.gaps)
+    services.close()
+
+
+class ModelReader:
+    """An analyst standing for the configured model: it must not be asked while the fallback holds."""
+
+    name = "openai"
+
+    async def read_call(self, call: object, transcript: object) -> object:
+        raise AssertionError("the model was asked while the healing watch had fallen back to the local analyst")
+
+
+async def test_an_incident_on_the_models_service_falls_back_to_the_local_analyst(
+    data_dir: Path, linear: tuple[str, LinearState]
+) -> None:
+    url, _ = linear
+    services = build_services(settings_for(data_dir, url))
+    await record_outcomes(services, "analyze_call", "read_call", "OpenAI")
+    [opened] = (await watch(services)).opened
+    report = await analyze_call(services, newest_call_ids(data_dir, 1)[0], analyst=ModelReader())  # type: ignore[arg-type]
+    assert opened and report.analysis.analyst == "local"
     services.close()
