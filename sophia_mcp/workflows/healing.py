@@ -224,7 +224,7 @@ async def watch(services: Services) -> WatchReport:
         summary = (
             f"Back under {settings.error_rate:.0%}: {rate:.0%} of the step's last {seen.runs if seen else 0} "
             f"runs failed for this cause. It lasted from {incident.opened_at:%Y-%m-%d %H:%M} to {now:%Y-%m-%d %H:%M} "
-            f"UTC; {incident.diagnosis.failures} failures at its worst; "
+            f"UTC; {incident.diagnosis.failures} of {incident.diagnosis.runs} runs failed when last counted failing; "
             + (f"{len(incident.remediations)} remediation(s) ended." if incident.remediations else "nothing was done.")
         )
         incident = incident.model_copy(update={
