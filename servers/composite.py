@@ -12,6 +12,7 @@ from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from pydantic import Field
 
+from sophia_mcp.domain.incidents import Incident, IncidentStatus
 from sophia_mcp.domain.model import Model
 from sophia_mcp.errors import NotFound
 from sophia_mcp.mcp.sampling import Asking, clients_model, unasked, writers
@@ -28,7 +29,7 @@ from sophia_mcp.mcp.server import (
 from sophia_mcp.ports.writer import Writer
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.settings import Settings
-from sophia_mcp.workflows import analytics, churn, competitive, dashboard, strategic
+from sophia_mcp.workflows import analytics, churn, competitive, dashboard, healing, strategic
 from sophia_mcp.workflows.analytics import MetricArgs, TableResult, WarehouseSchema
 from sophia_mcp.workflows.churn import ChurnReport
 from sophia_mcp.workflows.clients import resolve_client
@@ -234,6 +235,21 @@ async def record_outcome(
     return OutcomeRecorded(client_id=found.id, name=found.name, outcome=outcome, snapshots=count)
 
 
+class IncidentList(Model):
+    incidents: list[Incident]
+
+
+async def list_incidents(
+    ctx: Context,
+    status: Annotated[IncidentStatus | None, Field(description="open or closed; null: both.")] = None,
+    limit: Annotated[int, Field(ge=1, le=200, description="Most incidents to return, newest first.")] = 50,
+) -> IncidentList:
+    """Incidents the healing watch opened: a workflow step failing too often for one cause (credentials refused,
+    rate limited, a service down or slow, bad input data, a bug), with the diagnosis (examples, first and last
+    seen), the reversible remediations applied and when they ended, and the tracker issue's key. Cheap: a read."""
+    return IncidentList(incidents=await healing.list_incidents(services_of(ctx), status, limit))
+
+
 async def dashboard_resource(name: str, ctx: Context) -> str:
     return dashboard.dashboard_path(services_of(ctx), name).read_text(encoding="utf-8")
 
@@ -326,6 +342,14 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
             raise NotFound(f"No inbox event {event_id!r}; sophia://inbox lists them")
         return event.model_dump_json(indent=2)
 
+    async def incidents() -> str:
+        """The healing watch's incidents, newest first (the open ones and the last closed)."""
+        found = await healing.list_incidents(server.services, None, 50)
+        return IncidentList(incidents=found).model_dump_json(indent=2)
+
+    server.declare_resource("sophia://incidents", name="incidents", title="Incidents", mime_type="application/json")(
+        incidents
+    )
     server.declare_resource("sophia://inbox", name="inbox", title="Inbox of events", mime_type="application/json")(
         inbox
     )
@@ -370,6 +394,7 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
     server.declare_tool(
         strategic_query, name="strategic_query", annotations=read("Strategic query", read_only=True, open_world=True)
     )
+    server.declare_tool(list_incidents, name="list_incidents", annotations=read("List incidents", read_only=True))
     server.declare_tool(run_metric, name="run_metric", annotations=read("Business metric", read_only=True))
     server.declare_tool(
         query_warehouse, name="query_warehouse", annotations=read("Query the warehouse", read_only=True)

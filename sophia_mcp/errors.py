@@ -10,6 +10,9 @@ from __future__ import annotations
 class SophiaError(Exception):
     """Base of every anticipated failure; its message is safe to show to a user or a model."""
 
+    # The external service that failed, when one did (the HTTP layer names it): the healing watch groups by it.
+    service: str | None = None
+
 
 class NotFound(SophiaError):
     """The thing asked for does not exist (an unknown id, an empty filter result that should not be)."""
@@ -37,3 +40,7 @@ class RateLimited(ServiceUnavailable):
 
 class ConfigurationError(SophiaError):
     """The settings do not describe a usable backend (a missing credential, an unknown backend name)."""
+
+
+class CredentialsRefused(ConfigurationError):
+    """A service answered 401/403: the credentials its settings give are wrong, expired or lack a permission."""

@@ -586,6 +586,20 @@ class HealthSettings(BaseModel):
     window_days: int = Field(default=90, gt=0, description="Calls older than this do not count towards health.")
 
 
+class HealingSettings(BaseModel):
+    error_rate: float = Field(
+        default=0.1, gt=0, lt=1, description="A workflow step failing for one cause more often than this (of its "
+        "last runs) opens an incident; back at or under it, the incident closes."
+    )  # fmt: skip
+    min_runs: int = Field(default=10, ge=1, description="No incident before a step has run this many times.")
+    window_runs: int = Field(default=20, ge=1, description="The sliding window: a step's last this many runs.")
+    interval_s: float = Field(default=60.0, gt=0, description="How often the scheduler's process looks.")
+    reduced_concurrency: int = Field(
+        default=1, ge=1, description="A service's requests at once while an incident of 429s on it lasts."
+    )
+    channel: str | None = Field(default=None, description="Where an incident is announced (default: the alerts').")
+
+
 def default_data_dir() -> Path:
     return Path(user_data_dir("sophia-mcp", appauthor=False))
 
@@ -645,6 +659,7 @@ class Settings(BaseSettings):
 
     competitors: list[Competitor] = Field(default_factory=lambda: list(DEFAULT_COMPETITORS))
     health: HealthSettings = Field(default_factory=HealthSettings)
+    healing: HealingSettings = Field(default_factory=HealingSettings)
     lead_score: LeadScoreWeights = Field(default_factory=LeadScoreWeights)
     enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)

@@ -12,6 +12,7 @@ import base64
 import logging
 import math
 import re
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -23,7 +24,14 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from sophia_mcp.domain.times import utcnow
-from sophia_mcp.errors import ConfigurationError, InvalidInput, RateLimited, ServiceUnavailable
+from sophia_mcp.errors import (
+    ConfigurationError,
+    CredentialsRefused,
+    InvalidInput,
+    RateLimited,
+    ServiceUnavailable,
+    SophiaError,
+)
 from sophia_mcp.settings import Integration
 
 log = logging.getLogger(__name__)
@@ -130,7 +138,21 @@ class SlidingWindow:
                 self._free_at.append(anyio.current_time() + self.window_s)
 
 
+def set_concurrency(service: str, limit: int | None) -> int:
+    """Cap how many requests this process's clients of `service` send at once (None: back to its setting);
+    returns how many clients it changed. The healing watch's remediation after a storm of 429s."""
+    changed = 0
+    for client in list(LIVE_CLIENTS):
+        if client.service == service:
+            client.slots.total_tokens = client.settings.max_concurrency if limit is None else max(1, limit)
+            changed += 1
+    return changed
+
+
 TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, RetryableResponse)
+
+
+LIVE_CLIENTS: weakref.WeakSet[ServiceClient] = weakref.WeakSet()
 
 
 class ServiceClient:
@@ -160,7 +182,9 @@ class ServiceClient:
             limits=httpx.Limits(max_connections=settings.max_concurrency),
         )
         self.window = SlidingWindow.per_second(settings.rate_per_second)
-        self.slots = anyio.Semaphore(settings.max_concurrency)
+        # A limiter, not a semaphore: the healing watch may lower (and restore) how many requests run at once.
+        self.slots = anyio.CapacityLimiter(settings.max_concurrency)
+        LIVE_CLIENTS.add(self)
         self._backoff = wait_exponential_jitter(multiplier=settings.retry_base_s, max=settings.retry_max_s)
 
     def _wait(self, state: RetryCallState) -> float:
@@ -210,21 +234,32 @@ class ServiceClient:
                     return response, self._check(response, accepted)
         except RetryableResponse as exc:
             if exc.rate_limited:
-                raise RateLimited(
-                    f"{self.service} kept answering that it is rate limited after {self.settings.max_retries} retries; "
-                    "try again later",
-                    retry_after=exc.retry_after,
+                raise self._named(
+                    RateLimited(
+                        f"{self.service} kept answering that it is rate limited after "
+                        f"{self.settings.max_retries} retries; "
+                        "try again later",
+                        retry_after=exc.retry_after,
+                    )
                 ) from None
-            raise ServiceUnavailable(
-                f"{self.service} is not answering properly ({self.redact(str(exc))}) after "
-                f"{self.settings.max_retries} retries; try again later"
+            raise self._named(
+                ServiceUnavailable(
+                    f"{self.service} is not answering properly ({self.redact(str(exc))}) after "
+                    f"{self.settings.max_retries} retries; try again later"
+                )
             ) from None
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise ServiceUnavailable(
-                f"{self.service} could not be reached ({self.redact(_describe(exc))}) after "
-                f"{self.settings.max_retries} retries; try again later"
+            raise self._named(
+                ServiceUnavailable(
+                    f"{self.service} could not be reached ({self.redact(_describe(exc))}) after "
+                    f"{self.settings.max_retries} retries; try again later"
+                )
             ) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _named(self, error: SophiaError) -> SophiaError:
+        error.service = self.service
+        return error
 
     def _check(self, response: httpx.Response, accepted: set[int]) -> Any:
         status = response.status_code
@@ -233,10 +268,12 @@ class ServiceClient:
         if status >= 400 and status not in accepted:
             detail = self.redact(response.text, 300)
             if status in (401, 403):
-                raise ConfigurationError(
-                    f"{self.service} refused the credentials (HTTP {status}); check its settings. {detail}"
+                raise self._named(
+                    CredentialsRefused(
+                        f"{self.service} refused the credentials (HTTP {status}); check its settings. {detail}"
+                    )
                 )
-            raise InvalidInput(f"{self.service} rejected the request (HTTP {status}): {detail}")
+            raise self._named(InvalidInput(f"{self.service} rejected the request (HTTP {status}): {detail}"))
         if not response.content:
             return None
         try:

@@ -490,6 +490,40 @@ MIGRATIONS: list[str] = [
     ALTER TABLE workflow_runs ADD COLUMN host TEXT;
     ALTER TABLE outbox ADD COLUMN claimed_host TEXT;
     """,
+    # The healing watch: each step's outcome in order, with why a failed one failed (by the error's type), and
+    # the incidents it opens, each with its diagnosis and the remediations applied while it lasts.
+    """
+    CREATE TABLE IF NOT EXISTS step_outcomes (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        workflow TEXT NOT NULL,
+        step TEXT NOT NULL,
+        cause TEXT,
+        service TEXT,
+        error TEXT,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS step_outcomes_step ON step_outcomes (workflow, step, id);
+    CREATE TABLE IF NOT EXISTS incidents (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        workflow TEXT NOT NULL,
+        step TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        service TEXT,
+        status TEXT NOT NULL,
+        error_rate REAL NOT NULL,
+        diagnosis TEXT NOT NULL,
+        remediations TEXT NOT NULL,
+        issue_key TEXT,
+        summary TEXT,
+        opened_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        closed_at TEXT
+    );
+    CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, id);
+    """,
 ]
 
 

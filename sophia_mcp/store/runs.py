@@ -12,7 +12,15 @@ from typing import Any
 
 from sophia_mcp.domain.runs import RunRecord, RunStatus, StepRecord, WorkflowMetrics
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
-from sophia_mcp.errors import DiskFull, ServiceUnavailable, SophiaError
+from sophia_mcp.errors import (
+    CredentialsRefused,
+    DiskFull,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    SophiaError,
+)
 from sophia_mcp.store.database import Store, dumps, file_failure
 
 log = logging.getLogger(__name__)
@@ -25,6 +33,21 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(failure := file_failure(exc), DiskFull):  # a file other than the store's: a dashboard
         return str(failure)
     return f"internal error ({type(exc).__name__})"
+
+
+def describe_cause(exc: BaseException) -> tuple[str, str | None]:
+    """Why a step failed, as the healing watch groups it, by the error's type (never its text), and the external
+    service that failed when the error names one: credentials, rate_limited, unavailable, bad_input or bug."""
+    service = exc.service if isinstance(exc, SophiaError) else None
+    if isinstance(exc, CredentialsRefused):
+        return "credentials", service
+    if isinstance(exc, RateLimited):
+        return "rate_limited", service
+    if isinstance(exc, ServiceUnavailable):  # down, slow (timeouts) or a full disk
+        return "unavailable", service
+    if isinstance(exc, InvalidInput | NotFound):
+        return "bad_input", service
+    return "bug", service
 
 
 def process_alive(pid: int) -> bool:
@@ -75,7 +98,16 @@ class RunLedger:
         """Record a step as running."""
         await self.store.run(self._step_started, run_id, seq, name)
 
-    def _step_ended(self, run_id: str, seq: int, status: str, detail: Any, error: str | None, seconds: float) -> None:
+    def _step_ended(
+        self,
+        run_id: str,
+        seq: int,
+        status: str,
+        detail: Any,
+        error: str | None,
+        seconds: float,
+        cause: tuple[str, str | None] | None,
+    ) -> None:
         with self.store.transaction() as conn:
             conn.execute(
                 """
@@ -92,12 +124,30 @@ class RunLedger:
                     seq,
                 ),
             )
+            # Every outcome in order, for the healing watch's window; a failure with its cause (None: succeeded).
+            why, service = cause if status == "failed" and cause is not None else (None, None)
+            conn.execute(
+                """
+                INSERT INTO step_outcomes (run_id, seq, workflow, step, cause, service, error, at)
+                SELECT s.run_id, s.seq, r.workflow, s.name, ?, ?, ?, ? FROM run_steps s
+                JOIN workflow_runs r ON r.id = s.run_id WHERE s.run_id = ? AND s.seq = ?
+                """,
+                (why or ("bug" if status == "failed" else None), service, error, iso(utcnow()), run_id, seq),
+            )
 
     async def step_ended(
-        self, run_id: str, seq: int, status: str, detail: Any, error: str | None, seconds: float
+        self,
+        run_id: str,
+        seq: int,
+        status: str,
+        detail: Any,
+        error: str | None,
+        seconds: float,
+        cause: tuple[str, str | None] | None = None,
     ) -> None:
-        """Record a step's end: its status, what it produced (`detail`) or its error, and how long it took."""
-        await self.store.run(self._step_ended, run_id, seq, status, detail, error, seconds)
+        """Record a step's end: its status, what it produced (`detail`) or its error, how long it took, and for a
+        failure its cause and failing service (`describe_cause`)."""
+        await self.store.run(self._step_ended, run_id, seq, status, detail, error, seconds, cause)
 
     def _step_skipped(self, run_id: str, seq: int, name: str, reason: str) -> None:
         now = iso(utcnow())

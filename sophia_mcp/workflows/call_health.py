@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from sophia_mcp.adapters.lexicon_analyst import LocalAnalyst
 from sophia_mcp.analysis.health import call_health, client_health, format_score, format_threshold
 from sophia_mcp.analysis.insights import build_analysis
 from sophia_mcp.app.services import Services
@@ -24,6 +25,7 @@ from sophia_mcp.domain.results import CallAnalysis, HealthScore
 from sophia_mcp.domain.warehouse import HealthRecord
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.progress import Progress
+from sophia_mcp.store.incidents import Incidents
 from sophia_mcp.workflows.delivery import deliver
 from sophia_mcp.workflows.health_alerts import decide
 from sophia_mcp.workflows.runs import Run, start_run
@@ -116,6 +118,9 @@ async def analyze_call(
     """
     settings = services.settings
     reader = analyst or services.analyst
+    # The healing watch's fallback: while an incident on the model's service lasts, the local analyst reads calls.
+    if reader.name != "local" and await Incidents(services.store).active_targets("fallback_analyst"):
+        reader = LocalAnalyst(settings.competitors)
     threshold = settings.health.threshold
 
     async def report(done: int, message: str) -> None:

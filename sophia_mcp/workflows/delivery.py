@@ -20,6 +20,7 @@ from sophia_mcp.domain.notify import Alert
 from sophia_mcp.domain.outbox import OutboxEntry
 from sophia_mcp.ports.issues import IssueTracker
 from sophia_mcp.ports.notify import Notifier
+from sophia_mcp.store.incidents import Incidents
 from sophia_mcp.store.outbox import Outcome
 from sophia_mcp.store.runs import describe_error
 from sophia_mcp.store.tracker import LocalTracker
@@ -122,8 +123,22 @@ async def _send(entry: OutboxEntry, by_kind: Mapping[str, Sender]) -> Outcome:
         return entry.id, None, describe_error(exc)
 
 
+async def held_kinds(services: Services) -> set[str]:
+    """The kinds of entry whose receiver is held by an open incident (the healing watch: that service is down);
+    the outbox keeps them until the incident closes."""
+    held = await Incidents(services.store).active_targets("hold_side_effects")
+    if not held:
+        return set()
+    receivers = {"alert": services.notifier.name, "issue": services.tracker.name}
+    return {kind for kind, name in receivers.items() if name.casefold() in held}
+
+
 async def deliver(services: Services, entry_id: int) -> OutboxEntry:
-    """Send one entry unless it is delivered or another process is sending it; never raises on send failure."""
+    """Send one entry unless it is delivered, another process is sending it, or its receiver is held by an
+    incident; never raises on send failure."""
+    held = await held_kinds(services)
+    if held and (await services.outbox.get(entry_id)).kind in held:
+        return await services.outbox.get(entry_id)
     claimed = await services.outbox.claim([entry_id])
     if not claimed:
         return await services.outbox.get(entry_id)
@@ -136,6 +151,8 @@ async def send_all(services: Services, entry_ids: Sequence[int], concurrency: in
     being sent by another process, are left alone."""
     slots = anyio.Semaphore(concurrency)
     by_kind = senders(services)
+    if held := await held_kinds(services):  # kept in the outbox while an incident holds their receiver
+        entry_ids = [e.id for e in await services.outbox.entries(entry_ids) if e.kind not in held]
     batched = {kind: sender for kind, sender in by_kind.items() if isinstance(sender, BatchSender)}
 
     async def one(entry: OutboxEntry, outcomes: list[Outcome]) -> None:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from sophia_mcp.app.telemetry import span
 from sophia_mcp.errors import DiskFull
-from sophia_mcp.store.runs import RunLedger, describe_error
+from sophia_mcp.store.runs import RunLedger, describe_cause, describe_error
 
 T = TypeVar("T")
 
@@ -53,7 +53,9 @@ class Run:
                     self.unwritten_failures.append(failure)
                     raise
                 try:
-                    await self.ledger.step_ended(self.id, seq, "failed", None, failure[1], failure[2])
+                    await self.ledger.step_ended(
+                        self.id, seq, "failed", None, failure[1], failure[2], describe_cause(exc)
+                    )
                 except DiskFull:
                     self.unwritten_failures.append(failure)
                 raise

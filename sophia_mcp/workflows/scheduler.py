@@ -40,6 +40,7 @@ from sophia_mcp.workflows.connectors import (
     scan_watched_folder,
 )
 from sophia_mcp.workflows.delivery import deliver_pending
+from sophia_mcp.workflows.healing import watch
 from sophia_mcp.workflows.health_monitor import monitor_health
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,18 @@ class Scheduler:
             await anyio.sleep(LEASE.total_seconds() / 3)
             await self.schedules.renew(name, self.owner)
 
+    async def _watch_runs(self) -> None:
+        """The healing watch, every `SOPHIA_HEALING__INTERVAL_S` while the scheduler serves; a failed look is
+        logged and the next one tries again."""
+        while True:
+            try:
+                report = await watch(self.services)
+                if report.opened or report.closed:
+                    log.info("healing: opened %s, closed %s", report.opened, report.closed)
+            except Exception as exc:
+                log.warning("healing: the watch failed: %s", describe_error(exc))
+            await anyio.sleep(self.services.settings.healing.interval_s)
+
     async def _seconds_to_next(self) -> float:
         soonest = await self.schedules.next_free()
         if soonest is None:
@@ -218,6 +231,7 @@ class Scheduler:
         stop = stop or anyio.Event()
         results: list[int] = []
         async with anyio.create_task_group() as group:
+            group.start_soon(self._watch_runs)
             while not stop.is_set():
                 await self._start_due(group, results)
                 with anyio.move_on_after(await self._seconds_to_next()):

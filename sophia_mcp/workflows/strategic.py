@@ -33,6 +33,7 @@ from sophia_mcp.domain.web import Recency
 from sophia_mcp.domain.writing import UnusableAnswer, WriterName, WritingRequest
 from sophia_mcp.errors import InvalidInput, SophiaError
 from sophia_mcp.ports.writer import Writer
+from sophia_mcp.store.incidents import Incidents
 from sophia_mcp.store.runs import describe_error
 from sophia_mcp.workflows import analytics
 from sophia_mcp.workflows.knowledge import search as search_knowledge
@@ -269,6 +270,8 @@ async def gather_evidence(
     reports: dict[str, SourceReport] = {}
     found: dict[str, list[Citation]] = {}
     reading = await read_question(services, question, client_id, utcnow())
+    # The healing watch pauses a source whose service has an open incident: it is a gap until the incident closes.
+    paused = await Incidents(services.store).active_targets("pause_source")
 
     async def ask(name: SourceName) -> None:
         began = time.perf_counter()
@@ -276,10 +279,10 @@ async def gather_evidence(
             "strategic:"
             + hashlib.sha256(f"{name}\n{' '.join(question.casefold().split())}\n{client_id or ''}".encode()).hexdigest()
         )
-        kept = await cache.get(key)
+        kept = None if name in paused else await cache.get(key)
         cached = [Citation.model_validate(c) for c in json.loads(kept)] if kept else None
-        reason = None
-        if cached is None:
+        reason = "paused while an incident on its service lasts (sophia://incidents)" if name in paused else None
+        if cached is None and reason is None:
             with anyio.move_on_after(settings.source_budget_s) as scope:
                 try:
                     cached = await ASK[name](services, question, reading)
@@ -292,7 +295,7 @@ async def gather_evidence(
                 reason = f"no answer within its {settings.source_budget_s:g} s budget"
             hit = False
         else:
-            hit = True
+            hit = reason is None
         found[name] = cached or []
         reports[name] = SourceReport(
             source=name, status="gap" if reason else "ok", reason=reason, seconds=round(time.perf_counter() - began, 3),

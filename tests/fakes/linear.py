@@ -300,6 +300,9 @@ def linear_app(state: LinearState) -> Starlette:
         payload = await request.json()
         state.requests.append(payload)
         fault = state.next_fault()
+        if fault == "401":  # the key revoked for this one request
+            body = {"errors": [{"message": "Authentication required, not authenticated"}]}
+            return JSONResponse(body, 401)
         if fault == "500":
             return JSONResponse({"errors": [{"message": "Internal server error"}]}, 500)
         if fault == "leaky":  # an error that quotes the request's credentials

@@ -1,0 +1,169 @@
+"""The healing watch: a fault injected into the Linear fake (401s, then a storm of 429s, then a 5xx outage that
+recovers) opens one incident per cause, applies its remediation, files one issue and one alert for each, and
+closes each when the service recovers, the side effects held meanwhile then delivered once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from sophia_mcp.adapters.http import LIVE_CLIENTS
+from sophia_mcp.app.backends import build_services
+from sophia_mcp.app.services import Services
+from sophia_mcp.domain.issues import IssueQuery
+from sophia_mcp.errors import SophiaError
+from sophia_mcp.servers.composite import create_server
+from sophia_mcp.settings import Settings
+from sophia_mcp.workflows.call_health import analyze_call
+from sophia_mcp.workflows.healing import watch
+from sophia_mcp.workflows.runs import start_run
+from sophia_mcp.workflows.strategic import gather_evidence
+from tests.fakes.linear import API_KEY, LinearState, linear_app
+from tests.fakes.server import serve
+from tests.support.results import structured
+from tests.support.settings import make_settings
+from tests.support.store_file import newest_call_ids
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def linear() -> Iterator[tuple[str, LinearState]]:
+    state = LinearState(slow_seconds=1.5)
+    with serve(linear_app(state)) as url:
+        yield url, state
+
+
+def settings_for(data_dir: Path, url: str) -> Settings:
+    section = {
+        "backend": "linear", "base_url": f"{url}/graphql", "api_key": API_KEY, "team": "CS", "timeout_s": 2,
+        "retry_base_s": 0.01, "retry_max_s": 0.01, "max_retries": 0, "max_concurrency": 4,
+    }  # fmt: skip
+    return make_settings(data_dir, linear=section)
+
+
+async def sync_once(services: Services, state: LinearState, fault: str | None = None) -> None:
+    """One run of a workflow whose step reads Linear, with `fault` injected into that one request."""
+    if fault:
+        state.faults.append(fault)
+    with suppress(SophiaError):
+        async with start_run(services.runs, "issue_sync", None, {}) as run:
+            await run.step("search issues", lambda: services.tracker.search(IssueQuery(limit=1)))
+
+
+def linear_concurrency() -> set[float]:
+    return {client.slots.total_tokens for client in LIVE_CLIENTS if client.service == "Linear"}
+
+
+async def runs_then_watch(services: Services, state: LinearState, faults: list[str | None]) -> list[int]:
+    opened = []
+    for fault in faults:
+        await sync_once(services, state, fault)
+        opened += (await watch(services)).opened
+    return opened
+
+
+def incident_issues(state: LinearState) -> list[dict[str, object]]:
+    return [i for i in state.issues if str(i["title"]).startswith("Incident:")]
+
+
+async def test_a_failing_service_opens_one_incident_per_cause_and_heals(
+    data_dir: Path, linear: tuple[str, LinearState]
+) -> None:
+    url, state = linear
+    settings = settings_for(data_dir, url)
+    services = build_services(settings)
+    assert await runs_then_watch(services, state, [None] * 10) == []
+
+    [refused] = await runs_then_watch(services, state, ["401"] * 3)
+    assert len(incident_issues(state)) == 1  # Linear answers again: its issue is filed at once
+
+    [limited] = await runs_then_watch(services, state, ["ratelimited"] * 3)
+    assert linear_concurrency() == {settings.healing.reduced_concurrency}
+
+    [down] = await runs_then_watch(services, state, ["500"] * 3)
+    held = await services.outbox.states([f"incident:{down}"])
+    assert held[f"incident:{down}"][1] == "pending"  # held while Linear is down: not even tried
+    assert len(incident_issues(state)) == 2
+
+    assert await runs_then_watch(services, state, [None] * 20) == []
+    assert linear_concurrency() == {4}
+
+    async with Client(create_server(settings)) as client:
+        listed = structured(await client.call_tool("list_incidents", {"status": "closed"}))["incidents"]
+        still_open = structured(await client.call_tool("list_incidents", {"status": "open"}))["incidents"]
+        resource = json.loads((await client.read_resource("sophia://incidents")).contents[0].text)  # type: ignore[union-attr]
+    assert still_open == [] and len(resource["incidents"]) == 3
+    by_cause = {i["cause"]: i for i in listed}
+    assert set(by_cause) == {"credentials", "rate_limited", "unavailable"}
+    assert [i["id"] for i in sorted(listed, key=lambda i: i["id"])] == [refused, limited, down]
+    assert {i["service"] for i in listed} == {"Linear"}
+    assert by_cause["credentials"]["remediations"] == []  # credentials are for a person
+    assert [r["action"] for r in by_cause["rate_limited"]["remediations"]] == ["lower_concurrency"]
+    assert [r["action"] for r in by_cause["unavailable"]["remediations"]] == ["hold_side_effects"]
+    assert all(r["ended_at"] for i in listed for r in i["remediations"])
+    diagnosis = by_cause["credentials"]["diagnosis"]
+    assert diagnosis["failures"] == 3 and "refused the credentials" in diagnosis["examples"][0]
+    assert all(i["summary"].startswith("Back under 10%") for i in listed)
+
+    issues = incident_issues(state)
+    assert len(issues) == 3  # one each, the held one delivered once after the outage
+    for issue in issues:
+        found = await services.tracker.get(str(issue["id"]))
+        assert found.state == "Done" and "**Closed**" in found.description and "**For a person**" in found.description
+    alerts = [e for e in await services.outbox.list() if e.key.startswith("incident-alert:")]
+    assert sorted(e.key for e in alerts) == [f"incident-alert:{i}" for i in (refused, limited, down)]
+    assert {e.status for e in alerts} == {"delivered"}
+    services.close()
+
+
+async def record_outcomes(services: Services, workflow: str, step: str, service: str) -> None:
+    """Twelve runs of a step, every other one failing because `service` is down, as the run ledger records them."""
+    runs = services.runs
+    for n in range(12):
+        async with start_run(runs, workflow, None, {}) as run:
+            run_id = run.id
+        await runs.step_started(run_id, 1, step)
+        failed = n % 2 == 0
+        await runs.step_ended(run_id, 1, "failed" if failed else "succeeded", None, f"{service} is down" if failed
+                              else None, 0.01, ("unavailable", service) if failed else None)  # fmt: skip
+
+
+async def test_an_incident_on_a_sources_service_pauses_it_in_the_strategic_query(
+    data_dir: Path, linear: tuple[str, LinearState]
+) -> None:
+    url, _ = linear
+    services = build_services(settings_for(data_dir, url))
+    await record_outcomes(services, "strategic_query", "web", "Tavily")
+    [opened] = (await watch(services)).opened
+    evidence = await gather_evidence(services, "what is AppFolio doing?", sources=["web", "calls"])
+    [web] = [r for r in evidence.sources if r.source == "web"]
+    assert web.status == "gap" and "paused" in (web.reason or "")
+    assert opened and any(g.startswith("web: paused") for g in evidence.gaps)
+    services.close()
+
+
+class ModelReader:
+    """An analyst standing for the configured model: it must not be asked while the fallback holds."""
+
+    name = "openai"
+
+    async def read_call(self, call: object, transcript: object) -> object:
+        raise AssertionError("the model was asked while the healing watch had fallen back to the local analyst")
+
+
+async def test_an_incident_on_the_models_service_falls_back_to_the_local_analyst(
+    data_dir: Path, linear: tuple[str, LinearState]
+) -> None:
+    url, _ = linear
+    services = build_services(settings_for(data_dir, url))
+    await record_outcomes(services, "analyze_call", "read_call", "OpenAI")
+    [opened] = (await watch(services)).opened
+    report = await analyze_call(services, newest_call_ids(data_dir, 1)[0], analyst=ModelReader())  # type: ignore[arg-type]
+    assert opened and report.analysis.analyst == "local"
+    services.close()
