@@ -227,3 +227,46 @@ def test_a_bug_goes_its_whole_path_assigned_reviewed_merged_and_live_each_step_o
         "mutation IssueCreate": 1, "mutation IssueUpdate": 2, "mutation AttachmentCreate": 2,
         "mutation CommentCreate": 2,
     })  # fmt: skip
+
+
+def test_on_the_local_tracker_bugs_take_turns_and_a_merged_pull_request_and_its_deployment_act_once(
+    demo_template: Path, tmp_path: Path
+) -> None:
+    env = secrets_env(GongKey.generate()) | {
+        "SOPHIA_BUGS__CHANNELS": '["C0LOCAL"]', "SOPHIA_BUGS__ASSIGNEES": '["pat@example.com", "sam@example.com"]',
+    }  # fmt: skip
+    with composite(demo_template, tmp_path, **env) as (base, data_dir, http):
+
+        def post(provider: str, body: bytes, headers: dict[str, str]) -> None:
+            assert http.post(f"{base}/hooks/{provider}", content=body, headers=headers).status_code == 200
+
+        first, second = f"{time.time():.6f}", f"{time.time() + 1:.6f}"
+        for ts, text in ((first, "bug: the rent ledger export fails"), (second, "bug: login page typo")):
+            report = encode(slack_message("C0LOCAL", ts, text))
+            post("slack", report, slack_headers(report))
+        settled(data_dir, 2)
+        with sqlite3.connect(data_dir / "sophia.db") as conn:
+            issues = conn.execute("SELECT id, identifier, assignee FROM tracker_issues ORDER BY identifier").fetchall()
+        by_assignee = {assignee: (issue_id, identifier) for issue_id, identifier, assignee in issues[-2:]}
+        assert set(by_assignee) == {"pat@example.com", "sam@example.com"}  # one each, in turn
+        issue_id, identifier = by_assignee["pat@example.com"]
+        branch = f"{identifier.lower()}-fix-ledger-export"
+        for n, pr in enumerate([github_pull_request("opened", branch),
+                                github_pull_request("closed", branch, merged=True)]):  # fmt: skip
+            body = encode(pr)
+            for _ in range(2):
+                post("github", body, github_headers(body, f"gh-local-{n}"))
+            settled(data_dir, 3 + n)
+        live = encode(vercel_deployment("evt_local", branch))
+        post("vercel", live, vercel_headers(live))
+        post("vercel", live, vercel_headers(live))
+        settled(data_dir, 5)
+        with sqlite3.connect(data_dir / "sophia.db") as conn:
+            state = conn.execute("SELECT state FROM tracker_issues WHERE id = ?", (issue_id,)).fetchone()[0]
+            links = conn.execute("SELECT url FROM tracker_links WHERE issue_id = ?", (issue_id,)).fetchall()
+            comments = conn.execute("SELECT body FROM tracker_comments WHERE issue_id = ?", (issue_id,)).fetchall()
+    assert state == "Done"
+    assert links == [("https://github.com/acme/app/pull/42",)]
+    assert comments == [("Deployed to production: https://app-evt_local.vercel.app",)]
+    said = Counter(key.split(":")[0] for key, _ in outbox_rows(data_dir) if f"C0LOCAL/{first}" in key)
+    assert said == Counter({"bug": 1, "bug-filed": 1, "bug-state": 2, "bug-live": 1})  # the issue, then messages
