@@ -175,6 +175,27 @@ class BugsSettings(BaseModel):
     channels: list[str] = Field(
         default_factory=list, description='Slack channel ids (or #names) whose messages are bug reports: ["C0123"].'
     )
+    assignees: list[str] = Field(
+        default_factory=list,
+        description='Who bug reports are assigned to, in turn (Linear users by email or name): ["dana@example.com"]. '
+        "Anyone the tracker marks inactive is skipped; none set leaves reports to the team's triage.",
+    )
+
+
+class GithubSettings(BaseModel):
+    """GitHub's pull request webhooks: a pull request naming a bug's issue moves it."""
+
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="The webhook's secret (X-Hub-Signature-256) for /hooks/github."
+    )
+
+
+class VercelSettings(BaseModel):
+    """Vercel's deployment webhooks: a deployment naming a bug's issue is noted on it, and a live fix told."""
+
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="The webhook's secret (x-vercel-signature, HMAC-SHA1) for /hooks/vercel."
+    )
 
 
 class ConnectorSettings(BaseModel):
@@ -644,6 +665,8 @@ class Settings(BaseSettings):
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     bugs: BugsSettings = Field(default_factory=BugsSettings)
+    github: GithubSettings = Field(default_factory=GithubSettings)
+    vercel: VercelSettings = Field(default_factory=VercelSettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     connectors: ConnectorSettings = Field(default_factory=ConnectorSettings)
     strategic: StrategicSettings = Field(default_factory=StrategicSettings)

@@ -20,6 +20,7 @@ from typer.testing import CliRunner, Result
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.cli.main import app
 from sophia_mcp.domain.inbox import InboxEvent, Incoming
+from sophia_mcp.domain.issues import IssueQuery
 from sophia_mcp.servers.alerts import create_server as create_alerts_server
 from sophia_mcp.servers.gong import create_server as create_gong_server
 from sophia_mcp.settings import Settings
@@ -404,3 +405,71 @@ async def test_a_thread_reply_whose_answer_was_lost_is_found_in_the_thread_not_p
     [reply] = slack.messages
     assert reply["thread_ts"] == "1764600000.000100" and len(linear.issues) == 1
     assert slack.calls.count("chat.postMessage") == 1 and "conversations.replies" in slack.calls
+
+
+def pull_request(delivery: str, action: str, branch: str, merged: bool = False) -> Incoming:
+    pr = {"number": 5, "title": "Fix the export", "body": "", "merged": merged, "draft": False,
+          "html_url": "https://github.com/acme/app/pull/5", "head": {"ref": branch}}  # fmt: skip
+    return Incoming("github", delivery, "github.pull_request", {"action": action, "pull_request": pr})
+
+
+def deployment(event_id: str, kind: str, branch: str, target: str | None = "production") -> Incoming:
+    body = {"id": event_id, "type": kind, "payload": {"target": target, "deployment": {
+        "id": f"dpl_{event_id}", "url": f"{event_id}.vercel.app", "meta": {"githubCommitRef": branch}}}}  # fmt: skip
+    return Incoming("vercel", event_id, "vercel.deployment", body)
+
+
+async def test_a_team_without_in_review_but_with_merged_gets_its_own_states_and_a_failed_deploy_names_the_assignee(
+    data_dir: Path, slack_linear: tuple[str, SlackState, str, LinearState]
+) -> None:
+    _, slack, _, linear = slack_linear
+    eng = next(t for t in linear.teams if t["key"] == "ENG")
+    linear.states = [s for s in linear.states if not (s["team_id"] == eng["id"] and s["name"] == "In Review")]
+    linear.states.append({"id": "state-merged", "name": "Merged", "type": "completed", "team_id": eng["id"]})
+    sections = bug_sections(slack_linear)
+    sections["bugs"] = {"channels": ["#bugs"], "assignees": ["dana@example.com"]}
+    settings = make_settings(data_dir, **sections)
+    await keep(settings, message("1764600100.000100"))
+    await drain(settings)
+    [issue] = linear.issues
+    branch = "eng-1-fix-the-export"
+    names = {s["id"]: s["name"] for s in linear.states}
+
+    await keep(settings, pull_request("gh-1", "opened", branch))
+    await drain(settings)
+    assert names[issue["state_id"]] == "In Progress"  # no In Review: the team's started state stands in
+    await keep(settings, pull_request("gh-2", "closed", branch, merged=True))
+    await drain(settings)
+    assert names[issue["state_id"]] == "Merged"
+    await keep(settings, deployment("evt_bad", "deployment.error", branch))
+    _, events = await drain(settings)
+    assert events["evt_bad"].status == "done"
+    comments = [c["body"] for c in linear.comments]
+    assert comments == ["@dana@example.com: the production deployment failed: https://evt_bad.vercel.app"]
+
+    # Processed again (a worker killed before it recorded the end): nothing moves, is said or commented twice.
+    told = len(slack.messages)
+    for event_id in ("gh-2", "evt_bad"):
+        assert isinstance(await run_again(settings, event_id), dict)
+    assert names[issue["state_id"]] == "Merged" and len(linear.comments) == 1 and len(slack.messages) == told
+    assert [m["text"].rsplit(" ", 1)[-1] for m in slack.messages[1:]] == ["Progress.", "Merged."]
+
+
+async def test_the_assignees_take_turns_across_processes_and_none_set_leaves_triage(data_dir: Path) -> None:
+    settings = make_settings(
+        data_dir, bugs={"channels": ["C0LOCAL"], "assignees": ["pat@example.com", "sam@example.com"]}
+    )
+    for n in range(3):  # each drain is a process of its own: the turn is in the store
+        await keep(settings, message(f"176460020{n}.000100", channel="C0LOCAL", text=f"bug: report {n} is broken"))
+        await drain(settings)
+    await keep(make_settings(data_dir, bugs={"channels": ["C0LOCAL"]}),
+               message("1764600299.000100", channel="C0LOCAL", text="bug: report 9 is broken"))  # fmt: skip
+    await drain(make_settings(data_dir, bugs={"channels": ["C0LOCAL"]}))
+    services = build_services(settings)
+    try:
+        found = await services.tracker.search(IssueQuery(text="is broken", limit=10))
+    finally:
+        services.close()
+    by_title = {i.title: i.assignee for i in found.issues}
+    assert by_title == {"report 0 is broken": "pat@example.com", "report 1 is broken": "sam@example.com",
+                        "report 2 is broken": "pat@example.com", "report 9 is broken": None}  # fmt: skip

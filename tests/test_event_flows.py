@@ -28,6 +28,8 @@ from tests.support.store_file import outbox_rows
 from tests.support.webhooks import (
     GongKey,
     encode,
+    github_headers,
+    github_pull_request,
     gong_headers,
     hubspot_event,
     hubspot_headers,
@@ -35,6 +37,8 @@ from tests.support.webhooks import (
     secrets_env,
     slack_headers,
     slack_message,
+    vercel_deployment,
+    vercel_headers,
 )
 
 BUGS = "C0BUGS0001"  # #bugs in the Slack fake
@@ -150,3 +154,119 @@ def test_a_gong_call_is_analysed_and_one_alert_raised(demo_template: Path, tmp_p
         k for k, _ in outbox_rows(data_dir) if k.startswith("health-alert:") and call["metaData"]["id"] in k
     )
     assert list(alerts.values()) == [1], alerts
+
+
+def _state_name(linear: LinearState, issue: dict[str, object]) -> str:
+    return str(next(s["name"] for s in linear.states if s["id"] == issue["state_id"]))
+
+
+def test_a_bug_goes_its_whole_path_assigned_reviewed_merged_and_live_each_step_once(
+    demo_template: Path, tmp_path: Path
+) -> None:
+    slack, linear, gong = SlackState(), LinearState(), GongKey.generate()
+    away = {"id": "user-away", "name": "Ari Away", "email": "ari@example.com", "active": False}
+    linear.users.append(away)
+    with serve(slack_app(slack)) as s_url, serve(linear_app(linear)) as l_url:
+        env = (
+            secrets_env(gong)
+            | section("SLACK", BACKEND="slack", BASE_URL=f"{s_url}/api/", BOT_TOKEN=BOT_TOKEN, **FAST)
+            | section("LINEAR", BACKEND="linear", BASE_URL=f"{l_url}/graphql", API_KEY=API_KEY, TEAM="ENG", **FAST)
+            | {"SOPHIA_BUGS__CHANNELS": '["#bugs"]'}
+            | {"SOPHIA_BUGS__ASSIGNEES": '["ari@example.com", "dana@example.com"]'}
+        )  # fmt: skip
+        with composite(demo_template, tmp_path, **env) as (base, data_dir, http):
+
+            def post(provider: str, body: bytes, headers: dict[str, str]) -> None:
+                answer = http.post(f"{base}/hooks/{provider}", content=body, headers=headers)
+                assert answer.status_code == 200, answer.text
+
+            ts = f"{time.time():.6f}"
+            report = encode(slack_message(BUGS, ts, "bug: owner statements export fails with a 500"))
+            post("slack", report, slack_headers(report))
+            settled(data_dir, 1)
+            [issue] = linear.issues
+            dana = next(u for u in linear.users if u["email"] == "dana@example.com")
+            assert issue["assignee_id"] == dana["id"]  # Ari is away (deactivated in Linear): skipped
+            branch = f"{str(issue['identifier']).lower()}-fix-statements-export"
+
+            opened = encode(github_pull_request("opened", branch))
+            for _ in range(2):  # redelivered by hand: the same X-GitHub-Delivery
+                post("github", opened, github_headers(opened, "gh-delivery-1"))
+            settled(data_dir, 2)
+            assert _state_name(linear, issue) == "In Review"
+            merged = encode(github_pull_request("closed", branch, merged=True))
+            post("github", merged, github_headers(merged, "gh-delivery-2"))
+            settled(data_dir, 3)
+            assert _state_name(linear, issue) == "Done"
+
+            live = encode(vercel_deployment("evt_live1", branch))
+            for _ in range(2):
+                post("vercel", live, vercel_headers(live))
+            preview = encode(vercel_deployment("evt_prev1", branch, target=None))
+            post("vercel", preview, vercel_headers(preview))
+            other = encode(github_pull_request("opened", "eng-999-someone-elses-work", number=7))
+            post("github", other, github_headers(other, "gh-delivery-3"))
+            states = settled(data_dir, 6)
+            # Every delivery again, after the fact: nothing moves back, nothing is said twice.
+            post("github", opened, github_headers(opened, "gh-delivery-1"))
+            post("vercel", live, vercel_headers(live))
+            assert settled(data_dir, 6) == states
+            assert states["gh-delivery-3"] == "ignored"
+    assert _state_name(linear, issue) == "Done"
+    assert [a["url"] for a in linear.attachments] == ["https://github.com/acme/app/pull/42"]
+    bodies = [c["body"] for c in linear.comments if c["issue_id"] == issue["id"]]
+    assert bodies == ["Deployed to production: https://app-evt_live1.vercel.app",
+                      "Preview deployed: https://app-evt_prev1.vercel.app"]  # fmt: skip
+    texts = [m["text"] for m in slack.messages]
+    assert all(m["thread_ts"] == ts for m in slack.messages)
+    assert "assigned to dana@example.com" in texts[0]
+    assert [t.rsplit(" ", 1)[-1] for t in texts[1:3]] == ["Review.", "Done."]
+    assert len(texts) == 4 and "is live: https://app-evt_live1.vercel.app" in texts[3]
+    mutations = [r["query"].split("(")[0] for r in linear.requests if r["query"].startswith("mutation")]
+    assert Counter(mutations) == Counter({
+        "mutation IssueCreate": 1, "mutation IssueUpdate": 2, "mutation AttachmentCreate": 2,
+        "mutation CommentCreate": 2,
+    })  # fmt: skip
+
+
+def test_on_the_local_tracker_bugs_take_turns_and_a_merged_pull_request_and_its_deployment_act_once(
+    demo_template: Path, tmp_path: Path
+) -> None:
+    env = secrets_env(GongKey.generate()) | {
+        "SOPHIA_BUGS__CHANNELS": '["C0LOCAL"]', "SOPHIA_BUGS__ASSIGNEES": '["pat@example.com", "sam@example.com"]',
+    }  # fmt: skip
+    with composite(demo_template, tmp_path, **env) as (base, data_dir, http):
+
+        def post(provider: str, body: bytes, headers: dict[str, str]) -> None:
+            assert http.post(f"{base}/hooks/{provider}", content=body, headers=headers).status_code == 200
+
+        first, second = f"{time.time():.6f}", f"{time.time() + 1:.6f}"
+        for ts, text in ((first, "bug: the rent ledger export fails"), (second, "bug: login page typo")):
+            report = encode(slack_message("C0LOCAL", ts, text))
+            post("slack", report, slack_headers(report))
+        settled(data_dir, 2)
+        with sqlite3.connect(data_dir / "sophia.db") as conn:
+            issues = conn.execute("SELECT id, identifier, assignee FROM tracker_issues ORDER BY identifier").fetchall()
+        by_assignee = {assignee: (issue_id, identifier) for issue_id, identifier, assignee in issues[-2:]}
+        assert set(by_assignee) == {"pat@example.com", "sam@example.com"}  # one each, in turn
+        issue_id, identifier = by_assignee["pat@example.com"]
+        branch = f"{identifier.lower()}-fix-ledger-export"
+        for n, pr in enumerate([github_pull_request("opened", branch),
+                                github_pull_request("closed", branch, merged=True)]):  # fmt: skip
+            body = encode(pr)
+            for _ in range(2):
+                post("github", body, github_headers(body, f"gh-local-{n}"))
+            settled(data_dir, 3 + n)
+        live = encode(vercel_deployment("evt_local", branch))
+        post("vercel", live, vercel_headers(live))
+        post("vercel", live, vercel_headers(live))
+        settled(data_dir, 5)
+        with sqlite3.connect(data_dir / "sophia.db") as conn:
+            state = conn.execute("SELECT state FROM tracker_issues WHERE id = ?", (issue_id,)).fetchone()[0]
+            links = conn.execute("SELECT url FROM tracker_links WHERE issue_id = ?", (issue_id,)).fetchall()
+            comments = conn.execute("SELECT body FROM tracker_comments WHERE issue_id = ?", (issue_id,)).fetchall()
+    assert state == "Done"
+    assert links == [("https://github.com/acme/app/pull/42",)]
+    assert comments == [("Deployed to production: https://app-evt_local.vercel.app",)]
+    said = Counter(key.split(":")[0] for key, _ in outbox_rows(data_dir) if f"C0LOCAL/{first}" in key)
+    assert said == Counter({"bug": 1, "bug-filed": 1, "bug-state": 2, "bug-live": 1})  # the issue, then messages

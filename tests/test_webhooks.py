@@ -21,6 +21,8 @@ from tests.support.webhooks import (
     SLACK_SECRET,
     GongKey,
     encode,
+    github_headers,
+    github_pull_request,
     gong_call,
     gong_headers,
     hooks_server,
@@ -32,6 +34,8 @@ from tests.support.webhooks import (
     secrets_env,
     slack_headers,
     slack_message,
+    vercel_deployment,
+    vercel_headers,
 )
 
 TOKEN = "mcp-bearer-token-for-the-webhook-tests-0123"
@@ -342,6 +346,68 @@ def test_gong_delivering_a_call_three_times_keeps_it_once_and_test_calls_never(h
 # -- the hooks command -----------------------------------------------------------------------------------------
 
 
+# -- GitHub ----------------------------------------------------------------------------------------------------
+
+
+def test_a_github_ping_is_answered_and_nothing_kept(hooks: Hooks) -> None:
+    body = encode({"zen": "Keep it logically awesome.", "hook_id": 1})
+    answer = hooks.post("github", body, github_headers(body, "gh-ping-1", event="ping"))
+    assert answer.status_code == 200 and answer.json()["pong"] == "Keep it logically awesome."
+    assert "gh-ping-1" not in _kept_ids(hooks, "github")
+
+
+def test_a_forged_github_signature_is_refused_and_nothing_kept(hooks: Hooks) -> None:
+    body = encode(github_pull_request("opened", "eng-1-fix"))
+    answer = hooks.post("github", body, github_headers(body, "gh-forged", secret="not-the-webhook-secret"))
+    assert (answer.status_code, answer.text) == (401, "refused: bad X-Hub-Signature-256")
+    unsigned = hooks.post("github", body, {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "gh-forged"})
+    assert unsigned.status_code == 401
+    assert "gh-forged" not in _kept_ids(hooks, "github")
+
+
+def test_a_github_body_changed_after_signing_is_refused(hooks: Hooks) -> None:
+    signed = encode(github_pull_request("opened", "eng-1-fix"))
+    changed = encode(github_pull_request("closed", "eng-1-fix", merged=True))
+    answer = hooks.post("github", changed, github_headers(signed, "gh-tampered"))
+    assert answer.status_code == 401
+    assert "gh-tampered" not in _kept_ids(hooks, "github")
+
+
+def test_a_replayed_github_delivery_is_kept_once_as_more_deliveries(hooks: Hooks) -> None:
+    # GitHub signs no time, so a stale request is a replay of a delivery: the same X-GitHub-Delivery, kept once.
+    body = encode(github_pull_request("opened", "eng-1-fix"))
+    for _ in range(3):
+        assert hooks.post("github", body, github_headers(body, "gh-replayed")).status_code == 200
+    assert _kept_ids(hooks, "github")["gh-replayed"] == 3
+    [event] = [k for k in kept(hooks.data_dir, "github") if k.event_id == "gh-replayed"]
+    assert event.kind == "github.pull_request"
+
+
+# -- Vercel ----------------------------------------------------------------------------------------------------
+
+
+def test_a_forged_vercel_signature_is_refused_and_nothing_kept(hooks: Hooks) -> None:
+    body = encode(vercel_deployment("evt_forged", "eng-1-fix"))
+    answer = hooks.post("vercel", body, vercel_headers(body, secret="not-the-webhook-secret"))
+    assert (answer.status_code, answer.text) == (401, "refused: bad x-vercel-signature")
+    assert hooks.post("vercel", body, {"Content-Type": "application/json"}).status_code == 401
+    assert "evt_forged" not in _kept_ids(hooks, "vercel")
+
+
+def test_a_vercel_body_changed_after_signing_is_refused(hooks: Hooks) -> None:
+    signed = encode(vercel_deployment("evt_tampered", "eng-1-fix", target=None))
+    changed = encode(vercel_deployment("evt_tampered", "eng-1-fix", target="production"))
+    assert hooks.post("vercel", changed, vercel_headers(signed)).status_code == 401
+    assert "evt_tampered" not in _kept_ids(hooks, "vercel")
+
+
+def test_a_replayed_vercel_event_is_kept_once_as_more_deliveries(hooks: Hooks) -> None:
+    body = encode(vercel_deployment("evt_replayed", "eng-1-fix"))
+    for _ in range(3):
+        assert hooks.post("vercel", body, vercel_headers(body)).status_code == 200
+    assert _kept_ids(hooks, "vercel")["evt_replayed"] == 3
+
+
 def test_hooks_serves_the_receivers_alone_and_a_provider_without_its_secret_is_not_configured(data_dir: Path) -> None:
     output: list[str] = []
     with hooks_server(data_dir, output=output, SOPHIA_SLACK__SIGNING_SECRET=SLACK_SECRET) as (base, _):
@@ -350,12 +416,20 @@ def test_hooks_serves_the_receivers_alone_and_a_provider_without_its_secret_is_n
             body = encode(slack_message("C0BUGS", ts))
             kept_now = http.post(f"{base}/hooks/slack", content=body, headers=slack_headers(body))
             missing = http.post(f"{base}/hooks/hubspot", content=b"[]")
+            github = http.post(f"{base}/hooks/github", content=b"{}")
+            vercel = http.post(f"{base}/hooks/vercel", content=b"{}")
             mcp = http.post(f"{base}/mcp", json={})
     assert kept_now.status_code == 200, kept_now.text
     assert (missing.status_code, missing.text) == (
         404, "not configured: set SOPHIA_HUBSPOT__WEBHOOK_SECRET to receive hubspot webhooks"
     )  # fmt: skip
     assert mcp.status_code == 404
+    assert (github.status_code, github.text) == (
+        404, "not configured: set SOPHIA_GITHUB__WEBHOOK_SECRET to receive github webhooks"
+    )  # fmt: skip
+    assert (vercel.status_code, vercel.text) == (
+        404, "not configured: set SOPHIA_VERCEL__WEBHOOK_SECRET to receive vercel webhooks"
+    )  # fmt: skip
     assert f"C0BUGS/{ts}" in {k.event_id for k in kept(data_dir, "slack")}
     assert output[0].startswith(f"sophia-mcp: hooks serving webhooks at {base}/hooks/... (webhooks from slack")
 

@@ -8,8 +8,10 @@ its description, so a create whose answer was lost is found by searching for the
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -35,7 +37,7 @@ LABELS = """query Labels($teamId: ID) {
   issueLabels(first: 250, filter: { team: { id: { eq: $teamId } } }) { nodes { id name } }
 }"""
 STATES = """query States($teamId: ID) {
-  workflowStates(first: 250, filter: { team: { id: { eq: $teamId } } }) { nodes { id name } }
+  workflowStates(first: 250, filter: { team: { id: { eq: $teamId } } }) { nodes { id name type } }
 }"""
 GET = f"query Issue($id: String!) {{ issue(id: $id) {{ {ISSUE} }} }}"
 SEARCH = f"""query Issues($filter: IssueFilter, $first: Int, $after: String) {{
@@ -48,6 +50,20 @@ CREATE = f"""mutation IssueCreate($input: IssueCreateInput!) {{
 UPDATE = f"""mutation IssueUpdate($id: String!, $input: IssueUpdateInput!) {{
   issueUpdate(id: $id, input: $input) {{ success issue {{ {ISSUE} }} }}
 }}"""
+
+ATTACH = """mutation AttachmentCreate($input: AttachmentCreateInput!) {
+  attachmentCreate(input: $input) { success }
+}"""
+COMMENT = """mutation CommentCreate($input: CommentCreateInput!) {
+  commentCreate(input: $input) { success }
+}"""
+COMMENT_BY_ID = "query Comment($id: String!) { comment(id: $id) { id } }"
+
+
+def comment_id(key: str) -> str:
+    """The id a keyed comment is created with (Linear takes a client-given UUID v4): the same key, the same id,
+    so a comment whose answer was lost is found, not made twice."""
+    return str(uuid.UUID(bytes=hashlib.sha256(key.encode()).digest()[:16], version=4))
 
 
 def key_footer(key: str) -> str:
@@ -250,3 +266,39 @@ class LinearTracker:
         if not answer.get("success") or not answer.get("issue"):
             raise InvalidInput(f"Linear did not update {current.identifier}")
         return _issue(answer["issue"])
+
+    # -- the bug's path ---------------------------------------------------------------------------------
+
+    async def states(self, issue_id: str) -> list[tuple[str, str]]:
+        current = await self.get(issue_id)
+        team = await self._team(current.team_key)
+        nodes = (await self._graphql(STATES, {"teamId": team.id}))["workflowStates"]["nodes"]
+        return [(str(n["name"]), str(n.get("type") or "")) for n in nodes]
+
+    async def link(self, issue_id: str, url: str, title: str) -> None:
+        # Linear keeps one attachment per URL on an issue: the same URL again updates it.
+        current = await self.get(issue_id)
+        answer = await self._graphql(ATTACH, {"input": {"issueId": current.id, "url": url, "title": title}})
+        if not answer["attachmentCreate"].get("success"):
+            raise InvalidInput(f"Linear did not link {url} on {current.identifier}")
+
+    async def comment(self, issue_id: str, body: str, key: str) -> bool:
+        current = await self.get(issue_id)
+        wanted = comment_id(key)
+        try:
+            answer = await self._graphql(COMMENT, {"input": {"id": wanted, "issueId": current.id, "body": body}})
+        except InvalidInput as refused:
+            # Refused because a comment has this id already (an earlier attempt's), or for a reason of its own.
+            try:
+                await self._graphql(COMMENT_BY_ID, {"id": wanted})
+            except NotFound:
+                raise refused from None
+            return False
+        if not answer["commentCreate"].get("success"):
+            raise InvalidInput(f"Linear did not comment on {current.identifier}")
+        return True
+
+    async def available(self, people: list[str]) -> list[str]:
+        users = (await self._graphql(USERS))["users"]["nodes"]
+        active = {str(u.get(f, "")).casefold() for u in users if u.get("active", True) for f in ("email", "name")}
+        return [p for p in people if p.strip().casefold() in active]

@@ -1,8 +1,9 @@
 """Events from outside (a provider's webhook, or a polling connector), as the inbox keeps them.
 
 An event is identified by its source and the id the source gives it (Slack's `event_id`, HubSpot's `eventId`,
-Linear's delivery, a Gong call's id, a file's path and content hash), so the same event received twice (a retry,
-a replay, a webhook and a poll that saw the same call) is kept once and acted on once.
+Linear's delivery, a Gong call's id, GitHub's `X-GitHub-Delivery`, Vercel's event `id`, a file's path and content
+hash), so the same event received twice (a retry, a replay, a webhook and a poll that saw the same call) is kept
+once and acted on once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import Field
 from sophia_mcp.domain.model import Model
 
 InboxStatus = Literal["pending", "working", "done", "ignored", "dead"]
-Source = Literal["slack", "hubspot", "linear", "gong", "folder"]
+Source = Literal["slack", "hubspot", "linear", "gong", "folder", "github", "vercel"]
 Via = Literal["webhook", "poll"]
 
 
@@ -24,7 +25,7 @@ Via = Literal["webhook", "poll"]
 class Incoming:
     """An event as received, before the inbox keeps it. `kind` names the action that handles it
     (`workflows.event_actions.ACTIONS`): `slack.message`, `hubspot.contact`, `linear.issue`, `gong.call`,
-    `folder.file`."""
+    `folder.file`, `github.pull_request`, `vercel.deployment`."""
 
     source: Source
     event_id: str

@@ -1,8 +1,10 @@
-"""Webhook receivers: `POST /hooks/slack`, `/hooks/hubspot`, `/hooks/linear` and `/hooks/gong`.
+"""Webhook receivers: `POST /hooks/slack`, `/hooks/hubspot`, `/hooks/linear`, `/hooks/gong`, `/hooks/github` and
+`/hooks/vercel`.
 
 Each request is checked against its provider's signature over the raw body bytes, before anything parses them
 (../shared/apis/webhooks.md): Slack's v0 HMAC and HubSpot's v3 HMAC with a five-minute timestamp window, Linear's
-HMAC of the body with its `webhookTimestamp` within a minute, Gong's RS256 JWT (expiry, URL, body hash). A refused
+HMAC of the body with its `webhookTimestamp` within a minute, Gong's RS256 JWT (expiry, URL, body hash), GitHub's
+HMAC-SHA256 and Vercel's HMAC-SHA1 of the body (neither signs a time: a replay is the same delivery id). A refused
 request is answered 401 with a short reason and nothing is kept; a provider whose secret is not set is a 404.
 
 A verified request becomes `Incoming` events (only those an action exists for), kept by one `Inbox.record` call,
@@ -38,13 +40,15 @@ from sophia_mcp.workflows.events import InboxWorker
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = ("slack", "hubspot", "linear", "gong")
+PROVIDERS = ("slack", "hubspot", "linear", "gong", "github", "vercel")
 # Each provider's secret, as the setting that holds it is named.
 SETTING = {
     "slack": "SOPHIA_SLACK__SIGNING_SECRET",
     "hubspot": "SOPHIA_HUBSPOT__WEBHOOK_SECRET",
     "linear": "SOPHIA_LINEAR__WEBHOOK_SECRET",
     "gong": "SOPHIA_GONG__WEBHOOK_PUBLIC_KEY",
+    "github": "SOPHIA_GITHUB__WEBHOOK_SECRET",
+    "vercel": "SOPHIA_VERCEL__WEBHOOK_SECRET",
 }
 # How far a signed timestamp may be from now: Slack and HubSpot say five minutes, Linear one.
 WINDOW_S = 300.0
@@ -79,6 +83,8 @@ def configured(settings: Settings) -> dict[str, bool]:
         "hubspot": _secret(settings.hubspot.webhook_secret) is not None,
         "linear": _secret(settings.linear.webhook_secret) is not None,
         "gong": bool(gong_key and gong_key.strip()),
+        "github": _secret(settings.github.webhook_secret) is not None,
+        "vercel": _secret(settings.vercel.webhook_secret) is not None,
     }
 
 
@@ -153,6 +159,21 @@ def verify_gong(public_key: str, headers: Mapping[str, str], body: bytes, url: s
         raise Refused("the JWT was signed for another URL (webhook_url)")
 
 
+def verify_github(secret: bytes, headers: Mapping[str, str], body: bytes) -> None:
+    """GitHub's signature: `sha256=` + hex HMAC-SHA256 of the body. GitHub signs no timestamp: a replay is the
+    same `X-GitHub-Delivery`, which the inbox keeps once and acts on once."""
+    expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(headers.get("x-hub-signature-256", "").encode(), expected.encode()):
+        raise Refused("bad X-Hub-Signature-256")
+
+
+def verify_vercel(secret: bytes, headers: Mapping[str, str], body: bytes) -> None:
+    """Vercel's signature: hex HMAC-SHA1 of the body. A replay is the same event `id`, kept and acted on once."""
+    expected = hmac.new(secret, body, hashlib.sha1).hexdigest()
+    if not hmac.compare_digest(headers.get("x-vercel-signature", "").encode(), expected.encode()):
+        raise Refused("bad x-vercel-signature")
+
+
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
@@ -210,6 +231,26 @@ def gong_events(body: dict[str, Any]) -> list[Incoming]:
     return [Incoming("gong", f"call:{meta['id']}", "gong.call", call)]
 
 
+def github_events(event: str, delivery: str | None, body: dict[str, Any]) -> list[Incoming]:
+    """A `pull_request` delivery, by its `X-GitHub-Delivery`; other events are not kept."""
+    if event != "pull_request":
+        return []
+    if not delivery:
+        raise Malformed("missing X-GitHub-Delivery")
+    if not isinstance(body.get("pull_request"), dict):
+        raise Malformed("a pull_request event without its pull_request")
+    return [Incoming("github", delivery, "github.pull_request", body)]
+
+
+def vercel_events(body: dict[str, Any]) -> list[Incoming]:
+    """A `deployment.*` event, by its `id`; other events are not kept."""
+    if not str(body.get("type") or "").startswith("deployment."):
+        return []
+    if not body.get("id"):
+        raise Malformed("the event has no id")
+    return [Incoming("vercel", str(body["id"]), "vercel.deployment", body)]
+
+
 class Receivers:
     """The four receivers over one inbox, and the worker that processes what they keep while they serve.
 
@@ -237,6 +278,7 @@ class Receivers:
     def routes(self) -> list[Route]:
         handlers: dict[str, Callable[[Request, bytes], Awaitable[Response | list[Incoming]]]] = {
             "slack": self._slack, "hubspot": self._hubspot, "linear": self._linear, "gong": self._gong,
+            "github": self._github, "vercel": self._vercel,
         }  # fmt: skip
         return [
             Route(f"/hooks/{name}", self._endpoint(name, handler), methods=["POST"])
@@ -312,6 +354,22 @@ class Receivers:
         assert key is not None
         verify_gong(key.strip(), request.headers, body, self.url(request), self.clock())
         return gong_events(_object(body))
+
+    async def _github(self, request: Request, body: bytes) -> Response | list[Incoming]:
+        secret = _secret(self.settings.github.webhook_secret)
+        assert secret is not None
+        verify_github(secret, request.headers, body)
+        parsed = _object(body)
+        event = request.headers.get("x-github-event", "")
+        if event == "ping":
+            return JSONResponse({"ok": True, "pong": parsed.get("zen") or "ping"})
+        return github_events(event, request.headers.get("x-github-delivery"), parsed)
+
+    async def _vercel(self, request: Request, body: bytes) -> list[Incoming]:
+        secret = _secret(self.settings.vercel.webhook_secret)
+        assert secret is not None
+        verify_vercel(secret, request.headers, body)
+        return vercel_events(_object(body))
 
     @asynccontextmanager
     async def working(self) -> AsyncIterator[None]:

@@ -34,3 +34,21 @@ class IssueTracker(Protocol):
     async def search(self, query: IssueQuery) -> IssuePage: ...
 
     async def update(self, issue_id: str, changes: IssueChanges) -> Issue: ...
+
+    async def states(self, issue_id: str) -> list[tuple[str, str]]:
+        """The states the issue's team has, as (name, type): type is Linear's (backlog, unstarted, started,
+        completed, canceled)."""
+        ...
+
+    async def link(self, issue_id: str, url: str, title: str) -> None:
+        """Link `url` on the issue (Linear's attachment); linking the same URL again changes nothing."""
+        ...
+
+    async def comment(self, issue_id: str, body: str, key: str) -> bool:
+        """Comment on the issue once per `key`: False if a comment with the key was made before."""
+        ...
+
+    async def available(self, people: list[str]) -> list[str]:
+        """Those of `people` (emails or names) who can be given work now, in their order: the tracker's members
+        that are active (a deactivated Linear member is away)."""
+        ...

@@ -94,3 +94,40 @@ class BugReports:
         transaction: two processes seeing the same change count it once, and a process that dies after it leaves
         the message to the outbox's delivery, never lost."""
         return await self.store.run(self._take_transition, issue_id, state, when, announce)
+
+    def _assign(self, key: str, people: list[str], available: set[str]) -> str | None:
+        with self.store.transaction() as conn:
+            row = conn.execute("SELECT assignee FROM bug_assignments WHERE issue_key = ?", (key,)).fetchone()
+            if row is not None:
+                return str(row["assignee"]) if row["assignee"] else None
+            chosen = None
+            if available:
+                # One atomic step of the turn (two processes never take the same one), then the first one
+                # available from there on.
+                turn = conn.execute(
+                    """
+                    INSERT INTO bug_rotation (name, turn) VALUES (?, 1) ON CONFLICT (name) DO UPDATE
+                    SET turn = bug_rotation.turn + 1 RETURNING turn
+                    """,
+                    ("\n".join(people),),
+                ).fetchone()[0]
+                start = int(turn) - 1
+                chosen = next(p for i in range(len(people)) if (p := people[(start + i) % len(people)]) in available)
+            conn.execute(
+                "INSERT INTO bug_assignments (issue_key, assignee, created_at) VALUES (?, ?, ?)",
+                (key, chosen, iso(utcnow())),
+            )
+            return chosen
+
+    async def assign(self, key: str, people: list[str], available: set[str]) -> str | None:
+        """Who the report `key` goes to: the one chosen for it before, else the next of the rotation `people`
+        whose turn it is, skipping those not `available` (the turn is kept in the store, per rotation, so
+        processes share it and a restart keeps it); None (the team's triage) when no one is available."""
+        return await self.store.run(self._assign, key, people, available)
+
+    async def assignee(self, key: str) -> str | None:
+        """Who the report `key` was assigned to, if anyone."""
+        row = await self.store.read(
+            self.store.query_one, "SELECT assignee FROM bug_assignments WHERE issue_key = ?", (key,)
+        )
+        return str(row["assignee"]) if row and row["assignee"] else None

@@ -524,6 +524,34 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, id);
     """,
+    # The bug's path: whose turn it is in the assignees' rotation (shared by processes, kept across restarts), who
+    # each report went to, the steps taken for it once (a comment, a message), and the local tracker's links and
+    # comments.
+    """
+    CREATE TABLE IF NOT EXISTS bug_rotation (
+        name TEXT PRIMARY KEY,
+        turn INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS bug_assignments (
+        issue_key TEXT PRIMARY KEY,
+        assignee TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS tracker_links (
+        issue_id TEXT NOT NULL,
+        url TEXT NOT NULL,
+        title TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (issue_id, url)
+    );
+    CREATE TABLE IF NOT EXISTS tracker_comments (
+        key TEXT PRIMARY KEY,
+        issue_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS tracker_comments_issue ON tracker_comments (issue_id, created_at);
+    """,
 ]
 
 

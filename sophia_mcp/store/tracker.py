@@ -18,6 +18,9 @@ from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.store.database import Store
 
 STATES = ("Backlog", "Todo", "In Progress", "In Review", "Done", "Canceled")
+# Each state's type, as Linear types its states.
+STATE_TYPES = {"Backlog": "backlog", "Todo": "unstarted", "In Progress": "started", "In Review": "started",
+               "Done": "completed", "Canceled": "canceled"}  # fmt: skip
 NEW_STATE = "Todo"
 
 ISSUE_COLUMNS = "i.*, t.key AS team_key"
@@ -252,3 +255,55 @@ class LocalTracker:
 
     async def update(self, issue_id: str, changes: IssueChanges) -> Issue:
         return await self.store.run(self._update, issue_id, changes)
+
+    # -- the bug's path: states, links, comments ----------------------------------------------------------
+
+    async def states(self, issue_id: str) -> list[tuple[str, str]]:
+        await self.get(issue_id)
+        return [(name, STATE_TYPES[name]) for name in STATES]
+
+    def _link(self, issue_id: str, url: str, title: str) -> None:
+        with self.store.transaction() as conn:
+            issue = self._get(conn, issue_id)
+            conn.execute(
+                """
+                INSERT INTO tracker_links (issue_id, url, title, created_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (issue_id, url) DO UPDATE SET title = excluded.title
+                """,
+                (issue.id, url, title, iso(utcnow())),
+            )
+
+    async def link(self, issue_id: str, url: str, title: str) -> None:
+        await self.store.run(self._link, issue_id, url, title)
+
+    def _comment(self, issue_id: str, body: str, key: str) -> bool:
+        with self.store.transaction() as conn:
+            issue = self._get(conn, issue_id)
+            row = conn.execute(
+                """
+                INSERT INTO tracker_comments (key, issue_id, body, created_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (key) DO NOTHING RETURNING key
+                """,
+                (key, issue.id, body, iso(utcnow())),
+            ).fetchone()
+            return row is not None
+
+    async def comment(self, issue_id: str, body: str, key: str) -> bool:
+        return await self.store.run(self._comment, issue_id, body, key)
+
+    def _extras(self, issue_id: str) -> tuple[list[tuple[str, str]], list[str]]:
+        links = self.store.query("SELECT url, title FROM tracker_links WHERE issue_id = ? ORDER BY created_at",
+                                 (issue_id,))  # fmt: skip
+        comments = self.store.query(
+            "SELECT body FROM tracker_comments WHERE issue_id = ? ORDER BY created_at, key", (issue_id,)
+        )
+        return [(r["url"], r["title"]) for r in links], [r["body"] for r in comments]
+
+    async def extras(self, issue_id: str) -> tuple[list[tuple[str, str]], list[str]]:
+        """The issue's links (url, title) and comments, oldest first."""
+        issue = await self.get(issue_id)
+        return await self.store.run(self._extras, issue.id)
+
+    async def available(self, people: list[str]) -> list[str]:
+        # The local tracker has no members to deactivate: everyone named can take work.
+        return list(people)

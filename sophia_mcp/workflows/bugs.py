@@ -17,11 +17,11 @@ from pydantic import Field
 
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.bugs import BugReport
-from sophia_mcp.domain.issues import Issue, IssueDraft
+from sophia_mcp.domain.issues import Issue, IssueChanges, IssueDraft
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Alert
 from sophia_mcp.domain.times import utcnow
-from sophia_mcp.errors import InvalidInput
+from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
 from sophia_mcp.workflows.delivery import deliver
 from sophia_mcp.workflows.issues import default_team
 from sophia_mcp.workflows.runs import start_run
@@ -104,10 +104,26 @@ async def report_bug(
         key = slack_report_key(channel, thread_ts)
     else:
         key = "bug:" + hashlib.sha256(f"{reporter}\n{text.strip()}".encode()).hexdigest()[:20]
+    draft = draft.model_copy(update={"assignee": await assign(services, key)})
     async with start_run(services.runs, "report_bug", key, {"reporter": reporter, "channel": channel}) as run:
         result = await _file(services, key, draft, reporter, channel)
         run.output = {"status": result.status, "issue": result.issue.identifier if result.issue else None}
     return result
+
+
+async def assign(services: Services, key: str) -> str | None:
+    """Who the report `key` goes to: the next in `SOPHIA_BUGS__ASSIGNEES` whose turn it is, skipping anyone the
+    tracker says cannot take work (a deactivated Linear member); None, for the team's triage, when none is set or
+    none can. The same report asks again and gets the same answer."""
+    people = [p.strip() for p in services.settings.bugs.assignees if p.strip()]
+    if not people:
+        return None
+    try:
+        available = set(await services.tracker.available(people))
+    except SophiaError:
+        # The tracker cannot say now (it may be down): everyone named is taken as available.
+        available = set(people)
+    return await services.bug_reports.assign(key, people, available)
 
 
 async def _file(services: Services, key: str, draft: IssueDraft, reporter: str, channel: str) -> BugReportResult:
@@ -145,11 +161,12 @@ async def _send(services: Services, alert: Alert) -> str:
 async def _told_filed(services: Services, key: str, channel: str, reporter: str, issue: Issue) -> str:
     await services.bug_reports.filed(key, issue.id, issue.state)
     where = f" ({issue.url})" if issue.url else ""
+    who = f"assigned to {issue.assignee}" if issue.assignee else "left to the team's triage"
     alert = _ack(
         f"bug-filed:{key}", key, channel,
         f"Thanks {reporter}: filed as {issue.identifier} \"{issue.title}\"{where}, priority "
-        f"{issue.priority}, state {issue.state}. This {'thread' if report_thread(key) else 'channel'} hears when "
-        "its state changes.",
+        f"{issue.priority}, state {issue.state}, {who}. This {'thread' if report_thread(key) else 'channel'} hears "
+        "when its state changes.",
         f"Bug filed as {issue.identifier}",
     )  # fmt: skip
     return await _send(services, alert)
@@ -201,3 +218,72 @@ async def _check_reports(services: Services) -> dict[str, Any]:
             continue
         changed += await notify_state(services, await services.tracker.get(report.issue_id))
     return {"reports": len(reports), "filed": filed, "state_changes": changed}
+
+
+# -- the fix's path: pull requests and deployments ---------------------------------------------------------
+
+# An issue identifier as Linear links it: `ENG-123`; in a branch name in any case (`eng-123-fix-escrow`).
+IDENTIFIER = re.compile(r"(?<![A-Za-z0-9])([A-Z][A-Z0-9]{0,9}-[0-9]{1,9})(?![0-9])")
+BRANCH_IDENTIFIER = re.compile(r"(?<![A-Za-z0-9])([A-Za-z][A-Za-z0-9]{0,9}-[0-9]{1,9})(?![0-9])")
+# (state names wanted, most wanted first; the type standing in when the team has none of them).
+Wanted = tuple[tuple[str, ...], str]
+IN_REVIEW: Wanted = (("In Review",), "started")
+IN_PROGRESS: Wanted = (("In Progress",), "started")
+MERGED: Wanted = (("Merged", "Done"), "completed")
+FINISHED_TYPES = ("completed", "canceled")
+
+
+def named_identifiers(branch: str, *texts: str) -> list[str]:
+    """The issue identifiers a branch name (in any case) and texts (as Linear writes them) name, in order."""
+    found = [m.upper() for m in BRANCH_IDENTIFIER.findall(branch or "")]
+    for text in texts:
+        found += IDENTIFIER.findall(text or "")
+    return list(dict.fromkeys(found))
+
+
+async def bug_issue(services: Services, identifiers: list[str]) -> tuple[BugReport, Issue] | None:
+    """The first of `identifiers` that is the issue of a bug report, with its report."""
+    reports = {r.issue_id: r for r in await services.bug_reports.all() if r.issue_id}
+    for identifier in identifiers:
+        try:
+            issue = await services.tracker.get(identifier)
+        except NotFound:
+            continue
+        if issue.id in reports:
+            return reports[issue.id], issue
+    return None
+
+
+def pick_state(states: list[tuple[str, str]], wanted: Wanted) -> str | None:
+    """The team's state for `wanted`: one of its names, else the first state of its type; None if neither."""
+    names, kind = wanted
+    by_name = {name.casefold(): name for name, _ in states}
+    for name in names:
+        if name.casefold() in by_name:
+            return by_name[name.casefold()]
+    return next((name for name, type_ in states if type_ == kind), None)
+
+
+async def move_issue(services: Services, issue: Issue, wanted: Wanted, reopen: bool) -> Issue:
+    """Move the issue to the team's state for `wanted` (an issue already finished stays so unless `reopen`), and
+    tell its report's thread of the change once."""
+    states = await services.tracker.states(issue.id)
+    target = pick_state(states, wanted)
+    current_type = next((t for n, t in states if n.casefold() == issue.state.casefold()), "")
+    if target is None or target.casefold() == issue.state.casefold():
+        return issue
+    if current_type in FINISHED_TYPES and not reopen:
+        return issue
+    moved = await services.tracker.update(issue.id, IssueChanges(state=target))
+    await notify_state(services, moved)
+    return moved
+
+
+async def told_live(services: Services, report: BugReport, issue: Issue, url: str) -> str:
+    """Tell the report's thread that the fix is live, once per report."""
+    alert = _ack(
+        f"bug-live:{report.issue_key}", report.issue_key, report.channel,
+        f"The fix for {issue.identifier} \"{issue.title}\" (reported by {report.reporter}) is live: {url}",
+        f"{issue.identifier}: the fix is live",
+    )  # fmt: skip
+    return await _send(services, alert)

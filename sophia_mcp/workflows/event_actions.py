@@ -8,6 +8,11 @@
   issue's link replied in its thread.
 - `linear.issue`: a state change of a bug report's issue is told to the reporter's channel (in the report's
   thread when it came from Slack), once per state whether the webhook or the `bug-status` poll sees it first.
+- `github.pull_request`: a pull request naming a bug's issue (branch, title, body) moves it (opened or ready for
+  review: In Review; merged: Merged or Done; closed unmerged: In Progress) and is linked on it.
+- `vercel.deployment`: a deployment naming a bug's issue (commit ref, message): production succeeded comments its
+  URL and tells the report's thread the fix is live; an error tells the assignee (a comment naming them); a
+  preview is noted on the issue only.
 
 An action is idempotent (its side effects carry keys derived from the event's subject: the call, the contact, the
 message, the issue and its state), so an event processed again after a worker died half-way does nothing twice. It
@@ -26,7 +31,17 @@ from sophia_mcp.app.services import Services
 from sophia_mcp.domain.inbox import InboxEvent
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput, NotFound, ServiceUnavailable
-from sophia_mcp.workflows.bugs import notify_state, report_bug
+from sophia_mcp.workflows.bugs import (
+    IN_PROGRESS,
+    IN_REVIEW,
+    MERGED,
+    bug_issue,
+    move_issue,
+    named_identifiers,
+    notify_state,
+    report_bug,
+    told_live,
+)
 from sophia_mcp.workflows.call_health import analyze_call
 from sophia_mcp.workflows.call_import import import_gong_bodies
 from sophia_mcp.workflows.enrichment import ENRICHED_FIELDS, enrich_one
@@ -241,10 +256,83 @@ async def linear_issue(services: Services, event: InboxEvent) -> dict[str, Any]:
     return {"issue": issue.identifier, "state": issue.state, "told": True}
 
 
+# -- github.pull_request -----------------------------------------------------------------------------
+
+
+async def github_pull_request(services: Services, event: InboxEvent) -> dict[str, Any]:
+    """Move the bug's issue a pull request names, by what happened to the pull request, and link it on the issue.
+    Only states the team has are used; an issue already finished is not moved back by a late `opened`."""
+    body = event.payload
+    action = str(body.get("action") or "")
+    pr = body.get("pull_request") or {}
+    merged = bool(pr.get("merged"))
+    if action in ("opened", "ready_for_review", "reopened"):
+        wanted = IN_PROGRESS if pr.get("draft") else IN_REVIEW
+    elif action == "closed":
+        wanted = MERGED if merged else IN_PROGRESS
+    else:
+        raise Ignored(f"a pull request's {action or 'event'}: only opened, ready_for_review, reopened, closed move")
+    head = pr.get("head") or {}
+    named = named_identifiers(str(head.get("ref") or ""), str(pr.get("title") or ""), str(pr.get("body") or ""))
+    if not named:
+        raise Ignored("the pull request names no issue (in its branch, title or body)")
+    found = await bug_issue(services, named)
+    if found is None:
+        raise Ignored(f"{', '.join(named)}: no issue this project opened from a bug report")
+    _, issue = found
+    url = str(pr.get("html_url") or "")
+    if url:
+        await services.tracker.link(issue.id, url, f"PR #{pr.get('number')}: {pr.get('title') or ''}".strip())
+    moved = await move_issue(services, issue, wanted, reopen=action == "reopened")
+    return {"issue": issue.identifier, "action": "merged" if merged else action, "state": moved.state,
+            "moved": moved.state != issue.state, "linked": url or None}  # fmt: skip
+
+
+# -- vercel.deployment --------------------------------------------------------------------------------
+
+
+async def vercel_deployment(services: Services, event: InboxEvent) -> dict[str, Any]:
+    """Note a deployment on the bug's issue its commit names (once per deployment); a production success also
+    tells the report's thread that the fix is live (once per report), and an error tells the assignee."""
+    body = event.payload
+    kind = str(body.get("type") or "")
+    if kind not in ("deployment.succeeded", "deployment.error"):
+        raise Ignored(f"a {kind or 'nameless'} event: only deployment.succeeded and deployment.error are acted on")
+    payload = body.get("payload") or {}
+    deployment = payload.get("deployment") or {}
+    meta = deployment.get("meta") or {}
+    named = named_identifiers(str(meta.get("githubCommitRef") or ""), str(meta.get("githubCommitMessage") or ""))
+    if not named:
+        raise Ignored("the deployment's commit names no issue (its branch or message)")
+    found = await bug_issue(services, named)
+    if found is None:
+        raise Ignored(f"{', '.join(named)}: no issue this project opened from a bug report")
+    report, issue = found
+    raw_url = str(deployment.get("url") or payload.get("url") or "")
+    url = raw_url if raw_url.startswith("http") or not raw_url else f"https://{raw_url}"
+    production = payload.get("target") == "production"
+    key = f"vercel:{deployment.get('id') or body.get('id')}:{kind}:{issue.id}"
+    live = None
+    if kind == "deployment.error":
+        who = f"@{issue.assignee}: " if issue.assignee else ""
+        text = f"{who}the {'production' if production else 'preview'} deployment failed: {url}"
+    elif production:
+        text = f"Deployed to production: {url}"
+    else:
+        text = f"Preview deployed: {url}"
+    commented = await services.tracker.comment(issue.id, text, key)
+    if kind == "deployment.succeeded" and production:
+        live = await told_live(services, report, issue, url)
+    return {"issue": issue.identifier, "type": kind, "production": production, "url": url,
+            "commented": commented, "live": live}  # fmt: skip
+
+
 ACTIONS: dict[str, Action] = {
     "gong.call": gong_call,
     "hubspot.contact": hubspot_contact,
     "slack.message": slack_message,
     "linear.issue": linear_issue,
     "folder.file": apply_folder_file,
+    "github.pull_request": github_pull_request,
+    "vercel.deployment": vercel_deployment,
 }

@@ -41,12 +41,22 @@ SCHEMA = build_schema(
       issue(id: String!): Issue!
       issues(filter: IssueFilter, first: Int, after: String): IssueConnection!
       searchIssues(term: String!, first: Int, after: String): IssueSearchPayload!
+      comment(id: String!): Comment!
     }
 
     type Mutation {
       issueCreate(input: IssueCreateInput!): IssuePayload!
       issueUpdate(id: String!, input: IssueUpdateInput!): IssuePayload!
+      attachmentCreate(input: AttachmentCreateInput!): AttachmentPayload!
+      commentCreate(input: CommentCreateInput!): CommentPayload!
     }
+
+    type Attachment { id: ID! url: String! title: String! }
+    type AttachmentPayload { success: Boolean! attachment: Attachment }
+    type Comment { id: ID! body: String! }
+    type CommentPayload { success: Boolean! comment: Comment }
+    input AttachmentCreateInput { id: String title: String! subtitle: String url: String! issueId: String! }
+    input CommentCreateInput { id: String body: String issueId: String parentId: String }
 
     type PageInfo { hasNextPage: Boolean! endCursor: String }
     type Team { id: ID! key: String! name: String! }
@@ -87,8 +97,8 @@ SCHEMA = build_schema(
     """
 )
 
-STATE_NAMES = [("Backlog", "backlog"), ("Todo", "unstarted"), ("In Progress", "started"), ("Done", "completed"),
-               ("Canceled", "canceled")]  # fmt: skip
+STATE_NAMES = [("Backlog", "backlog"), ("Todo", "unstarted"), ("In Progress", "started"), ("In Review", "started"),
+               ("Done", "completed"), ("Canceled", "canceled")]  # fmt: skip
 
 
 def _now() -> str:
@@ -106,6 +116,8 @@ class LinearState:
     labels: list[dict[str, Any]] = field(default_factory=list)  # each with a team_id
     states: list[dict[str, Any]] = field(default_factory=list)  # each with a team_id
     issues: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # each with its issue_id
+    comments: list[dict[str, Any]] = field(default_factory=list)  # each with its issue_id
     faults: list[str] = field(default_factory=list)
     slow_seconds: float = 3.0
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -283,6 +295,36 @@ class Root:
             issue[renames.get(name, name)] = value if name != "labelIds" else (value or [])
         issue["updatedAt"] = _now()
         return {"success": True, "issue": self._view(issue)}
+
+    def comment(self, info: Any, id: str) -> dict[str, Any]:
+        found = next((c for c in self.state.comments if c["id"] == id), None)
+        if found is None:
+            raise _error("ENTITY_NOT_FOUND", f"Could not find referenced Comment: {id}")
+        return found
+
+    def attachmentCreate(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        # Linear keeps one attachment per URL on an issue: creating it again updates it.
+        issue = self._find(input["issueId"])
+        with self.state._lock:
+            found = next((a for a in self.state.attachments
+                          if a["issue_id"] == issue["id"] and a["url"] == input["url"]), None)  # fmt: skip
+            if found is None:
+                found = {"id": input.get("id") or str(uuid.uuid4()), "issue_id": issue["id"], "url": input["url"]}
+                self.state.attachments.append(found)
+            found["title"] = input["title"]
+        return {"success": True, "attachment": found}
+
+    def commentCreate(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        if not input.get("issueId"):
+            raise _error("INVALID_INPUT", "issueId is required")
+        issue = self._find(input["issueId"])
+        with self.state._lock:
+            wanted = input.get("id") or str(uuid.uuid4())
+            if any(c["id"] == wanted for c in self.state.comments):
+                raise _error("INVALID_INPUT", "Entity with this id already exists")
+            made = {"id": wanted, "issue_id": issue["id"], "body": input.get("body") or ""}
+            self.state.comments.append(made)
+        return {"success": True, "comment": made}
 
 
 def linear_app(state: LinearState) -> Starlette:

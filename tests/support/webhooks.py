@@ -25,6 +25,8 @@ from tests.support.processes import SCRIPT, env_for, free_port, wait_until_liste
 SLACK_SECRET = "slack-signing-secret-for-tests"
 HUBSPOT_SECRET = "hubspot-client-secret-for-tests"
 LINEAR_SECRET = "linear-webhook-secret-for-tests"
+GITHUB_SECRET = "github-webhook-secret-for-tests"
+VERCEL_SECRET = "vercel-webhook-secret-for-tests"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ def secrets_env(gong: GongKey) -> dict[str, str]:
         "SOPHIA_HUBSPOT__WEBHOOK_SECRET": HUBSPOT_SECRET,
         "SOPHIA_LINEAR__WEBHOOK_SECRET": LINEAR_SECRET,
         "SOPHIA_GONG__WEBHOOK_PUBLIC_KEY": gong.public_pem,
+        "SOPHIA_GITHUB__WEBHOOK_SECRET": GITHUB_SECRET,
+        "SOPHIA_VERCEL__WEBHOOK_SECRET": VERCEL_SECRET,
     }
 
 
@@ -104,6 +108,21 @@ def gong_headers(key: GongKey, url: str, body: bytes, at: float | None = None, t
     return {"Authorization": jwt.encode(claims, key.private, algorithm="RS256"), "Content-Type": "application/json"}
 
 
+def github_headers(
+    body: bytes, delivery: str, event: str = "pull_request", secret: str = GITHUB_SECRET
+) -> dict[str, str]:
+    """GitHub's signature: `sha256=` + hex HMAC-SHA256 of the body; the event's name and its delivery's GUID."""
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Hub-Signature-256": signature, "X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
+            "User-Agent": "GitHub-Hookshot/test", "Content-Type": "application/json"}  # fmt: skip
+
+
+def vercel_headers(body: bytes, secret: str = VERCEL_SECRET) -> dict[str, str]:
+    """Vercel's signature: hex HMAC-SHA1 of the body."""
+    signature = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+    return {"x-vercel-signature": signature, "Content-Type": "application/json"}
+
+
 # -- bodies ----------------------------------------------------------------------------------------------------
 
 
@@ -131,6 +150,34 @@ def linear_issue_update(issue_id: str, state: str = "Done", at: float | None = N
         "updatedFrom": {"stateId": "state-Todo", "updatedAt": "2026-12-01T09:00:00.000Z"},
         "createdAt": "2026-12-01T10:00:00.000Z", "organizationId": "org-1", "webhookTimestamp": int(now * 1000),
         "webhookId": "hook-1",
+    }  # fmt: skip
+
+
+def github_pull_request(
+    action: str, branch: str, number: int = 42, merged: bool = False, title: str = "Fix the export", body: str = ""
+) -> dict[str, Any]:
+    """A `pull_request` event: `closed` with `merged` is a merge."""
+    return {
+        "action": action, "number": number,
+        "pull_request": {"number": number, "title": title, "body": body, "state": "closed" if action == "closed"
+                         else "open", "merged": merged, "merged_at": "2026-12-01T12:00:00Z" if merged else None,
+                         "draft": False, "html_url": f"https://github.com/acme/app/pull/{number}",
+                         "head": {"ref": branch, "sha": "abc123"}, "base": {"ref": "main"}},
+        "repository": {"full_name": "acme/app"}, "sender": {"login": "dana"},
+    }  # fmt: skip
+
+
+def vercel_deployment(
+    event_id: str, branch: str, kind: str = "deployment.succeeded", target: str | None = "production",
+    message: str = "Fix the export",
+) -> dict[str, Any]:  # fmt: skip
+    """A deployment event as Vercel posts it."""
+    return {
+        "id": event_id, "type": kind, "createdAt": int(time.time() * 1000),
+        "payload": {"deployment": {"id": f"dpl_{event_id}", "url": f"app-{event_id}.vercel.app",
+                                   "meta": {"githubCommitRef": branch, "githubCommitSha": "abc123",
+                                            "githubCommitMessage": message}},
+                    "target": target, "project": {"id": "prj_1"}, "url": f"app-{event_id}.vercel.app"},
     }  # fmt: skip
 
 
