@@ -200,3 +200,13 @@ async def test_a_deploy_the_user_declines_is_not_deployed(data_dir: Path, mode: 
         refused = await client.call_tool("deploy_workflow", {"spec": WEEKLY_SPEC, "request": WEEKLY})
         listed = structured(await client.call_tool("list_workflows", {}))
     assert refused.is_error and "the user did not confirm" in text_of(refused) and listed["workflows"] == []
+
+
+async def test_a_title_with_a_format_spec_or_attribute_is_refused_not_formatted(data_dir: Path) -> None:
+    """A title may name a row's field and nothing more: a huge width or an attribute walk is refused by validation."""
+    action = DAILY_SPEC["actions"][0]
+    async with Client(create_server(make_settings(data_dir))) as client:
+        for title in ("{competitor:>999999999}", "{competitor.__class__}"):
+            spec = {**DAILY_SPEC, "actions": [{**action, "title": title}]}
+            result = await client.call_tool("dry_run_workflow", {"spec": spec})
+            assert result.is_error and "it may name the fields of mentions" in text_of(result)

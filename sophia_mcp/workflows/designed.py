@@ -126,10 +126,14 @@ def _check_condition(step_id: str, use: str, condition: Condition) -> str | None
 
 
 def _placeholders(title: str) -> list[str]:
+    """The fields a title names; one with a format spec or conversion (`{name:>99999}`) is named as given, so
+    validation refuses it: a title names a field, nothing more."""
     try:
-        return [name for _, name, _, _ in string.Formatter().parse(title) if name is not None]
+        parsed = list(string.Formatter().parse(title))
     except ValueError:
         return ["{"]
+    return [name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") for _, name, spec, conv in parsed
+            if name is not None]  # fmt: skip
 
 
 def problems(spec: WorkflowSpec) -> list[str]:
@@ -291,6 +295,11 @@ def _label(row: dict[str, Any]) -> str:
     return first + "".join(f", {k} {v:g}" if isinstance(v, float) else "" for k, v in row.items())
 
 
+def _subject(row: dict[str, Any]) -> str:
+    """What a row is about, for its side effect's key: its identity, never a value that changes between runs."""
+    return next((str(row[k]) for k in ("client_id", "segment", "competitor", "day") if row.get(k)), "row")
+
+
 def plan(
     services: Services, spec: WorkflowSpec, version: int, occurrence: str, rows: dict[str, list[dict[str, Any]]]
 ) -> list[PlannedEffect]:
@@ -302,8 +311,9 @@ def plan(
         for group in groups:
             title = action.title.format(**group[0]) if action.each else action.title
             text = "\n".join(f"- {_label(r)}" for r in group[:ROWS_LISTED])
-            subject = str(group[0].get("client_id") or _label(group[0])) if action.each else "all"
-            target = action.channel or "" if action.do == "alert" else default_team(services, action.team) or "CS"
+            subject = _subject(group[0]) if action.each else "all"
+            team = default_team(services, action.team) or "CS"
+            target = (action.channel or "") if action.do == "alert" else team
             key = f"designed:{spec.name}:v{version}:{occurrence}:{action.do}{number}:{target}:{subject}"
             effects.append(PlannedEffect(kind=action.do, target=target, title=title[:200], text=text, key=key))
     return effects
