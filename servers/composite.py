@@ -8,18 +8,24 @@ import json
 import logging
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context, Resolve
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
+from mcp.server.mcpserver import Context, Resolve, Sample
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
+from mcp.server.mcpserver.resolve import Elicit
+from mcp_types import CreateMessageResult, TextContent
 from pydantic import Field
 
+from sophia_mcp.adapters.sampling_writer import sample_of
+from sophia_mcp.domain.designed import DesignedWorkflow, DryRun, Name, WorkflowSpec
 from sophia_mcp.domain.incidents import Incident, IncidentStatus
 from sophia_mcp.domain.model import Model
-from sophia_mcp.errors import NotFound
+from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.mcp.sampling import Asking, clients_model, unasked, writers
 from sophia_mcp.mcp.server import (
     SlackChannel,
     SophiaServer,
     complete_client_names,
+    offers,
     progress_of,
     says_errors,
     server_of,
@@ -28,8 +34,9 @@ from sophia_mcp.mcp.server import (
 )
 from sophia_mcp.ports.writer import Writer
 from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
+from sophia_mcp.servers.crm import Declined
 from sophia_mcp.settings import Settings
-from sophia_mcp.workflows import analytics, churn, competitive, dashboard, healing, strategic
+from sophia_mcp.workflows import analytics, churn, competitive, dashboard, designed, healing, strategic
 from sophia_mcp.workflows.analytics import MetricArgs, TableResult, WarehouseSchema
 from sophia_mcp.workflows.churn import ChurnReport
 from sophia_mcp.workflows.clients import resolve_client
@@ -38,6 +45,7 @@ from sophia_mcp.workflows.dashboard import DashboardReport
 from sophia_mcp.workflows.strategic import Evidence, SourceName, StrategicAnswer
 
 log = logging.getLogger(__name__)
+NO_ANSWER: Any = None  # never used: the SDK fills a Resolve(...) parameter before the tool runs
 
 DASHBOARD_UI = "ui://sophia/dashboard"
 MCP_APP = "text/html;profile=mcp-app"
@@ -58,6 +66,8 @@ sophia: a revenue team's calls, CRM, knowledge base, alerts and issues, and work
 - A bug report -> linear_report_bug; an issue -> linear_create_issue.
 - A dashboard ("show me client health and competitor mentions") -> build_dashboard.
 - What competitors are doing, refreshed now -> competitive_intelligence (it also runs daily).
+- A workflow asked for in words ("every Monday, alert #cs-leads of clients under 50") -> design_workflow,
+  then dry_run_workflow, then deploy_workflow; list_workflows, get_workflow, disable_workflow.
 - Which clients may leave, and acting on it -> predict_churn (weekly too); a renewal or loss -> record_outcome.
 Tools of one area carry its prefix: gong_, crm_, knowledge_, alerts_, linear_."""
 
@@ -305,6 +315,133 @@ def _complete_competitors(services: Any, typed: str, _: dict[str, str]) -> list[
     return [n for n in names if n.casefold().startswith(typed.casefold())]
 
 
+# -- workflows designed from a request in words ---------------------------------------------------------------
+
+WorkflowRequest = Annotated[
+    str, Field(min_length=10, max_length=2000, description="What the workflow should do and when, in words.")
+]
+Sampled = CreateMessageResult | None
+
+
+def _text(answer: Sampled) -> str | None:
+    return answer.content.text if answer is not None and isinstance(answer.content, TextContent) else None
+
+
+def _retry(answers: list[Sampled], request: str) -> Sample | None:
+    """The next request of the client's model: none once an answer is usable (or none was asked), else the
+    request again with what was wrong with each earlier answer."""
+    texts = [_text(a) or "" for a in answers]
+    if any(a is None for a in answers):
+        return None
+    found, feedback = designed.settle(texts)
+    return None if found is not None else sample_of(designed.design_request(request, feedback))
+
+
+async def _design_1(ctx: Context, request: str) -> Sample | None:
+    """Resolver: the first draft, asked of the client's model when it offers sampling."""
+    return None if unasked(ctx, "auto") is not None else sample_of(designed.design_request(request))
+
+
+async def _design_2(request: str, first: Annotated[Sampled, Resolve(_design_1)]) -> Sample | None:
+    """Resolver: asked again, told what failed, when the first draft was not valid (another round on 2026-07-28)."""
+    return _retry([first], request)
+
+
+async def _design_3(
+    request: str, first: Annotated[Sampled, Resolve(_design_1)], second: Annotated[Sampled, Resolve(_design_2)]
+) -> Sample | None:
+    """Resolver: the last try of the client's model (`designed.MAX_ATTEMPTS` in all)."""
+    return _retry([first, second], request)
+
+
+class WorkflowDesign(Model):
+    spec: WorkflowSpec = Field(description="Valid against the catalogue; dry_run_workflow it, then deploy_workflow.")
+    attempts: int = Field(description="Answers the model gave before this one was valid, this one included.")
+    designed_by: str = Field(description="sampling: the client's own model; openai: the configured model.")
+
+
+async def design_workflow(
+    ctx: Context,
+    request: WorkflowRequest,
+    first: Annotated[Sampled, Resolve(_design_1)],
+    second: Annotated[Sampled, Resolve(_design_2)],
+    third: Annotated[Sampled, Resolve(_design_3)],
+) -> WorkflowDesign:
+    """Turn a request in words ("every Monday, alert #cs-leads of clients under 50 health and open an issue for
+    each") into a workflow spec drawn only from the project's catalogue of read steps and actions, drafted by the
+    client's model (sampling) or the configured model, validated and redrafted up to 3 times. Nothing runs or is
+    deployed; a request the catalogue cannot do is refused with the reason."""
+    answers = [t for t in map(_text, (first, second, third)) if t is not None]
+    services = services_of(ctx)
+    outcome = await designed.design(request, answers, None if answers else services.writer)
+    if outcome.spec is None:
+        raise InvalidInput(f"{outcome.refused}. Nothing was designed or deployed.")
+    return WorkflowDesign(spec=outcome.spec, attempts=outcome.attempts, designed_by=outcome.by or "sampling")
+
+
+async def dry_run_workflow(ctx: Context, spec: WorkflowSpec) -> DryRun:
+    """Run a workflow spec (from design_workflow) once on the current data: each step's rows and every side effect
+    it would make (alerts, issues) with its target and text, none of them made."""
+    return await designed.dry_run(services_of(ctx), spec)
+
+
+class DeployConfirm(Model):
+    confirm: bool = Field(description="Deploy this workflow, to run on its trigger?")
+
+
+DeployConfirmation = ElicitationResult[DeployConfirm]
+
+
+@says_errors
+def _ask_deploy(ctx: Context, spec: WorkflowSpec) -> DeployConfirm | Elicit[DeployConfirm]:
+    """Resolver: the user's yes, asked where the client can ask (elicitation); otherwise the write scope and the
+    tool's hints stand for it."""
+    if designed.problems(spec):
+        return DeployConfirm(confirm=True)  # the body refuses it before anything is written
+    if not offers(ctx, "elicitation"):
+        return DeployConfirm(confirm=True)
+    effects = ", ".join(sorted({f"{a.do} ({a.channel or a.team or 'default team'})" for a in spec.actions}))
+    trigger = spec.trigger.cron or spec.trigger.every or spec.trigger.event
+    return Elicit(f"Deploy workflow {spec.name!r} ({trigger}): {effects}. Go ahead?", DeployConfirm)
+
+
+async def deploy_workflow(
+    ctx: Context,
+    spec: WorkflowSpec,
+    request: WorkflowRequest,
+    confirmation: Annotated[DeployConfirmation, Resolve(_ask_deploy)] = NO_ANSWER,
+) -> DesignedWorkflow:
+    """Deploy a workflow spec (validated again): version 1, or the next version of a workflow of the same name.
+    The scheduler runs a cron/every one on its times, the event router an event one after the built-in action;
+    its side effects go through the outbox, each once. Needs the write scope and, where the client can ask, the
+    user's yes."""
+    if not designed.problems(spec) and (
+        not isinstance(confirmation, AcceptedElicitation) or not confirmation.data.confirm
+    ):
+        raise Declined(f"Nothing was deployed: the user did not confirm workflow {spec.name!r}.")
+    return await designed.deploy(services_of(ctx), spec, request)
+
+
+class WorkflowList(Model):
+    workflows: list[DesignedWorkflow]
+
+
+async def list_workflows(ctx: Context) -> WorkflowList:
+    """Every deployed designed workflow with its version, trigger, whether it is enabled and when it runs next."""
+    return WorkflowList(workflows=await designed.repository(services_of(ctx)).all())
+
+
+async def get_workflow(ctx: Context, name: Name) -> DesignedWorkflow:
+    """One deployed designed workflow: its spec, version, request and next run; its runs are on sophia://metrics
+    (as designed:{name}) and build_dashboard."""
+    return await designed.get(services_of(ctx), name)
+
+
+async def disable_workflow(ctx: Context, name: Name) -> DesignedWorkflow:
+    """Stop a designed workflow from running on its trigger (deploy_workflow enables it again, as a new version)."""
+    return await designed.disable(services_of(ctx), name)
+
+
 def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServer:
     server = SophiaServer("sophia", INSTRUCTIONS, settings, **kwargs)
     server.serves_dashboards = True
@@ -402,5 +539,19 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
     server.declare_tool(
         describe_warehouse, name="describe_warehouse",
         annotations=read("Describe the warehouse", read_only=True),
+    )  # fmt: skip
+    server.declare_tool(design_workflow, name="design_workflow", annotations=read("Design a workflow", read_only=True))
+    server.declare_tool(
+        dry_run_workflow, name="dry_run_workflow", annotations=read("Dry-run a workflow", read_only=True)
+    )
+    server.declare_tool(
+        deploy_workflow, name="deploy_workflow",
+        annotations=read("Deploy a workflow", read_only=False, idempotent=False, open_world=True),
+    )  # fmt: skip
+    server.declare_tool(list_workflows, name="list_workflows", annotations=read("Designed workflows", read_only=True))
+    server.declare_tool(get_workflow, name="get_workflow", annotations=read("A designed workflow", read_only=True))
+    server.declare_tool(
+        disable_workflow, name="disable_workflow",
+        annotations=read("Disable a workflow", read_only=False, idempotent=True),
     )  # fmt: skip
     return server

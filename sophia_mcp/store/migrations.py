@@ -552,6 +552,29 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX IF NOT EXISTS tracker_comments_issue ON tracker_comments (issue_id, created_at);
     """,
+    # Workflows designed from a request in words: the current deployment of each (a schedule-triggered one with
+    # its next fire time) and every version deployed.
+    """
+    CREATE TABLE IF NOT EXISTS designed_workflows (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        version INTEGER NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        request TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        event_kind TEXT,
+        next_at TEXT,
+        deployed_at TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS designed_workflows_due ON designed_workflows (next_at) WHERE enabled = 1;
+    CREATE TABLE IF NOT EXISTS designed_workflow_versions (
+        workflow_id INTEGER NOT NULL REFERENCES designed_workflows (id),
+        version INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        deployed_at TEXT NOT NULL,
+        PRIMARY KEY (workflow_id, version)
+    );
+    """,
 ]
 
 

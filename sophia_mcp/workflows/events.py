@@ -24,6 +24,7 @@ from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import SophiaError
 from sophia_mcp.store.inbox import worker_name
 from sophia_mcp.store.runs import describe_error
+from sophia_mcp.workflows.designed import run_for_event
 from sophia_mcp.workflows.event_actions import ACTIONS, Action, Ignored
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class InboxWorker:
                 # Within its lease: past it another worker may take the event, so this attempt counts as failed.
                 with anyio.fail_after(self.settings.lease_s * 0.8):
                     outcome = await action(self.services, event)
+                    # Designed workflows on this kind (issue 21) run after the built-in action, once per event.
+                    outcome = {**(outcome or {}), **await run_for_event(self.services, event.kind, event.id)}
             except Ignored as why:
                 await self.inbox.finish(event.id, self.owner, {"ignored": str(why)}, status="ignored")
                 return

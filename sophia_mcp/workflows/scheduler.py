@@ -28,6 +28,7 @@ from sophia_mcp.errors import NotFound
 from sophia_mcp.settings import ScheduleSpec, interval_seconds
 from sophia_mcp.store.runs import describe_error
 from sophia_mcp.store.schedules import LEASE
+from sophia_mcp.workflows import designed
 from sophia_mcp.workflows.bugs import notify_status_changes
 from sophia_mcp.workflows.churn import predict_churn
 from sophia_mcp.workflows.churn import summary as churn_summary
@@ -177,6 +178,8 @@ class Scheduler:
         now = utcnow()
         for name, workflow, spec, due_at in await self.schedules.claim_due(self.owner, now):
             group.start_soon(self._run_one, name, workflow, spec, due_at, now, results)
+        # Designed workflows (issue 21) keep their own fire times; each occurrence is claimed once.
+        group.start_soon(designed.run_due_logged, self.services, now)
 
     async def _run_one(
         self, name: str, workflow: str, spec: str, due: datetime, now: datetime, results: list[int]

@@ -1,0 +1,212 @@
+"""Workflows designed from a request in words (issue 21, part 1): drafted by a scripted model through the client's
+sampling (both protocol eras) or the OpenAI-compatible fake, dry-run on the demo data, deployed with the user's
+yes, and run on their trigger with each side effect exactly once."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp_types import CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult, TextContent
+
+from sophia_mcp.app.backends import build_services
+from sophia_mcp.domain.times import parse_iso
+from sophia_mcp.servers.composite import create_server
+from sophia_mcp.workflows import designed
+from tests.fakes.openai import API_KEY, OpenAIState, openai_app
+from tests.fakes.server import serve
+from tests.support.results import structured, text_of
+from tests.support.settings import make_settings
+
+pytestmark = pytest.mark.anyio
+
+WEEKLY = (
+    "Every Monday at 9, post the competitors named on 10 or more calls to #competitive-intel and open an issue for each"
+)
+DAILY = "Every day, alert #competitive-intel about each competitor that 5 or more clients named"
+FRIDAY = "Every Friday, open one issue listing the competitors named on more than 20 calls"
+
+
+def spec_of(name: str, trigger: dict[str, str], step: dict[str, Any], actions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"name": name, "trigger": trigger, "steps": [step], "actions": actions}
+
+
+MENTIONS = {"id": "mentions", "use": "competitor_mentions", "days": 3650}
+WEEKLY_SPEC = spec_of(
+    "weekly-competitors", {"cron": "0 9 * * 1"}, {**MENTIONS, "where": [{"field": "calls", "op": "ge", "value": 10}]},
+    [
+        {"do": "alert", "rows_of": "mentions", "channel": "#competitive-intel", "title": "Competitors on 10+ calls"},
+        {"do": "issue", "rows_of": "mentions", "each": True, "title": "{competitor}: named on {calls} calls"},
+    ],
+)  # fmt: skip
+DAILY_SPEC = spec_of(
+    "daily-competitors", {"every": "1d"}, {**MENTIONS, "where": [{"field": "clients", "op": "ge", "value": 5}]},
+    [{"do": "alert", "rows_of": "mentions", "each": True, "channel": "#competitive-intel",
+      "title": "{competitor}: named by {clients} clients"}],
+)  # fmt: skip
+FRIDAY_SPEC = spec_of(
+    "friday-competitors", {"cron": "0 8 * * 5"}, {**MENTIONS, "where": [{"field": "calls", "op": "gt", "value": 20}]},
+    [{"do": "issue", "rows_of": "mentions", "title": "Competitors on more than 20 calls"}],
+)  # fmt: skip
+# A first draft naming a step the project does not have: the model is told so and answers again.
+WRONG_FIRST = {**WEEKLY_SPEC, "steps": [{"id": "mentions", "use": "competitor_news"}]}
+
+
+class ScriptedModel:
+    """The client's model: for each request, its answers in order; it records every prompt it was sent."""
+
+    def __init__(self, script: dict[str, list[Any]]) -> None:
+        self.script = {request: list(answers) for request, answers in script.items()}
+        self.prompts: list[str] = []
+
+    async def sample(self, context: Any, params: CreateMessageRequestParams) -> CreateMessageResult:
+        prompt = params.messages[0].content.text  # type: ignore[union-attr]
+        self.prompts.append(prompt)
+        request = next(r for r in self.script if r in prompt)
+        answer = self.script[request].pop(0)
+        return CreateMessageResult(
+            role="assistant", model="client-llm", content=TextContent(type="text", text=json.dumps(answer))
+        )
+
+    async def elicit(self, context: Any, params: ElicitRequestParams) -> ElicitResult:
+        return ElicitResult(action="accept", content={"confirm": True})
+
+
+def outbox_keys(data_dir: Path, name: str, occurrence: str = "") -> list[tuple[str, str, str]]:
+    """The outbox entries of a designed workflow (of one trigger occurrence)."""
+    pattern = f"designed:{name}:v%:{occurrence}%" if occurrence else f"designed:{name}:%"
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        rows = conn.execute("SELECT kind, key, status FROM outbox WHERE key LIKE ? ORDER BY key", (pattern,)).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+async def run_on_trigger(data_dir: Path, name: str) -> list[designed.DesignedRun]:
+    """The scheduler's pass at the workflow's next fire time, twice; then that occurrence re-run by hand."""
+    services = build_services(make_settings(data_dir))
+    try:
+        workflow = await designed.get(services, name)
+        assert workflow.next_at is not None
+        due = parse_iso(workflow.next_at)
+        first = [r for r in await designed.run_due(services, due) if r.name == name]
+        # A second scheduler at the same moment: that occurrence is claimed already.
+        again = [r for r in await designed.run_due(services, due) if r.name == name]
+        rerun = await designed.run_designed(services, workflow, first[0].occurrence)
+    finally:
+        services.close()
+    assert len(first) == 1 and again == [] and first[0].occurrence == workflow.next_at
+    return [first[0], rerun]
+
+
+def kinds(effects: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return sorted((e["kind"], e["target"], e["title"]) for e in effects)
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_requests_in_words_become_workflows_that_send_once_on_their_trigger(data_dir: Path, mode: str) -> None:
+    model = ScriptedModel({WEEKLY: [WRONG_FIRST, WEEKLY_SPEC], DAILY: [DAILY_SPEC]})
+    server = create_server(make_settings(data_dir))
+    async with Client(server, mode=mode, sampling_callback=model.sample, elicitation_callback=model.elicit) as client:
+        weekly = structured(await client.call_tool("design_workflow", {"request": WEEKLY}))
+        daily = structured(await client.call_tool("design_workflow", {"request": DAILY}))
+        assert weekly["attempts"] == 2 and weekly["designed_by"] == "sampling" and daily["attempts"] == 1
+        retry = next(p for p in model.prompts if "It was refused" in p)
+        assert "step 'competitor_news' does not exist; the steps are at_risk_clients" in retry
+
+        dry = structured(await client.call_tool("dry_run_workflow", {"spec": weekly["spec"]}))
+        assert dry["rows"] == {"mentions": 3}
+        assert kinds(dry["would_do"]) == [
+            ("alert", "#competitive-intel", "Competitors on 10+ calls"),
+            ("issue", "CS", "Entrata: named on 10 calls"),
+            ("issue", "CS", "RealPage: named on 10 calls"),
+            ("issue", "CS", "Yardi: named on 24 calls"),
+        ]
+        assert "Yardi" in dry["would_do"][0]["text"] and "RealPage" in dry["would_do"][0]["text"]
+        daily_dry = structured(await client.call_tool("dry_run_workflow", {"spec": daily["spec"]}))
+        assert outbox_keys(data_dir, "weekly-competitors") == []  # a dry run sends nothing
+
+        for spec, request in ((weekly["spec"], WEEKLY), (daily["spec"], DAILY)):
+            deployed = structured(await client.call_tool("deploy_workflow", {"spec": spec, "request": request}))
+            assert deployed["version"] == 1 and deployed["enabled"]
+        again = structured(await client.call_tool("deploy_workflow", {"spec": weekly["spec"], "request": WEEKLY}))
+        assert again["version"] == 2
+        listed = structured(await client.call_tool("list_workflows", {}))
+        assert [w["name"] for w in listed["workflows"]] == ["daily-competitors", "weekly-competitors"]
+
+    for name, dry_effects in (("weekly-competitors", dry["would_do"]), ("daily-competitors", daily_dry["would_do"])):
+        first, rerun = await run_on_trigger(data_dir, name)
+        assert kinds([e.model_dump() for e in first.done]) == kinds(dry_effects)
+        assert first.new == len(first.done) > 0 and rerun.new == 0
+        sent = outbox_keys(data_dir, name, first.occurrence)
+        assert len(sent) == len(first.done) and {s for _, _, s in sent} == {"delivered"}
+
+    async with Client(create_server(make_settings(data_dir))) as client:
+        metrics = json.loads((await client.read_resource("sophia://metrics")).contents[0].text)  # type: ignore[union-attr]
+        names = {m["workflow"]: m for m in metrics["workflows"]}
+        assert names["designed:weekly-competitors"]["runs"] == 2
+        off = structured(await client.call_tool("disable_workflow", {"name": "daily-competitors"}))
+        assert off["enabled"] is False
+
+
+async def test_the_configured_model_designs_when_the_client_cannot_sample(data_dir: Path) -> None:
+    state = OpenAIState(answers=[json.dumps(FRIDAY_SPEC)])
+    with serve(openai_app(state)) as url:
+        settings = make_settings(data_dir, openai={"api_key": API_KEY, "base_url": f"{url}/v1", "max_retries": 0})
+        async with Client(create_server(settings)) as client:
+            friday = structured(await client.call_tool("design_workflow", {"request": FRIDAY}))
+            dry = structured(await client.call_tool("dry_run_workflow", {"spec": friday["spec"]}))
+            structured(await client.call_tool("deploy_workflow", {"spec": friday["spec"], "request": FRIDAY}))
+    assert friday["designed_by"] == "openai" and FRIDAY in state.requests[0]["messages"][-1]["content"]
+    assert kinds(dry["would_do"]) == [("issue", "CS", "Competitors on more than 20 calls")]
+    assert "Yardi" in dry["would_do"][0]["text"]
+    first, rerun = await run_on_trigger(data_dir, "friday-competitors")
+    assert first.new == 1 and rerun.new == 0 and len(outbox_keys(data_dir, "friday-competitors")) == 1
+
+
+NO_SUCH_STEP = "Every day, scrape LinkedIn for our clients' new hires and alert #sales"
+WRITE_OUTSIDE = "Every day, delete every contact in the CRM that has no email"
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_request_the_project_cannot_do_is_refused_with_the_reason_and_never_deployed(
+    data_dir: Path, mode: str
+) -> None:
+    scrape = {**DAILY_SPEC, "name": "scrape", "steps": [{"id": "hires", "use": "linkedin_scrape"}]}
+    delete = {**DAILY_SPEC, "name": "delete", "actions": [
+        {"do": "crm_delete_contact", "rows_of": "mentions", "title": "delete"}]}  # fmt: skip
+    model = ScriptedModel({NO_SUCH_STEP: [scrape] * 3, WRITE_OUTSIDE: [delete] * 3})
+    async with Client(create_server(make_settings(data_dir)), mode=mode, sampling_callback=model.sample) as client:
+        step = await client.call_tool("design_workflow", {"request": NO_SUCH_STEP})
+        write = await client.call_tool("design_workflow", {"request": WRITE_OUTSIDE})
+        forced = await client.call_tool("deploy_workflow", {"spec": delete, "request": WRITE_OUTSIDE})
+        listed = structured(await client.call_tool("list_workflows", {}))
+    assert step.is_error and "No valid workflow after 3 answers" in text_of(step)
+    assert "step 'linkedin_scrape' does not exist; the steps are at_risk_clients" in text_of(step)
+    assert write.is_error and "action 'crm_delete_contact' is not one of the project's actions" in text_of(write)
+    assert forced.is_error and "nothing was deployed" in text_of(forced)
+    assert listed["workflows"] == [] and len(model.prompts) == 6
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_deploy_the_user_declines_is_not_deployed(data_dir: Path, mode: str) -> None:
+    async def decline(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        assert "weekly-competitors" in params.message  # type: ignore[union-attr]
+        return ElicitResult(action="decline")
+
+    async with Client(create_server(make_settings(data_dir)), mode=mode, elicitation_callback=decline) as client:
+        refused = await client.call_tool("deploy_workflow", {"spec": WEEKLY_SPEC, "request": WEEKLY})
+        listed = structured(await client.call_tool("list_workflows", {}))
+    assert refused.is_error and "the user did not confirm" in text_of(refused) and listed["workflows"] == []
+
+
+async def test_a_title_with_a_format_spec_or_attribute_is_refused_not_formatted(data_dir: Path) -> None:
+    """A title may name a row's field and nothing more: a huge width or an attribute walk is refused by validation."""
+    action = DAILY_SPEC["actions"][0]
+    async with Client(create_server(make_settings(data_dir))) as client:
+        for title in ("{competitor:>999999999}", "{competitor.__class__}"):
+            spec = {**DAILY_SPEC, "actions": [{**action, "title": title}]}
+            result = await client.call_tool("dry_run_workflow", {"spec": spec})
+            assert result.is_error and "it may name the fields of mentions" in text_of(result)
