@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from sophia_mcp.adapters.http import LIVE_CLIENTS
+from sophia_mcp.adapters.live_clients import LIVE_CLIENTS
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.issues import IssueQuery

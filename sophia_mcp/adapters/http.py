@@ -12,7 +12,6 @@ import base64
 import logging
 import math
 import re
-import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -23,6 +22,7 @@ import anyio
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from sophia_mcp.adapters.live_clients import LIVE_CLIENTS
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import (
     ConfigurationError,
@@ -138,21 +138,7 @@ class SlidingWindow:
                 self._free_at.append(anyio.current_time() + self.window_s)
 
 
-def set_concurrency(service: str, limit: int | None) -> int:
-    """Cap how many requests this process's clients of `service` send at once (None: back to its setting);
-    returns how many clients it changed. The healing watch's remediation after a storm of 429s."""
-    changed = 0
-    for client in list(LIVE_CLIENTS):
-        if client.service == service:
-            client.slots.total_tokens = client.settings.max_concurrency if limit is None else max(1, limit)
-            changed += 1
-    return changed
-
-
 TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, RetryableResponse)
-
-
-LIVE_CLIENTS: weakref.WeakSet[ServiceClient] = weakref.WeakSet()
 
 
 class ServiceClient:
@@ -183,6 +169,7 @@ class ServiceClient:
         )
         self.window = SlidingWindow.per_second(settings.rate_per_second)
         # A limiter, not a semaphore: the healing watch may lower (and restore) how many requests run at once.
+        self.max_concurrency = settings.max_concurrency
         self.slots = anyio.CapacityLimiter(settings.max_concurrency)
         LIVE_CLIENTS.add(self)
         self._backoff = wait_exponential_jitter(multiplier=settings.retry_base_s, max=settings.retry_max_s)

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from sophia_mcp.adapters.http import set_concurrency
+from sophia_mcp.adapters.live_clients import set_concurrency
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.incidents import (
     ANALYST_SERVICES,
