@@ -328,13 +328,13 @@ class PostgresStore(Store):
             wrapped = Connection(conn)
             owed = self._pay_pg_owed(wrapped)
             yield wrapped
-        with self._lock:
+        with self._pool_lock:
             del self._owed[:owed]
 
     def _pay_pg_owed(self, conn: Connection) -> int:
         """Make the owed writes (see `Store.owe`), each in a savepoint: one that fails for its own reason is logged
         and dropped; a database still gone fails the whole transaction, and they stay owed."""
-        with self._lock:
+        with self._pool_lock:
             owed = list(self._owed)
         for write in owed:
             try:
@@ -345,6 +345,11 @@ class PostgresStore(Store):
                     raise
                 log.warning("An owed write to the store failed and is dropped: %s", exc)
         return len(owed)
+
+    def owe(self, write: Callable[[Any], None]) -> None:
+        """Keep a write the database could not take now (it is gone): the next transaction that commits makes it."""
+        with self._pool_lock:
+            self._owed.append(write)
 
     def release_reserve(self) -> bool:
         return False
