@@ -43,6 +43,13 @@ def store_digest(data_dir: Path) -> dict[str, str]:
         }
 
 
+# A designed workflow to deploy, then disable.
+WORKFLOW = {
+    "name": "daily-competitors", "trigger": {"every": "1d"}, "steps": [{"id": "m", "use": "competitor_mentions"}],
+    "actions": [{"do": "alert", "rows_of": "m", "channel": "#competitive-intel", "title": "Competitors"}],
+}  # fmt: skip
+
+
 def changing_calls(data_dir: Path, document: Path, issue_id: str) -> dict[str, dict[str, Any]]:
     """Arguments that make each composite tool that is not read-only really change something."""
     with sqlite3.connect(data_dir / "sophia.db") as conn:
@@ -56,6 +63,8 @@ def changing_calls(data_dir: Path, document: Path, issue_id: str) -> dict[str, d
         "crm_update_contact": {"contact_id": contact, "changes": {"title": "Owner"}},
         "knowledge_ingest_document": {"path": str(document)},
         "knowledge_ingest_text": {"title": "Pricing policy", "text": "Everything is free now."},
+        "deploy_workflow": {"spec": WORKFLOW, "request": "Every day, list the competitors to #competitive-intel"},
+        "disable_workflow": {"name": WORKFLOW["name"]},
         "knowledge_delete_document": {"document_id": "demo-pricing-policy"},
         "alerts_send_alert": {"text": "Acme at risk", "channel": "#client-health", "idempotency_key": "scope-test"},
         "alerts_set_schedule": {
