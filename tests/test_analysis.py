@@ -125,10 +125,36 @@ def test_sentiment_labels(sentence: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("sentence", "expected"),
     [("Thanks, that is all.", "neutral"), ("Happy to help with that.", "neutral"),
-     ("Then I am happy to sign.", "positive"), ("We are happy to renew for two years.", "positive")],
+     ("Then I am happy to sign.", "positive"), ("We are happy to renew for two years.", "positive"),
+     ("Happy to.", "neutral"), ("I am sorry.", "neutral"),
+     ("If you could prepare them, that would be easier.", "neutral")],
 )  # fmt: skip
 def test_courtesy_is_manners_but_a_client_happy_to_sign_is_not(sentence: str, expected: str) -> None:
     assert label(business_sentiment(sentence)) == expected
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [("The owners got their statements and nobody complained.", "neutral"),
+     ("It does not mean anyone is unhappy.", "neutral"),
+     ("The team would have been upset if we had to change systems.", "neutral"),
+     ("What worries me is that nobody noticed.", "negative"), ("I am not happy with it.", "negative"),
+     ("We have no complaints, but the outage hurt.", "negative")],
+)  # fmt: skip
+def test_bad_news_denied_is_not_bad_news(sentence: str, expected: str) -> None:
+    assert label(business_sentiment(sentence)) == expected
+
+
+def test_a_client_leaving_politely_reads_negative() -> None:
+    polite_goodbye = transcript(
+        mono("rep", (0, 900, "Did the parent company look at the proposal?")),
+        mono("client", (1000, 1900, "They appreciated the effort, but the decision stands."),
+             (2000, 2900, "We will be moving to RealPage in March."), (3000, 3900, "Personally I would have stayed."),
+             (4000, 4900, "Your team has been good to us.")),
+    )  # fmt: skip
+    insights = local_insights(call(), polite_goodbye, DEFAULT_COMPETITORS)
+    assert [r.kind for r in insights.risk_factors] == ["churn_intent"]
+    assert insights.sentiment.label == "negative"
 
 
 def test_sentiment_rolls_up_per_speaker_and_for_the_client() -> None:
@@ -225,6 +251,8 @@ RISK_SENTENCES = [
     ("We are not looking at alternatives.", []),
     ("Everything is working great.", []),
     ("We had a demo with AppFolio and are considering cancelling.", ["churn_intent", "competitor_evaluation"]),
+    ("The board voted to review all vendors before renewing anything.", ["churn_intent"]),
+    ("He wants to move two properties to Entrata as a trial.", ["churn_intent"]),
 ]
 
 

@@ -1,9 +1,11 @@
-"""The analysis measured on 88 hand-written calls in Gong's JSON (tests/data/eval_calls), through the gong server.
+"""The analysis measured on 114 hand-written calls in Gong's JSON (tests/data/eval_calls), through the gong server.
 
 Each call is labelled by a person (labels.json): the client's sentiment, the risk kinds the client raised, the
 competitors named, the client the call belongs to, and whether the call alone puts the client at risk. Every fourth
-call is held out: thresholds were chosen on the others ("tune"); the held-out part only reports, and the targets
-of issue 20 are asserted on it. Run with `-s` to see the figures of both parts.
+of the first 88 is held out: thresholds were chosen on the others ("tune"); the held-out part only reports, and
+the targets of issue 20 are asserted on it. The held-out part had been read while the analyser was being written,
+so 26 calls were written afterwards ("held_out_2", different speakers, phrasing and traps), before the method was
+changed again, and never tuned on: the targets are asserted on both parts. Run with `-s` to see every part.
 """
 
 from __future__ import annotations
@@ -32,9 +34,13 @@ LABELS: list[dict[str, Any]] = json.loads((EVAL / "labels.json").read_text())["c
 KNOWN = {c["id"] for c in json.loads((EVAL / "clients.json").read_text())}
 TARGETS = {"sentiment": 0.90, "risk_precision": 0.90, "risk_recall": 0.90, "competitor_precision": 0.95,
            "competitor_recall": 0.95, "at_risk": 0.90, "linked": 1.0}  # fmt: skip
-# Measured on the held-out part and not met by the local analyser (issue 20's report says by how much); strict,
-# so reaching a target fails here until its mark is removed.
-NOT_MET = {"sentiment", "risk_precision"}
+# Measured on each held-out part and not met by the local analyser (issue 20's report says by how much); strict,
+# so reaching a target fails here until its mark is removed. On held_out_2 the lexicon reaches few of the risks
+# said in words it was not written from.
+NOT_MET = {
+    "held_out": {"sentiment", "risk_precision"},
+    "held_out_2": {"sentiment", "risk_precision", "risk_recall", "at_risk"},
+}
 
 
 @dataclass
@@ -92,7 +98,7 @@ def linked_right(expected: dict[str, str] | None, report: dict[str, Any]) -> boo
 
 
 async def evaluate(settings: Settings) -> tuple[dict[str, Figures], list[dict[str, Any]]]:
-    figures = {"tune": Figures(), "held_out": Figures()}
+    figures = {"tune": Figures(), "held_out": Figures(), "held_out_2": Figures()}
     reports = []
     async with MCPClient(create_server(settings)) as client:
         for label in LABELS:  # oldest call first, as a team would analyse them
@@ -117,12 +123,14 @@ def local_figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Figures
 
 
 @pytest.mark.parametrize(
-    "figure",
-    [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="not met on the held-out part"))
-     if name in NOT_MET else name for name in TARGETS],
+    ("part", "figure"),
+    [pytest.param(part, name, marks=pytest.mark.xfail(strict=True, reason=f"not met on {part}"))
+     if name in not_met else (part, name) for part, not_met in NOT_MET.items() for name in TARGETS],
 )  # fmt: skip
-def test_the_local_analyser_on_calls_it_was_not_tuned_on(local_figures: dict[str, Figures], figure: str) -> None:
-    assert local_figures["held_out"].values()[figure] >= TARGETS[figure]
+def test_the_local_analyser_on_calls_it_was_not_tuned_on(
+    local_figures: dict[str, Figures], part: str, figure: str
+) -> None:
+    assert local_figures[part].values()[figure] >= TARGETS[figure]
 
 
 @pytest.fixture

@@ -17,7 +17,10 @@ def local_insights(call: Call, transcript: Transcript, competitors: Sequence[Com
     """Sentiment, competitor mentions and risk factors by the lexicon and phrase rules, with a short summary."""
     mentions = find_competitor_mentions(transcript, call.parties, competitors)
     risks = find_risk_factors(transcript, call.parties, competitors)
-    sentiment = summarize_sentiment(transcript, call.parties, {(r.speaker_id, r.at_ms) for r in risks})
+    sentiment = summarize_sentiment(
+        transcript, call.parties, {(r.speaker_id, r.at_ms) for r in risks},
+        {(r.speaker_id, r.at_ms) for r in risks if r.kind == "churn_intent"},
+    )  # fmt: skip
     who = call.client_name or "The client"
     summary = f"{who} sounded {sentiment.label}" + (" (mixed: good news and a complaint)" if sentiment.mixed else "")
     kinds = sorted({r.kind.replace("_", " ") for r in risks})

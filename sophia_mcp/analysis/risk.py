@@ -82,7 +82,7 @@ PATTERNS: dict[RiskKind, str] = {
         r"(?:looking|look) for the exit",
         r"reconsider(?:ing)? (?:the whole|whether|our|the) ",
         r"(?:review|re-?evaluate|reconsider) (?:all |every |our )?(?:vendors?|options|systems?|providers?)"
-        r" before renew",
+        r" before renew(?:ing|al|s)?",
         r"(?:could|can) live without",
     ),
     "budget": _rx(
@@ -189,12 +189,14 @@ def risk_kinds(text: str, competitors: Sequence[Competitor] = ()) -> list[RiskKi
                 kinds.append(kind)
                 break
     if competitors and find_in_text(text, competitors):
-        evaluation = _compiled(EVALUATION_WORDS).search(text)
+        move = _compiled(MOVE_TO).search(text)
+        moving = move is not None and not _negated(text, move.start())
+        if "churn_intent" not in kinds and moving:
+            kinds.insert(1 if "pricing" in kinds else 0, "churn_intent")
+        # Moving to a competitor is a decision taken, not an evaluation: "move two properties to Entrata as a trial".
+        evaluation = None if moving else _compiled(EVALUATION_WORDS).search(text)
         if "competitor_evaluation" not in kinds and evaluation and not _negated(text, evaluation.start()):
             kinds.append("competitor_evaluation")
-        move = _compiled(MOVE_TO).search(text)
-        if "churn_intent" not in kinds and move and not _negated(text, move.start()):
-            kinds.insert(1 if "pricing" in kinds else 0, "churn_intent")
     return kinds
 
 

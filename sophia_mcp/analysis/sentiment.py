@@ -1,8 +1,10 @@
 """Sentence sentiment with the VADER lexicon, rolled up per speaker, for the client side, and for the call.
 
 VADER is tuned on social media, where "thanks, great, perfect" carry feeling; on a business call they are
-manners. The call's score is calibrated for that: courtesy words are taken out before a sentence is scored, a
-sentence in which the client raises a risk reads at least as negative as `RISK_TONE`, a negative sentence weighs
+manners. The call's score is calibrated for that: courtesy words (and apologies) are taken out before a sentence
+is scored, a sentence whose negative words are all denied or hypothetical ("nobody complained", "the team would
+have been upset if...") reads neutral, a sentence in which the client raises a risk reads at least as negative as
+`RISK_TONE` (`CHURN_TONE` when it says it may leave), a negative sentence weighs
 `NEGATIVE_WEIGHT` times a positive one (a complaint is not cancelled by a thank-you: a call with both is `mixed`
 and leans to the complaint), and the client side makes `CLIENT_WEIGHT` of the score. The neutral band
 (`NEGATIVE_AT` < score < `POSITIVE_AT`) was chosen on the labelled calls in tests/data/eval_calls (the "tune"
@@ -72,6 +74,7 @@ NEGATIVE_AT = -0.04
 CLIENT_WEIGHT = 0.8
 NEGATIVE_WEIGHT = 1.5
 RISK_TONE = -0.4
+CHURN_TONE = -0.8  # a client saying it will leave is the worst news a call carries, however politely it is put
 MIXED_AT = (0.4, -0.3)  # a client sentence at least this positive and one at most this negative: a mixed call
 
 # Manners, not feeling: taken out of a sentence before it is scored.
@@ -79,10 +82,19 @@ COURTESY = re.compile(
     r"^(?:great|perfect|sure|okay|ok|wonderful|awesome|excellent|good|cool|lovely|fantastic|yes|yeah|right)\b[,.!]*\s*"
     r"|\b(?:thank you(?: (?:so|very) much)?|thanks(?: (?:a lot|so much))?|please|sounds (?:good|great)|that works"
     r"|no problem|happy to help|(?:i |we )?(?:really )?appreciate (?:it|that|you|the)|much appreciated"
-    r"|good to (?:see|hear from) you|nice to (?:meet|see) you"
+    r"|good to (?:see|hear from) you|nice to (?:meet|see) you|happy to(?=[.!]*$)"
+    r"|(?:i am |i'm |we are |we're )?(?:so |very )?sorry"
+    r"|(?:that|it) would be (?:great|helpful|easier|ideal|nice)"
     r"|have a (?:good|great|nice) (?:day|weekend|holiday))\b[,.!]*",
     re.IGNORECASE,
 )
+
+
+# A negative word after one of these in its clause is denied or hypothetical: "nobody complained", "it does not mean
+# anyone is unhappy", "the team would have been upset if we had to switch", "we will not have a problem".
+DENIAL = re.compile(r"\b(?:not|no|nobody|no one|never|none|nothing|without|would have|n't)\b|n't\b", re.IGNORECASE)
+CLAUSE = re.compile(r"[,;:]|\b(?:but|although|though|however|because|until|unless)\b", re.IGNORECASE)
+WORD = re.compile(r"[a-z']+")
 
 
 @cache
@@ -105,8 +117,25 @@ def business_sentiment(text: str, raw: float | None = None) -> float:
     sentence's own score if known, is reused when there is no courtesy to take out."""
     plain = COURTESY.sub(" ", text).strip(" ,.!")
     if raw is not None and plain == text.strip(" ,.!"):
-        return raw
-    return sentence_sentiment(plain) if plain else 0.0
+        score = raw
+    else:
+        score = sentence_sentiment(plain) if plain else 0.0
+    return 0.0 if score < 0 and _only_denied_negatives(plain) else score
+
+
+def _only_denied_negatives(text: str) -> bool:
+    """Whether the sentence's negative words are all denied or hypothetical ("nobody complained"): such a sentence
+    reports that nothing is wrong, which a lexicon that flips the word's sign reads as bad news (or, further than
+    three words from the negation, does not flip at all)."""
+    lexicon = _analyzer().lexicon
+    negatives = 0
+    for clause in CLAUSE.split(text.lower()):
+        for match in WORD.finditer(clause):
+            if lexicon.get(match.group(), 0.0) < 0:
+                negatives += 1
+                if not DENIAL.search(clause[: match.start()]):
+                    return False
+    return negatives > 0
 
 
 def _weighted_mean(scores: Sequence[float]) -> float:
@@ -136,11 +165,15 @@ def is_mixed(client: Sequence[float]) -> bool:
 
 
 def summarize_sentiment(
-    transcript: Transcript, parties: Sequence[Party], risky: Collection[tuple[str, int]] = ()
+    transcript: Transcript,
+    parties: Sequence[Party],
+    risky: Collection[tuple[str, int]] = (),
+    leaving: Collection[tuple[str, int]] = (),
 ) -> SentimentSummary:
     """Sentiment per speaker, for the client (External) side and for the call.
 
-    `risky` holds (speaker id, sentence start ms) of the sentences in which the client raised a risk.
+    `risky` holds (speaker id, sentence start ms) of the sentences in which the client raised a risk, `leaving`
+    those in which it said it may leave (churn intent).
     """
     index = speaker_index(parties)
     by_speaker: dict[str, list[float]] = {}
@@ -153,7 +186,9 @@ def summarize_sentiment(
             raw = sentence_sentiment(sentence.text)
             scores.append(raw)
             business = business_sentiment(sentence.text, raw)
-            if (monologue.speaker_id, sentence.start_ms) in risky:
+            if (monologue.speaker_id, sentence.start_ms) in leaving:
+                business = min(business, CHURN_TONE)
+            elif (monologue.speaker_id, sentence.start_ms) in risky:
                 business = min(business, RISK_TONE)
             (internal if side == "Internal" else client).append(business)
     everything = [score for scores in by_speaker.values() for score in scores]
