@@ -23,11 +23,13 @@ LIVE_CLIENTS: weakref.WeakSet[Limited] = weakref.WeakSet()
 
 
 def set_concurrency(service: str, limit: int | None) -> int:
-    """Cap how many requests this process's clients of `service` send at once (None: back to its setting);
-    returns how many clients it changed. The healing watch's remediation after a storm of 429s."""
+    """Cap how many requests this process's clients of `service` (its name in any case: the HTTP layer names services
+    as people write them, an incident as it records them) send at once (None: back to its setting); returns how many
+    clients it changed. The healing watch's remediation after a storm of 429s."""
     changed = 0
+    wanted = service.casefold()
     for client in list(LIVE_CLIENTS):
-        if client.service == service:
+        if client.service.casefold() == wanted:
             client.slots.total_tokens = client.max_concurrency if limit is None else max(1, limit)
             changed += 1
     return changed

@@ -99,13 +99,7 @@ def _apply(incident: Incident, services: Services) -> None:
     limit = services.settings.healing.reduced_concurrency
     for r in incident.remediations:
         if r.action == "lower_concurrency" and r.ended_at is None:
-            set_concurrency_of(r.target, limit)
-
-
-def set_concurrency_of(service: str, limit: int | None) -> None:
-    """`set_concurrency` by the service's name whatever its case (the HTTP layer names them as people do)."""
-    for name in {service, service.capitalize(), service.upper(), service.title()}:
-        set_concurrency(name, limit)
+            set_concurrency(r.target, limit)
 
 
 def _issue_text(incident: Incident) -> str:
@@ -219,7 +213,7 @@ async def watch(services: Services) -> WatchReport:
             continue
         for r in incident.remediations:
             if r.action == "lower_concurrency" and r.ended_at is None:
-                set_concurrency_of(r.target, None)
+                set_concurrency(r.target, None)
             released = released or r.action == "hold_side_effects"
         summary = (
             f"Back under {settings.error_rate:.0%}: {rate:.0%} of the step's last {seen.runs if seen else 0} "
