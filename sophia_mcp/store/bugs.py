@@ -62,6 +62,20 @@ class BugReports:
         """Every report, oldest first, with the outbox entry that opens its issue."""
         return await self.store.run(self._all)
 
+    def _of_issue(self, issue_id: str) -> BugReport | None:
+        row = self.store.query_one(
+            """
+            SELECT b.*, o.id AS entry_id FROM bug_reports b LEFT JOIN outbox o ON o.key = b.issue_key
+            WHERE b.issue_id = ?
+            """,
+            (issue_id,),
+        )
+        return None if row is None else _report(row)
+
+    async def of_issue(self, issue_id: str) -> BugReport | None:
+        """The report whose issue this is (by the tracker's id), or None when no report filed it."""
+        return await self.store.read(self._of_issue, issue_id)
+
     def _take_transition(
         self, issue_id: str, state: str, when: datetime, announce: Announcement
     ) -> tuple[BugReport, Alert] | None:

@@ -243,14 +243,14 @@ def named_identifiers(branch: str, *texts: str) -> list[str]:
 
 async def bug_issue(services: Services, identifiers: list[str]) -> tuple[BugReport, Issue] | None:
     """The first of `identifiers` that is the issue of a bug report, with its report."""
-    reports = {r.issue_id: r for r in await services.bug_reports.all() if r.issue_id}
     for identifier in identifiers:
         try:
             issue = await services.tracker.get(identifier)
         except NotFound:
             continue
-        if issue.id in reports:
-            return reports[issue.id], issue
+        report = await services.bug_reports.of_issue(issue.id)
+        if report is not None:
+            return report, issue
     return None
 
 

@@ -28,7 +28,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from sophia_mcp.adapters.gong_payloads import parse_call, parse_transcript
 from sophia_mcp.app.services import Services
+from sophia_mcp.domain.bugs import BugReport
 from sophia_mcp.domain.inbox import InboxEvent
+from sophia_mcp.domain.issues import Issue
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput, NotFound, ServiceUnavailable
 from sophia_mcp.workflows.bugs import (
@@ -245,7 +247,7 @@ async def linear_issue(services: Services, event: InboxEvent) -> dict[str, Any]:
     if body.get("action") != "update" or "stateId" not in (body.get("updatedFrom") or {}):
         raise Ignored(f"an issue's {body.get('action') or 'event'} that is no change of state")
     issue_id = str(data.get("id") or "")
-    if not any(r.issue_id == issue_id for r in await services.bug_reports.all()):
+    if await services.bug_reports.of_issue(issue_id) is None:
         raise Ignored(f"{data.get('identifier') or issue_id or 'the issue'} was not filed from a bug report")
     try:
         issue = await services.tracker.get(issue_id)
@@ -257,6 +259,17 @@ async def linear_issue(services: Services, event: InboxEvent) -> dict[str, Any]:
 
 
 # -- github.pull_request -----------------------------------------------------------------------------
+
+
+async def reported_issue(services: Services, named: list[str], none_named: str) -> tuple[BugReport, Issue]:
+    """The bug report's issue among the identifiers an event names, with its report; `Ignored` (saying
+    `none_named` when it names none) when none is an issue this project opened from a report."""
+    if not named:
+        raise Ignored(none_named)
+    found = await bug_issue(services, named)
+    if found is None:
+        raise Ignored(f"{', '.join(named)}: no issue this project opened from a bug report")
+    return found
 
 
 async def github_pull_request(services: Services, event: InboxEvent) -> dict[str, Any]:
@@ -274,12 +287,7 @@ async def github_pull_request(services: Services, event: InboxEvent) -> dict[str
         raise Ignored(f"a pull request's {action or 'event'}: only opened, ready_for_review, reopened, closed move")
     head = pr.get("head") or {}
     named = named_identifiers(str(head.get("ref") or ""), str(pr.get("title") or ""), str(pr.get("body") or ""))
-    if not named:
-        raise Ignored("the pull request names no issue (in its branch, title or body)")
-    found = await bug_issue(services, named)
-    if found is None:
-        raise Ignored(f"{', '.join(named)}: no issue this project opened from a bug report")
-    _, issue = found
+    _, issue = await reported_issue(services, named, "the pull request names no issue (in its branch, title or body)")
     url = str(pr.get("html_url") or "")
     if url:
         await services.tracker.link(issue.id, url, f"PR #{pr.get('number')}: {pr.get('title') or ''}".strip())
@@ -302,12 +310,9 @@ async def vercel_deployment(services: Services, event: InboxEvent) -> dict[str, 
     deployment = payload.get("deployment") or {}
     meta = deployment.get("meta") or {}
     named = named_identifiers(str(meta.get("githubCommitRef") or ""), str(meta.get("githubCommitMessage") or ""))
-    if not named:
-        raise Ignored("the deployment's commit names no issue (its branch or message)")
-    found = await bug_issue(services, named)
-    if found is None:
-        raise Ignored(f"{', '.join(named)}: no issue this project opened from a bug report")
-    report, issue = found
+    report, issue = await reported_issue(
+        services, named, "the deployment's commit names no issue (its branch or message)"
+    )
     raw_url = str(deployment.get("url") or payload.get("url") or "")
     url = raw_url if raw_url.startswith("http") or not raw_url else f"https://{raw_url}"
     production = payload.get("target") == "production"
