@@ -19,6 +19,7 @@ from sophia_mcp.app.backends import build_services
 from sophia_mcp.cli.main import app
 from sophia_mcp.demo.load import load_demo
 from sophia_mcp.settings import Settings
+from tests.fakes.linear import LinearState, linear_app
 from tests.fakes.server import serve
 from tests.fakes.web_search import WebState, tavily_app
 from tests.support.exports import EXPORT
@@ -127,3 +128,11 @@ def redis_url(redis_server_url: str) -> str:
         sock.sendall(b"FLUSHALL\r\n")
         assert sock.recv(16).startswith(b"+OK")
     return redis_server_url
+
+
+@pytest.fixture
+def linear() -> Iterator[tuple[str, LinearState]]:
+    """The Linear fake, served for one test: its base URL and its state (a "lost" answer comes after 1.5 s)."""
+    state = LinearState(slow_seconds=1.5)
+    with serve(linear_app(state)) as url:
+        yield url, state

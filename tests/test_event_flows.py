@@ -49,6 +49,16 @@ def section(name: str, **values: str) -> dict[str, str]:
     return {f"SOPHIA_{name}__{key}": value for key, value in values.items()}
 
 
+def bug_path_env(gong: GongKey, slack_url: str, linear_url: str) -> dict[str, str]:
+    """Every receiver's secret, Slack and Linear on their fakes, and #bugs as the channel bug reports come in."""
+    return (
+        secrets_env(gong)
+        | section("SLACK", BACKEND="slack", BASE_URL=f"{slack_url}/api/", BOT_TOKEN=BOT_TOKEN, **FAST)
+        | section("LINEAR", BACKEND="linear", BASE_URL=f"{linear_url}/graphql", API_KEY=API_KEY, TEAM="ENG", **FAST)
+        | {"SOPHIA_BUGS__CHANNELS": '["#bugs"]'}
+    )
+
+
 @contextmanager
 def composite(demo_template: Path, tmp_path: Path, **env: str) -> Iterator[tuple[str, Path, httpx.Client]]:
     """The composite server over Streamable HTTP on the demo's data, with every receiver's secret."""
@@ -77,12 +87,7 @@ def test_a_slack_bug_report_opens_one_issue_replied_in_its_thread_and_its_state_
 ) -> None:
     slack, linear, gong = SlackState(), LinearState(), GongKey.generate()
     with serve(slack_app(slack)) as s_url, serve(linear_app(linear)) as l_url:
-        env = (
-            secrets_env(gong)
-            | section("SLACK", BACKEND="slack", BASE_URL=f"{s_url}/api/", BOT_TOKEN=BOT_TOKEN, **FAST)
-            | section("LINEAR", BACKEND="linear", BASE_URL=f"{l_url}/graphql", API_KEY=API_KEY, TEAM="ENG", **FAST)
-            | {"SOPHIA_BUGS__CHANNELS": '["#bugs"]'}
-        )
+        env = bug_path_env(gong, s_url, l_url)
         with composite(demo_template, tmp_path, **env) as (base, data_dir, http):
             ts = f"{time.time():.6f}"
             body = encode(slack_message(BUGS, ts, "bug: owner statements export fails with a 500 since this morning"))
@@ -167,13 +172,7 @@ def test_a_bug_goes_its_whole_path_assigned_reviewed_merged_and_live_each_step_o
     away = {"id": "user-away", "name": "Ari Away", "email": "ari@example.com", "active": False}
     linear.users.append(away)
     with serve(slack_app(slack)) as s_url, serve(linear_app(linear)) as l_url:
-        env = (
-            secrets_env(gong)
-            | section("SLACK", BACKEND="slack", BASE_URL=f"{s_url}/api/", BOT_TOKEN=BOT_TOKEN, **FAST)
-            | section("LINEAR", BACKEND="linear", BASE_URL=f"{l_url}/graphql", API_KEY=API_KEY, TEAM="ENG", **FAST)
-            | {"SOPHIA_BUGS__CHANNELS": '["#bugs"]'}
-            | {"SOPHIA_BUGS__ASSIGNEES": '["ari@example.com", "dana@example.com"]'}
-        )  # fmt: skip
+        env = bug_path_env(gong, s_url, l_url) | {"SOPHIA_BUGS__ASSIGNEES": '["ari@example.com", "dana@example.com"]'}
         with composite(demo_template, tmp_path, **env) as (base, data_dir, http):
 
             def post(provider: str, body: bytes, headers: dict[str, str]) -> None:

@@ -5,7 +5,6 @@ closes each when the service recovers, the side effects held meanwhile then deli
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
@@ -23,20 +22,12 @@ from sophia_mcp.workflows.call_health import analyze_call
 from sophia_mcp.workflows.healing import watch
 from sophia_mcp.workflows.runs import start_run
 from sophia_mcp.workflows.strategic import gather_evidence
-from tests.fakes.linear import API_KEY, LinearState, linear_app
-from tests.fakes.server import serve
+from tests.fakes.linear import API_KEY, LinearState
 from tests.support.results import structured
 from tests.support.settings import make_settings
 from tests.support.store_file import newest_call_ids
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def linear() -> Iterator[tuple[str, LinearState]]:
-    state = LinearState(slow_seconds=1.5)
-    with serve(linear_app(state)) as url:
-        yield url, state
 
 
 def settings_for(data_dir: Path, url: str) -> Settings:

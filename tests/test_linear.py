@@ -24,13 +24,6 @@ from tests.support.settings import make_settings
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def linear() -> Iterator[tuple[str, LinearState]]:
-    state = LinearState(slow_seconds=1.5)
-    with serve(linear_app(state)) as url:
-        yield url, state
-
-
 def linear_settings(data_dir: Path, url: str, **overrides: object) -> Settings:
     section = {
         "backend": "linear", "base_url": f"{url}/graphql", "api_key": API_KEY, "team": "CS", "timeout_s": 1,
