@@ -136,9 +136,10 @@ async def held_kinds(services: Services) -> set[str]:
 async def deliver(services: Services, entry_id: int) -> OutboxEntry:
     """Send one entry unless it is delivered, another process is sending it, or its receiver is held by an
     incident; never raises on send failure."""
-    held = await held_kinds(services)
-    if held and (await services.outbox.get(entry_id)).kind in held:
-        return await services.outbox.get(entry_id)
+    if held := await held_kinds(services):
+        entry = await services.outbox.get(entry_id)
+        if entry.kind in held:
+            return entry
     claimed = await services.outbox.claim([entry_id])
     if not claimed:
         return await services.outbox.get(entry_id)
