@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from sophia_mcp.domain.crm import (
     WORKFLOW_WRITABLE,
@@ -147,13 +147,7 @@ class LocalCRM:
 
     async def search_contacts(self, query: ContactQuery, limit: int, cursor: str | None) -> ContactPage:
         # The search may scan every contact (words match anywhere): here while they are few, else in a worker thread.
-        scanned = await self.store.read(self._rows_held, "contacts")
-        return await self.store.read(self._search, query, limit, cursor, keys=scanned)
-
-    def _rows_held(self, table: Literal["clients", "contacts"]) -> int:
-        """About how many rows `table` holds, from its largest rowid: one step down its b-tree."""
-        row = self.store.query_one(f"SELECT max(rowid) AS n FROM {table}")
-        return int(row["n"] or 0) if row else 0
+        return await self.store.scan("contacts", self._search, query, limit, cursor)
 
     def _update(self, changes: dict[str, ContactChanges]) -> dict[str, str | None]:
         outcome: dict[str, str | None] = {}
@@ -218,8 +212,9 @@ class LocalCRM:
 
     async def list_clients(self, text: str | None, limit: int, cursor: str | None) -> ClientPage:
         # A page along the key is a short read; a search for text scans: here while the clients are few.
-        scanned = 0 if text is None else await self.store.read(self._rows_held, "clients")
-        return await self.store.read(self._list_clients, text, limit, cursor, keys=scanned)
+        if text is None:
+            return await self.store.read(self._list_clients, text, limit, cursor)
+        return await self.store.scan("clients", self._list_clients, text, limit, cursor)
 
     async def all_clients(self) -> list[Client]:
         """Every client, in one query (the health monitor's set-based pass)."""

@@ -354,6 +354,12 @@ class Store:
         finally:
             self._local.active = None
 
+    async def scan(self, table: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run a read that may scan every row of `table` (words matched anywhere): here while the table is small,
+        in a worker thread once it is not. Its largest rowid (one step down its b-tree) says about how big it is."""
+        row = await self.read(self.query_one, f"SELECT max(rowid) AS n FROM {table}")
+        return await self.read(fn, *args, keys=int(row["n"] or 0) if row else 0)
+
     def close(self) -> None:
         with self._lock:
             if self._owed and self._conn is not None:

@@ -82,16 +82,15 @@ def _row_factory(cursor: Any) -> RowMaker[Row]:
     return functools.partial(Row, index=index)
 
 
-# A string literal, a quoted identifier, a cast (`::`), a `?`, a `:name` or a `%`: scanned left to right, so a `?`
-# or `%` inside quotes is left alone.
-_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|::|\?|:([A-Za-z_]\w*)|%")
+# A string literal, a quoted identifier, a cast (`::`), a `?`, a `:name`, a `%` or the keyword LIKE: scanned left to
+# right, so a `?`, `%` or LIKE inside quotes is left alone.
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|::|\?|:([A-Za-z_]\w*)|%|(?i:\bLIKE\b)")
 # SQLite spellings with an exact PostgreSQL equivalent, rewritten in repository SQL (never inside the literals:
 # these run before the placeholders are translated, on statements the repositories write, which keep them apart).
 _REWRITES = [
     (re.compile(r"\bIS NOT \?"), "IS DISTINCT FROM ?"),
     (re.compile(r"([\w.]+) = \? COLLATE NOCASE"), r"lower(\1) = lower(?)"),
     (re.compile(r"([\w.]+) COLLATE NOCASE IN \("), r"lower(\1) IN ("),
-    (re.compile(r"\bmax\(rowid\)", re.IGNORECASE), "count(*)"),
     (re.compile(r"\binstr\(", re.IGNORECASE), "strpos("),
 ]
 
@@ -99,7 +98,7 @@ _REWRITES = [
 @functools.lru_cache(maxsize=4096)
 def translate(sql: str) -> str:
     """The statement in PostgreSQL's spelling: `?` -> `%s`, `:name` -> `%(name)s` (not inside string literals or
-    quoted names), and every `%` doubled, as psycopg reads it."""
+    quoted names), every `%` doubled, as psycopg reads it, and LIKE -> ILIKE (SQLite's LIKE ignores case)."""
     for pattern, replacement in _REWRITES:
         sql = pattern.sub(replacement, sql)
 
@@ -111,6 +110,8 @@ def translate(sql: str) -> str:
             return "%%"
         if match.group(1) is not None:
             return f"%({match.group(1)})s"
+        if text.upper() == "LIKE":
+            return "ILIKE"
         return text.replace("%", "%%")  # psycopg reads `%` everywhere, inside literals too
 
     return _TOKENS.sub(token, sql)
@@ -356,6 +357,10 @@ class PostgresStore(Store):
 
     async def read(self, fn: Callable[..., T], *args: Any, keys: int = 1) -> T:
         """Every read goes to a worker thread: over the network, even a lookup by key may wait."""
+        return await self.run(fn, *args)
+
+    async def scan(self, table: str, fn: Callable[..., T], *args: Any) -> T:
+        """A read that may scan `table` goes to a worker thread as every read does: no need to size it first."""
         return await self.run(fn, *args)
 
     def close(self) -> None:

@@ -131,8 +131,7 @@ class LocalTracker:
 
     async def search(self, query: IssueQuery) -> IssuePage:
         # Title words match anywhere, so the search may scan every issue: here while they are few, else in a thread.
-        held = await self.store.read(self.store.query_one, "SELECT max(rowid) AS n FROM tracker_issues")
-        return await self.store.read(self._search, query, keys=int(held["n"] or 0) if held else 0)
+        return await self.store.scan("tracker_issues", self._search, query)
 
     # -- writes -------------------------------------------------------------------------------------------
 
