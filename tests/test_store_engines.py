@@ -4,6 +4,7 @@ PostgreSQL's own faults: unreachable at start, gone mid-run, an older schema, re
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -26,7 +27,7 @@ from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput, ServiceUnavailable
 from sophia_mcp.servers.crm import create_server as create_crm
 from sophia_mcp.store.churn import ChurnSignals
-from sophia_mcp.store.database import Store
+from sophia_mcp.store.database import OutsideQueryFailed, Store
 from sophia_mcp.store.engine import open_store
 from sophia_mcp.store.inbox import Inbox
 from sophia_mcp.store.issue_keys import IssueKeys
@@ -222,6 +223,15 @@ async def test_the_local_tracker_creates_once_and_finds_by_identifier_and_label_
 
 
 # -- PostgreSQL's own faults ---------------------------------------------------------------------------------
+
+
+def test_a_write_slipped_into_an_outside_query_is_refused_by_the_engine(store: Store) -> None:
+    """A model's SQL runs on a reader that cannot write (SQLite's `mode=ro`, PostgreSQL's READ ONLY transaction),
+    whatever got past the SQL guard."""
+    with pytest.raises((sqlite3.Error, OutsideQueryFailed), match=r"read-only|readonly"):
+        with store.untrusted_reader(5, 1 << 20) as conn:
+            conn.execute("CREATE TABLE smuggled (x TEXT)")
+    assert store.query("SELECT count(*) AS n FROM clients")[0]["n"] == 0
 
 
 def test_a_url_of_another_database_is_refused_without_its_password(tmp_path: Path) -> None:

@@ -1,11 +1,14 @@
-"""The `Warehouse` port on the local SQLite store."""
+"""The `Warehouse` port on the local store: its SQLite file, or its PostgreSQL database. Queries come in SQLite's
+dialect on either (the local warehouse speaks one); on PostgreSQL sqlglot writes them out in its spelling."""
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from contextlib import closing
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sophia_mcp.adapters.warehouse_sql import (
@@ -18,7 +21,7 @@ from sophia_mcp.domain.results import CallAnalysis, HealthScore
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.domain.warehouse import Column, HealthRecord, QueryResult
 from sophia_mcp.errors import InvalidInput
-from sophia_mcp.store.database import Store, dumps
+from sophia_mcp.store.database import OutsideQueryFailed, Store, dumps
 
 # One row per client and source call (a record without one is appended): a re-analysis replaces its figures.
 RECORD_HEALTH_HISTORY = """
@@ -47,9 +50,34 @@ def _size(value: object) -> int:
     return len(value) if isinstance(value, str | bytes) else 8
 
 
-def _refusal(exc: sqlite3.Error, timeout_s: float, max_value_bytes: int) -> InvalidInput:
-    """What to tell the author of a query SQLite stopped or refused."""
-    name = getattr(exc, "sqlite_errorname", "")
+# The columns of the tables asked for, as each engine lists them.
+COLUMNS_OF = {
+    "sqlite": "SELECT m.name AS tbl, p.name, p.type FROM sqlite_master m JOIN pragma_table_info(m.name) p "
+    "WHERE m.type = 'table' AND lower(m.name) IN ({marks}) ORDER BY m.name, p.cid",
+    "postgresql": "SELECT table_name AS tbl, column_name AS name, upper(data_type) AS type "
+    "FROM information_schema.columns WHERE table_schema = current_schema() AND lower(table_name) IN ({marks}) "
+    "ORDER BY table_name, ordinal_position",
+}
+# A `%s` placeholder outside quotes (sqlglot's PostgreSQL spelling of `?`), or a quoted text or name to step over.
+_PG_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|%s")
+
+
+@lru_cache(maxsize=256)
+def in_postgres(sql: str) -> str:
+    """A checked statement in SQLite's dialect, written out in PostgreSQL's (with `?` placeholders, as the store's
+    connections take them)."""
+    import sqlglot  # loaded already: the statement was checked with it
+
+    written = sqlglot.transpile(sql, read="sqlite", write="postgres")[0]
+    return _PG_PLACEHOLDER.sub(lambda m: "?" if m.group(0) == "%s" else m.group(0), written)
+
+
+def _refusal(exc: sqlite3.Error | OutsideQueryFailed, timeout_s: float, max_value_bytes: int) -> InvalidInput:
+    """What to tell the author of a query the store's engine stopped or refused."""
+    if isinstance(exc, OutsideQueryFailed):
+        name = "SQLITE_INTERRUPT" if exc.stopped else ""
+    else:
+        name = getattr(exc, "sqlite_errorname", "")
     if name == "SQLITE_INTERRUPT":
         return InvalidInput(
             f"The query ran past its {timeout_s:g} s and was stopped; narrow it (a WHERE, fewer joins) or aggregate "
@@ -60,6 +88,8 @@ def _refusal(exc: sqlite3.Error, timeout_s: float, max_value_bytes: int) -> Inva
             f"The query built a text, blob or row over {max_value_bytes // 1024} KB "
             "(SOPHIA_ANALYTICS__MAX_VALUE_KB) and was stopped; select less of it (substr, length) or aggregate"
         )
+    if isinstance(exc, OutsideQueryFailed):
+        return InvalidInput(str(exc))
     return InvalidInput(f"SQLite refused the query: {str(exc)[:300]}")
 
 
@@ -76,6 +106,8 @@ class LocalWarehouse:
     ) -> QueryResult:
         rows: list[list[Any]] = []
         size = 0
+        if self.store.dialect == "postgresql":
+            sql = in_postgres(sql)
         try:
             with self.store.untrusted_reader(timeout_s, self.max_value_bytes) as conn:
                 with closing(conn.execute(sql, params)) as cursor:
@@ -93,7 +125,7 @@ class LocalWarehouse:
                                     "fewer rows (limit) or columns, or less of each long text (substr)"
                                 )
                             rows.append(list(row))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OutsideQueryFailed) as exc:
             raise _refusal(exc, timeout_s, self.max_value_bytes) from None
         except MemoryError:  # SQLite's hard heap limit, which bounds every query together
             raise InvalidInput(
@@ -141,12 +173,8 @@ class LocalWarehouse:
 
     async def columns(self, tables: list[str]) -> dict[str, list[Column]]:
         wanted = {t.casefold(): t for t in tables}
-        rows = await self.store.read(
-            self.store.query,
-            "SELECT m.name AS tbl, p.name, p.type FROM sqlite_master m JOIN pragma_table_info(m.name) p "
-            f"WHERE m.type = 'table' AND lower(m.name) IN ({', '.join('?' * len(wanted))}) ORDER BY m.name, p.cid",
-            list(wanted),
-        )
+        marks = ", ".join("?" * len(wanted))
+        rows = await self.store.read(self.store.query, COLUMNS_OF[self.store.dialect].format(marks=marks), list(wanted))
         found: dict[str, list[Column]] = {}
         for row in rows:
             found.setdefault(wanted[row["tbl"].casefold()], []).append(Column(name=row["name"], type=row["type"]))

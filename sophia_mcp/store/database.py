@@ -91,6 +91,14 @@ RESERVE_BYTES = 512 * 1024
 READ_HERE_KEYS = 200  # `read` of more keys than this may take over a millisecond: it goes to a worker thread
 
 
+class OutsideQueryFailed(Exception):
+    """The engine stopped a statement from outside (`stopped`: it ran past its time) or refused it, in its words."""
+
+    def __init__(self, words: str, stopped: bool = False) -> None:
+        super().__init__(words)
+        self.stopped = stopped
+
+
 class Store:
     """A connection to the store file; blocking calls go through `run` so they never block the event loop."""
 

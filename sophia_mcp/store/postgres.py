@@ -29,7 +29,7 @@ import psycopg_pool
 from psycopg.rows import RowMaker
 
 from sophia_mcp.errors import ServiceUnavailable
-from sophia_mcp.store.database import Store
+from sophia_mcp.store.database import OutsideQueryFailed, Store
 from sophia_mcp.store.migrations import MIGRATIONS, postgres_statements
 from sophia_mcp.store.store_url import SETTING, mask_url
 
@@ -128,6 +128,12 @@ class Cursor:
 
     def fetchall(self) -> list[Row]:
         return self._cursor.fetchall() if self._cursor.description else []
+
+    def fetchmany(self, size: int) -> list[Row]:
+        return self._cursor.fetchmany(size) if self._cursor.description else []
+
+    def close(self) -> None:
+        self._cursor.close()
 
     def __iter__(self) -> Iterator[Row]:
         return iter(self.fetchall())
@@ -318,6 +324,26 @@ class PostgresStore(Store):
                     return [d[0] for d in cursor.description or []], cursor.fetchall()
             except psycopg.errors.QueryCanceled:
                 return None
+
+    @contextmanager
+    def untrusted_reader(self, seconds: float, max_value_bytes: int) -> Iterator[Any]:
+        """A connection for one statement from outside (a model's SQL), in a READ ONLY transaction of its own, so
+        nothing it runs writes; the server stops it after `seconds` (statement_timeout). PostgreSQL caps no single
+        value: the caller's row and byte caps bound what is read. What it refuses is `OutsideQueryFailed`."""
+        deadline_ms = max(1, int(seconds * 1000))
+        with self._connection() as conn:
+            try:
+                with conn.transaction():
+                    conn.execute("SET TRANSACTION READ ONLY")
+                    conn.execute(f"SET LOCAL statement_timeout = {deadline_ms}")
+                    yield Connection(conn)
+            except psycopg.errors.QueryCanceled as exc:
+                raise OutsideQueryFailed(str(exc), stopped=True) from None
+            except psycopg.Error as exc:
+                if isinstance(exc, psycopg.OperationalError):
+                    raise  # the database went away: `_connection` says so
+                words = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise OutsideQueryFailed(f"PostgreSQL refused the query: {words[:300]}") from None
 
     @contextmanager
     def transaction(self, shared: bool = False) -> Iterator[Any]:
