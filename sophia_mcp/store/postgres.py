@@ -211,6 +211,10 @@ class PostgresStore(Store):
 
     # -- connections ----------------------------------------------------------------------------------------
 
+    def _connect(self) -> Any:
+        # A path of SQLite's `Store` not overridden here would open a file named `postgresql` in the working dir.
+        raise TypeError("A store on PostgreSQL has no SQLite file to open")
+
     def unavailable(self, exc: BaseException) -> ServiceUnavailable:
         """Our error for a database that cannot be reached or went away: names the setting, never the password."""
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
