@@ -27,6 +27,7 @@ from tests.support.postgres import PostgresServer, running_postgres
 from tests.support.processes import env_for
 from tests.support.redis_server import redis_server
 from tests.support.settings import make_settings
+from tests.support.store_file import StoreSQL
 
 # Tests never read a developer's own configuration (SOPHIA_TEST_* say how the tests themselves run: kept, so
 # xdist's workers see them too).
@@ -84,6 +85,41 @@ def data_dir(tmp_path: Path, demo_template: Path) -> Path:
     target.mkdir()
     shutil.copy(demo_template / "sophia.db", target / "sophia.db")
     return target
+
+
+@pytest.fixture(scope="session")
+def demo_database(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PostgreSQL database with the demo loaded (not analysed), built once per worker: the template that each
+    test's copy is made from."""
+    name = postgres_server.create_database()
+    settings = make_settings(tmp_path_factory.mktemp("demo-pg"), store={"url": postgres_server.url(name)})
+    services = build_services(settings)
+    try:
+        anyio.run(load_demo, services)
+    finally:
+        services.close()
+    return name
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def demo_store(request: pytest.FixtureRequest, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreSQL]:
+    """The test's demo store, and SQL on it: the data dir's SQLite copy, or a copy of the demo database on
+    PostgreSQL that SOPHIA_STORE__URL names for every settings and process the test builds (so the test runs once
+    on each engine). A module opts in with `usefixtures("demo_store")`; a test about SQLite itself parametrizes it
+    to ["sqlite"] (tests/support/store_file.py's `sqlite_only`)."""
+    if request.param == "sqlite":
+        yield StoreSQL(data_dir)
+        return
+    (data_dir / "sophia.db").unlink()  # nothing may read the SQLite copy by mistake
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database(template=request.getfixturevalue("demo_database"))
+    monkeypatch.setenv("SOPHIA_STORE__URL", server.url(name))
+    sql = StoreSQL(data_dir, server.url(name))
+    try:
+        yield sql
+    finally:
+        sql.close()
+        server.drop_database(name)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from tests.fakes.slack import BOT_TOKEN, SlackState, slack_app
 from tests.support.results import structured, text_of
 from tests.support.settings import make_settings
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("demo_store")]
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ model (annotations and output schemas), and instructions that say which tool ser
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,9 @@ from sophia_mcp.servers import alerts, crm, gong, knowledge, linear
 from sophia_mcp.servers.composite import create_server
 from tests.support.results import structured, text_of
 from tests.support.settings import make_settings
-from tests.support.store_file import newest_call_ids
+from tests.support.store_file import StoreSQL, newest_call_ids
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("demo_store")]
 
 
 async def test_every_domain_tool_is_there_under_its_prefix_with_annotations_and_output_schema(
@@ -62,9 +61,11 @@ async def test_workflow_prompts_and_their_completions(data_dir: Path) -> None:
     assert clients.completion.values and all("Oak" in v for v in clients.completion.values)
 
 
-async def test_every_workflow_runs_through_the_composite_server_on_the_embedded_default(data_dir: Path) -> None:
+async def test_every_workflow_runs_through_the_composite_server_on_the_embedded_default(
+    data_dir: Path, demo_store: StoreSQL
+) -> None:
     async with Client(create_server(make_settings(data_dir))) as client:
-        call = await client.call_tool("gong_analyze_call", {"call_id": newest_call_ids(data_dir, 1)[0]})
+        call = await client.call_tool("gong_analyze_call", {"call_id": newest_call_ids(demo_store, 1)[0]})
         contacts = structured(await client.call_tool("crm_search_contacts", {"limit": 2}))["contacts"]
         runs = {
             "analyze call": call,
@@ -124,11 +125,13 @@ async def test_metrics_cover_the_strategic_query_dashboards_and_bug_reports(data
     assert counted["strategic_query"] == counted["build_dashboard"] == counted["report_bug"] == (1, 1)
 
 
-async def test_a_health_trend_for_an_unknown_client_is_an_error_not_an_empty_table(data_dir: Path) -> None:
+async def test_a_health_trend_for_an_unknown_client_is_an_error_not_an_empty_table(
+    data_dir: Path, demo_store: StoreSQL
+) -> None:
     async with Client(create_server(make_settings(data_dir))) as client:
         unknown = await client.call_tool("run_metric", {"name": "health_trend", "client_id": "no-such-client"})
         mentions = await client.call_tool("run_metric", {"name": "competitor_mentions", "client_id": "nobody"})
-        known = await client.call_tool("run_metric", {"name": "health_trend", "client_id": first_client(data_dir)})
+        known = await client.call_tool("run_metric", {"name": "health_trend", "client_id": first_client(demo_store)})
     assert unknown.is_error and "No client 'no-such-client'" in text_of(unknown)
     assert mentions.is_error and "No client 'nobody'" in text_of(mentions)
     assert not known.is_error
@@ -155,6 +158,26 @@ async def test_a_null_limit_means_the_default(data_dir: Path) -> None:
     assert len(pages["gong_list_calls"][0]["calls"]) == 20 and len(pages["query_warehouse"][0]["rows"]) == 100
 
 
-def first_client(data_dir: Path) -> str:
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        return str(conn.execute("SELECT id FROM clients ORDER BY id LIMIT 1").fetchone()[0])
+async def test_the_warehouse_reads_the_store_s_own_engine_in_sqlite_s_dialect(
+    data_dir: Path, demo_store: StoreSQL
+) -> None:
+    renewals = demo_store.value("SELECT count(*) FROM calls WHERE lower(title) LIKE '%renewal%'")
+    forever = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
+    counting = "SELECT count(*) AS n FROM calls WHERE title LIKE '%RENEWAL%' AND title <> 'why? 100%'"
+    async with Client(create_server(make_settings(data_dir, analytics={"timeout_s": 0.5}))) as client:
+        counted = structured(await client.call_tool("query_warehouse", {"sql": counting}))
+        stopped = await client.call_tool("query_warehouse", {"sql": forever})
+        unknown = await client.call_tool("query_warehouse", {"sql": "SELECT nope FROM calls"})
+        segments = structured(await client.call_tool("run_metric", {"name": "revenue_by_segment"}))
+        schema = structured(await client.call_tool("describe_warehouse", {}))
+    assert renewals > 0 and counted["rows"] == [[renewals]]  # LIKE ignores case on both, as SQLite's does
+    assert stopped.is_error and "ran past its 0.5 s" in text_of(stopped)
+    assert unknown.is_error and "nope" in text_of(unknown) and "Traceback" not in text_of(unknown)
+    assert sum(row[1] for row in segments["rows"]) == demo_store.value("SELECT count(*) FROM clients")
+    assert schema["dialect"] == "sqlite"
+    calls = next(t for t in schema["tables"] if t["name"] == "calls")
+    assert {"id", "title", "started", "client_id"} <= {c["name"] for c in calls["columns"]}
+
+
+def first_client(db: StoreSQL) -> str:
+    return str(db.value("SELECT id FROM clients ORDER BY id LIMIT 1"))

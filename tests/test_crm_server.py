@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +14,9 @@ from sophia_mcp.servers.crm import create_server
 from sophia_mcp.settings import Settings
 from sophia_mcp.workflows.call_health import analyze_call
 from tests.support.results import structured, text_of
-from tests.support.store_file import newest_call_ids
+from tests.support.store_file import StoreSQL, newest_call_ids
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("demo_store")]
 
 CRM_TOOLS = {
     "get_contact", "search_contacts", "enrich_contact", "enrich_contacts", "update_contact", "score_lead",
@@ -26,16 +24,14 @@ CRM_TOOLS = {
 }  # fmt: skip
 
 
-def contacts(data_dir: Path, where: str = "1 = 1") -> list[sqlite3.Row]:
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        conn.row_factory = sqlite3.Row
-        return conn.execute(f"SELECT * FROM contacts WHERE {where} ORDER BY id").fetchall()
+def contacts(db: StoreSQL, where: str = "1 = 1") -> list[dict[str, Any]]:
+    columns = ["id", "client_id", "email", "last_name", "lead_score", "lead_grade"]
+    rows = db.rows(f"SELECT {', '.join(columns)} FROM contacts WHERE {where} ORDER BY id")
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
-def firm_known(data_dir: Path, email: str) -> bool:
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        domain = email.rsplit("@", 1)[1]
-        return conn.execute("SELECT 1 FROM firmographics WHERE domain = ?", (domain,)).fetchone() is not None
+def firm_known(db: StoreSQL, email: str) -> bool:
+    return bool(db.rows("SELECT 1 FROM firmographics WHERE domain = ?", (email.rsplit("@", 1)[1],)))
 
 
 async def test_lists_the_crm_tools_with_schemas_and_annotations(settings: Settings) -> None:
@@ -55,9 +51,9 @@ async def test_lists_the_crm_tools_with_schemas_and_annotations(settings: Settin
 
 
 async def test_enrich_contact_scores_writes_changes_and_a_repeat_writes_nothing(
-    settings: Settings, data_dir: Path
+    settings: Settings, demo_store: StoreSQL
 ) -> None:
-    row = next(r for r in contacts(data_dir) if firm_known(data_dir, r["email"]))
+    row = next(r for r in contacts(demo_store) if firm_known(demo_store, r["email"]))
     async with Client(create_server(settings)) as client:
         first = structured(await client.call_tool("enrich_contact", {"contact_id": row["id"]}))
         again = structured(await client.call_tool("enrich_contact", {"contact_id": row["id"]}))
@@ -70,15 +66,17 @@ async def test_enrich_contact_scores_writes_changes_and_a_repeat_writes_nothing(
         "seniority", "company_size", "industry", "engagement", "client_health"
     }  # fmt: skip
     assert sum(r["points"] for r in score["reasons"]) == pytest.approx(score["score"], abs=0.1)
-    stored = contacts(data_dir, f"id = '{row['id']}'")[0]
+    stored = contacts(demo_store, f"id = '{row['id']}'")[0]
     assert stored["lead_score"] == score["score"] and stored["lead_grade"] == score["grade"]
     assert first["contact"]["lead_score"] == score["score"]
     assert again["outcome"]["status"] == "unchanged" and again["outcome"]["reused"] is True
     assert again["outcome"]["changes"] == {}
 
 
-async def test_a_contact_the_enricher_does_not_know_is_scored_honestly(settings: Settings, data_dir: Path) -> None:
-    row = next(r for r in contacts(data_dir) if not firm_known(data_dir, r["email"]))
+async def test_a_contact_the_enricher_does_not_know_is_scored_honestly(
+    settings: Settings, demo_store: StoreSQL
+) -> None:
+    row = next(r for r in contacts(demo_store) if not firm_known(demo_store, r["email"]))
     async with Client(create_server(settings)) as client:
         result = structured(await client.call_tool("enrich_contact", {"contact_id": row["id"]}))
     outcome = result["outcome"]
@@ -87,8 +85,8 @@ async def test_a_contact_the_enricher_does_not_know_is_scored_honestly(settings:
     assert result["contact"]["city"] is None  # nothing invented
 
 
-async def test_enrich_contacts_reports_progress_and_each_contact(settings: Settings, data_dir: Path) -> None:
-    ids = [r["id"] for r in contacts(data_dir)[:30]]
+async def test_enrich_contacts_reports_progress_and_each_contact(settings: Settings, demo_store: StoreSQL) -> None:
+    ids = [r["id"] for r in contacts(demo_store)[:30]]
     seen: list[tuple[float, float | None]] = []
 
     async def on_progress(done: float, total: float | None, _: str | None) -> None:
@@ -107,8 +105,8 @@ async def test_enrich_contacts_reports_progress_and_each_contact(settings: Setti
     assert rerun["written"] == 0 and rerun["unchanged"] == 30 and rerun["reused"] == 30
 
 
-async def test_a_long_enrichment_reports_totals_not_a_row_per_contact(settings: Settings, data_dir: Path) -> None:
-    ids = [r["id"] for r in contacts(data_dir)]
+async def test_a_long_enrichment_reports_totals_not_a_row_per_contact(settings: Settings, demo_store: StoreSQL) -> None:
+    ids = [r["id"] for r in contacts(demo_store)]
     async with Client(create_server(settings)) as client:
         few = structured(await client.call_tool("enrich_contacts", {"contact_ids": ids[:3]}))
         many = structured(await client.call_tool("enrich_contacts", {"contact_ids": [*ids[3:], "99999999999"]}))
@@ -144,9 +142,9 @@ async def test_enrich_contacts_since_takes_recently_changed_contacts(settings: S
     ],
 )
 async def test_bad_updates_get_a_clear_error(
-    settings: Settings, data_dir: Path, arguments: dict[str, Any], expected: str
+    settings: Settings, demo_store: StoreSQL, arguments: dict[str, Any], expected: str
 ) -> None:
-    contact_id = contacts(data_dir)[0]["id"]
+    contact_id = contacts(demo_store)[0]["id"]
     async with Client(create_server(settings)) as client:
         result = await client.call_tool("update_contact", {"contact_id": contact_id} | arguments)
     assert result.is_error
@@ -155,8 +153,8 @@ async def test_bad_updates_get_a_clear_error(
     assert "Traceback" not in text and "pydantic.dev" not in text
 
 
-async def test_update_contact_writes_and_clears_fields(settings: Settings, data_dir: Path) -> None:
-    contact_id = contacts(data_dir)[0]["id"]
+async def test_update_contact_writes_and_clears_fields(settings: Settings, demo_store: StoreSQL) -> None:
+    contact_id = contacts(demo_store)[0]["id"]
     async with Client(create_server(settings)) as client:
         updated = structured(
             await client.call_tool(
@@ -174,9 +172,9 @@ async def test_update_contact_writes_and_clears_fields(settings: Settings, data_
     assert {r["factor"]: r["points"] for r in scored["score"]["reasons"]}["seniority"] == 25
 
 
-async def test_search_get_and_client_health(settings: Settings, data_dir: Path) -> None:
+async def test_search_get_and_client_health(settings: Settings, demo_store: StoreSQL) -> None:
     services = build_services(settings)
-    call_id = newest_call_ids(data_dir, 1)[0]
+    call_id = newest_call_ids(demo_store, 1)[0]
     report = await analyze_call(services, call_id)
     await services.aclose()
     services.close()
@@ -197,7 +195,7 @@ async def test_search_get_and_client_health(settings: Settings, data_dir: Path) 
     assert unknown.is_error and "No client matches" in text_of(unknown)
 
 
-async def test_search_pages_through_every_contact_once(settings: Settings, data_dir: Path) -> None:
+async def test_search_pages_through_every_contact_once(settings: Settings, demo_store: StoreSQL) -> None:
     seen: list[str] = []
     cursor = None
     async with Client(create_server(settings)) as client:
@@ -207,11 +205,11 @@ async def test_search_pages_through_every_contact_once(settings: Settings, data_
             cursor = page["next_cursor"]
             if cursor is None:
                 break
-    assert sorted(seen) == [r["id"] for r in contacts(data_dir)]
+    assert sorted(seen) == [r["id"] for r in contacts(demo_store)]
 
 
-async def test_resources_prompts_and_completions(settings: Settings, data_dir: Path) -> None:
-    row = contacts(data_dir)[0]
+async def test_resources_prompts_and_completions(settings: Settings, demo_store: StoreSQL) -> None:
+    row = contacts(demo_store)[0]
     async with Client(create_server(settings)) as client:
         contact = await client.read_resource(f"crm://contacts/{row['id']}")
         client_doc = await client.read_resource(f"crm://clients/{row['client_id']}")

@@ -16,9 +16,9 @@ from sophia_mcp.settings import Settings
 from sophia_mcp.store.migrations import MIGRATIONS
 from tests.support.results import structured, text_of
 from tests.support.settings import make_settings
-from tests.support.store_file import newest_call_ids, outbox_rows
+from tests.support.store_file import StoreSQL, newest_call_ids, outbox_rows, sqlite_only
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("demo_store")]
 
 GONG_TOOLS = {"list_calls", "get_call", "get_transcript", "analyze_call", "link_call"}
 
@@ -37,8 +37,8 @@ async def test_lists_the_gong_tools_with_schemas_and_annotations(settings: Setti
     assert tools["link_call"].annotations.read_only_hint is False
 
 
-async def test_analyze_call_returns_analysis_and_health(settings: Settings, data_dir: Path) -> None:
-    call_id = newest_call_ids(data_dir, 1)[0]
+async def test_analyze_call_returns_analysis_and_health(settings: Settings, demo_store: StoreSQL) -> None:
+    call_id = newest_call_ids(demo_store, 1)[0]
     async with Client(create_server(settings)) as client:
         report = structured(await client.call_tool("analyze_call", {"call_id": call_id}))
     analysis = report["analysis"]
@@ -53,7 +53,7 @@ async def test_analyze_call_returns_analysis_and_health(settings: Settings, data
     assert report["health"]["explanation"]
 
 
-async def test_analysis_finds_competitor_mentions_with_quotes(settings: Settings, data_dir: Path) -> None:
+async def test_analysis_finds_competitor_mentions_with_quotes(settings: Settings) -> None:
     async with Client(create_server(settings)) as client:
         page = structured(await client.call_tool("list_calls", {"competitor": "AppFolio", "limit": 5}))
         assert page["calls"], "the demo mentions AppFolio on some calls"
@@ -65,10 +65,10 @@ async def test_analysis_finds_competitor_mentions_with_quotes(settings: Settings
         assert mention["text"] and mention["speaker_id"] and mention["at_ms"] >= 0
 
 
-async def test_analysing_the_same_call_twice_alerts_once(data_dir: Path) -> None:
+async def test_analysing_the_same_call_twice_alerts_once(data_dir: Path, demo_store: StoreSQL) -> None:
     # A threshold of 100 puts every client under it, so the first analysis must alert.
     settings = make_settings(data_dir, health={"threshold": 100})
-    call_id = newest_call_ids(data_dir, 1)[0]
+    call_id = newest_call_ids(demo_store, 1)[0]
     async with Client(create_server(settings)) as client:
         first = structured(await client.call_tool("analyze_call", {"call_id": call_id}))
         second = structured(await client.call_tool("analyze_call", {"call_id": call_id}))
@@ -76,21 +76,21 @@ async def test_analysing_the_same_call_twice_alerts_once(data_dir: Path) -> None
     assert first["alert"]["new"] is True and first["alert"]["status"] == "delivered"
     assert second["alert"]["new"] is False and second["alert"]["key"] == first["alert"]["key"]
     assert first["alert"]["channel"] == "#client-health"
-    assert outbox_rows(data_dir) == [(first["alert"]["key"], "delivered")]
+    assert outbox_rows(demo_store) == [(first["alert"]["key"], "delivered")]
 
 
-async def test_healthy_threshold_sends_no_alert(data_dir: Path) -> None:
+async def test_healthy_threshold_sends_no_alert(data_dir: Path, demo_store: StoreSQL) -> None:
     settings = make_settings(data_dir, health={"threshold": 0})
-    call_id = newest_call_ids(data_dir, 1)[0]
+    call_id = newest_call_ids(demo_store, 1)[0]
     async with Client(create_server(settings)) as client:
         report = structured(await client.call_tool("analyze_call", {"call_id": call_id}))
     assert report["at_risk"] is False and report["alert"] is None
-    assert outbox_rows(data_dir) == []
+    assert outbox_rows(demo_store) == []
 
 
-async def test_analyze_call_records_a_run_with_its_steps(data_dir: Path) -> None:
+async def test_analyze_call_records_a_run_with_its_steps(data_dir: Path, demo_store: StoreSQL) -> None:
     settings = make_settings(data_dir, health={"threshold": 0})
-    call_id = newest_call_ids(data_dir, 1)[0]
+    call_id = newest_call_ids(demo_store, 1)[0]
     async with Client(create_server(settings)) as client:
         report = structured(await client.call_tool("analyze_call", {"call_id": call_id}))
         contents = (await client.read_resource(f"sophia://runs/{report['run_id']}")).contents[0]
@@ -114,65 +114,60 @@ async def test_analyze_call_records_a_run_with_its_steps(data_dir: Path) -> None
     assert all(s["duration_ms"] is not None for s in run["steps"])
 
 
-async def test_failed_run_is_recorded_with_its_reason(settings: Settings, data_dir: Path) -> None:
+async def test_failed_run_is_recorded_with_its_reason(settings: Settings, demo_store: StoreSQL) -> None:
     async with Client(create_server(settings)) as client:
         assert (await client.call_tool("analyze_call", {"call_id": "4242"})).is_error
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        status, error = conn.execute("SELECT status, error FROM workflow_runs WHERE subject = '4242'").fetchone()
-        step = conn.execute(
-            "SELECT s.name, s.status FROM run_steps s JOIN workflow_runs r ON r.id = s.run_id WHERE r.subject = '4242'"
-        ).fetchall()
+    status, error = demo_store.one("SELECT status, error FROM workflow_runs WHERE subject = '4242'")
+    step = demo_store.rows(
+        "SELECT s.name, s.status FROM run_steps s JOIN workflow_runs r ON r.id = s.run_id WHERE r.subject = '4242'"
+    )
     assert status == "failed" and error.startswith("No call with id '4242'")
     assert step == [("fetch_call", "failed")]
 
 
-def a_clients_oldest_calls(data_dir: Path, n: int) -> tuple[str, list[str]]:
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        (client_id,) = conn.execute(
-            "SELECT client_id FROM calls GROUP BY client_id HAVING COUNT(*) >= ? ORDER BY client_id LIMIT 1", (n,)
-        ).fetchone()
-        ids = [r[0] for r in conn.execute(
-            "SELECT id FROM calls WHERE client_id = ? ORDER BY started LIMIT ?", (client_id, n)
-        )]  # fmt: skip
+def a_clients_oldest_calls(db: StoreSQL, n: int) -> tuple[str, list[str]]:
+    client_id = db.value(
+        "SELECT client_id FROM calls GROUP BY client_id HAVING COUNT(*) >= ? ORDER BY client_id LIMIT 1", (n,)
+    )
+    ids = [r[0] for r in db.rows("SELECT id FROM calls WHERE client_id = ? ORDER BY started LIMIT ?", (client_id, n))]
     return client_id, ids
 
 
-def health_history(data_dir: Path, client_id: str) -> list[tuple[float, str, str]]:
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        return conn.execute(
-            "SELECT score, explanation, source_call_id FROM client_health_history WHERE client_id = ? ORDER BY as_of",
-            (client_id,),
-        ).fetchall()
+def health_history(db: StoreSQL, client_id: str) -> list[tuple[float, str, str]]:
+    return db.rows(
+        "SELECT score, explanation, source_call_id FROM client_health_history WHERE client_id = ? ORDER BY as_of",
+        (client_id,),
+    )
 
 
-async def test_health_history_grows_with_each_newer_call(settings: Settings, data_dir: Path) -> None:
-    client_id, ids = a_clients_oldest_calls(data_dir, 3)
+async def test_health_history_grows_with_each_newer_call(settings: Settings, demo_store: StoreSQL) -> None:
+    client_id, ids = a_clients_oldest_calls(demo_store, 3)
     async with Client(create_server(settings)) as client:
         for call_id in ids:
             structured(await client.call_tool("analyze_call", {"call_id": call_id}))
-    history = health_history(data_dir, client_id)
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        current = conn.execute("SELECT score FROM client_health WHERE client_id = ?", (client_id,)).fetchone()
+    history = health_history(demo_store, client_id)
+    current = demo_store.value("SELECT score FROM client_health WHERE client_id = ?", (client_id,))
     assert [source for _, _, source in history] == ids
     assert all(0 <= score <= 100 and explanation.startswith("Health ") for score, explanation, _ in history)
-    assert current[0] == history[-1][0]
+    assert current == history[-1][0]
 
 
-async def test_analysing_a_call_again_leaves_one_history_row_per_source(settings: Settings, data_dir: Path) -> None:
-    client_id, ids = a_clients_oldest_calls(data_dir, 2)
+async def test_analysing_a_call_again_leaves_one_history_row_per_source(
+    settings: Settings, demo_store: StoreSQL
+) -> None:
+    client_id, ids = a_clients_oldest_calls(demo_store, 2)
     async with Client(create_server(settings)) as client:
         for call_id in [ids[0], ids[0], ids[1], ids[1], ids[0]]:
             structured(await client.call_tool("analyze_call", {"call_id": call_id}))
         last = structured(await client.call_tool("analyze_call", {"call_id": ids[1]}))
-    history = health_history(data_dir, client_id)
+    history = health_history(demo_store, client_id)
     # Analysing the older call again recomputes health as of the newer one: still one row for it.
     assert [source for _, _, source in history] == ids
     assert history[-1][0] == last["health"]["score"]
 
 
-async def test_list_calls_pages_through_every_call_once(settings: Settings, data_dir: Path) -> None:
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        total = conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+async def test_list_calls_pages_through_every_call_once(settings: Settings, demo_store: StoreSQL) -> None:
+    total = demo_store.value("SELECT COUNT(*) FROM calls")
     seen: list[str] = []
     cursor = None
     async with Client(create_server(settings)) as client:
@@ -186,15 +181,12 @@ async def test_list_calls_pages_through_every_call_once(settings: Settings, data
     assert len(seen) == total == len(set(seen))
 
 
-async def test_list_calls_filters_by_client_and_dates(settings: Settings, data_dir: Path) -> None:
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        client_id, name, day = conn.execute(
-            "SELECT client_id, client_name, substr(started, 1, 10) FROM calls ORDER BY started DESC LIMIT 1"
-        ).fetchone()
-        expected_for_client = conn.execute("SELECT COUNT(*) FROM calls WHERE client_id = ?", (client_id,)).fetchone()[0]
-        expected_on_day = conn.execute(
-            "SELECT COUNT(*) FROM calls WHERE substr(started, 1, 10) = ?", (day,)
-        ).fetchone()[0]
+async def test_list_calls_filters_by_client_and_dates(settings: Settings, demo_store: StoreSQL) -> None:
+    client_id, name, day = demo_store.one(
+        "SELECT client_id, client_name, substr(started, 1, 10) FROM calls ORDER BY started DESC LIMIT 1"
+    )
+    expected_for_client = demo_store.value("SELECT COUNT(*) FROM calls WHERE client_id = ?", (client_id,))
+    expected_on_day = demo_store.value("SELECT COUNT(*) FROM calls WHERE substr(started, 1, 10) = ?", (day,))
     async with Client(create_server(settings)) as client:
         by_name = structured(await client.call_tool("list_calls", {"client": name.lower()[:8], "limit": 100}))
         by_id = structured(await client.call_tool("list_calls", {"client": client_id, "limit": 100}))
@@ -206,8 +198,8 @@ async def test_list_calls_filters_by_client_and_dates(settings: Settings, data_d
     assert all(c["started"].startswith(day) for c in on_day["calls"])
 
 
-async def test_get_call_and_paged_transcript(settings: Settings, data_dir: Path) -> None:
-    call_id = newest_call_ids(data_dir, 1)[0]
+async def test_get_call_and_paged_transcript(settings: Settings, demo_store: StoreSQL) -> None:
+    call_id = newest_call_ids(demo_store, 1)[0]
     async with Client(create_server(settings)) as client:
         detail = structured(await client.call_tool("get_call", {"call_id": call_id}))
         first = structured(await client.call_tool("get_transcript", {"call_id": call_id, "limit": 10}))
@@ -255,8 +247,8 @@ async def test_bad_input_gets_a_clear_error_and_the_server_keeps_serving(
         assert not still.is_error
 
 
-async def test_resources_read_calls_and_transcripts(settings: Settings, data_dir: Path) -> None:
-    call_id = newest_call_ids(data_dir, 1)[0]
+async def test_resources_read_calls_and_transcripts(settings: Settings, demo_store: StoreSQL) -> None:
+    call_id = newest_call_ids(demo_store, 1)[0]
     async with Client(create_server(settings)) as client:
         templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
         call = await client.read_resource(f"gong://calls/{call_id}")
@@ -275,8 +267,8 @@ async def test_unknown_call_resource_is_not_found(settings: Settings) -> None:
             await client.read_resource("gong://calls/4242")
 
 
-async def test_prompts_are_described_and_render(settings: Settings, data_dir: Path) -> None:
-    call_id = newest_call_ids(data_dir, 1)[0]
+async def test_prompts_are_described_and_render(settings: Settings, demo_store: StoreSQL) -> None:
+    call_id = newest_call_ids(demo_store, 1)[0]
     async with Client(create_server(settings)) as client:
         prompts = {p.name: p for p in (await client.list_prompts()).prompts}
         rendered = await client.get_prompt("review_call", {"call_id": call_id, "focus": "pricing"})
@@ -287,10 +279,9 @@ async def test_prompts_are_described_and_render(settings: Settings, data_dir: Pa
     assert "Transcript:" in texts[1]
 
 
-async def test_completions_suggest_call_ids_and_client_names(settings: Settings, data_dir: Path) -> None:
-    newest = newest_call_ids(data_dir, 1)[0]
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        name = conn.execute("SELECT name FROM clients ORDER BY name LIMIT 1").fetchone()[0]
+async def test_completions_suggest_call_ids_and_client_names(settings: Settings, demo_store: StoreSQL) -> None:
+    newest = newest_call_ids(demo_store, 1)[0]
+    name = demo_store.value("SELECT name FROM clients ORDER BY name LIMIT 1")
     async with Client(create_server(settings)) as client:
         ids = await client.complete(
             ResourceTemplateReference(type="ref/resource", uri="gong://calls/{call_id}"),
@@ -304,8 +295,8 @@ async def test_completions_suggest_call_ids_and_client_names(settings: Settings,
     assert name in names.completion.values
 
 
-async def test_logging_set_level_filters_messages(settings: Settings, data_dir: Path) -> None:
-    call_id = newest_call_ids(data_dir, 1)[0]
+async def test_logging_set_level_filters_messages(settings: Settings, demo_store: StoreSQL) -> None:
+    call_id = newest_call_ids(demo_store, 1)[0]
     received: list[tuple[str, object]] = []
 
     async def on_log(params: object) -> None:
@@ -323,8 +314,11 @@ async def test_logging_set_level_filters_messages(settings: Settings, data_dir: 
         assert [level for level, _ in received if level in ("info", "warning")] == []
 
 
-async def test_the_migration_keeps_the_newest_of_repeated_history_rows(settings: Settings, data_dir: Path) -> None:
-    client_id, [call_id] = a_clients_oldest_calls(data_dir, 1)
+@sqlite_only  # rewinds the file's schema with SQLite's own script
+async def test_the_migration_keeps_the_newest_of_repeated_history_rows(
+    settings: Settings, data_dir: Path, demo_store: StoreSQL
+) -> None:
+    client_id, [call_id] = a_clients_oldest_calls(demo_store, 1)
     async with Client(create_server(settings)) as client:
         structured(await client.call_tool("analyze_call", {"call_id": call_id}))
     # The store as the version before this migration left it: every re-analysis had appended the same point again.
@@ -343,6 +337,6 @@ async def test_the_migration_keeps_the_newest_of_repeated_history_rows(settings:
             "('no-source', 50, '[]', '', '2026-01-02', '2026-01-02')"
         )
         conn.executescript(next(m for m in MIGRATIONS if "client_health_history_source" in m))
-    history = health_history(data_dir, client_id)
+    history = health_history(demo_store, client_id)
     assert [(score, source) for score, _, source in history] == [(22.0, call_id)]
-    assert len(health_history(data_dir, "no-source")) == 2  # rows without a source call are not the same point
+    assert len(health_history(demo_store, "no-source")) == 2  # rows without a source call are not the same point

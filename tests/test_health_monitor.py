@@ -23,26 +23,25 @@ from tests.support.cli import invoke
 from tests.support.processes import SCRIPT, env_for
 from tests.support.results import structured
 from tests.support.settings import make_settings
-from tests.support.store_file import set_health
+from tests.support.store_file import StoreSQL, set_health, sqlite_only
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from health_monitor import seed
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("demo_store")]
 AT_RISK = {"c-low-1": 38.0, "c-low-2": 55.5, "c-low-3": 69.9}
 
 
-def counts(data_dir: Path) -> dict[str, int]:
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        return {
-            "meetings": conn.execute("SELECT count(*) FROM meetings").fetchone()[0],
-            "issues": conn.execute("SELECT count(*) FROM outbox WHERE kind = 'issue'").fetchone()[0],
-            "alerts": conn.execute("SELECT count(*) FROM outbox WHERE key LIKE 'health-monitor:%'").fetchone()[0],
-        }
+def counts(db: StoreSQL) -> dict[str, int]:
+    return {
+        "meetings": db.value("SELECT count(*) FROM meetings"),
+        "issues": db.value("SELECT count(*) FROM outbox WHERE kind = 'issue'"),
+        "alerts": db.value("SELECT count(*) FROM outbox WHERE key LIKE 'health-monitor:%'"),
+    }
 
 
-async def test_three_runs_open_each_issue_meeting_and_alert_once(data_dir: Path) -> None:
-    set_health(data_dir, AT_RISK)
+async def test_three_runs_open_each_issue_meeting_and_alert_once(data_dir: Path, demo_store: StoreSQL) -> None:
+    set_health(demo_store, AT_RISK)
     async with Client(create_server(make_settings(data_dir))) as client:
         runs = [structured(await client.call_tool("run_health_monitor", {})) for _ in range(3)]
         issues = structured(await client.call_tool("list_alerts", {"channel": "#client-health"}))
@@ -54,12 +53,12 @@ async def test_three_runs_open_each_issue_meeting_and_alert_once(data_dir: Path)
         assert later["period"] == first["period"] and not any(r["first_this_period"] for r in later["worst"])
     assert [r["score"] for r in first["worst"]] == [38.0, 55.5, 69.9]
     assert all(r["issue"].startswith("CS-") and r["meeting_uid"] for r in first["worst"])
-    assert counts(data_dir) == {"meetings": 3, "issues": 3, "alerts": 3}
+    assert counts(demo_store) == {"meetings": 3, "issues": 3, "alerts": 3}
     assert len(issues["alerts"]) == 3
 
 
-async def test_the_invite_is_an_icalendar_request_to_the_csm(data_dir: Path) -> None:
-    set_health(data_dir, {"c-low-1": 40.0})
+async def test_the_invite_is_an_icalendar_request_to_the_csm(data_dir: Path, demo_store: StoreSQL) -> None:
+    set_health(demo_store, {"c-low-1": 40.0})
     async with Client(create_server(make_settings(data_dir))) as client:
         report = structured(await client.call_tool("run_health_monitor", {}))
         alerts = structured(await client.call_tool("list_alerts", {"channel": "#client-health"}))
@@ -68,10 +67,7 @@ async def test_the_invite_is_an_icalendar_request_to_the_csm(data_dir: Path) -> 
     [attachment] = alerts["alerts"][0]["payload"]["attachments"]
     calendar = Calendar.from_ical(attachment["content"])
     [event] = calendar.walk("VEVENT")
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        csm = conn.execute("SELECT csm_email FROM clients WHERE id = ?", (report["worst"][0]["client_id"],)).fetchone()[
-            0
-        ]
+    csm = demo_store.value("SELECT csm_email FROM clients WHERE id = ?", (report["worst"][0]["client_id"],))
     assert calendar["METHOD"] == "REQUEST" and attachment["mime_type"] == "text/calendar"
     assert str(event["UID"]) == report["worst"][0]["meeting_uid"]
     assert [str(a) for a in (event["ATTENDEE"] if isinstance(event["ATTENDEE"], list) else [event["ATTENDEE"]])] == [
@@ -97,10 +93,10 @@ def on_services(data_dir: Path, slack_url: str, linear_url: str) -> Settings:
 
 
 async def test_slack_and_linear_down_lose_nothing_and_double_nothing(
-    data_dir: Path, services_down: tuple[str, SlackState, str, LinearState]
+    data_dir: Path, demo_store: StoreSQL, services_down: tuple[str, SlackState, str, LinearState]
 ) -> None:
     slack_url, slack, linear_url, linear = services_down
-    set_health(data_dir, AT_RISK)
+    set_health(demo_store, AT_RISK)
     settings = on_services(data_dir, slack_url, linear_url)
     slack.faults = ["500"] * 3
     linear.faults = ["500"] * 3
@@ -115,8 +111,8 @@ async def test_slack_and_linear_down_lose_nothing_and_double_nothing(
     assert all(r["issue"] and r["issue"].startswith("CS-") for r in back["worst"])
 
 
-def test_run_health_monitor_from_the_command_line(data_dir: Path) -> None:
-    set_health(data_dir, AT_RISK)
+def test_run_health_monitor_from_the_command_line(data_dir: Path, demo_store: StoreSQL) -> None:
+    set_health(demo_store, AT_RISK)
     code, out = invoke(data_dir, "run", "health-monitor")
     assert code == 0, out
     assert "3 under 70" in out and "New this run: 3 issues, 3 meeting requests, 3 alerts" in out
@@ -124,10 +120,11 @@ def test_run_health_monitor_from_the_command_line(data_dir: Path) -> None:
     assert code == 0 and "New this run: 0 issues, 0 meeting requests, 0 alerts" in again
 
 
-async def test_alerts_are_listed_without_the_issues_and_the_meetings_booked_are_listed_too(data_dir: Path) -> None:
-    set_health(data_dir, AT_RISK)
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        first_at_risk = conn.execute("SELECT id FROM clients ORDER BY id LIMIT 1").fetchone()[0]
+async def test_alerts_are_listed_without_the_issues_and_the_meetings_booked_are_listed_too(
+    data_dir: Path, demo_store: StoreSQL
+) -> None:
+    set_health(demo_store, AT_RISK)
+    first_at_risk = demo_store.value("SELECT id FROM clients ORDER BY id LIMIT 1")
     async with Client(create_server(make_settings(data_dir))) as client:
         structured(await client.call_tool("run_health_monitor", {}))
         alerts = structured(await client.call_tool("list_alerts", {"limit": 200}))["alerts"]
@@ -136,7 +133,7 @@ async def test_alerts_are_listed_without_the_issues_and_the_meetings_booked_are_
         theirs = structured(await client.call_tool("list_meetings", {"client_id": first_at_risk}))["meetings"]
         none_yet = structured(await client.call_tool("list_meetings", {"from_date": "2999-01-01"}))["meetings"]
         invite = await client.read_resource(page["meetings"][0]["uri"])
-    assert counts(data_dir) == {"meetings": 3, "issues": 3, "alerts": 3}
+    assert counts(demo_store) == {"meetings": 3, "issues": 3, "alerts": 3}
     assert [a["kind"] for a in alerts] == ["alert"] * 3
     listed = page["meetings"] + rest["meetings"]
     assert len(listed) == 3 and len({m["uid"] for m in listed}) == 3 and rest["next_cursor"] is None
@@ -146,10 +143,11 @@ async def test_alerts_are_listed_without_the_issues_and_the_meetings_booked_are_
     assert invite.contents[0].text.startswith("BEGIN:VCALENDAR")  # type: ignore[union-attr]
 
 
+@sqlite_only  # a fresh SQLite file, failed by a trigger of SQLite's own
 def test_a_pass_that_dies_between_creating_issues_and_recording_them_is_finished_once_by_the_next(
     tmp_path: Path,
 ) -> None:
-    data_dir = tmp_path / "data"
+    data_dir = tmp_path / "fresh"  # not the demo's copy (the fixture's `data`)
     services = build_services(load_settings(data_dir=data_dir))
     try:
         seed(services, 2000, 0.25)  # about 500 at risk: issues and alerts claimed and sent a batch at a time
@@ -196,12 +194,13 @@ def invoke_process(data_dir: Path) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
-async def test_an_invite_with_awkward_names_reads_back_as_icalendar_writes_it(data_dir: Path) -> None:
-    set_health(data_dir, {"c-low-1": 40.0})
+async def test_an_invite_with_awkward_names_reads_back_as_icalendar_writes_it(
+    data_dir: Path, demo_store: StoreSQL
+) -> None:
+    set_health(demo_store, {"c-low-1": 40.0})
     name = "Ünïcødé Property Group; Lofts, Towers & Co \\ North: a name long enough to fold more than once"
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        first = conn.execute("SELECT id FROM clients ORDER BY id LIMIT 1").fetchone()[0]
-        conn.execute("UPDATE clients SET name = ?, csm_name = ? WHERE id = ?", (name, "Zoë O'Brien, Jr", first))
+    first = demo_store.value("SELECT id FROM clients ORDER BY id LIMIT 1")
+    demo_store.execute("UPDATE clients SET name = ?, csm_name = ? WHERE id = ?", (name, "Zoë O'Brien, Jr", first))
     async with Client(create_server(make_settings(data_dir))) as client:
         report = structured(await client.call_tool("run_health_monitor", {}))
         invite = await client.read_resource(f"meetings://{report['worst'][0]['meeting_uid']}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,9 @@ from tests.fakes.linear import API_KEY, OAUTH_TOKEN, LinearState, linear_app
 from tests.fakes.server import serve
 from tests.support.results import structured, text_of
 from tests.support.settings import make_settings
+from tests.support.store_file import StoreSQL, sqlite_only
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("demo_store")]
 
 
 def linear_settings(data_dir: Path, url: str, **overrides: object) -> Settings:
@@ -135,7 +135,7 @@ async def test_an_oauth_token_goes_as_a_bearer_token(data_dir: Path, linear: tup
 
 
 async def test_a_linear_error_quoting_the_key_does_not_leak_it(
-    data_dir: Path, linear: tuple[str, LinearState], caplog: pytest.LogCaptureFixture
+    data_dir: Path, demo_store: StoreSQL, linear: tuple[str, LinearState], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     url, state = linear
@@ -147,8 +147,7 @@ async def test_a_linear_error_quoting_the_key_does_not_leak_it(
         received = structured(await client.call_tool(
             "report_bug", {"text": "Export fails with a 500", "reporter": "@dana", "channel": "#support"}
         ))  # fmt: skip
-    with sqlite3.connect(data_dir / "sophia.db") as conn:
-        [(last_error,)] = conn.execute("SELECT last_error FROM outbox WHERE kind = 'issue'").fetchall()
+    [(last_error,)] = demo_store.rows("SELECT last_error FROM outbox WHERE kind = 'issue'")
     assert refused.is_error and "Linear rejected the request" in text_of(refused)
     assert received["status"] == "received" and "Linear rejected the request" in last_error
     logs = [r.getMessage() for r in caplog.records]
@@ -157,6 +156,7 @@ async def test_a_linear_error_quoting_the_key_does_not_leak_it(
         assert API_KEY not in text and "fake0000" not in text
 
 
+@sqlite_only  # never opens the store
 def test_the_fake_refuses_a_query_linear_would_refuse(linear: tuple[str, LinearState]) -> None:
     url, _ = linear
     answer = httpx.post(

@@ -84,11 +84,18 @@ class PostgresServer:
     def stop(self) -> None:
         self._pg_ctl("-m", "fast", "stop")
 
-    def create_database(self) -> str:
+    def create_database(self, template: str | None = None) -> str:
+        """A new database (a copy of `template`, when given: a file copy, much faster than loading it again)."""
         name = f"t{os.getpid()}_{next(_counter)}"
+        copy = f' TEMPLATE "{template}" STRATEGY FILE_COPY' if template else ""
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{copy}')
         return name
+
+    def drop_database(self, name: str) -> None:
+        """Drop `name`, closing whatever a test left connected to it."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 _counter = itertools.count()

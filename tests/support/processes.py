@@ -16,7 +16,9 @@ SCRIPT = str(Path(sys.executable).with_name("sophia-mcp"))
 
 
 def env_for(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOPHIA_")}
+    # None of a developer's settings, but the store a test chose (conftest's `demo_store`): every process it starts
+    # shares that database.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOPHIA_") or k == "SOPHIA_STORE__URL"}
     env.update({"SOPHIA_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}, **extra)
     return env
 
