@@ -42,7 +42,10 @@ class Balancer:
 
 
 def balancer_app(balancer: Balancer) -> Starlette:
-    client = httpx.AsyncClient(timeout=httpx.Timeout(120, connect=2), limits=httpx.Limits(max_connections=None))
+    # An idle connection is dropped well before a replica's own keep-alive timeout (5 s) closes it, so that a
+    # request never goes out on a connection the replica is closing that moment.
+    limits = httpx.Limits(max_connections=None, keepalive_expiry=1.0)
+    client = httpx.AsyncClient(timeout=httpx.Timeout(120, connect=2), limits=limits)
 
     async def forward(request: Request) -> Response:
         body = await request.body()
