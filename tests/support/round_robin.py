@@ -42,9 +42,9 @@ class Balancer:
 
 
 def balancer_app(balancer: Balancer) -> Starlette:
-    # An idle connection is dropped well before a replica's own keep-alive timeout (5 s) closes it, so that a
-    # request never goes out on a connection the replica is closing that moment.
-    limits = httpx.Limits(max_connections=None, keepalive_expiry=1.0)
+    # A new connection to the replica for each request: one kept alive may be closed by the replica the moment a
+    # request goes out on it, and that request would fail (502) though the replica is up.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
     client = httpx.AsyncClient(timeout=httpx.Timeout(120, connect=2), limits=limits)
 
     async def forward(request: Request) -> Response:
