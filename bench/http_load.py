@@ -341,10 +341,11 @@ def demo_database(postgres: PostgresServer, folder: Path) -> str:
 
 
 def composite(env: dict[str, str], folder: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """One replica of the composite server with its own data dir under `folder`, and its port."""
+    """One replica of the composite server with its own data dir (and working dir) `folder`, and its port."""
     port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
     command = [SCRIPT, "serve", "composite", "--transport", "http", "--port", str(port)]
-    return start(command, {**env, "SOPHIA_DATA_DIR": str(folder)}), port
+    return start(command, {**env, "SOPHIA_DATA_DIR": str(folder)}, cwd=folder), port
 
 
 def main(clients: int, calls: int, rounds: int) -> int:
