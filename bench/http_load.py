@@ -1,20 +1,25 @@
-"""Load over Streamable HTTP: concurrent MCP clients against the composite server, beside a bare MCPServer echo.
+"""Load over Streamable HTTP: concurrent MCP clients against the composite server as one replica on SQLite, one on
+PostgreSQL and three on PostgreSQL behind a round-robin balancer, beside a bare MCPServer echo.
 
-Each server runs as its own process on 127.0.0.1 (`sophia-mcp serve composite --transport http`, and
-bench/bare_echo_server.py over the same transport), loaded in the same run by the same client: N concurrent
-MCP sessions (default 32), each initialized as a client does, sharing a budget of M tool calls (default 3,000;
---full: 20,000). The two servers run side by side and are loaded in turns (bare, composite, bare, ...: --rounds
-of each), so what the machine's other work costs falls on both alike.
-The composite server gets a mix of its read tools over the demo data (calls, clients, contacts, lead scores,
-knowledge search, metrics, read-only SQL, alerts and issues, the strategic query) and an idempotent write
-(a repeated alert with its key); the bare server gets `echo`. Every tool is called once before the clock starts,
-since the server builds a tool on its first call. The composite server runs as deployed on a network: bearer
-token, Host/Origin checks, the per-client rate limit and session cap (raised so the load stays under them) and
-the body cap on.
+Every server runs as its own process on 127.0.0.1 (`sophia-mcp serve composite --transport http`, and
+bench/bare_echo_server.py over the same transport), loaded in the same run by the same client: N concurrent MCP
+sessions (default 32) for each, each initialized as a client does, sharing a budget of M tool calls per server
+(default 20,000; --calls for a quick run). The servers run side by side and are loaded in turns (bare, SQLite,
+PostgreSQL, three replicas, bare, ...: --rounds of each), their figures summed per server, so what the machine's
+other work costs falls on all alike. The bench starts its own PostgreSQL and Redis (tests/support), a database
+each for the two PostgreSQL set-ups, loaded with the demo data as the SQLite store is.
+The composite servers run stateless (`SOPHIA_HTTP__STATELESS=true`, as replicas must) and as deployed on a network:
+bearer token, Host/Origin checks, the per-client rate limit (counted in Redis on PostgreSQL; raised so the load
+stays under it) and the body cap on. The three replicas share only the database and Redis, each with its own data
+dir, behind tests/support/round_robin.py run as its own process (each request to the next replica).
+They get a mix of their read tools over the demo data (calls, clients, contacts, lead scores, knowledge search,
+metrics, read-only SQL, alerts and issues, the strategic query) and an idempotent write (a repeated alert with its
+key); the bare server gets `echo`. Every tool is called once before the clock starts, since a server builds a
+tool on its first call.
 
 An error is any HTTP status but 200, a JSON-RPC error or a result with isError; the run prints them and exits
 1 if there is any. The client speaks JSON-RPC over httpx itself, so what is measured is the servers, not a client
-library's validation. Run: python bench/http_load.py [--clients 32] [--calls 3000 | --full] [--rounds 6]
+library's validation. Run: python bench/http_load.py [--clients 32] [--calls 20000] [--rounds 6]
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -36,10 +42,18 @@ from typing import Any
 
 import anyio
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support: PostgreSQL, Redis, the balancer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gong_server import BARE, SCRIPT, pct, prepare_data_dir
 
+from sophia_mcp.app.backends import build_services
+from sophia_mcp.demo.load import load_demo
+from sophia_mcp.settings import load_settings
+from tests.support.postgres import PostgresServer, running_postgres
+from tests.support.redis_server import redis_server
+
+ROOT = Path(__file__).resolve().parent.parent
 Args = Callable[[int], dict[str, Any]]
 PROTOCOL = "2025-06-18"
 
@@ -50,9 +64,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start(command: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
     full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("SOPHIA_")}, **env}
-    return subprocess.Popen(command, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(command, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
 
 
 def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout_s: float = 60) -> None:
@@ -169,7 +183,8 @@ class Session:
             "params": {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "load", "version": "1"}},
         }  # fmt: skip
         headers, _ = await self._post(message)
-        self.headers["mcp-session-id"] = headers["mcp-session-id"]
+        if "mcp-session-id" in headers:  # none from a stateless server
+            self.headers["mcp-session-id"] = headers["mcp-session-id"]
         self.headers["mcp-protocol-version"] = PROTOCOL
         await self._post({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
@@ -181,7 +196,8 @@ class Session:
         return result
 
     async def close(self) -> None:
-        await self.connection.request("DELETE", self.headers)
+        if "mcp-session-id" in self.headers:
+            await self.connection.request("DELETE", self.headers)
         await self.connection.close()
 
 
@@ -219,22 +235,26 @@ async def echo_mix(session: Session) -> list[tuple[str, Args]]:
 class Load:
     """One server under load: its sessions opened and its tools warmed once, then loaded a round at a time."""
 
-    def __init__(self, pid: int, port: int, headers: dict[str, str], clients: int) -> None:
-        self.pid, self.port, self.headers, self.clients = pid, port, headers, clients
+    def __init__(
+        self, label: str, pids: list[int], port: int, headers: dict[str, str], clients: int, balancer: int | None = None
+    ) -> None:
+        self.label, self.pids, self.port, self.headers, self.clients = label, pids, port, headers, clients
+        self.balancer, self.replicas = balancer, len(pids)
         self.sessions: list[Session] = []
         self.mix: list[tuple[str, Args]] = []
         self.latencies: dict[str, list[float]] = {}
         self.every: list[float] = []
         self.errors: Counter[str] = Counter()
-        self.wall = self.client_cpu = self.server_cpu = 0.0
+        self.wall = self.client_cpu = self.server_cpu = self.balancer_cpu = 0.0
         self.called = 0
 
     async def open(self, mix_of: Callable[[Session], Any]) -> None:
         first = Session(self.port, self.headers)
         await first.open()
         self.mix = await mix_of(first)
-        for tool, args in self.mix:  # every tool once before the clock starts
-            await first.call(tool, args(0))
+        for tool, args in self.mix:  # every tool once on each replica before the clock starts (round-robin)
+            for _ in range(self.replicas):
+                await first.call(tool, args(0))
         self.sessions = [first]
         for _ in range(self.clients - 1):
             self.sessions.append(Session(self.port, self.headers))
@@ -259,12 +279,15 @@ class Load:
                 self.latencies[tool].append(took)
                 self.every.append(took)
 
-        server_cpu = cpu_seconds(self.pid)
+        server_cpu = sum(map(cpu_seconds, self.pids))
+        balancer_cpu = cpu_seconds(self.balancer) if self.balancer else 0.0
         cpu_began, began = time.process_time(), time.perf_counter()
         await asyncio.gather(*(client(session) for session in self.sessions))
         self.wall += time.perf_counter() - began
         self.client_cpu += time.process_time() - cpu_began
-        self.server_cpu += cpu_seconds(self.pid) - server_cpu
+        self.server_cpu += sum(map(cpu_seconds, self.pids)) - server_cpu
+        if self.balancer:
+            self.balancer_cpu += cpu_seconds(self.balancer) - balancer_cpu
         self.called = last
 
     async def close(self) -> None:
@@ -272,81 +295,119 @@ class Load:
             await session.close()
 
 
-async def interleaved(bare: Load, composite: Load, calls: int, rounds: int) -> None:
-    """Both servers loaded in turns (bare, composite, bare, ...), so the machine's noise falls on both alike."""
-    await bare.open(echo_mix)
-    await composite.open(composite_mix)
+async def interleaved(loads: list[Load], calls: int, rounds: int) -> None:
+    """Every server loaded in turns (bare, SQLite, PostgreSQL, ...), so the machine's noise falls on all alike."""
+    for load in loads:
+        await load.open(echo_mix if load is loads[0] else composite_mix)
     for number in range(rounds):
         share = calls // rounds + (1 if number < calls % rounds else 0)
-        await bare.round(share)
-        await composite.round(share)
-    await bare.close()
-    await composite.close()
+        for load in loads:
+            await load.round(share)
+    for load in loads:
+        await load.close()
 
 
-def report(label: str, figures: Load) -> None:
+def throughput(figures: Load) -> float:
+    return len(figures.every) / figures.wall
+
+
+def report(figures: Load, base: Load) -> None:
     every = figures.every
     print(
-        f"  {label:10s} calls {len(every):6d}  errors {sum(figures.errors.values()):4d}  "
+        f"  {figures.label:24s} calls {len(every):6d}  errors {sum(figures.errors.values()):4d}  "
         f"p50 {pct(every, 50) * 1000:7.2f} ms  p99 {pct(every, 99) * 1000:7.2f} ms  "
-        f"throughput {len(every) / figures.wall:7.0f} calls/s  wall {figures.wall:6.1f} s  "
-        f"server CPU {figures.server_cpu / max(1, len(every)) * 1000:.2f} ms/call  "
-        f"(load client CPU {figures.client_cpu:.1f} s)"
+        f"throughput {throughput(figures):5.0f} calls/s  wall {figures.wall:6.1f} s  "
+        f"server CPU {figures.server_cpu / max(1, len(every)) * 1000:.2f} ms/call"
+        + (f" (balancer {figures.balancer_cpu / max(1, len(every)) * 1000:.2f})" if figures.balancer else "")
     )
+    if figures is not base:
+        print(
+            f"  {'':24s} / bare: p50 {pct(every, 50) / pct(base.every, 50):.2f}  "
+            f"p99 {pct(every, 99) / pct(base.every, 99):.2f}  throughput {throughput(figures) / throughput(base):.2f}"
+        )
     for error, count in figures.errors.most_common(5):
         print(f"      {count} x {error}")
 
 
+def demo_database(postgres: PostgresServer, folder: Path) -> str:
+    """A new database on `postgres` holding the demo data, as the SQLite store does; its URL."""
+    url = postgres.url(postgres.create_database())
+    services = build_services(load_settings(data_dir=folder, store={"url": url}))
+    try:
+        anyio.run(load_demo, services)
+    finally:
+        services.close()
+    return url
+
+
+def composite(env: dict[str, str], folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """One replica of the composite server with its own data dir (and working dir) `folder`, and its port."""
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [SCRIPT, "serve", "composite", "--transport", "http", "--port", str(port)]
+    return start(command, {**env, "SOPHIA_DATA_DIR": str(folder)}, cwd=folder), port
+
+
 def main(clients: int, calls: int, rounds: int) -> int:
-    data_dir = anyio.run(prepare_data_dir)
+    sqlite_dir = anyio.run(prepare_data_dir)
     token = secrets.token_urlsafe(24)
-    bare_port, port = free_port(), free_port()
     env = {
-        "SOPHIA_DATA_DIR": str(data_dir),
         "SOPHIA_LOG_LEVEL": "WARNING",
         "SOPHIA_HTTP__BEARER_TOKEN": token,
+        "SOPHIA_HTTP__STATELESS": "true",
+        "SOPHIA_HTTP__REQUEST_STATE_KEYS": secrets.token_urlsafe(32),
         "SOPHIA_HTTP__RATE_PER_MINUTE": "600000",
-        "SOPHIA_HTTP__SESSIONS_PER_CLIENT": str(clients),  # every session comes from this one client
     }
-    bare_server = start([*BARE, "--http", str(bare_port)], {})
-    server = start([SCRIPT, "serve", "composite", "--transport", "http", "--port", str(port)], env)
-    try:
-        wait_listening(bare_server, bare_port)
-        wait_listening(server, port)
-        bare = Load(bare_server.pid, bare_port, {}, clients)
-        composite = Load(server.pid, port, {"Authorization": f"Bearer {token}"}, clients)
-        asyncio.run(interleaved(bare, composite, calls, rounds))
-    finally:
-        stop(bare_server)
-        stop(server)
+    auth = {"Authorization": f"Bearer {token}"}
+    work = Path(tempfile.mkdtemp(prefix="sophia-http-load-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    with running_postgres() as postgres, redis_server(work / "redis") as redis_url:
+        try:
+            one_url, three_url = demo_database(postgres, work / "seed-1"), demo_database(postgres, work / "seed-3")
+            bare_port = free_port()
+            procs.append(bare := start([*BARE, "--http", str(bare_port)], {}))
+            sqlite, sqlite_port = composite(env, sqlite_dir)
+            on_pg = {**env, "SOPHIA_REDIS__URL": redis_url}
+            one, one_port = composite({**on_pg, "SOPHIA_STORE__URL": one_url}, work / "one")
+            replicas = [composite({**on_pg, "SOPHIA_STORE__URL": three_url}, work / f"replica-{n}") for n in range(3)]
+            procs += [sqlite, one, *(proc for proc, _ in replicas)]
+            for proc, port in [(bare, bare_port), (sqlite, sqlite_port), (one, one_port), *replicas]:
+                wait_listening(proc, port)
+            proxy_port = free_port()
+            urls = [f"http://127.0.0.1:{port}" for _, port in replicas]
+            procs.append(proxy := start([sys.executable, "-m", "tests.support.round_robin", str(proxy_port), *urls],
+                                        {}, cwd=ROOT))  # fmt: skip
+            wait_listening(proxy, proxy_port)
+            loads = [
+                Load("bare echo", [bare.pid], bare_port, {}, clients),
+                Load("composite, SQLite", [sqlite.pid], sqlite_port, auth, clients),
+                Load("composite, PostgreSQL", [one.pid], one_port, auth, clients),
+                Load("3 replicas, PostgreSQL", [p.pid for p, _ in replicas], proxy_port, auth, clients, proxy.pid),
+            ]
+            asyncio.run(interleaved(loads, calls, rounds))
+        finally:
+            for proc in procs:
+                stop(proc)
 
     print(
         f"Streamable HTTP on 127.0.0.1: {clients} concurrent MCP sessions, {calls} tool calls each server, "
         f"in {rounds} interleaved rounds"
     )
-    report("bare echo", bare)
-    report("composite", composite)
-    base = bare.every
-    print(
-        f"  ratio composite / bare: p50 {pct(composite.every, 50) / pct(base, 50):.2f}  "
-        f"p99 {pct(composite.every, 99) / pct(base, 99):.2f}  "
-        f"throughput {(len(composite.every) / composite.wall) / (len(base) / bare.wall):.2f}  "
-        "(targets: throughput >= 0.8, p99 <= 1.3)"
-    )
-    print("  composite per tool (p50 / p99 ms):")
-    for tool, values in composite.latencies.items():
+    for load in loads:
+        report(load, loads[0])
+    print("  composite per tool on three replicas (p50 / p99 ms):")
+    for tool, values in loads[-1].latencies.items():
         if values:
             print(
                 f"    {tool:28s} {pct(values, 50) * 1000:7.2f} / {pct(values, 99) * 1000:7.2f}  ({len(values)} calls)"
             )
-    return 1 if composite.errors or bare.errors else 0
+    return 1 if any(load.errors for load in loads) else 0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--calls", type=int, default=3_000, help="tool calls each server (default 3,000)")
-    parser.add_argument("--full", action="store_true", help="the full run: 20,000 calls each server")
+    parser.add_argument("--calls", type=int, default=20_000, help="tool calls each server (default 20,000)")
     parser.add_argument("--rounds", type=int, default=6, help="turns each server takes (default 6)")
     options = parser.parse_args()
-    sys.exit(main(options.clients, 20_000 if options.full else options.calls, options.rounds))
+    sys.exit(main(options.clients, options.calls, options.rounds))

@@ -3,6 +3,7 @@ on every state change, kept when the tracker is down and filed when it is back."
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,3 +181,22 @@ async def test_a_state_change_taken_by_a_process_that_dies_before_sending_is_sti
         services.close()
     messages = told(data_dir, "#support")
     assert len(messages) == 2 and messages[1].endswith("is now Done."), messages
+
+
+async def test_a_report_another_replica_is_filing_this_moment_is_not_told_the_tracker_is_down(data_dir: Path) -> None:
+    # The same report made at once on two replicas: the other one holds its issue (claimed, being sent) and tells
+    # the channel when it is filed; this one must not say the tracker cannot be reached.
+    key = "bug:" + hashlib.sha256(f"@maria\n{REPORT.strip()}".encode()).hexdigest()[:20]
+    draft = draft_from_report(REPORT, "@maria", "#support", "ENG")
+    services = build_services(make_settings(data_dir))
+    try:
+        payload = {"key": key, "draft": draft.model_dump(mode="json")}
+        [(entry_id, _)] = await services.outbox.enqueue_many("issue", [(key, "ENG", payload)])
+        assert await services.outbox.claim([entry_id])
+    finally:
+        services.close()
+    report = {"text": REPORT, "reporter": "@maria", "channel": "#support"}
+    async with Client(create_server(make_settings(data_dir))) as client:
+        result = structured(await client.call_tool("report_bug", report))
+    assert (result["status"], result["acknowledgement"]) == ("received", "sending")
+    assert told(data_dir, "#support") == []

@@ -137,6 +137,9 @@ async def _file(services: Services, key: str, draft: IssueDraft, reporter: str, 
     if entry.status == "delivered" and entry.external_ref:
         issue = await services.tracker.get(entry.external_ref)
         ack = await _told_filed(services, key, channel, reporter, issue)
+    elif entry.status == "sending":
+        # The same report, filed this moment by another process (a replica): that one tells the channel.
+        ack = "sending"
     else:
         alert = _ack(
             f"bug-received:{key}", key, channel,
