@@ -93,7 +93,8 @@ def test_many_rows_written_in_one_call_land_as_one_row_at_a_time_would(store: St
     """
     with store.transaction() as conn:
         conn.executemany(upsert, rows)
-        conn.executemany(upsert, [("k0001", "local", "issue-a", "CS-a", "x"), ("k0001", "local", "issue-b", "CS-b", "x")])
+        twice = [("k0001", "local", "issue-a", "CS-a", "x"), ("k0001", "local", "issue-b", "CS-b", "x")]
+        conn.executemany(upsert, twice)
         conn.executemany(
             "INSERT INTO outbox (key, kind, target, payload, created_at) VALUES (?, 'alert', ?, ?, ?) "
             "ON CONFLICT (key) DO NOTHING",
