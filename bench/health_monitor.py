@@ -5,19 +5,21 @@ with a CSM); the monitor then runs as the scheduler would: a first pass that ope
 and an alert per at-risk client, and two repeat passes that must open nothing. Each size is measured beside a
 1k anchor run just before it (the best of three, a fresh store each), so its per-client cost is printed as a
 ratio to the anchor's: 1.0 is linear. Targets (issue 22): linear or better; at 100k the first pass under 10 s,
-a repeat pass under 2 s; each side effect exactly once.
-Run: python bench/health_monitor.py [--sizes 1000,10000,100000] [--at-risk 0.15]
+a repeat pass under 2 s; each side effect exactly once. The same on SQLite and on PostgreSQL (a server started
+for the run as the tests start one, tests/support/postgres.py; a fresh database per run).
+Run: python bench/health_monitor.py [--sizes 1000,10000,100000] [--at-risk 0.15] [--stores sqlite,postgresql]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import sqlite3
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -29,8 +31,21 @@ from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.settings import load_settings
 from sophia_mcp.store.clients import LocalCRM
 from sophia_mcp.workflows.health_monitor import monitor_health
+from tests.support.postgres import PostgresServer, running_postgres
 
 ANCHOR = 1_000
+
+
+class Engine:
+    """Where a run keeps its state: a fresh SQLite file, or a fresh database on one PostgreSQL server."""
+
+    def __init__(self, server: PostgresServer | None) -> None:
+        self.server = server
+
+    def settings(self) -> dict[str, Any]:
+        if self.server is None:
+            return {}
+        return {"store": {"url": self.server.url(self.server.create_database())}}
 
 
 def seed(services: object, clients: int, at_risk: float) -> None:
@@ -55,15 +70,15 @@ def seed(services: object, clients: int, at_risk: float) -> None:
         )
 
 
-def count(path: Path, sql: str) -> int:
-    with sqlite3.connect(path) as conn:
-        return int(conn.execute(sql).fetchone()[0])
+def count(services: object, sql: str) -> int:
+    return int(services.store.query_one(sql)[0])  # type: ignore[attr-defined]
 
 
-async def measure(clients: int, at_risk: float) -> tuple[float, float, float, float, int, bool]:
+async def measure(clients: int, at_risk: float, store: Engine) -> tuple[float, float, float, float, int, bool]:
     """First pass and best repeat pass (wall seconds, then this process's CPU seconds: less swayed by the other
-    work on a shared machine), at-risk clients, and whether each side effect happened once."""
-    settings = load_settings(data_dir=Path(tempfile.mkdtemp(prefix="sophia-monitor-")))
+    work on a shared machine; on PostgreSQL the server's work is not in them), at-risk clients, and whether each
+    side effect happened once."""
+    settings = load_settings(data_dir=Path(tempfile.mkdtemp(prefix="sophia-monitor-")), **store.settings())
     services = build_services(settings)
     try:
         seed(services, clients, at_risk)
@@ -77,26 +92,36 @@ async def measure(clients: int, at_risk: float) -> tuple[float, float, float, fl
             repeats.append(time.perf_counter() - started)
             repeats_cpu.append(time.process_time() - cpu)
             quiet = quiet and (again.new_issues, again.new_meetings, again.new_alerts, again.pending) == (0, 0, 0, 0)
+        issues = count(services, "SELECT count(*) FROM tracker_issues")
+        meetings = count(services, "SELECT count(*) FROM meetings")
+        alerts = count(
+            services, "SELECT count(*) FROM outbox WHERE key LIKE 'health-monitor:%' AND status = 'delivered'"
+        )
     finally:
         services.close()
-    db = settings.store_path
-    issues = count(db, "SELECT count(*) FROM tracker_issues")
-    meetings = count(db, "SELECT count(*) FROM meetings")
-    alerts = count(db, "SELECT count(*) FROM outbox WHERE key LIKE 'health-monitor:%' AND status = 'delivered'")
     once = quiet and first.pending == 0 and issues == meetings == alerts == first.new_issues == first.at_risk
     return first_s, min(repeats), first_cpu, min(repeats_cpu), first.at_risk, once
 
 
-async def main(sizes: list[int], at_risk: float) -> None:
-    print(f"health monitor (local store, tracker, meetings and outbox), {at_risk:.0%} of clients at risk;")
+async def main(sizes: list[int], at_risk: float, engines: list[str]) -> None:
+    print(f"health monitor (local tracker, meetings and outbox), {at_risk:.0%} of clients at risk;")
     print(f"each size beside a {ANCHOR:,}-client anchor run just before it, best of 3 (ratio 1.00 = linear)")
+    with ExitStack() as stack:
+        for engine in engines:
+            server = stack.enter_context(running_postgres()) if engine == "postgresql" else None
+            print(f"store: {engine}" + (" (a local server started for the run, fsync off)" if server else ""))
+            await measure_sizes(sizes, at_risk, Engine(server))
+    print("targets: x anchor <= 1 (linear); at 100k first pass < 10 s, repeat pass < 2 s; once = True")
+
+
+async def measure_sizes(sizes: list[int], at_risk: float, store: Engine) -> None:
     print(f"{'clients':>8} {'at risk':>8} {'first s':>8} {'cpu s':>6} {'ms/client':>9} {'x anchor':>8} "
           f"{'repeat s':>8} {'cpu s':>6} {'ms/client':>9} {'x anchor':>8}  once")  # fmt: skip
     for clients in sizes:
         # The anchor's best of three: one 1k run alone swings 2-3x on a shared machine.
-        anchors = [await measure(ANCHOR, at_risk) for _ in range(3)]
+        anchors = [await measure(ANCHOR, at_risk, store) for _ in range(3)]
         anchor_first, anchor_repeat = min(a[0] for a in anchors), min(a[1] for a in anchors)
-        first, repeat, first_cpu, repeat_cpu, risky, once = await measure(clients, at_risk)
+        first, repeat, first_cpu, repeat_cpu, risky, once = await measure(clients, at_risk, store)
         per_first, per_repeat = first / clients * 1000, repeat / clients * 1000
         linear_first, linear_repeat = (
             per_first / (anchor_first / ANCHOR * 1000),
@@ -106,12 +131,12 @@ async def main(sizes: list[int], at_risk: float) -> None:
             f"{clients:>8,} {risky:>8,} {first:>8.2f} {first_cpu:>6.2f} {per_first:>9.4f} {linear_first:>8.2f} "
             f"{repeat:>8.2f} {repeat_cpu:>6.2f} {per_repeat:>9.4f} {linear_repeat:>8.2f}  {once}"
         )
-    print("targets: x anchor <= 1 (linear); at 100k first pass < 10 s, repeat pass < 2 s; once = True")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000", help="client counts, comma-separated")
     parser.add_argument("--at-risk", type=float, default=0.15)
+    parser.add_argument("--stores", default="sqlite,postgresql", help="sqlite, postgresql or both, comma-separated")
     options = parser.parse_args()
-    anyio.run(main, [int(n) for n in options.sizes.split(",")], options.at_risk)
+    anyio.run(main, [int(n) for n in options.sizes.split(",")], options.at_risk, options.stores.split(","))

@@ -155,7 +155,12 @@ async def get_transcript(
     call, transcript = await _call_and_transcript(services_of(ctx), call_id)
     start = _offset(cursor)
     speakers: dict[str, Party] = {p.speaker_id: p for p in call.parties if p.speaker_id}
-    lines = [
+    sentences = [(m, s) for m in transcript.monologues for s in m.sentences]
+    if start > len(sentences):
+        told = plural(len(sentences), "sentence")
+        raise InvalidInput(f"cursor is past the end of this transcript ({told}); omit it to start over")
+    end = start + (limit or 200)
+    lines = [  # only the page's: a long call's other sentences are counted, not built
         TranscriptLine(
             speaker_id=m.speaker_id,
             speaker_name=speakers[m.speaker_id].name if m.speaker_id in speakers else None,
@@ -165,18 +170,13 @@ async def get_transcript(
             end_ms=s.end_ms,
             text=s.text,
         )
-        for m in transcript.monologues
-        for s in m.sentences
+        for m, s in sentences[start:end]
     ]
-    if start > len(lines):
-        past = f"cursor is past the end of this transcript ({plural(len(lines), 'sentence')}); omit it to start over"
-        raise InvalidInput(past)
-    end = start + (limit or 200)
     return TranscriptPage(
         call_id=call_id,
-        total_sentences=len(lines),
-        lines=lines[start:end],
-        next_cursor=encode_cursor("transcript", end) if end < len(lines) else None,
+        total_sentences=len(sentences),
+        lines=lines,
+        next_cursor=encode_cursor("transcript", end) if end < len(sentences) else None,
     )
 
 

@@ -245,6 +245,10 @@ async def test_gong_pacing_keeps_under_its_rate_limit(tmp_path: Path) -> None:
     # three at a time, each three a second after the three before them had their answers.
     assert state.throttled == 0
     assert elapsed >= len(ids) / 3 - 1
+    # However the requests travelled, no one-second window the service counts in ever held more than three.
+    arrivals = state.arrivals
+    assert len(arrivals) == len(ids)
+    assert max(sum(start <= t < start + 1 for t in arrivals) for start in arrivals) == 3
 
 
 def demo_ids_from(state: GongState) -> list[str]:

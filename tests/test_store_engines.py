@@ -84,6 +84,33 @@ async def test_an_outbox_entry_is_kept_once_per_key(store: Store) -> None:
     assert {e.key for e in await outbox.list()} == {"k1", "k2", "k3"}
 
 
+def test_many_rows_written_in_one_call_land_as_one_row_at_a_time_would(store: Store) -> None:
+    # PostgreSQL takes such a batch a few hundred rows to a statement; a key twice in one batch of upserts (which one
+    # statement cannot take) still ends as SQLite's row-at-a-time leaves it, the last row winning.
+    rows = [(f"k{i:04d}", "local", f"issue-{i}", f"CS-{i}", "2026-12-02T00:00:00.000Z") for i in range(1200)]
+    upsert = """
+        INSERT INTO issue_keys (key, backend, issue_id, identifier, created_at) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (key) DO UPDATE SET issue_id = excluded.issue_id, identifier = excluded.identifier
+    """
+    with store.transaction() as conn:
+        conn.executemany(upsert, rows)
+        twice = [("k0001", "local", "issue-a", "CS-a", "x"), ("k0001", "local", "issue-b", "CS-b", "x")]
+        conn.executemany(upsert, twice)
+        conn.executemany(
+            "INSERT INTO outbox (key, kind, target, payload, created_at) VALUES (?, 'alert', ?, ?, ?) "
+            "ON CONFLICT (key) DO NOTHING",
+            [("o1", "#cs", '{"n": "50% off"}', "t"), ("o1", "#cs", "{}", "t"), ("o2", "#cs", "{}", "t")],
+        )
+    assert store.query_one("SELECT count(*) FROM issue_keys")[0] == 1200
+    assert tuple(store.query_one("SELECT issue_id, identifier FROM issue_keys WHERE key = 'k0001'")) == (
+        "issue-b", "CS-b",
+    )  # fmt: skip
+    assert store.query_one("SELECT issue_id FROM issue_keys WHERE key = 'k1199'")[0] == "issue-1199"
+    assert [tuple(r) for r in store.query("SELECT key, payload FROM outbox ORDER BY key")] == [
+        ("o1", '{"n": "50% off"}'), ("o2", "{}"),
+    ]  # fmt: skip
+
+
 async def test_two_senders_claiming_together_never_get_the_same_entry(opener: Opener) -> None:
     """Two replicas (two stores on the same data) claim the same 40 entries at once, each from its own thread."""
     first, second = opener(), opener()

@@ -103,6 +103,7 @@ async def test_contract_health_is_set_and_kept(warehouse: Warehouse) -> None:
     scores = await warehouse.health_scores(["c1", "c2", "nobody"])
     assert scores == {"c1": pytest.approx(worse.score), "c2": pytest.approx(health.score)}
     assert await warehouse.health_scores([]) == {}
+    assert await warehouse.all_health_scores() == scores
 
 
 async def test_contract_history_keeps_one_row_per_client_and_source_call(warehouse: Warehouse) -> None:

@@ -103,9 +103,9 @@ def retry_after(response: httpx.Response) -> float | None:
 
 class SlidingWindow:
     """At most `limit` requests in any `window_s`, as a service counts them on arrival: each of `limit` turns is
-    taken for one request and free again `window_s` after that request's answer came back. A request arrives
-    after its turn was taken and before its answer, so two requests on one turn arrive at least `window_s`
-    apart, however long each was on the way, and `limit` + 1 never fit in one window.
+    taken for one request and free again `window_s` after that request's answer began to come back. A request
+    arrives after its turn was taken and before its answer begins, so two requests on one turn arrive at least
+    `window_s` apart, however long each was on the way, and `limit` + 1 never fit in one window.
 
     Spacing starts 1/rate apart does not: a request that arrives late and one that arrives early land in the
     same window with the ones between them."""
@@ -216,8 +216,16 @@ class ServiceClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    async with self.slots, self.window.turn():
-                        response = await self.client.request(method, path, json=json, params=params)
+                    async with self.slots:
+                        request = self.client.build_request(method, path, json=json, params=params)
+                        # The service counted the request before it began its answer: the turn is free again a
+                        # window after the answer's headers, however long its body then takes to arrive.
+                        async with self.window.turn():
+                            response = await self.client.send(request, stream=True)
+                        try:
+                            await response.aread()
+                        finally:
+                            await response.aclose()
                     return response, self._check(response, accepted)
         except RetryableResponse as exc:
             if exc.rate_limited:

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from sophia_mcp.adapters.warehouse_sql import (
+    ALL_SCORES,
     ANALYSES_OF_CLIENT_SINCE,
     ANALYSIS_OF_CALL,
     HEALTH_OF_CLIENT,
@@ -229,6 +230,10 @@ class LocalWarehouse:
             rows = await self.store.read(self.store.query, scores_of_clients(len(chunk)), chunk, keys=len(chunk))
             scores.update((row[0], float(row[1])) for row in rows)
         return scores
+
+    async def all_health_scores(self) -> dict[str, float]:
+        rows = await self.store.run(self.store.query, ALL_SCORES)
+        return {row[0]: float(row[1]) for row in rows}
 
     async def get_health(self, client_id: str) -> HealthRecord | None:
         row = await self.store.read(self.store.query_one, HEALTH_OF_CLIENT, (client_id,))

@@ -17,6 +17,7 @@ import anyio.to_thread
 import snowflake.connector
 
 from sophia_mcp.adapters.warehouse_sql import (
+    ALL_SCORES,
     ANALYSES_OF_CLIENT_SINCE,
     ANALYSIS_OF_CALL,
     HEALTH_OF_CLIENT,
@@ -254,6 +255,9 @@ class SnowflakeWarehouse:
             rows = await self._query(scores_of_clients(len(chunk)), *chunk)
             scores.update((str(row[0]), float(row[1])) for row in rows)
         return scores
+
+    async def all_health_scores(self) -> dict[str, float]:
+        return {str(row[0]): float(row[1]) for row in await self._query(ALL_SCORES)}
 
     async def get_health(self, client_id: str) -> HealthRecord | None:
         rows = await self._query(HEALTH_OF_CLIENT, client_id)

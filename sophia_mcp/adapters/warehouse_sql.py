@@ -21,6 +21,8 @@ def scores_of_clients(count: int) -> str:
     return f"SELECT CLIENT_ID, SCORE FROM CLIENT_HEALTH WHERE CLIENT_ID IN ({', '.join('?' * count)})"
 
 
+ALL_SCORES = "SELECT CLIENT_ID, SCORE FROM CLIENT_HEALTH"
+
 # The analyses of calls in a period, newest first (of one client, when one is given): the strategic query's calls.
 ANALYSES_IN_PERIOD = (
     "SELECT call_id, client_id, started, analysis FROM call_analyses WHERE (? IS NULL OR client_id = ?) "

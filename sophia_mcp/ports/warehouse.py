@@ -44,3 +44,7 @@ class Warehouse(Protocol):
     async def health_scores(self, client_ids: list[str]) -> dict[str, float]:
         """Current health scores of the clients that have one, by client id (one query for many clients)."""
         ...
+
+    async def all_health_scores(self) -> dict[str, float]:
+        """Every client's current health score, by client id, in one query (the health monitor reads them all)."""
+        ...

