@@ -6,9 +6,9 @@ carries the risk is compared rather than the whole sentence, and each window is 
 (static embeddings: a window is close to a phrasing when their words are). A sentence raises the kind closest to
 it when its closest window is within `THRESHOLDS[kind]` (cosine) of one of that kind's examples and the sentence
 reads at least as negative as `TONE_AT[kind]`: the same words in good news ("the portal keeps us running") are no
-risk. The thresholds were chosen on the "tune" part of tests/data/eval_calls only (bench/risk_meaning.py chooses
+risk. The thresholds were chosen on the "tune" part of tests/data/eval_calls only (bench/eval_tuning.py chooses
 and prints them, and estimates by folds of that part a precision near 0.7 on calls it was not chosen on); the
-held-out parts confirm it, so the analyst uses it only when `SOPHIA_ANALYST__RISK_MEANING` asks.
+held-out parts bear that out, so the analyst uses it only when `SOPHIA_ANALYST__RISK_MEANING` asks.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ EXAMPLES: dict[RiskKind, tuple[str, ...]] = {
     ),
 }  # fmt: skip
 
-# Chosen on the tune calls (bench/risk_meaning.py): per kind, the cosine and the business tone a sentence must be at
+# Chosen on the tune calls (bench/eval_tuning.py): per kind, the cosine and the business tone a sentence must be at
 # or under that give this method alone its best F0.5 (precision counted twice recall), the highest among equals.
 THRESHOLDS: dict[RiskKind, float] = {
     "pricing": 0.625,

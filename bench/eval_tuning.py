@@ -1,26 +1,36 @@
-"""Chooses analysis/risk_meaning.py's thresholds on the "tune" calls of tests/data/eval_calls, and prints them.
+"""Chooses, on the "tune" calls of tests/data/eval_calls, the risk meaning's thresholds and the sentiment band.
 
-Only the tune part is read: the held-out parts are for tests/test_call_eval.py to report. For each risk kind, every
+Only the tune part is read: the held-out parts are for tests/test_call_eval.py to report. Each choice is printed
+beside the module's value, and made again in 6 folds of the tune part (chosen on five sixths, counted on the
+sixth): how it is likely to do on calls it was not chosen on.
+
+Risks (analysis/risk_meaning.py): for each risk kind, every
 (cosine threshold, tone limit) pair of a grid is scored on the tune calls by the F0.5 (precision counted twice
 recall) of the meaning method alone, call by call; the best pair wins, the highest threshold among equals. Then the
-phrase rules, the meaning and both are shown on the tune part, and the same choice made in 6 folds of the tune
-part (chosen on five sixths, counted on the sixth): how the meaning is likely to do on calls it was not chosen on.
-Run: python bench/risk_meaning.py
+phrase rules, the meaning and both are shown.
+
+Sentiment (analysis/sentiment.py): the neutral band (`POSITIVE_AT`, `NEGATIVE_AT`), the client side's weight
+(`CLIENT_WEIGHT`) and a complaint's weight over good news (`NEGATIVE_WEIGHT`), by accuracy of the call's label; the
+sentences' business scores, the risk tones and the mixed rule are the module's own.
+Run: python bench/eval_tuning.py
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from sophia_mcp.adapters.gong_payloads import parse_call, parse_transcript
 from sophia_mcp.adapters.local_embed import LocalEmbedder
-from sophia_mcp.analysis.risk import risk_kinds
+from sophia_mcp.analysis import sentiment
+from sophia_mcp.analysis.risk import find_risk_factors, risk_kinds
 from sophia_mcp.analysis.risk_meaning import EXAMPLES, THRESHOLDS, TONE_AT, RiskMeaning
 from sophia_mcp.analysis.sentiment import business_sentiment
 from sophia_mcp.analysis.speakers import side_of, speaker_index
+from sophia_mcp.domain.calls import Call, Transcript
 from sophia_mcp.domain.results import RiskKind
 from sophia_mcp.domain.weights import DEFAULT_COMPETITORS
 
@@ -28,18 +38,26 @@ EVAL = Path(__file__).parent.parent / "tests" / "data" / "eval_calls"
 COSINES = [round(0.3 + 0.025 * i, 3) for i in range(25)]
 TONES: list[float | None] = [None, 0.3, 0.05, -0.05]
 Sentence = tuple[dict[RiskKind, float], float, list[RiskKind]]  # similarity, tone, the rules' kinds
+POSITIVE_ATS = (0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2)
+BANDS = [(p, n) for p in POSITIVE_ATS for n in (-0.02, -0.04, -0.06, -0.08, -0.1, -0.15)]
+WEIGHTS = [(c, w) for c in (0.5, 0.65, 0.8, 0.9, 1.0) for w in (1.0, 1.5, 2.0)]
+Tones = tuple[str, list[float], list[float]]  # the label, the client's and our sentences' business scores
+Sentiment = tuple[float, float, float, float]  # POSITIVE_AT, NEGATIVE_AT, CLIENT_WEIGHT, NEGATIVE_WEIGHT
+
+
+def tune_parts() -> Iterator[tuple[dict[str, Any], Call, Transcript]]:
+    """Each tune call's labels, call and transcript, as the import reads them."""
+    for label in json.loads((EVAL / "labels.json").read_text())["calls"]:
+        if label["split"] == "tune":
+            pages = json.loads((EVAL / "gong" / label["file"]).read_text())
+            yield label, parse_call(pages[0]["calls"][0]).call, parse_transcript(pages[1]["callTranscripts"][0])
 
 
 def tune_calls() -> list[tuple[set[str], list[Sentence]]]:
     """Each tune call's labelled risk kinds, and its client sentences read by the meaning and the rules."""
     meaning = RiskMeaning(LocalEmbedder().embed_now)
     calls = []
-    for label in json.loads((EVAL / "labels.json").read_text())["calls"]:
-        if label["split"] != "tune":
-            continue
-        pages = json.loads((EVAL / "gong" / label["file"]).read_text())
-        call = parse_call(pages[0]["calls"][0]).call
-        transcript = parse_transcript(pages[1]["callTranscripts"][0])
+    for label, call, transcript in tune_parts():
         index = speaker_index(call.parties)
         texts = [
             s.text for m in transcript.monologues if side_of(m.speaker_id, index) != "Internal" for s in m.sentences
@@ -106,6 +124,11 @@ def line(name: str, pairs: Iterable[tuple[set[str], set[str]]]) -> str:
 
 
 def main() -> None:
+    choose_risk_meaning()
+    choose_sentiment()
+
+
+def choose_risk_meaning() -> None:
     calls = tune_calls()
     chosen, tallies = choose(calls)
     print(f"{len(calls)} tune calls; chosen per kind (cosine, tone at most, tp fp fn of the meaning alone):")
@@ -122,6 +145,57 @@ def main() -> None:
             fold_choice, _ = choose([c for i, c in enumerate(calls) if i % folds != fold])
             pairs += [(found_in(rows, rules, fold_choice), w) for i, (w, rows) in enumerate(calls) if i % folds == fold]
         print(line(f"tune in {folds} folds, {name}", pairs))
+
+
+def tune_tones() -> list[Tones]:
+    """Each tune call's sentiment label and its sentences' business scores, risks floored as the analyst does."""
+    calls = []
+    for label, call, transcript in tune_parts():
+        risks = find_risk_factors(transcript, call.parties, DEFAULT_COMPETITORS)
+        risky = {(r.speaker_id, r.at_ms): r.kind for r in risks}
+        index = speaker_index(call.parties)
+        client: list[float] = []
+        internal: list[float] = []
+        for m in transcript.monologues:
+            for s in m.sentences:
+                score = business_sentiment(s.text)
+                kind = risky.get((m.speaker_id, s.start_ms))
+                if kind is not None:
+                    score = min(score, sentiment.CHURN_TONE if kind == "churn_intent" else sentiment.RISK_TONE)
+                (internal if side_of(m.speaker_id, index) == "Internal" else client).append(score)
+        calls.append((label["sentiment"], client, internal))
+    return calls
+
+
+def sentiment_right(calls: list[Tones], choice: Sentiment) -> int:
+    positive_at, negative_at, client_weight, negative_weight = choice
+    return sum(
+        sentiment.label(sentiment.call_score(client, ours, client_weight, negative_weight), positive_at, negative_at)
+        == wanted
+        for wanted, client, ours in calls
+    )
+
+
+def best_sentiment(calls: list[Tones]) -> Sentiment:
+    """The most right labels; among equals the band and weights nearest the middle of the grid's order."""
+    grid = [(p, n, c, w) for (p, n), (c, w) in itertools.product(BANDS, WEIGHTS)]
+    scores = [sentiment_right(calls, choice) for choice in grid]
+    tied = [choice for choice, score in zip(grid, scores, strict=True) if score == max(scores)]
+    return tied[len(tied) // 2]
+
+
+def choose_sentiment() -> None:
+    calls = tune_tones()
+    chosen = best_sentiment(calls)
+    module = (sentiment.POSITIVE_AT, sentiment.NEGATIVE_AT, sentiment.CLIENT_WEIGHT, sentiment.NEGATIVE_WEIGHT)
+    mark = "" if chosen == module else f"   <- differs from the module's {module}"
+    print(f"sentiment (positive at, negative at, client weight, negative weight): {chosen}{mark}")
+    print(f"  tune, the module's choice  sentiment {sentiment_right(calls, module) / len(calls):.0%}")
+    folds, right = 6, 0
+    for fold in range(folds):
+        choice = best_sentiment([c for i, c in enumerate(calls) if i % folds != fold])
+        right += sentiment_right([c for i, c in enumerate(calls) if i % folds == fold], choice)
+    print(f"  tune in {folds} folds            sentiment {right / len(calls):.0%}")
 
 
 if __name__ == "__main__":
