@@ -31,7 +31,9 @@ def test_doctor_choices_come_from_the_registry(tmp_path: Path) -> None:
     assert choices["CallSource"] == "gong" and choices["Cache"] == "redis" and choices["CRM"] == "local"
 
 
-def test_the_embedded_default_loads_no_heavy_client(tmp_path: Path) -> None:
+# The risk meaning's embedding model loads with the first call analysed, not with the services a server starts with.
+@pytest.mark.parametrize("extra", [{}, {"SOPHIA_ANALYST__RISK_MEANING": "true"}])
+def test_the_embedded_default_loads_no_heavy_client(tmp_path: Path, extra: dict[str, str]) -> None:
     code = (
         "import json, sys\n"
         "from sophia_mcp.app.backends import build_services\n"
@@ -40,7 +42,7 @@ def test_the_embedded_default_loads_no_heavy_client(tmp_path: Path) -> None:
         "services.close()\n"
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
     )
-    env = {**os.environ, "SOPHIA_DATA_DIR": str(tmp_path)}
+    env = {**os.environ, "SOPHIA_DATA_DIR": str(tmp_path), **extra}
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []

@@ -34,12 +34,19 @@ LABELS: list[dict[str, Any]] = json.loads((EVAL / "labels.json").read_text())["c
 KNOWN = {c["id"] for c in json.loads((EVAL / "clients.json").read_text())}
 TARGETS = {"sentiment": 0.90, "risk_precision": 0.90, "risk_recall": 0.90, "competitor_precision": 0.95,
            "competitor_recall": 0.95, "at_risk": 0.90, "linked": 1.0}  # fmt: skip
-# Measured on each held-out part and not met by the local analyser (issue 20's report says by how much); strict,
-# so reaching a target fails here until its mark is removed. On held_out_2 the lexicon reaches few of the risks
-# said in words it was not written from.
+# Measured on each held-out part and not met by the local analyser, with why; strict, so reaching a target fails
+# here until its mark is removed. The risk meaning (SOPHIA_ANALYST__RISK_MEANING) is measured beside the default.
 NOT_MET = {
-    "held_out": {"sentiment", "risk_precision"},
-    "held_out_2": {"sentiment", "risk_precision", "risk_recall", "at_risk"},
+    "held_out": {
+        "sentiment": "73%: VADER reads polite business talk as feeling; the band chosen on tune does not carry over",
+        "risk_precision": "0.86: the phrase rules raise risks on a few sentences that only sound like one",
+    },
+    "held_out_2": {
+        "sentiment": "50%: the lexicon misreads most of the neutral and negative calls in wording it has not seen",
+        "risk_precision": "0.60: rules written on the tune calls fire on other wordings' near misses",
+        "risk_recall": "0.21: the rules reach few risks said in other words (the risk meaning: 0.29)",
+        "at_risk": "65%: follows from the risks and the sentiment missed",
+    },
 }
 
 
@@ -114,23 +121,66 @@ def show(analyst: str, figures: dict[str, Figures]) -> None:
         print(part.line(name))
 
 
+Run = tuple[dict[str, Figures], list[dict[str, Any]]]
+
+
 @pytest.fixture(scope="module")
-def local_figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Figures]:
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     data_dir = imported_eval_calls(tmp_path_factory.mktemp("eval") / "data")
-    figures, _ = anyio.run(evaluate, make_settings(data_dir))
-    show("local", figures)
-    return figures
+    run = anyio.run(evaluate, make_settings(data_dir))
+    show("local", run[0])
+    return run
+
+
+@pytest.fixture(scope="module")
+def local_figures(local_run: Run) -> dict[str, Figures]:
+    return local_run[0]
+
+
+@pytest.fixture(scope="module")
+def meaning_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    data_dir = imported_eval_calls(tmp_path_factory.mktemp("eval") / "data")
+    run = anyio.run(evaluate, make_settings(data_dir, analyst={"risk_meaning": True}))
+    show("local with the risk meaning (SOPHIA_ANALYST__RISK_MEANING)", run[0])
+    return run
 
 
 @pytest.mark.parametrize(
     ("part", "figure"),
-    [pytest.param(part, name, marks=pytest.mark.xfail(strict=True, reason=f"not met on {part}"))
+    [pytest.param(part, name, marks=pytest.mark.xfail(strict=True, reason=f"not met on {part}: {not_met[name]}"))
      if name in not_met else (part, name) for part, not_met in NOT_MET.items() for name in TARGETS],
 )  # fmt: skip
 def test_the_local_analyser_on_calls_it_was_not_tuned_on(
     local_figures: dict[str, Figures], part: str, figure: str
 ) -> None:
     assert local_figures[part].values()[figure] >= TARGETS[figure]
+
+
+def test_the_risk_meaning_reaches_risks_said_in_words_the_rules_miss(local_run: Run, meaning_run: Run) -> None:
+    """On the calls written after the rules (held_out_2), the meaning raises labelled risks the rules did not, each
+    kept with its quote: a sentence the client said on that call."""
+    reached = []
+    for label, rules, meaning in zip(LABELS, local_run[1], meaning_run[1], strict=True):
+        before = {(r["kind"], r["text"]) for r in rules["analysis"]["risk_factors"]}
+        said = external_sentences(label["file"])
+        for factor in meaning["analysis"]["risk_factors"]:
+            if (factor["kind"], factor["text"]) in before:
+                continue
+            assert factor["affiliation"] != "Internal" and factor["text"] in said
+            if label["split"] == "held_out_2" and factor["kind"] in label["risks"]:
+                reached.append(factor["kind"])
+    assert reached
+    assert meaning_run[0]["held_out_2"].values()["risk_recall"] > local_run[0]["held_out_2"].values()["risk_recall"]
+
+
+def external_sentences(file: str) -> set[str]:
+    """What the External parties said on a call, from its Gong JSON."""
+    pages = json.loads((EVAL / "gong" / file).read_text())
+    external = {p["speakerId"] for p in pages[0]["calls"][0]["parties"] if p["affiliation"] == "External"}
+    return {
+        s["text"] for m in pages[1]["callTranscripts"][0]["transcript"] if m["speakerId"] in external
+        for s in m["sentences"]
+    }  # fmt: skip
 
 
 @pytest.fixture

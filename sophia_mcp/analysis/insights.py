@@ -6,17 +6,20 @@ from collections.abc import Sequence
 
 from sophia_mcp.analysis.competitors import find_competitor_mentions
 from sophia_mcp.analysis.conversation import talk_stats
-from sophia_mcp.analysis.risk import find_risk_factors
+from sophia_mcp.analysis.risk import SentenceMeaning, find_risk_factors
 from sophia_mcp.analysis.sentiment import summarize_sentiment
 from sophia_mcp.domain.calls import Call, Transcript
 from sophia_mcp.domain.results import CallAnalysis, CallInsights
 from sophia_mcp.domain.weights import Competitor
 
 
-def local_insights(call: Call, transcript: Transcript, competitors: Sequence[Competitor]) -> CallInsights:
-    """Sentiment, competitor mentions and risk factors by the lexicon and phrase rules, with a short summary."""
+def local_insights(
+    call: Call, transcript: Transcript, competitors: Sequence[Competitor], meaning: SentenceMeaning | None = None
+) -> CallInsights:
+    """Sentiment, competitor mentions and risk factors by the lexicon and phrase rules (and, with `meaning`, by
+    closeness to written examples of each risk), with a short summary."""
     mentions = find_competitor_mentions(transcript, call.parties, competitors)
-    risks = find_risk_factors(transcript, call.parties, competitors)
+    risks = find_risk_factors(transcript, call.parties, competitors, meaning)
     sentiment = summarize_sentiment(
         transcript, call.parties, {(r.speaker_id, r.at_ms) for r in risks},
         {(r.speaker_id, r.at_ms) for r in risks if r.kind == "churn_intent"},

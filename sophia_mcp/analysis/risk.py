@@ -4,18 +4,20 @@ Only the client side counts (External and unknown speakers): our own team talkin
 Each kind is a set of phrasings; a phrase just after a negation ("no plans to cancel") does not count. The phrasings
 name what a risk is made of rather than whole sentences (a cost word with a pressure word: "the price comes down",
 "under what we pay"; a named competitor with a move: "moving to RealPage"), so they reach wordings they were not
-written from; tests/data/eval_calls measures that on calls kept aside. Comparing sentences with written examples
-through the local embedding model was measured too and left out: on its own it found risks with a precision of
-0.3 on those calls, and added to these rules it raised nothing they missed but one sentence.
+written from; tests/data/eval_calls measures that on calls kept aside. Given a `SentenceMeaning` (the local
+embedding model, analysis/risk_meaning.py), a sentence also raises the kinds whose written examples it is close to
+in meaning, for the wordings no rule was written for.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 
 from sophia_mcp.analysis.competitors import find_in_text
+from sophia_mcp.analysis.risk_meaning import raised_by_meaning
+from sophia_mcp.analysis.sentiment import business_sentiment
 from sophia_mcp.analysis.speakers import name_of, side_of, speaker_index
 from sophia_mcp.domain.calls import Party, Transcript
 from sophia_mcp.domain.results import RiskFactor, RiskKind
@@ -200,26 +202,42 @@ def risk_kinds(text: str, competitors: Sequence[Competitor] = ()) -> list[RiskKi
     return kinds
 
 
+# Per sentence, its similarity to each risk kind's examples (analysis/risk_meaning.py's RiskMeaning).
+SentenceMeaning = Callable[[Sequence[str]], list[dict[RiskKind, float]]]
+
+
 def find_risk_factors(
-    transcript: Transcript, parties: Sequence[Party], competitors: Sequence[Competitor] = ()
+    transcript: Transcript,
+    parties: Sequence[Party],
+    competitors: Sequence[Competitor] = (),
+    meaning: SentenceMeaning | None = None,
 ) -> list[RiskFactor]:
-    """Client-side sentences that express a risk to the account, at most one factor per sentence and kind."""
+    """Client-side sentences that express a risk to the account, at most one factor per sentence and kind: the
+    phrase rules' kinds, and with `meaning` the kinds the sentence is close to in meaning."""
     index = speaker_index(parties)
+    client = [
+        (monologue, sentence)
+        for monologue in transcript.monologues
+        if side_of(monologue.speaker_id, index) != "Internal"
+        for sentence in monologue.sentences
+    ]
+    similarities = meaning([s.text for _, s in client]) if meaning else [{} for _ in client]
     factors = []
-    for monologue in transcript.monologues:
+    for (monologue, sentence), similarity in zip(client, similarities, strict=True):
         side = side_of(monologue.speaker_id, index)
-        if side == "Internal":
-            continue
-        for sentence in monologue.sentences:
-            for kind in risk_kinds(sentence.text, competitors):
-                factors.append(
-                    RiskFactor(
-                        kind=kind,
-                        text=sentence.text,
-                        speaker_id=monologue.speaker_id,
-                        speaker_name=name_of(monologue.speaker_id, index),
-                        affiliation=side,
-                        at_ms=sentence.start_ms,
-                    )
+        kinds = risk_kinds(sentence.text, competitors)
+        if similarity:
+            more = raised_by_meaning(similarity, business_sentiment(sentence.text))
+            kinds += [kind for kind in PATTERNS if kind in more and kind not in kinds]
+        for kind in kinds:
+            factors.append(
+                RiskFactor(
+                    kind=kind,
+                    text=sentence.text,
+                    speaker_id=monologue.speaker_id,
+                    speaker_name=name_of(monologue.speaker_id, index),
+                    affiliation=side,
+                    at_ms=sentence.start_ms,
                 )
+            )
     return factors

@@ -7,8 +7,8 @@ have been upset if...") reads neutral, a sentence in which the client raises a r
 `RISK_TONE` (`CHURN_TONE` when it says it may leave), a negative sentence weighs
 `NEGATIVE_WEIGHT` times a positive one (a complaint is not cancelled by a thank-you: a call with both is `mixed`
 and leans to the complaint), and the client side makes `CLIENT_WEIGHT` of the score. The neutral band
-(`NEGATIVE_AT` < score < `POSITIVE_AT`) was chosen on the labelled calls in tests/data/eval_calls (the "tune"
-part; the held-out part only reports).
+(`NEGATIVE_AT` < score < `POSITIVE_AT`), `CLIENT_WEIGHT` and `NEGATIVE_WEIGHT` were chosen on the labelled calls in
+tests/data/eval_calls (the "tune" part only; bench/eval_tuning.py makes the choice again and prints it).
 
 Known limits of a lexicon: negation further than three words back ("nobody on my team is happy") and idioms
 ("above and beyond") are missed; the model-backed analysts read those right.
@@ -138,24 +138,31 @@ def _only_denied_negatives(text: str) -> bool:
     return negatives > 0
 
 
-def _weighted_mean(scores: Sequence[float]) -> float:
-    weights = [NEGATIVE_WEIGHT if s < 0 else 1.0 for s in scores]
+def _weighted_mean(scores: Sequence[float], negative_weight: float) -> float:
+    weights = [negative_weight if s < 0 else 1.0 for s in scores]
     return sum(w * s for w, s in zip(weights, scores, strict=True)) / sum(weights)
 
 
-def label(score: float) -> str:
-    if score >= POSITIVE_AT:
+def label(score: float, positive_at: float = POSITIVE_AT, negative_at: float = NEGATIVE_AT) -> str:
+    """The call's label from its calibrated score and the neutral band (bench/eval_tuning.py chooses it)."""
+    if score >= positive_at:
         return "positive"
-    if score <= NEGATIVE_AT:
+    if score <= negative_at:
         return "negative"
     return "neutral"
 
 
-def call_score(client: Sequence[float], internal: Sequence[float]) -> float:
+def call_score(
+    client: Sequence[float],
+    internal: Sequence[float],
+    client_weight: float = CLIENT_WEIGHT,
+    negative_weight: float = NEGATIVE_WEIGHT,
+) -> float:
     """The call's calibrated score from its sentences' business scores: the client side weighted over ours."""
     if client and internal:
-        return CLIENT_WEIGHT * _weighted_mean(client) + (1 - CLIENT_WEIGHT) * _weighted_mean(internal)
-    return _weighted_mean(client or internal) if client or internal else 0.0
+        ours = (1 - client_weight) * _weighted_mean(internal, negative_weight)
+        return client_weight * _weighted_mean(client, negative_weight) + ours
+    return _weighted_mean(client or internal, negative_weight) if client or internal else 0.0
 
 
 def is_mixed(client: Sequence[float]) -> bool:

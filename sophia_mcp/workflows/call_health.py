@@ -120,7 +120,7 @@ async def analyze_call(
     reader = analyst or services.analyst
     # The healing watch's fallback: while an incident on the model's service lasts, the local analyst reads calls.
     if reader.name != "local" and await Incidents(services.store).active_targets("fallback_analyst"):
-        reader = LocalAnalyst(settings.competitors)
+        reader = LocalAnalyst(settings.competitors, settings.analyst.risk_meaning)
     threshold = settings.health.threshold
 
     async def report(done: int, message: str) -> None:
