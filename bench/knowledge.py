@@ -348,7 +348,7 @@ async def knowledge_base_at(size: int, queries: int, postgres: PostgresServer | 
     embedder, index = services.embedder, services.vectors
     words = len({w for t in texts for w in re.findall(r"\w+", t.lower())})
     engine = "PostgreSQL" if url else "SQLite"
-    print(f"{size:,} chunks of prose on {engine} ({words:,} distinct words; {how}):")
+    print(f"{size:,} chunks of prose on {engine} ({words:,} distinct words; {how}; load {os.getloadavg()[0]:.1f}):")
     rng = random.Random(size)
     rows = [rng.randrange(size) for _ in range(queries)]
     sentences = [(sentence_query(rng, texts[r]), r) for r in rows]
@@ -402,6 +402,8 @@ async def knowledge_base_at(size: int, queries: int, postgres: PostgresServer | 
 
 async def main(docs: int, sizes: list[int], on_postgres: list[int], queries: int) -> None:
     logging.getLogger("sophia_mcp.store.documents").addFilter(CUT)
+    # Absolute figures follow the machine's load (the ratios beside anchors far less): say what it was.
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")
     if docs:
         await ingestion(docs)
     for size in sorted({*sizes, *on_postgres}):
