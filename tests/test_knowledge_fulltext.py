@@ -1,9 +1,11 @@
 """Full-text ranking over a knowledge base larger than one ranking scores in full: the commonest words of a query
-are left out of the candidates, and the answers still hold what the query asks for."""
+are left out of the candidates, and the answers still hold what the query asks for; on both engines (SQLite's FTS5
+and bm25, PostgreSQL's tsvector and ts_rank)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,10 +33,10 @@ def document(number: int, kind: str) -> DocumentInfo:
     )  # fmt: skip
 
 
-async def large_base(tmp_path: Path, special: dict[tuple[int, int], str]) -> Services:
+async def large_base(tmp_path: Path, store: dict[str, Any], special: dict[tuple[int, int], str]) -> Services:
     """More chunks than one full-text ranking scores, each holding the common words; `special` puts other text in
     a few (by document and position). Written as ingestion writes them, without vectors: full text alone ranks."""
-    services = build_services(make_settings(tmp_path / "kb"))
+    services = build_services(make_settings(tmp_path / "kb", **store))
     documents = (POSTINGS + PER_DOCUMENT) // PER_DOCUMENT + 1
     for number in range(documents):
         chunks = [
@@ -46,9 +48,12 @@ async def large_base(tmp_path: Path, special: dict[tuple[int, int], str]) -> Ser
     return services
 
 
-async def test_a_rare_word_among_common_ones_finds_its_chunks_first(tmp_path: Path) -> None:
+async def test_a_rare_word_among_common_ones_finds_its_chunks_first(
+    tmp_path: Path, store_settings: dict[str, Any]
+) -> None:
     services = await large_base(
         tmp_path,
+        store_settings,
         {
             (3, 7): f"{COMMON}; the escrow clause needs legal review.",
             (11, 2): "An escrow clause appears in the master agreement.",
@@ -67,8 +72,12 @@ async def test_a_rare_word_among_common_ones_finds_its_chunks_first(tmp_path: Pa
     assert meetings[0].chunk_id == "note-12#4" and {h.type for h in meetings} == {"meeting_note"}
 
 
-async def test_a_query_of_common_words_only_ranks_the_chunks_holding_them_all(tmp_path: Path) -> None:
-    services = await large_base(tmp_path, {(5, 5): "The renewal plan, again.", (6, 6): "A quarterly review."})
+async def test_a_query_of_common_words_only_ranks_the_chunks_holding_them_all(
+    tmp_path: Path, store_settings: dict[str, Any]
+) -> None:
+    services = await large_base(
+        tmp_path, store_settings, {(5, 5): "The renewal plan, again.", (6, 6): "A quarterly review."}
+    )
     try:
         hits = await search(services, "renewal plan account owner quarter", limit=5)
     finally:

@@ -507,3 +507,14 @@ async def test_full_text_out_of_time_leaves_the_vectors_to_answer(data_dir: Path
         alone = structured(await client.call_tool("search_documents", query))["hits"]
     assert any(h["lexical_rank"] for h in both)
     assert alone and all(h["lexical_rank"] is None and h["vector_rank"] for h in alone)
+
+
+async def test_a_search_whose_vector_index_cannot_answer_says_what_to_do_in_one_error(settings: Settings) -> None:
+    """The vector and full-text rankings run at once; the vectors' refusal reaches the client as itself."""
+    with sqlite3.connect(settings.data_dir / "sophia.db") as conn:  # one vector of another size among the demo's
+        conn.execute("INSERT INTO vectors VALUES ('odd#0.0', ?, '{}', 'now')", (struct.pack("8f", *[0.5] * 8),))
+    async with Client(create_server(settings)) as client:
+        result = await client.call_tool("search_documents", {"query": "Who approves a 20% discount?"})
+    assert result.is_error, text_of(result)
+    assert "more than one size" in text_of(result) and "sophia-mcp kb reindex" in text_of(result)
+    assert "Traceback" not in text_of(result) and "ExceptionGroup" not in text_of(result)

@@ -1,5 +1,6 @@
 """The local vector index shared by processes: each one's memory copy follows the others' writes, reading only
-what changed, and answers exactly as a search of the stored rows would."""
+what changed, and answers exactly as a search of the stored rows would; on both engines (SQLite, and a real
+PostgreSQL server, whose half is marked `postgres`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
 from sophia_mcp.domain.vectors import matches
 from sophia_mcp.store import vectors as vectors_module
 from sophia_mcp.store.database import Store
+from sophia_mcp.store.engine import open_store
 from sophia_mcp.store.vectors import LocalVectorIndex
 
 pytestmark = pytest.mark.anyio
@@ -59,10 +62,14 @@ class Reads:
         return rows
 
 
-@pytest.fixture
-async def two(tmp_path: Path) -> AsyncIterator[tuple[LocalVectorIndex, LocalVectorIndex]]:
-    """Two indexes on one store file through their own connections, as two processes have."""
-    stores = [Store(tmp_path / "sophia.db"), Store(tmp_path / "sophia.db")]
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def two(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[LocalVectorIndex, LocalVectorIndex]]:
+    """Two indexes on one store (a SQLite file, or a PostgreSQL database) through their own connections, as two
+    processes have."""
+    url = SecretStr(request.getfixturevalue("postgres_url")) if request.param == "postgresql" else None
+    stores = [open_store(tmp_path / "sophia.db", url), open_store(tmp_path / "sophia.db", url)]
     first, second = (LocalVectorIndex(s) for s in stores)
     await first.bind("test-model", DIMENSION)
     yield first, second

@@ -231,21 +231,21 @@ class Documents:
 
     def _rarest(self, deadline: float, words: list[str]) -> list[tuple[int, str]] | None:
         """The words found in some chunk with how many chunks hold each (counted up to just past `POSTINGS`),
-        rarest first; None if the deadline passes first."""
-        counted = []
-        for word in words:
-            if self.store.dialect == "postgresql":
-                sql = f"SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE {PG_MATCH} LIMIT ?) held"
-                term = websearch_query([word])
-            else:
-                sql = "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)"
-                term = fts_query([word])
-            answer = self.store.query_within(deadline - time.perf_counter(), sql, [term, POSTINGS + 1])
-            if answer is None:
-                return None
-            if held := int(answer[1][0][0]):
-                counted.append((held, word))
-        return sorted(counted)
+        rarest first; None if the deadline passes first. One statement for all the words (on PostgreSQL one trip
+        to the server, not one per word)."""
+        if self.store.dialect == "postgresql":
+            count = f"SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE {PG_MATCH} LIMIT ?) held"
+            terms = [websearch_query([word]) for word in words]
+        else:
+            count = "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)"
+            terms = [fts_query([word]) for word in words]
+        sql = "SELECT " + ", ".join(f"({count}) AS held{n}" for n in range(len(words)))
+        params = [p for term in terms for p in (term, POSTINGS + 1)]
+        answer = self.store.query_within(deadline - time.perf_counter(), sql, params)
+        if answer is None:
+            return None
+        held = [int(n) for n in answer[1][0]]
+        return sorted((n, word) for n, word in zip(held, words, strict=True) if n)
 
     def _lexical(self, text: str, flt: DocumentFilter | None, limit: int, budget_s: float, chunks: int) -> list[str]:
         words = query_words(text)

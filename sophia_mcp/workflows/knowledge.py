@@ -17,10 +17,10 @@ import hashlib
 import json
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -43,6 +43,8 @@ from sophia_mcp.workflows.runs import start_run
 
 log = logging.getLogger(__name__)
 
+A = TypeVar("A")
+B = TypeVar("B")
 
 RRF_K = 60  # reciprocal-rank fusion: a hit's score is the sum of 1 / (RRF_K + rank) over the rankings it is in
 CANDIDATES = 50  # hits taken from each ranking before fusing
@@ -324,21 +326,49 @@ async def search(services: Services, query: str, flt: DocumentFilter | None = No
         await sweep_vectors(services)
     vector = (await services.embedder.embed([query]))[0]
     budget = services.settings.knowledge.lexical_budget_ms / 1000
-    vector_ids: list[str] = []
-    if vector.any():  # else no word the model knows: words alone
-        vector_ids = [m.id for m in await services.vectors.query(vector, CANDIDATES, vector_filter(flt))]
-    hits, stale = await _fuse(services.documents, query, flt, vector_ids, limit, budget)
+
+    async def by_vectors() -> list[str]:
+        if not vector.any():  # no word the model knows: words alone
+            return []
+        return [m.id for m in await services.vectors.query(vector, CANDIDATES, vector_filter(flt))]
+
+    async def by_words() -> list[str]:
+        return await services.documents.lexical(query, flt, CANDIDATES, budget)
+
+    # Both rankings at once: over a large base each takes milliseconds, in a worker thread of its own.
+    vector_ids, lexical = await _both(by_vectors, by_words)
+    hits, stale = await _fuse(services.documents, vector_ids, lexical, limit)
     if stale:  # vectors of no current version: most often one being written or removed now, which it leaves alone
         await sweep_vectors(services)
     return hits
 
 
+async def _both(first: Callable[[], Awaitable[A]], second: Callable[[], Awaitable[B]]) -> tuple[A, B]:
+    """The answers of two calls run concurrently; if one fails, the other is cancelled and its error raised as
+    itself (not inside the task group's ExceptionGroup), so the server maps it as it maps any error."""
+    answers: dict[int, Any] = {}
+    failed: list[Exception] = []
+
+    async def one(n: int, call: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            answers[n] = await call()
+        except Exception as exc:
+            failed.append(exc)
+            group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(one, 0, first)
+        group.start_soon(one, 1, second)
+    if failed:
+        raise failed[0]
+    return answers[0], answers[1]
+
+
 async def _fuse(
-    documents: Documents, query: str, flt: DocumentFilter | None, vector_ids: list[str], limit: int, budget_s: float
+    documents: Documents, vector_ids: list[str], lexical: list[str], limit: int
 ) -> tuple[list[SearchHit], bool]:
-    """Full-text ranks beside the vector ranks, fused by reciprocal rank, as cited hits; and whether some vectors
-    found were of no current document version."""
-    lexical = await documents.lexical(query, flt, CANDIDATES, budget_s)
+    """The full-text ranks beside the vector ranks, fused by reciprocal rank, as cited hits; and whether some
+    vectors found were of no current document version."""
     chunk_of_vector = await _chunks_for_vectors(documents, vector_ids)
     ranks: dict[str, dict[str, int]] = {}
     for rank, vid in enumerate(vector_ids, 1):
