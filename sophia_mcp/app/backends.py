@@ -46,6 +46,7 @@ from sophia_mcp.store.engine import open_store
 from sophia_mcp.store.enrichment import EnrichmentLedger
 from sophia_mcp.store.firmographics import LocalEnricher
 from sophia_mcp.store.health_alerts import HealthAlertLedger
+from sophia_mcp.store.incidents import Incidents
 from sophia_mcp.store.inbox import ConnectorCursors, Inbox
 from sophia_mcp.store.meetings import Meetings
 from sophia_mcp.store.outbox import Outbox
@@ -367,6 +368,7 @@ def build_services(settings: Settings) -> Services:
         churn_signals=ChurnSignals(store),
         competition=Competition(store),
         suggestions=Suggestions(store),
+        incidents=Incidents(store),
         writer=_writer(settings),
     )
 

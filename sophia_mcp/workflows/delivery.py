@@ -20,7 +20,6 @@ from sophia_mcp.domain.notify import Alert
 from sophia_mcp.domain.outbox import OutboxEntry
 from sophia_mcp.ports.issues import IssueTracker
 from sophia_mcp.ports.notify import Notifier
-from sophia_mcp.store.incidents import Incidents
 from sophia_mcp.store.outbox import Outcome
 from sophia_mcp.store.runs import describe_error
 from sophia_mcp.store.tracker import LocalTracker
@@ -126,7 +125,7 @@ async def _send(entry: OutboxEntry, by_kind: Mapping[str, Sender]) -> Outcome:
 async def held_kinds(services: Services) -> set[str]:
     """The kinds of entry whose receiver is held by an open incident (the healing watch: that service is down);
     the outbox keeps them until the incident closes."""
-    held = await Incidents(services.store).active_targets("hold_side_effects")
+    held = await services.incidents.active_targets("hold_side_effects")
     if not held:
         return set()
     receivers = {"alert": services.notifier.name, "issue": services.tracker.name}
