@@ -46,8 +46,8 @@ from sophia_mcp.store.engine import open_store
 from sophia_mcp.store.enrichment import EnrichmentLedger
 from sophia_mcp.store.firmographics import LocalEnricher
 from sophia_mcp.store.health_alerts import HealthAlertLedger
-from sophia_mcp.store.incidents import Incidents
 from sophia_mcp.store.inbox import ConnectorCursors, Inbox
+from sophia_mcp.store.incidents import Incidents
 from sophia_mcp.store.meetings import Meetings
 from sophia_mcp.store.outbox import Outbox
 from sophia_mcp.store.runs import RunLedger

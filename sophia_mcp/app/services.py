@@ -28,8 +28,8 @@ from sophia_mcp.store.database import Store
 from sophia_mcp.store.documents import Documents
 from sophia_mcp.store.enrichment import EnrichmentLedger
 from sophia_mcp.store.health_alerts import HealthAlertLedger
-from sophia_mcp.store.incidents import Incidents
 from sophia_mcp.store.inbox import ConnectorCursors, Inbox
+from sophia_mcp.store.incidents import Incidents
 from sophia_mcp.store.outbox import Outbox
 from sophia_mcp.store.runs import RunLedger
 from sophia_mcp.store.schedules import Schedules

@@ -451,3 +451,30 @@ async def enrich_one(
         report = _report(run, services, outcomes)
         run.output = report.model_dump()
     return report, await services.crm.get_contact(contact_id)
+
+
+async def rescored(services: Services, client_ids: list[str]) -> dict[str, dict[str, ContactChanges]]:
+    """The lead score and grade enrichment writes, recomputed now for the contacts of these clients (from what the
+    enricher last said, no new credit): per client, per contact, only the fields that differ from the CRM's."""
+    out: dict[str, dict[str, ContactChanges]] = {}
+    for client_id in client_ids:
+        contacts: list[Contact] = []
+        cursor: str | None = None
+        while True:
+            page = await services.crm.search_contacts(ContactQuery(client_id=client_id), 100, cursor)
+            contacts += page.contacts
+            cursor = page.next_cursor
+            if not cursor or len(contacts) >= MAX_SELECTED:
+                break
+        context = await scoring_context(services, contacts)
+        for contact in contacts:
+            person = await last_enrichment(services, contact.id)
+            score = score_lead(context.signals(contact, person, contact.title), services.settings.lead_score)
+            changes: ContactChanges = {
+                name: value
+                for name, value in (("lead_score", score.score), ("lead_grade", score.grade))
+                if not _same(getattr(contact, name), value)
+            }
+            if changes:
+                out.setdefault(client_id, {})[contact.id] = changes
+    return out
