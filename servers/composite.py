@@ -193,8 +193,9 @@ async def build_dashboard(
     requested_by: Annotated[str | None, Field(max_length=200, description="Who asked (named in the post).")] = None,
 ) -> DashboardReport:
     """Build a self-contained HTML dashboard (client health and its trend, ARR by segment, competitor mentions,
-    the designed workflows' runs by version: the panels the request names, or all), save it in the data dir, post where it is to the channel (its URL when
-    the server serves HTTP) and return it as a resource; hosts with MCP Apps show it inline."""
+    the designed workflows' runs by version: the panels the request names, or all), save it in the data dir, post
+    where it is to the channel (its URL when the server serves HTTP) and return it as a resource; hosts with MCP
+    Apps show it inline."""
     server = server_of(ctx)
     return await dashboard.build_dashboard(
         server.services, request, channel, requested_by, public_url=server.public_url, progress=progress_of(ctx)
@@ -457,7 +458,7 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
     server.add_completer("competitor_watch", "competitor", _complete_competitors)
 
     async def metrics() -> str:
-        """Per workflow: runs, success and error rates, p50/p95 latency; and each designed workflow's runs by version."""
+        """Per workflow: runs, success and error rates, p50/p95 latency; each designed workflow's runs by version."""
         rows = await server.services.runs.metrics()
         versions = await designed.repository(server.services).runs()
         return json.dumps(

@@ -228,8 +228,10 @@ async def build_dashboard(
         await report_progress(2, STAGES, "posting where it is")
 
         async def post() -> SentAlert:
+            # A caller's own key is kept once, ever; the page's own is deduped as any alert is.
             return await send_alert(services, text, severity="info", channel=channel, topic="dashboard",
-                                    title="Dashboard ready", key=key or f"dashboard:{name}", once=key is not None)  # fmt: skip
+                                    title="Dashboard ready", key=key or f"dashboard:{name}",
+                                    once=key is not None)  # fmt: skip
 
         sent = await run.step("post", post, lambda s: {"channel": s.entry.target, "status": s.entry.status})
         run.output = {"name": name, "panels": panels, "url": url}
