@@ -17,6 +17,8 @@ from sophia_mcp.app.backends import build_services
 from sophia_mcp.domain.times import parse_iso
 from sophia_mcp.servers.composite import create_server
 from sophia_mcp.workflows import designed
+from sophia_mcp.workflows.connectors import scan_watched_folder
+from sophia_mcp.workflows.events import InboxWorker
 from tests.fakes.openai import API_KEY, OpenAIState, openai_app
 from tests.fakes.server import serve
 from tests.support.results import structured, text_of
@@ -263,3 +265,53 @@ async def test_a_title_with_a_format_spec_or_attribute_is_refused_not_formatted(
             spec = {**DAILY_SPEC, "actions": [{**action, "title": title}]}
             result = await client.call_tool("dry_run_workflow", {"spec": spec})
             assert result.is_error and "it may name the fields of mentions" in text_of(result)
+
+
+NOTE_FILED = "When a note lands in the watched folder, alert #competitive-intel about each competitor on 20+ calls"
+NOTE_SPEC = spec_of(
+    "note-competitors", {"event": "folder.file"}, {**MENTIONS, "where": [{"field": "calls", "op": "ge", "value": 20}]},
+    [{"do": "alert", "rows_of": "mentions", "each": True, "channel": "#competitive-intel",
+      "title": "{competitor}: named on {calls} calls"}],
+)  # fmt: skip
+
+
+async def test_an_event_triggered_workflow_runs_once_per_event_the_inbox_worker_handles(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """A workflow on `folder.file`: the watched folder's connector keeps an event per new or changed file, the inbox
+    worker handles each (the built-in action ingests the file, then the designed workflow runs), and an event
+    handled again (redelivered) sends nothing twice."""
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    settings = make_settings(data_dir, knowledge={"roots": [str(tmp_path)], "watch": str(watched)})
+    model = ScriptedModel({NOTE_FILED: [NOTE_SPEC]})
+    async with Client(create_server(settings), sampling_callback=model.sample) as client:
+        spec = structured(await client.call_tool("design_workflow", {"request": NOTE_FILED}))["spec"]
+        deployed = structured(await client.call_tool("deploy_workflow", {"spec": spec, "request": NOTE_FILED}))
+    assert deployed["next_at"] is None  # an event-triggered one never runs on the scheduler's clock
+
+    services = build_services(settings)
+    try:
+        worker = InboxWorker(services)
+        note = watched / "yardi.md"
+        note.write_text("# Yardi\n\nYardi bundles screening with its accounting suite.\n")
+        await scan_watched_folder(services)
+        await scan_watched_folder(services)  # the same file unchanged: no second event
+        assert await worker.drain() == 1
+        note.write_text("# Yardi\n\nYardi now bundles screening and payments.\n")
+        await scan_watched_folder(services)
+        assert await worker.drain() == 1
+        events = await services.inbox.list(limit=10)
+        # The first event handled again, as when its lease ran out mid-way and another worker took it: a new run of
+        # the same occurrence, which sends nothing new.
+        again = await designed.run_for_event(services, "folder.file", events[-1].id)
+        rerun = await services.runs.get(again["designed"]["note-competitors"])
+        outcomes = [(await services.inbox.get(e.id)) for e in events]
+    finally:
+        services.close()
+    assert [o.status for o in outcomes if o] == ["done", "done"]
+    assert rerun is not None and rerun.status == "succeeded" and rerun.subject == f"event-{events[-1].id}"
+    assert all("note-competitors" in (o.result or {}).get("designed", {}) for o in outcomes if o)
+    per_event = {e.id: outbox_keys(data_dir, "note-competitors", f"event-{e.id}") for e in events}
+    assert [len(sent) for sent in per_event.values()] == [1, 1]  # Yardi, once per event, the redelivery included
+    assert {status for sent in per_event.values() for _, _, status in sent} == {"delivered"}
