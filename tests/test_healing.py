@@ -5,6 +5,10 @@ closes each when the service recovers, the side effects held meanwhile then deli
 from __future__ import annotations
 
 import json
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from sophia_mcp.workflows.healing import watch
 from sophia_mcp.workflows.runs import start_run
 from sophia_mcp.workflows.strategic import gather_evidence
 from tests.fakes.linear import API_KEY, LinearState
+from tests.support.processes import SCRIPT, env_for
 from tests.support.results import structured
 from tests.support.settings import make_settings
 from tests.support.store_file import newest_call_ids
@@ -158,3 +163,52 @@ async def test_an_incident_on_the_models_service_falls_back_to_the_local_analyst
     report = await analyze_call(services, newest_call_ids(data_dir, 1)[0], analyst=ModelReader())  # type: ignore[arg-type]
     assert opened and report.analysis.analyst == "local"
     services.close()
+
+
+def incidents_in(data_dir: Path) -> list[tuple[str, str]]:
+    """The incidents' causes and states, read from the store's file as an operator would."""
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        return [(r[0], r[1]) for r in conn.execute("SELECT cause, status FROM incidents ORDER BY id").fetchall()]
+
+
+def state_of(state: LinearState, issue: dict[str, object]) -> str:
+    return str(next(s["name"] for s in state.states if s["id"] == issue["state_id"]))
+
+
+def until(seen: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    """Wait for the scheduler's process to get somewhere: the test can only watch the store and the fake."""
+    deadline = time.monotonic() + timeout_s
+    while not seen():
+        assert time.monotonic() < deadline, f"the scheduler never {what}"
+        time.sleep(0.1)
+
+
+async def test_the_scheduler_process_runs_the_watch_that_opens_and_closes_an_incident(
+    data_dir: Path, linear: tuple[str, LinearState]
+) -> None:
+    """`sophia-mcp schedule`, as an operator runs it: its own healing watch, with no call from the test, opens the
+    incident of a fault injected into the Linear fake (refused credentials), files its one issue there, and closes
+    it, with the issue, once the service answers again."""
+    url, state = linear
+    services = build_services(settings_for(data_dir, url))
+    env = {
+        "SOPHIA_LINEAR__BACKEND": "linear", "SOPHIA_LINEAR__BASE_URL": f"{url}/graphql",
+        "SOPHIA_LINEAR__API_KEY": API_KEY, "SOPHIA_LINEAR__TEAM": "CS", "SOPHIA_LINEAR__MAX_RETRIES": "0",
+        "SOPHIA_HEALING__INTERVAL_S": "0.2", "SOPHIA_SCHEDULES": "[]",
+    }  # fmt: skip
+    proc = subprocess.Popen([SCRIPT, "schedule"], env=env_for(data_dir, **env), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        for fault in [None] * 10 + ["401"] * 3:
+            await sync_once(services, state, fault)
+        until(lambda: incidents_in(data_dir) == [("credentials", "open")], "opened the incident")
+        until(lambda: len(incident_issues(state)) == 1, "filed the incident's issue")
+        for _ in range(20):
+            await sync_once(services, state)
+        until(lambda: incidents_in(data_dir) == [("credentials", "closed")], "closed the incident")
+        until(lambda: state_of(state, incident_issues(state)[0]) == "Done", "closed the incident's issue")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        services.close()
+    assert len(incident_issues(state)) == 1
