@@ -315,3 +315,24 @@ async def test_an_event_triggered_workflow_runs_once_per_event_the_inbox_worker_
     per_event = {e.id: outbox_keys(data_dir, "note-competitors", f"event-{e.id}") for e in events}
     assert [len(sent) for sent in per_event.values()] == [1, 1]  # Yardi, once per event, the redelivery included
     assert {status for sent in per_event.values() for _, _, status in sent} == {"delivered"}
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        ({"do": "meeting", "each": True, "title": "{competitor}"}, "meeting is about clients: rows_of must be a step"),
+        ({"do": "crm_update", "title": "rescore"}, "crm_update is about clients"),
+        ({"do": "dashboard", "each": True, "title": "{competitor}"}, "a dashboard is built once per run"),
+        ({"do": "crm_write", "title": "set the lifecycle stage"}, "action 'crm_write' is not one of the project's"),
+    ],
+)
+async def test_an_action_its_rows_cannot_take_is_refused_with_the_reason(
+    data_dir: Path, action: dict[str, Any], expected: str
+) -> None:
+    """A meeting or a CRM write needs clients to be about; a dashboard is one per run; no other CRM write exists."""
+    spec = {**DAILY_SPEC, "actions": [{"rows_of": "mentions", **action}]}
+    async with Client(create_server(make_settings(data_dir))) as client:
+        dry = await client.call_tool("dry_run_workflow", {"spec": spec})
+        deploy = await client.call_tool("deploy_workflow", {"spec": spec, "request": "a request of ten letters"})
+    assert dry.is_error and expected in text_of(dry)
+    assert deploy.is_error and "nothing was deployed" in text_of(deploy)
