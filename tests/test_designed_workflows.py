@@ -14,15 +14,18 @@ from mcp import Client
 from mcp_types import CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult, TextContent
 
 from sophia_mcp.app.backends import build_services
+from sophia_mcp.domain.designed import WorkflowSpec
 from sophia_mcp.domain.times import parse_iso
 from sophia_mcp.servers.composite import create_server
 from sophia_mcp.workflows import designed
 from sophia_mcp.workflows.connectors import scan_watched_folder
 from sophia_mcp.workflows.events import InboxWorker
+from tests.fakes import hubspot
 from tests.fakes.openai import API_KEY, OpenAIState, openai_app
 from tests.fakes.server import serve
+from tests.support.demo_states import hubspot_state
 from tests.support.results import structured, text_of
-from tests.support.settings import make_settings
+from tests.support.settings import make_settings, real_settings
 from tests.support.store_file import set_health
 
 pytestmark = pytest.mark.anyio
@@ -336,3 +339,24 @@ async def test_an_action_its_rows_cannot_take_is_refused_with_the_reason(
         deploy = await client.call_tool("deploy_workflow", {"spec": spec, "request": "a request of ten letters"})
     assert dry.is_error and expected in text_of(dry)
     assert deploy.is_error and "nothing was deployed" in text_of(deploy)
+
+
+async def test_a_crm_update_writes_each_changed_contact_to_hubspot_once(data_dir: Path) -> None:
+    """With the CRM on the HubSpot fake, a run's CRM write is the project's own batch update of the lead score and
+    grade, once per contact however often the occurrence is run."""
+    set_health(data_dir, AT_RISK)
+    state = hubspot_state()
+    spec = WorkflowSpec.model_validate({**CARE_SPEC, "actions": [CARE_SPEC["actions"][1]]})
+    with serve(hubspot.hubspot_app(state)) as url:
+        services = build_services(real_settings(data_dir, hubspot_url=url))
+        try:
+            dry = await designed.dry_run(services, spec)
+            workflow = await designed.deploy(services, spec, CARE)
+            runs = [await designed.run_designed(services, workflow, "2026-12-07T09:00:00.000Z") for _ in range(2)]
+        finally:
+            services.close()
+    planned = {c: ch for e in dry.would_do for c, ch in (e.changes or {}).items()}
+    assert planned and [e.target for e in dry.would_do] == ["hubspot"] * len(dry.would_do)
+    assert sorted(c for c, _ in state.updates) == sorted(planned)  # each changed contact written once
+    assert {p for _, props in state.updates for p in props} <= {"sophia_lead_score", "sophia_lead_grade"}
+    assert runs[0].new == len(dry.would_do) and runs[1].new == 0
