@@ -214,9 +214,11 @@ async def test_the_scheduler_process_runs_the_watch_that_opens_and_closes_an_inc
         "SOPHIA_LINEAR__API_KEY": API_KEY, "SOPHIA_LINEAR__TEAM": "CS", "SOPHIA_LINEAR__MAX_RETRIES": "0",
         "SOPHIA_HEALING__INTERVAL_S": "0.2", "SOPHIA_SCHEDULES": "[]",
     }  # fmt: skip
+    # The faults are spent before the scheduler starts: a fault waiting in the fake would be taken by whichever
+    # request comes next, the incident's own issue among them.
+    for fault in [None] * 10 + ["401"] * 3:
+        await sync_once(services, state, fault)
     with scheduler_process(data_dir, env):
-        for fault in [None] * 10 + ["401"] * 3:
-            await sync_once(services, state, fault)
         until(lambda: incidents_in(data_dir) == [("credentials", "open")], "opened the incident")
         until(lambda: len(incident_issues(state)) == 1, "filed the incident's issue")
         for _ in range(20):
