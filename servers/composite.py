@@ -192,9 +192,10 @@ async def build_dashboard(
     ] = None,
     requested_by: Annotated[str | None, Field(max_length=200, description="Who asked (named in the post).")] = None,
 ) -> DashboardReport:
-    """Build a self-contained HTML dashboard (client health and its trend, ARR by segment, competitor mentions:
-    the panels the request names, or all), save it in the data dir, post where it is to the channel (its URL when
-    the server serves HTTP) and return it as a resource; hosts with MCP Apps show it inline."""
+    """Build a self-contained HTML dashboard (client health and its trend, ARR by segment, competitor mentions,
+    the designed workflows' runs by version: the panels the request names, or all), save it in the data dir, post
+    where it is to the channel (its URL when the server serves HTTP) and return it as a resource; hosts with MCP
+    Apps show it inline."""
     server = server_of(ctx)
     return await dashboard.build_dashboard(
         server.services, request, channel, requested_by, public_url=server.public_url, progress=progress_of(ctx)
@@ -381,7 +382,8 @@ async def design_workflow(
 
 async def dry_run_workflow(ctx: Context, spec: WorkflowSpec) -> DryRun:
     """Run a workflow spec (from design_workflow) once on the current data: each step's rows and every side effect
-    it would make (alerts, issues) with its target and text, none of them made."""
+    it would make (alerts, issues, meetings with CSMs, a dashboard, CRM writes of the lead score) with its target,
+    text and idempotency key, none of them made."""
     return await designed.dry_run(services_of(ctx), spec)
 
 
@@ -400,7 +402,7 @@ def _ask_deploy(ctx: Context, spec: WorkflowSpec) -> DeployConfirm | Elicit[Depl
         return DeployConfirm(confirm=True)  # the body refuses it before anything is written
     if not offers(ctx, "elicitation"):
         return DeployConfirm(confirm=True)
-    effects = ", ".join(sorted({f"{a.do} ({a.channel or a.team or 'default team'})" for a in spec.actions}))
+    effects = ", ".join(sorted({designed.describe_action(services_of(ctx), a) for a in spec.actions}))
     trigger = spec.trigger.cron or spec.trigger.every or spec.trigger.event
     return Elicit(f"Deploy workflow {spec.name!r} ({trigger}): {effects}. Go ahead?", DeployConfirm)
 
@@ -433,7 +435,7 @@ async def list_workflows(ctx: Context) -> WorkflowList:
 
 async def get_workflow(ctx: Context, name: Name) -> DesignedWorkflow:
     """One deployed designed workflow: its spec, version, request and next run; its runs are on sophia://metrics
-    (as designed:{name}) and build_dashboard."""
+    (as designed:{name}, and by version under "designed") and on build_dashboard's workflows panel."""
     return await designed.get(services_of(ctx), name)
 
 
@@ -456,9 +458,12 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
     server.add_completer("competitor_watch", "competitor", _complete_competitors)
 
     async def metrics() -> str:
-        """Per workflow: runs, success and error rates, p50/p95 latency."""
+        """Per workflow: runs, success and error rates, p50/p95 latency; each designed workflow's runs by version."""
         rows = await server.services.runs.metrics()
-        return json.dumps({"workflows": [r.model_dump() for r in rows]}, indent=2)
+        versions = await designed.repository(server.services).runs()
+        return json.dumps(
+            {"workflows": [r.model_dump() for r in rows], "designed": [v.model_dump() for v in versions]}, indent=2
+        )
 
     server.declare_resource("sophia://metrics", name="metrics", title="Workflow metrics", mime_type="application/json")(
         metrics

@@ -6,6 +6,8 @@ what to do next, and the CLI prints it. Anything else is a bug and is reported w
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 
 class SophiaError(Exception):
     """Base of every anticipated failure; its message is safe to show to a user or a model."""
@@ -44,3 +46,12 @@ class ConfigurationError(SophiaError):
 
 class CredentialsRefused(ConfigurationError):
     """A service answered 401/403: the credentials its settings give are wrong, expired or lack a permission."""
+
+
+E = TypeVar("E", bound=SophiaError)
+
+
+def of_service(error: E, service: str) -> E:
+    """`error`, naming the external service that failed: the healing watch groups failures by it."""
+    error.service = service
+    return error

@@ -5,24 +5,35 @@ closes each when the service recovers, the side effects held meanwhile then deli
 from __future__ import annotations
 
 import json
-from contextlib import suppress
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
 from mcp import Client
 
 from sophia_mcp.adapters.live_clients import LIVE_CLIENTS
+from sophia_mcp.adapters.openai_embed import OpenAIEmbedder
+from sophia_mcp.adapters.slack import SlackNotifier
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.issues import IssueQuery
+from sophia_mcp.domain.notify import Alert
 from sophia_mcp.errors import SophiaError
 from sophia_mcp.servers.composite import create_server
-from sophia_mcp.settings import Settings
+from sophia_mcp.settings import OpenAISettings, Settings, SlackSettings
 from sophia_mcp.workflows.call_health import analyze_call
 from sophia_mcp.workflows.healing import watch
 from sophia_mcp.workflows.runs import start_run
 from sophia_mcp.workflows.strategic import gather_evidence
 from tests.fakes.linear import API_KEY, LinearState
+from tests.fakes.openai import OpenAIState, openai_app
+from tests.fakes.server import serve
+from tests.fakes.slack import SlackState, slack_app
+from tests.support.processes import SCRIPT, env_for
 from tests.support.results import structured
 from tests.support.settings import make_settings
 from tests.support.store_file import newest_call_ids
@@ -158,3 +169,84 @@ async def test_an_incident_on_the_models_service_falls_back_to_the_local_analyst
     report = await analyze_call(services, newest_call_ids(data_dir, 1)[0], analyst=ModelReader())  # type: ignore[arg-type]
     assert opened and report.analysis.analyst == "local"
     services.close()
+
+
+def incidents_in(data_dir: Path) -> list[tuple[str, str]]:
+    """The incidents' causes and states, read from the store's file as an operator would."""
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        return [(r[0], r[1]) for r in conn.execute("SELECT cause, status FROM incidents ORDER BY id").fetchall()]
+
+
+@contextmanager
+def scheduler_process(data_dir: Path, env: dict[str, str]) -> Iterator[None]:
+    """`sophia-mcp schedule` running on `data_dir`, stopped at the end."""
+    proc = subprocess.Popen([SCRIPT, "schedule"], env=env_for(data_dir, **env), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def state_of(state: LinearState, issue: dict[str, object]) -> str:
+    return str(next(s["name"] for s in state.states if s["id"] == issue["state_id"]))
+
+
+def until(seen: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    """Wait for the scheduler's process to get somewhere: the test can only watch the store and the fake."""
+    deadline = time.monotonic() + timeout_s
+    while not seen():
+        assert time.monotonic() < deadline, f"the scheduler never {what}"
+        time.sleep(0.1)
+
+
+async def test_the_scheduler_process_runs_the_watch_that_opens_and_closes_an_incident(
+    data_dir: Path, linear: tuple[str, LinearState]
+) -> None:
+    """`sophia-mcp schedule`, as an operator runs it: its own healing watch, with no call from the test, opens the
+    incident of a fault injected into the Linear fake (refused credentials), files its one issue there, and closes
+    it, with the issue, once the service answers again."""
+    url, state = linear
+    services = build_services(settings_for(data_dir, url))
+    env = {
+        "SOPHIA_LINEAR__BACKEND": "linear", "SOPHIA_LINEAR__BASE_URL": f"{url}/graphql",
+        "SOPHIA_LINEAR__API_KEY": API_KEY, "SOPHIA_LINEAR__TEAM": "CS", "SOPHIA_LINEAR__MAX_RETRIES": "0",
+        "SOPHIA_HEALING__INTERVAL_S": "0.2", "SOPHIA_SCHEDULES": "[]",
+    }  # fmt: skip
+    # The faults are spent before the scheduler starts: a fault waiting in the fake would be taken by whichever
+    # request comes next, the incident's own issue among them.
+    for fault in [None] * 10 + ["401"] * 3:
+        await sync_once(services, state, fault)
+    with scheduler_process(data_dir, env):
+        until(lambda: incidents_in(data_dir) == [("credentials", "open")], "opened the incident")
+        until(lambda: len(incident_issues(state)) == 1, "filed the incident's issue")
+        for _ in range(20):
+            await sync_once(services, state)
+        until(lambda: incidents_in(data_dir) == [("credentials", "closed")], "closed the incident")
+        until(lambda: state_of(state, incident_issues(state)[0]) == "Done", "closed the incident's issue")
+    services.close()
+    assert len(incident_issues(state)) == 1
+
+
+async def test_the_sdk_adapters_name_their_service_so_their_failures_group_by_it(data_dir: Path) -> None:
+    """Slack (slack-sdk) refusing its token and OpenAI (openai) refusing its key: each incident names the service."""
+    slack, openai = SlackState(), OpenAIState()
+    with serve(slack_app(slack)) as slack_url, serve(openai_app(openai)) as openai_url:
+        notifier = SlackNotifier(SlackSettings(base_url=f"{slack_url}/api/", bot_token="xoxb-wrong-token-123456"))
+        embedder = OpenAIEmbedder(OpenAISettings(base_url=f"{openai_url}/v1", api_key="sk-wrong", max_retries=0))
+        services = build_services(make_settings(data_dir))
+        try:
+            for _ in range(10):
+                with suppress(SophiaError):
+                    async with start_run(services.runs, "post_summary", None, {}) as run:
+                        await run.step("post", lambda: notifier.send(Alert(key="k", channel="#x", title="t", text="t")))
+                with suppress(SophiaError):
+                    async with start_run(services.runs, "index_notes", None, {}) as run:
+                        await run.step("embed", lambda: embedder.embed(["a note"]))
+            await watch(services)
+            found = {(i.workflow, i.cause, i.service) for i in await services.incidents.list("open", limit=10)}
+        finally:
+            await embedder.aclose()
+            services.close()
+    assert found == {("post_summary", "credentials", "Slack"), ("index_notes", "credentials", "OpenAI")}

@@ -30,7 +30,7 @@ from sophia_mcp.errors import (
     InvalidInput,
     RateLimited,
     ServiceUnavailable,
-    SophiaError,
+    of_service,
 )
 from sophia_mcp.settings import Integration
 
@@ -229,32 +229,31 @@ class ServiceClient:
                     return response, self._check(response, accepted)
         except RetryableResponse as exc:
             if exc.rate_limited:
-                raise self._named(
+                raise of_service(
                     RateLimited(
                         f"{self.service} kept answering that it is rate limited after "
                         f"{self.settings.max_retries} retries; "
                         "try again later",
                         retry_after=exc.retry_after,
-                    )
+                    ),
+                    self.service,
                 ) from None
-            raise self._named(
+            raise of_service(
                 ServiceUnavailable(
                     f"{self.service} is not answering properly ({self.redact(str(exc))}) after "
                     f"{self.settings.max_retries} retries; try again later"
-                )
+                ),
+                self.service,
             ) from None
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            raise self._named(
+            raise of_service(
                 ServiceUnavailable(
                     f"{self.service} could not be reached ({self.redact(_describe(exc))}) after "
                     f"{self.settings.max_retries} retries; try again later"
-                )
+                ),
+                self.service,
             ) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
-
-    def _named(self, error: SophiaError) -> SophiaError:
-        error.service = self.service
-        return error
 
     def _check(self, response: httpx.Response, accepted: set[int]) -> Any:
         status = response.status_code
@@ -263,12 +262,15 @@ class ServiceClient:
         if status >= 400 and status not in accepted:
             detail = self.redact(response.text, 300)
             if status in (401, 403):
-                raise self._named(
+                raise of_service(
                     CredentialsRefused(
                         f"{self.service} refused the credentials (HTTP {status}); check its settings. {detail}"
-                    )
+                    ),
+                    self.service,
                 )
-            raise self._named(InvalidInput(f"{self.service} rejected the request (HTTP {status}): {detail}"))
+            raise of_service(
+                InvalidInput(f"{self.service} rejected the request (HTTP {status}): {detail}"), self.service
+            )
         if not response.content:
             return None
         try:

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import openai
 
-from sophia_mcp.errors import ConfigurationError, ServiceUnavailable
+from sophia_mcp.errors import ConfigurationError, CredentialsRefused, RateLimited, ServiceUnavailable, of_service
 from sophia_mcp.settings import OpenAISettings
 
 if TYPE_CHECKING:
     from sophia_mcp.ports.embed import Vectors
 
 BATCH = 256
+SERVICE = "OpenAI"  # named on every error, as the HTTP layer names its services
 DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
@@ -48,14 +49,23 @@ class OpenAIEmbedder:
                     model=self.settings.embedding_model, input=[texts[i] for i in rows]
                 )
             except openai.AuthenticationError:
-                raise ConfigurationError("OpenAI refused the API key (SOPHIA_OPENAI__API_KEY)") from None
+                raise of_service(
+                    CredentialsRefused("OpenAI refused the API key (SOPHIA_OPENAI__API_KEY)"), SERVICE
+                ) from None
+            except openai.RateLimitError:
+                raise of_service(RateLimited("OpenAI embeddings: rate limited; try again later"), SERVICE) from None
             except openai.APIError as exc:
-                raise ServiceUnavailable(f"OpenAI embeddings failed: {type(exc).__name__}") from None
+                raise of_service(
+                    ServiceUnavailable(f"OpenAI embeddings failed: {type(exc).__name__}"), SERVICE
+                ) from None
             for item in answer.data:
                 vector = np.asarray(item.embedding, dtype=np.float32)
                 if vector.shape[0] != self.dimension:
-                    raise ServiceUnavailable(
-                        f"OpenAI answered {vector.shape[0]} dimensions for {self.model}, not {self.dimension}"
+                    raise of_service(
+                        ServiceUnavailable(
+                            f"OpenAI answered {vector.shape[0]} dimensions for {self.model}, not {self.dimension}"
+                        ),
+                        SERVICE,
                     )
                 norm = float(np.linalg.norm(vector))
                 out[rows[item.index]] = vector / norm if norm else vector

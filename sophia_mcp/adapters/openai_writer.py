@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from sophia_mcp.domain.writing import UnusableAnswer, WriterName, WritingRequest
-from sophia_mcp.errors import ConfigurationError, ServiceUnavailable
+from sophia_mcp.errors import ConfigurationError, ServiceUnavailable, of_service
 from sophia_mcp.settings import OpenAISettings
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
+
+SERVICE = "OpenAI"  # named on its errors, as the HTTP layer names its services
 
 
 class OpenAIWriter:
@@ -54,7 +56,7 @@ class OpenAIWriter:
         try:
             await self.client.models.retrieve(self.settings.model)
         except Exception as exc:
-            raise ServiceUnavailable(f"OpenAI-compatible API: {self.reason(exc)}") from None
+            raise of_service(ServiceUnavailable(f"OpenAI-compatible API: {self.reason(exc)}"), SERVICE) from None
         return f"the model {self.settings.model!r} at {self.settings.base_url} answers"
 
     async def write(self, request: WritingRequest) -> str:
@@ -71,7 +73,7 @@ class OpenAIWriter:
             else:
                 completion = await self.client.chat.completions.parse(response_format=request.answer_schema, **options)
         except (openai.OpenAIError, ValidationError, json.JSONDecodeError) as exc:
-            raise UnusableAnswer(self.reason(exc)) from None
+            raise UnusableAnswer(self.reason(exc), service=SERVICE) from None
         if not completion.choices:
             raise UnusableAnswer("the model gave no answer")
         choice = completion.choices[0]

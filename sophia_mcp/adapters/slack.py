@@ -21,10 +21,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from sophia_mcp.adapters.http import RedactingFilter, Redactor
 from sophia_mcp.domain.notify import Alert
-from sophia_mcp.errors import ConfigurationError, InvalidInput, ServiceUnavailable
+from sophia_mcp.errors import (
+    ConfigurationError,
+    CredentialsRefused,
+    InvalidInput,
+    RateLimited,
+    ServiceUnavailable,
+    SophiaError,
+    of_service,
+)
 from sophia_mcp.settings import SlackSettings
 
 EVENT_TYPE = "sophia_alert"
+SERVICE = "Slack"  # named on every error, as the HTTP layer names its services
+# Slack's errors that say the token itself is refused (a subset of the setup errors below).
+CREDENTIAL_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 # Slack's errors that only a change of settings fixes (token, scopes, channel membership).
 SETUP_ERRORS = {
     "invalid_auth",
@@ -74,18 +85,26 @@ class SlackNotifier:
         try:
             return await getattr(self.client, method)(**kwargs)
         except SlackApiError as exc:
-            code = self.redact(str(exc.response.get("error", "unknown_error")), DETAIL_CHARS)
-            if code in SETUP_ERRORS:
-                raise ConfigurationError(
-                    f"Slack refused {method}: {code}; check the bot token, scopes and channel"
-                ) from None
-            if code in MESSAGE_ERRORS:
-                raise InvalidInput(f"Slack rejected the message: {code}") from None
-            status = getattr(exc.response, "status_code", "?")
-            raise ServiceUnavailable(f"Slack answered {method} with {code} (HTTP {status})") from None
+            raise of_service(self._refusal(method, exc), SERVICE) from None
         except (TimeoutError, ClientError, SlackClientError, OSError) as exc:
             message = self.redact(str(exc), DETAIL_CHARS)
-            raise ServiceUnavailable(f"Slack could not be reached ({type(exc).__name__}: {message})") from None
+            raise of_service(
+                ServiceUnavailable(f"Slack could not be reached ({type(exc).__name__}: {message})"), SERVICE
+            ) from None
+
+    def _refusal(self, method: str, exc: SlackApiError) -> SophiaError:
+        """Our error for Slack's answer, of the type the healing watch groups by (credentials, rate limited...)."""
+        code = self.redact(str(exc.response.get("error", "unknown_error")), DETAIL_CHARS)
+        status = getattr(exc.response, "status_code", "?")
+        if code in CREDENTIAL_ERRORS:
+            return CredentialsRefused(f"Slack refused {method}: {code}; check the bot token, scopes and channel")
+        if code in SETUP_ERRORS:
+            return ConfigurationError(f"Slack refused {method}: {code}; check the bot token, scopes and channel")
+        if code in MESSAGE_ERRORS:
+            return InvalidInput(f"Slack rejected the message: {code}")
+        if code == "ratelimited" or status == 429:  # still limited after the SDK's own retries
+            return RateLimited(f"Slack answered {method} with {code} (HTTP {status}); try again later")
+        return ServiceUnavailable(f"Slack answered {method} with {code} (HTTP {status})")
 
     async def send(self, alert: Alert) -> str:
         response = await self._call(

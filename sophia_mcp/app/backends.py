@@ -47,6 +47,7 @@ from sophia_mcp.store.enrichment import EnrichmentLedger
 from sophia_mcp.store.firmographics import LocalEnricher
 from sophia_mcp.store.health_alerts import HealthAlertLedger
 from sophia_mcp.store.inbox import ConnectorCursors, Inbox
+from sophia_mcp.store.incidents import Incidents
 from sophia_mcp.store.meetings import Meetings
 from sophia_mcp.store.outbox import Outbox
 from sophia_mcp.store.runs import RunLedger
@@ -368,6 +369,7 @@ def build_services(settings: Settings) -> Services:
         churn_signals=ChurnSignals(store),
         competition=Competition(store),
         suggestions=Suggestions(store),
+        incidents=Incidents(store),
         writer=_writer(settings),
     )
 

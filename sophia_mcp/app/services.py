@@ -29,6 +29,7 @@ from sophia_mcp.store.documents import Documents
 from sophia_mcp.store.enrichment import EnrichmentLedger
 from sophia_mcp.store.health_alerts import HealthAlertLedger
 from sophia_mcp.store.inbox import ConnectorCursors, Inbox
+from sophia_mcp.store.incidents import Incidents
 from sophia_mcp.store.outbox import Outbox
 from sophia_mcp.store.runs import RunLedger
 from sophia_mcp.store.schedules import Schedules
@@ -82,6 +83,9 @@ class Services:
     churn_signals: ChurnSignals
     competition: Competition
     suggestions: Suggestions
+    # The healing watch's incidents: what it opened, and the remediations in force that delivery, the strategic
+    # query and the analyst choice obey.
+    incidents: Incidents
     # The configured model that writes text (the strategic answer); None when no model is configured.
     writer: Writer | None = None
 

@@ -7,6 +7,7 @@ There is no code and no expression language in it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -49,12 +50,17 @@ class Step(Model):
 class Action(Model):
     """One side effect of the catalogue, over the rows a step kept: one per row (`each`) or one listing them."""
 
-    do: str = Field(max_length=40, description="An action of the catalogue: alert or issue.")
+    do: str = Field(
+        max_length=40, description="An action of the catalogue: alert, issue, meeting, dashboard or crm_update."
+    )
     rows_of: StepId = Field(description="The step whose kept rows the action is about.")
     each: bool = Field(default=False, description="One side effect per row; false: one listing every row.")
     title: str = Field(min_length=1, max_length=200, description="May name the row's fields as {field}.")
     channel: str | None = Field(
-        default=None, max_length=80, pattern=r"^#[a-z0-9][a-z0-9_-]{0,79}$", description="alert: where, e.g. #cs-leads."
+        default=None,
+        max_length=80,
+        pattern=r"^#[a-z0-9][a-z0-9_-]{0,79}$",
+        description="alert (and dashboard): where, e.g. #cs-leads.",
     )
     team: str | None = Field(default=None, max_length=40, description="issue: the team; default the setting.")
 
@@ -77,10 +83,14 @@ class PlannedEffect(Model):
     """One side effect a run decided on: what, where, and its idempotency key."""
 
     kind: str
-    target: str
+    target: str = Field(description="A channel, a team, a CSM's email (meeting) or the CRM (crm_update).")
     title: str
     text: str
     key: str
+    starts_at: datetime | None = Field(default=None, description="meeting: when it would start (UTC).")
+    changes: dict[str, dict[str, float | str]] | None = Field(
+        default=None, description="crm_update: per contact id, the fields written and their new values."
+    )
 
 
 class DryRun(Model):
@@ -106,3 +116,16 @@ class DesignedRun(Model):
     run_id: str
     done: list[PlannedEffect]
     new: int = Field(description="Side effects kept for the first time (0 on a re-run of the same occurrence).")
+
+
+class DesignedRuns(Model):
+    """The runs of one version of a designed workflow, as sophia://metrics and the dashboard show them."""
+
+    name: str
+    version: int
+    runs: int
+    succeeded: int
+    failed: int
+    running: int
+    last_started_at: str | None = Field(description="When its latest run started (UTC).")
+    last_status: str | None = Field(description="running, succeeded or failed: its latest run's.")

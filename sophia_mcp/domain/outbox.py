@@ -16,7 +16,7 @@ OutboxStatus = Literal["pending", "sending", "delivered", "failed"]
 class OutboxEntry(Model):
     id: int
     key: str
-    kind: str = Field(description="alert or issue.")
+    kind: str = Field(description="alert, issue or crm (a CRM write).")
     target: str = Field(description="Where it goes: a channel, or a team.")
     status: OutboxStatus
     attempts: int

@@ -24,4 +24,9 @@ class WritingRequest:
 
 
 class UnusableAnswer(Exception):
-    """The model answered, but not with something that can be used; the message says why, safe to store and show."""
+    """The model answered, but not with something that can be used; the message says why, safe to store and show.
+    `service` names the model's API when it was the API that failed (the healing watch groups by it)."""
+
+    def __init__(self, message: str, service: str | None = None) -> None:
+        super().__init__(message)
+        self.service = service

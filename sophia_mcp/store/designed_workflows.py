@@ -4,12 +4,15 @@ never run the same occurrence)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import datetime
 
-from sophia_mcp.domain.designed import DesignedWorkflow, WorkflowSpec
+from sophia_mcp.domain.designed import DesignedRuns, DesignedWorkflow, WorkflowSpec
 from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.store.database import Store
+
+RUN_PREFIX = "designed:"  # a designed workflow's runs are recorded as the workflow designed:{name}
 
 
 def _workflow(row: sqlite3.Row) -> DesignedWorkflow:
@@ -95,3 +98,28 @@ class DesignedWorkflows:
     async def claim(self, name: str, due: str, following: datetime) -> bool:
         """Move a due workflow's fire time from `due` to `following`; False when another scheduler did first."""
         return await self.store.run(self._claim, name, due, following)
+
+    def _runs(self) -> list[DesignedRuns]:
+        # A range on the indexed name rather than LIKE (which SQLite's index serves only case-sensitively); the
+        # version is in each run's input, read here so the query is the same on either engine.
+        rows = self.store.query(
+            "SELECT workflow, input, status, started_at FROM workflow_runs WHERE workflow >= ? AND workflow < ? "
+            "ORDER BY workflow, started_at",
+            (RUN_PREFIX, RUN_PREFIX[:-1] + chr(ord(RUN_PREFIX[-1]) + 1)),
+        )
+        found: dict[tuple[str, int], DesignedRuns] = {}
+        for row in rows:
+            version = int(json.loads(row["input"] or "{}").get("version") or 0)
+            name = row["workflow"].removeprefix(RUN_PREFIX)
+            runs = found.setdefault((name, version), DesignedRuns(
+                name=name, version=version, runs=0, succeeded=0, failed=0, running=0, last_started_at=None,
+                last_status=None,
+            ))  # fmt: skip
+            runs.runs += 1
+            setattr(runs, row["status"], getattr(runs, row["status"]) + 1)
+            runs.last_started_at, runs.last_status = row["started_at"], row["status"]
+        return [found[k] for k in sorted(found)]
+
+    async def runs(self) -> list[DesignedRuns]:
+        """Each designed workflow's runs by name and version (oldest version first)."""
+        return await self.store.run(self._runs)

@@ -12,6 +12,7 @@ from typing import Any
 
 from sophia_mcp.domain.runs import RunRecord, RunStatus, StepRecord, WorkflowMetrics
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
+from sophia_mcp.domain.writing import UnusableAnswer
 from sophia_mcp.errors import (
     CredentialsRefused,
     DiskFull,
@@ -38,7 +39,7 @@ def describe_error(exc: BaseException) -> str:
 def describe_cause(exc: BaseException) -> tuple[str, str | None]:
     """Why a step failed, as the healing watch groups it, by the error's type (never its text), and the external
     service that failed when the error names one: credentials, rate_limited, unavailable, bad_input or bug."""
-    service = exc.service if isinstance(exc, SophiaError) else None
+    service = exc.service if isinstance(exc, SophiaError | UnusableAnswer) else None
     if isinstance(exc, CredentialsRefused):
         return "credentials", service
     if isinstance(exc, RateLimited):

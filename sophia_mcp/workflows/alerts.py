@@ -40,7 +40,9 @@ async def send_alert(
     title: str | None = None,
     blocks: list[dict[str, Any]] | None = None,
     key: str | None = None,
+    once: bool = False,
 ) -> SentAlert:
+    """Keep and send an alert, unless one of its key was kept within the dedupe window (`once`: ever)."""
     if not text.strip():
         raise InvalidInput("text is blank: give the alert's message, in plain text")
     settings = services.settings.alerts
@@ -51,7 +53,7 @@ async def send_alert(
         text=text, blocks=blocks or [],
     )  # fmt: skip
     window = timedelta(minutes=settings.dedupe_minutes) if settings.dedupe_minutes > 0 else None
-    entry, new = await services.outbox.enqueue_within(alert, window)
+    entry, new = await (services.outbox.enqueue(alert) if once else services.outbox.enqueue_within(alert, window))
     if new:
         entry = await deliver(services, entry.id)
     return SentAlert(entry=entry, new=new)

@@ -25,7 +25,6 @@ from sophia_mcp.domain.results import CallAnalysis, HealthScore
 from sophia_mcp.domain.warehouse import HealthRecord
 from sophia_mcp.ports.analyst import Analyst
 from sophia_mcp.ports.progress import Progress
-from sophia_mcp.store.incidents import Incidents
 from sophia_mcp.workflows.delivery import deliver
 from sophia_mcp.workflows.health_alerts import decide
 from sophia_mcp.workflows.runs import Run, start_run
@@ -119,7 +118,7 @@ async def analyze_call(
     settings = services.settings
     reader = analyst or services.analyst
     # The healing watch's fallback: while an incident on the model's service lasts, the local analyst reads calls.
-    if reader.name != "local" and await Incidents(services.store).active_targets("fallback_analyst"):
+    if reader.name != "local" and await services.incidents.active_targets("fallback_analyst"):
         reader = LocalAnalyst(settings.competitors, settings.analyst.risk_meaning)
     threshold = settings.health.threshold
 

@@ -1,4 +1,5 @@
-"""A dashboard on request: client health, its trend, ARR by segment and competitor mentions, as one HTML file.
+"""A dashboard on request: client health, its trend, ARR by segment, competitor mentions and the designed
+workflows' runs, as one HTML file.
 
 Self-contained: styles inline, charts as server-drawn SVG, no script, and a Content-Security-Policy that allows
 no fetch of any kind, so it opens anywhere (a browser, a host's sandboxed iframe as an MCP Apps UI) with no
@@ -26,17 +27,19 @@ from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import NotFound
 from sophia_mcp.ports.progress import Progress
+from sophia_mcp.store.designed_workflows import DesignedWorkflows
 from sophia_mcp.workflows import analytics
 from sophia_mcp.workflows.alerts import SentAlert, send_alert
 from sophia_mcp.workflows.runs import no_progress, start_run
 
-Panel = Literal["health", "trend", "revenue", "competitors"]
-PANELS: tuple[Panel, ...] = ("health", "trend", "revenue", "competitors")
+Panel = Literal["health", "trend", "revenue", "competitors", "workflows"]
+PANELS: tuple[Panel, ...] = ("health", "trend", "revenue", "competitors", "workflows")
 KEYWORDS: dict[Panel, tuple[str, ...]] = {
     "health": ("health", "risk", "churn", "client"),
     "trend": ("trend", "over time", "history", "week"),
     "revenue": ("revenue", "arr", "segment", "money"),
     "competitors": ("competitor", "competition", "mention", "appfolio", "yardi", "realpage", "buildium", "entrata"),
+    "workflows": ("workflow", "automation", "designed"),
 }
 STAGES = 3  # render, save, post: what progress counts
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -142,6 +145,17 @@ async def render(services: Services, title: str, panels: list[Panel], now: datet
             + bar_chart("Competitor mentions", [(str(r[0]), float(r[1])) for r in mentions.rows])
             + "</section>"
         )
+    if "workflows" in panels:
+        runs = await DesignedWorkflows(services.store).runs()
+        sections.append(
+            "<section id='workflows'><h2>Designed workflows: runs by version</h2>"
+            + bar_chart("Runs", [(f"{r.name} v{r.version}", float(r.runs)) for r in runs])
+            + table(
+                ["Workflow", "Version", "Runs", "Succeeded", "Failed", "Latest run (UTC)", "Latest status"],
+                [[r.name, r.version, r.runs, r.succeeded, r.failed, r.last_started_at, r.last_status] for r in runs],
+            )
+            + "</section>"
+        )
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
@@ -189,9 +203,11 @@ async def build_dashboard(
     *,
     public_url: str | None = None,
     progress: Progress | None = None,
+    key: str | None = None,
 ) -> DashboardReport:
     """Render the panels the request names, save the page in the data dir and post where it is to the channel;
-    `public_url` is the base URL of a server serving HTTP (None on stdio)."""
+    `public_url` is the base URL of a server serving HTTP (None on stdio); `key`, the post's idempotency key when
+    the caller owns one (a designed workflow's occurrence), else one of the page."""
     report_progress = progress or no_progress
     now = utcnow()
     panels = panels_for(request)
@@ -212,8 +228,10 @@ async def build_dashboard(
         await report_progress(2, STAGES, "posting where it is")
 
         async def post() -> SentAlert:
+            # A caller's own key is kept once, ever; the page's own is deduped as any alert is.
             return await send_alert(services, text, severity="info", channel=channel, topic="dashboard",
-                                    title="Dashboard ready", key=f"dashboard:{name}")  # fmt: skip
+                                    title="Dashboard ready", key=key or f"dashboard:{name}",
+                                    once=key is not None)  # fmt: skip
 
         sent = await run.step("post", post, lambda s: {"channel": s.entry.target, "status": s.entry.status})
         run.output = {"name": name, "panels": panels, "url": url}

@@ -2,7 +2,7 @@
 
 A delivery that fails leaves the entry pending with its error, to be sent by a later `deliver_pending` (the
 scheduler's `deliver-outbox`, or the MCP server's background retry). Each kind of entry (an alert, an issue)
-has its sender.
+has its sender: alerts the notifier, issues the tracker, CRM writes the CRM.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ import anyio
 
 from sophia_mcp.adapters.outbox_notifier import LocalNotifier
 from sophia_mcp.app.services import Services
+from sophia_mcp.domain.crm import ContactChanges
 from sophia_mcp.domain.issues import IssueDraft
 from sophia_mcp.domain.notify import Alert
 from sophia_mcp.domain.outbox import OutboxEntry
+from sophia_mcp.domain.plural import plural
+from sophia_mcp.errors import InvalidInput
+from sophia_mcp.ports.crm import CRM
 from sophia_mcp.ports.issues import IssueTracker
 from sophia_mcp.ports.notify import Notifier
-from sophia_mcp.store.incidents import Incidents
 from sophia_mcp.store.outbox import Outcome
 from sophia_mcp.store.runs import describe_error
 from sophia_mcp.store.tracker import LocalTracker
@@ -65,6 +68,24 @@ class IssueSender:
         return None
 
 
+class CRMSender:
+    """CRM writes (a designed workflow's crm_update): the contacts' changed fields in one batch. Writing the same
+    values again changes nothing, so a lost answer needs no lookup."""
+
+    def __init__(self, crm: CRM) -> None:
+        self.crm = crm
+
+    async def send(self, payload: dict[str, Any]) -> str:
+        changes: dict[str, ContactChanges] = payload["changes"]
+        refused = {i: why for i, why in (await self.crm.update_contacts(changes)).items() if why}
+        if refused:
+            raise InvalidInput(f"{self.crm.name} refused: " + "; ".join(f"{i}: {why}" for i, why in refused.items()))
+        return f"{plural(len(changes), 'contact')} written"
+
+    async def already_sent(self, payload: dict[str, Any]) -> str | None:
+        return None
+
+
 @runtime_checkable
 class BatchSender(Protocol):
     """A sender into the store itself, which delivers many entries in one go (one transaction, no task each)."""
@@ -97,6 +118,7 @@ def senders(services: Services) -> dict[str, Sender]:
     return {
         "alert": LocalAlertSender(notifier) if isinstance(notifier, LocalNotifier) else AlertSender(notifier),
         "issue": LocalIssueSender(tracker) if isinstance(tracker, LocalTracker) else IssueSender(tracker),
+        "crm": CRMSender(services.crm),
     }
 
 
@@ -126,10 +148,10 @@ async def _send(entry: OutboxEntry, by_kind: Mapping[str, Sender]) -> Outcome:
 async def held_kinds(services: Services) -> set[str]:
     """The kinds of entry whose receiver is held by an open incident (the healing watch: that service is down);
     the outbox keeps them until the incident closes."""
-    held = await Incidents(services.store).active_targets("hold_side_effects")
+    held = await services.incidents.active_targets("hold_side_effects")
     if not held:
         return set()
-    receivers = {"alert": services.notifier.name, "issue": services.tracker.name}
+    receivers = {"alert": services.notifier.name, "issue": services.tracker.name, "crm": services.crm.name}
     return {kind for kind, name in receivers.items() if name.casefold() in held}
 
 

@@ -1,8 +1,9 @@
 """Workflows designed from a request in words: the catalogue they are drawn from, validation against it, the
 drafting prompt, the dry run, and real runs through the run records and the outbox.
 
-A designed workflow's side effects carry the key `designed:{name}:v{version}:{occurrence}:{target}`: the same
-trigger occurrence, re-run or run by a second scheduler, keeps and sends each of them once.
+A designed workflow's side effects (alerts, issues, meetings with a client's CSM, a dashboard, a CRM write of the
+lead score) carry the key `designed:{name}:v{version}:{occurrence}:{action}{n}:{target}:{subject}`: the same
+trigger occurrence, re-run or run by a second scheduler, keeps and makes each of them once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from sophia_mcp.app.services import Services
 from sophia_mcp.domain.designed import (
+    Action,
     Condition,
     DesignedRun,
     DesignedWorkflow,
@@ -31,17 +33,20 @@ from sophia_mcp.domain.designed import (
     WorkflowSpec,
 )
 from sophia_mcp.domain.issues import IssueDraft
+from sophia_mcp.domain.meetings import Attendee, MeetingRequest
 from sophia_mcp.domain.notify import Alert
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.domain.writing import UnusableAnswer, WritingRequest
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.ports.writer import Writer
 from sophia_mcp.settings import interval_seconds
-from sophia_mcp.store.designed_workflows import DesignedWorkflows
+from sophia_mcp.store.designed_workflows import RUN_PREFIX, DesignedWorkflows
 from sophia_mcp.store.runs import describe_error
-from sophia_mcp.workflows import analytics
+from sophia_mcp.workflows import analytics, dashboard
 from sophia_mcp.workflows.delivery import deliver_all
+from sophia_mcp.workflows.enrichment import rescored
 from sophia_mcp.workflows.event_actions import ACTIONS as EVENT_KINDS
+from sophia_mcp.workflows.health_monitor import next_weekday_at
 from sophia_mcp.workflows.issues import default_team
 from sophia_mcp.workflows.runs import start_run
 
@@ -78,11 +83,22 @@ STEPS: dict[str, ReadStep] = {
         {"competitor": "text", "mentions": "number", "calls": "number", "clients": "number"},
     ),
 }
-# The side-effecting steps a designed workflow may take, and what each needs.
+# The side-effecting steps a designed workflow may take, and what each needs: each is a step the project's own
+# workflows take (the alert and issue of the health monitor, its meeting with the CSM, build_dashboard, the lead
+# score enrichment writes to the CRM), and each is kept under its occurrence's key, so done once.
 ACTIONS: dict[str, str] = {
     "alert": "A Slack alert to `channel` (e.g. #cs-leads), through the outbox.",
     "issue": "A Linear issue for `team` (default the setting), through the outbox.",
+    "meeting": "A meeting request (an iCalendar invite) with each kept client's CSM, as the health monitor books; "
+    "rows of a step with client_id, each true.",
+    "dashboard": "Build the dashboard of build_dashboard whose panels the title names (health, trend, revenue, "
+    "competitors, workflows) and post where it is to `channel` (default the dashboard route); each false.",
+    "crm_update": "Write the lead score and grade of each kept client's contacts to the CRM (the score enrichment "
+    "writes, recomputed now; only contacts whose score changed); rows of a step with client_id, each true.",
 }
+PER_CLIENT = ("meeting", "crm_update")  # actions about a client: rows with client_id, one per row
+# What an action is kept as in the outbox (a meeting is kept by the meeting scheduler, a dashboard's post as an alert).
+OUTBOX_KINDS = {"alert": "alert", "issue": "issue", "crm_update": "crm"}
 
 
 def catalogue_text() -> str:
@@ -136,6 +152,20 @@ def _placeholders(title: str) -> list[str]:
             if name is not None]  # fmt: skip
 
 
+def _action_problems(action: Action, fields: dict[str, str]) -> list[str]:
+    """What an action needs of its rows and settings."""
+    if action.do == "alert" and action.channel is None:
+        return ["an alert needs a channel, e.g. #cs-leads"]
+    if action.do in PER_CLIENT and "client_id" not in fields:
+        return [f"{action.do} is about clients: rows_of must be a step whose rows have client_id "
+                f"({', '.join(n for n, s in STEPS.items() if 'client_id' in s.fields)})"]  # fmt: skip
+    if action.do in PER_CLIENT and not action.each:
+        return [f"{action.do} is done per client: set each to true"]
+    if action.do == "dashboard" and action.each:
+        return ["a dashboard is built once per run: set each to false"]
+    return []
+
+
 def problems(spec: WorkflowSpec) -> list[str]:
     """What is wrong with `spec` against the catalogue, each in words a model can act on; empty when valid."""
     found = _check_trigger(spec)
@@ -156,9 +186,8 @@ def problems(spec: WorkflowSpec) -> list[str]:
         if action.rows_of not in uses:
             found.append(f"action {action.do} names rows_of {action.rows_of!r}, which is no step's id")
             continue
-        if action.do == "alert" and action.channel is None:
-            found.append("an alert needs a channel, e.g. #cs-leads")
         fields = STEPS[uses[action.rows_of]].fields
+        found += _action_problems(action, fields)
         bad = [n for n in _placeholders(action.title) if n not in fields or not action.each]
         if bad:
             allowed = f"the fields of {action.rows_of}: {', '.join(fields)}" if action.each else "none (each is false)"
@@ -300,22 +329,58 @@ def _subject(row: dict[str, Any]) -> str:
     return next((str(row[k]) for k in ("client_id", "segment", "competitor", "day") if row.get(k)), "row")
 
 
-def plan(
+def describe_action(services: Services, action: Action) -> str:
+    """An action and where it goes, as the user is asked to confirm it."""
+    where = {"meeting": "each client's CSM", "crm_update": f"the {services.crm.name} CRM's contacts"}
+    return f"{action.do} ({where.get(action.do) or _target(services, action)})"
+
+
+def _target(services: Services, action: Action) -> str:
+    """Where an action's side effect goes, before its rows are known (a per-client one's is each client's)."""
+    if action.do == "alert":
+        return action.channel or ""
+    if action.do == "issue":
+        return default_team(services, action.team) or "CS"
+    if action.do == "dashboard":
+        return action.channel or services.settings.alerts.channel_for("dashboard")
+    return ""
+
+
+async def plan(
     services: Services, spec: WorkflowSpec, version: int, occurrence: str, rows: dict[str, list[dict[str, Any]]]
 ) -> list[PlannedEffect]:
-    """The side effects of one occurrence: one per row kept (`each`) or one listing them, none for no rows."""
+    """The side effects of one occurrence: one per row kept (`each`) or one listing them, none for no rows; a
+    meeting only for a client with a CSM's email, a CRM write only for contacts whose score changed."""
     effects: list[PlannedEffect] = []
+    starts = next_weekday_at(utcnow(), services.settings.monitor.meeting_hour_utc)
     for number, action in enumerate(spec.actions, 1):
         kept = rows[action.rows_of]
         groups = [[r] for r in kept] if action.each else ([kept] if kept else [])
+        ids = [str(r["client_id"]) for r in kept] if action.do in PER_CLIENT and kept else []
+        clients = await services.clients.get_clients(ids) if action.do == "meeting" and ids else {}
+        scores = await rescored(services, ids) if action.do == "crm_update" and ids else {}
         for group in groups:
-            title = action.title.format(**group[0]) if action.each else action.title
+            title = (action.title.format(**group[0]) if action.each else action.title)[:200]
             text = "\n".join(f"- {_label(r)}" for r in group[:ROWS_LISTED])
             subject = _subject(group[0]) if action.each else "all"
-            team = default_team(services, action.team) or "CS"
-            target = (action.channel or "") if action.do == "alert" else team
+            target, extra = _target(services, action), dict[str, Any]()
+            if action.do == "meeting":
+                client = clients.get(subject)
+                if client is None or not client.csm_email:
+                    continue
+                target, extra = client.csm_email, {"starts_at": starts}
+                text = f"With {client.csm_name or client.csm_email}, about {_label(group[0])}."
+            elif action.do == "crm_update":
+                changes = scores.get(subject)
+                if not changes:
+                    continue
+                target, extra = services.crm.name, {"changes": changes}
+                text = "\n".join(f"- contact {c}: " + ", ".join(f"{k} {v}" for k, v in ch.items())
+                                 for c, ch in changes.items())  # fmt: skip
+            elif action.do == "dashboard":
+                text = "Panels: " + ", ".join(dashboard.panels_for(title)) + "\n" + text
             key = f"designed:{spec.name}:v{version}:{occurrence}:{action.do}{number}:{target}:{subject}"
-            effects.append(PlannedEffect(kind=action.do, target=target, title=title[:200], text=text, key=key))
+            effects.append(PlannedEffect(kind=action.do, target=target, title=title, text=text, key=key, **extra))
     return effects
 
 
@@ -325,7 +390,7 @@ async def dry_run(services: Services, spec: WorkflowSpec) -> DryRun:
     if wrong:
         raise InvalidInput("The spec is not valid: " + "; ".join(wrong))
     rows = await read_steps(services, spec)
-    would = plan(services, spec, 0, "dry-run", rows)
+    would = await plan(services, spec, 0, "dry-run", rows)
     return DryRun(name=spec.name, rows={k: len(v) for k, v in rows.items()}, would_do=would)
 
 
@@ -333,25 +398,52 @@ def _outbox_item(effect: PlannedEffect) -> tuple[str, str, dict[str, Any]]:
     if effect.kind == "alert":
         alert = Alert(key=effect.key, channel=effect.target, title=effect.title, text=effect.text or effect.title)
         return effect.key, effect.target, alert.model_dump(mode="json")
+    if effect.kind == "crm_update":
+        return effect.key, effect.target, {"key": effect.key, "changes": effect.changes}
     draft = IssueDraft(team=effect.target, title=effect.title, description=effect.text, labels=["designed"])
     return effect.key, effect.target, {"key": effect.key, "draft": draft.model_dump(mode="json")}
 
 
+def _meeting(services: Services, effect: PlannedEffect) -> MeetingRequest:
+    monitor = services.settings.monitor
+    return MeetingRequest(
+        key=effect.key, title=effect.title, description=effect.text,
+        organizer=Attendee(email=monitor.organizer_email, name="sophia-mcp"), attendees=[Attendee(email=effect.target)],
+        starts_at=effect.starts_at or next_weekday_at(utcnow(), monitor.meeting_hour_utc),
+        minutes=monitor.meeting_minutes,
+    )  # fmt: skip
+
+
+async def _build_dashboard(services: Services, effect: PlannedEffect, name: str) -> bool:
+    """Build and post the effect's dashboard unless its post is kept already (this occurrence built it)."""
+    if effect.key in await services.outbox.states([effect.key]):
+        return False
+    await dashboard.build_dashboard(services, effect.title, effect.target, f"the workflow {name}", key=effect.key)
+    return True
+
+
 async def run_designed(services: Services, workflow: DesignedWorkflow, occurrence: str) -> DesignedRun:
     """One run of a deployed workflow for one trigger occurrence, recorded as the run of `designed:{name}`; its side
-    effects kept in the outbox under keys of the occurrence and sent, each once however often it is run."""
+    effects kept under keys of the occurrence (the outbox's, the meeting scheduler's) and made, each once however
+    often it is run."""
     spec = workflow.spec
     inputs = {"version": workflow.version, "occurrence": occurrence}
-    async with start_run(services.runs, f"designed:{spec.name}", occurrence, inputs) as run:
+    async with start_run(services.runs, f"{RUN_PREFIX}{spec.name}", occurrence, inputs) as run:
         rows = await run.step("read", lambda: read_steps(services, spec), lambda r: {k: len(v) for k, v in r.items()})
-        effects = plan(services, spec, workflow.version, occurrence, rows)
+        effects = await run.step("plan", lambda: plan(services, spec, workflow.version, occurrence, rows), len)
         new = 0
-        for kind in ACTIONS:
+        for kind, outbox_kind in OUTBOX_KINDS.items():
             items = [_outbox_item(e) for e in effects if e.kind == kind]
             if items:
-                kept = await services.outbox.enqueue_many(kind, items, run.id)
+                kept = await services.outbox.enqueue_many(outbox_kind, items, run.id)
                 new += sum(fresh for _, fresh in kept)
                 await run.step(f"send {kind}", partial(deliver_all, services, [i for i, _ in kept]), len)
+        if requests := [_meeting(services, e) for e in effects if e.kind == "meeting"]:
+            made = await run.step("book meetings", partial(services.meetings.book_all, requests),
+                                  lambda m: {"booked": len(m), "new": sum(c for _, c in m)})  # fmt: skip
+            new += sum(created for _, created in made)
+        for effect in [e for e in effects if e.kind == "dashboard"]:
+            new += await run.step("build dashboard", partial(_build_dashboard, services, effect, spec.name))
         run.output = {"effects": len(effects), "new": new}
     return DesignedRun(
         name=spec.name, version=workflow.version, occurrence=occurrence, run_id=run.id, done=effects, new=new

@@ -402,14 +402,19 @@ async def _select(services: Services, ids: list[str] | None, since: datetime | N
         found = await services.crm.get_contacts(wanted)
         return [found[i] for i in wanted if i in found], [i for i in wanted if i not in found]
     assert since is not None
+    return await searched(services, ContactQuery(updated_since=since)), []
+
+
+async def searched(services: Services, query: ContactQuery) -> list[Contact]:
+    """Every contact the CRM's search finds (page after page), up to `MAX_SELECTED`."""
     contacts: list[Contact] = []
     cursor: str | None = None
     while True:
-        page = await services.crm.search_contacts(ContactQuery(updated_since=since), 100, cursor)
+        page = await services.crm.search_contacts(query, 100, cursor)
         contacts += page.contacts
         cursor = page.next_cursor
         if not cursor or len(contacts) >= MAX_SELECTED:
-            return contacts[:MAX_SELECTED], []
+            return contacts[:MAX_SELECTED]
 
 
 async def enrich_contacts(
@@ -451,3 +456,23 @@ async def enrich_one(
         report = _report(run, services, outcomes)
         run.output = report.model_dump()
     return report, await services.crm.get_contact(contact_id)
+
+
+async def rescored(services: Services, client_ids: list[str]) -> dict[str, dict[str, ContactChanges]]:
+    """The lead score and grade enrichment writes, recomputed now for the contacts of these clients (from what the
+    enricher last said, no new credit): per client, per contact, only the fields that differ from the CRM's."""
+    out: dict[str, dict[str, ContactChanges]] = {}
+    for client_id in client_ids:
+        contacts = await searched(services, ContactQuery(client_id=client_id))
+        context = await scoring_context(services, contacts)
+        for contact in contacts:
+            person = await last_enrichment(services, contact.id)
+            score = score_lead(context.signals(contact, person, contact.title), services.settings.lead_score)
+            changes: ContactChanges = {
+                name: value
+                for name, value in (("lead_score", score.score), ("lead_grade", score.grade))
+                if not _same(getattr(contact, name), value)
+            }
+            if changes:
+                out.setdefault(client_id, {})[contact.id] = changes
+    return out

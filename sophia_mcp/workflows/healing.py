@@ -32,7 +32,7 @@ from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Alert
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import SophiaError
-from sophia_mcp.store.incidents import Failures, Incidents, StepWindow, ended
+from sophia_mcp.store.incidents import Failures, StepWindow, ended
 from sophia_mcp.store.runs import describe_error
 from sophia_mcp.workflows.delivery import deliver_all, deliver_pending
 from sophia_mcp.workflows.issues import default_team
@@ -167,7 +167,7 @@ async def _update_issue(services: Services, incident: Incident, close: bool) -> 
 async def watch(services: Services) -> WatchReport:
     """One look over the run records: open, update and close incidents, applying and ending their remediations."""
     settings = services.settings.healing
-    incidents = Incidents(services.store)
+    incidents = services.incidents
     now = utcnow()
     windows = {(w.workflow, w.step): w for w in await incidents.windows(settings.window_runs)}
     current: dict[tuple[str, str, str], Incident] = {
@@ -239,4 +239,4 @@ async def watch(services: Services) -> WatchReport:
 
 async def list_incidents(services: Services, status: str | None = None, limit: int = 50) -> list[Incident]:
     """Incidents, newest first: open, closed or all."""
-    return await Incidents(services.store).list(status, limit)  # type: ignore[arg-type]
+    return await services.incidents.list(status, limit)  # type: ignore[arg-type]

@@ -33,7 +33,6 @@ from sophia_mcp.domain.web import Recency
 from sophia_mcp.domain.writing import UnusableAnswer, WriterName, WritingRequest
 from sophia_mcp.errors import InvalidInput, SophiaError
 from sophia_mcp.ports.writer import Writer
-from sophia_mcp.store.incidents import Incidents
 from sophia_mcp.store.runs import describe_error
 from sophia_mcp.workflows import analytics
 from sophia_mcp.workflows.knowledge import search as search_knowledge
@@ -271,7 +270,7 @@ async def gather_evidence(
     found: dict[str, list[Citation]] = {}
     reading = await read_question(services, question, client_id, utcnow())
     # The healing watch pauses a source whose service has an open incident: it is a gap until the incident closes.
-    paused = await Incidents(services.store).active_targets("pause_source")
+    paused = await services.incidents.active_targets("pause_source")
 
     async def ask(name: SourceName) -> None:
         began = time.perf_counter()
