@@ -3,6 +3,7 @@ sent when it returns, and clear errors for bad input."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,14 @@ async def test_bad_input_is_a_clear_error(data_dir: Path, tool: str, arguments: 
     async with Client(create_server(make_settings(data_dir))) as client:
         result = await client.call_tool(tool, arguments)
     assert result.is_error and expected in text_of(result) and "Traceback" not in text_of(result)
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_result_text_is_its_structured_content_as_compact_json(data_dir: Path, mode: Any) -> None:
+    async with Client(create_server(make_settings(data_dir)), mode=mode) as client:
+        await client.call_tool("send_alert", {"text": "Acme's health fell to 41", "idempotency_key": "health:acme"})
+        listed = await client.call_tool("list_alerts", {"limit": 5})
+    text = text_of(listed)
+    # The same record a client validates against the output schema, without the SDK's indentation (half the bytes).
+    assert json.loads(text) == structured(listed) and len(structured(listed)["alerts"]) == 1
+    assert "\n" not in text and '": ' not in text

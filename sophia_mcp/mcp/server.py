@@ -12,6 +12,7 @@ import functools
 import inspect
 import logging
 import threading
+import typing
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -50,7 +51,7 @@ from mcp_types import (
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from opentelemetry import trace
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from sophia_mcp import __version__
 from sophia_mcp.app.backends import start_services
@@ -180,6 +181,16 @@ def how_to_shrink(schema: Mapping[str, Any], arguments: Mapping[str, Any], size:
     return "call it again with " + "; or ".join(ways)
 
 
+# A structured result as compact JSON: the text copy a record's result carries (the SDK indents it, twice the bytes).
+STRUCTURED = TypeAdapter(dict[str, Any])
+
+
+def returns_record(fn: Callable[..., Any]) -> bool:
+    """Whether `fn` returns a pydantic model, so the text copy of its result is the structured content's JSON."""
+    returned = typing.get_type_hints(fn).get("return")
+    return isinstance(returned, type) and issubclass(returned, BaseModel)
+
+
 # Our errors raised while answering one request (by a tool, a resolver or a resource), noted where they are caught
 # so the middleware answering the request can say them; the SDK passes on only its own wrapper's text.
 NOTED: ContextVar[list[BaseException] | None] = ContextVar("sophia_noted_errors", default=None)
@@ -253,6 +264,8 @@ class SophiaServer(MCPServer[Any]):
         self._arguments: dict[str, FuncMetadata] = {}
         # Tools that change data, each with the boolean argument that must be false for a call to only read (if any).
         self._writes: dict[str, tuple[str, Any] | None] = {}
+        # Tools whose result is a record: its text copy is sent as compact JSON of the structured content.
+        self.record_tools: set[str] = set()
         # The name each tool has here, by its bare name: every text naming a tool is shown with these names.
         self.tool_names = ToolNames()
         self.middleware.extend(
@@ -284,6 +297,8 @@ class SophiaServer(MCPServer[Any]):
         self._tool_functions[mounted] = fn
         if not annotations.read_only_hint:
             self._writes[mounted] = None
+        if returns_record(fn):
+            self.record_tools.add(mounted)
         self.add_tool(
             says_errors(fn), name=mounted, title=title, description=description, annotations=annotations, meta=meta
         )
@@ -497,7 +512,7 @@ class WriteScope:
 class ToolCalls:
     """MCP middleware for `tools/call`: an unknown tool is told the nearest names, a call is stopped after the tool
     timeout, an error says what to fix (bad arguments argument by argument, our errors in their own words), and a
-    result over the size cap is refused with how to ask for less."""
+    result over the size cap is refused with how to ask for less. A record's text copy goes out as compact JSON."""
 
     def __init__(self, server: SophiaServer) -> None:
         self.server = server
@@ -529,6 +544,9 @@ class ToolCalls:
                 **result,
                 "content": [{"type": "text", "text": self.said(name, arguments, _text_of(result), noted)}],
             }
+        if name in server.record_tools and isinstance(structured := result.get("structuredContent"), dict):
+            # The same record as the structured content, without the indentation the SDK gives its text copy.
+            result = {**result, "content": [{"type": "text", "text": STRUCTURED.dump_json(structured).decode()}]}
         size, cap = len(_text_of(result)), settings.max_result_kb * 1024
         if size > cap:
             schema = next((t.input_schema for t in await server.list_tools() if t.name == name), {})
