@@ -212,8 +212,9 @@ def hooks(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Receive provider webhooks (Slack, HubSpot, Linear, Gong) at /hooks/<provider>, signed by each provider, and
-    process what they bring; beyond loopback at least one provider's secret must be set."""
+    """Receive provider webhooks at /hooks/<provider> and process what they bring.
+
+    Slack, HubSpot, Linear, Gong, GitHub and Vercel, each checked against its provider's signature; beyond loopback at least one provider's secret must be set."""  # noqa: E501
     run_hooks(host, port)
 
 
