@@ -430,7 +430,7 @@ class WorkflowList(Model):
 
 async def list_workflows(ctx: Context) -> WorkflowList:
     """Every deployed designed workflow with its version, trigger, whether it is enabled and when it runs next."""
-    return WorkflowList(workflows=await designed.repository(services_of(ctx)).all())
+    return WorkflowList(workflows=await services_of(ctx).designed_workflows.all())
 
 
 async def get_workflow(ctx: Context, name: Name) -> DesignedWorkflow:
@@ -460,7 +460,7 @@ def create_server(settings: Settings | None = None, **kwargs: Any) -> SophiaServ
     async def metrics() -> str:
         """Per workflow: runs, success and error rates, p50/p95 latency; each designed workflow's runs by version."""
         rows = await server.services.runs.metrics()
-        versions = await designed.repository(server.services).runs()
+        versions = await server.services.designed_workflows.runs()
         return json.dumps(
             {"workflows": [r.model_dump() for r in rows], "designed": [v.model_dump() for v in versions]}, indent=2
         )

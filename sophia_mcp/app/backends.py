@@ -41,6 +41,7 @@ from sophia_mcp.store.churn import ChurnSignals
 from sophia_mcp.store.clients import LocalCRM
 from sophia_mcp.store.competition import Competition
 from sophia_mcp.store.database import Store
+from sophia_mcp.store.designed_workflows import DesignedWorkflows
 from sophia_mcp.store.documents import Documents
 from sophia_mcp.store.engine import open_store
 from sophia_mcp.store.enrichment import EnrichmentLedger
@@ -370,6 +371,7 @@ def build_services(settings: Settings) -> Services:
         competition=Competition(store),
         suggestions=Suggestions(store),
         incidents=Incidents(store),
+        designed_workflows=DesignedWorkflows(store),
         writer=_writer(settings),
     )
 

@@ -25,6 +25,7 @@ from sophia_mcp.store.churn import ChurnSignals
 from sophia_mcp.store.clients import LocalCRM
 from sophia_mcp.store.competition import Competition
 from sophia_mcp.store.database import Store
+from sophia_mcp.store.designed_workflows import DesignedWorkflows
 from sophia_mcp.store.documents import Documents
 from sophia_mcp.store.enrichment import EnrichmentLedger
 from sophia_mcp.store.health_alerts import HealthAlertLedger
@@ -86,6 +87,8 @@ class Services:
     # The healing watch's incidents: what it opened, and the remediations in force that delivery, the strategic
     # query and the analyst choice obey.
     incidents: Incidents
+    # The designed workflows deployed (their specs by version) and their runs.
+    designed_workflows: DesignedWorkflows
     # The configured model that writes text (the strategic answer); None when no model is configured.
     writer: Writer | None = None
 

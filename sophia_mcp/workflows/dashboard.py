@@ -27,7 +27,6 @@ from sophia_mcp.domain.plural import plural
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import NotFound
 from sophia_mcp.ports.progress import Progress
-from sophia_mcp.store.designed_workflows import DesignedWorkflows
 from sophia_mcp.workflows import analytics
 from sophia_mcp.workflows.alerts import SentAlert, send_alert
 from sophia_mcp.workflows.runs import no_progress, start_run
@@ -146,7 +145,7 @@ async def render(services: Services, title: str, panels: list[Panel], now: datet
             + "</section>"
         )
     if "workflows" in panels:
-        runs = await DesignedWorkflows(services.store).runs()
+        runs = await services.designed_workflows.runs()
         sections.append(
             "<section id='workflows'><h2>Designed workflows: runs by version</h2>"
             + bar_chart("Runs", [(f"{r.name} v{r.version}", float(r.runs)) for r in runs])

@@ -40,7 +40,7 @@ from sophia_mcp.domain.writing import UnusableAnswer, WritingRequest
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.ports.writer import Writer
 from sophia_mcp.settings import interval_seconds
-from sophia_mcp.store.designed_workflows import RUN_PREFIX, DesignedWorkflows
+from sophia_mcp.store.designed_workflows import RUN_PREFIX
 from sophia_mcp.store.runs import describe_error
 from sophia_mcp.workflows import analytics, dashboard
 from sophia_mcp.workflows.delivery import deliver_all
@@ -450,27 +450,23 @@ async def run_designed(services: Services, workflow: DesignedWorkflow, occurrenc
     )
 
 
-def repository(services: Services) -> DesignedWorkflows:
-    return DesignedWorkflows(services.store)
-
-
 async def deploy(services: Services, spec: WorkflowSpec, request: str) -> DesignedWorkflow:
     """Deploy a valid spec (version n+1 of its name); a schedule-triggered one first fires at its next time."""
     wrong = problems(spec)
     if wrong:
         raise InvalidInput("The spec is not valid, nothing was deployed: " + "; ".join(wrong))
-    return await repository(services).deploy(spec, request, next_fire(spec, utcnow()))
+    return await services.designed_workflows.deploy(spec, request, next_fire(spec, utcnow()))
 
 
 async def get(services: Services, name: str) -> DesignedWorkflow:
-    found = await repository(services).get(name)
+    found = await services.designed_workflows.get(name)
     if found is None:
         raise NotFound(f"No designed workflow {name!r}; list_workflows shows them")
     return found
 
 
 async def disable(services: Services, name: str) -> DesignedWorkflow:
-    found = await repository(services).disable(name)
+    found = await services.designed_workflows.disable(name)
     if found is None:
         raise NotFound(f"No designed workflow {name!r}; list_workflows shows them")
     return found
@@ -478,7 +474,7 @@ async def disable(services: Services, name: str) -> DesignedWorkflow:
 
 async def run_due(services: Services, now: datetime) -> list[DesignedRun]:
     """Run every schedule-triggered designed workflow due at `now`, each occurrence claimed once (the scheduler)."""
-    repo, out = repository(services), []
+    repo, out = services.designed_workflows, []
     for workflow in await repo.due(now):
         due = workflow.next_at
         following = next_fire(workflow.spec, now)
@@ -492,7 +488,8 @@ async def run_for_event(services: Services, kind: str, event_id: int) -> dict[st
     """Run every designed workflow triggered by `kind` for one inbox event (the event router, after the built-in
     action): the event's id is the occurrence, so a retried or redelivered event sends nothing twice. What came of
     them, for the event's outcome; empty when none is triggered."""
-    runs = [await run_designed(services, w, f"event-{event_id}") for w in await repository(services).for_event(kind)]
+    triggered = await services.designed_workflows.for_event(kind)
+    runs = [await run_designed(services, w, f"event-{event_id}") for w in triggered]
     return {"designed": {r.name: r.run_id for r in runs}} if runs else {}
 
 
