@@ -13,6 +13,7 @@ from sophia_mcp.analysis.risk_meaning import RiskMeaning
 from sophia_mcp.domain.calls import Call, Transcript
 from sophia_mcp.domain.results import CallInsights
 from sophia_mcp.domain.weights import Competitor
+from sophia_mcp.settings import Settings
 
 
 @cache
@@ -34,6 +35,11 @@ class LocalAnalyst:
     def __init__(self, competitors: Sequence[Competitor], risk_meaning: bool = False) -> None:
         self.competitors = list(competitors)
         self.risk_meaning = risk_meaning
+
+    @classmethod
+    def configured(cls, settings: Settings) -> LocalAnalyst:
+        """The local analyst as the settings configure it (their competitors, the risk meaning on or off)."""
+        return cls(settings.competitors, settings.analyst.risk_meaning)
 
     @property
     def meaning(self) -> RiskMeaning:

@@ -190,8 +190,7 @@ def _openai_analyst(base: Embedded) -> Analyst:
     from sophia_mcp.adapters.openai_analyst import OpenAIAnalyst
 
     settings = base.settings
-    fallback = LocalAnalyst(settings.competitors, settings.analyst.risk_meaning)
-    return OpenAIAnalyst(settings.openai, settings.competitors, fallback=fallback)
+    return OpenAIAnalyst(settings.openai, settings.competitors, fallback=LocalAnalyst.configured(settings))
 
 
 def _snowflake(base: Embedded) -> Warehouse:
@@ -215,7 +214,7 @@ def _redis(base: Embedded) -> Cache:
 def _auto_analyst(base: Embedded) -> Analyst:
     if base.settings.openai.api_key is not None:
         return _openai_analyst(base)
-    return LocalAnalyst(base.settings.competitors, base.settings.analyst.risk_meaning)
+    return LocalAnalyst.configured(base.settings)
 
 
 CALL_SOURCE = Port[CallSource](
@@ -227,11 +226,11 @@ CALL_SOURCE = Port[CallSource](
 ANALYST = Port[Analyst](
     "Analyst", "analyst", "analyst", (
         Backend("local", "the lexicon: VADER sentiment, competitor aliases, risk phrases",
-                lambda b: LocalAnalyst(b.settings.competitors, b.settings.analyst.risk_meaning)),
+                lambda b: LocalAnalyst.configured(b.settings)),
         Backend("openai", "an OpenAI-compatible model, the lexicon when it fails", _openai_analyst),
         # The client's model is picked per request by the MCP surface; this is what stands behind it.
         Backend("sampling", "the connected client's model (MCP sampling)",
-                lambda b: LocalAnalyst(b.settings.competitors, b.settings.analyst.risk_meaning)),
+                lambda b: LocalAnalyst.configured(b.settings)),
         Backend("auto", "OpenAI when SOPHIA_OPENAI__API_KEY is set, else the lexicon", _auto_analyst),
     ),
 )  # fmt: skip

@@ -119,7 +119,7 @@ async def analyze_call(
     reader = analyst or services.analyst
     # The healing watch's fallback: while an incident on the model's service lasts, the local analyst reads calls.
     if reader.name != "local" and await services.incidents.active_targets("fallback_analyst"):
-        reader = LocalAnalyst(settings.competitors, settings.analyst.risk_meaning)
+        reader = LocalAnalyst.configured(settings)
     threshold = settings.health.threshold
 
     async def report(done: int, message: str) -> None:
