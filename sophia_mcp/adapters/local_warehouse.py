@@ -75,11 +75,8 @@ def in_postgres(sql: str) -> str:
 
 def _refusal(exc: sqlite3.Error | OutsideQueryFailed, timeout_s: float, max_value_bytes: int) -> InvalidInput:
     """What to tell the author of a query the store's engine stopped or refused."""
-    if isinstance(exc, OutsideQueryFailed):
-        name = "SQLITE_INTERRUPT" if exc.stopped else ""
-    else:
-        name = getattr(exc, "sqlite_errorname", "")
-    if name == "SQLITE_INTERRUPT":
+    name = "" if isinstance(exc, OutsideQueryFailed) else getattr(exc, "sqlite_errorname", "")
+    if name == "SQLITE_INTERRUPT" or (isinstance(exc, OutsideQueryFailed) and exc.stopped):
         return InvalidInput(
             f"The query ran past its {timeout_s:g} s and was stopped; narrow it (a WHERE, fewer joins) or aggregate "
             "first"
@@ -90,7 +87,7 @@ def _refusal(exc: sqlite3.Error | OutsideQueryFailed, timeout_s: float, max_valu
             "(SOPHIA_ANALYTICS__MAX_VALUE_KB) and was stopped; select less of it (substr, length) or aggregate"
         )
     if isinstance(exc, OutsideQueryFailed):
-        return InvalidInput(str(exc))
+        return InvalidInput(str(exc))  # already in the engine's words
     return InvalidInput(f"SQLite refused the query: {str(exc)[:300]}")
 
 
