@@ -96,10 +96,9 @@ class SlackNotifier:
         """Our error for Slack's answer, of the type the healing watch groups by (credentials, rate limited...)."""
         code = self.redact(str(exc.response.get("error", "unknown_error")), DETAIL_CHARS)
         status = getattr(exc.response, "status_code", "?")
-        if code in CREDENTIAL_ERRORS:
-            return CredentialsRefused(f"Slack refused {method}: {code}; check the bot token, scopes and channel")
         if code in SETUP_ERRORS:
-            return ConfigurationError(f"Slack refused {method}: {code}; check the bot token, scopes and channel")
+            refused = CredentialsRefused if code in CREDENTIAL_ERRORS else ConfigurationError
+            return refused(f"Slack refused {method}: {code}; check the bot token, scopes and channel")
         if code in MESSAGE_ERRORS:
             return InvalidInput(f"Slack rejected the message: {code}")
         if code == "ratelimited" or status == 429:  # still limited after the SDK's own retries
