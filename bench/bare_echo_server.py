@@ -1,7 +1,7 @@
 """The yardstick: a bare MCPServer with one echo tool, started the way sophia-mcp servers are.
 
 stdio by default; `--http PORT` serves Streamable HTTP on 127.0.0.1:PORT at /mcp (logging at WARNING, as the
-load bench runs the server it compares with).
+load bench runs the server it compares with), `--stateless` without sessions, as the composite's replicas run.
 """
 
 import sys
@@ -19,6 +19,7 @@ def echo(text: str) -> str:
 
 if __name__ == "__main__":
     if "--http" in sys.argv:
-        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[sys.argv.index("--http") + 1]))
+        port = int(sys.argv[sys.argv.index("--http") + 1])
+        server.run("streamable-http", host="127.0.0.1", port=port, stateless_http="--stateless" in sys.argv)
     else:
         server.run()

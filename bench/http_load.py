@@ -1,21 +1,26 @@
-"""Load over Streamable HTTP: concurrent MCP clients against the composite server as one replica on SQLite, one on
-PostgreSQL and three on PostgreSQL behind a round-robin balancer, beside a bare MCPServer echo.
+"""Load over Streamable HTTP: concurrent MCP clients against the composite server beside a bare MCPServer echo in
+the same HTTP mode: with sessions (one replica on SQLite, as one host serves by default) and stateless (on SQLite,
+on PostgreSQL, and three replicas on PostgreSQL behind a round-robin balancer).
 
 Every server runs as its own process on 127.0.0.1 (`sophia-mcp serve composite --transport http`, and
-bench/bare_echo_server.py over the same transport), loaded in the same run by the same client: N concurrent MCP
-sessions (default 32) for each, each initialized as a client does, sharing a budget of M tool calls per server
-(default 20,000; --calls for a quick run). The servers run side by side and are loaded in turns (bare, SQLite,
-PostgreSQL, three replicas, bare, ...: --rounds of each), their figures summed per server, so what the machine's
-other work costs falls on all alike. The bench starts its own PostgreSQL and Redis (tests/support), a database
-each for the two PostgreSQL set-ups, loaded with the demo data as the SQLite store is.
-The composite servers run stateless (`SOPHIA_HTTP__STATELESS=true`, as replicas must) and as deployed on a network:
-bearer token, Host/Origin checks, the per-client rate limit (counted in Redis on PostgreSQL; raised so the load
-stays under it) and the body cap on. The three replicas share only the database and Redis, each with its own data
-dir, behind tests/support/round_robin.py run as its own process (each request to the next replica).
+bench/bare_echo_server.py over the same transport, with and without sessions), loaded in the same run by the same
+client: N concurrent MCP sessions (default 32) for each, each initialized as a client does, sharing a budget of M
+tool calls per server (default 20,000; --calls for a quick run). The servers run side by side and are loaded in
+turns (bare, composite, bare stateless, composite stateless, ...: --rounds of each), their figures summed per
+server, so what the machine's other work costs falls on all alike. Each composite is compared with the bare echo
+in its own mode: a stateless server builds a session for every request, which costs the bare echo too. The bench
+starts its own PostgreSQL and Redis (tests/support), a database each for the two PostgreSQL set-ups, loaded with
+the demo data as the SQLite stores are.
+The stateless composites run as replicas must (`SOPHIA_HTTP__STATELESS=true`); all of them as deployed on a
+network: bearer token, Host/Origin checks, the per-client rate limit (counted in Redis on PostgreSQL; raised so the
+load stays under it) and the body cap on. The three replicas share only the database and Redis, each with its own
+data dir, behind tests/support/round_robin.py run as its own process (each request to the next replica).
 They get a mix of their read tools over the demo data (calls, clients, contacts, lead scores, knowledge search,
 metrics, read-only SQL, alerts and issues, the strategic query) and an idempotent write (a repeated alert with its
-key); the bare server gets `echo`. Every tool is called once before the clock starts, since a server builds a
-tool on its first call.
+key); the bare servers get `echo`. "get_contact alone" is the stateless SQLite composite given only one small
+read (a contact by id): what the server's own layers (token, limits, middleware, validation) cost beside the echo,
+apart from what the tools of the mix do. Every tool is called once before the clock starts, since a server builds
+a tool on its first call.
 
 An error is any HTTP status but 200, a JSON-RPC error or a result with isError; the run prints them and exits
 1 if there is any. The client speaks JSON-RPC over httpx itself, so what is measured is the servers, not a client
@@ -236,9 +241,12 @@ class Load:
     """One server under load: its sessions opened and its tools warmed once, then loaded a round at a time."""
 
     def __init__(
-        self, label: str, pids: list[int], port: int, headers: dict[str, str], clients: int, balancer: int | None = None
-    ) -> None:
+        self, label: str, pids: list[int], port: int, headers: dict[str, str], clients: int,
+        base: Load | None = None, balancer: int | None = None, only: str | None = None,
+    ) -> None:  # fmt: skip
         self.label, self.pids, self.port, self.headers, self.clients = label, pids, port, headers, clients
+        self.base = base  # the bare echo in the same HTTP mode, compared with; None for a bare echo itself
+        self.only = only  # the one tool of the mix this server is given, if not the whole mix
         self.balancer, self.replicas = balancer, len(pids)
         self.sessions: list[Session] = []
         self.mix: list[tuple[str, Args]] = []
@@ -251,7 +259,7 @@ class Load:
     async def open(self, mix_of: Callable[[Session], Any]) -> None:
         first = Session(self.port, self.headers)
         await first.open()
-        self.mix = await mix_of(first)
+        self.mix = [(tool, args) for tool, args in await mix_of(first) if self.only in (None, tool)]
         for tool, args in self.mix:  # every tool once on each replica before the clock starts (round-robin)
             for _ in range(self.replicas):
                 await first.call(tool, args(0))
@@ -298,7 +306,7 @@ class Load:
 async def interleaved(loads: list[Load], calls: int, rounds: int) -> None:
     """Every server loaded in turns (bare, SQLite, PostgreSQL, ...), so the machine's noise falls on all alike."""
     for load in loads:
-        await load.open(echo_mix if load is loads[0] else composite_mix)
+        await load.open(echo_mix if load.base is None else composite_mix)
     for number in range(rounds):
         share = calls // rounds + (1 if number < calls % rounds else 0)
         for load in loads:
@@ -311,18 +319,18 @@ def throughput(figures: Load) -> float:
     return len(figures.every) / figures.wall
 
 
-def report(figures: Load, base: Load) -> None:
+def report(figures: Load) -> None:
     every = figures.every
     print(
-        f"  {figures.label:24s} calls {len(every):6d}  errors {sum(figures.errors.values()):4d}  "
+        f"  {figures.label:28s} calls {len(every):6d}  errors {sum(figures.errors.values()):4d}  "
         f"p50 {pct(every, 50) * 1000:7.2f} ms  p99 {pct(every, 99) * 1000:7.2f} ms  "
         f"throughput {throughput(figures):5.0f} calls/s  wall {figures.wall:6.1f} s  "
         f"server CPU {figures.server_cpu / max(1, len(every)) * 1000:.2f} ms/call"
         + (f" (balancer {figures.balancer_cpu / max(1, len(every)) * 1000:.2f})" if figures.balancer else "")
     )
-    if figures is not base:
+    if (base := figures.base) is not None:
         print(
-            f"  {'':24s} / bare: p50 {pct(every, 50) / pct(base.every, 50):.2f}  "
+            f"  {'':28s} / {base.label}: p50 {pct(every, 50) / pct(base.every, 50):.2f}  "
             f"p99 {pct(every, 99) / pct(base.every, 99):.2f}  throughput {throughput(figures) / throughput(base):.2f}"
         )
     for error, count in figures.errors.most_common(5):
@@ -349,7 +357,7 @@ def composite(env: dict[str, str], folder: Path) -> tuple[subprocess.Popen[bytes
 
 
 def main(clients: int, calls: int, rounds: int) -> int:
-    sqlite_dir = anyio.run(prepare_data_dir)
+    sqlite_dir, sessions_dir = anyio.run(prepare_data_dir), anyio.run(prepare_data_dir)
     token = secrets.token_urlsafe(24)
     env = {
         "SOPHIA_LOG_LEVEL": "WARNING",
@@ -364,26 +372,38 @@ def main(clients: int, calls: int, rounds: int) -> int:
     with running_postgres() as postgres, redis_server(work / "redis") as redis_url:
         try:
             one_url, three_url = demo_database(postgres, work / "seed-1"), demo_database(postgres, work / "seed-3")
-            bare_port = free_port()
+            bare_port, bare_stateless_port = free_port(), free_port()
             procs.append(bare := start([*BARE, "--http", str(bare_port)], {}))
+            procs.append(bare_stateless := start([*BARE, "--http", str(bare_stateless_port), "--stateless"], {}))
+            one_host = {**env, "SOPHIA_HTTP__STATELESS": "false", "SOPHIA_HTTP__SESSIONS_PER_CLIENT": str(clients)}
+            sessions, sessions_port = composite(one_host, sessions_dir)
             sqlite, sqlite_port = composite(env, sqlite_dir)
             on_pg = {**env, "SOPHIA_REDIS__URL": redis_url}
             one, one_port = composite({**on_pg, "SOPHIA_STORE__URL": one_url}, work / "one")
             replicas = [composite({**on_pg, "SOPHIA_STORE__URL": three_url}, work / f"replica-{n}") for n in range(3)]
-            procs += [sqlite, one, *(proc for proc, _ in replicas)]
-            for proc, port in [(bare, bare_port), (sqlite, sqlite_port), (one, one_port), *replicas]:
+            procs += [sessions, sqlite, one, *(proc for proc, _ in replicas)]
+            started = [(bare, bare_port), (bare_stateless, bare_stateless_port), (sessions, sessions_port),
+                       (sqlite, sqlite_port), (one, one_port), *replicas]  # fmt: skip
+            for proc, port in started:
                 wait_listening(proc, port)
             proxy_port = free_port()
             urls = [f"http://127.0.0.1:{port}" for _, port in replicas]
             procs.append(proxy := start([sys.executable, "-m", "tests.support.round_robin", str(proxy_port), *urls],
                                         {}, cwd=ROOT))  # fmt: skip
             wait_listening(proxy, proxy_port)
+            with_sessions = Load("bare echo, sessions", [bare.pid], bare_port, {}, clients)
+            stateless = Load("bare echo, stateless", [bare_stateless.pid], bare_stateless_port, {}, clients)
             loads = [
-                Load("bare echo", [bare.pid], bare_port, {}, clients),
-                Load("composite, SQLite", [sqlite.pid], sqlite_port, auth, clients),
-                Load("composite, PostgreSQL", [one.pid], one_port, auth, clients),
-                Load("3 replicas, PostgreSQL", [p.pid for p, _ in replicas], proxy_port, auth, clients, proxy.pid),
-            ]
+                with_sessions,
+                Load("composite, SQLite, sessions", [sessions.pid], sessions_port, auth, clients, base=with_sessions),
+                stateless,
+                Load("composite, SQLite", [sqlite.pid], sqlite_port, auth, clients, base=stateless),
+                Load("  get_contact alone", [sqlite.pid], sqlite_port, auth, clients, stateless,
+                     only="crm_get_contact"),
+                Load("composite, PostgreSQL", [one.pid], one_port, auth, clients, base=stateless),
+                Load("3 replicas, PostgreSQL", [p.pid for p, _ in replicas], proxy_port, auth, clients, stateless,
+                     proxy.pid),
+            ]  # fmt: skip
             asyncio.run(interleaved(loads, calls, rounds))
         finally:
             for proc in procs:
@@ -394,13 +414,13 @@ def main(clients: int, calls: int, rounds: int) -> int:
         f"in {rounds} interleaved rounds"
     )
     for load in loads:
-        report(load, loads[0])
-    print("  composite per tool on three replicas (p50 / p99 ms):")
-    for tool, values in loads[-1].latencies.items():
-        if values:
-            print(
-                f"    {tool:28s} {pct(values, 50) * 1000:7.2f} / {pct(values, 99) * 1000:7.2f}  ({len(values)} calls)"
-            )
+        report(load)
+    for load in (loads[3], loads[-1]):
+        print(f"  per tool, {load.label} (p50 / p99 ms):")
+        for tool, values in load.latencies.items():
+            if values:
+                p50, p99 = pct(values, 50) * 1000, pct(values, 99) * 1000
+                print(f"    {tool:28s} {p50:7.2f} / {p99:7.2f}  ({len(values)} calls)")
     return 1 if any(load.errors for load in loads) else 0
 
 
