@@ -292,17 +292,28 @@ class Documents:
         return [*found, *(c for c in more if c not in seen)][:limit]
 
     def _chunks_held(self) -> int:
-        """About how many chunks there are (the highest row number: never fewer), found in one index lookup."""
         row = self.store.query_one("SELECT max(pk) FROM chunks")
         return int(row[0] or 0) if row else 0
 
-    async def lexical(self, text: str, flt: DocumentFilter | None, limit: int, budget_s: float = 0.05) -> list[str]:
+    async def held(self) -> int:
+        """About how many chunks there are (the highest row number: never fewer), found in one index lookup."""
+        return await self.store.read(self._chunks_held)
+
+    @staticmethod
+    def ranks_here(held: int) -> bool:
+        """Whether full-text ranking over `held` chunks runs here, in the calling thread: a small base is ranked
+        quicker than a trip to a worker thread, a large one there."""
+        return held <= INLINE_CHUNKS
+
+    async def lexical(
+        self, text: str, flt: DocumentFilter | None, limit: int, budget_s: float = 0.05, held: int | None = None
+    ) -> list[str]:
         """Chunk ids matching the words of `text`, best (bm25) first: over a base of more than `POSTINGS` chunks,
         those holding all its rarest words, then those holding any of its rarer words (a word in most chunks says
-        little and costs most to rank). Nothing if that takes over `budget_s`: then the vectors rank alone. A
-        small base is ranked here, quicker than a trip to a worker thread; a large one there."""
-        chunks = await self.store.read(self._chunks_held)
-        if chunks <= INLINE_CHUNKS:
+        little and costs most to rank). Nothing if that takes over `budget_s`: then the vectors rank alone. Ranked
+        here or in a worker thread (`ranks_here`); `held` is what `held()` said, if the caller asked already."""
+        chunks = await self.held() if held is None else held
+        if self.ranks_here(chunks):
             return await self.store.read(self._lexical, text, flt, limit, budget_s, chunks)
         return await self.store.run(self._lexical, text, flt, limit, budget_s, chunks)
 

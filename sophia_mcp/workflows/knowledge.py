@@ -332,11 +332,16 @@ async def search(services: Services, query: str, flt: DocumentFilter | None = No
             return []
         return [m.id for m in await services.vectors.query(vector, CANDIDATES, vector_filter(flt))]
 
-    async def by_words() -> list[str]:
-        return await services.documents.lexical(query, flt, CANDIDATES, budget)
+    held = await services.documents.held()
 
-    # Both rankings at once: over a large base each takes milliseconds, in a worker thread of its own.
-    vector_ids, lexical = await _both(by_vectors, by_words)
+    async def by_words() -> list[str]:
+        return await services.documents.lexical(query, flt, CANDIDATES, budget, held)
+
+    if services.vectors.answers_here and services.documents.ranks_here(held):
+        # A small local base answers both here, without waiting: one after the other costs less than a task group.
+        vector_ids, lexical = await by_vectors(), await by_words()
+    else:  # both at once: over a large base each takes milliseconds in a worker thread, or a request to a service
+        vector_ids, lexical = await _both(by_vectors, by_words)
     hits, stale = await _fuse(services.documents, vector_ids, lexical, limit)
     if stale:  # vectors of no current version: most often one being written or removed now, which it leaves alone
         await sweep_vectors(services)
