@@ -134,12 +134,12 @@ class LocalCRM:
         rows = self.store.query(
             f"{_CONTACT_SELECT} WHERE {' AND '.join(where)} ORDER BY ct.id LIMIT ?", [*params, limit + 1]
         )
-        contacts = [_contact(r) for r in rows[:limit]]
-        return ContactPage(
-            contacts=contacts,
-            next_cursor=encode_cursor("contacts", contacts[-1].id) if len(rows) > limit else None,
-            total=int(total_row["n"]) if total_row else None,
-        )
+        # The page validated in one call of pydantic-core (timestamps parsed there), not a call per contact.
+        return ContactPage.model_validate({
+            "contacts": [dict(zip(r.keys(), r, strict=True)) for r in rows[:limit]],
+            "next_cursor": encode_cursor("contacts", rows[limit - 1]["id"]) if len(rows) > limit else None,
+            "total": int(total_row["n"]) if total_row else None,
+        })  # fmt: skip
 
     async def search_contacts(self, query: ContactQuery, limit: int, cursor: str | None) -> ContactPage:
         # The search may scan every contact (words match anywhere): here while they are few, else in a worker thread.
