@@ -182,22 +182,22 @@ class Documents:
         keys = limit if limit >= 0 else sys.maxsize  # all of a document's chunks may be many
         return await self.store.read(self._chunks, document_id, start, limit, keys=keys)
 
-    def _chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, tuple[ChunkRecord, DocumentInfo]]:
+    def _passages(self, chunk_ids: Sequence[str]) -> dict[str, Passage]:
         if not chunk_ids:
             return {}
         marks = ", ".join("?" for _ in chunk_ids)
         rows = self.store.query(
             f"""
-            SELECT c.id AS chunk_id, c.document_id, c.seq, c.section, c.text, c.start_char, c.end_char, d.*
+            SELECT c.id, c.document_id, d.title, d.source, d.type, c.section, c.seq, c.text, d.chunk_count
             FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})
             """,
             list(chunk_ids),
         )
-        return {row["chunk_id"]: (_chunk(row, "chunk_id"), _document(row)) for row in rows}
+        return {row[0]: Passage(*row) for row in rows}
 
-    async def chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, tuple[ChunkRecord, DocumentInfo]]:
-        """Chunk id -> the chunk and its document, for those that exist."""
-        return await self.store.read(self._chunks_by_id, chunk_ids, keys=len(chunk_ids))
+    async def passages(self, chunk_ids: Sequence[str]) -> dict[str, Passage]:
+        """Chunk id -> the chunk as a search hit quotes it, for those that exist."""
+        return await self.store.read(self._passages, chunk_ids, keys=len(chunk_ids))
 
     def _ranked(
         self, deadline: float, query: tuple[list[str], str], flt: DocumentFilter | None, limit: int
@@ -455,6 +455,20 @@ class Documents:
         if not await self.store.read(self._left_behind):  # the usual answer: a read, and no write
             return []
         return await self.store.run(self._claim_leftovers)
+
+
+class Passage(NamedTuple):
+    """A chunk as a search hit quotes and cites it: only what the hit shows, read without building its document."""
+
+    chunk_id: str
+    document_id: str
+    title: str
+    source: str
+    type: str
+    section: str
+    seq: int
+    text: str
+    chunk_count: int
 
 
 class Removal(NamedTuple):
