@@ -299,11 +299,10 @@ class Documents:
         """About how many chunks there are (the highest row number: never fewer), found in one index lookup."""
         return await self.store.read(self._chunks_held)
 
-    @staticmethod
-    def ranks_here(held: int) -> bool:
-        """Whether full-text ranking over `held` chunks runs here, in the calling thread: a small base is ranked
-        quicker than a trip to a worker thread, a large one there."""
-        return held <= INLINE_CHUNKS
+    def ranks_here(self, held: int) -> bool:
+        """Whether full-text ranking over `held` chunks runs here, in the calling thread: a small base in a local file
+        is ranked quicker than a trip to a worker thread, a large one (or one on a database server) there."""
+        return self.store.reads_here and held <= INLINE_CHUNKS
 
     async def lexical(
         self, text: str, flt: DocumentFilter | None, limit: int, budget_s: float = 0.05, held: int | None = None

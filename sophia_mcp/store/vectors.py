@@ -390,8 +390,8 @@ class LocalVectorIndex:
     @property
     def answers_here(self) -> bool:
         """A small index answers a query here (a fraction of a millisecond, less than a trip to a worker thread); a
-        large one, or one that must load first, in a worker."""
-        return self.size <= INLINE_VECTORS
+        large one, one that must load first, or one whose changes are read from a database server, in a worker."""
+        return self.store.reads_here and self.size <= INLINE_VECTORS
 
     async def query(self, vector: Vectors, top_k: int, filter: Filter | None = None) -> list[VectorMatch]:
         """The `top_k` nearest vectors passing `filter`, best first; here or in a worker thread (`answers_here`)."""
