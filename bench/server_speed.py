@@ -7,12 +7,15 @@ within 1.5x. Run: python bench/server_speed.py crm   (or composite, knowledge, a
 
 `python bench/server_speed.py reads` measures the five read tools issue 22 names (get_transcript, search_contacts,
 search_documents, list_alerts, search_issues), each in its own server, in turns with the bare echo in one run,
-and prints each one's p50 and p99 ratio (no cold starts).
+and prints each one's p50 and p99 ratio (no cold starts). `--sdk-share` adds, in the same turns, each tool's record
+answered at once by a bare MCPServer (bench/record_server.py): what the SDK spends on a reply that size, the part
+of the ratio that is not ours (one more process in the turns, so every ratio is a little higher than without it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from collections.abc import Callable
@@ -101,23 +104,39 @@ READS = {
 }  # fmt: skip
 
 
-def measure_reads(calls: int) -> None:
+def measure_reads(calls: int, sdk_share: bool = False) -> None:
     data_dir = anyio.run(prepare_data_dir)
     env = {"SOPHIA_DATA_DIR": str(data_dir)}
     bare = StdioPeer(BARE)
     bare.initialize()
     probes: dict[str, tuple[StdioPeer, str, Args]] = {"echo (bare)": (bare, "echo", lambda i: {"text": f"hello {i}"})}
     peers = [bare]
+    records: dict[str, dict[str, Any]] = {}
     for label, (name, set_up) in READS.items():
         server = StdioPeer([SCRIPT, "serve", name], env)
         server.initialize()
         peers.append(server)
         tool, args = set_up(server)[label]
         probes[label] = (server, tool, args)
+        records[tool] = {"server": name, "record": server.call(tool, args(0))["structuredContent"]}
+    if sdk_share:
+        # A bare MCPServer answering each tool's record, built once, with the tool's own output type: the SDK's share.
+        records_file = data_dir / "records.json"
+        records_file.write_text(json.dumps(records))
+        floor = StdioPeer([sys.executable, str(Path(__file__).with_name("record_server.py")), str(records_file)], env)
+        floor.initialize()
+        peers.append(floor)
+        probes = {"echo (bare)": probes["echo (bare)"]} | {
+            label: probe
+            for tool in records
+            for label, probe in ((tool, probes[tool]), (f"{tool} (SDK only)", (floor, tool, lambda i: {})))
+        }
     series = latencies(probes, calls)  # type: ignore[arg-type]
     for peer in peers:
         peer.close()
     print("read tools, each in its own server, in turns with the bare echo over stdio (no client-side validation):")
+    if sdk_share:
+        print("'(SDK only)': a bare MCPServer answering that tool's record at once, the SDK's share of the call")
     report(series)
 
 
@@ -127,7 +146,7 @@ def report(series: dict[str, list[float]]) -> None:
         ratios = "" if values is base else (
             f"   ratio p50 {pct(values, 50) / pct(base, 50):.2f} p99 {pct(values, 99) / pct(base, 99):.2f}"
         )  # fmt: skip
-        print(f"  {label:17s} p50 {pct(values, 50) * 1000:7.2f} ms  p99 {pct(values, 99) * 1000:7.2f} ms{ratios}")
+        print(f"  {label:28s} p50 {pct(values, 50) * 1000:7.2f} ms  p99 {pct(values, 99) * 1000:7.2f} ms{ratios}")
     print("target: a tool call within 1.5x of the bare echo")
 
 
@@ -163,8 +182,11 @@ if __name__ == "__main__":
     parser.add_argument("server", choices=[*sorted(PROBES), "reads"])
     parser.add_argument("--starts", type=int, default=10)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument(
+        "--sdk-share", action="store_true", help="reads: also time each record answered by a bare MCPServer"
+    )
     options = parser.parse_args()
     if options.server == "reads":
-        measure_reads(options.calls)
+        measure_reads(options.calls, options.sdk_share)
     else:
         measure(options.server, options.starts, options.calls)

@@ -195,6 +195,33 @@ async def test_search_get_and_client_health(settings: Settings, demo_store: Stor
     assert unknown.is_error and "No client matches" in text_of(unknown)
 
 
+async def test_search_words_match_the_company_in_any_case_and_take_wildcards_as_themselves(
+    settings: Settings, demo_store: StoreSQL
+) -> None:
+    rows = demo_store.rows(
+        "SELECT ct.id, ct.first_name, ct.last_name, ct.email, ct.title, cl.name "
+        "FROM contacts ct LEFT JOIN clients cl ON cl.id = ct.client_id"
+    )
+    member = next(r for r in rows if r[5])
+    company = max(member[5].split(), key=len)
+
+    def holding(word: str) -> set[str]:
+        return {
+            r[0] for r in rows
+            if any(word.lower() in (part or "").lower() for part in (f"{r[1]} {r[2]}", r[3], r[4], r[5]))
+        }  # fmt: skip
+
+    async with Client(create_server(settings)) as client:
+        found = {}
+        for word in (company.upper(), "_", "%", "a%b"):
+            page = structured(await client.call_tool("search_contacts", {"query": word, "limit": 100}))
+            found[word] = ({c["id"] for c in page["contacts"]}, page["total"])
+    assert found[company.upper()][0] == holding(company) and found[company.upper()][1] == len(holding(company))
+    assert member[0] in found[company.upper()][0]
+    for word in ("_", "%", "a%b"):
+        assert found[word] == (holding(word), len(holding(word))), word
+
+
 async def test_search_pages_through_every_contact_once(settings: Settings, demo_store: StoreSQL) -> None:
     seen: list[str] = []
     cursor = None

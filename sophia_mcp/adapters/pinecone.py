@@ -42,6 +42,7 @@ def pinecone_client(settings: PineconeSettings, transport: httpx.AsyncBaseTransp
 
 class PineconeIndex:
     name = "pinecone"
+    answers_here = False  # every query is a request to Pinecone
 
     def __init__(self, http: ServiceClient, namespace: str) -> None:
         self.http = http

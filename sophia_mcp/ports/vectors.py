@@ -23,6 +23,12 @@ class VectorIndex(Protocol):
 
     async def delete(self, ids: list[str]) -> None: ...
 
+    @property
+    def answers_here(self) -> bool:
+        """Whether a query is answered in the calling thread, without waiting (a small index in this process): then
+        there is nothing to overlap with other work while it runs."""
+        ...
+
     async def query(self, vector: Vectors, top_k: int, filter: Filter | None = None) -> list[VectorMatch]:
         """The `top_k` nearest (cosine) vectors passing `filter`, best first."""
         ...

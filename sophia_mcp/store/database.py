@@ -103,6 +103,8 @@ class Store:
     """A connection to the store file; blocking calls go through `run` so they never block the event loop."""
 
     dialect = "sqlite"
+    # Whether `read` runs a short read in the calling thread (a file on this machine), not in a worker thread.
+    reads_here = True
     # What a claim's inner SELECT ends with to skip rows another worker holds: nothing on SQLite, whose write
     # transactions run one at a time (PostgreSQL's engine says FOR UPDATE SKIP LOCKED).
     skip_locked = ""

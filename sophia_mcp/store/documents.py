@@ -182,22 +182,22 @@ class Documents:
         keys = limit if limit >= 0 else sys.maxsize  # all of a document's chunks may be many
         return await self.store.read(self._chunks, document_id, start, limit, keys=keys)
 
-    def _chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, tuple[ChunkRecord, DocumentInfo]]:
+    def _passages(self, chunk_ids: Sequence[str]) -> dict[str, Passage]:
         if not chunk_ids:
             return {}
         marks = ", ".join("?" for _ in chunk_ids)
         rows = self.store.query(
             f"""
-            SELECT c.id AS chunk_id, c.document_id, c.seq, c.section, c.text, c.start_char, c.end_char, d.*
+            SELECT c.id, c.document_id, d.title, d.source, d.type, c.section, c.seq, c.text, d.chunk_count
             FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})
             """,
             list(chunk_ids),
         )
-        return {row["chunk_id"]: (_chunk(row, "chunk_id"), _document(row)) for row in rows}
+        return {row[0]: Passage(*row) for row in rows}
 
-    async def chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, tuple[ChunkRecord, DocumentInfo]]:
-        """Chunk id -> the chunk and its document, for those that exist."""
-        return await self.store.read(self._chunks_by_id, chunk_ids, keys=len(chunk_ids))
+    async def passages(self, chunk_ids: Sequence[str]) -> dict[str, Passage]:
+        """Chunk id -> the chunk as a search hit quotes it, for those that exist."""
+        return await self.store.read(self._passages, chunk_ids, keys=len(chunk_ids))
 
     def _ranked(
         self, deadline: float, query: tuple[list[str], str], flt: DocumentFilter | None, limit: int
@@ -292,17 +292,27 @@ class Documents:
         return [*found, *(c for c in more if c not in seen)][:limit]
 
     def _chunks_held(self) -> int:
-        """About how many chunks there are (the highest row number: never fewer), found in one index lookup."""
         row = self.store.query_one("SELECT max(pk) FROM chunks")
         return int(row[0] or 0) if row else 0
 
-    async def lexical(self, text: str, flt: DocumentFilter | None, limit: int, budget_s: float = 0.05) -> list[str]:
+    async def held(self) -> int:
+        """About how many chunks there are (the highest row number: never fewer), found in one index lookup."""
+        return await self.store.read(self._chunks_held)
+
+    def ranks_here(self, held: int) -> bool:
+        """Whether full-text ranking over `held` chunks runs here, in the calling thread: a small base in a local file
+        is ranked quicker than a trip to a worker thread, a large one (or one on a database server) there."""
+        return self.store.reads_here and held <= INLINE_CHUNKS
+
+    async def lexical(
+        self, text: str, flt: DocumentFilter | None, limit: int, budget_s: float = 0.05, held: int | None = None
+    ) -> list[str]:
         """Chunk ids matching the words of `text`, best (bm25) first: over a base of more than `POSTINGS` chunks,
         those holding all its rarest words, then those holding any of its rarer words (a word in most chunks says
-        little and costs most to rank). Nothing if that takes over `budget_s`: then the vectors rank alone. A
-        small base is ranked here, quicker than a trip to a worker thread; a large one there."""
-        chunks = await self.store.read(self._chunks_held)
-        if chunks <= INLINE_CHUNKS:
+        little and costs most to rank). Nothing if that takes over `budget_s`: then the vectors rank alone. Ranked
+        here or in a worker thread (`ranks_here`); `held` is what `held()` said, if the caller asked already."""
+        chunks = await self.held() if held is None else held
+        if self.ranks_here(chunks):
             return await self.store.read(self._lexical, text, flt, limit, budget_s, chunks)
         return await self.store.run(self._lexical, text, flt, limit, budget_s, chunks)
 
@@ -444,6 +454,20 @@ class Documents:
         if not await self.store.read(self._left_behind):  # the usual answer: a read, and no write
             return []
         return await self.store.run(self._claim_leftovers)
+
+
+class Passage(NamedTuple):
+    """A chunk as a search hit quotes and cites it: only what the hit shows, read without building its document."""
+
+    chunk_id: str
+    document_id: str
+    title: str
+    source: str
+    type: str
+    section: str
+    seq: int
+    text: str
+    chunk_count: int
 
 
 class Removal(NamedTuple):

@@ -11,9 +11,11 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
+
+from pydantic import TypeAdapter
 
 from sophia_mcp.domain.notify import Alert
 from sophia_mcp.domain.outbox import OutboxEntry, OutboxStatus
@@ -44,17 +46,31 @@ SETTLED_PER_STATEMENT = 400
 Outcome = tuple[int, str | None, str | None]
 
 
+# What an entry is read from: every column but the claim's bookkeeping.
+ENTRY_COLUMNS = (
+    "id, key, kind, target, status, attempts, last_error, external_ref, run_id, created_at, delivered_at, payload"
+)
+_ENTRIES = TypeAdapter(list[OutboxEntry])
+
+
+def _values(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"], "key": row["key"], "kind": row["kind"], "target": row["target"], "status": row["status"],
+        "attempts": row["attempts"], "last_error": row["last_error"], "external_ref": row["external_ref"],
+        "run_id": row["run_id"], "created_at": row["created_at"], "delivered_at": row["delivered_at"],
+        "payload": json.loads(row["payload"]),
+    }  # fmt: skip
+
+
 def _entry(row: sqlite3.Row) -> OutboxEntry:
     # Validated in one call of pydantic-core, timestamps parsed there: twice as quick as constructing it field by
     # field in Python (a listing builds many of them).
-    return OutboxEntry.model_validate(
-        {
-            "id": row["id"], "key": row["key"], "kind": row["kind"], "target": row["target"], "status": row["status"],
-            "attempts": row["attempts"], "last_error": row["last_error"], "external_ref": row["external_ref"],
-            "run_id": row["run_id"], "created_at": row["created_at"], "delivered_at": row["delivered_at"],
-            "payload": json.loads(row["payload"]),
-        }
-    )  # fmt: skip
+    return OutboxEntry.model_validate(_values(row))
+
+
+def _entry_list(rows: Iterable[sqlite3.Row]) -> list[OutboxEntry]:
+    """Many entries validated in one call of pydantic-core, not one call each."""
+    return _ENTRIES.validate_python([_values(row) for row in rows])
 
 
 class Outbox:
@@ -170,7 +186,7 @@ class Outbox:
                     shape.format(marks=marks, skip_locked=self.store.skip_locked),
                     (iso(now), os.getpid(), socket.gethostname(), *chunk, *[iso(now - CLAIM_LEASE)] * (1 + repeat)),
                 ).fetchall()
-                claimed += [_entry(row) for row in rows]
+                claimed += _entry_list(rows)
         return claimed
 
     async def claim(self, entry_ids: Sequence[int]) -> list[OutboxEntry]:
@@ -261,7 +277,7 @@ class Outbox:
         for start in range(0, len(entry_ids), 500):
             chunk = list(entry_ids[start : start + 500])
             marks = ", ".join("?" for _ in chunk)
-            out += [_entry(r) for r in self.store.query(f"SELECT * FROM outbox WHERE id IN ({marks})", chunk)]
+            out += _entry_list(self.store.query(f"SELECT * FROM outbox WHERE id IN ({marks})", chunk))
         return out
 
     async def entries(self, entry_ids: Sequence[int]) -> list[OutboxEntry]:
@@ -288,11 +304,12 @@ class Outbox:
         read = self.store.read if target is None else self.store.run
         rows = await read(
             self.store.query,
-            """
-            SELECT * FROM outbox WHERE (:status IS NULL OR status = :status) AND (:target IS NULL OR target = :target)
+            f"""
+            SELECT {ENTRY_COLUMNS} FROM outbox
+            WHERE (:status IS NULL OR status = :status) AND (:target IS NULL OR target = :target)
                 AND (:before IS NULL OR id < :before) AND (:kind IS NULL OR kind = :kind)
             ORDER BY id DESC LIMIT :limit
             """,
             {"status": status, "limit": limit, "target": target, "before": before, "kind": kind},
         )
-        return [_entry(r) for r in rows]
+        return _entry_list(rows)

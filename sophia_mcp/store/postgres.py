@@ -223,6 +223,7 @@ class PostgresStore(Store):
     """The store on a PostgreSQL database: connections from a pool, shared by the worker threads."""
 
     dialect = "postgresql"
+    reads_here = False  # every read is a trip to the server, from a worker thread
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str) -> None:

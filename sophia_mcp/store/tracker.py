@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
@@ -48,6 +49,22 @@ def _issue(row: sqlite3.Row) -> Issue:
         labels=json.loads(row["labels"]), url=None, created_at=parse_iso(row["created_at"]),
         updated_at=parse_iso(row["updated_at"]),
     )  # fmt: skip
+
+
+def _page(rows: Sequence[sqlite3.Row], next_cursor: str | None) -> IssuePage:
+    """A page of issues validated in one call of pydantic-core (timestamps parsed there), not a model per row."""
+    return IssuePage.model_validate({
+        "issues": [
+            {
+                "id": row["id"], "identifier": row["identifier"], "title": row["title"],
+                "description": row["description"], "priority": row["priority"], "state": row["state"],
+                "team_key": row["team_key"], "assignee": row["assignee"], "labels": json.loads(row["labels"]),
+                "url": None, "created_at": row["created_at"], "updated_at": row["updated_at"],
+            }
+            for row in rows
+        ],
+        "next_cursor": next_cursor,
+    })  # fmt: skip
 
 
 def _state(name: str) -> str:
@@ -127,7 +144,7 @@ class LocalTracker:
             [*params, query.limit + 1, offset],
         )
         following = encode_cursor("issues", offset + query.limit) if len(rows) > query.limit else None
-        return IssuePage(issues=[_issue(r) for r in rows[: query.limit]], next_cursor=following)
+        return _page(rows[: query.limit], following)
 
     async def search(self, query: IssueQuery) -> IssuePage:
         # Title words match anywhere, so the search may scan every issue: here while they are few, else in a thread.

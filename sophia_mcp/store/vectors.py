@@ -116,10 +116,15 @@ class MetadataColumns:
             codes[target] = codes[source]
             codes[source] = NO_VALUE
 
-    def row(self, row: int) -> Metadata:
-        return {
-            key: _plain(self._values[key][code]) for key, codes in self._codes.items() if (code := int(codes[row])) >= 0
-        }
+    def rows(self, rows: Sequence[int] | npt.NDArray[np.intp]) -> list[Metadata]:
+        """The metadata of these rows, each key's codes taken for all of them at once (not one array read a value)."""
+        out: list[Metadata] = [{} for _ in range(len(rows))]
+        for key, codes in self._codes.items():
+            values = self._values[key]
+            for metadata, code in zip(out, codes[rows].tolist(), strict=True):
+                if code >= 0:
+                    metadata[key] = _plain(values[code])
+        return out
 
     def mask(self, filter: Filter, rows: int) -> npt.NDArray[np.bool_]:
         """Which of the first `rows` rows pass `filter`: the same answer as `matches` on each row's metadata."""
@@ -345,7 +350,7 @@ class LocalVectorIndex:
 
     def _compacted(self) -> MetadataColumns:
         columns = MetadataColumns(self._buffer.shape[0])
-        columns.set_rows(0, [self._columns.row(i) for i in range(len(self._ids))])
+        columns.set_rows(0, self._columns.rows(np.arange(len(self._ids))))
         return columns
 
     # -- search -----------------------------------------------------------------------------------------
@@ -379,12 +384,18 @@ class LocalVectorIndex:
                 return []
             best = np.argpartition(-scores, k - 1)[:k]
             best = best[np.argsort(-scores[best])]
-            return [VectorMatch(self._ids[i], float(scores[i]), self._columns.row(i)) for i in best]
+            found = zip(best.tolist(), scores[best].tolist(), self._columns.rows(best), strict=True)
+            return [VectorMatch(self._ids[i], score, metadata) for i, score, metadata in found]
+
+    @property
+    def answers_here(self) -> bool:
+        """A small index answers a query here (a fraction of a millisecond, less than a trip to a worker thread); a
+        large one, one that must load first, or one whose changes are read from a database server, in a worker."""
+        return self.store.reads_here and self.size <= INLINE_VECTORS
 
     async def query(self, vector: Vectors, top_k: int, filter: Filter | None = None) -> list[VectorMatch]:
-        """The `top_k` nearest vectors passing `filter`, best first. A small index answers here (a fraction of a
-        millisecond, less than a trip to a worker thread); a large one, or one that must load first, in a worker."""
-        if self.size <= INLINE_VECTORS:
+        """The `top_k` nearest vectors passing `filter`, best first; here or in a worker thread (`answers_here`)."""
+        if self.answers_here:
             return await self.store.read(self.query_now, vector, top_k, filter)
         return await self.store.run(self.query_now, vector, top_k, filter)
 

@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
-from pydantic import Field
+from pydantic import Field, TypeAdapter
 
 from sophia_mcp.adapters.document_worker import read_document
 from sophia_mcp.adapters.local_tokenizer import local_tokenizer
@@ -38,7 +38,7 @@ from sophia_mcp.domain.vectors import Metadata
 from sophia_mcp.errors import InvalidInput, NotFound, SophiaError
 from sophia_mcp.ports.progress import Progress
 from sophia_mcp.store.database import Store
-from sophia_mcp.store.documents import Documents, Removal, chunk_id
+from sophia_mcp.store.documents import Documents, Passage, Removal, chunk_id
 from sophia_mcp.workflows.runs import start_run
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ B = TypeVar("B")
 
 RRF_K = 60  # reciprocal-rank fusion: a hit's score is the sum of 1 / (RRF_K + rank) over the rankings it is in
 CANDIDATES = 50  # hits taken from each ranking before fusing
+_HITS = TypeAdapter(list[SearchHit])
 STAGES = 5  # progress: reading, chunking, embedding, indexing, saving
 
 
@@ -332,11 +333,16 @@ async def search(services: Services, query: str, flt: DocumentFilter | None = No
             return []
         return [m.id for m in await services.vectors.query(vector, CANDIDATES, vector_filter(flt))]
 
-    async def by_words() -> list[str]:
-        return await services.documents.lexical(query, flt, CANDIDATES, budget)
+    held = await services.documents.held()
 
-    # Both rankings at once: over a large base each takes milliseconds, in a worker thread of its own.
-    vector_ids, lexical = await _both(by_vectors, by_words)
+    async def by_words() -> list[str]:
+        return await services.documents.lexical(query, flt, CANDIDATES, budget, held)
+
+    if services.vectors.answers_here and services.documents.ranks_here(held):
+        # A small local base answers both here, without waiting: one after the other costs less than a task group.
+        vector_ids, lexical = await by_vectors(), await by_words()
+    else:  # both at once: over a large base each takes milliseconds in a worker thread, or a request to a service
+        vector_ids, lexical = await _both(by_vectors, by_words)
     hits, stale = await _fuse(services.documents, vector_ids, lexical, limit)
     if stale:  # vectors of no current version: most often one being written or removed now, which it leaves alone
         await sweep_vectors(services)
@@ -377,27 +383,26 @@ async def _fuse(
     for rank, cid in enumerate(lexical, 1):
         ranks.setdefault(cid, {})["lexical"] = rank
     fused = sorted(ranks, key=lambda c: -sum(1 / (RRF_K + r) for r in ranks[c].values()))[:limit]
-    found = await documents.chunks_by_id(fused)
+    found = await documents.passages(fused)
     hits = []
     for cid in fused:
-        if cid not in found:
+        if (passage := found.get(cid)) is None:
             continue
-        chunk, document = found[cid]
-        hits.append(
-            SearchHit(
-                chunk_id=cid, document_id=document.id, title=document.title, source=document.source,
-                type=document.type, section=chunk.section, position=chunk.seq, text=chunk.text,
-                score=round(sum(1 / (RRF_K + r) for r in ranks[cid].values()), 6),
-                vector_rank=ranks[cid].get("vector"), lexical_rank=ranks[cid].get("lexical"),
-                citation=_citation(document, chunk.section, chunk.seq),
-            )
-        )  # fmt: skip
-    return hits, len(chunk_of_vector) < len(vector_ids)
+        hits.append({
+            "chunk_id": cid, "document_id": passage.document_id, "title": passage.title, "source": passage.source,
+            "type": passage.type, "section": passage.section, "position": passage.seq, "text": passage.text,
+            "score": round(sum(1 / (RRF_K + r) for r in ranks[cid].values()), 6),
+            "vector_rank": ranks[cid].get("vector"), "lexical_rank": ranks[cid].get("lexical"),
+            "citation": _citation(passage),
+        })  # fmt: skip
+    # The hits validated in one call of pydantic-core, not a model built in Python per hit.
+    return _HITS.validate_python(hits), len(chunk_of_vector) < len(vector_ids)
 
 
-def _citation(document: DocumentInfo, section: str, seq: int) -> str:
+def _citation(passage: Passage) -> str:
+    section, seq = passage.section, passage.seq
     where = section.split(" › ", 1)[1] if " › " in section else ""
-    return f"{document.title}{', ' + where if where else ''} (chunk {seq + 1} of {document.chunk_count})"
+    return f"{passage.title}{', ' + where if where else ''} (chunk {seq + 1} of {passage.chunk_count})"
 
 
 async def _chunks_for_vectors(documents: Documents, vector_ids: list[str]) -> dict[str, str]:
