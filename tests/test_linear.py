@@ -66,6 +66,21 @@ async def test_the_tracker_contract(tracker_settings: Settings) -> None:
     assert first["issue"]["identifier"] in resource.contents[0].text  # type: ignore[union-attr]
 
 
+async def test_a_title_search_takes_wildcards_as_themselves(data_dir: Path) -> None:
+    """`%` and `_` in the words searched for are characters of a title, not LIKE's wildcards (a `%` matched every
+    issue before)."""
+    async with Client(create_server(make_settings(data_dir))) as client:
+        for title in ("Rent roll 100% late", "Owner_portal login fails", "Churn risk at Bolt"):
+            assert not (await client.call_tool("create_issue", {"title": title, "team": "CS"})).is_error
+        found = {}
+        for text in ("%", "_", "100%", "r_p"):
+            page = structured(await client.call_tool("search_issues", {"text": text, "limit": 50}))
+            found[text] = {i["title"] for i in page["issues"]}
+    assert found["%"] == found["100%"] == {"Rent roll 100% late"}
+    assert found["_"] == {"Owner_portal login fails"}
+    assert found["r_p"] == {"Owner_portal login fails"}
+
+
 @pytest.mark.parametrize(
     ("tool", "arguments", "expected"),
     [

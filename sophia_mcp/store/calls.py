@@ -17,7 +17,7 @@ from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.domain.weights import Competitor
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.store.call_links import LINK_HINT, fill_name_keys, name_key, resolve_link
-from sophia_mcp.store.database import Store, dumps
+from sophia_mcp.store.database import Store, contains, dumps
 
 OLD_UNLINKED = f"The call was imported before calls were linked by account name and email domain; {LINK_HINT}"
 
@@ -78,9 +78,7 @@ class LocalCalls:
         competitor = self.canonical_competitor(filter.competitor) if filter.competitor else None
         after = decode_cursor(cursor, "calls", str, str) if cursor else (None, None)
         client = filter.client.strip() if filter.client else None
-        like = None
-        if client:
-            like = "%" + client.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        like = contains(client) if client else None
         params = {
             "client": client,
             "client_like": like,

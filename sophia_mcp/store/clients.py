@@ -19,7 +19,7 @@ from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
 from sophia_mcp.domain.times import iso, utcnow
 from sophia_mcp.errors import InvalidInput, NotFound
 from sophia_mcp.store.call_links import name_key
-from sophia_mcp.store.database import Store
+from sophia_mcp.store.database import Store, contains
 
 CLIENT_COLUMNS = tuple(Client.model_fields)
 CONTACT_COLUMNS = ("id", "client_id", *WORKFLOW_WRITABLE)
@@ -50,10 +50,6 @@ def _contact(row: sqlite3.Row) -> Contact:
 
 def _client(row: sqlite3.Row) -> Client:
     return Client.model_validate({c: row[c] for c in CLIENT_COLUMNS})
-
-
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 class LocalCRM:
@@ -117,7 +113,7 @@ class LocalCRM:
                 "OR ct.title LIKE ? ESCAPE '\\' "
                 "OR ct.client_id IN (SELECT id FROM clients WHERE name LIKE ? ESCAPE '\\'))"
             )
-            params += [_like(word)] * 4
+            params += [contains(word)] * 4
         if query.client_id:
             where.append("ct.client_id = ?")
             params.append(query.client_id)
@@ -200,7 +196,7 @@ class LocalCRM:
             SELECT * FROM clients WHERE (? IS NULL OR name LIKE ? ESCAPE '\\' OR domain LIKE ? ESCAPE '\\')
             AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?
             """,
-            (text, _like(text or ""), _like(text or ""), after, after, limit + 1),
+            (text, contains(text or ""), contains(text or ""), after, after, limit + 1),
         )
         clients = [_client(r) for r in rows[:limit]]
         following = encode_cursor("clients", clients[-1].id) if len(rows) > limit else None
@@ -239,7 +235,7 @@ class LocalCRM:
         """Ids of clients whose id starts with, or whose name contains, what was typed."""
         rows = self.store.query(
             "SELECT id FROM clients WHERE id LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\' ORDER BY name LIMIT ?",
-            (_like(typed)[1:], _like(typed), limit),
+            (contains(typed)[1:], contains(typed), limit),
         )
         return [r["id"] for r in rows]
 
@@ -250,7 +246,7 @@ class LocalCRM:
             SELECT id FROM contacts WHERE id LIKE ? ESCAPE '\\' OR email LIKE ? ESCAPE '\\'
             OR first_name || ' ' || last_name LIKE ? ESCAPE '\\' ORDER BY last_name, first_name LIMIT ?
             """,
-            (_like(typed)[1:], _like(typed), _like(typed), limit),
+            (contains(typed)[1:], contains(typed), contains(typed), limit),
         )
         return [r["id"] for r in rows]
 

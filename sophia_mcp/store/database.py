@@ -62,6 +62,12 @@ FILE_FAILURES = {
 }
 
 
+def contains(text: str) -> str:
+    """A LIKE pattern (with `ESCAPE '\\'`) matching values that contain `text`, its `%`, `_` and `\\` taken as
+    themselves rather than as wildcards."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def file_failure(exc: BaseException | None, path: Path | None = None) -> SophiaError | None:
     """Our error, in one line, for a failure of a file itself (the store at `path`, or the file an OSError
     names): a full disk, damage, no access. None for anything else (a statement's own mistake)."""

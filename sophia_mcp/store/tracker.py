@@ -16,7 +16,7 @@ from sophia_mcp.domain.cursors import decode_cursor, encode_cursor
 from sophia_mcp.domain.issues import Issue, IssueChanges, IssueDraft, IssuePage, IssueQuery, Team
 from sophia_mcp.domain.times import iso, parse_iso, utcnow
 from sophia_mcp.errors import InvalidInput, NotFound
-from sophia_mcp.store.database import Store
+from sophia_mcp.store.database import Store, contains
 
 STATES = ("Backlog", "Todo", "In Progress", "In Review", "Done", "Canceled")
 # Each state's type, as Linear types its states.
@@ -122,8 +122,8 @@ class LocalTracker:
         where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if query.text:
-            where.append("(i.title LIKE ? OR i.identifier = ? COLLATE NOCASE)")
-            params += [f"%{query.text.strip()}%", query.text.strip()]
+            where.append("(i.title LIKE ? ESCAPE '\\' OR i.identifier = ? COLLATE NOCASE)")
+            params += [contains(query.text.strip()), query.text.strip()]
         if query.team:
             where.append("(t.key = ? COLLATE NOCASE OR t.id = ?)")
             params += [query.team, query.team]
