@@ -105,7 +105,7 @@ def linked_right(expected: dict[str, str] | None, report: dict[str, Any]) -> boo
 
 
 async def evaluate(settings: Settings) -> tuple[dict[str, Figures], list[dict[str, Any]]]:
-    figures = {"tune": Figures(), "held_out": Figures(), "held_out_2": Figures()}
+    figures = {"tune": Figures(), "train": Figures(), "held_out": Figures(), "held_out_2": Figures()}
     reports = []
     async with MCPClient(create_server(settings)) as client:
         for label in LABELS:  # oldest call first, as a team would analyse them
