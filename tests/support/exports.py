@@ -18,7 +18,7 @@ DATA = Path(__file__).parent.parent / "data"
 # A hand-built export of two calls, in the API's own shapes; CALL is the one its figures are checked on.
 EXPORT = DATA / "gong_export"
 CALL = "7782342274025937895"
-# Hand-written and labelled calls (114, and 150 more written to fit the learned analyst on), with their CRM clients.
+# Hand-written and labelled calls (114, and 180 more written to fit the learned analyst on), with their CRM clients.
 EVAL = DATA / "eval_calls"
 
 
