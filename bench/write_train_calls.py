@@ -114,8 +114,8 @@ def export(n: int, call: dict[str, Any], clients: dict[str, dict[str, str]]) -> 
         "scope": "External", "media": "Video", "language": "eng", "workspaceId": "623457276584334",
         "isPrivate": False,
     }  # fmt: skip
-    context = [{"system": "Salesforce", "objects": [{
-        "objectType": "Account", "fields": [{"name": "Name", "value": client["name"]}], "objectId": client["id"]}]}]  # fmt: skip
+    account = {"objectType": "Account", "fields": [{"name": "Name", "value": client["name"]}], "objectId": client["id"]}
+    context = [{"system": "Salesforce", "objects": [account]}]
     page = {"totalRecords": 1, "currentPageSize": 1, "currentPageNumber": 0}
     pages = [
         {"requestId": f"train{n:03d}x", "records": page, "calls": [{"metaData": meta, "parties": parties,

@@ -530,6 +530,12 @@ class AnalystSettings(BaseModel):
         "examples of each kind (the local embedding model, loaded with the first call analysed). On the eval's "
         "held-out calls it reaches more risks said in other words but lowers precision, so it is off by default.",
     )
+    learned: bool = Field(
+        default=True,
+        description="The local analyst reads a call with weights fitted on labelled calls as well as the lexicon: "
+        "the sentiment label, and the risks a client sentence scores for beyond the phrase rules' "
+        "(the local embedding model, loaded with the first call analysed; bench/fit_analyst.py fits them).",
+    )
 
 
 class EmbeddingSettings(BaseModel):
