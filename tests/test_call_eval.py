@@ -38,19 +38,22 @@ LABELS: list[dict[str, Any]] = json.loads((EVAL / "labels.json").read_text())["c
 KNOWN = {c["id"] for c in json.loads((EVAL / "clients.json").read_text())}
 TARGETS = {"sentiment": 0.90, "risk_precision": 0.90, "risk_recall": 0.90, "competitor_precision": 0.95,
            "competitor_recall": 0.95, "at_risk": 0.90, "linked": 1.0}  # fmt: skip
-# Measured on each held-out part and not met by the local analyser, with why; strict, so reaching a target fails
-# here until its mark is removed. The lexicon and rules alone (SOPHIA_ANALYST__LEARNED=false) and the risk meaning
-# (SOPHIA_ANALYST__RISK_MEANING) are measured beside the default.
+# Measured on each held-out part and not met by the local analyser (the default: the learned reading), beside what
+# the lexicon and rules alone measured; strict, so reaching a target fails here until its mark is removed. Why each
+# falls short is not looked for in the held-out calls, which are not read: the train part's out-of-fold figures
+# (bench/fit_analyst.py) fall short alike. The lexicon and rules alone (SOPHIA_ANALYST__LEARNED=false) and the risk
+# meaning (SOPHIA_ANALYST__RISK_MEANING) are measured beside the default.
 NOT_MET = {
     "held_out": {
-        "sentiment": "73%: VADER reads polite business talk as feeling; the band chosen on tune does not carry over",
-        "risk_precision": "0.86: the phrase rules raise risks on a few sentences that only sound like one",
+        "sentiment": "86% (the lexicon alone: 73%)",
+        "risk_precision": "0.75 (the rules alone: 0.86): the learned scorer adds kinds the calls are not labelled with",
+        "at_risk": "82% (the rules alone: 91%): follows from the kinds added",
     },
     "held_out_2": {
-        "sentiment": "50%: the lexicon misreads most of the neutral and negative calls in wording it has not seen",
-        "risk_precision": "0.60: rules written on the tune calls fire on other wordings' near misses",
-        "risk_recall": "0.21: the rules reach few risks said in other words (the risk meaning: 0.29)",
-        "at_risk": "65%: follows from the risks and the sentiment missed",
+        "sentiment": "73% (the lexicon alone: 50%)",
+        "risk_precision": "0.67 (the rules alone: 0.60)",
+        "risk_recall": "0.43 (the rules alone: 0.21; with the risk meaning: 0.29)",
+        "at_risk": "73% (the rules alone: 65%): follows from the risks missed",
     },
 }
 
