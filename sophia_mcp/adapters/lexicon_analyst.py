@@ -5,6 +5,7 @@ reading, sophia_mcp/data/learned_analyst.json)."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from functools import cache, partial
 from pathlib import Path
@@ -18,12 +19,14 @@ from sophia_mcp.analysis.risk_meaning import RiskMeaning
 from sophia_mcp.domain.calls import Call, Transcript
 from sophia_mcp.domain.results import CallInsights
 from sophia_mcp.domain.weights import Competitor
+from sophia_mcp.errors import ConfigurationError
 from sophia_mcp.settings import Settings
 
 if TYPE_CHECKING:
     from sophia_mcp.adapters.local_embed import LocalEmbedder
 
 WEIGHTS = Path(__file__).parent.parent / "data" / "learned_analyst.json"
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -73,7 +76,12 @@ class LocalAnalyst:
         """The reading in the calling thread (the model's first load takes a moment; later calls a millisecond)."""
         if self.learned:
             embed = shared_embedder().embed_now
-            return learned_insights(call, transcript, self.competitors, embed, self.meaning, shared_weights())
+            try:
+                return learned_insights(call, transcript, self.competitors, embed, self.meaning, shared_weights())
+            except ConfigurationError as exc:  # the embedding model would not load: the lexicon still reads the call
+                log.warning("learned reading of call %s unusable, using the lexicon and rules: %s", call.id, exc)
+                insights = local_insights(call, transcript, self.competitors)
+                return insights.model_copy(update={"fallback_reason": f"learned reading: {exc}"})
         return local_insights(call, transcript, self.competitors, self.meaning if self.risk_meaning else None)
 
     async def read_call(self, call: Call, transcript: Transcript) -> CallInsights:
