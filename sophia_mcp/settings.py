@@ -526,9 +526,18 @@ class AnalystSettings(BaseModel):
     backend: Literal["local", "openai", "sampling", "auto"] = "local"
     risk_meaning: bool = Field(
         default=False,
-        description="The local analyst also raises the risks a client sentence is close to in meaning to written "
+        description="Without the learned reading, the local analyst also raises the risks a client sentence is close "
+        "to in meaning to written "
         "examples of each kind (the local embedding model, loaded with the first call analysed). On the eval's "
         "held-out calls it reaches more risks said in other words but lowers precision, so it is off by default.",
+    )
+    learned: bool = Field(
+        default=True,
+        description="The local analyst reads a call with weights fitted on labelled calls besides the lexicon: the "
+        "sentiment label, and the risks a client sentence scores for beyond the phrase rules' (the local embedding "
+        "model, loaded with the first call analysed). On the eval's held-out calls it reads sentiment better and "
+        "reaches more risks than the lexicon and rules alone (false), at a lower risk precision on one of the two "
+        "parts; the README's gong section has the figures.",
     )
 
 

@@ -1,17 +1,21 @@
-"""The analysis measured on 114 hand-written calls in Gong's JSON (tests/data/eval_calls), through the gong server.
+"""The analysis measured on 294 hand-written calls in Gong's JSON (tests/data/eval_calls), through the gong server.
 
 Each call is labelled by a person (labels.json): the client's sentiment, the risk kinds the client raised, the
 competitors named, the client the call belongs to, and whether the call alone puts the client at risk. Every fourth
 of the first 88 is held out: thresholds were chosen on the others ("tune"); the held-out part only reports, and
 the targets of issue 20 are asserted on it. The held-out part had been read while the analyser was being written,
 so 26 calls were written afterwards ("held_out_2", different speakers, phrasing and traps), before the method was
-changed again, and never tuned on: the targets are asserted on both parts. Run with `-s` to see every part.
+changed again, and never tuned on: the targets are asserted on both parts. 180 more calls ("train") were
+written to fit the learned reading on (with the tune part; bench/fit_analyst.py), with the sentences that raise
+each risk tagged. Run with `-s` to see every part, for the default analyst (the learned reading), the lexicon and
+rules alone, and the risk meaning.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,18 +38,22 @@ LABELS: list[dict[str, Any]] = json.loads((EVAL / "labels.json").read_text())["c
 KNOWN = {c["id"] for c in json.loads((EVAL / "clients.json").read_text())}
 TARGETS = {"sentiment": 0.90, "risk_precision": 0.90, "risk_recall": 0.90, "competitor_precision": 0.95,
            "competitor_recall": 0.95, "at_risk": 0.90, "linked": 1.0}  # fmt: skip
-# Measured on each held-out part and not met by the local analyser, with why; strict, so reaching a target fails
-# here until its mark is removed. The risk meaning (SOPHIA_ANALYST__RISK_MEANING) is measured beside the default.
+# Measured on each held-out part and not met by the local analyser (the default: the learned reading), beside what
+# the lexicon and rules alone measured; strict, so reaching a target fails here until its mark is removed. Why each
+# falls short is not looked for in the held-out calls, which are not read: the train part's out-of-fold figures
+# (bench/fit_analyst.py) fall short alike. The lexicon and rules alone (SOPHIA_ANALYST__LEARNED=false) and the risk
+# meaning (SOPHIA_ANALYST__RISK_MEANING) are measured beside the default.
 NOT_MET = {
     "held_out": {
-        "sentiment": "73%: VADER reads polite business talk as feeling; the band chosen on tune does not carry over",
-        "risk_precision": "0.86: the phrase rules raise risks on a few sentences that only sound like one",
+        "sentiment": "86% (the lexicon alone: 73%)",
+        "risk_precision": "0.75 (the rules alone: 0.86): the learned scorer adds kinds the calls are not labelled with",
+        "at_risk": "82% (the rules alone: 91%): follows from the kinds added",
     },
     "held_out_2": {
-        "sentiment": "50%: the lexicon misreads most of the neutral and negative calls in wording it has not seen",
-        "risk_precision": "0.60: rules written on the tune calls fire on other wordings' near misses",
-        "risk_recall": "0.21: the rules reach few risks said in other words (the risk meaning: 0.29)",
-        "at_risk": "65%: follows from the risks and the sentiment missed",
+        "sentiment": "73% (the lexicon alone: 50%)",
+        "risk_precision": "0.67 (the rules alone: 0.60)",
+        "risk_recall": "0.43 (the rules alone: 0.21; with the risk meaning: 0.29)",
+        "at_risk": "73% (the rules alone: 65%): follows from the risks missed",
     },
 }
 
@@ -105,7 +113,7 @@ def linked_right(expected: dict[str, str] | None, report: dict[str, Any]) -> boo
 
 
 async def evaluate(settings: Settings) -> tuple[dict[str, Figures], list[dict[str, Any]]]:
-    figures = {"tune": Figures(), "held_out": Figures(), "held_out_2": Figures()}
+    figures = {"tune": Figures(), "train": Figures(), "held_out": Figures(), "held_out_2": Figures()}
     reports = []
     async with MCPClient(create_server(settings)) as client:
         for label in LABELS:  # oldest call first, as a team would analyse them
@@ -125,11 +133,22 @@ Run = tuple[dict[str, Figures], list[dict[str, Any]]]
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    data_dir = imported_eval_calls(tmp_path_factory.mktemp("eval") / "data")
-    run = anyio.run(evaluate, make_settings(data_dir))
-    show("local", run[0])
+def eval_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return imported_eval_calls(tmp_path_factory.mktemp("eval") / "data")
+
+
+def run_on_a_copy(store: Path, key: str, name: str, **analyst: bool) -> Run:
+    """The evaluation on a copy of the imported store, so each analyst starts from the same calls and no alerts."""
+    data_dir = store.parent / f"data-{key}"
+    shutil.copytree(store, data_dir)
+    run = anyio.run(evaluate, make_settings(data_dir, analyst=analyst) if analyst else make_settings(data_dir))
+    show(name, run[0])
     return run
+
+
+@pytest.fixture(scope="module")
+def local_run(eval_store: Path) -> Run:
+    return run_on_a_copy(eval_store, "local", "local (the default: the learned reading)")
 
 
 @pytest.fixture(scope="module")
@@ -138,11 +157,14 @@ def local_figures(local_run: Run) -> dict[str, Figures]:
 
 
 @pytest.fixture(scope="module")
-def meaning_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    data_dir = imported_eval_calls(tmp_path_factory.mktemp("eval") / "data")
-    run = anyio.run(evaluate, make_settings(data_dir, analyst={"risk_meaning": True}))
-    show("local with the risk meaning (SOPHIA_ANALYST__RISK_MEANING)", run[0])
-    return run
+def rules_run(eval_store: Path) -> Run:
+    return run_on_a_copy(eval_store, "rules", "lexicon and rules alone (SOPHIA_ANALYST__LEARNED=false)", learned=False)
+
+
+@pytest.fixture(scope="module")
+def meaning_run(eval_store: Path) -> Run:
+    name = "lexicon and rules with the risk meaning (SOPHIA_ANALYST__RISK_MEANING, no learned reading)"
+    return run_on_a_copy(eval_store, "meaning", name, learned=False, risk_meaning=True)
 
 
 @pytest.mark.parametrize(
@@ -156,21 +178,34 @@ def test_the_local_analyser_on_calls_it_was_not_tuned_on(
     assert local_figures[part].values()[figure] >= TARGETS[figure]
 
 
-def test_the_risk_meaning_reaches_risks_said_in_words_the_rules_miss(local_run: Run, meaning_run: Run) -> None:
+def test_the_risk_meaning_reaches_risks_said_in_words_the_rules_miss(rules_run: Run, meaning_run: Run) -> None:
     """On the calls written after the rules (held_out_2), the meaning raises labelled risks the rules did not, each
     kept with its quote: a sentence the client said on that call."""
+    reached = added_risks(rules_run, meaning_run, "held_out_2")
+    assert reached
+    assert meaning_run[0]["held_out_2"].values()["risk_recall"] > rules_run[0]["held_out_2"].values()["risk_recall"]
+
+
+def test_the_learned_reading_adds_risks_with_their_quotes(rules_run: Run, local_run: Run) -> None:
+    """Each risk the learned reading adds to the rules' is quoted by a sentence the client said on that call; on the
+    train part (what it was fitted on) it reaches risks the rules missed."""
+    assert added_risks(rules_run, local_run, "train")
+
+
+def added_risks(before_run: Run, after_run: Run, part: str) -> list[str]:
+    """The labelled risk kinds on `part` that `after_run` raised beyond `before_run`; checks that every risk it
+    adds is quoted by a sentence an External party said on the call."""
     reached = []
-    for label, rules, meaning in zip(LABELS, local_run[1], meaning_run[1], strict=True):
-        before = {(r["kind"], r["text"]) for r in rules["analysis"]["risk_factors"]}
+    for label, before_report, after_report in zip(LABELS, before_run[1], after_run[1], strict=True):
+        before = {(r["kind"], r["text"]) for r in before_report["analysis"]["risk_factors"]}
         said = external_sentences(label["file"])
-        for factor in meaning["analysis"]["risk_factors"]:
+        for factor in after_report["analysis"]["risk_factors"]:
             if (factor["kind"], factor["text"]) in before:
                 continue
             assert factor["affiliation"] != "Internal" and factor["text"] in said
-            if label["split"] == "held_out_2" and factor["kind"] in label["risks"]:
+            if label["split"] == part and factor["kind"] in label["risks"]:
                 reached.append(factor["kind"])
-    assert reached
-    assert meaning_run[0]["held_out_2"].values()["risk_recall"] > local_run[0]["held_out_2"].values()["risk_recall"]
+    return reached
 
 
 def external_sentences(file: str) -> set[str]:

@@ -6,10 +6,17 @@ from collections.abc import Sequence
 
 from sophia_mcp.analysis.competitors import find_competitor_mentions
 from sophia_mcp.analysis.conversation import talk_stats
+from sophia_mcp.analysis.learned_reading import (
+    Embed,
+    LearnedWeights,
+    learned_risk_factors,
+    learned_sentiment,
+    read_client_sentences,
+)
 from sophia_mcp.analysis.risk import SentenceMeaning, find_risk_factors
 from sophia_mcp.analysis.sentiment import summarize_sentiment
 from sophia_mcp.domain.calls import Call, Transcript
-from sophia_mcp.domain.results import CallAnalysis, CallInsights
+from sophia_mcp.domain.results import CallAnalysis, CallInsights, CompetitorMention, RiskFactor, SentimentSummary
 from sophia_mcp.domain.weights import Competitor
 
 
@@ -20,10 +27,36 @@ def local_insights(
     closeness to written examples of each risk), with a short summary."""
     mentions = find_competitor_mentions(transcript, call.parties, competitors)
     risks = find_risk_factors(transcript, call.parties, competitors, meaning)
-    sentiment = summarize_sentiment(
+    return _insights(call, mentions, risks, _lexicon_sentiment(call, transcript, risks))
+
+
+def learned_insights(
+    call: Call,
+    transcript: Transcript,
+    competitors: Sequence[Competitor],
+    embed: Embed,
+    meaning: SentenceMeaning,
+    weights: LearnedWeights,
+) -> CallInsights:
+    """The local reading with what the fitted weights add (analysis/learned_reading.py): the risks the client's
+    sentences score for beyond the rules', and the sentiment model's label."""
+    mentions = find_competitor_mentions(transcript, call.parties, competitors)
+    sentences = read_client_sentences(transcript, call.parties, competitors, embed, meaning)
+    risks = learned_risk_factors(transcript, call.parties, competitors, sentences, weights)
+    sentiment = learned_sentiment(_lexicon_sentiment(call, transcript, risks), sentences, weights)
+    return _insights(call, mentions, risks, sentiment)
+
+
+def _lexicon_sentiment(call: Call, transcript: Transcript, risks: Sequence[RiskFactor]) -> SentimentSummary:
+    return summarize_sentiment(
         transcript, call.parties, {(r.speaker_id, r.at_ms) for r in risks},
         {(r.speaker_id, r.at_ms) for r in risks if r.kind == "churn_intent"},
     )  # fmt: skip
+
+
+def _insights(
+    call: Call, mentions: list[CompetitorMention], risks: list[RiskFactor], sentiment: SentimentSummary
+) -> CallInsights:
     who = call.client_name or "The client"
     summary = f"{who} sounded {sentiment.label}" + (" (mixed: good news and a complaint)" if sentiment.mixed else "")
     kinds = sorted({r.kind.replace("_", " ") for r in risks})

@@ -8,7 +8,8 @@ it when its closest window is within `THRESHOLDS[kind]` (cosine) of one of that 
 reads at least as negative as `TONE_AT[kind]`: the same words in good news ("the portal keeps us running") are no
 risk. The thresholds were chosen on the "tune" part of tests/data/eval_calls only (bench/eval_tuning.py chooses
 and prints them, and estimates by folds of that part a precision near 0.7 on calls it was not chosen on); the
-held-out parts bear that out, so the analyst uses it only when `SOPHIA_ANALYST__RISK_MEANING` asks.
+held-out parts bear that out, so the lexicon and rules use it only when `SOPHIA_ANALYST__RISK_MEANING` asks. The
+learned reading (analysis/learned_reading.py) takes the similarities as features of each sentence instead.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ DATA = Path(__file__).parent.parent / "data"
 # A hand-built export of two calls, in the API's own shapes; CALL is the one its figures are checked on.
 EXPORT = DATA / "gong_export"
 CALL = "7782342274025937895"
-# 114 hand-written and labelled calls, with the CRM clients they belong to.
+# Hand-written and labelled calls (114, and 180 more written to fit the learned analyst on), with their CRM clients.
 EVAL = DATA / "eval_calls"
 
 
@@ -33,5 +33,6 @@ def imported_eval_calls(data_dir: Path) -> Path:
         services.close()
     result = CliRunner().invoke(app, ["calls", "import", str(EVAL / "gong")], env=env_for(data_dir))
     assert result.exit_code == 0, result.output
-    assert "114 new calls, 0 updated, 0 unchanged; 114 transcripts" in result.output
+    calls = len(list((EVAL / "gong").glob("*.json")))
+    assert f"{calls} new calls, 0 updated, 0 unchanged; {calls} transcripts" in result.output
     return data_dir

@@ -1,0 +1,263 @@
+"""Fits the learned analyst (analysis/learned_reading.py) on the "tune" and "train" calls of tests/data/eval_calls,
+estimates it by folds of those calls beside the phrase rules and the lexicon, and writes its weights to
+sophia_mcp/data/learned_analyst.json.
+
+Only the tune and train calls are read; the held-out parts are for tests/test_call_eval.py to report.
+Sentence labels for the risk models: a train call's tagged sentences (tests/data/eval_calls/train_sentences.json);
+on a tune call, the sentences where the rules raise a kind the call is labelled with (the kinds a tune call is
+labelled with and no rule reached leave its sentences out of that kind's model). Per kind, a logistic model over the
+sentence features (balanced classes); its call threshold, and the regularisation of both models, are chosen by
+folds: each figure printed is out of fold, with the thresholds chosen by inner folds of the fitting part only. The
+tune part's figures flatter the rules (they were written on it); the train part's are the fair comparison.
+Run: python bench/fit_analyst.py [--check]   (--check: print the estimate and the choice, write nothing)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from sophia_mcp.adapters.gong_payloads import parse_call, parse_transcript
+from sophia_mcp.adapters.lexicon_analyst import shared_embedder, shared_meaning
+from sophia_mcp.analysis.learned_reading import KINDS, ClientSentences, call_features, read_client_sentences
+from sophia_mcp.analysis.sentiment import label as lexicon_label
+from sophia_mcp.domain.weights import DEFAULT_COMPETITORS
+
+ROOT = Path(__file__).parent.parent
+EVAL = ROOT / "tests" / "data" / "eval_calls"
+WEIGHTS = ROOT / "sophia_mcp" / "data" / "learned_analyst.json"
+FOLDS, INNER, SEED = 5, 4, 20
+THRESHOLDS = [round(0.3 + 0.025 * i, 3) for i in range(28)]
+RISK_C = (0.1, 0.3, 1.0)
+SENTIMENT_C = (0.003, 0.01, 0.03, 0.1)
+
+
+@dataclass
+class LabelledCall:
+    split: str
+    sentiment: str
+    risks: set[str]
+    sentences: ClientSentences
+    tags: list[set[str]]  # per client sentence, the kinds it raises
+    unknown: set[str]  # kinds the call raises in sentences not known
+    lexicon: str  # the lexicon's own label, for comparison
+
+    @property
+    def rules(self) -> set[str]:
+        f = self.sentences.features
+        n = len(KINDS)
+        return {k for i, k in enumerate(KINDS) if f.size and f[:, -2 - n + i].any()}
+
+
+def labelled_calls() -> list[LabelledCall]:
+    embed, meaning = shared_embedder().embed_now, shared_meaning()
+    tags = {c["call_id"]: c["sentences"] for c in json.loads((EVAL / "train_sentences.json").read_text())}
+    calls = []
+    for label in json.loads((EVAL / "labels.json").read_text())["calls"]:
+        if label["split"] not in ("tune", "train"):
+            continue
+        pages = json.loads((EVAL / "gong" / label["file"]).read_text())
+        call, transcript = parse_call(pages[0]["calls"][0]).call, parse_transcript(pages[1]["callTranscripts"][0])
+        sentences = read_client_sentences(transcript, call.parties, DEFAULT_COMPETITORS, embed, meaning)
+        wanted = set(label["risks"])
+        n = len(KINDS)
+        if label["split"] == "train":
+            tagged = tags[label["call_id"]]
+            assert [t["text"] for t in tagged] == sentences.texts, label["file"]
+            per_sentence = [set(t["kinds"]) for t in tagged]
+        else:
+            f = sentences.features
+            per_sentence = [{k for i, k in enumerate(KINDS) if row[-2 - n + i] and k in wanted} for row in f]
+        unknown = wanted - set().union(set(), *per_sentence)
+        score = lexicon_score(sentences)
+        calls.append(LabelledCall(label["split"], label["sentiment"], wanted, sentences, per_sentence, unknown,
+                                  lexicon_label(score)))  # fmt: skip
+    return calls
+
+
+def lexicon_score(sentences: ClientSentences) -> float:
+    return float(call_features(sentences, shared_embedder().dimension)[0])
+
+
+# Risks ------------------------------------------------------------------------------------------------------------
+
+
+def fit_kind(calls: list[LabelledCall], k: int, c: float) -> LogisticRegression:
+    kind = KINDS[k]
+    rows = [(row, kind in tags) for call in calls if kind not in call.unknown
+            for row, tags in zip(call.sentences.features, call.tags, strict=True)]  # fmt: skip
+    x = np.array([r for r, _ in rows])
+    y = np.array([t for _, t in rows])
+    return LogisticRegression(C=c, max_iter=5000, class_weight="balanced").fit(x, y)
+
+
+def best_score(model: LogisticRegression, call: LabelledCall) -> float:
+    if not call.sentences.texts:
+        return 0.0
+    return float(model.predict_proba(call.sentences.features)[:, 1].max())
+
+
+def f1(pairs: list[tuple[bool, bool]]) -> float:
+    tp = sum(a and b for a, b in pairs)
+    wrong = sum(a != b for a, b in pairs)
+    return 2 * tp / (2 * tp + wrong) if tp else 0.0
+
+
+def choose_threshold(calls: list[LabelledCall], k: int, c: float) -> float:
+    """The threshold with the best F1 of the rules and the model together, by inner folds of `calls`."""
+    kind = KINDS[k]
+    scored = []
+    for fold in range(INNER):
+        fit = [x for i, x in enumerate(calls) if i % INNER != fold]
+        model = fit_kind(fit, k, c)
+        scored += [(best_score(model, x), kind in x.rules, kind in x.risks)
+                   for i, x in enumerate(calls) if i % INNER == fold]  # fmt: skip
+    return max(THRESHOLDS, key=lambda t: (f1([(s >= t or r, w) for s, r, w in scored]), t))
+
+
+def learned_kinds(fit: list[LabelledCall], test: list[LabelledCall], c: float) -> list[set[str]]:
+    found: list[set[str]] = [set(x.rules) for x in test]
+    for k, kind in enumerate(KINDS):
+        threshold = choose_threshold(fit, k, c)
+        model = fit_kind(fit, k, c)
+        for kinds, x in zip(found, test, strict=True):
+            if best_score(model, x) >= threshold:
+                kinds.add(kind)
+    return found
+
+
+# Sentiment --------------------------------------------------------------------------------------------------------
+
+
+def call_matrix(calls: list[LabelledCall]) -> np.ndarray[Any, Any]:
+    return np.array([call_features(x.sentences, shared_embedder().dimension) for x in calls])
+
+
+def fit_sentiment(calls: list[LabelledCall], c: float) -> tuple[StandardScaler, LogisticRegression]:
+    x = call_matrix(calls)
+    scaler = StandardScaler().fit(x)
+    model = LogisticRegression(C=c, max_iter=10000).fit(scaler.transform(x), [x.sentiment for x in calls])
+    return scaler, model
+
+
+def learned_labels(fit: list[LabelledCall], test: list[LabelledCall], c: float) -> list[str]:
+    scaler, model = fit_sentiment(fit, c)
+    return [str(p) for p in model.predict(scaler.transform(call_matrix(test)))]
+
+
+# Estimate and choice ----------------------------------------------------------------------------------------------
+
+
+def folds_of(n: int) -> list[int]:
+    order = np.random.default_rng(SEED).permutation(n)
+    fold = [0] * n
+    for position, i in enumerate(order):
+        fold[int(i)] = position % FOLDS
+    return fold
+
+
+def out_of_fold(calls: list[LabelledCall], risk_c: float, sentiment_c: float) -> tuple[list[set[str]], list[str]]:
+    fold = folds_of(len(calls))
+    kinds: list[set[str]] = [set() for _ in calls]
+    labels = [""] * len(calls)
+    for f in range(FOLDS):
+        fit = [x for i, x in enumerate(calls) if fold[i] != f]
+        test = [i for i in range(len(calls)) if fold[i] == f]
+        for i, found in zip(test, learned_kinds(fit, [calls[i] for i in test], risk_c), strict=True):
+            kinds[i] = found
+        for i, found_label in zip(test, learned_labels(fit, [calls[i] for i in test], sentiment_c), strict=True):
+            labels[i] = found_label
+    return kinds, labels
+
+
+def figures(calls: list[LabelledCall], kinds: list[set[str]], labels: list[str], split: str) -> str:
+    tp = fp = fn = right = n = 0
+    for x, found, got in zip(calls, kinds, labels, strict=True):
+        if x.split != split:
+            continue
+        n += 1
+        right += got == x.sentiment
+        tp, fp, fn = tp + len(found & x.risks), fp + len(found - x.risks), fn + len(x.risks - found)
+    f = 2 * tp / max(2 * tp + fp + fn, 1)
+    return f"sentiment {right / n:.0%}, risk kinds P {tp / max(tp + fp, 1):.2f} R {tp / max(tp + fn, 1):.2f} F1 {f:.2f}"
+
+
+def both(calls: list[LabelledCall], kinds: list[set[str]], labels: list[str]) -> str:
+    pairs = [(k in found, k in x.risks) for x, found in zip(calls, kinds, strict=True) for k in KINDS]
+    accuracy = sum(g == x.sentiment for g, x in zip(labels, calls, strict=True)) / len(calls)
+    return f"sentiment {accuracy:.0%}, risk kinds F1 {f1(pairs):.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="print the estimate and the choice, write nothing")
+    check = parser.parse_args().check
+    warnings.filterwarnings("ignore", category=UserWarning)
+    calls = labelled_calls()
+    tune, train = (sum(x.split == split for x in calls) for split in ("tune", "train"))
+    sentences = sum(len(x.sentences.texts) for x in calls)
+    print(f"{tune} tune and {train} train calls, {sentences} client sentences; {FOLDS} folds, {INNER} inner")
+    current = ([x.rules for x in calls], [x.lexicon for x in calls])
+    for split in ("tune", "train"):
+        print(f"  {split:<5} rules and lexicon             {figures(calls, *current, split)}")
+    print(f"  both parts, rules and lexicon: {both(calls, *current)}")
+    best: dict[str, tuple[float, float]] = {}
+    for risk_c in RISK_C:
+        kinds, _ = out_of_fold(calls, risk_c, SENTIMENT_C[0])
+        pairs = [(k in found, k in x.risks) for x, found in zip(calls, kinds, strict=True) for k in KINDS]
+        on_train = figures(calls, kinds, current[1], "train")
+        print(f"  risk C={risk_c:<5}  F1 of both parts {f1(pairs):.2f}  ({on_train} on train)")
+        best["risk"] = max(best.get("risk", (-1.0, 0.0)), (f1(pairs), risk_c))
+    for sentiment_c in SENTIMENT_C:
+        fold = folds_of(len(calls))
+        labels = [""] * len(calls)
+        for f in range(FOLDS):
+            test = [i for i in range(len(calls)) if fold[i] == f]
+            fit = [x for i, x in enumerate(calls) if fold[i] != f]
+            for i, got in zip(test, learned_labels(fit, [calls[i] for i in test], sentiment_c), strict=True):
+                labels[i] = got
+        accuracy = sum(g == x.sentiment for g, x in zip(labels, calls, strict=True)) / len(calls)
+        print(f"  sentiment C={sentiment_c:<5}  accuracy of both parts {accuracy:.0%}")
+        best["sentiment"] = max(best.get("sentiment", (-1.0, 0.0)), (accuracy, sentiment_c))
+    risk_c, sentiment_c = best["risk"][1], best["sentiment"][1]
+    kinds, labels = out_of_fold(calls, risk_c, sentiment_c)
+    for split in ("tune", "train"):
+        print(f"  {split:<5} learned, out of fold          {figures(calls, kinds, labels, split)}")
+    print(f"  both parts, learned out of fold: {both(calls, kinds, labels)}")
+    print(f"chosen: risk C={risk_c}, sentiment C={sentiment_c}")
+    thresholds = [choose_threshold(calls, k, risk_c) for k in range(len(KINDS))]
+    print("  thresholds: " + ", ".join(f"{k} {t}" for k, t in zip(KINDS, thresholds, strict=True)))
+    if check:
+        return
+    risk_models = [fit_kind(calls, k, risk_c) for k in range(len(KINDS))]
+    scaler, sentiment = fit_sentiment(calls, sentiment_c)
+    weights = {
+        "about": "Fitted by bench/fit_analyst.py on the tune and train calls of tests/data/eval_calls; read by "
+        "sophia_mcp/analysis/learned_reading.py.",
+        "risk": {
+            "kinds": list(KINDS), "c": risk_c, "threshold": thresholds,
+            "coef": [[round(float(v), 6) for v in m.coef_[0]] for m in risk_models],
+            "intercept": [round(float(m.intercept_[0]), 6) for m in risk_models],
+        },
+        "sentiment": {
+            "c": sentiment_c, "classes": [str(c) for c in sentiment.classes_],
+            "mean": [round(float(v), 6) for v in scaler.mean_], "scale": [round(float(v), 6) for v in scaler.scale_],
+            "coef": [[round(float(v), 6) for v in row] for row in sentiment.coef_],
+            "intercept": [round(float(v), 6) for v in sentiment.intercept_],
+        },
+    }  # fmt: skip
+    WEIGHTS.parent.mkdir(exist_ok=True)
+    WEIGHTS.write_text(json.dumps(weights) + "\n")
+    print(f"written: {WEIGHTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""A call read by weights fitted on labelled calls: risk kinds per client sentence, and the call's sentiment.
+
+The phrase rules and the lexicon stay (analysis/risk.py, analysis/sentiment.py); what was learned adds to them:
+
+- Risks: each client sentence is scored per risk kind by a logistic model over its embedding (the local model),
+  its closeness in meaning to each kind's written examples (analysis/risk_meaning.py), the phrase rules' kinds and
+  its tone. A kind the rules did not raise is raised when the call's best sentence for it scores at least the kind's
+  threshold, and that sentence (one the client said) is the risk's quote. Multiple-instance: the calls are labelled
+  per call, so a call's kinds are the kinds any of its client sentences reaches.
+- Sentiment: a multinomial logistic model over the call's lexicon figures (the calibrated score, the share of
+  positive and negative client sentences, the rules' risks, ...) and the mean embedding of the client's sentences.
+  The label is the likeliest class; the score is P(positive) - P(negative).
+
+The weights are fitted on the "tune" and "train" calls of tests/data/eval_calls by bench/fit_analyst.py (which
+chooses the thresholds and regularisation by folds of those calls and prints what that estimates), and shipped as
+sophia_mcp/data/learned_analyst.json. This module is pure: the caller passes the weights and the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from sophia_mcp.analysis.risk import PATTERNS, SentenceMeaning, find_risk_factors, risk_kinds
+from sophia_mcp.analysis.sentiment import (
+    RISK_TONE,
+    business_sentiment,
+    call_score,
+    is_mixed,
+    sentence_sentiment,
+)
+from sophia_mcp.analysis.speakers import name_of, side_of, speaker_index
+from sophia_mcp.domain.calls import Party, Transcript
+from sophia_mcp.domain.results import RiskFactor, RiskKind, SentimentSummary
+from sophia_mcp.domain.weights import Competitor
+
+if TYPE_CHECKING:  # numpy is imported by whoever builds the weights: a server that reads no call loads none of it
+    import numpy as np
+    import numpy.typing as npt
+
+    Matrix = npt.NDArray[np.float64]
+
+KINDS: tuple[RiskKind, ...] = tuple(PATTERNS)
+LEXICON_FEATURES = 14  # the call features before the mean embedding (`call_features`)
+Label = Literal["positive", "neutral", "negative"]
+Embed = Callable[[list[str]], Any]  # texts -> unit-length rows (the local embedding model's `embed_now`)
+
+
+@dataclass(frozen=True)
+class LearnedWeights:
+    """What bench/fit_analyst.py fitted: per risk kind a sentence model and its threshold, and the sentiment model
+    (its features' standardisation, one row of weights per class)."""
+
+    risk_coef: Matrix  # kinds x sentence features
+    risk_intercept: Matrix  # kinds
+    risk_threshold: Matrix  # kinds
+    sentiment_mean: Matrix  # call features
+    sentiment_scale: Matrix
+    sentiment_coef: Matrix  # classes x call features
+    sentiment_intercept: Matrix  # classes
+    classes: tuple[Label, ...]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LearnedWeights:
+        import numpy as np
+
+        risk = data["risk"]
+        if tuple(risk["kinds"]) != KINDS:
+            raise ValueError(f"the weights are for the risk kinds {risk['kinds']}, not {list(KINDS)}")
+        sentiment = data["sentiment"]
+        return cls(
+            risk_coef=np.asarray(risk["coef"], dtype=np.float64),
+            risk_intercept=np.asarray(risk["intercept"], dtype=np.float64),
+            risk_threshold=np.asarray(risk["threshold"], dtype=np.float64),
+            sentiment_mean=np.asarray(sentiment["mean"], dtype=np.float64),
+            sentiment_scale=np.asarray(sentiment["scale"], dtype=np.float64),
+            sentiment_coef=np.asarray(sentiment["coef"], dtype=np.float64),
+            sentiment_intercept=np.asarray(sentiment["intercept"], dtype=np.float64),
+            classes=tuple(sentiment["classes"]),
+        )
+
+
+@dataclass(frozen=True)
+class ClientSentences:
+    """A call's client-side sentences, read once: what both models' features are made of."""
+
+    texts: list[str]
+    speakers: list[str]
+    starts: list[int]
+    features: Matrix  # sentences x sentence features
+    ours: list[float]  # our side's business tones
+
+    @property
+    def embeddings(self) -> Matrix:
+        return self.features[:, : self.features.shape[1] - 2 * len(KINDS) - 2]
+
+
+def read_client_sentences(
+    transcript: Transcript,
+    parties: Sequence[Party],
+    competitors: Sequence[Competitor],
+    embed: Embed,
+    meaning: SentenceMeaning,
+) -> ClientSentences:
+    """Per client sentence: its embedding, its closeness to each kind's examples, the rules' kinds (0 or 1 each),
+    its business tone and its raw VADER score, in that order."""
+    import numpy as np
+
+    index = speaker_index(parties)
+    texts, speakers, starts, ours = [], [], [], []
+    for monologue in transcript.monologues:
+        internal = side_of(monologue.speaker_id, index) == "Internal"
+        for sentence in monologue.sentences:
+            if internal:
+                ours.append(business_sentiment(sentence.text))
+            else:
+                texts.append(sentence.text)
+                speakers.append(monologue.speaker_id)
+                starts.append(sentence.start_ms)
+    if not texts:
+        return ClientSentences([], [], [], np.zeros((0, 0)), ours)
+    vectors = np.asarray(embed(texts), dtype=np.float64)
+    closeness = np.array([[s[k] for k in KINDS] for s in meaning(texts)], dtype=np.float64)
+    rules = np.array([[k in kinds for k in KINDS] for kinds in (risk_kinds(t, competitors) for t in texts)], float)
+    tones = np.array([[business_sentiment(t), sentence_sentiment(t)] for t in texts], dtype=np.float64)
+    return ClientSentences(texts, speakers, starts, np.hstack([vectors, closeness, rules, tones]), ours)
+
+
+def sentence_risk_scores(sentences: ClientSentences, weights: LearnedWeights) -> Matrix:
+    """Per client sentence and kind, the model's probability that the sentence raises that kind."""
+    import numpy as np
+
+    logits = sentences.features @ weights.risk_coef.T + weights.risk_intercept
+    return cast("Matrix", 1 / (1 + np.exp(-logits)))
+
+
+def call_features(sentences: ClientSentences, dimension: int) -> Matrix:
+    """The call's features for the sentiment model: its lexicon figures, then the client's mean embedding."""
+    import numpy as np
+
+    if not sentences.texts:
+        empty = np.zeros(1)
+        business, raw, rules, closest = empty, empty, np.zeros((1, len(KINDS))), 0.0
+        mean_vector = np.zeros(dimension)
+    else:
+        n = len(KINDS)
+        f = sentences.features
+        business, raw = f[:, -2], f[:, -1]
+        rules, closest = f[:, -2 - n : -2], float(f[:, -2 - 2 * n : -2 - n].max())
+        mean_vector = sentences.embeddings.mean(axis=0)
+    ours = np.array(sentences.ours) if sentences.ours else np.zeros(1)
+    risky = rules.any(axis=1)
+    floored = np.where(risky, np.minimum(business, RISK_TONE), business)
+    lexicon = [
+        call_score(list(floored), list(ours)), float(is_mixed(list(business))), business.mean(), business.min(),
+        business.max(), (business > 0.3).mean(), (business < -0.05).mean(), raw.mean(), raw.min(), raw.max(),
+        ours.mean(), float(risky.sum()) if sentences.texts else 0.0, float(len(business)), closest,
+    ]  # fmt: skip
+    return np.concatenate([np.array(lexicon, dtype=np.float64), mean_vector])
+
+
+def sentiment_probabilities(features: Matrix, weights: LearnedWeights) -> dict[Label, float]:
+    """The sentiment model's probability of each label for a call's features."""
+    import numpy as np
+
+    logits = ((features - weights.sentiment_mean) / weights.sentiment_scale) @ weights.sentiment_coef.T
+    logits = logits + weights.sentiment_intercept
+    exp = np.exp(logits - logits.max())
+    probabilities = exp / exp.sum()
+    return {label: float(p) for label, p in zip(weights.classes, probabilities, strict=True)}
+
+
+def learned_risk_factors(
+    transcript: Transcript,
+    parties: Sequence[Party],
+    competitors: Sequence[Competitor],
+    sentences: ClientSentences,
+    weights: LearnedWeights,
+) -> list[RiskFactor]:
+    """The rules' risk factors, and for each kind they did not raise whose best client sentence scores at least its
+    threshold, that sentence as the kind's factor."""
+    factors = find_risk_factors(transcript, parties, competitors)
+    if not sentences.texts:
+        return factors
+    index = speaker_index(parties)
+    raised = {f.kind for f in factors}
+    scores = sentence_risk_scores(sentences, weights)
+    for k, kind in enumerate(KINDS):
+        best = int(scores[:, k].argmax())
+        if kind not in raised and scores[best, k] >= weights.risk_threshold[k]:
+            speaker = sentences.speakers[best]
+            factors.append(
+                RiskFactor(
+                    kind=kind, text=sentences.texts[best], speaker_id=speaker, speaker_name=name_of(speaker, index),
+                    affiliation=side_of(speaker, index), at_ms=sentences.starts[best],
+                )
+            )  # fmt: skip
+    return factors
+
+
+def learned_sentiment(
+    lexicon: SentimentSummary, sentences: ClientSentences, weights: LearnedWeights
+) -> SentimentSummary:
+    """The lexicon's summary (per speaker, the raw means, mixed) with the model's label and score."""
+    dimension = weights.sentiment_mean.size - LEXICON_FEATURES
+    probabilities = sentiment_probabilities(call_features(sentences, dimension), weights)
+    label = max(probabilities, key=lambda c: probabilities[c])
+    score = probabilities.get("positive", 0.0) - probabilities.get("negative", 0.0)
+    return lexicon.model_copy(update={"label": label, "score": round(max(-1.0, min(1.0, score)), 4)})
