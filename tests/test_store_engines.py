@@ -159,6 +159,18 @@ def test_a_plain_insert_of_many_rows_keeps_every_value_and_the_defaults(store: S
     assert store.query_one("SELECT count(*) FROM outbox")[0] == len(rows)  # the failed batch left nothing behind
 
 
+async def test_outcomes_settled_together_each_keep_their_own_reference(store: Store) -> None:
+    outbox = Outbox(store)
+    ids = [i for i, _ in await outbox.enqueue_many("alert", [(f"k{i}", "#cs", {"n": i}) for i in range(450)])]
+    await outbox.claim(ids)
+    refs = [None, "r'{1,}\"", *AWKWARD_KEYS, *(f"ts-{i}" for i in range(450))]
+    await outbox.settle([(i, refs[n], "refused" if n % 7 == 3 else None) for n, i in enumerate(ids)])
+    entries = {e.id: e for e in await outbox.entries(ids)}
+    for n, i in enumerate(ids):
+        want = ("pending", None, "refused") if n % 7 == 3 else ("delivered", refs[n], None)
+        assert (entries[i].status, entries[i].external_ref, entries[i].last_error) == want
+
+
 async def test_two_senders_claiming_together_never_get_the_same_entry(opener: Opener) -> None:
     """Two replicas (two stores on the same data) claim the same 40 entries at once, each from its own thread."""
     first, second = opener(), opener()
