@@ -111,6 +111,66 @@ def test_many_rows_written_in_one_call_land_as_one_row_at_a_time_would(store: St
     ]  # fmt: skip
 
 
+# Keys a text array's literal must quote (PostgreSQL binds a long IN list as one array), and commoner ones.
+AWKWARD_KEYS = ["NULL", "null", "{", "}", '"', "\\", "a,b", "é ü", "", " x ", "'", "%s", "50% off", "a b"]
+
+
+def test_a_long_in_list_finds_exactly_its_keys_whatever_they_hold(store: Store) -> None:
+    keys = AWKWARD_KEYS + [f"k{i:03d}" for i in range(40)]
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO issue_keys (key, backend, issue_id, identifier, created_at) VALUES (?, 'local', ?, ?, 't')",
+            [(key, f"issue-{i}", f"CS-{i}") for i, key in enumerate(keys)],
+        )
+    marks = ", ".join("?" * len(keys))
+    found = store.query(f"SELECT key FROM issue_keys WHERE key IN ({marks}) AND backend = ?", [*keys, "local"])
+    assert sorted(r[0] for r in found) == sorted(keys)
+    wanted = keys[::2]
+    found = store.query(f"SELECT key FROM issue_keys WHERE key NOT IN ({', '.join('?' * len(wanted))})", wanted)
+    assert sorted(r[0] for r in found) == sorted(keys[1::2])
+    # A list holding a NULL is bound value by value (in an array it would mean something else): it matches nothing.
+    mixed = [*keys[:20], None, "absent"]
+    found = store.query(f"SELECT key FROM issue_keys WHERE key IN ({', '.join('?' * len(mixed))})", mixed)
+    assert sorted(r[0] for r in found) == sorted(keys[:20])
+    numbers = store.query(
+        f"SELECT issue_id FROM issue_keys WHERE length(identifier) IN ({', '.join('?' * 30)})", [4, *range(100, 129)]
+    )
+    assert sorted(r[0] for r in numbers) == sorted(f"issue-{i}" for i in range(10))
+
+
+def test_a_plain_insert_of_many_rows_keeps_every_value_and_the_defaults(store: Store) -> None:
+    # PostgreSQL takes it by COPY: tabs, newlines, backslashes and NULLs must come through as they went in.
+    rows = [
+        (f"{key}-{i}", "alert", "#cs", f'{{"text": "line\\n{key}\tend"}}', None if i % 2 else "run", "t")
+        for i, key in enumerate(AWKWARD_KEYS * 5)
+    ]
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO outbox (key, kind, target, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)", rows
+        )
+    got = store.query("SELECT key, kind, target, payload, run_id, created_at, status, attempts FROM outbox ORDER BY id")
+    assert [tuple(r)[:6] for r in got] == rows
+    assert {(r["status"], r["attempts"]) for r in got} == {("pending", 0)}
+    with pytest.raises(Exception, match=r"(?i)unique"), store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO outbox (key, kind, target, payload, created_at) VALUES (?, 'alert', '#cs', '{}', 't')",
+            [(f"new-{i}",) for i in range(60)] + [(rows[0][0],)],
+        )
+    assert store.query_one("SELECT count(*) FROM outbox")[0] == len(rows)  # the failed batch left nothing behind
+
+
+async def test_outcomes_settled_together_each_keep_their_own_reference(store: Store) -> None:
+    outbox = Outbox(store)
+    ids = [i for i, _ in await outbox.enqueue_many("alert", [(f"k{i}", "#cs", {"n": i}) for i in range(450)])]
+    await outbox.claim(ids)
+    refs = [None, "r'{1,}\"", *AWKWARD_KEYS, *(f"ts-{i}" for i in range(450))]
+    await outbox.settle([(i, refs[n], "refused" if n % 7 == 3 else None) for n, i in enumerate(ids)])
+    entries = {e.id: e for e in await outbox.entries(ids)}
+    for n, i in enumerate(ids):
+        want = ("pending", None, "refused") if n % 7 == 3 else ("delivered", refs[n], None)
+        assert (entries[i].status, entries[i].external_ref, entries[i].last_error) == want
+
+
 async def test_two_senders_claiming_together_never_get_the_same_entry(opener: Opener) -> None:
     """Two replicas (two stores on the same data) claim the same 40 entries at once, each from its own thread."""
     first, second = opener(), opener()

@@ -41,6 +41,20 @@ CLAIM = """
 """
 
 SETTLED_PER_STATEMENT = 400
+# Entries marked delivered, each with its own reference: a few hundred to a statement on SQLite, as a VALUES list;
+# on PostgreSQL as two arrays (two parameters, however many entries: psycopg parses a statement of many parameters
+# afresh each time, and the server parses and plans the long list).
+SETTLED = {
+    "sqlite": """
+        UPDATE outbox SET status = 'delivered', external_ref = settled.column2, delivered_at = ?, last_error = NULL
+        FROM (VALUES {rows}) AS settled WHERE outbox.id = settled.column1
+    """,
+    "postgresql": """
+        UPDATE outbox SET status = 'delivered', external_ref = settled.ref, delivered_at = ?, last_error = NULL
+        FROM unnest(?::bigint[], ?::text[]) AS settled (id, ref) WHERE outbox.id = settled.id
+    """,
+}
+SETTLED_PER_ARRAY = 10_000
 
 # What a delivery came to: (entry id, the receiver's reference, error); delivered when the error is None.
 Outcome = tuple[int, str | None, str | None]
@@ -223,19 +237,18 @@ class Outbox:
     def _settle(self, outcomes: Sequence[Outcome]) -> None:
         now = iso(utcnow())
         delivered = [(entry_id, ref) for entry_id, ref, error in outcomes if error is None]
+        arrays = self.store.dialect == "postgresql"
         with self.store.transaction() as conn:
-            # A statement for a few hundred entries, each with its own reference: on PostgreSQL one an entry costs a
-            # statement's parse and plan each (3,000 a health-monitor pass at 10k clients).
-            for start in range(0, len(delivered), SETTLED_PER_STATEMENT):
-                chunk = delivered[start : start + SETTLED_PER_STATEMENT]
-                conn.execute(
-                    f"""
-                    UPDATE outbox SET status = 'delivered', external_ref = settled.column2, delivered_at = ?,
-                        last_error = NULL
-                    FROM (VALUES {", ".join("(?, ?)" for _ in chunk)}) AS settled WHERE outbox.id = settled.column1
-                    """,
-                    [now, *(value for row in chunk for value in row)],
-                )
+            # Not a statement an entry: on PostgreSQL each costs its parse and plan (3,000 a health-monitor pass at 10k
+            # clients).
+            step = SETTLED_PER_ARRAY if arrays else SETTLED_PER_STATEMENT
+            for start in range(0, len(delivered), step):
+                chunk = delivered[start : start + step]
+                if arrays:
+                    conn.execute(SETTLED["postgresql"], [now, [i for i, _ in chunk], [ref for _, ref in chunk]])
+                else:
+                    rows = ", ".join("(?, ?)" for _ in chunk)
+                    conn.execute(SETTLED["sqlite"].format(rows=rows), [now, *(value for row in chunk for value in row)])
             conn.executemany(
                 "UPDATE outbox SET status = 'pending', last_error = ?, claimed_at = NULL WHERE id = ?",
                 [(error, entry_id) for entry_id, _, error in outcomes if error is not None],

@@ -101,6 +101,11 @@ _ONE_ROW = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 ROWS_PER_INSERT = 500
+# A plain insert of many rows (placeholders only, no ON CONFLICT) goes by COPY: no statement of a megabyte for the
+# server to parse and plan, no literals for psycopg to quote in Python (written a row at a time in C).
+COPY_FROM = 50  # rows, at least
+_PLAIN_INTO = re.compile(r"^\s*INSERT\s+INTO\s+(?P<table>\w+)\s*\((?P<columns>[\w\s,]+)\)\s*VALUES\s*$", re.IGNORECASE)
+_MARKS_ONLY = re.compile(r"^\(\s*%s(?:\s*,\s*%s)*\s*\)$")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -123,6 +128,56 @@ def translate(sql: str) -> str:
         return text.replace("%", "%%")  # psycopg reads `%` everywhere, inside literals too
 
     return _TOKENS.sub(token, sql)
+
+
+# A long `IN (?, ?, ...)` list, as translated: bound as one array instead (`= ANY(%s)`). psycopg parses a statement of
+# more than a few dozen parameters afresh at every execution (its cache takes only short ones), so a repository's
+# lookup of 500 keys a statement cost more in that parsing than the server took to answer it (a second of a health
+# monitor's pass at 100k clients); an array is one parameter, quoted in C.
+ARRAY_FROM = 16  # placeholders in a list, at least
+_PLACEHOLDERS = re.compile(
+    r"%%|%\(\w+\)s|%s|"
+    r"(?P<list>\b(?P<negated>NOT\s+)?IN\s*\((?P<marks>\s*%s(?:\s*,\s*%s){" + str(ARRAY_FROM - 1) + r",}\s*)\))",
+    re.IGNORECASE,
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _arrays(statement: str) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """`statement` with each long IN list of placeholders as `= ANY(%s)` (`<> ALL(%s)` for NOT IN), and where each
+    list's values are among the positional parameters: (first, how many)."""
+    parts: list[str] = []
+    lists: list[tuple[int, int]] = []
+    at = seen = 0
+    for match in _PLACEHOLDERS.finditer(statement):
+        if match["list"] is not None:
+            count = match["marks"].count("%s")
+            parts += [statement[at : match.start()], "<> ALL(%s)" if match["negated"] else "= ANY(%s)"]
+            lists.append((seen, count))
+            seen += count
+            at = match.end()
+        elif match.group(0) == "%s":
+            seen += 1
+    parts.append(statement[at:])
+    return "".join(parts), tuple(lists)
+
+
+def _as_arrays(statement: str, params: Sequence[Any]) -> tuple[str, Sequence[Any]]:
+    """The statement and its parameters with long IN lists bound as arrays, when each list's values are all text or
+    all integers (an array holds one type; a NULL in an IN list means something else in an array): else unchanged."""
+    shaped, lists = _arrays(statement)
+    if not lists:
+        return statement, params
+    out: list[Any] = []
+    at = 0
+    for first, count in lists:
+        values = params[first : first + count]
+        kind = type(values[0])
+        if kind not in (str, int) or any(type(value) is not kind for value in values):
+            return statement, params
+        out += [*params[at:first], list(values)]
+        at = first + count
+    return shaped, [*out, *params[at:]]
 
 
 class Cursor:
@@ -168,7 +223,10 @@ class Connection:
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
         cursor = self._conn.cursor()
-        cursor.execute(translate(sql), _params(params))
+        statement, values = translate(sql), _params(params)
+        if len(values) >= ARRAY_FROM and not isinstance(values, dict):
+            statement, values = _as_arrays(statement, values)
+        cursor.execute(statement, values)
         return Cursor(cursor)
 
     @contextmanager
@@ -188,6 +246,14 @@ class Connection:
             if rows:
                 cursor.executemany(statement, rows)
             return Cursor(cursor)
+        plain = _PLAIN_INTO.match(shape["head"]) if not shape["tail"].strip() and len(rows) >= COPY_FROM else None
+        if plain is not None and _MARKS_ONLY.match(shape["row"]):
+            columns = [column.strip() for column in plain["columns"].split(",")]
+            if len(columns) == shape["row"].count("%s"):
+                with cursor.copy(cast(Any, f"COPY {plain['table']} ({', '.join(columns)}) FROM STDIN")) as copy:
+                    for row in rows:
+                        copy.write_row(cast(Sequence[Any], row))  # not a dict: `shape` is None for those
+                return Cursor(cursor)
         try:
             with self._conn.transaction():  # a savepoint: a key twice among the rows is sent a row at a time
                 # Each row bound on its own (a short statement psycopg caches), then sent as literals together.
