@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from sophia_mcp.analysis.documents import Chunk
@@ -84,3 +85,33 @@ async def test_a_query_of_common_words_only_ranks_the_chunks_holding_them_all(
         services.close()
     assert len(hits) == 5 and all(h.lexical_rank for h in hits)
     assert all(COMMON in h.text for h in hits)
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_the_planner_statistics_stand_in_for_counting_common_words(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """After ANALYZE the common words' postings come from the statistics, not counted: the answers stay the same,
+    a stopword of PostgreSQL's own (no lexeme) still holds nothing, and a word of several lexemes (a phrase) is
+    still counted."""
+    store = {"store": {"url": postgres_url}}
+    services = await large_base(
+        tmp_path,
+        store,
+        {
+            (3, 7): f"{COMMON}; the escrow clause needs legal review, see p_0.",
+            (11, 2): "An escrow clause appears in the master agreement.",
+            (12, 4): "Escrow alone, with nothing else in common.",
+        },
+    )
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("ANALYZE chunks")
+    try:
+        hits = await search(services, "how does the customer team review the escrow clause with the account owner")
+        phrase = await search(services, "customer team renewal p_0")
+        stopword = await search(services, "themselves")
+    finally:
+        services.close()
+    assert [h.chunk_id for h in hits[:3]] == ["note-3#7", "note-11#2", "note-12#4"]
+    assert phrase[0].chunk_id == "note-3#7"
+    assert stopword == []

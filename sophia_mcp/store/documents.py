@@ -74,6 +74,28 @@ TAGS = {
 # above text, as bm25's weights are on SQLite) against a web-search-style query of the words.
 PG_MATCH = "c.fts @@ websearch_to_tsquery('english', ?)"
 PG_RANK = "ts_rank(c.fts, websearch_to_tsquery('english', ?)) DESC, c.pk"
+# How many chunks hold each lexeme, from the planner's statistics of the tsvector column (ANALYZE, which autovacuum
+# runs after bulk writes, keeps its most common lexemes): counting the postings of a common word visits up to
+# `POSTINGS` rows of the heap (a GIN index holds no row it could count alone), most of the full-text time at 100k
+# chunks. Of those held by more than `POSTINGS` chunks (the bound passed first) we take the estimate.
+PG_COMMON = """
+    common (lexeme) AS (
+        SELECT e.lexeme FROM pg_stats s
+        JOIN pg_class t ON t.oid = 'chunks'::regclass
+        CROSS JOIN unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e (lexeme, freq)
+        WHERE s.schemaname = current_schema() AND s.tablename = 'chunks' AND s.attname = 'fts'
+            AND e.lexeme IS NOT NULL AND e.freq * greatest(t.reltuples, 0) > ?
+    )
+"""
+# One word's postings: the estimate (capped as a count is) when it is one common lexeme; else counted (a word of
+# several lexemes, `p_0`, is a phrase, rarer than its lexemes).
+PG_HELD = """
+    SELECT coalesce(
+        (SELECT ? FROM unnest(tsvector_to_array(to_tsvector('english', ?))) AS w (lexeme)
+            HAVING count(*) = 1 AND bool_and(w.lexeme IN (SELECT lexeme FROM common))),
+        ({count})
+    )
+"""
 
 
 def filter_sql(flt: DocumentFilter | None, alias: str = "d", dialect: str = "sqlite") -> tuple[str, list[Any]]:
@@ -234,13 +256,17 @@ class Documents:
         rarest first; None if the deadline passes first. One statement for all the words (on PostgreSQL one trip
         to the server, not one per word)."""
         if self.store.dialect == "postgresql":
-            count = f"SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE {PG_MATCH} LIMIT ?) held"
+            count = PG_HELD.format(count=f"SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE {PG_MATCH} LIMIT ?) held")
             terms = [websearch_query([word]) for word in words]
-        else:
-            count = "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)"
-            terms = [fts_query([word]) for word in words]
+            sql = f"WITH {PG_COMMON} SELECT " + ", ".join(f"({count}) AS held{n}" for n in range(len(words)))
+            per_word = [(POSTINGS + 1, word, term, POSTINGS + 1) for word, term in zip(words, terms, strict=True)]
+            return self._held(deadline, words, sql, [POSTINGS, *(p for ps in per_word for p in ps)])
+        count = "SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)"
+        terms = [fts_query([word]) for word in words]
         sql = "SELECT " + ", ".join(f"({count}) AS held{n}" for n in range(len(words)))
-        params = [p for term in terms for p in (term, POSTINGS + 1)]
+        return self._held(deadline, words, sql, [p for term in terms for p in (term, POSTINGS + 1)])
+
+    def _held(self, deadline: float, words: list[str], sql: str, params: list[Any]) -> list[tuple[int, str]] | None:
         answer = self.store.query_within(deadline - time.perf_counter(), sql, params)
         if answer is None:
             return None
