@@ -42,29 +42,23 @@ LABELS = {
 }
 
 
+def _fields(row: sqlite3.Row) -> dict[str, Any]:
+    """An issue's fields from its row, for pydantic-core to validate (timestamps parsed there)."""
+    return {
+        "id": row["id"], "identifier": row["identifier"], "title": row["title"], "description": row["description"],
+        "priority": row["priority"], "state": row["state"], "team_key": row["team_key"], "assignee": row["assignee"],
+        "labels": json.loads(row["labels"]), "url": None, "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }  # fmt: skip
+
+
 def _issue(row: sqlite3.Row) -> Issue:
-    return Issue(
-        id=row["id"], identifier=row["identifier"], title=row["title"], description=row["description"],
-        priority=row["priority"], state=row["state"], team_key=row["team_key"], assignee=row["assignee"],
-        labels=json.loads(row["labels"]), url=None, created_at=parse_iso(row["created_at"]),
-        updated_at=parse_iso(row["updated_at"]),
-    )  # fmt: skip
+    return Issue.model_validate(_fields(row))
 
 
 def _page(rows: Sequence[sqlite3.Row], next_cursor: str | None) -> IssuePage:
     """A page of issues validated in one call of pydantic-core (timestamps parsed there), not a model per row."""
-    return IssuePage.model_validate({
-        "issues": [
-            {
-                "id": row["id"], "identifier": row["identifier"], "title": row["title"],
-                "description": row["description"], "priority": row["priority"], "state": row["state"],
-                "team_key": row["team_key"], "assignee": row["assignee"], "labels": json.loads(row["labels"]),
-                "url": None, "created_at": row["created_at"], "updated_at": row["updated_at"],
-            }
-            for row in rows
-        ],
-        "next_cursor": next_cursor,
-    })  # fmt: skip
+    return IssuePage.model_validate({"issues": [_fields(row) for row in rows], "next_cursor": next_cursor})
 
 
 def _state(name: str) -> str:
