@@ -37,7 +37,8 @@ def document(number: int, kind: str) -> DocumentInfo:
 async def large_base(tmp_path: Path, store: dict[str, Any], special: dict[tuple[int, int], str]) -> Services:
     """More chunks than one full-text ranking scores, each holding the common words; `special` puts other text in
     a few (by document and position). Written as ingestion writes them, without vectors: full text alone ranks."""
-    services = build_services(make_settings(tmp_path / "kb", **store))
+    # The full-text budget is a time; on a loaded machine it could run out and leave these tests nothing to rank.
+    services = build_services(make_settings(tmp_path / "kb", knowledge={"lexical_budget_ms": 60_000}, **store))
     documents = (POSTINGS + PER_DOCUMENT) // PER_DOCUMENT + 1
     for number in range(documents):
         chunks = [
