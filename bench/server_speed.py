@@ -8,8 +8,11 @@ within 1.5x. Run: python bench/server_speed.py crm   (or composite, knowledge, a
 `python bench/server_speed.py reads` measures the five read tools issue 22 names (get_transcript, search_contacts,
 search_documents, list_alerts, search_issues), each in its own server, in turns with the bare echo in one run,
 and prints each one's p50 and p99 ratio (no cold starts). `--sdk-share` adds, in the same turns, each tool's record
-answered at once by a bare MCPServer (bench/record_server.py): what the SDK spends on a reply that size, the part
-of the ratio that is not ours (one more process in the turns, so every ratio is a little higher than without it).
+answered at once by a bare MCPServer of its own (bench/record_server.py): what the SDK spends on a reply that size,
+the part of the ratio that is not ours (five more processes in the turns, so every ratio is a little higher).
+`--service-share` adds, in the same turns, each tool in its own server with its service's work done once per
+distinct arguments (bench/service_skipped_server.py): the tool's ratio less that one is what its service's work
+costs where it runs, the rest is our MCP layer's and the SDK's.
 """
 
 from __future__ import annotations
@@ -104,7 +107,10 @@ READS = {
 }  # fmt: skip
 
 
-def measure_reads(calls: int, sdk_share: bool = False) -> None:
+SKIPPED = Path(__file__).with_name("service_skipped_server.py")
+
+
+def measure_reads(calls: int, sdk_share: bool = False, service_share: bool = False) -> None:
     data_dir = anyio.run(prepare_data_dir)
     env = {"SOPHIA_DATA_DIR": str(data_dir)}
     bare = StdioPeer(BARE)
@@ -119,17 +125,39 @@ def measure_reads(calls: int, sdk_share: bool = False) -> None:
         tool, args = set_up(server)[label]
         probes[label] = (server, tool, args)
         records[tool] = {"server": name, "record": server.call(tool, args(0))["structuredContent"]}
+        if service_share:
+            skipped = StdioPeer([sys.executable, str(SKIPPED), name], env)
+            skipped.initialize()
+            peers.append(skipped)
+            set_up(skipped)  # the same set-up calls, so its answers are of the same records
+            probes[f"{label} (no service)"] = (skipped, tool, args)
     if sdk_share:
-        # A bare MCPServer answering each tool's record, built once, with the tool's own output type: the SDK's share.
-        records_file = data_dir / "records.json"
-        records_file.write_text(json.dumps(records))
-        floor = StdioPeer([sys.executable, str(Path(__file__).with_name("record_server.py")), str(records_file)], env)
-        floor.initialize()
-        peers.append(floor)
+        # A bare MCPServer answering one tool's record, built once, with the tool's own output type: the SDK's share.
+        # One server a tool, so each is called once a turn, as the tool's own server is: one server answering all
+        # five in turn stays warmer than any of them, and its share looked 0.2-0.3x smaller than it is.
+        floors: dict[str, StdioPeer] = {}
+        for tool, entry in records.items():
+            records_file = data_dir / f"record-{tool}.json"
+            records_file.write_text(json.dumps({tool: entry}))
+            floors[tool] = StdioPeer(
+                [sys.executable, str(Path(__file__).with_name("record_server.py")), str(records_file)], env
+            )
+            floors[tool].initialize()
+            peers.append(floors[tool])
         probes = {"echo (bare)": probes["echo (bare)"]} | {
             label: probe
             for tool in records
-            for label, probe in ((tool, probes[tool]), (f"{tool} (SDK only)", (floor, tool, lambda i: {})))
+            for label, probe in (
+                (tool, probes[tool]),
+                *([(f"{tool} (no service)", probes[f"{tool} (no service)"])] if service_share else []),
+                (f"{tool} (SDK only)", (floors[tool], tool, lambda i: {})),
+            )
+        }
+    elif service_share:
+        probes = {"echo (bare)": probes["echo (bare)"]} | {
+            label: probe
+            for tool in records
+            for label, probe in ((tool, probes[tool]), (f"{tool} (no service)", probes[f"{tool} (no service)"]))
         }
     series = latencies(probes, calls)  # type: ignore[arg-type]
     for peer in peers:
@@ -137,6 +165,8 @@ def measure_reads(calls: int, sdk_share: bool = False) -> None:
     print("read tools, each in its own server, in turns with the bare echo over stdio (no client-side validation):")
     if sdk_share:
         print("'(SDK only)': a bare MCPServer answering that tool's record at once, the SDK's share of the call")
+    if service_share:
+        print("'(no service)': the same server with the tool's service work done once per arguments, then reused")
     report(series)
 
 
@@ -185,8 +215,11 @@ if __name__ == "__main__":
     parser.add_argument(
         "--sdk-share", action="store_true", help="reads: also time each record answered by a bare MCPServer"
     )
+    parser.add_argument(
+        "--service-share", action="store_true", help="reads: also time each tool with its service's work skipped"
+    )
     options = parser.parse_args()
     if options.server == "reads":
-        measure_reads(options.calls, options.sdk_share)
+        measure_reads(options.calls, options.sdk_share, options.service_share)
     else:
         measure(options.server, options.starts, options.calls)
