@@ -1,7 +1,7 @@
 """The alerts server: send alerts to channels (Slack, or the local outbox), see them and retry them."""
 
 from datetime import UTC, datetime, time
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
@@ -54,8 +54,48 @@ RECENT = 50
 Block = Annotated[dict[str, Any], Field(description="A Slack Block Kit block: an object with a `type`.")]
 
 
+class AttachedFile(Model):
+    filename: str
+    mime_type: str
+
+
+class ListedAlert(Model):
+    """An alert as a listing shows it: what it says, where it went and how its delivery stands. Its Slack blocks
+    (the same message laid out) and its files' contents are left to `uri`: a page stays small for a model to read."""
+
+    id: int
+    key: str
+    channel: str
+    severity: Severity
+    title: str
+    text: str
+    thread_ts: str | None = Field(description="Slack's ts of the message it replies to, in that thread.")
+    attachments: list[AttachedFile] = Field(description="The files it carries (an invite); their contents at `uri`.")
+    status: OutboxStatus
+    attempts: int
+    last_error: str | None
+    external_ref: str | None = Field(description="The receiver's reference: Slack's ts of the message.")
+    run_id: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    uri: str = Field(description="The whole alert as sent (blocks and attachments included), as a resource.")
+
+    @classmethod
+    def of(cls, entry: OutboxEntry) -> Self:
+        alert = entry.payload
+        return cls(
+            id=entry.id, key=entry.key, channel=entry.target, severity=alert.get("severity", "warning"),
+            title=entry.title, text=alert.get("text", ""), thread_ts=alert.get("thread_ts"),
+            attachments=[AttachedFile(filename=a["filename"], mime_type=a["mime_type"])
+                         for a in alert.get("attachments") or []],
+            status=entry.status, attempts=entry.attempts, last_error=entry.last_error,
+            external_ref=entry.external_ref, run_id=entry.run_id, created_at=entry.created_at,
+            delivered_at=entry.delivered_at, uri=f"alerts://{entry.id}",
+        )  # fmt: skip
+
+
 class AlertPage(Model):
-    alerts: list[OutboxEntry]
+    alerts: list[ListedAlert]
     next_cursor: str | None = Field(description="Pass as `cursor` for older alerts; null on the last page.")
     note: EmptyNote = None
 
@@ -125,14 +165,15 @@ async def list_alerts(
     limit: Annotated[int | None, Field(ge=1, le=200, description="Alerts per page, 1-200; null: 20.")] = 20,
     cursor: Cursor = None,
 ) -> AlertPage:
-    """Alerts sent or waiting to be sent, newest first, with their delivery status, attempts and last error."""
+    """Alerts sent or waiting to be sent, newest first: what each says, with its delivery status, attempts and last
+    error. Each one's `uri` (alerts://{id}) reads it whole, with its Slack blocks and attachments."""
     limit = limit or 20
     before = decode_cursor(cursor, "alerts", int)[0] if cursor else None
     alerts = await services_of(ctx).outbox.list(status, limit + 1, channel, before, kind="alert")
     following = encode_cursor("alerts", alerts[limit - 1].id) if len(alerts) > limit else None
     how = f"{DEMO_HINT} and raises its alerts; run_health_monitor raises those due"
     note = none_yet(alerts, not (status or channel or cursor), "alerts", how)
-    return AlertPage(alerts=alerts[:limit], next_cursor=following, note=note)
+    return AlertPage(alerts=[ListedAlert.of(a) for a in alerts[:limit]], next_cursor=following, note=note)
 
 
 async def retry_alerts(
@@ -282,7 +323,7 @@ def register(server: SophiaServer, prefix: str = "") -> None:
     async def recent_alerts() -> str:
         """The 50 newest alerts with their delivery status."""
         alerts = await server.services.outbox.list(limit=RECENT, kind="alert")
-        return AlertPage(alerts=alerts, next_cursor=None).model_dump_json(indent=2)
+        return AlertPage(alerts=[ListedAlert.of(a) for a in alerts], next_cursor=None).model_dump_json(indent=2)
 
     server.declare_resource(
         "alerts://recent", name="recent_alerts", title="Recent alerts", mime_type="application/json"

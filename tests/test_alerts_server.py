@@ -60,6 +60,23 @@ async def test_topics_route_and_a_key_is_sent_once_within_the_window(data_dir: P
     assert "Bolt may churn" in recent.contents[0].text and "#leadership" in one.contents[0].text  # type: ignore[union-attr]
 
 
+async def test_a_listing_leaves_an_alerts_blocks_to_its_resource(data_dir: Path) -> None:
+    """A page of alerts says what each one says; the Slack layout of the same message is read from its uri, so 20
+    alerts with rich blocks do not fill a model's context twice over."""
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*Line {i}* of the layout"}} for i in range(30)]
+    async with Client(create_server(make_settings(data_dir))) as client:
+        sent = structured(await client.call_tool(
+            "send_alert", {"text": "Acme's health fell to 41", "title": "Acme at 41", "blocks": blocks}
+        ))  # fmt: skip
+        [listed] = structured(await client.call_tool("list_alerts", {}))["alerts"]
+        whole = json.loads((await client.read_resource(listed["uri"])).contents[0].text)  # type: ignore[union-attr]
+    assert listed["id"] == sent["entry"]["id"] and listed["uri"] == f"alerts://{listed['id']}"
+    said = (listed["title"], listed["text"], listed["severity"], listed["channel"])
+    assert said == ("Acme at 41", "Acme's health fell to 41", "warning", "#alerts")
+    assert "blocks" not in listed and "payload" not in listed and "Line 7" not in json.dumps(listed)
+    assert whole["payload"]["blocks"] == blocks
+
+
 async def test_past_the_window_the_same_key_alerts_again(data_dir: Path) -> None:
     settings = make_settings(data_dir, alerts={"dedupe_minutes": 0.001})  # 60 ms
     arguments = {"text": "Disk almost full", "idempotency_key": "disk:db1"}

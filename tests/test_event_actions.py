@@ -374,7 +374,7 @@ async def test_on_the_local_backends_the_reply_keeps_its_thread(data_dir: Path) 
         listed = structured(await client.call_tool("list_alerts", {"channel": BUGS}))
     [reply] = listed["alerts"]
     assert reply["key"] == f"bug-filed:bug:slack:{BUGS}/1764600000.000100" and reply["status"] == "delivered"
-    assert reply["payload"]["thread_ts"] == "1764600000.000100" and result["issue"] in reply["payload"]["text"]
+    assert reply["thread_ts"] == "1764600000.000100" and result["issue"] in reply["text"]
 
 
 async def test_a_gong_call_carrying_its_transcript_needs_no_gong_backend(tmp_path: Path) -> None:

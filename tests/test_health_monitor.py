@@ -3,6 +3,7 @@ Slack or Linear is down, and invites that are valid iCalendar."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -63,8 +64,10 @@ async def test_the_invite_is_an_icalendar_request_to_the_csm(data_dir: Path, dem
         report = structured(await client.call_tool("run_health_monitor", {}))
         alerts = structured(await client.call_tool("list_alerts", {"channel": "#client-health"}))
         invite = await client.read_resource(f"meetings://{report['worst'][0]['meeting_uid']}")
-    assert invite.contents[0].text == alerts["alerts"][0]["payload"]["attachments"][0]["content"]  # type: ignore[union-attr]
-    [attachment] = alerts["alerts"][0]["payload"]["attachments"]
+        whole = json.loads((await client.read_resource(alerts["alerts"][0]["uri"])).contents[0].text)  # type: ignore[union-attr]
+    assert alerts["alerts"][0]["attachments"] == [{"filename": "health-review.ics", "mime_type": "text/calendar"}]
+    assert invite.contents[0].text == whole["payload"]["attachments"][0]["content"]  # type: ignore[union-attr]
+    [attachment] = whole["payload"]["attachments"]
     calendar = Calendar.from_ical(attachment["content"])
     [event] = calendar.walk("VEVENT")
     csm = demo_store.value("SELECT csm_email FROM clients WHERE id = ?", (report["worst"][0]["client_id"],))
@@ -134,7 +137,7 @@ async def test_alerts_are_listed_without_the_issues_and_the_meetings_booked_are_
         none_yet = structured(await client.call_tool("list_meetings", {"from_date": "2999-01-01"}))["meetings"]
         invite = await client.read_resource(page["meetings"][0]["uri"])
     assert counts(demo_store) == {"meetings": 3, "issues": 3, "alerts": 3}
-    assert [a["kind"] for a in alerts] == ["alert"] * 3
+    assert [a["key"].split(":")[0] for a in alerts] == ["health-monitor"] * 3
     listed = page["meetings"] + rest["meetings"]
     assert len(listed) == 3 and len({m["uid"] for m in listed}) == 3 and rest["next_cursor"] is None
     assert [m["starts_at"] for m in listed] == sorted((m["starts_at"] for m in listed), reverse=True)
