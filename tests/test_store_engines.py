@@ -321,6 +321,37 @@ def test_a_write_slipped_into_an_outside_query_is_refused_by_the_engine(store: S
     assert store.query("SELECT count(*) AS n FROM clients")[0]["n"] == 0
 
 
+FOREVER = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
+
+
+def stopped_outside_query(store: Store, seconds: float, sql: str = FOREVER) -> str:
+    """Run `sql` on an outside reader with `seconds` to run: "stopped" if the engine stopped it, else its rows."""
+    try:
+        with store.untrusted_reader(seconds, 1 << 20) as conn:
+            return repr([tuple(row) for row in conn.execute(sql).fetchall()])
+    except sqlite3.OperationalError as exc:
+        return "stopped" if "interrupt" in str(exc) else f"failed: {exc}"
+    except OutsideQueryFailed as exc:
+        return "stopped" if exc.stopped else f"failed: {exc}"
+
+
+def test_runaway_outside_queries_running_together_are_each_stopped_at_their_own_time(store: Store) -> None:
+    """A query with a short time is stopped at it while another with a longer one still runs (one watchdog serves
+    every statement, asleep until the earliest deadline), the longer one is stopped at its own, and the readers
+    they leave behind run the next query unharmed."""
+    answers: dict[str, str] = {}
+    longer = threading.Thread(target=lambda: answers.update(longer=stopped_outside_query(store, 3)))
+    longer.start()
+    try:
+        answers["shorter"] = stopped_outside_query(store, 0.3)
+        longer_running = longer.is_alive()
+    finally:
+        longer.join(60)
+    after = [stopped_outside_query(store, 60, "SELECT count(*) AS n FROM clients") for _ in range(3)]
+    assert answers == {"shorter": "stopped", "longer": "stopped"} and longer_running
+    assert after == ["[(0,)]"] * 3
+
+
 def test_a_url_of_another_database_is_refused_without_its_password(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as caught:
         open_store(tmp_path / "x.db", SecretStr("mysql://user:hunter2@db/x"))
