@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.cli.main import app
 from sophia_mcp.demo.load import load_demo
+from sophia_mcp.domain.crm import Client as CRMClient
 from sophia_mcp.domain.inbox import Incoming
 from sophia_mcp.domain.issues import IssueDraft, IssueQuery
 from sophia_mcp.domain.schedules import ScheduleTiming
@@ -27,6 +28,7 @@ from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput, ServiceUnavailable
 from sophia_mcp.servers.crm import create_server as create_crm
 from sophia_mcp.store.churn import ChurnSignals
+from sophia_mcp.store.clients import LocalCRM
 from sophia_mcp.store.database import OutsideQueryFailed, Store
 from sophia_mcp.store.engine import open_store
 from sophia_mcp.store.inbox import Inbox
@@ -307,6 +309,17 @@ async def test_the_local_tracker_creates_once_and_finds_by_identifier_and_label_
     assert (await tracker.get(issue.identifier.lower())).id == issue.id
     page = await tracker.search(IssueQuery(labels=["bug"], team="ENG"))
     assert [i.id for i in page.issues] == [issue.id]
+
+
+async def test_the_clients_a_question_is_read_against_are_each_client_s_id_and_name_as_saved_now(store: Store) -> None:
+    crm = LocalCRM(store)
+    with store.transaction() as conn:
+        crm.save_clients(conn, [CRMClient(id="2", name="Summit Peak Rentals"), CRMClient(id="1", name="Acme")])
+    first = await crm.ids_and_names()
+    with store.transaction() as conn:
+        crm.save_clients(conn, [CRMClient(id="2", name="Granite Peak Rentals")])
+    assert first == [("1", "Acme"), ("2", "Summit Peak Rentals")]
+    assert await crm.ids_and_names() == [("1", "Acme"), ("2", "Granite Peak Rentals")]
 
 
 # -- PostgreSQL's own faults ---------------------------------------------------------------------------------
