@@ -66,3 +66,18 @@ def test_a_closed_watchdog_starts_again_on_the_next_watch() -> None:
     finally:
         watchdog.close()
     assert not [t for t in threading.enumerate() if t.name == "test-watchdog"]
+
+
+def test_many_blocks_ended_long_before_their_deadlines_still_leave_the_open_one_watched() -> None:
+    """Ended blocks are swept out of the deadlines (under a long time limit they would pile up): the sweep keeps
+    the blocks still open."""
+    watchdog = Watchdog("test-watchdog")
+    stopped = threading.Event()
+    try:
+        with watchdog.watch(0.2, stopped.set):
+            for _ in range(5000):
+                with watchdog.watch(600, lambda: None):
+                    pass
+            assert stopped.wait(10)
+    finally:
+        watchdog.close()

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
+KEPT_ENDED = 1024  # deadlines of ended blocks the heap may hold before they are swept out with one pass
+
 
 class Watchdog:
     """Calls each watched statement's `stop` once its time is up, unless its block has ended: never after."""
@@ -39,6 +41,10 @@ class Watchdog:
             key = next(self._keys)
             self._running[key] = stop
             heapq.heappush(self._due, (deadline, key))
+            if len(self._due) > KEPT_ENDED and len(self._due) > 4 * len(self._running):
+                # Ended blocks leave only when their deadline comes up: under a long time limit, drop them now.
+                self._due = [entry for entry in self._due if entry[1] in self._running]
+                heapq.heapify(self._due)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
                 self._thread.start()
