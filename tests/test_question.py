@@ -76,3 +76,14 @@ def test_the_topics_a_question_is_about() -> None:
     assert topics_of("ARR by segment and competitor mentions") == {"revenue", "competitors"}
     assert topics_of("Is health improving?") == {"risk", "trend"}
     assert topics_of("When did the carrier arrive?") == set()  # not "arr", not "risk"
+
+
+def test_the_client_named_is_found_among_the_clients_as_they_are_now() -> None:
+    """The names' table is built once per list of clients: a client renamed, added or gone changes the answer."""
+    question = "How is Summit Peak doing?"
+    assert find_client(question, CLIENTS) == ("3", "Summit Peak Rentals")
+    renamed = [c if c[0] != "3" else ("3", "Granite Peak Rentals") for c in CLIENTS]
+    assert find_client(question, renamed) is None
+    added = [*CLIENTS, ("7", "Summit Peak Holdings")]
+    assert find_client(question, added) is None  # two clients' names begin so now
+    assert find_client(question, CLIENTS) == ("3", "Summit Peak Rentals")

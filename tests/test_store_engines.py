@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.cli.main import app
 from sophia_mcp.demo.load import load_demo
+from sophia_mcp.domain.crm import Client as CRMClient
 from sophia_mcp.domain.inbox import Incoming
 from sophia_mcp.domain.issues import IssueDraft, IssueQuery
 from sophia_mcp.domain.schedules import ScheduleTiming
@@ -27,6 +28,7 @@ from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput, ServiceUnavailable
 from sophia_mcp.servers.crm import create_server as create_crm
 from sophia_mcp.store.churn import ChurnSignals
+from sophia_mcp.store.clients import LocalCRM
 from sophia_mcp.store.database import OutsideQueryFailed, Store
 from sophia_mcp.store.engine import open_store
 from sophia_mcp.store.inbox import Inbox
@@ -309,6 +311,17 @@ async def test_the_local_tracker_creates_once_and_finds_by_identifier_and_label_
     assert [i.id for i in page.issues] == [issue.id]
 
 
+async def test_the_clients_a_question_is_read_against_are_each_client_s_id_and_name_as_saved_now(store: Store) -> None:
+    crm = LocalCRM(store)
+    with store.transaction() as conn:
+        crm.save_clients(conn, [CRMClient(id="2", name="Summit Peak Rentals"), CRMClient(id="1", name="Acme")])
+    first = await crm.ids_and_names()
+    with store.transaction() as conn:
+        crm.save_clients(conn, [CRMClient(id="2", name="Granite Peak Rentals")])
+    assert first == [("1", "Acme"), ("2", "Summit Peak Rentals")]
+    assert await crm.ids_and_names() == [("1", "Acme"), ("2", "Granite Peak Rentals")]
+
+
 # -- PostgreSQL's own faults ---------------------------------------------------------------------------------
 
 
@@ -319,6 +332,37 @@ def test_a_write_slipped_into_an_outside_query_is_refused_by_the_engine(store: S
         with store.untrusted_reader(5, 1 << 20) as conn:
             conn.execute("CREATE TABLE smuggled (x TEXT)")
     assert store.query("SELECT count(*) AS n FROM clients")[0]["n"] == 0
+
+
+FOREVER = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
+
+
+def stopped_outside_query(store: Store, seconds: float, sql: str = FOREVER) -> str:
+    """Run `sql` on an outside reader with `seconds` to run: "stopped" if the engine stopped it, else its rows."""
+    try:
+        with store.untrusted_reader(seconds, 1 << 20) as conn:
+            return repr([tuple(row) for row in conn.execute(sql).fetchall()])
+    except sqlite3.OperationalError as exc:
+        return "stopped" if "interrupt" in str(exc) else f"failed: {exc}"
+    except OutsideQueryFailed as exc:
+        return "stopped" if exc.stopped else f"failed: {exc}"
+
+
+def test_runaway_outside_queries_running_together_are_each_stopped_at_their_own_time(store: Store) -> None:
+    """A query with a short time is stopped at it while another with a longer one still runs (one watchdog serves
+    every statement, asleep until the earliest deadline), the longer one is stopped at its own, and the readers
+    they leave behind run the next query unharmed."""
+    answers: dict[str, str] = {}
+    longer = threading.Thread(target=lambda: answers.update(longer=stopped_outside_query(store, 3)))
+    longer.start()
+    try:
+        answers["shorter"] = stopped_outside_query(store, 0.3)
+        longer_running = longer.is_alive()
+    finally:
+        longer.join(60)
+    after = [stopped_outside_query(store, 60, "SELECT count(*) AS n FROM clients") for _ in range(3)]
+    assert answers == {"shorter": "stopped", "longer": "stopped"} and longer_running
+    assert after == ["[(0,)]"] * 3
 
 
 def test_a_url_of_another_database_is_refused_without_its_password(tmp_path: Path) -> None:

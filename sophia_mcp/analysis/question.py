@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Literal
 
 Topic = Literal["risk", "revenue", "trend", "competitors"]
@@ -144,20 +145,28 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[\w&]+", re.sub(r"['’]s\b", "", text.casefold()))
 
 
-def find_client(question: str, clients: Iterable[tuple[str, str]]) -> tuple[str, str] | None:
-    """The (id, name) of the client the question names: by its whole name, or by the first two or more words of
-    it that no other client's name begins with ("Aspen Grove" for Aspen Grove Properties), in any case. The
-    longest name found wins; None when it names none, or two clients as much."""
+@lru_cache(maxsize=8)
+def _name_prefixes(clients: tuple[tuple[str, str], ...]) -> tuple[dict[tuple[str, ...], tuple[str, str]], int]:
+    """Each client's whole name and its beginnings of two or more words, as lower-cased words, that name that
+    client alone, and the most words in one. Built once per list of clients (most of `find_client`'s time): a
+    changed list is another key, so an answer is never from an old one. Read it, never change it."""
     owners: dict[tuple[str, ...], set[tuple[str, str]]] = {}
     for client in clients:
         words = tuple(_words(client[1]))
         for n in range(min(2, len(words)), len(words) + 1):
             owners.setdefault(words[:n], set()).add(client)
-    longest = max((len(p) for p in owners), default=0)
+    alone = {prefix: next(iter(named)) for prefix, named in owners.items() if len(named) == 1}
+    return alone, max((len(p) for p in owners), default=0)
+
+
+def find_client(question: str, clients: Iterable[tuple[str, str]]) -> tuple[str, str] | None:
+    """The (id, name) of the client the question names: by its whole name, or by the first two or more words of
+    it that no other client's name begins with ("Aspen Grove" for Aspen Grove Properties), in any case. The
+    longest name found wins; None when it names none, or two clients as much."""
+    alone, longest = _name_prefixes(tuple(clients))
     asked = _words(question)
     for n in range(min(longest, len(asked)), 0, -1):
-        found = {next(iter(owners[p])) for i in range(len(asked) - n + 1)
-                 if len(owners.get(p := tuple(asked[i : i + n]), ())) == 1}  # fmt: skip
+        found = {alone[p] for i in range(len(asked) - n + 1) if (p := tuple(asked[i : i + n])) in alone}
         if found:
             return found.pop() if len(found) == 1 else None
     return None

@@ -10,7 +10,7 @@ visible; anywhere else it is a table and must be on the list. The statement that
 (cte_1, cte_2, ...; a reference keeps its old name as an alias), so the database cannot resolve a name to a table
 this check took for a CTE, whatever its own scoping rules; and that statement is parsed and checked again.
 
-The caller runs the statement on a read-only connection with a timer that interrupts it and a cap on the size of
+The caller runs the statement on a read-only connection that is stopped at its time limit and caps the size of
 any value it builds: this check says what is wrong; the connection enforces the rest.
 """
 

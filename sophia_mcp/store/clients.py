@@ -213,6 +213,14 @@ class LocalCRM:
         rows = await self.store.run(self.store.query, "SELECT * FROM clients ORDER BY id")
         return [_client(r) for r in rows]
 
+    def _ids_and_names(self) -> list[tuple[str, str]]:
+        return [(row[0], row[1]) for row in self.store.query("SELECT id, name FROM clients ORDER BY id")]
+
+    async def ids_and_names(self) -> list[tuple[str, str]]:
+        """Every client's (id, name), along the key: what a question is read against for the client it names
+        (two columns, not whole records; here while the clients are few)."""
+        return await self.store.scan("clients", self._ids_and_names)
+
     async def all_client_ids(self) -> list[str]:
         """Every client's id, along the key (the health monitor's pass loads whole records only of those at risk)."""
         rows = await self.store.run(self.store.query, "SELECT id FROM clients ORDER BY id")

@@ -23,6 +23,7 @@ import anyio.to_thread
 
 from sophia_mcp.errors import DiskFull, ServiceUnavailable, SophiaError
 from sophia_mcp.store.migrations import MIGRATIONS, statements
+from sophia_mcp.store.watchdog import Watchdog
 
 T = TypeVar("T")
 
@@ -126,6 +127,7 @@ class Store:
         self._readers: list[sqlite3.Connection] = []
         self._untrusted: list[sqlite3.Connection] = []  # idle connections of `untrusted_reader`
         self._untrusted_lock = threading.Lock()  # not `_lock`: a write transaction holds that throughout
+        self._watchdog = Watchdog("sophia-store-watchdog")  # interrupts the statements of `untrusted_reader`
         self._owed: list[Callable[[sqlite3.Connection], None]] = []
 
     def _connect(self) -> sqlite3.Connection:
@@ -247,20 +249,17 @@ class Store:
     def untrusted_reader(self, seconds: float, max_value_bytes: int) -> Iterator[sqlite3.Connection]:
         """A connection of its own for one statement from outside (a model's SQL): opened read-only (`mode=ro`, and
         `query_only`), so nothing it runs writes and no write waits for it; no text, blob or row over
-        `max_value_bytes`; interrupted by a timer after `seconds` whatever it is doing. Close its cursors before
-        the block ends: the connection is reused."""
+        `max_value_bytes`; interrupted after `seconds` whatever it is doing (by the store's watchdog thread, which
+        never interrupts it once the block has ended: not its next user, nor a closed connection). Close its
+        cursors before the block ends: the connection is reused."""
         with self._untrusted_lock:
             idle = self._untrusted.pop() if self._untrusted else None
         conn = idle or self._open_untrusted()
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_value_bytes)
-        timer = threading.Timer(seconds, conn.interrupt)
-        timer.daemon = True
-        timer.start()
         try:
-            yield conn
+            with self._watchdog.watch(seconds, conn.interrupt):
+                yield conn
         finally:
-            timer.cancel()
-            timer.join()  # an interrupt must not reach the connection's next user, nor a closed connection
             with self._untrusted_lock:
                 self._untrusted.append(conn)
 
@@ -384,6 +383,7 @@ class Store:
                         pass
                 except SophiaError as exc:
                     log.warning("%d writes to the store are lost: %s", len(self._owed), exc)
+            self._watchdog.close()
             # Read-only connections first: the last connection to close folds the WAL back, and they cannot.
             with self._untrusted_lock:
                 for conn in self._untrusted:

@@ -124,8 +124,7 @@ async def read_question(services: Services, question: str, client_id: str | None
     """The client (the one given, else the one the question names), period and competitors of a question, and
     the metrics that answer it."""
     if client_id is None:
-        clients = await services.clients.all_clients()
-        client = find_client(question, [(c.id, c.name) for c in clients])
+        client = find_client(question, await services.clients.ids_and_names())
     else:
         found = await services.clients.get_client(client_id)
         client = (client_id, found.name if found else client_id)
