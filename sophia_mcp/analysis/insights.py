@@ -13,8 +13,8 @@ from sophia_mcp.analysis.learned_reading import (
     learned_sentiment,
     read_client_sentences,
 )
-from sophia_mcp.analysis.risk import SentenceMeaning, find_risk_factors
-from sophia_mcp.analysis.sentiment import summarize_sentiment
+from sophia_mcp.analysis.risk import SentenceMeaning, client_sentences, risk_factors
+from sophia_mcp.analysis.sentiment import Tones, summarize_sentiment, transcript_tones
 from sophia_mcp.domain.calls import Call, Transcript
 from sophia_mcp.domain.results import CallAnalysis, CallInsights, CompetitorMention, RiskFactor, SentimentSummary
 from sophia_mcp.domain.weights import Competitor
@@ -26,8 +26,9 @@ def local_insights(
     """Sentiment, competitor mentions and risk factors by the lexicon and phrase rules (and, with `meaning`, by
     closeness to written examples of each risk), with a short summary."""
     mentions = find_competitor_mentions(transcript, call.parties, competitors)
-    risks = find_risk_factors(transcript, call.parties, competitors, meaning)
-    return _insights(call, mentions, risks, _lexicon_sentiment(call, transcript, risks))
+    tones = transcript_tones(transcript)
+    risks = risk_factors(client_sentences(transcript, call.parties, competitors, tones), call.parties, meaning)
+    return _insights(call, mentions, risks, _lexicon_sentiment(call, transcript, risks, tones))
 
 
 def learned_insights(
@@ -41,16 +42,19 @@ def learned_insights(
     """The local reading with what the fitted weights add (analysis/learned_reading.py): the risks the client's
     sentences score for beyond the rules', and the sentiment model's label."""
     mentions = find_competitor_mentions(transcript, call.parties, competitors)
-    sentences = read_client_sentences(transcript, call.parties, competitors, embed, meaning)
-    risks = learned_risk_factors(transcript, call.parties, competitors, sentences, weights)
-    sentiment = learned_sentiment(_lexicon_sentiment(call, transcript, risks), sentences, weights)
+    tones = transcript_tones(transcript)  # each sentence scored once, for the reading, the rules and the summary
+    sentences = read_client_sentences(transcript, call.parties, competitors, embed, meaning, tones)
+    risks = learned_risk_factors(sentences, call.parties, weights)
+    sentiment = learned_sentiment(_lexicon_sentiment(call, transcript, risks, tones), sentences, weights)
     return _insights(call, mentions, risks, sentiment)
 
 
-def _lexicon_sentiment(call: Call, transcript: Transcript, risks: Sequence[RiskFactor]) -> SentimentSummary:
+def _lexicon_sentiment(
+    call: Call, transcript: Transcript, risks: Sequence[RiskFactor], tones: Tones
+) -> SentimentSummary:
     return summarize_sentiment(
         transcript, call.parties, {(r.speaker_id, r.at_ms) for r in risks},
-        {(r.speaker_id, r.at_ms) for r in risks if r.kind == "churn_intent"},
+        {(r.speaker_id, r.at_ms) for r in risks if r.kind == "churn_intent"}, tones,
     )  # fmt: skip
 
 

@@ -22,14 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from sophia_mcp.analysis.risk import PATTERNS, SentenceMeaning, find_risk_factors, risk_kinds
-from sophia_mcp.analysis.sentiment import (
-    RISK_TONE,
-    business_sentiment,
-    call_score,
-    is_mixed,
-    sentence_sentiment,
-)
+from sophia_mcp.analysis.risk import PATTERNS, ClientSentence, SentenceMeaning, client_sentences, risk_factors
+from sophia_mcp.analysis.sentiment import RISK_TONE, Tones, call_score, is_mixed, transcript_tones
 from sophia_mcp.analysis.speakers import name_of, side_of, speaker_index
 from sophia_mcp.domain.calls import Party, Transcript
 from sophia_mcp.domain.results import RiskFactor, RiskKind, SentimentSummary
@@ -85,11 +79,13 @@ class LearnedWeights:
 class ClientSentences:
     """A call's client-side sentences, read once: what both models' features are made of."""
 
-    texts: list[str]
-    speakers: list[str]
-    starts: list[int]
+    client: list[ClientSentence]
     features: Matrix  # sentences x sentence features
     ours: list[float]  # our side's business tones
+
+    @property
+    def texts(self) -> list[str]:
+        return [s.text for s in self.client]
 
     @property
     def embeddings(self) -> Matrix:
@@ -102,29 +98,30 @@ def read_client_sentences(
     competitors: Sequence[Competitor],
     embed: Embed,
     meaning: SentenceMeaning,
+    tones: Tones | None = None,
 ) -> ClientSentences:
     """Per client sentence: its embedding, its closeness to each kind's examples, the rules' kinds (0 or 1 each),
-    its business tone and its raw VADER score, in that order."""
+    its business tone and its raw VADER score, in that order. `tones`, the transcript's tones if the caller has
+    them."""
     import numpy as np
 
+    tones = transcript_tones(transcript) if tones is None else tones
     index = speaker_index(parties)
-    texts, speakers, starts, ours = [], [], [], []
-    for monologue in transcript.monologues:
-        internal = side_of(monologue.speaker_id, index) == "Internal"
-        for sentence in monologue.sentences:
-            if internal:
-                ours.append(business_sentiment(sentence.text))
-            else:
-                texts.append(sentence.text)
-                speakers.append(monologue.speaker_id)
-                starts.append(sentence.start_ms)
-    if not texts:
-        return ClientSentences([], [], [], np.zeros((0, 0)), ours)
+    ours = [
+        tone.business
+        for monologue, monologue_tones in zip(transcript.monologues, tones, strict=True)
+        if side_of(monologue.speaker_id, index) == "Internal"
+        for tone in monologue_tones
+    ]
+    client = client_sentences(transcript, parties, competitors, tones)
+    if not client:
+        return ClientSentences([], np.zeros((0, 0)), ours)
+    texts = [s.text for s in client]
     vectors = np.asarray(embed(texts), dtype=np.float64)
     closeness = np.array([[s[k] for k in KINDS] for s in meaning(texts)], dtype=np.float64)
-    rules = np.array([[k in kinds for k in KINDS] for kinds in (risk_kinds(t, competitors) for t in texts)], float)
-    tones = np.array([[business_sentiment(t), sentence_sentiment(t)] for t in texts], dtype=np.float64)
-    return ClientSentences(texts, speakers, starts, np.hstack([vectors, closeness, rules, tones]), ours)
+    rules = np.array([[k in s.kinds for k in KINDS] for s in client], dtype=np.float64)
+    scores = np.array([[s.tone.business, s.tone.raw] for s in client], dtype=np.float64)
+    return ClientSentences(client, np.hstack([vectors, closeness, rules, scores]), ours)
 
 
 def sentence_risk_scores(sentences: ClientSentences, weights: LearnedWeights) -> Matrix:
@@ -139,7 +136,7 @@ def call_features(sentences: ClientSentences, dimension: int) -> Matrix:
     """The call's features for the sentiment model: its lexicon figures, then the client's mean embedding."""
     import numpy as np
 
-    if not sentences.texts:
+    if not sentences.client:
         empty = np.zeros(1)
         business, raw, rules, closest = empty, empty, np.zeros((1, len(KINDS))), 0.0
         mean_vector = np.zeros(dimension)
@@ -155,7 +152,7 @@ def call_features(sentences: ClientSentences, dimension: int) -> Matrix:
     lexicon = [
         call_score(list(floored), list(ours)), float(is_mixed(list(business))), business.mean(), business.min(),
         business.max(), (business > 0.3).mean(), (business < -0.05).mean(), raw.mean(), raw.min(), raw.max(),
-        ours.mean(), float(risky.sum()) if sentences.texts else 0.0, float(len(business)), closest,
+        ours.mean(), float(risky.sum()) if sentences.client else 0.0, float(len(business)), closest,
     ]  # fmt: skip
     return np.concatenate([np.array(lexicon, dtype=np.float64), mean_vector])
 
@@ -172,16 +169,12 @@ def sentiment_probabilities(features: Matrix, weights: LearnedWeights) -> dict[L
 
 
 def learned_risk_factors(
-    transcript: Transcript,
-    parties: Sequence[Party],
-    competitors: Sequence[Competitor],
-    sentences: ClientSentences,
-    weights: LearnedWeights,
+    sentences: ClientSentences, parties: Sequence[Party], weights: LearnedWeights
 ) -> list[RiskFactor]:
     """The rules' risk factors, and for each kind they did not raise whose best client sentence scores at least its
     threshold, that sentence as the kind's factor."""
-    factors = find_risk_factors(transcript, parties, competitors)
-    if not sentences.texts:
+    factors = risk_factors(sentences.client, parties)
+    if not sentences.client:
         return factors
     index = speaker_index(parties)
     raised = {f.kind for f in factors}
@@ -189,11 +182,11 @@ def learned_risk_factors(
     for k, kind in enumerate(KINDS):
         best = int(scores[:, k].argmax())
         if kind not in raised and scores[best, k] >= weights.risk_threshold[k]:
-            speaker = sentences.speakers[best]
+            said = sentences.client[best]
             factors.append(
                 RiskFactor(
-                    kind=kind, text=sentences.texts[best], speaker_id=speaker, speaker_name=name_of(speaker, index),
-                    affiliation=side_of(speaker, index), at_ms=sentences.starts[best],
+                    kind=kind, text=said.text, speaker_id=said.speaker_id, speaker_name=name_of(said.speaker_id, index),
+                    affiliation=side_of(said.speaker_id, index), at_ms=said.start_ms,
                 )
             )  # fmt: skip
     return factors

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
 
 from sophia_mcp.analysis.competitors import find_in_text
 from sophia_mcp.analysis.risk_meaning import raised_by_meaning
-from sophia_mcp.analysis.sentiment import business_sentiment
+from sophia_mcp.analysis.sentiment import SentenceTone, Tones, transcript_tones
 from sophia_mcp.analysis.speakers import name_of, side_of, speaker_index
 from sophia_mcp.domain.calls import Party, Transcript
 from sophia_mcp.domain.results import RiskFactor, RiskKind
@@ -206,38 +207,68 @@ def risk_kinds(text: str, competitors: Sequence[Competitor] = ()) -> list[RiskKi
 SentenceMeaning = Callable[[Sequence[str]], list[dict[RiskKind, float]]]
 
 
-def find_risk_factors(
-    transcript: Transcript,
-    parties: Sequence[Party],
-    competitors: Sequence[Competitor] = (),
-    meaning: SentenceMeaning | None = None,
-) -> list[RiskFactor]:
-    """Client-side sentences that express a risk to the account, at most one factor per sentence and kind: the
-    phrase rules' kinds, and with `meaning` the kinds the sentence is close to in meaning."""
+@dataclass(frozen=True)
+class ClientSentence:
+    """A sentence the client side said, read once per call: who said it and when, its tone and the phrase rules'
+    kinds, which the rules' factors, the risk meaning and the learned reading all start from."""
+
+    speaker_id: str
+    text: str
+    start_ms: int
+    tone: SentenceTone
+    kinds: list[RiskKind]
+
+
+def client_sentences(
+    transcript: Transcript, parties: Sequence[Party], competitors: Sequence[Competitor], tones: Tones
+) -> list[ClientSentence]:
+    """The client side's sentences (External and unknown speakers) with their tones (`transcript_tones`) and the
+    phrase rules' kinds, in the transcript's order."""
     index = speaker_index(parties)
-    client = [
-        (monologue, sentence)
-        for monologue in transcript.monologues
+    return [
+        ClientSentence(
+            monologue.speaker_id, sentence.text, sentence.start_ms, tone, risk_kinds(sentence.text, competitors)
+        )
+        for monologue, monologue_tones in zip(transcript.monologues, tones, strict=True)
         if side_of(monologue.speaker_id, index) != "Internal"
-        for sentence in monologue.sentences
+        for sentence, tone in zip(monologue.sentences, monologue_tones, strict=True)
     ]
-    similarities = meaning([s.text for _, s in client]) if meaning else [{} for _ in client]
+
+
+def risk_factors(
+    client: Sequence[ClientSentence], parties: Sequence[Party], meaning: SentenceMeaning | None = None
+) -> list[RiskFactor]:
+    """The client's sentences' risk factors, at most one per sentence and kind: the phrase rules' kinds, and with
+    `meaning` the kinds the sentence is close to in meaning."""
+    index = speaker_index(parties)
+    similarities = meaning([s.text for s in client]) if meaning else [{} for _ in client]
     factors = []
-    for (monologue, sentence), similarity in zip(client, similarities, strict=True):
-        side = side_of(monologue.speaker_id, index)
-        kinds = risk_kinds(sentence.text, competitors)
+    for sentence, similarity in zip(client, similarities, strict=True):
+        kinds = list(sentence.kinds)
         if similarity:
-            more = raised_by_meaning(similarity, business_sentiment(sentence.text))
+            more = raised_by_meaning(similarity, sentence.tone.business)
             kinds += [kind for kind in PATTERNS if kind in more and kind not in kinds]
         for kind in kinds:
             factors.append(
                 RiskFactor(
                     kind=kind,
                     text=sentence.text,
-                    speaker_id=monologue.speaker_id,
-                    speaker_name=name_of(monologue.speaker_id, index),
-                    affiliation=side,
+                    speaker_id=sentence.speaker_id,
+                    speaker_name=name_of(sentence.speaker_id, index),
+                    affiliation=side_of(sentence.speaker_id, index),
                     at_ms=sentence.start_ms,
                 )
             )
     return factors
+
+
+def find_risk_factors(
+    transcript: Transcript,
+    parties: Sequence[Party],
+    competitors: Sequence[Competitor] = (),
+    meaning: SentenceMeaning | None = None,
+) -> list[RiskFactor]:
+    """Client-side sentences that express a risk to the account (`risk_factors` of the transcript's
+    `client_sentences`)."""
+    client = client_sentences(transcript, parties, competitors, transcript_tones(transcript))
+    return risk_factors(client, parties, meaning)

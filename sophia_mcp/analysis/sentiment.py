@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from functools import cache
 from statistics import fmean
 from typing import TYPE_CHECKING
@@ -123,6 +124,29 @@ def business_sentiment(text: str, raw: float | None = None) -> float:
     return 0.0 if score < 0 and _only_denied_negatives(plain) else score
 
 
+@dataclass(frozen=True)
+class SentenceTone:
+    """A sentence's scores, taken once per call and passed to the summary, the rules' meaning and the learned
+    reading: VADER's compound score of the sentence as said, and its business score (`business_sentiment`)."""
+
+    raw: float
+    business: float
+
+
+Tones = list[list[SentenceTone]]  # per monologue, per sentence, in the transcript's order
+
+
+def sentence_tone(text: str) -> SentenceTone:
+    """A sentence's raw and business scores, VADER scoring it once (twice when there is courtesy to take out)."""
+    raw = sentence_sentiment(text)
+    return SentenceTone(raw=raw, business=business_sentiment(text, raw))
+
+
+def transcript_tones(transcript: Transcript) -> Tones:
+    """Every sentence's tone, per monologue in the transcript's order."""
+    return [[sentence_tone(s.text) for s in monologue.sentences] for monologue in transcript.monologues]
+
+
 def _only_denied_negatives(text: str) -> bool:
     """Whether the sentence's negative words are all denied or hypothetical ("nobody complained"): such a sentence
     reports that nothing is wrong, which a lexicon that flips the word's sign reads as bad news (or, further than
@@ -176,23 +200,24 @@ def summarize_sentiment(
     parties: Sequence[Party],
     risky: Collection[tuple[str, int]] = (),
     leaving: Collection[tuple[str, int]] = (),
+    tones: Tones | None = None,
 ) -> SentimentSummary:
     """Sentiment per speaker, for the client (External) side and for the call.
 
     `risky` holds (speaker id, sentence start ms) of the sentences in which the client raised a risk, `leaving`
-    those in which it said it may leave (churn intent).
+    those in which it said it may leave (churn intent); `tones`, the transcript's tones if the caller has them.
     """
+    tones = transcript_tones(transcript) if tones is None else tones
     index = speaker_index(parties)
     by_speaker: dict[str, list[float]] = {}
     client: list[float] = []
     internal: list[float] = []
-    for monologue in transcript.monologues:
+    for monologue, monologue_tones in zip(transcript.monologues, tones, strict=True):
         scores = by_speaker.setdefault(monologue.speaker_id, [])
         side = side_of(monologue.speaker_id, index)
-        for sentence in monologue.sentences:
-            raw = sentence_sentiment(sentence.text)
-            scores.append(raw)
-            business = business_sentiment(sentence.text, raw)
+        for sentence, tone in zip(monologue.sentences, monologue_tones, strict=True):
+            scores.append(tone.raw)
+            business = tone.business
             if (monologue.speaker_id, sentence.start_ms) in leaving:
                 business = min(business, CHURN_TONE)
             elif (monologue.speaker_id, sentence.start_ms) in risky:
