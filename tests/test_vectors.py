@@ -123,6 +123,8 @@ async def test_contract_index_search_filters_deletes_and_refuses_another_model(
     best = await index.query(query, 2)
     assert best[0].id == "c2" and len(best) == 2 and best[0].score >= best[1].score
     assert best[0].metadata["type"] == "playbook"
+    bare = await index.query(query, 2, metadata=False)  # what a search asks for: ids and scores alone
+    assert [(m.id, m.score, m.metadata) for m in bare] == [(m.id, m.score, {}) for m in best]
     only_pricing = await index.query(query, 5, {"type": "pricing"})
     assert [m.id for m in only_pricing] == ["c0"]
     recent = await index.query(query, 5, {"date": {"$gte": 20260102}, "tags": {"$in": ["playbook"]}})

@@ -103,12 +103,14 @@ class PineconeIndex:
                 "POST", "/vectors/delete", json={"ids": ids[start : start + DELETE_BATCH], "namespace": self.namespace}
             )
 
-    async def query(self, vector: Vectors, top_k: int, filter: Filter | None = None) -> list[VectorMatch]:
+    async def query(
+        self, vector: Vectors, top_k: int, filter: Filter | None = None, *, metadata: bool = True
+    ) -> list[VectorMatch]:
         body: dict[str, Any] = {
             "vector": [float(x) for x in vector],
             "topK": top_k + 1,  # room for the model record, which has no place in results
             "namespace": self.namespace,
-            "includeMetadata": True,
+            "includeMetadata": metadata,
             "includeValues": False,
         }
         if filter:

@@ -29,6 +29,9 @@ class VectorIndex(Protocol):
         there is nothing to overlap with other work while it runs."""
         ...
 
-    async def query(self, vector: Vectors, top_k: int, filter: Filter | None = None) -> list[VectorMatch]:
-        """The `top_k` nearest (cosine) vectors passing `filter`, best first."""
+    async def query(
+        self, vector: Vectors, top_k: int, filter: Filter | None = None, *, metadata: bool = True
+    ) -> list[VectorMatch]:
+        """The `top_k` nearest (cosine) vectors passing `filter`, best first; with `metadata` False, each match's
+        metadata is left empty (a caller that reads only ids and scores spares building them)."""
         ...

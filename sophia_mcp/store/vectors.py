@@ -365,7 +365,9 @@ class LocalVectorIndex:
             self._masks[key] = mask, int(mask.sum())
         return self._masks[key]
 
-    def query_now(self, vector: Vectors, top_k: int, filter: Filter | None = None) -> list[VectorMatch]:
+    def query_now(
+        self, vector: Vectors, top_k: int, filter: Filter | None = None, metadata: bool = True
+    ) -> list[VectorMatch]:
         with self._lock:
             self._fresh()
             if not self._ids:
@@ -384,8 +386,12 @@ class LocalVectorIndex:
                 return []
             best = np.argpartition(-scores, k - 1)[:k]
             best = best[np.argsort(-scores[best])]
-            found = zip(best.tolist(), scores[best].tolist(), self._columns.rows(best), strict=True)
-            return [VectorMatch(self._ids[i], score, metadata) for i, score, metadata in found]
+            ids, found = self._ids, zip(best.tolist(), scores[best].tolist(), strict=True)
+            if not metadata:
+                return [VectorMatch(ids[i], score, {}) for i, score in found]
+            return [
+                VectorMatch(ids[i], score, m) for (i, score), m in zip(found, self._columns.rows(best), strict=True)
+            ]
 
     @property
     def answers_here(self) -> bool:
@@ -393,11 +399,14 @@ class LocalVectorIndex:
         large one, one that must load first, or one whose changes are read from a database server, in a worker."""
         return self.store.reads_here and self.size <= INLINE_VECTORS
 
-    async def query(self, vector: Vectors, top_k: int, filter: Filter | None = None) -> list[VectorMatch]:
-        """The `top_k` nearest vectors passing `filter`, best first; here or in a worker thread (`answers_here`)."""
+    async def query(
+        self, vector: Vectors, top_k: int, filter: Filter | None = None, *, metadata: bool = True
+    ) -> list[VectorMatch]:
+        """The `top_k` nearest vectors passing `filter`, best first (with their metadata unless `metadata` is False);
+        here or in a worker thread (`answers_here`)."""
         if self.answers_here:
-            return await self.store.read(self.query_now, vector, top_k, filter)
-        return await self.store.run(self.query_now, vector, top_k, filter)
+            return await self.store.read(self.query_now, vector, top_k, filter, metadata)
+        return await self.store.run(self.query_now, vector, top_k, filter, metadata)
 
 
 def _prune(conn: sqlite3.Connection) -> None:

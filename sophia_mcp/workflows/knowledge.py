@@ -331,7 +331,7 @@ async def search(services: Services, query: str, flt: DocumentFilter | None = No
     async def by_vectors() -> list[str]:
         if not vector.any():  # no word the model knows: words alone
             return []
-        return [m.id for m in await services.vectors.query(vector, CANDIDATES, vector_filter(flt))]
+        return [m.id for m in await services.vectors.query(vector, CANDIDATES, vector_filter(flt), metadata=False)]
 
     held = await services.documents.held()
 
