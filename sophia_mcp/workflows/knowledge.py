@@ -382,7 +382,8 @@ async def _fuse(
             ranks.setdefault(chunk_of_vector[vid], {})["vector"] = rank
     for rank, cid in enumerate(lexical, 1):
         ranks.setdefault(cid, {})["lexical"] = rank
-    fused = sorted(ranks, key=lambda c: -sum(1 / (RRF_K + r) for r in ranks[c].values()))[:limit]
+    scores = {cid: sum(1 / (RRF_K + r) for r in by.values()) for cid, by in ranks.items()}  # each once
+    fused = sorted(scores, key=lambda c: -scores[c])[:limit]
     found = await documents.passages(fused)
     hits = []
     for cid in fused:
@@ -391,9 +392,8 @@ async def _fuse(
         hits.append({
             "chunk_id": cid, "document_id": passage.document_id, "title": passage.title, "source": passage.source,
             "type": passage.type, "section": passage.section, "position": passage.seq, "text": passage.text,
-            "score": round(sum(1 / (RRF_K + r) for r in ranks[cid].values()), 6),
-            "vector_rank": ranks[cid].get("vector"), "lexical_rank": ranks[cid].get("lexical"),
-            "citation": _citation(passage),
+            "score": round(scores[cid], 6), "vector_rank": ranks[cid].get("vector"),
+            "lexical_rank": ranks[cid].get("lexical"), "citation": _citation(passage),
         })  # fmt: skip
     # The hits validated in one call of pydantic-core, not a model built in Python per hit.
     return _HITS.validate_python(hits), len(chunk_of_vector) < len(vector_ids)
@@ -407,16 +407,16 @@ def _citation(passage: Passage) -> str:
 
 async def _chunks_for_vectors(documents: Documents, vector_ids: list[str]) -> dict[str, str]:
     """Vector id -> chunk id, for vectors whose document version is the current one."""
-    out: dict[str, str] = {}
-    wanted: dict[str, list[tuple[str, str, int]]] = {}
+    named: list[tuple[str, str, str, int]] = []  # (vector id, document id, content hash prefix, position)
     for vid in vector_ids:
         document_id, _, rest = vid.partition("#")
         prefix, _, position = rest.partition(".")
         if position.isdigit():
-            wanted.setdefault(document_id, []).append((vid, prefix, int(position)))
-    versions = await documents.versions(list(wanted))
-    for document_id, (content_hash, chunk_count) in versions.items():
-        for vid, prefix, number in wanted[document_id]:
-            if content_hash.startswith(prefix) and number < chunk_count:
-                out[vid] = chunk_id(document_id, number)
+            named.append((vid, document_id, prefix, int(position)))
+    versions = await documents.versions(list(dict.fromkeys([n[1] for n in named])))
+    out: dict[str, str] = {}
+    for vid, document_id, prefix, number in named:
+        version = versions.get(document_id)
+        if version is not None and version[0].startswith(prefix) and number < version[1]:
+            out[vid] = chunk_id(document_id, number)
     return out
