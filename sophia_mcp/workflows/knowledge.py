@@ -376,14 +376,16 @@ async def _fuse(
     """The full-text ranks beside the vector ranks, fused by reciprocal rank, as cited hits; and whether some
     vectors found were of no current document version."""
     chunk_of_vector = await _chunks_for_vectors(documents, vector_ids)
-    ranks: dict[str, dict[str, int]] = {}
+    vector_rank: dict[str, int] = {}
     for rank, vid in enumerate(vector_ids, 1):
-        if vid in chunk_of_vector:
-            ranks.setdefault(chunk_of_vector[vid], {})["vector"] = rank
-    for rank, cid in enumerate(lexical, 1):
-        ranks.setdefault(cid, {})["lexical"] = rank
-    scores = {cid: sum(1 / (RRF_K + r) for r in by.values()) for cid, by in ranks.items()}  # each once
-    fused = sorted(scores, key=lambda c: -scores[c])[:limit]
+        if (cid := chunk_of_vector.get(vid)) is not None:
+            vector_rank[cid] = rank
+    lexical_rank = {cid: rank for rank, cid in enumerate(lexical, 1)}
+    # Each chunk's reciprocal ranks summed once, vector first (the same float sum, so the same order of hits).
+    scores = {cid: 1 / (RRF_K + rank) for cid, rank in vector_rank.items()}
+    for cid, rank in lexical_rank.items():
+        scores[cid] = scores.get(cid, 0) + 1 / (RRF_K + rank)
+    fused = sorted(scores, key=scores.__getitem__, reverse=True)[:limit]  # stable: ties keep their order
     found = await documents.passages(fused)
     hits = []
     for cid in fused:
@@ -392,8 +394,8 @@ async def _fuse(
         hits.append({
             "chunk_id": cid, "document_id": passage.document_id, "title": passage.title, "source": passage.source,
             "type": passage.type, "section": passage.section, "position": passage.seq, "text": passage.text,
-            "score": round(scores[cid], 6), "vector_rank": ranks[cid].get("vector"),
-            "lexical_rank": ranks[cid].get("lexical"), "citation": _citation(passage),
+            "score": round(scores[cid], 6), "vector_rank": vector_rank.get(cid), "lexical_rank": lexical_rank.get(cid),
+            "citation": _citation(passage),
         })  # fmt: skip
     # The hits validated in one call of pydantic-core, not a model built in Python per hit.
     return _HITS.validate_python(hits), len(chunk_of_vector) < len(vector_ids)
