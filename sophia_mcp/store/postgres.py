@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import select
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -285,6 +286,25 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.row_factory = _row_factory
 
 
+def _check(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check of a connection it hands out, without a round trip for one that is sound: an idle
+    connection is sent nothing, so a socket with something to read (the server closing it, a restart's notice)
+    or one not idle is checked by a trip to the server, which raises for a dead one and the pool replaces it."""
+    idle = not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    if not idle or _readable(conn.pgconn.socket):
+        psycopg_pool.ConnectionPool.check_connection(conn)
+
+
+def _readable(fd: int) -> bool:
+    """Whether the socket has something to read (or was closed by its peer), at once; poll, as a busy server's
+    sockets may be numbered past what select takes."""
+    if not hasattr(select, "poll"):  # Windows
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class PostgresStore(Store):
     """The store on a PostgreSQL database: connections from a pool, shared by the worker threads."""
 
@@ -334,7 +354,7 @@ class PostgresStore(Store):
                 },
                 configure=_configure,
                 # A connection is checked as it is handed out: one the server dropped (a restart) is replaced.
-                check=psycopg_pool.ConnectionPool.check_connection,
+                check=_check,
                 timeout=CONNECT_TIMEOUT_S,
                 reconnect_timeout=CONNECT_TIMEOUT_S,
                 name="sophia-store",
