@@ -78,9 +78,23 @@ class Row:
 
 
 def _row_factory(cursor: Any) -> RowMaker[Row]:
-    description = cursor.description or []
-    index = {column.name: i for i, column in enumerate(description)}
-    return functools.partial(Row, index=index)
+    # The names straight from the result, not `description` (a Column object per column, per statement).
+    result = cursor.pgresult
+    names = tuple(result.fname(i) for i in range(result.nfields)) if result is not None else ()
+    return functools.partial(Row, index=_index(names, cursor.connection.info.encoding))
+
+
+@functools.lru_cache(maxsize=1024)
+def _index(names: tuple[bytes | None, ...], encoding: str) -> dict[str, int]:
+    """Each column's position by name: one dict for every result of the same columns (rows only read it)."""
+    # A COPY's result has columns but no names: psycopg calls them column_1, ... too.
+    return {name.decode(encoding) if name else f"column_{i + 1}": i for i, name in enumerate(names)}
+
+
+def _has_rows(cursor: psycopg.Cursor[Row]) -> bool:
+    """Whether the statement returned columns, as `description` is truthy, without building its Column objects."""
+    result = cursor.pgresult
+    return result is not None and result.nfields > 0
 
 
 # A string literal, a quoted identifier, a cast (`::`), a `?`, a `:name`, a `%` or the keyword LIKE: scanned left to
@@ -188,13 +202,13 @@ class Cursor:
         self._cursor = cursor
 
     def fetchone(self) -> Row | None:
-        return self._cursor.fetchone() if self._cursor.description else None
+        return self._cursor.fetchone() if _has_rows(self._cursor) else None
 
     def fetchall(self) -> list[Row]:
-        return self._cursor.fetchall() if self._cursor.description else []
+        return self._cursor.fetchall() if _has_rows(self._cursor) else []
 
     def fetchmany(self, size: int) -> list[Row]:
-        return self._cursor.fetchmany(size) if self._cursor.description else []
+        return self._cursor.fetchmany(size) if _has_rows(self._cursor) else []
 
     def close(self) -> None:
         self._cursor.close()
