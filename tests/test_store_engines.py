@@ -337,6 +337,19 @@ def test_a_write_slipped_into_an_outside_query_is_refused_by_the_engine(store: S
     assert store.query("SELECT count(*) AS n FROM clients")[0]["n"] == 0
 
 
+@pytest.mark.postgres
+def test_an_outside_query_on_postgresql_runs_in_a_read_only_transaction_with_its_time(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    try:
+        with store.untrusted_reader(1.5, 1 << 20) as conn:
+            row = conn.execute(
+                "SELECT current_setting('transaction_read_only') AS ro, current_setting('statement_timeout') AS t"
+            ).fetchone()
+        assert row is not None and (row["ro"], row["t"]) == ("on", "1500ms")
+    finally:
+        store.close()
+
+
 FOREVER = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
 
 

@@ -462,8 +462,8 @@ class PostgresStore(Store):
         with self._connection() as conn:
             try:
                 with conn.transaction():
-                    conn.execute("SET TRANSACTION READ ONLY")
-                    conn.execute(f"SET LOCAL statement_timeout = {deadline_ms}")
+                    # Both in one trip (no parameters: sent as one simple query), before the outside statement.
+                    conn.execute(cast(Any, f"SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {deadline_ms}"))
                     yield Connection(conn)
             except psycopg.errors.QueryCanceled as exc:
                 raise OutsideQueryFailed(str(exc), stopped=True) from None
