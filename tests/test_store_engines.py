@@ -8,11 +8,14 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import anyio
+import psycopg
+import psycopg_pool
 import pytest
 from mcp import Client
 from pydantic import SecretStr
@@ -334,6 +337,19 @@ def test_a_write_slipped_into_an_outside_query_is_refused_by_the_engine(store: S
     assert store.query("SELECT count(*) AS n FROM clients")[0]["n"] == 0
 
 
+@pytest.mark.postgres
+def test_an_outside_query_on_postgresql_runs_in_a_read_only_transaction_with_its_time(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    try:
+        with store.untrusted_reader(1.5, 1 << 20) as conn:
+            row = conn.execute(
+                "SELECT current_setting('transaction_read_only') AS ro, current_setting('statement_timeout') AS t"
+            ).fetchone()
+        assert row is not None and (row["ro"], row["t"]) == ("on", "1500ms")
+    finally:
+        store.close()
+
+
 FOREVER = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
 
 
@@ -416,6 +432,46 @@ def test_a_run_ending_while_the_database_is_gone_is_recorded_once_it_is_back(
         anyio.run(IssueKeys(store, "local").claim, "any-write")  # the next write that commits pays what is owed
         record = anyio.run(runs.get, "r1")
         assert record is not None and (record.status, record.error) == ("failed", "the database went away")
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_sound_connection_is_handed_out_without_a_trip_to_the_server(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips: list[object] = []
+    real_check = psycopg_pool.ConnectionPool.check_connection
+    monkeypatch.setattr(psycopg_pool.ConnectionPool, "check_connection", lambda conn: trips.append(real_check(conn)))
+    store = PostgresStore(postgres_url)
+    try:
+        for _ in range(5):
+            assert store.query_one("SELECT 1 AS one")["one"] == 1
+    finally:
+        store.close()
+    assert trips == []
+
+
+@pytest.mark.postgres
+def test_connections_the_server_closed_while_idle_are_replaced_before_they_are_used(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    try:
+        assert store.query_one("SELECT 1 AS one")["one"] == 1
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+            assert ended and all(row[0] for row in ended)
+            deadline = time.monotonic() + 10
+            while admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone() != (0,):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        # Every pooled connection is dead: each read is still answered, on a connection the pool made anew.
+        for _ in range(3):
+            assert store.query_one("SELECT 1 AS one")["one"] == 1
     finally:
         store.close()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import select
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -77,9 +78,23 @@ class Row:
 
 
 def _row_factory(cursor: Any) -> RowMaker[Row]:
-    description = cursor.description or []
-    index = {column.name: i for i, column in enumerate(description)}
-    return functools.partial(Row, index=index)
+    # The names straight from the result, not `description` (a Column object per column, per statement).
+    result = cursor.pgresult
+    names = tuple(result.fname(i) for i in range(result.nfields)) if result is not None else ()
+    return functools.partial(Row, index=_index(names, cursor.connection.info.encoding))
+
+
+@functools.lru_cache(maxsize=1024)
+def _index(names: tuple[bytes | None, ...], encoding: str) -> dict[str, int]:
+    """Each column's position by name: one dict for every result of the same columns (rows only read it)."""
+    # A COPY's result has columns but no names: psycopg calls them column_1, ... too.
+    return {name.decode(encoding) if name else f"column_{i + 1}": i for i, name in enumerate(names)}
+
+
+def _has_rows(cursor: psycopg.Cursor[Row]) -> bool:
+    """Whether the statement returned columns, as `description` is truthy, without building its Column objects."""
+    result = cursor.pgresult
+    return result is not None and result.nfields > 0
 
 
 # A string literal, a quoted identifier, a cast (`::`), a `?`, a `:name`, a `%` or the keyword LIKE: scanned left to
@@ -187,13 +202,13 @@ class Cursor:
         self._cursor = cursor
 
     def fetchone(self) -> Row | None:
-        return self._cursor.fetchone() if self._cursor.description else None
+        return self._cursor.fetchone() if _has_rows(self._cursor) else None
 
     def fetchall(self) -> list[Row]:
-        return self._cursor.fetchall() if self._cursor.description else []
+        return self._cursor.fetchall() if _has_rows(self._cursor) else []
 
     def fetchmany(self, size: int) -> list[Row]:
-        return self._cursor.fetchmany(size) if self._cursor.description else []
+        return self._cursor.fetchmany(size) if _has_rows(self._cursor) else []
 
     def close(self) -> None:
         self._cursor.close()
@@ -285,6 +300,25 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.row_factory = _row_factory
 
 
+def _check(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check of a connection it hands out, without a round trip for one that is sound: an idle
+    connection is sent nothing, so a socket with something to read (the server closing it, a restart's notice)
+    or one not idle is checked by a trip to the server, which raises for a dead one and the pool replaces it."""
+    idle = not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    if not idle or _readable(conn.pgconn.socket):
+        psycopg_pool.ConnectionPool.check_connection(conn)
+
+
+def _readable(fd: int) -> bool:
+    """Whether the socket has something to read (or was closed by its peer), at once; poll, as a busy server's
+    sockets may be numbered past what select takes."""
+    if not hasattr(select, "poll"):  # Windows
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class PostgresStore(Store):
     """The store on a PostgreSQL database: connections from a pool, shared by the worker threads."""
 
@@ -334,7 +368,7 @@ class PostgresStore(Store):
                 },
                 configure=_configure,
                 # A connection is checked as it is handed out: one the server dropped (a restart) is replaced.
-                check=psycopg_pool.ConnectionPool.check_connection,
+                check=_check,
                 timeout=CONNECT_TIMEOUT_S,
                 reconnect_timeout=CONNECT_TIMEOUT_S,
                 name="sophia-store",
@@ -428,8 +462,8 @@ class PostgresStore(Store):
         with self._connection() as conn:
             try:
                 with conn.transaction():
-                    conn.execute("SET TRANSACTION READ ONLY")
-                    conn.execute(f"SET LOCAL statement_timeout = {deadline_ms}")
+                    # Both in one trip (no parameters: sent as one simple query), before the outside statement.
+                    conn.execute(cast(Any, f"SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {deadline_ms}"))
                     yield Connection(conn)
             except psycopg.errors.QueryCanceled as exc:
                 raise OutsideQueryFailed(str(exc), stopped=True) from None
