@@ -17,6 +17,7 @@ from mcp import Client
 from sophia_mcp.app.backends import build_services
 from sophia_mcp.servers.alerts import create_server
 from sophia_mcp.settings import Settings, load_settings
+from sophia_mcp.workflows.delivery import send_all
 from tests.fakes.linear import API_KEY, LinearState, linear_app
 from tests.fakes.server import serve
 from tests.fakes.slack import BOT_TOKEN, SlackState, slack_app
@@ -112,6 +113,47 @@ async def test_slack_and_linear_down_lose_nothing_and_double_nothing(
     assert sorted(i["title"].split(":")[0] for i in linear.issues) == sorted(r["name"] for r in back["worst"])
     assert len(slack.posted_to("C0HEALTH01")) == 3
     assert all(r["issue"] and r["issue"].startswith("CS-") for r in back["worst"])
+
+
+async def test_the_report_says_what_the_outbox_recorded_when_slack_is_down(
+    data_dir: Path, demo_store: StoreSQL, services_down: tuple[str, SlackState, str, LinearState]
+) -> None:
+    slack_url, slack, linear_url, _ = services_down
+    set_health(demo_store, AT_RISK)
+    slack.faults = ["500"] * 3
+    async with Client(create_server(on_services(data_dir, slack_url, linear_url))) as client:
+        report = structured(await client.call_tool("run_health_monitor", {}))
+    recorded = dict(demo_store.rows("SELECT key, status FROM outbox"))
+    issues = dict(demo_store.rows("SELECT key, external_ref FROM outbox WHERE kind = 'issue'"))
+    for row in report["worst"]:
+        issue_key, alert_key = (
+            f"health-issue:{row['client_id']}:{report['period']}",
+            f"health-monitor:{row['client_id']}:{report['period']}",
+        )
+        assert (
+            (row["issue_status"], row["alert_status"])
+            == (recorded[issue_key], recorded[alert_key])
+            == ("delivered", "pending")
+        )
+        assert row["issue"] == issues[issue_key] and row["issue"].startswith("CS-")
+    assert report["pending"] == 3
+
+
+async def test_send_all_returns_what_it_recorded(data_dir: Path, demo_store: StoreSQL) -> None:
+    services = build_services(make_settings(data_dir))
+    try:
+        kept = await services.outbox.enqueue_many(
+            "alert", [(f"drill:{n}", "#random", {"key": f"drill:{n}", "channel": "#random", "title": "t", "text": "x"})
+                      for n in range(3)],
+        )  # fmt: skip
+        outcomes = await send_all(services, [entry_id for entry_id, _ in kept])
+        entries = {e.id: e for e in await services.outbox.entries([entry_id for entry_id, _ in kept])}
+        again = await send_all(services, [entry_id for entry_id, _ in kept])
+    finally:
+        services.close()
+    assert sorted(i for i, _, _ in outcomes) == sorted(entries) and again == []
+    assert all(entries[i].status == "delivered" and entries[i].external_ref == ref and error is None
+               for i, ref, error in outcomes)  # fmt: skip
 
 
 def test_run_health_monitor_from_the_command_line(data_dir: Path, demo_store: StoreSQL) -> None:

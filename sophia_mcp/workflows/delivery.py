@@ -168,10 +168,12 @@ async def deliver(services: Services, entry_id: int) -> OutboxEntry:
     return (await services.outbox.finish([await _send(claimed[0], senders(services))]))[0]
 
 
-async def send_all(services: Services, entry_ids: Sequence[int], concurrency: int = 4, batch: int = 200) -> None:
+async def send_all(
+    services: Services, entry_ids: Sequence[int], concurrency: int = 4, batch: int = 200
+) -> list[Outcome]:
     """Send these entries: claimed and recorded a batch at a time, sent a few at a time (each service's own
     limits pace them further), or a batch in one go by a sender into the store. Entries delivered already, or
-    being sent by another process, are left alone."""
+    being sent by another process, are left alone. Returns the outcome of each entry this call sent, as recorded."""
     slots = anyio.Semaphore(concurrency)
     by_kind = senders(services)
     if held := await held_kinds(services):  # kept in the outbox while an incident holds their receiver
@@ -182,6 +184,7 @@ async def send_all(services: Services, entry_ids: Sequence[int], concurrency: in
         async with slots:
             outcomes.append(await _send(entry, by_kind))
 
+    recorded: list[Outcome] = []
     for start in range(0, len(entry_ids), batch):
         claimed = await services.outbox.claim(entry_ids[start : start + batch])
         outcomes: list[Outcome] = []
@@ -195,6 +198,8 @@ async def send_all(services: Services, entry_ids: Sequence[int], concurrency: in
             for kind, entries in together.items():
                 outcomes += await _send_many(batched[kind], entries)
         await services.outbox.settle(outcomes)
+        recorded += outcomes
+    return recorded
 
 
 async def deliver_all(

@@ -202,8 +202,16 @@ async def monitor_health(services: Services, now: datetime | None = None) -> Mon
 
         async def deliver() -> dict[str, Kept]:
             due = [k for k in kept_ids if k not in kept or kept[k][1] != "delivered"]
-            await send_all(services, [kept_ids[k][0] for k in due])
-            return {**kept, **(await services.outbox.states(due) if due else {})}
+            sent = {i: (ref, error) for i, ref, error in await send_all(services, [kept_ids[k][0] for k in due])}
+            # What this pass sent is as its outcome says; only the rest (held, or another process's) is read back.
+            after: dict[str, Kept] = {}
+            for k in due:
+                entry_id = kept_ids[k][0]
+                if entry_id in sent:
+                    ref, error = sent[entry_id]
+                    after[k] = (entry_id, "delivered", ref) if error is None else (entry_id, "pending", None)
+            unsent = [k for k in due if k not in after]
+            return {**kept, **after, **(await services.outbox.states(unsent) if unsent else {})}
 
         states = await run.step(
             "send", deliver, lambda r: {"pending": sum(status != "delivered" for _, status, _ in r.values())}
