@@ -82,12 +82,11 @@ class ListedAlert(Model):
 
     @classmethod
     def of(cls, entry: OutboxEntry) -> Self:
-        alert = entry.payload
+        alert = entry.alert
         return cls(
-            id=entry.id, key=entry.key, channel=entry.target, severity=alert.get("severity", "warning"),
-            title=entry.title, text=alert.get("text", ""), thread_ts=alert.get("thread_ts"),
-            attachments=[AttachedFile(filename=a["filename"], mime_type=a["mime_type"])
-                         for a in alert.get("attachments") or []],
+            id=entry.id, key=entry.key, channel=entry.target, severity=alert.severity, title=alert.title,
+            text=alert.text, thread_ts=alert.thread_ts,
+            attachments=[AttachedFile(filename=a.filename, mime_type=a.mime_type) for a in alert.attachments],
             status=entry.status, attempts=entry.attempts, last_error=entry.last_error,
             external_ref=entry.external_ref, run_id=entry.run_id, created_at=entry.created_at,
             delivered_at=entry.delivered_at, uri=f"alerts://{entry.id}",
