@@ -18,6 +18,7 @@ from sophia_mcp.app.backends import build_services
 from sophia_mcp.servers.alerts import create_server
 from sophia_mcp.settings import Settings, load_settings
 from sophia_mcp.workflows.delivery import send_all
+from sophia_mcp.workflows.health_monitor import BATCH
 from tests.fakes.linear import API_KEY, LinearState, linear_app
 from tests.fakes.server import serve
 from tests.fakes.slack import BOT_TOKEN, SlackState, slack_app
@@ -230,6 +231,42 @@ def test_a_pass_that_dies_between_creating_issues_and_recording_them_is_finished
     assert issues == (at_risk, at_risk) and keys == (at_risk, at_risk) and meetings == at_risk
     assert dict(sent) == {"alert": at_risk, "issue": at_risk} and undelivered == 0
     assert runs == ["failed", "succeeded"]
+
+
+@sqlite_only  # a fresh SQLite file, failed by a trigger of SQLite's own
+def test_a_pass_that_fails_after_its_first_batch_has_sent_the_worst_clients_theirs(tmp_path: Path) -> None:
+    data_dir = tmp_path / "fresh"
+    services = build_services(load_settings(data_dir=data_dir))
+    try:
+        seed(services, 3 * BATCH, 0.5)  # about 1.5 batches at risk
+    finally:
+        services.close()
+    db = data_dir / "sophia.db"
+    with sqlite3.connect(db) as conn:
+        at_risk = conn.execute("SELECT count(*) FROM client_health WHERE score < 70").fetchone()[0]
+        worst = conn.execute("SELECT client_id FROM client_health WHERE score < 70 ORDER BY score LIMIT ?", (BATCH,))
+        worst_ids = sorted(row[0] for row in worst)
+        # The store takes the first batch's issues and alerts, then nothing more.
+        conn.execute(
+            f"""
+            CREATE TRIGGER full_after_one_batch BEFORE INSERT ON outbox
+            WHEN (SELECT count(*) FROM outbox) >= {2 * BATCH} BEGIN SELECT RAISE(FAIL, 'the disk went away'); END
+            """
+        )
+    code, out = invoke(data_dir, "run", "health-monitor")
+    assert code != 0 and at_risk > BATCH, out
+    with sqlite3.connect(db) as conn:
+        sent = conn.execute("SELECT kind, key FROM outbox WHERE status = 'delivered'").fetchall()
+        conn.execute("DROP TRIGGER full_after_one_batch")
+    for kind in ("issue", "alert"):
+        assert sorted(key.split(":")[1] for k, key in sent if k == kind) == worst_ids
+
+    code, out = invoke(data_dir, "run", "health-monitor")
+    assert code == 0, out
+    with sqlite3.connect(db) as conn:
+        issues = conn.execute("SELECT count(*), count(DISTINCT title) FROM tracker_issues").fetchone()
+        sent_now = conn.execute("SELECT kind, count(*) FROM outbox WHERE status = 'delivered' GROUP BY kind").fetchall()
+    assert issues == (at_risk, at_risk) and dict(sent_now) == {"alert": at_risk, "issue": at_risk}
 
 
 def invoke_process(data_dir: Path) -> tuple[int, str]:

@@ -143,6 +143,20 @@ def test_a_long_in_list_finds_exactly_its_keys_whatever_they_hold(store: Store) 
     assert sorted(r[0] for r in numbers) == sorted(f"issue-{i}" for i in range(10))
 
 
+def test_values_read_row_by_row_are_each_row_s_in_order_on_either_engine(store: Store) -> None:
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO issue_keys (key, backend, issue_id, identifier, created_at) VALUES (?, 'local', ?, ?, 't')",
+            [(key, f"issue-{i}", f"CS-{i}") for i, key in enumerate(AWKWARD_KEYS)],
+        )
+    ordered = "SELECT key, identifier FROM issue_keys ORDER BY issue_id"
+    assert store.query_values(ordered) == [row[0] for row in store.query(ordered)]
+    assert store.query_values(ordered, (), lambda row: (row["identifier"], row[0])) == [
+        (row["identifier"], row["key"]) for row in store.query(ordered)
+    ]
+    assert store.query_values("SELECT key FROM issue_keys WHERE backend = ?", ["linear"]) == []
+
+
 def test_a_plain_insert_of_many_rows_keeps_every_value_and_the_defaults(store: Store) -> None:
     # PostgreSQL takes it by COPY: tabs, newlines, backslashes and NULLs must come through as they went in.
     rows = [

@@ -47,6 +47,10 @@ def _health_from_row(row: sqlite3.Row) -> HealthRecord:
     )
 
 
+def _id_and_score(row: sqlite3.Row) -> tuple[str, float]:
+    return row[0], float(row[1])
+
+
 def _size(value: object) -> int:
     return len(value) if isinstance(value, str | bytes) else 8
 
@@ -229,8 +233,7 @@ class LocalWarehouse:
         return scores
 
     async def all_health_scores(self) -> dict[str, float]:
-        rows = await self.store.run(self.store.query, ALL_SCORES)
-        return {row[0]: float(row[1]) for row in rows}
+        return dict(await self.store.run(self.store.query_values, ALL_SCORES, (), _id_and_score))
 
     async def get_health(self, client_id: str) -> HealthRecord | None:
         row = await self.store.read(self.store.query_one, HEALTH_OF_CLIENT, (client_id,))

@@ -223,8 +223,7 @@ class LocalCRM:
 
     async def all_client_ids(self) -> list[str]:
         """Every client's id, along the key (the health monitor's pass loads whole records only of those at risk)."""
-        rows = await self.store.run(self.store.query, "SELECT id FROM clients ORDER BY id")
-        return [row[0] for row in rows]
+        return await self.store.run(self.store.query_values, "SELECT id FROM clients ORDER BY id")
 
     # -- completions and counts -----------------------------------------------------------------------
 

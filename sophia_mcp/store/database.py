@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -220,6 +221,14 @@ class Store:
         """Run a read and return every row."""
         with self._reading() as conn:
             return conn.execute(sql, params).fetchall()
+
+    def query_values(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = (), value: Callable[[Any], T] = itemgetter(0)
+    ) -> list[T]:
+        """Run a read and return `value` of each row (its first column unless told), taken as the rows are read:
+        no row outlives its value, so 100k rows leave 100k values, not 100k rows for the garbage collector to walk."""
+        with self._reading() as conn:
+            return [value(row) for row in conn.execute(sql, params)]
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Run one write in its own transaction; returns how many rows it changed."""

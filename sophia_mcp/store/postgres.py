@@ -21,6 +21,7 @@ import select
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -214,7 +215,8 @@ class Cursor:
         self._cursor.close()
 
     def __iter__(self) -> Iterator[Row]:
-        return iter(self.fetchall())
+        # Row by row, as psycopg makes them: a loop over many rows holds one at a time.
+        return iter(self._cursor) if _has_rows(self._cursor) else iter(())
 
     @property
     def rowcount(self) -> int:
@@ -437,6 +439,12 @@ class PostgresStore(Store):
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         with self._connection() as conn:
             return Connection(conn).execute(sql, params).fetchall()
+
+    def query_values(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = (), value: Callable[[Any], T] = itemgetter(0)
+    ) -> list[T]:
+        with self._connection() as conn:
+            return [value(row) for row in Connection(conn).execute(sql, params)]
 
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         with self._connection() as conn:

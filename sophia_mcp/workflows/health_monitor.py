@@ -2,14 +2,16 @@
 
 Each client under the health threshold gets, once per period however often the monitor runs, an issue for its
 team (Linear, or the local tracker), a meeting request with its CSM (an iCalendar invite) and an alert to the
-health channel that carries the invite. The side effects are kept in the outbox in one transaction before any
-is sent, so Slack or Linear being down loses nothing: what could not be sent stays pending and goes out on a
-later run or retry, and nothing is sent twice. Clients at or above the threshold are counted as healthy.
+health channel that carries the invite. The clients at risk are taken a batch at a time, worst first, and a
+batch's side effects are kept in the outbox before any of them is sent, so Slack or Linear being down loses
+nothing: what could not be sent stays pending and goes out on a later run or retry, and nothing is sent twice.
+Clients at or above the threshold are counted as healthy.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from pydantic import Field
@@ -32,6 +34,7 @@ from sophia_mcp.workflows.runs import start_run
 log = logging.getLogger(__name__)
 
 SHOWN = 50  # at-risk clients listed in a report, worst first
+BATCH = 500  # at-risk clients booked, kept and sent together, before the next batch is read
 Kept = tuple[int, OutboxStatus, str | None]  # an outbox entry: its id, status and the receiver's reference
 
 
@@ -124,6 +127,120 @@ def _alert(client: Client, score: float, threshold: float, period: str, channel:
     )  # fmt: skip
 
 
+@dataclass
+class Tally:
+    """What a pass's batches came to, for its report."""
+
+    at_risk: int = 0
+    new_meetings: int = 0
+    new_issues: int = 0
+    new_alerts: int = 0
+    pending: int = 0
+    worst: list[AtRiskClient] = field(default_factory=list)
+
+
+@dataclass
+class Pass:
+    """One pass over the clients at risk, a batch at a time: each batch's meetings are booked, its issues and
+    alerts kept in the outbox and then sent before the next batch is read, so a pass holds one batch's records,
+    drafts and invites at a time however many clients are at risk."""
+
+    services: Services
+    run_id: str
+    period: str
+    team: str
+    starts: datetime
+    scores: dict[str, float]
+    tally: Tally = field(default_factory=Tally)
+
+    async def act_on(self, client_ids: list[str]) -> None:
+        """Book, keep and send what these clients at risk (worst first) are owed this period, and count it."""
+        records = await self.services.clients.get_clients(client_ids)
+        batch = [records[i] for i in client_ids if i in records]
+        period = self.period
+        issue_keys = {c.id: f"health-issue:{c.id}:{period}" for c in batch}
+        alert_keys = {c.id: f"health-monitor:{c.id}:{period}" for c in batch}
+        meeting_keys = {c.id: f"health-meeting:{c.id}:{period}" for c in batch if c.csm_email}
+        # What an earlier run this period kept is read by key alone: a repeat pass renders and rewrites nothing.
+        kept = await self.services.outbox.states([*issue_keys.values(), *alert_keys.values()])
+        meetings = await self.book(batch, meeting_keys, {c.id for c in batch if alert_keys[c.id] not in kept})
+        kept_ids = await self.keep(batch, issue_keys, alert_keys, kept, meetings)
+        states = await self.send(kept, kept_ids)
+        tally = self.tally
+        tally.at_risk += len(batch)
+        tally.new_issues += sum(kept_ids[k][1] for k in issue_keys.values())
+        tally.new_alerts += sum(kept_ids[k][1] for k in alert_keys.values())
+        tally.pending += sum(status != "delivered" for _, status, _ in states.values())
+        tally.worst += [
+            AtRiskClient(
+                client_id=client.id, name=client.name, score=round(self.scores[client.id], 1), csm=client.csm_name,
+                issue=states[issue_keys[client.id]][2], issue_status=states[issue_keys[client.id]][1],
+                alert_status=states[alert_keys[client.id]][1],
+                meeting_uid=meeting_uid(meeting_keys[client.id]) if client.id in meeting_keys else None,
+                first_this_period=kept_ids[issue_keys[client.id]][1],
+            )
+            for client in batch[: SHOWN - len(tally.worst)]
+        ]  # fmt: skip
+
+    async def book(self, batch: list[Client], meeting_keys: dict[str, str], alerting: set[str]) -> dict[str, Meeting]:
+        """Book each client's meeting once; returns the meetings of the clients whose alert, still to be kept
+        (`alerting`), carries the invite."""
+        booked = await self.services.meetings.booked(list(meeting_keys.values()))
+        booking = [
+            (client, _meeting(client, self.scores[client.id], self.period, self.starts, self.services))
+            for client in batch
+            if client.id in meeting_keys and (meeting_keys[client.id] not in booked or client.id in alerting)
+        ]
+        made = await self.services.meetings.book_all([request for _, request in booking]) if booking else []
+        self.tally.new_meetings += sum(created for _, created in made)
+        return {client.id: meeting for (client, _), (meeting, _) in zip(booking, made, strict=True)}
+
+    async def keep(
+        self,
+        batch: list[Client],
+        issue_keys: dict[str, str],
+        alert_keys: dict[str, str],
+        kept: dict[str, Kept],
+        meetings: dict[str, Meeting],
+    ) -> dict[str, tuple[int, bool]]:
+        """Keep the issues and alerts not kept yet in the outbox; (entry id, new) of every one, by key."""
+        settings = self.services.settings
+        monitor, threshold = settings.monitor, settings.health.threshold
+        channel = settings.alerts.channel_for("health")
+        issues = [
+            (key, self.team, {"key": key, "draft": _issue(c, self.scores[c.id], threshold, self.period, self.team,
+                                                          monitor.priority).model_dump(mode="json")})
+            for c in batch
+            for key in [issue_keys[c.id]] if key not in kept
+        ]  # fmt: skip
+        alerts = [
+            (alert.key, channel, alert.model_dump(mode="json"))
+            for c in batch
+            if alert_keys[c.id] not in kept
+            for alert in [_alert(c, self.scores[c.id], threshold, self.period, channel, meetings.get(c.id))]
+        ]
+        ids: dict[str, tuple[int, bool]] = {key: (entry_id, False) for key, (entry_id, _, _) in kept.items()}
+        for kind, items in (("issue", issues), ("alert", alerts)):
+            if items:
+                added = await self.services.outbox.enqueue_many(kind, items, self.run_id)
+                ids.update((key, entry) for (key, _, _), entry in zip(items, added, strict=True))
+        return ids
+
+    async def send(self, kept: dict[str, Kept], kept_ids: dict[str, tuple[int, bool]]) -> dict[str, Kept]:
+        """Send what is not delivered yet; the state of every entry afterwards, by key."""
+        due = [k for k in kept_ids if k not in kept or kept[k][1] != "delivered"]
+        sent = {i: (ref, error) for i, ref, error in await send_all(self.services, [kept_ids[k][0] for k in due])}
+        # What this pass sent is as its outcome says; only the rest (held, or another process's) is read back.
+        after: dict[str, Kept] = {}
+        for k in due:
+            entry_id = kept_ids[k][0]
+            if entry_id in sent:
+                ref, error = sent[entry_id]
+                after[k] = (entry_id, "delivered", ref) if error is None else (entry_id, "pending", None)
+        unsent = [k for k in due if k not in after]
+        return {**kept, **after, **(await self.services.outbox.states(unsent) if unsent else {})}
+
+
 async def monitor_health(services: Services, now: datetime | None = None) -> MonitorReport:
     settings = services.settings
     monitor, threshold = settings.monitor, settings.health.threshold
@@ -136,104 +253,35 @@ async def monitor_health(services: Services, now: datetime | None = None) -> Mon
 
     async with start_run(services.runs, "health_monitor", period, {"threshold": threshold, "period": period}) as run:
 
-        async def load() -> tuple[list[str], dict[str, float], list[Client]]:
-            # Whole records only of the clients at risk: the rest are counted by id and score, all read in one query.
+        async def load() -> tuple[int, dict[str, float]]:
+            # Ids and scores of every client in two queries; whole records are read later, of those at risk only.
             ids = await services.clients.all_client_ids()
             every = await services.warehouse.all_health_scores()
-            scores = {i: every[i] for i in ids if i in every}
-            risky = [i for i in ids if scores.get(i, threshold) < threshold]
-            records = await services.clients.get_clients(risky)
-            return ids, scores, [records[i] for i in risky if i in records]
+            return len(ids), {i: every[i] for i in ids if i in every}
 
-        client_ids, scores, risky = await run.step(
-            "load clients and health", load, lambda r: {"clients": len(r[0]), "with_health": len(r[1])}
+        clients, scores = await run.step(
+            "load clients and health", load, lambda r: {"clients": r[0], "with_health": len(r[1])}
         )
-        at_risk = sorted(risky, key=lambda c: scores[c.id])
-        starts = next_weekday_at(now, monitor.meeting_hour_utc)
-        issue_keys = {c.id: f"health-issue:{c.id}:{period}" for c in at_risk}
-        alert_keys = {c.id: f"health-monitor:{c.id}:{period}" for c in at_risk}
-        meeting_keys = {c.id: f"health-meeting:{c.id}:{period}" for c in at_risk if c.csm_email}
+        risky = sorted((i for i, score in scores.items() if score < threshold), key=scores.__getitem__)
+        monitoring = Pass(services, run.id, period, team, next_weekday_at(now, monitor.meeting_hour_utc), scores)
 
-        async def book_all() -> tuple[dict[str, Kept], dict[str, Meeting], int]:
-            # What an earlier run this period kept is read by key alone: a repeat pass renders and rewrites nothing.
-            kept = await services.outbox.states([*issue_keys.values(), *alert_keys.values()])
-            booked = await services.meetings.booked(list(meeting_keys.values()))
-            # A meeting is booked once; it is read back only for an alert still to be kept, which carries it.
-            booking = [
-                (client, _meeting(client, scores[client.id], period, starts, services))
-                for client in at_risk
-                if client.id in meeting_keys
-                and (meeting_keys[client.id] not in booked or alert_keys[client.id] not in kept)
-            ]
-            made = await services.meetings.book_all([request for _, request in booking]) if booking else []
-            meetings = {client.id: meeting for (client, _), (meeting, _) in zip(booking, made, strict=True)}
-            return kept, meetings, sum(created for _, created in made)
+        async def act() -> Tally:
+            for start in range(0, len(risky), BATCH):
+                await monitoring.act_on(risky[start : start + BATCH])
+            return monitoring.tally
 
-        kept, meetings, new_meetings = await run.step(
-            "request meetings", book_all, lambda r: {"booked": len(meeting_keys), "new": r[2]}
-        )
-        channel = settings.alerts.channel_for("health")
-
-        async def keep() -> dict[str, tuple[int, bool]]:
-            issues = [
-                (key, team, {"key": key, "draft": _issue(c, scores[c.id], threshold, period, team,
-                                                         monitor.priority).model_dump(mode="json")})
-                for c in at_risk
-                for key in [issue_keys[c.id]] if key not in kept
-            ]  # fmt: skip
-            alerts = [
-                (alert.key, channel, alert.model_dump(mode="json"))
-                for c in at_risk
-                if alert_keys[c.id] not in kept
-                for alert in [_alert(c, scores[c.id], threshold, period, channel, meetings.get(c.id))]
-            ]
-            ids: dict[str, tuple[int, bool]] = {key: (entry_id, False) for key, (entry_id, _, _) in kept.items()}
-            for kind, items in (("issue", issues), ("alert", alerts)):
-                if items:
-                    added = await services.outbox.enqueue_many(kind, items, run.id)
-                    ids.update((key, entry) for (key, _, _), entry in zip(items, added, strict=True))
-            return ids
-
-        kept_ids = await run.step(
-            "keep issues and alerts", keep,
-            lambda r: {"new_issues": sum(r[k][1] for k in issue_keys.values()),
-                       "new_alerts": sum(r[k][1] for k in alert_keys.values())},
+        tally = await run.step(
+            "book, keep and send", act,
+            lambda t: {"at_risk": t.at_risk, "new_meetings": t.new_meetings, "new_issues": t.new_issues,
+                       "new_alerts": t.new_alerts, "pending": t.pending},
         )  # fmt: skip
-
-        async def deliver() -> dict[str, Kept]:
-            due = [k for k in kept_ids if k not in kept or kept[k][1] != "delivered"]
-            sent = {i: (ref, error) for i, ref, error in await send_all(services, [kept_ids[k][0] for k in due])}
-            # What this pass sent is as its outcome says; only the rest (held, or another process's) is read back.
-            after: dict[str, Kept] = {}
-            for k in due:
-                entry_id = kept_ids[k][0]
-                if entry_id in sent:
-                    ref, error = sent[entry_id]
-                    after[k] = (entry_id, "delivered", ref) if error is None else (entry_id, "pending", None)
-            unsent = [k for k in due if k not in after]
-            return {**kept, **after, **(await services.outbox.states(unsent) if unsent else {})}
-
-        states = await run.step(
-            "send", deliver, lambda r: {"pending": sum(status != "delivered" for _, status, _ in r.values())}
-        )
-        rows = [
-            AtRiskClient(
-                client_id=client.id, name=client.name, score=round(scores[client.id], 1), csm=client.csm_name,
-                issue=states[issue_keys[client.id]][2], issue_status=states[issue_keys[client.id]][1],
-                alert_status=states[alert_keys[client.id]][1],
-                meeting_uid=meeting_uid(meeting_keys[client.id]) if client.id in meeting_keys else None,
-                first_this_period=kept_ids[issue_keys[client.id]][1],
-            )
-            for client in at_risk[:SHOWN]
-        ]  # fmt: skip
-        healthy = sum(1 for i in client_ids if i in scores and scores[i] >= threshold)
-        log.info("health monitor %s: %d clients healthy, %d at risk", period, healthy, len(at_risk))
+        healthy = len(scores) - len(risky)
+        log.info("health monitor %s: %d clients healthy, %d at risk", period, healthy, tally.at_risk)
         report = MonitorReport(
-            run_id=run.id, period=period, threshold=threshold, clients=len(client_ids),
-            without_health=len(client_ids) - len(scores), healthy=healthy, at_risk=len(at_risk),
-            new_issues=sum(kept_ids[k][1] for k in issue_keys.values()), new_meetings=new_meetings,
-            new_alerts=sum(kept_ids[k][1] for k in alert_keys.values()),
-            pending=sum(status != "delivered" for _, status, _ in states.values()), worst=rows,
+            run_id=run.id, period=period, threshold=threshold, clients=clients,
+            without_health=clients - len(scores), healthy=healthy, at_risk=tally.at_risk,
+            new_issues=tally.new_issues, new_meetings=tally.new_meetings, new_alerts=tally.new_alerts,
+            pending=tally.pending, worst=tally.worst,
         )  # fmt: skip
         run.output = report.model_dump(mode="json", exclude={"worst"})
     return report
