@@ -494,6 +494,28 @@ def test_kb_commands_on_pinecone_and_openai_configured_by_environment(tmp_path: 
         assert secret not in ingested.output + found.output + doctor.output
 
 
+def full_text_in_one_segment(data_dir: Path) -> bool:
+    """Whether the full-text index is merged into one segment: an FTS5 merge then has nothing to merge and writes at
+    most its bookkeeping row (one that merges writes the index's pages)."""
+    with sqlite3.connect(data_dir / "sophia.db") as conn:
+        before = conn.total_changes
+        conn.execute("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('merge', -1000)")
+        return conn.total_changes - before < 2
+
+
+def test_the_demo_knowledge_base_is_searched_in_one_full_text_segment(data_dir: Path) -> None:
+    assert full_text_in_one_segment(data_dir)  # its 17 documents were ingested in 17 transactions
+
+
+def test_kb_ingest_of_a_folder_leaves_one_full_text_segment(tmp_path: Path, root: Path) -> None:
+    for n in range(5):
+        (root / f"note-{n}.md").write_text(f"# Note {n}\n\nVisitor passes for unit {n} are kept at the office.\n")
+    env = env_for(tmp_path / "data", SOPHIA_KNOWLEDGE__ROOTS=str(root))
+    ingested = CliRunner().invoke(app, ["kb", "ingest", str(root)], env=env)
+    assert ingested.exit_code == 0, ingested.output
+    assert counts(tmp_path / "data")[0] == 6 and full_text_in_one_segment(tmp_path / "data")
+
+
 async def test_full_text_out_of_time_leaves_the_vectors_to_answer(data_dir: Path) -> None:
     query = {"query": "who approves a discount above fifteen percent", "limit": 5}
     rules = "\n\n".join(

@@ -693,7 +693,7 @@ def kb_ingest(
 ) -> None:
     """Ingest documents (PDF, DOCX, HTML, Markdown, text); the same content again changes nothing."""
     from sophia_mcp.analysis.documents import FORMAT_OF_SUFFIX
-    from sophia_mcp.workflows.knowledge import ingest_file
+    from sophia_mcp.workflows.knowledge import ingest_file, ingested_batch
 
     console = _console()
     files = [p for path in paths for p in (sorted(path.rglob("*")) if path.is_dir() else [path])
@@ -711,6 +711,7 @@ def kb_ingest(
                 continue
             doc = report.document
             console.print(f"{report.status:9s} {doc.title} ({plural(doc.chunk_count, 'chunk')}) {doc.id}")
+        await ingested_batch(services)
         if failed:
             raise typer.Exit(1)
 

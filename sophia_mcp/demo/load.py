@@ -13,7 +13,7 @@ from sophia_mcp.domain.times import utcnow
 from sophia_mcp.ports.progress import Progress
 from sophia_mcp.store.demo import DemoStore
 from sophia_mcp.workflows.call_import import ImportReport, import_gong_bodies
-from sophia_mcp.workflows.knowledge import ingest_text
+from sophia_mcp.workflows.knowledge import ingest_text, ingested_batch
 
 
 class DemoLoad(Model):
@@ -50,4 +50,5 @@ async def load_demo_documents(services: Services) -> int:
             services, doc.title, doc.text, document_id=f"demo-{doc.slug}", type=doc.type, tags=doc.tags,
             doc_date=doc.date,
         )  # fmt: skip
+    await ingested_batch(services)
     return len(DOCUMENTS)

@@ -181,6 +181,12 @@ async def ingest(
     return IngestReport(run_id=run.id, status="updated" if previous else "new", document=document)
 
 
+async def ingested_batch(services: Services) -> None:
+    """What follows a batch of ingests (the demo's documents, a folder): the full-text index merged, so searches
+    read one segment rather than one per document."""
+    await services.documents.merge_index()
+
+
 def _shown(path: str) -> str:
     """A path as a refusal echoes it: quoted, and cut short if long."""
     return repr(path if len(path) <= 200 else path[:200] + "…")
