@@ -235,6 +235,24 @@ async def test_search_pages_through_every_contact_once(settings: Settings, demo_
     assert sorted(seen) == [r["id"] for r in contacts(demo_store)]
 
 
+async def test_a_search_paged_gives_its_matches_in_id_order_with_one_total(
+    settings: Settings, demo_store: StoreSQL
+) -> None:
+    pages = []
+    cursor = None
+    async with Client(create_server(settings)) as client:
+        while True:
+            pages.append(
+                structured(await client.call_tool("search_contacts", {"query": "a", "limit": 7, "cursor": cursor}))
+            )
+            cursor = pages[-1]["next_cursor"]
+            if cursor is None:
+                break
+    seen = [c["id"] for page in pages for c in page["contacts"]]
+    assert len(pages) > 2 and {page["total"] for page in pages} == {len(seen)}
+    assert seen == sorted(set(seen)) and all(len(page["contacts"]) == 7 for page in pages[:-1])
+
+
 async def test_resources_prompts_and_completions(settings: Settings, demo_store: StoreSQL) -> None:
     row = contacts(demo_store)[0]
     async with Client(create_server(settings)) as client:
