@@ -6,10 +6,12 @@ Only the tune and train calls are read; the held-out parts are for tests/test_ca
 Sentence labels for the risk models: a train call's tagged sentences (tests/data/eval_calls/train_sentences.json);
 on a tune call, the sentences where the rules raise a kind the call is labelled with (the kinds a tune call is
 labelled with and no rule reached leave its sentences out of that kind's model). Per kind, a logistic model over the
-sentence features (balanced classes); its call threshold, and the regularisation of both models, are chosen by
-folds: each figure printed is out of fold, with the thresholds chosen by inner folds of the fitting part only. The
-tune part's figures flatter the rules (they were written on it); the train part's are the fair comparison.
-Run: python bench/fit_analyst.py [--check]   (--check: print the estimate and the choice, write nothing)
+sentence features (balanced classes); its call threshold (the best F-beta, precision weighed over recall) and the
+regularisation of both models are chosen by folds: each figure printed is out of fold, with the thresholds chosen
+by inner folds of the fitting part only. The tune part's figures flatter the rules (they were written on it); the
+train part's are the fair comparison.
+Run: python bench/fit_analyst.py [--check]   (--check: print the estimate and the choice, write nothing, and exit
+1 unless the shipped weights are exactly what it would write)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import json
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,13 @@ from sklearn.preprocessing import StandardScaler
 
 from sophia_mcp.adapters.gong_payloads import parse_call, parse_transcript
 from sophia_mcp.adapters.lexicon_analyst import shared_embedder, shared_meaning
-from sophia_mcp.analysis.learned_reading import KINDS, ClientSentences, call_features, read_client_sentences
+from sophia_mcp.analysis.learned_reading import (
+    KINDS,
+    ClientSentences,
+    call_features,
+    read_client_sentences,
+    risk_features,
+)
 from sophia_mcp.analysis.sentiment import label as lexicon_label
 from sophia_mcp.domain.weights import DEFAULT_COMPETITORS
 
@@ -37,6 +46,7 @@ WEIGHTS = ROOT / "sophia_mcp" / "data" / "learned_analyst.json"
 FOLDS, INNER, SEED = 5, 4, 20
 THRESHOLDS = [round(0.3 + 0.025 * i, 3) for i in range(28)]
 RISK_C = (0.1, 0.3, 1.0)
+BETA = 0.7  # a kind's threshold gives the best F-beta: precision weighs more, since every kind raised costs health
 SENTIMENT_C = (0.003, 0.01, 0.03, 0.1)
 
 
@@ -49,6 +59,11 @@ class LabelledCall:
     tags: list[set[str]]  # per client sentence, the kinds it raises
     unknown: set[str]  # kinds the call raises in sentences not known
     lexicon: str  # the lexicon's own label, for comparison
+
+    @cached_property
+    def rows(self) -> np.ndarray[Any, Any]:
+        """The risk models' features of its client sentences."""
+        return risk_features(self.sentences)
 
     @property
     def rules(self) -> set[str]:
@@ -93,7 +108,7 @@ def lexicon_score(sentences: ClientSentences) -> float:
 def fit_kind(calls: list[LabelledCall], k: int, c: float) -> LogisticRegression:
     kind = KINDS[k]
     rows = [(row, kind in tags) for call in calls if kind not in call.unknown
-            for row, tags in zip(call.sentences.features, call.tags, strict=True)]  # fmt: skip
+            for row, tags in zip(call.rows, call.tags, strict=True)]  # fmt: skip
     x = np.array([r for r, _ in rows])
     y = np.array([t for _, t in rows])
     return LogisticRegression(C=c, max_iter=5000, class_weight="balanced").fit(x, y)
@@ -102,17 +117,19 @@ def fit_kind(calls: list[LabelledCall], k: int, c: float) -> LogisticRegression:
 def best_score(model: LogisticRegression, call: LabelledCall) -> float:
     if not call.sentences.texts:
         return 0.0
-    return float(model.predict_proba(call.sentences.features)[:, 1].max())
+    return float(model.predict_proba(call.rows)[:, 1].max())
 
 
-def f1(pairs: list[tuple[bool, bool]]) -> float:
+def f1(pairs: list[tuple[bool, bool]], beta: float = 1.0) -> float:
+    """F-beta of (found, wanted) pairs; beta under 1 weighs precision more than recall."""
     tp = sum(a and b for a, b in pairs)
-    wrong = sum(a != b for a, b in pairs)
-    return 2 * tp / (2 * tp + wrong) if tp else 0.0
+    fp = sum(a and not b for a, b in pairs)
+    fn = sum(b and not a for a, b in pairs)
+    return (1 + beta**2) * tp / ((1 + beta**2) * tp + beta**2 * fn + fp) if tp else 0.0
 
 
 def choose_threshold(calls: list[LabelledCall], k: int, c: float) -> float:
-    """The threshold with the best F1 of the rules and the model together, by inner folds of `calls`."""
+    """The threshold with the best F-beta (`BETA`) of the rules and the model together, by inner folds of `calls`."""
     kind = KINDS[k]
     scored = []
     for fold in range(INNER):
@@ -120,7 +137,7 @@ def choose_threshold(calls: list[LabelledCall], k: int, c: float) -> float:
         model = fit_kind(fit, k, c)
         scored += [(best_score(model, x), kind in x.rules, kind in x.risks)
                    for i, x in enumerate(calls) if i % INNER == fold]  # fmt: skip
-    return max(THRESHOLDS, key=lambda t: (f1([(s >= t or r, w) for s, r, w in scored]), t))
+    return max(THRESHOLDS, key=lambda t: (f1([(s >= t or r, w) for s, r, w in scored], BETA), t))
 
 
 def learned_kinds(fit: list[LabelledCall], test: list[LabelledCall], c: float) -> list[set[str]]:
@@ -198,7 +215,11 @@ def both(calls: list[LabelledCall], kinds: list[set[str]], labels: list[str]) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="print the estimate and the choice, write nothing")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="print the estimate and the choice, write nothing; exit 1 unless the shipped weights are what it writes",
+    )
     check = parser.parse_args().check
     warnings.filterwarnings("ignore", category=UserWarning)
     calls = labelled_calls()
@@ -235,8 +256,6 @@ def main() -> None:
     print(f"chosen: risk C={risk_c}, sentiment C={sentiment_c}")
     thresholds = [choose_threshold(calls, k, risk_c) for k in range(len(KINDS))]
     print("  thresholds: " + ", ".join(f"{k} {t}" for k, t in zip(KINDS, thresholds, strict=True)))
-    if check:
-        return
     risk_models = [fit_kind(calls, k, risk_c) for k in range(len(KINDS))]
     scaler, sentiment = fit_sentiment(calls, sentiment_c)
     weights = {
@@ -254,8 +273,13 @@ def main() -> None:
             "intercept": [round(float(v), 6) for v in sentiment.intercept_],
         },
     }  # fmt: skip
+    written = json.dumps(weights) + "\n"
+    if check:
+        same = WEIGHTS.exists() and WEIGHTS.read_text() == written
+        print(f"{WEIGHTS.relative_to(ROOT)} " + ("is what this writes" if same else "differs from what this writes"))
+        raise SystemExit(0 if same else 1)
     WEIGHTS.parent.mkdir(exist_ok=True)
-    WEIGHTS.write_text(json.dumps(weights) + "\n")
+    WEIGHTS.write_text(written)
     print(f"written: {WEIGHTS.relative_to(ROOT)}")
 
 

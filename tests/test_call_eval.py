@@ -45,15 +45,13 @@ TARGETS = {"sentiment": 0.90, "risk_precision": 0.90, "risk_recall": 0.90, "comp
 # meaning (SOPHIA_ANALYST__RISK_MEANING) are measured beside the default.
 NOT_MET = {
     "held_out": {
-        "sentiment": "86% (the lexicon alone: 73%)",
-        "risk_precision": "0.75 (the rules alone: 0.86): the learned scorer adds kinds the calls are not labelled with",
-        "at_risk": "82% (the rules alone: 91%): follows from the kinds added",
+        "risk_precision": "0.80 (the rules alone: 0.86): the learned scorer adds kinds the calls are not labelled with",
     },
     "held_out_2": {
         "sentiment": "73% (the lexicon alone: 50%)",
-        "risk_precision": "0.67 (the rules alone: 0.60)",
-        "risk_recall": "0.43 (the rules alone: 0.21; with the risk meaning: 0.29)",
-        "at_risk": "73% (the rules alone: 65%): follows from the risks missed",
+        "risk_precision": "0.78 (the rules alone: 0.60)",
+        "risk_recall": "0.50 (the rules alone: 0.21; with the risk meaning: 0.29)",
+        "at_risk": "69% (the rules alone: 65%): follows from the risks missed",
     },
 }
 

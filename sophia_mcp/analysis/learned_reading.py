@@ -3,12 +3,14 @@
 The phrase rules and the lexicon stay (analysis/risk.py, analysis/sentiment.py); what was learned adds to them:
 
 - Risks: each client sentence is scored per risk kind by a logistic model over its embedding (the local model),
-  its closeness in meaning to each kind's written examples (analysis/risk_meaning.py), the phrase rules' kinds and
-  its tone. A kind the rules did not raise is raised when the call's best sentence for it scores at least the kind's
-  threshold, and that sentence (one the client said) is the risk's quote. Multiple-instance: the calls are labelled
-  per call, so a call's kinds are the kinds any of its client sentences reaches.
+  its closeness in meaning to each kind's written examples (analysis/risk_meaning.py), the phrase rules' kinds, its
+  tone, the mean embedding of the client sentences either side of it (a risk said across two sentences) and its
+  form (a question, a hedge). A kind the rules did not raise is raised when the call's best sentence for it scores
+  at least the kind's threshold, and that sentence (one the client said) is the risk's quote. Multiple-instance: the
+  calls are labelled per call, so a call's kinds are the kinds any of its client sentences reaches.
 - Sentiment: a multinomial logistic model over the call's lexicon figures (the calibrated score, the share of
-  positive and negative client sentences, the rules' risks, ...) and the mean embedding of the client's sentences.
+  positive and negative client sentences, the rules' risks, per kind the closest sentence's closeness, the share of
+  questions and hedges, ...) and the mean embedding of the client's sentences.
   The label is the likeliest class; the score is P(positive) - P(negative).
 
 The weights are fitted on the "tune" and "train" calls of tests/data/eval_calls by bench/fit_analyst.py (which
@@ -18,6 +20,7 @@ sophia_mcp/data/learned_analyst.json. This module is pure: the caller passes the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -36,9 +39,18 @@ if TYPE_CHECKING:  # numpy is imported by whoever builds the weights: a server t
     Matrix = npt.NDArray[np.float64]
 
 KINDS: tuple[RiskKind, ...] = tuple(PATTERNS)
-LEXICON_FEATURES = 14  # the call features before the mean embedding (`call_features`)
+LEXICON_FEATURES = 27  # the call features before the mean embedding (`call_features`)
 Label = Literal["positive", "neutral", "negative"]
 Embed = Callable[[list[str]], Any]  # texts -> unit-length rows (the local embedding model's `embed_now`)
+
+# A sentence's form: a question asks rather than tells ("is there a fee for that?"), a hedge says what may happen.
+QUESTION_START = re.compile(
+    r"^(?:what|how|when|where|why|who|which|is|are|can|could|do|does|did|will|would|should)\b", re.IGNORECASE
+)
+HEDGE = re.compile(
+    r"\b(?:might|may|maybe|perhaps|could|would|if|unless|whether|considering|thinking about|not sure|wonder)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -124,11 +136,29 @@ def read_client_sentences(
     return ClientSentences(client, np.hstack([vectors, closeness, rules, scores]), ours)
 
 
+def sentence_form(text: str) -> tuple[float, float, float]:
+    """Whether the sentence ends as a question, starts as one, and hedges (1.0 or 0.0 each)."""
+    return float(text.rstrip().endswith("?")), float(bool(QUESTION_START.match(text))), float(bool(HEDGE.search(text)))
+
+
+def risk_features(sentences: ClientSentences) -> Matrix:
+    """The risk models' features per client sentence: its own (`read_client_sentences`), the mean of the embeddings
+    of the client sentences before and after it (zeros where there is none) and its form (`sentence_form`)."""
+    import numpy as np
+
+    embeddings = sentences.embeddings
+    neighbours = np.zeros_like(embeddings)
+    neighbours[1:] += embeddings[:-1]
+    neighbours[:-1] += embeddings[1:]
+    form = np.array([sentence_form(text) for text in sentences.texts], dtype=np.float64).reshape(-1, 3)
+    return np.hstack([sentences.features, neighbours / 2, form])
+
+
 def sentence_risk_scores(sentences: ClientSentences, weights: LearnedWeights) -> Matrix:
     """Per client sentence and kind, the model's probability that the sentence raises that kind."""
     import numpy as np
 
-    logits = sentences.features @ weights.risk_coef.T + weights.risk_intercept
+    logits = risk_features(sentences) @ weights.risk_coef.T + weights.risk_intercept
     return cast("Matrix", 1 / (1 + np.exp(-logits)))
 
 
@@ -138,13 +168,14 @@ def call_features(sentences: ClientSentences, dimension: int) -> Matrix:
 
     if not sentences.client:
         empty = np.zeros(1)
-        business, raw, rules, closest = empty, empty, np.zeros((1, len(KINDS))), 0.0
-        mean_vector = np.zeros(dimension)
+        business, raw, rules, closeness = empty, empty, np.zeros((1, len(KINDS))), np.zeros((1, len(KINDS)))
+        form, mean_vector = np.zeros((1, 3)), np.zeros(dimension)
     else:
         n = len(KINDS)
         f = sentences.features
         business, raw = f[:, -2], f[:, -1]
-        rules, closest = f[:, -2 - n : -2], float(f[:, -2 - 2 * n : -2 - n].max())
+        rules, closeness = f[:, -2 - n : -2], f[:, -2 - 2 * n : -2 - n]
+        form = np.array([sentence_form(text) for text in sentences.texts], dtype=np.float64)
         mean_vector = sentences.embeddings.mean(axis=0)
     ours = np.array(sentences.ours) if sentences.ours else np.zeros(1)
     risky = rules.any(axis=1)
@@ -152,9 +183,10 @@ def call_features(sentences: ClientSentences, dimension: int) -> Matrix:
     lexicon = [
         call_score(list(floored), list(ours)), float(is_mixed(list(business))), business.mean(), business.min(),
         business.max(), (business > 0.3).mean(), (business < -0.05).mean(), raw.mean(), raw.min(), raw.max(),
-        ours.mean(), float(risky.sum()) if sentences.client else 0.0, float(len(business)), closest,
+        ours.mean(), float(risky.sum()) if sentences.client else 0.0, float(len(business)), closeness.max(),
     ]  # fmt: skip
-    return np.concatenate([np.array(lexicon, dtype=np.float64), mean_vector])
+    per_kind = [closeness.max(axis=0), rules.max(axis=0), form.mean(axis=0)]
+    return np.concatenate([np.array(lexicon, dtype=np.float64), *per_kind, mean_vector])
 
 
 def sentiment_probabilities(features: Matrix, weights: LearnedWeights) -> dict[Label, float]:
