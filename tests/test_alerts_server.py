@@ -4,6 +4,7 @@ sent when it returns, and clear errors for bad input."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from tests.fakes.server import serve
 from tests.fakes.slack import BOT_TOKEN, SlackState, slack_app
 from tests.support.results import structured, text_of
 from tests.support.settings import make_settings
+from tests.support.store_file import sqlite_only
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("demo_store")]
 
@@ -58,6 +60,24 @@ async def test_topics_route_and_a_key_is_sent_once_within_the_window(data_dir: P
     assert len(listed["alerts"]) == 2 and len(older["alerts"]) == 2
     assert [a["id"] for a in to_health["alerts"]] == [health["entry"]["id"]]
     assert "Bolt may churn" in recent.contents[0].text and "#leadership" in one.contents[0].text  # type: ignore[union-attr]
+
+
+@sqlite_only  # holds SQLite's one write lock from another connection
+async def test_a_repeated_alert_is_answered_while_another_process_writes(data_dir: Path) -> None:
+    """An alert already kept within the window is found by a read: it waits neither for the write lock another
+    process holds (a health monitor's pass, say) nor for a worker thread."""
+    key = {"text": "Acme's health fell to 41", "topic": "health", "idempotency_key": "health:acme"}
+    async with Client(create_server(make_settings(data_dir))) as client:
+        first = structured(await client.call_tool("send_alert", key))
+        writer = sqlite3.connect(data_dir / "sophia.db", isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")
+        try:
+            with anyio.fail_after(5):  # the store's busy timeout is 30 s
+                again = structured(await client.call_tool("send_alert", key))
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+    assert first["new"] and not again["new"] and again["entry"]["id"] == first["entry"]["id"]
 
 
 async def test_a_listing_leaves_an_alerts_blocks_to_its_resource(data_dir: Path) -> None:

@@ -265,6 +265,21 @@ def test_a_body_that_never_arrives_is_answered_408_and_a_stalled_keep_alive_is_c
     assert b"" in stalled  # the server hung up rather than wait for the rest of the second request
 
 
+def test_headers_that_never_end_are_refused_431_before_they_fill_the_memory(data_dir: Path) -> None:
+    """The header flood: a request's headers sent on and on within the header deadline. The parser sets no bound of
+    its own, so the connection guard refuses them past 16 KB; headers under that still serve, on a new connection."""
+    port = free_port()
+    with http_server(data_dir, "http", port=port):
+        flood = _raw(port, b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Filler: " + b"a" * 20_000 + b"\r\n")
+        refused = b"".join(iter(lambda: flood.recv(65536), b""))  # all the server says before it hangs up
+        fine = _raw(
+            port, f"GET /nothing-here HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Filler: {'a' * 8000}\r\n\r\n".encode()
+        )
+        served = _response(fine)
+    assert refused.startswith(b"HTTP/1.1 431")
+    assert served.startswith(b"HTTP/1.1 404")
+
+
 def test_an_event_loop_error_is_reported_even_when_logging_it_needs_a_file_that_cannot_be_opened(
     capfd: pytest.CaptureFixture[str],
 ) -> None:

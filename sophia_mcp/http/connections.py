@@ -14,13 +14,16 @@ import asyncio
 import logging
 import resource
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger(__name__)
 
 HEADER_END = b"\r\n\r\n"
+# A request's line and headers may take this many bytes, as h11 allows; httptools, the parser inside, sets no bound.
+MAX_HEADER_BYTES = 16 * 1024
+HEADERS_TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 # The listen queue, which is also how many connections asyncio accepts at once, before any of them reaches the
 # pool's cap.
 BACKLOG = 100
@@ -47,6 +50,7 @@ class PoolCounts:
 
     accepted: int = 0
     header_timeouts: int = 0
+    headers_too_large: int = 0
     evicted: int = 0
     refused: int = 0
 
@@ -61,18 +65,18 @@ class GuardedConnection(asyncio.Protocol):
         self.awaiting_headers = True
         self.answered = False  # the server has written since this request's headers arrived
         self.tail = b""
+        self.header_bytes = 0  # of this request's line and headers, so far
         self.deadline: asyncio.TimerHandle | None = None
         self.started = False  # uvicorn's protocol has the connection
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
         if not self.pool.admit(self):
-            transport.abort()
+            self.transport.abort()
             return
-        self.inner.connection_made(_WatchedTransport(transport, self))
+        self.inner.connection_made(_WatchedTransport(self.transport, self))
         self.started = True
         self._start_deadline()
 
@@ -81,10 +85,16 @@ class GuardedConnection(asyncio.Protocol):
             self.answered = False
             self.awaiting_headers = True
             self.tail = b""
+            self.header_bytes = 0
             self._start_deadline()
         if self.awaiting_headers:
             seen = self.tail + data
-            if HEADER_END in seen:
+            end = seen.find(HEADER_END)
+            self.header_bytes += len(data) if end < 0 else end + len(HEADER_END) - len(self.tail)
+            if self.header_bytes > MAX_HEADER_BYTES:
+                self._headers_too_large()
+                return
+            if end >= 0:
                 self.awaiting_headers = False
                 self._stop_deadline()
             self.tail = seen[-(len(HEADER_END) - 1) :]
@@ -124,6 +134,13 @@ class GuardedConnection(asyncio.Protocol):
         if self.deadline is not None:
             self.deadline.cancel()
             self.deadline = None
+
+    def _headers_too_large(self) -> None:
+        self._stop_deadline()
+        self.pool.counts.headers_too_large += 1
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(HEADERS_TOO_LARGE)
+            self.transport.close()
 
     def _headers_late(self) -> None:
         self.deadline = None
@@ -196,7 +213,7 @@ class ConnectionPool:
 
     def protocol(self, **uvicorn_state: Any) -> GuardedConnection:
         """What `uvicorn.Config(http=...)` builds for each connection (it passes config, server_state, app_state)."""
-        return GuardedConnection(H11Protocol(**uvicorn_state), self)
+        return GuardedConnection(HttpToolsProtocol(**uvicorn_state), self)
 
     def admit(self, connection: GuardedConnection) -> bool:
         if len(self.open) >= self.max_connections:

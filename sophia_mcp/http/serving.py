@@ -48,6 +48,15 @@ from sophia_mcp.workflows.dashboard import CSP, dashboard_path
 
 log = logging.getLogger(__name__)
 
+# The event loop HTTP serving runs on: uvloop's (libuv) where it builds, for a fifth less CPU a request than asyncio's.
+new_event_loop: Callable[[], asyncio.AbstractEventLoop]
+if sys.platform == "win32":  # uvloop builds everywhere but Windows
+    new_event_loop = asyncio.new_event_loop
+else:
+    import uvloop
+
+    new_event_loop = uvloop.new_event_loop
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 # A dashboard page: its own policy (no fetch of any kind, no framing), never sniffed, cached by no one but the reader.
 DASHBOARD_HEADERS = {
@@ -288,7 +297,8 @@ def _run(app: Any, settings: Settings, started: str, listening: socket.socket) -
         timeout_keep_alive=http.keep_alive_s, backlog=BACKLOG,
     )  # fmt: skip
     try:
-        asyncio.run(_serve(_Announcing(config, started), listening))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(_serve(_Announcing(config, started), listening))
     except KeyboardInterrupt:  # uvicorn has shut down gracefully, then passed Ctrl-C on
         print("sophia-mcp: stopped", file=sys.stderr)
         raise SystemExit(130) from None

@@ -146,8 +146,8 @@ class Incidents:
         }
 
     async def active_targets(self, action: str) -> set[str]:
-        """`active`, off the event loop."""
-        return await self.store.run(self.active, action)
+        """`active`, read here: the open incidents are few, found along their status index."""
+        return await self.store.read(self.active, action)
 
 
 def ended(remediations: Sequence[Remediation], at: datetime) -> list[Remediation]:

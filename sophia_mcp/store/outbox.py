@@ -12,7 +12,7 @@ import os
 import socket
 import sqlite3
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -82,6 +82,15 @@ def _entry(row: sqlite3.Row) -> OutboxEntry:
     return OutboxEntry.model_validate(_values(row))
 
 
+# The newest alert kept under a dedupe key.
+LAST_KEPT = "SELECT * FROM outbox WHERE dedupe_key = ? ORDER BY id DESC LIMIT 1"
+
+
+def _recent(row: sqlite3.Row, now: datetime, window: timedelta | None) -> bool:
+    """Whether the alert of `row` was kept within `window` of `now` (None: ever)."""
+    return window is None or parse_iso(row["created_at"]) >= now - window
+
+
 def _entry_list(rows: Iterable[sqlite3.Row]) -> list[OutboxEntry]:
     """Many entries validated in one call of pydantic-core, not one call each."""
     return _ENTRIES.validate_python([_values(row) for row in rows])
@@ -109,13 +118,15 @@ class Outbox:
         """Keep the alert for delivery; returns the entry and whether it is new (False: already known)."""
         return await self.store.run(self._enqueue, alert, run_id)
 
+    def _kept_within(self, key: str, now: datetime, window: timedelta | None) -> OutboxEntry | None:
+        row = self.store.query_one(LAST_KEPT, (key,))
+        return _entry(row) if row is not None and _recent(row, now, window) else None
+
     def _enqueue_within(self, alert: Alert, window: timedelta | None) -> tuple[OutboxEntry, bool]:
         now = utcnow()
         with self.store.transaction() as conn:
-            row = conn.execute(
-                "SELECT * FROM outbox WHERE dedupe_key = ? ORDER BY id DESC LIMIT 1", (alert.key,)
-            ).fetchone()
-            if row is not None and (window is None or parse_iso(row["created_at"]) >= now - window):
+            row = conn.execute(LAST_KEPT, (alert.key,)).fetchone()
+            if row is not None and _recent(row, now, window):
                 return _entry(row), False
             stamped = alert.model_copy(update={"key": f"{alert.key}@{iso(now)}"})
             conn.execute(
@@ -130,7 +141,11 @@ class Outbox:
 
     async def enqueue_within(self, alert: Alert, window: timedelta | None) -> tuple[OutboxEntry, bool]:
         """Keep the alert unless one with the same key was kept within `window` (None: ever); then that one is
-        returned with False. Past the window the same key may alert again."""
+        returned with False. Past the window the same key may alert again. A repeat is answered by a read here, with
+        no trip to a worker thread and no wait for the write lock; a new one is kept (checked again) in a thread."""
+        kept = await self.store.read(self._kept_within, alert.key, utcnow(), window)
+        if kept is not None:
+            return kept, False
         return await self.store.run(self._enqueue_within, alert, window)
 
     def _enqueue_many(
