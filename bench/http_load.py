@@ -8,7 +8,9 @@ client: N concurrent MCP sessions (default 32) for each, each initialized as a c
 tool calls per server (default 20,000; --calls for a quick run). The servers run side by side and are loaded in
 turns (bare, composite, bare stateless, composite stateless, ...: --rounds of each), their figures summed per
 server, so what the machine's other work costs falls on all alike. Each composite is compared with the bare echo
-in its own mode: a stateless server builds a session for every request, which costs the bare echo too. The bench
+in its own mode: a stateless server builds a session for every request, which costs the bare echo too. The echo
+runs as the SDK's own `run` starts it, on asyncio's event loop; the composite serves HTTP on uvloop's, so a third
+echo, stateless on uvloop, is loaded too, and the stateless composite is compared with both. The bench
 starts its own PostgreSQL and Redis (tests/support), a database each for the two PostgreSQL set-ups, loaded with
 the demo data as the SQLite stores are.
 The stateless composites run as replicas must (`SOPHIA_HTTP__STATELESS=true`); all of them as deployed on a
@@ -242,10 +244,11 @@ class Load:
 
     def __init__(
         self, label: str, pids: list[int], port: int, headers: dict[str, str], clients: int,
-        base: Load | None = None, balancer: int | None = None, only: str | None = None,
+        base: Load | None = None, balancer: int | None = None, only: str | None = None, also: Load | None = None,
     ) -> None:  # fmt: skip
         self.label, self.pids, self.port, self.headers, self.clients = label, pids, port, headers, clients
         self.base = base  # the bare echo in the same HTTP mode, compared with; None for a bare echo itself
+        self.also = also  # a second bare echo compared with: the same mode on the composite's event loop
         self.only = only  # the one tool of the mix this server is given, if not the whole mix
         self.balancer, self.replicas = balancer, len(pids)
         self.sessions: list[Session] = []
@@ -328,11 +331,13 @@ def report(figures: Load) -> None:
         f"server CPU {figures.server_cpu / max(1, len(every)) * 1000:.2f} ms/call"
         + (f" (balancer {figures.balancer_cpu / max(1, len(every)) * 1000:.2f})" if figures.balancer else "")
     )
-    if (base := figures.base) is not None:
-        print(
-            f"  {'':28s} / {base.label}: p50 {pct(every, 50) / pct(base.every, 50):.2f}  "
-            f"p99 {pct(every, 99) / pct(base.every, 99):.2f}  throughput {throughput(figures) / throughput(base):.2f}"
-        )
+    for base in (figures.base, figures.also):
+        if base is not None:
+            print(
+                f"  {'':28s} / {base.label}: p50 {pct(every, 50) / pct(base.every, 50):.2f}  "
+                f"p99 {pct(every, 99) / pct(base.every, 99):.2f}  "
+                f"throughput {throughput(figures) / throughput(base):.2f}"
+            )
     for error, count in figures.errors.most_common(5):
         print(f"      {count} x {error}")
 
@@ -372,9 +377,10 @@ def main(clients: int, calls: int, rounds: int) -> int:
     with running_postgres() as postgres, redis_server(work / "redis") as redis_url:
         try:
             one_url, three_url = demo_database(postgres, work / "seed-1"), demo_database(postgres, work / "seed-3")
-            bare_port, bare_stateless_port = free_port(), free_port()
+            bare_port, bare_stateless_port, bare_uvloop_port = free_port(), free_port(), free_port()
             procs.append(bare := start([*BARE, "--http", str(bare_port)], {}))
             procs.append(bare_stateless := start([*BARE, "--http", str(bare_stateless_port), "--stateless"], {}))
+            procs.append(bare_uvloop := start([*BARE, "--http", str(bare_uvloop_port), "--stateless", "--uvloop"], {}))
             one_host = {**env, "SOPHIA_HTTP__STATELESS": "false", "SOPHIA_HTTP__SESSIONS_PER_CLIENT": str(clients)}
             sessions, sessions_port = composite(one_host, sessions_dir)
             sqlite, sqlite_port = composite(env, sqlite_dir)
@@ -382,8 +388,8 @@ def main(clients: int, calls: int, rounds: int) -> int:
             one, one_port = composite({**on_pg, "SOPHIA_STORE__URL": one_url}, work / "one")
             replicas = [composite({**on_pg, "SOPHIA_STORE__URL": three_url}, work / f"replica-{n}") for n in range(3)]
             procs += [sessions, sqlite, one, *(proc for proc, _ in replicas)]
-            started = [(bare, bare_port), (bare_stateless, bare_stateless_port), (sessions, sessions_port),
-                       (sqlite, sqlite_port), (one, one_port), *replicas]  # fmt: skip
+            started = [(bare, bare_port), (bare_stateless, bare_stateless_port), (bare_uvloop, bare_uvloop_port),
+                       (sessions, sessions_port), (sqlite, sqlite_port), (one, one_port), *replicas]  # fmt: skip
             for proc, port in started:
                 wait_listening(proc, port)
             proxy_port = free_port()
@@ -393,13 +399,16 @@ def main(clients: int, calls: int, rounds: int) -> int:
             wait_listening(proxy, proxy_port)
             with_sessions = Load("bare echo, sessions", [bare.pid], bare_port, {}, clients)
             stateless = Load("bare echo, stateless", [bare_stateless.pid], bare_stateless_port, {}, clients)
+            on_uvloop = Load("bare echo, stateless, uvloop", [bare_uvloop.pid], bare_uvloop_port, {}, clients)
+            mix = Load("composite, SQLite", [sqlite.pid], sqlite_port, auth, clients, base=stateless, also=on_uvloop)
             loads = [
                 with_sessions,
                 Load("composite, SQLite, sessions", [sessions.pid], sessions_port, auth, clients, base=with_sessions),
                 stateless,
-                Load("composite, SQLite", [sqlite.pid], sqlite_port, auth, clients, base=stateless),
+                on_uvloop,
+                mix,
                 Load("  get_contact alone", [sqlite.pid], sqlite_port, auth, clients, stateless,
-                     only="crm_get_contact"),
+                     only="crm_get_contact", also=on_uvloop),
                 Load("composite, PostgreSQL", [one.pid], one_port, auth, clients, base=stateless),
                 Load("3 replicas, PostgreSQL", [p.pid for p, _ in replicas], proxy_port, auth, clients, stateless,
                      proxy.pid),
@@ -415,7 +424,7 @@ def main(clients: int, calls: int, rounds: int) -> int:
     )
     for load in loads:
         report(load)
-    for load in (loads[3], loads[-1]):
+    for load in (mix, loads[-1]):
         print(f"  per tool, {load.label} (p50 / p99 ms):")
         for tool, values in load.latencies.items():
             if values:
