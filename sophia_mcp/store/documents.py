@@ -429,7 +429,8 @@ class Documents:
         is left is merged by the next). Each ingest commits a segment of its own and a ranking reads every one: the
         demo's 17 documents leave 7, and merged its ranking takes under half the time (67 -> 25 us). The merge holds
         the write lock while it writes, so it runs after a batch of ingests, not after each (FTS5's automerge keeps a
-        few segments per level meanwhile). PostgreSQL's GIN index needs nothing of the kind."""
+        few segments per level meanwhile). PostgreSQL's GIN index takes each insert into its tree at once (fastupdate
+        off): nothing is left to merge."""
         if self.store.dialect == "sqlite":
             await self.store.run(self._merge_index)
 
