@@ -116,3 +116,39 @@ async def test_on_postgresql_the_planner_statistics_stand_in_for_counting_common
     assert [h.chunk_id for h in hits[:3]] == ["note-3#7", "note-11#2", "note-12#4"]
     assert phrase[0].chunk_id == "note-3#7"
     assert stopword == []
+
+
+def gin_pending_pages(url: str) -> int:
+    """The pages of the chunks' full-text index still in its pending list (unsorted: each word a search looks up
+    reads every one)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        row = conn.execute("SELECT pending_pages FROM pgstatginindex('chunks_fts')").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_chunks_ingested_go_straight_into_the_full_text_index(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Ingests leave nothing in the GIN index's pending list for searches to read through (autovacuum would merge
+    it only after a fifth of the table is new), and a store migrated from a version that let them merges what was
+    left."""
+    services = await large_base(tmp_path, {"store": {"url": postgres_url}}, {})
+    try:
+        assert gin_pending_pages(postgres_url) == 0
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("ALTER INDEX chunks_fts SET (fastupdate = on)")  # as the index was before version 19
+            conn.execute("UPDATE chunks SET text = text || ' again'")
+            conn.execute("UPDATE schema_version SET version = 18")
+        assert gin_pending_pages(postgres_url) > 0
+    finally:
+        services.close()
+    again = build_services(make_settings(tmp_path / "kb", store={"url": postgres_url}))
+    try:
+        hits = await search(again, "customer renewal plan again")
+    finally:
+        again.close()
+    assert gin_pending_pages(postgres_url) == 0
+    assert hits and all(h.text.endswith("again") for h in hits)
