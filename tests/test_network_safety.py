@@ -280,6 +280,24 @@ def test_headers_that_never_end_are_refused_431_before_they_fill_the_memory(data
     assert served.startswith(b"HTTP/1.1 404")
 
 
+def test_the_rest_of_a_refused_body_is_not_read_as_a_header_flood_on_the_same_connection(data_dir: Path) -> None:
+    """A body over the cap is refused 413 from its declared size, before it has arrived; the client then sends it
+    anyway. The server closes the connection after the refusal, so that remainder (20 KB without a blank line) is
+    never taken for the next request's headers and answered 431 on a connection the client reuses."""
+    port = free_port()
+    with http_server(data_dir, "http", port=port, SOPHIA_HTTP__MAX_BODY_MB="0.01"):
+        sock = _raw(port, f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: 20002\r\n\r\n".encode())  # fmt: skip
+        refused = _response(sock)
+        try:
+            sock.sendall(b"{" + b" " * 20_000 + b"}")
+            after = b"".join(iter(lambda: sock.recv(65536), b""))  # all the server says before it hangs up
+        except ConnectionResetError:
+            after = b""
+    assert refused.startswith(b"HTTP/1.1 413") and b"connection: close" in refused.lower()
+    assert after == b""
+
+
 def test_an_event_loop_error_is_reported_even_when_logging_it_needs_a_file_that_cannot_be_opened(
     capfd: pytest.CaptureFixture[str],
 ) -> None:

@@ -56,11 +56,15 @@ def bearer_token(scope: Scope) -> str | None:
 
 
 async def refuse(send: Send, status: int, error: str, description: str, **headers: str) -> None:
+    """Answer `status` and close the connection after it: a refusal may come before the request's body has arrived
+    (a declared size over the cap, a rate), and what is left of that body must not be read as the next request's
+    headers on the same connection (the connection guard would take a large remainder for a header flood)."""
     body = json.dumps({"error": error, "error_description": description}).encode()
     extra = [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
     await send({
         "type": "http.response.start", "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra],
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"), *extra],
     })  # fmt: skip
     await send({"type": "http.response.body", "body": body})
 
