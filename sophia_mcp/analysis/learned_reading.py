@@ -94,6 +94,7 @@ class ClientSentences:
     client: list[ClientSentence]
     features: Matrix  # sentences x sentence features
     ours: list[float]  # our side's business tones
+    form: Matrix  # sentences x 3: each one's `sentence_form`, which the risk and the sentiment models both read
 
     @property
     def texts(self) -> list[str]:
@@ -113,8 +114,8 @@ def read_client_sentences(
     tones: Tones | None = None,
 ) -> ClientSentences:
     """Per client sentence: its embedding, its closeness to each kind's examples, the rules' kinds (0 or 1 each),
-    its business tone and its raw VADER score, in that order. `tones`, the transcript's tones if the caller has
-    them."""
+    its business tone and its raw VADER score, in that order, and beside them its form (`sentence_form`). `tones`,
+    the transcript's tones if the caller has them."""
     import numpy as np
 
     tones = transcript_tones(transcript) if tones is None else tones
@@ -127,13 +128,14 @@ def read_client_sentences(
     ]
     client = client_sentences(transcript, parties, competitors, tones)
     if not client:
-        return ClientSentences([], np.zeros((0, 0)), ours)
+        return ClientSentences([], np.zeros((0, 0)), ours, np.zeros((0, 3)))
     texts = [s.text for s in client]
     vectors = np.asarray(embed(texts), dtype=np.float64)
     closeness = np.array([[s[k] for k in KINDS] for s in meaning(texts)], dtype=np.float64)
     rules = np.array([[k in s.kinds for k in KINDS] for s in client], dtype=np.float64)
     scores = np.array([[s.tone.business, s.tone.raw] for s in client], dtype=np.float64)
-    return ClientSentences(client, np.hstack([vectors, closeness, rules, scores]), ours)
+    form = np.array([sentence_form(text) for text in texts], dtype=np.float64)
+    return ClientSentences(client, np.hstack([vectors, closeness, rules, scores]), ours, form)
 
 
 def sentence_form(text: str) -> tuple[float, float, float]:
@@ -150,8 +152,7 @@ def risk_features(sentences: ClientSentences) -> Matrix:
     neighbours = np.zeros_like(embeddings)
     neighbours[1:] += embeddings[:-1]
     neighbours[:-1] += embeddings[1:]
-    form = np.array([sentence_form(text) for text in sentences.texts], dtype=np.float64).reshape(-1, 3)
-    return np.hstack([sentences.features, neighbours / 2, form])
+    return np.hstack([sentences.features, neighbours / 2, sentences.form])
 
 
 def sentence_risk_scores(sentences: ClientSentences, weights: LearnedWeights) -> Matrix:
@@ -175,7 +176,7 @@ def call_features(sentences: ClientSentences, dimension: int) -> Matrix:
         f = sentences.features
         business, raw = f[:, -2], f[:, -1]
         rules, closeness = f[:, -2 - n : -2], f[:, -2 - 2 * n : -2 - n]
-        form = np.array([sentence_form(text) for text in sentences.texts], dtype=np.float64)
+        form = sentences.form
         mean_vector = sentences.embeddings.mean(axis=0)
     ours = np.array(sentences.ours) if sentences.ours else np.zeros(1)
     risky = rules.any(axis=1)
