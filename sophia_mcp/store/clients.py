@@ -49,6 +49,10 @@ def _contact(row: sqlite3.Row) -> Contact:
     return Contact.model_validate(dict(zip(row.keys(), row, strict=True)))
 
 
+def _id_and_name(row: sqlite3.Row) -> tuple[str, str]:
+    return row[0], row[1]
+
+
 def _client(row: sqlite3.Row) -> Client:
     return Client.model_validate({c: row[c] for c in CLIENT_COLUMNS})
 
@@ -221,7 +225,7 @@ class LocalCRM:
         return [_client(r) for r in rows]
 
     def _ids_and_names(self) -> list[tuple[str, str]]:
-        return [(row[0], row[1]) for row in self.store.query("SELECT id, name FROM clients ORDER BY id")]
+        return self.store.query_values("SELECT id, name FROM clients ORDER BY id", (), _id_and_name)
 
     async def ids_and_names(self) -> list[tuple[str, str]]:
         """Every client's (id, name), along the key: what a question is read against for the client it names
