@@ -367,6 +367,17 @@ def test_an_outside_query_on_postgresql_runs_in_a_read_only_transaction_with_its
 FOREVER = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
 
 
+def test_a_read_given_a_time_answers_within_it_and_is_stopped_past_it(store: Store) -> None:
+    """`query_within` (a full-text search's budget): inside its time the read's own columns and rows, past it None,
+    and no time limit of its own left on the connection for whatever reads next."""
+    for _ in range(3):  # a pooled connection is handed out again
+        answer = store.query_within(5, "SELECT 7 AS n, ? AS word", ["seven"])
+        assert answer is not None and (answer[0], [tuple(row) for row in answer[1]]) == (["n", "word"], [(7, "seven")])
+        assert store.query_within(0.2, FOREVER) is None
+    if store.dialect == "postgresql":
+        assert [row["t"] for row in store.query("SELECT current_setting('statement_timeout') AS t")] == ["0"]
+
+
 def stopped_outside_query(store: Store, seconds: float, sql: str = FOREVER) -> str:
     """Run `sql` on an outside reader with `seconds` to run: "stopped" if the engine stopped it, else its rows."""
     try:

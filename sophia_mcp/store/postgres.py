@@ -211,6 +211,10 @@ class Cursor:
     def fetchmany(self, size: int) -> list[Row]:
         return self._cursor.fetchmany(size) if _has_rows(self._cursor) else []
 
+    def nextset(self) -> bool:
+        """On to the next statement's result, of several sent as one query; False when there is none."""
+        return bool(self._cursor.nextset())
+
     def close(self) -> None:
         self._cursor.close()
 
@@ -454,10 +458,12 @@ class PostgresStore(Store):
         deadline_ms = max(1, int(seconds * 1000))
         with self._connection() as conn:
             try:
-                with conn.transaction():
-                    conn.execute(f"SET LOCAL statement_timeout = {deadline_ms}")
-                    cursor = Connection(conn).execute(sql, params)
-                    return [d[0] for d in cursor.description or []], cursor.fetchall()
+                # One trip, not four (BEGIN, SET LOCAL, the read, COMMIT): values bound on the client, both
+                # statements go as one simple query, which the server runs as one implicit transaction, so the
+                # timeout holds for the read and lapses with it (at 100k chunks a search makes up to three such reads).
+                cursor = Connection(conn).execute(f"SET LOCAL statement_timeout = {deadline_ms}; {sql}", params)
+                cursor.nextset()
+                return [d[0] for d in cursor.description or []], cursor.fetchall()
             except psycopg.errors.QueryCanceled:
                 return None
 
