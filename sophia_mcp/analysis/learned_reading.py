@@ -5,9 +5,13 @@ The phrase rules and the lexicon stay (analysis/risk.py, analysis/sentiment.py);
 - Risks: each client sentence is scored per risk kind by a logistic model over its embedding (the local model),
   its closeness in meaning to each kind's written examples (analysis/risk_meaning.py), the phrase rules' kinds, its
   tone, the mean embedding of the client sentences either side of it (a risk said across two sentences) and its
-  form (a question, a hedge). A kind the rules did not raise is raised when the call's best sentence for it scores
-  at least the kind's threshold, and that sentence (one the client said) is the risk's quote. Multiple-instance: the
-  calls are labelled per call, so a call's kinds are the kinds any of its client sentences reaches.
+  form (a question, a hedge). The calls are labelled per call, so a second model reads the call: per kind, a
+  logistic model (one for all kinds, with each kind's own intercept and slopes for its best score and the rules') over
+  what the sentence scores add up to (the best and second best score, how many sentences score over a half and over
+  0.8, the rules' hit, the closest sentence's closeness, the best score of any other kind, the client's tone, its
+  share of the sentences, how many it said). A kind the rules did not raise is raised when that model gives it at
+  least the fitted threshold, and the call's best sentence for it (one the client said) is the risk's quote. One
+  sentence over a threshold no longer raises a kind alone: the call model weighs it against the rest of the call.
 - Sentiment: a multinomial logistic model over the call's lexicon figures (the calibrated score, the share of
   positive and negative client sentences, the rules' risks, per kind the closest sentence's closeness, the share of
   questions and hedges, ...) and the mean embedding of the client's sentences.
@@ -55,12 +59,16 @@ HEDGE = re.compile(
 
 @dataclass(frozen=True)
 class LearnedWeights:
-    """What bench/fit_analyst.py fitted: per risk kind a sentence model and its threshold, and the sentiment model
-    (its features' standardisation, one row of weights per class)."""
+    """What bench/fit_analyst.py fitted: per risk kind a sentence model, the call model over their scores and its
+    threshold, and the sentiment model (its features' standardisation, one row of weights per class)."""
 
     risk_coef: Matrix  # kinds x sentence features
     risk_intercept: Matrix  # kinds
-    risk_threshold: Matrix  # kinds
+    kind_mean: Matrix  # the call model's features (`kind_features`), standardised
+    kind_scale: Matrix
+    kind_coef: Matrix
+    kind_intercept: float
+    kind_threshold: float
     sentiment_mean: Matrix  # call features
     sentiment_scale: Matrix
     sentiment_coef: Matrix  # classes x call features
@@ -78,7 +86,11 @@ class LearnedWeights:
         return cls(
             risk_coef=np.asarray(risk["coef"], dtype=np.float64),
             risk_intercept=np.asarray(risk["intercept"], dtype=np.float64),
-            risk_threshold=np.asarray(risk["threshold"], dtype=np.float64),
+            kind_mean=np.asarray(risk["call"]["mean"], dtype=np.float64),
+            kind_scale=np.asarray(risk["call"]["scale"], dtype=np.float64),
+            kind_coef=np.asarray(risk["call"]["coef"], dtype=np.float64),
+            kind_intercept=float(risk["call"]["intercept"]),
+            kind_threshold=float(risk["call"]["threshold"]),
             sentiment_mean=np.asarray(sentiment["mean"], dtype=np.float64),
             sentiment_scale=np.asarray(sentiment["scale"], dtype=np.float64),
             sentiment_coef=np.asarray(sentiment["coef"], dtype=np.float64),
@@ -201,21 +213,66 @@ def sentiment_probabilities(features: Matrix, weights: LearnedWeights) -> dict[L
     return {label: float(p) for label, p in zip(weights.classes, probabilities, strict=True)}
 
 
+def kind_features(sentences: ClientSentences, scores: Matrix) -> Matrix:
+    """Per risk kind, the call model's features from its sentences' `scores` (sentences x kinds): the logit of the
+    best score and the second best score (0 when the client said one sentence: as a probability, not a logit, so a
+    call that short is not read as one that contradicts its best sentence), how many sentences score at least 0.5 and
+    0.8, whether the rules raised it, the closest sentence's closeness to its examples, the best score of any other
+    kind, the client's mean raw tone, its share of the call's sentences and log(1 + its sentences); then the kind's
+    indicator, and the indicator times the best logit and times the rules' hit (each kind's own intercept and slopes
+    for them)."""
+    import numpy as np
+
+    n = len(KINDS)
+    f = sentences.features
+    said = len(sentences.client)
+    best = scores.max(axis=0) if said else np.zeros(n)
+    ranked = -np.sort(-scores, axis=0) if said else np.zeros((0, n))
+    second = ranked[1] if said > 1 else np.zeros(n)
+    rules = f[:, -2 - n : -2].max(axis=0) if said else np.zeros(n)
+    closeness = f[:, -2 - 2 * n : -2 - n].max(axis=0) if said else np.zeros(n)
+    tone = f[:, -1].mean() if said else 0.0
+    share = said / max(1, said + len(sentences.ours))
+    others = np.array([np.delete(best, k).max() for k in range(n)])
+    figures = np.column_stack([
+        logit(best), second, (scores >= 0.5).sum(axis=0), (scores >= 0.8).sum(axis=0), rules, closeness,
+        others, np.full(n, tone), np.full(n, share), np.full(n, np.log1p(said)),
+    ])  # fmt: skip
+    indicator = np.eye(n)
+    return np.hstack([figures, indicator, indicator * figures[:, :1], indicator * figures[:, 4:5]])
+
+
+def logit(p: Matrix) -> Matrix:
+    """log(p / (1 - p)), with p kept off 0 and 1 (a kind no sentence scores for reads as very unlikely, not -inf)."""
+    import numpy as np
+
+    clipped = np.clip(p, 1e-6, 1 - 1e-6)
+    return cast("Matrix", np.log(clipped / (1 - clipped)))
+
+
+def kind_probabilities(sentences: ClientSentences, scores: Matrix, weights: LearnedWeights) -> Matrix:
+    """Per risk kind, the call model's probability that the client raised it on this call."""
+    import numpy as np
+
+    features = (kind_features(sentences, scores) - weights.kind_mean) / weights.kind_scale
+    return cast("Matrix", 1 / (1 + np.exp(-(features @ weights.kind_coef + weights.kind_intercept))))
+
+
 def learned_risk_factors(
     sentences: ClientSentences, parties: Sequence[Party], weights: LearnedWeights
 ) -> list[RiskFactor]:
-    """The rules' risk factors, and for each kind they did not raise whose best client sentence scores at least its
-    threshold, that sentence as the kind's factor."""
+    """The rules' risk factors, and for each kind they did not raise that the call model gives at least its
+    threshold, the call's best client sentence for it as the kind's factor."""
     factors = risk_factors(sentences.client, parties)
     if not sentences.client:
         return factors
     index = speaker_index(parties)
     raised = {f.kind for f in factors}
     scores = sentence_risk_scores(sentences, weights)
+    probabilities = kind_probabilities(sentences, scores, weights)
     for k, kind in enumerate(KINDS):
-        best = int(scores[:, k].argmax())
-        if kind not in raised and scores[best, k] >= weights.risk_threshold[k]:
-            said = sentences.client[best]
+        if kind not in raised and probabilities[k] >= weights.kind_threshold:
+            said = sentences.client[int(scores[:, k].argmax())]
             factors.append(
                 RiskFactor(
                     kind=kind, text=said.text, speaker_id=said.speaker_id, speaker_name=name_of(said.speaker_id, index),
