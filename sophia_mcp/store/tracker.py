@@ -186,7 +186,8 @@ class LocalTracker:
                     (wanted, team["id"]),
                 ).fetchone()[0]
                 numbers[ref] = last - wanted + 1
-            now = parse_iso(iso(utcnow()))  # as stored, to the millisecond
+            stamp = iso(utcnow())
+            now = parse_iso(stamp)  # as stored, to the millisecond
             made: dict[str, Issue] = {}
             issue_rows: list[tuple[Any, ...]] = []
             key_rows: list[tuple[str, ...]] = []
@@ -204,10 +205,10 @@ class LocalTracker:
                     (
                         issue.id, issue.identifier, team["id"], issue.title, issue.description, issue.priority,
                         NEW_STATE, issue.assignee, json.dumps(issue.labels),
-                        draft.due_date.isoformat() if draft.due_date else None, iso(now), iso(now),
+                        draft.due_date.isoformat() if draft.due_date else None, stamp, stamp,
                     )
                 )  # fmt: skip
-                key_rows.append((key, issue.id, issue.identifier, iso(now)))
+                key_rows.append((key, issue.id, issue.identifier, stamp))
             conn.executemany(
                 """
                 INSERT INTO tracker_issues (id, identifier, team_id, title, description, priority, state, assignee,

@@ -81,10 +81,9 @@ def next_weekday_at(now: datetime, hour: int) -> datetime:
     return datetime.combine(day, time(hour), tzinfo=UTC)
 
 
-def _issue(client: Client, score: float, threshold: float, period: str, team: str, priority: int) -> IssueDraft:
+def _issue(client: Client, health: str, under: str, period: str, team: str, priority: int) -> IssueDraft:
     lines = [
-        f"**{client.name}**'s health is **{format_score(score, threshold)}**/100, under the threshold of "
-        f"{format_threshold(threshold)}.",
+        f"**{client.name}**'s health is **{health}**/100, under the threshold of {under}.",
         "",
         f"- CSM: {client.csm_name or 'none assigned'}" + (f" ({client.csm_email})" if client.csm_email else ""),
         f"- Segment: {client.segment or 'unknown'}; ARR: {f'${client.arr:,.0f}' if client.arr else 'unknown'}",
@@ -93,35 +92,28 @@ def _issue(client: Client, score: float, threshold: float, period: str, team: st
         "Next: meet the client (a meeting request went to the CSM), find the cause, agree a recovery plan.",
     ]
     return IssueDraft(
-        team=team, title=f"{client.name}: health {format_score(score, threshold)} ({period})",
-        description="\n".join(lines), priority=priority, labels=["client-health"],
+        team=team, title=f"{client.name}: health {health} ({period})", description="\n".join(lines),
+        priority=priority, labels=["client-health"],
     )  # fmt: skip
 
 
-def _meeting(client: Client, score: float, period: str, starts: datetime, services: Services) -> MeetingRequest:
-    monitor, threshold = services.settings.monitor, services.settings.health.threshold
+def _meeting(client: Client, health: str, key: str, starts: datetime, organizer: Attendee, csm: Attendee,
+             minutes: int) -> MeetingRequest:  # fmt: skip
     return MeetingRequest(
-        key=f"health-meeting:{client.id}:{period}",
-        title=f"{client.name}: health review",
-        description=f"{client.name}'s health is {format_score(score, threshold)}/100. Review the recent calls and "
-        "agree next steps.",
-        organizer=Attendee(email=monitor.organizer_email, name="sophia-mcp"),
-        attendees=[Attendee(email=client.csm_email or "", name=client.csm_name)],
-        starts_at=starts,
-        minutes=monitor.meeting_minutes,
-    )
+        key=key, title=f"{client.name}: health review",
+        description=f"{client.name}'s health is {health}/100. Review the recent calls and agree next steps.",
+        organizer=organizer, attendees=[csm], starts_at=starts, minutes=minutes,
+    )  # fmt: skip
 
 
-def _alert(client: Client, score: float, threshold: float, period: str, channel: str, meeting: Meeting | None) -> Alert:
-    text = (
-        f"{client.name}'s health is {format_score(score, threshold)}/100 (threshold {format_threshold(threshold)}); "
-        f"an issue is open for {period}."
-    )
+def _alert(client: Client, health: str, under: str, critical: bool, period: str, channel: str,
+           meeting: Meeting | None) -> Alert:  # fmt: skip
+    text = f"{client.name}'s health is {health}/100 (threshold {under}); an issue is open for {period}."
     if meeting is not None:
         text += f" Meeting request to {client.csm_name or client.csm_email}: {meeting.starts_at:%a %d %b %H:%M} UTC."
     return Alert(
-        key=f"health-monitor:{client.id}:{period}", channel=channel,
-        severity="critical" if score < threshold - 20 else "warning", title=f"{client.name} is at risk", text=text,
+        key=f"health-monitor:{client.id}:{period}", channel=channel, severity="critical" if critical else "warning",
+        title=f"{client.name} is at risk", text=text,
         attachments=[Attachment(filename="health-review.ics", mime_type="text/calendar", content=meeting.ics)]
         if meeting else [],
     )  # fmt: skip
@@ -152,6 +144,23 @@ class Pass:
     starts: datetime
     scores: dict[str, float]
     tally: Tally = field(default_factory=Tally)
+    # Built once a pass: the organizer, each CSM (a few dozen for many clients), the threshold as text.
+    organizer: Attendee = field(init=False)
+    csms: dict[tuple[str, str | None], Attendee] = field(default_factory=dict)
+    under: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.services.settings
+        self.organizer = Attendee(email=settings.monitor.organizer_email, name="sophia-mcp")
+        self.under = format_threshold(settings.health.threshold)
+
+    def csm(self, client: Client) -> Attendee:
+        found = self.csms.get((client.csm_email or "", client.csm_name))
+        if found is None:
+            found = self.csms[(client.csm_email or "", client.csm_name)] = Attendee(
+                email=client.csm_email or "", name=client.csm_name
+            )
+        return found
 
     async def act_on(self, client_ids: list[str]) -> None:
         """Book, keep and send what these clients at risk (worst first) are owed this period, and count it."""
@@ -161,10 +170,13 @@ class Pass:
         issue_keys = {c.id: f"health-issue:{c.id}:{period}" for c in batch}
         alert_keys = {c.id: f"health-monitor:{c.id}:{period}" for c in batch}
         meeting_keys = {c.id: f"health-meeting:{c.id}:{period}" for c in batch if c.csm_email}
+        threshold = self.services.settings.health.threshold
+        health = {c.id: format_score(self.scores[c.id], threshold) for c in batch}  # as every message prints it
         # What an earlier run this period kept is read by key alone: a repeat pass renders and rewrites nothing.
         kept = await self.services.outbox.states([*issue_keys.values(), *alert_keys.values()])
-        meetings = await self.book(batch, meeting_keys, {c.id for c in batch if alert_keys[c.id] not in kept})
-        kept_ids = await self.keep(batch, issue_keys, alert_keys, kept, meetings)
+        alerting = {c.id for c in batch if alert_keys[c.id] not in kept}
+        meetings = await self.book(batch, health, meeting_keys, alerting)
+        kept_ids = await self.keep(batch, health, issue_keys, alert_keys, kept, meetings)
         states = await self.send(kept, kept_ids)
         tally = self.tally
         tally.at_risk += len(batch)
@@ -182,14 +194,18 @@ class Pass:
             for client in batch[: SHOWN - len(tally.worst)]
         ]  # fmt: skip
 
-    async def book(self, batch: list[Client], meeting_keys: dict[str, str], alerting: set[str]) -> dict[str, Meeting]:
+    async def book(
+        self, batch: list[Client], health: dict[str, str], meeting_keys: dict[str, str], alerting: set[str]
+    ) -> dict[str, Meeting]:
         """Book each client's meeting once; returns the meetings of the clients whose alert, still to be kept
         (`alerting`), carries the invite."""
         booked = await self.services.meetings.booked(list(meeting_keys.values()))
+        minutes = self.services.settings.monitor.meeting_minutes
         booking = [
-            (client, _meeting(client, self.scores[client.id], self.period, self.starts, self.services))
-            for client in batch
-            if client.id in meeting_keys and (meeting_keys[client.id] not in booked or client.id in alerting)
+            (c, _meeting(c, health[c.id], key, self.starts, self.organizer, self.csm(c), minutes))
+            for c in batch
+            for key in [meeting_keys.get(c.id)]
+            if key is not None and (key not in booked or c.id in alerting)
         ]
         made = await self.services.meetings.book_all([request for _, request in booking]) if booking else []
         self.tally.new_meetings += sum(created for _, created in made)
@@ -198,6 +214,7 @@ class Pass:
     async def keep(
         self,
         batch: list[Client],
+        health: dict[str, str],
         issue_keys: dict[str, str],
         alert_keys: dict[str, str],
         kept: dict[str, Kept],
@@ -208,7 +225,7 @@ class Pass:
         monitor, threshold = settings.monitor, settings.health.threshold
         channel = settings.alerts.channel_for("health")
         issues = [
-            (key, self.team, {"key": key, "draft": _issue(c, self.scores[c.id], threshold, self.period, self.team,
+            (key, self.team, {"key": key, "draft": _issue(c, health[c.id], self.under, self.period, self.team,
                                                           monitor.priority).model_dump(mode="json")})
             for c in batch
             for key in [issue_keys[c.id]] if key not in kept
@@ -217,8 +234,9 @@ class Pass:
             (alert.key, channel, alert.model_dump(mode="json"))
             for c in batch
             if alert_keys[c.id] not in kept
-            for alert in [_alert(c, self.scores[c.id], threshold, self.period, channel, meetings.get(c.id))]
-        ]
+            for alert in [_alert(c, health[c.id], self.under, self.scores[c.id] < threshold - 20, self.period,
+                                 channel, meetings.get(c.id))]
+        ]  # fmt: skip
         ids: dict[str, tuple[int, bool]] = {key: (entry_id, False) for key, (entry_id, _, _) in kept.items()}
         for kind, items in (("issue", issues), ("alert", alerts)):
             if items:
@@ -229,7 +247,9 @@ class Pass:
     async def send(self, kept: dict[str, Kept], kept_ids: dict[str, tuple[int, bool]]) -> dict[str, Kept]:
         """Send what is not delivered yet; the state of every entry afterwards, by key."""
         due = [k for k in kept_ids if k not in kept or kept[k][1] != "delivered"]
-        sent = {i: (ref, error) for i, ref, error in await send_all(self.services, [kept_ids[k][0] for k in due])}
+        # The batch's entries claimed, sent and settled together: a transaction each, not one per 200 entries.
+        ids = [kept_ids[k][0] for k in due]
+        sent = {i: (ref, error) for i, ref, error in await send_all(self.services, ids, batch=max(len(ids), 1))}
         # What this pass sent is as its outcome says; only the rest (held, or another process's) is read back.
         after: dict[str, Kept] = {}
         for k in due:
