@@ -23,11 +23,11 @@ from sophia_mcp.domain.issues import IssueDraft
 from sophia_mcp.domain.meetings import Attendee, Meeting, MeetingRequest
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Alert, Attachment
-from sophia_mcp.domain.outbox import OutboxStatus
+from sophia_mcp.domain.outbox import OutboxEntry, OutboxStatus
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput
 from sophia_mcp.store.meetings import meeting_uid
-from sophia_mcp.workflows.delivery import send_all
+from sophia_mcp.workflows.delivery import held_kinds, send_all, send_claimed
 from sophia_mcp.workflows.issues import default_team
 from sophia_mcp.workflows.runs import start_run
 
@@ -176,8 +176,8 @@ class Pass:
         kept = await self.services.outbox.states([*issue_keys.values(), *alert_keys.values()])
         alerting = {c.id for c in batch if alert_keys[c.id] not in kept}
         meetings = await self.book(batch, health, meeting_keys, alerting)
-        kept_ids = await self.keep(batch, health, issue_keys, alert_keys, kept, meetings)
-        states = await self.send(kept, kept_ids)
+        kept_ids, claimed = await self.keep(batch, health, issue_keys, alert_keys, kept, meetings)
+        states = await self.send(kept, kept_ids, claimed)
         tally = self.tally
         tally.at_risk += len(batch)
         tally.new_issues += sum(kept_ids[k][1] for k in issue_keys.values())
@@ -219,8 +219,10 @@ class Pass:
         alert_keys: dict[str, str],
         kept: dict[str, Kept],
         meetings: dict[str, Meeting],
-    ) -> dict[str, tuple[int, bool]]:
-        """Keep the issues and alerts not kept yet in the outbox; (entry id, new) of every one, by key."""
+    ) -> tuple[dict[str, tuple[int, bool]], list[OutboxEntry]]:
+        """Keep the issues and alerts not kept yet in the outbox: (entry id, new) of every one, by key, and the new
+        entries, kept claimed for this pass to send at once (those of a receiver an incident holds are kept
+        pending)."""
         settings = self.services.settings
         monitor, threshold = settings.monitor, settings.health.threshold
         channel = settings.alerts.channel_for("health")
@@ -238,18 +240,31 @@ class Pass:
                                  channel, meetings.get(c.id))]
         ]  # fmt: skip
         ids: dict[str, tuple[int, bool]] = {key: (entry_id, False) for key, (entry_id, _, _) in kept.items()}
+        claimed: list[OutboxEntry] = []
+        held = await held_kinds(self.services) if issues or alerts else set()
         for kind, items in (("issue", issues), ("alert", alerts)):
-            if items:
+            if not items:
+                continue
+            if kind in held:
                 added = await self.services.outbox.enqueue_many(kind, items, self.run_id)
-                ids.update((key, entry) for (key, _, _), entry in zip(items, added, strict=True))
-        return ids
+            else:
+                added, entries = await self.services.outbox.enqueue_claimed(kind, items, self.run_id)
+                claimed += entries
+            ids.update((key, entry) for (key, _, _), entry in zip(items, added, strict=True))
+        return ids, claimed
 
-    async def send(self, kept: dict[str, Kept], kept_ids: dict[str, tuple[int, bool]]) -> dict[str, Kept]:
-        """Send what is not delivered yet; the state of every entry afterwards, by key."""
+    async def send(
+        self, kept: dict[str, Kept], kept_ids: dict[str, tuple[int, bool]], claimed: list[OutboxEntry]
+    ) -> dict[str, Kept]:
+        """Send what is not delivered yet: what this pass kept claimed at once, the rest (kept by an earlier run)
+        claimed first; the state of every entry afterwards, by key."""
         due = [k for k in kept_ids if k not in kept or kept[k][1] != "delivered"]
+        mine = {entry.id for entry in claimed}
         # The batch's entries claimed, sent and settled together: a transaction each, not one per 200 entries.
-        ids = [kept_ids[k][0] for k in due]
-        sent = {i: (ref, error) for i, ref, error in await send_all(self.services, ids, batch=max(len(ids), 1))}
+        ids = [kept_ids[k][0] for k in due if kept_ids[k][0] not in mine]
+        outcomes = await send_claimed(self.services, claimed) if claimed else []
+        outcomes += await send_all(self.services, ids, batch=len(ids)) if ids else []
+        sent = {i: (ref, error) for i, ref, error in outcomes}
         # What this pass sent is as its outcome says; only the rest (held, or another process's) is read back.
         after: dict[str, Kept] = {}
         for k in due:
