@@ -213,14 +213,15 @@ class Outbox:
             seen.add(key)
         if claimed is None:
             return out, []
-        entries = _ENTRIES.validate_python(
-            [
-                {"id": ids[key], "key": key, "kind": kind, "target": target, "status": "sending", "attempts": 1,
-                 "last_error": None, "external_ref": None, "run_id": run_id, "created_at": now, "delivered_at": None,
-                 "payload": payload}
-                for key, target, payload in fresh.values()
-            ]
-        )  # fmt: skip
+        # Built from the values just written, not validated again: pydantic would walk every payload (invites).
+        created = parse_iso(now)
+        entries = [
+            OutboxEntry.model_construct(
+                id=ids[key], key=key, kind=kind, target=target, status="sending", attempts=1, last_error=None,
+                external_ref=None, run_id=run_id, created_at=created, delivered_at=None, payload=payload,
+            )
+            for key, target, payload in fresh.values()
+        ]  # fmt: skip
         return out, entries
 
     @staticmethod

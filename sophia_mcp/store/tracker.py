@@ -7,6 +7,7 @@ server's tools and resources. An issue and its idempotency key are written in on
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -191,10 +192,13 @@ class LocalTracker:
             made: dict[str, Issue] = {}
             issue_rows: list[tuple[Any, ...]] = []
             key_rows: list[tuple[str, ...]] = []
-            for key, draft in fresh:
+            # The new issues' ids drawn from the system's randomness in one read, not one a uuid4.
+            drawn = os.urandom(16 * len(fresh))
+            for n, (key, draft) in enumerate(fresh):
                 team = teams[draft.team]
                 issue = Issue(
-                    id=str(uuid.uuid4()), identifier=f"{team['key']}-{numbers[draft.team]}", title=draft.title.strip(),
+                    id=str(uuid.UUID(bytes=drawn[16 * n : 16 * n + 16], version=4)),
+                    identifier=f"{team['key']}-{numbers[draft.team]}", title=draft.title.strip(),
                     description=draft.description, priority=draft.priority, state=NEW_STATE, team_key=team["key"],
                     assignee=draft.assignee, labels=json.loads(_labels(draft.labels)), url=None, created_at=now,
                     updated_at=now,

@@ -10,6 +10,7 @@ Clients at or above the threshold are counted as healthy.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -110,13 +111,18 @@ def _alert(client: Client, health: str, under: str, critical: bool, period: str,
            meeting: Meeting | None) -> Alert:  # fmt: skip
     text = f"{client.name}'s health is {health}/100 (threshold {under}); an issue is open for {period}."
     if meeting is not None:
-        text += f" Meeting request to {client.csm_name or client.csm_email}: {meeting.starts_at:%a %d %b %H:%M} UTC."
+        text += f" Meeting request to {client.csm_name or client.csm_email}: {_when(meeting.starts_at)} UTC."
     return Alert(
         key=f"health-monitor:{client.id}:{period}", channel=channel, severity="critical" if critical else "warning",
         title=f"{client.name} is at risk", text=text,
         attachments=[Attachment(filename="health-review.ics", mime_type="text/calendar", content=meeting.ics)]
         if meeting else [],
     )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=16)  # a pass's meetings share their start
+def _when(starts: datetime) -> str:
+    return f"{starts:%a %d %b %H:%M}"
 
 
 @dataclass
