@@ -166,12 +166,16 @@ class LocalTracker:
         with self.store.transaction() as conn:
             keys = list({key: None for _, key in items})
             known: dict[str, str] = {}
+            listed: set[str] = set()  # keys with a row, an issue of theirs or not
             for start in range(0, len(keys), CHUNK):
                 chunk = keys[start : start + CHUNK]
                 rows = conn.execute(
                     f"SELECT key, issue_id FROM issue_keys WHERE key IN ({', '.join('?' * len(chunk))})", chunk
                 )
-                known.update((r["key"], r["issue_id"]) for r in rows if r["issue_id"])
+                for r in rows:
+                    listed.add(r["key"])
+                    if r["issue_id"]:
+                        known[r["key"]] = r["issue_id"]
             earlier = self._by_id(conn, list(set(known.values())))
             first: dict[str, IssueDraft] = {}
             for draft, key in items:
@@ -221,12 +225,18 @@ class LocalTracker:
                 """,
                 issue_rows,
             )
+            # Keys without a row (read above, under the write lock) go in as a plain insert, which PostgreSQL takes
+            # by COPY; a key listed without its issue has it set.
+            conn.executemany(
+                "INSERT INTO issue_keys (key, backend, issue_id, identifier, created_at) VALUES (?, ?, ?, ?, ?)",
+                [(key, "local", *rest) for key, *rest in key_rows if key not in listed],
+            )
             conn.executemany(
                 """
                 INSERT INTO issue_keys (key, backend, issue_id, identifier, created_at) VALUES (?, 'local', ?, ?, ?)
                 ON CONFLICT (key) DO UPDATE SET issue_id = excluded.issue_id, identifier = excluded.identifier
                 """,
-                key_rows,
+                [row for row in key_rows if row[0] in listed],
             )
             # A key twice in one batch is one issue: its later mentions are not new.
             seen: set[str] = set()
