@@ -19,7 +19,7 @@ from sophia_mcp.domain.incidents import Diagnosis, Incident, Remediation
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.servers.alerts import create_server
 from sophia_mcp.settings import Settings, load_settings
-from sophia_mcp.workflows.delivery import send_all
+from sophia_mcp.workflows.delivery import send_all, sent_at_once
 from sophia_mcp.workflows.health_monitor import BATCH
 from tests.fakes.linear import API_KEY, LinearState, linear_app
 from tests.fakes.server import serve
@@ -140,6 +140,23 @@ async def test_the_report_says_what_the_outbox_recorded_when_slack_is_down(
         )
         assert row["issue"] == issues[issue_key] and row["issue"].startswith("CS-")
     assert report["pending"] == 3
+
+
+def test_only_what_goes_into_the_store_itself_is_kept_claimed_and_sent_at_once(
+    data_dir: Path, services_down: tuple[str, SlackState, str, LinearState]
+) -> None:
+    # A real service's entries are claimed as they are sent, a batch at a time: a batch of hundreds kept claimed
+    # and then paced out to Slack could outlive its claim's lease and be taken again by another process.
+    slack_url, _, linear_url, _ = services_down
+    local, remote = (
+        build_services(make_settings(data_dir)),
+        build_services(on_services(data_dir, slack_url, linear_url)),
+    )
+    try:
+        assert sent_at_once(local) == {"issue", "alert"} and sent_at_once(remote) == set()
+    finally:
+        local.close()
+        remote.close()
 
 
 async def test_send_all_returns_what_it_recorded(data_dir: Path, demo_store: StoreSQL) -> None:

@@ -122,6 +122,13 @@ def senders(services: Services) -> dict[str, Sender]:
     }
 
 
+def sent_at_once(services: Services) -> set[str]:
+    """The kinds of entry whose sender delivers into the store itself, a batch in one go with no service to wait
+    for: those may be kept claimed and sent at once (`send_claimed`) without outliving their claim's lease. Entries
+    for a real service are claimed a batch at a time as they are sent (`send_all`)."""
+    return {kind for kind, sender in senders(services).items() if isinstance(sender, BatchSender)}
+
+
 async def _send_many(sender: BatchSender, entries: list[OutboxEntry]) -> list[Outcome]:
     try:
         refs = await sender.send_many([e.payload for e in entries])

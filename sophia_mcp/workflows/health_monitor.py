@@ -28,7 +28,7 @@ from sophia_mcp.domain.outbox import OutboxEntry, OutboxStatus
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput
 from sophia_mcp.store.meetings import meeting_uid
-from sophia_mcp.workflows.delivery import held_kinds, send_all, send_claimed
+from sophia_mcp.workflows.delivery import held_kinds, send_all, send_claimed, sent_at_once
 from sophia_mcp.workflows.issues import default_team
 from sophia_mcp.workflows.runs import start_run
 
@@ -227,8 +227,8 @@ class Pass:
         meetings: dict[str, Meeting],
     ) -> tuple[dict[str, tuple[int, bool]], list[OutboxEntry]]:
         """Keep the issues and alerts not kept yet in the outbox: (entry id, new) of every one, by key, and the new
-        entries, kept claimed for this pass to send at once (those of a receiver an incident holds are kept
-        pending)."""
+        entries kept claimed for this pass to send at once: those delivered into the store itself (a real service's
+        are kept pending and claimed as they are sent, and so are those of a receiver an incident holds)."""
         settings = self.services.settings
         monitor, threshold = settings.monitor, settings.health.threshold
         channel = settings.alerts.channel_for("health")
@@ -247,29 +247,28 @@ class Pass:
         ]  # fmt: skip
         ids: dict[str, tuple[int, bool]] = {key: (entry_id, False) for key, (entry_id, _, _) in kept.items()}
         claimed: list[OutboxEntry] = []
-        held = await held_kinds(self.services) if issues or alerts else set()
+        at_once = sent_at_once(self.services) - await held_kinds(self.services) if issues or alerts else set()
         for kind, items in (("issue", issues), ("alert", alerts)):
             if not items:
                 continue
-            if kind in held:
-                added = await self.services.outbox.enqueue_many(kind, items, self.run_id)
-            else:
+            if kind in at_once:
                 added, entries = await self.services.outbox.enqueue_claimed(kind, items, self.run_id)
                 claimed += entries
+            else:
+                added = await self.services.outbox.enqueue_many(kind, items, self.run_id)
             ids.update((key, entry) for (key, _, _), entry in zip(items, added, strict=True))
         return ids, claimed
 
     async def send(
         self, kept: dict[str, Kept], kept_ids: dict[str, tuple[int, bool]], claimed: list[OutboxEntry]
     ) -> dict[str, Kept]:
-        """Send what is not delivered yet: what this pass kept claimed at once, the rest (kept by an earlier run)
-        claimed first; the state of every entry afterwards, by key."""
+        """Send what is not delivered yet: what this pass kept claimed at once, the rest (a real service's, or kept by
+        an earlier run) claimed a batch at a time as it is sent; the state of every entry afterwards, by key."""
         due = [k for k in kept_ids if k not in kept or kept[k][1] != "delivered"]
         mine = {entry.id for entry in claimed}
-        # The batch's entries claimed, sent and settled together: a transaction each, not one per 200 entries.
         ids = [kept_ids[k][0] for k in due if kept_ids[k][0] not in mine]
         outcomes = await send_claimed(self.services, claimed) if claimed else []
-        outcomes += await send_all(self.services, ids, batch=len(ids)) if ids else []
+        outcomes += await send_all(self.services, ids) if ids else []
         sent = {i: (ref, error) for i, ref, error in outcomes}
         # What this pass sent is as its outcome says; only the rest (held, or another process's) is read back.
         after: dict[str, Kept] = {}
