@@ -15,9 +15,11 @@ from icalendar import Calendar
 from mcp import Client
 
 from sophia_mcp.app.backends import build_services
+from sophia_mcp.domain.incidents import Diagnosis, Incident, Remediation
+from sophia_mcp.domain.times import utcnow
 from sophia_mcp.servers.alerts import create_server
 from sophia_mcp.settings import Settings, load_settings
-from sophia_mcp.workflows.delivery import send_all
+from sophia_mcp.workflows.delivery import send_all, sent_at_once
 from sophia_mcp.workflows.health_monitor import BATCH
 from tests.fakes.linear import API_KEY, LinearState, linear_app
 from tests.fakes.server import serve
@@ -142,6 +144,23 @@ async def test_the_report_says_what_the_outbox_recorded_when_slack_is_down(
     assert report["pending"] == 3
 
 
+def test_only_what_goes_into_the_store_itself_is_kept_claimed_and_sent_at_once(
+    data_dir: Path, services_down: tuple[str, SlackState, str, LinearState]
+) -> None:
+    # A real service's entries are claimed as they are sent, a batch at a time: a batch of hundreds kept claimed
+    # and then paced out to Slack could outlive its claim's lease and be taken again by another process.
+    slack_url, _, linear_url, _ = services_down
+    local, remote = (
+        build_services(make_settings(data_dir)),
+        build_services(on_services(data_dir, slack_url, linear_url)),
+    )
+    try:
+        assert sent_at_once(local) == {"issue", "alert"} and sent_at_once(remote) == set()
+    finally:
+        local.close()
+        remote.close()
+
+
 async def test_send_all_returns_what_it_recorded(data_dir: Path, demo_store: StoreSQL) -> None:
     services = build_services(make_settings(data_dir))
     try:
@@ -157,6 +176,43 @@ async def test_send_all_returns_what_it_recorded(data_dir: Path, demo_store: Sto
     assert sorted(i for i, _, _ in outcomes) == sorted(entries) and again == []
     assert all(entries[i].status == "delivered" and entries[i].external_ref == ref and error is None
                for i, ref, error in outcomes)  # fmt: skip
+
+
+async def test_what_an_incident_holds_is_kept_pending_by_the_monitor_and_sent_once_when_it_closes(
+    data_dir: Path, demo_store: StoreSQL
+) -> None:
+    set_health(demo_store, AT_RISK)
+    settings = make_settings(data_dir)
+    services = build_services(settings)
+    now = utcnow()
+    try:
+        incident, _ = await services.incidents.open(
+            Incident(
+                id=0, workflow="health_monitor", step="book, keep and send", cause="unavailable", service="local",
+                status="open", error_rate=1.0,
+                diagnosis=Diagnosis(runs=1, failures=1, examples=["down"], first_seen=now, last_seen=now),
+                remediations=[Remediation(action="hold_side_effects", target="local", detail="held", applied_at=now)],
+                issue_key=None, summary=None, opened_at=now, updated_at=now, closed_at=None,
+            )
+        )  # fmt: skip
+        async with Client(create_server(settings)) as client:
+            held = structured(await client.call_tool("run_health_monitor", {}))
+        kept = demo_store.rows("SELECT kind, status, attempts FROM outbox WHERE key LIKE 'health-%' ORDER BY kind")
+        created = demo_store.value("SELECT count(*) FROM tracker_issues")
+        await services.incidents.save(incident.model_copy(update={"status": "closed", "closed_at": utcnow()}))
+        async with Client(create_server(settings)) as client:
+            back = structured(await client.call_tool("run_health_monitor", {}))
+    finally:
+        services.close()
+    # Held: kept, neither claimed nor sent; once the incident closes, the next pass sends each once.
+    assert (held["new_issues"], held["new_alerts"], held["pending"]) == (3, 3, 6) and created == 0
+    assert kept == [("alert", "pending", 0)] * 3 + [("issue", "pending", 0)] * 3
+    assert (back["new_issues"], back["new_alerts"], back["pending"]) == (0, 0, 0)
+    assert (
+        demo_store.rows("SELECT kind, status, attempts FROM outbox WHERE key LIKE 'health-%' ORDER BY kind")
+        == [("alert", "delivered", 1)] * 3 + [("issue", "delivered", 1)] * 3
+    )
+    assert demo_store.value("SELECT count(*) FROM tracker_issues") == 3
 
 
 def test_run_health_monitor_from_the_command_line(data_dir: Path, demo_store: StoreSQL) -> None:

@@ -152,7 +152,7 @@ class Outbox:
         self, kind: str, items: Sequence[tuple[str, str, dict[str, Any]]], run_id: str | None
     ) -> list[tuple[int, bool]]:
         with self.store.transaction() as conn:
-            return self.keep_within(conn, kind, items, run_id)
+            return self._keep(conn, kind, items, run_id, None)[0]
 
     @classmethod
     def keep_within(
@@ -164,28 +164,65 @@ class Outbox:
     ) -> list[tuple[int, bool]]:
         """`enqueue_many` inside a repository's own write transaction: the side effects are kept with the change
         that calls for them, or not at all."""  # fmt: skip
+        return cls._keep(conn, kind, items, run_id, None)[0]
+
+    @classmethod
+    def _keep(
+        cls,
+        conn: sqlite3.Connection,
+        kind: str,
+        items: Sequence[tuple[str, str, dict[str, Any]]],
+        run_id: str | None,
+        claimed: datetime | None,
+    ) -> tuple[list[tuple[int, bool]], list[OutboxEntry]]:
+        """Keep what is not kept yet: (entry id, new) of each item, and the new entries when they are kept claimed
+        by this process at `claimed` (None: kept pending, and no entry built)."""
         now = iso(utcnow())
         keys = list({key: None for key, _, _ in items})
         # Inside the write lock: the keys read here are all that exist until the insert below.
         before = cls._ids_of(conn, keys)
-        fresh: dict[str, tuple[Any, ...]] = {}
+        fresh: dict[str, tuple[str, str, dict[str, Any]]] = {}
         for key, target, payload in items:
             if key not in before and key not in fresh:
-                fresh[key] = (key, kind, target, json.dumps(payload), run_id, now)
-        conn.executemany(
-            """
-            INSERT INTO outbox (key, kind, target, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
-            ON CONFLICT (key) DO NOTHING
-            """,
-            list(fresh.values()),
-        )
+                fresh[key] = (key, target, payload)
+        # No key among them is kept yet (read above, under the lock): a plain insert, which PostgreSQL takes by COPY
+        # rather than as one statement of a few hundred rows of literals to parse (its payloads carry invites).
+        if claimed is None:
+            conn.executemany(
+                "INSERT INTO outbox (key, kind, target, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(key, kind, target, json.dumps(payload), run_id, now) for key, target, payload in fresh.values()],
+            )
+        else:
+            at, pid, host = iso(claimed), os.getpid(), socket.gethostname()
+            conn.executemany(
+                """
+                INSERT INTO outbox (key, kind, target, payload, run_id, created_at, status, attempts, claimed_at,
+                    claimed_by, claimed_host)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    (key, kind, target, json.dumps(payload), run_id, now, "sending", 1, at, pid, host)
+                    for key, target, payload in fresh.values()
+                ],
+            )
         ids = {**before, **cls._ids_of(conn, list(fresh))}
         seen: set[str] = set()
         out = []
         for key, _, _ in items:
             out.append((ids[key], key not in before and key not in seen))
             seen.add(key)
-        return out
+        if claimed is None:
+            return out, []
+        # Built from the values just written, not validated again: pydantic would walk every payload (invites).
+        created = parse_iso(now)
+        entries = [
+            OutboxEntry.model_construct(
+                id=ids[key], key=key, kind=kind, target=target, status="sending", attempts=1, last_error=None,
+                external_ref=None, run_id=run_id, created_at=created, delivered_at=None, payload=payload,
+            )
+            for key, target, payload in fresh.values()
+        ]  # fmt: skip
+        return out, entries
 
     @staticmethod
     def _ids_of(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, int]:
@@ -202,6 +239,20 @@ class Outbox:
         """Keep many side effects of one kind, (key, target, payload) each, in one transaction: (entry id, new)
         for each; a key already kept is not kept again."""
         return await self.store.run(self._enqueue_many, kind, items, run_id)
+
+    def _enqueue_claimed(
+        self, kind: str, items: Sequence[tuple[str, str, dict[str, Any]]], run_id: str | None
+    ) -> tuple[list[tuple[int, bool]], list[OutboxEntry]]:
+        with self.store.transaction() as conn:
+            return self._keep(conn, kind, items, run_id, utcnow())
+
+    async def enqueue_claimed(
+        self, kind: str, items: Sequence[tuple[str, str, dict[str, Any]]], run_id: str | None = None
+    ) -> tuple[list[tuple[int, bool]], list[OutboxEntry]]:
+        """As `enqueue_many`, the new entries kept already claimed by this process, as `claim` leaves them, for a
+        sender that sends them at once (`send_claimed`): one write an entry, not a second to claim it and a read of
+        what was just written. (entry id, new) of each item, and the new entries."""
+        return await self.store.run(self._enqueue_claimed, kind, items, run_id)
 
     def _claim(self, entry_ids: Sequence[int]) -> list[OutboxEntry]:
         now = utcnow()

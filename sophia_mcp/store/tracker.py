@@ -7,6 +7,7 @@ server's tools and resources. An issue and its idempotency key are written in on
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -165,12 +166,16 @@ class LocalTracker:
         with self.store.transaction() as conn:
             keys = list({key: None for _, key in items})
             known: dict[str, str] = {}
+            listed: set[str] = set()  # keys with a row, an issue of theirs or not
             for start in range(0, len(keys), CHUNK):
                 chunk = keys[start : start + CHUNK]
                 rows = conn.execute(
                     f"SELECT key, issue_id FROM issue_keys WHERE key IN ({', '.join('?' * len(chunk))})", chunk
                 )
-                known.update((r["key"], r["issue_id"]) for r in rows if r["issue_id"])
+                for r in rows:
+                    listed.add(r["key"])
+                    if r["issue_id"]:
+                        known[r["key"]] = r["issue_id"]
             earlier = self._by_id(conn, list(set(known.values())))
             first: dict[str, IssueDraft] = {}
             for draft, key in items:
@@ -186,14 +191,18 @@ class LocalTracker:
                     (wanted, team["id"]),
                 ).fetchone()[0]
                 numbers[ref] = last - wanted + 1
-            now = parse_iso(iso(utcnow()))  # as stored, to the millisecond
+            stamp = iso(utcnow())
+            now = parse_iso(stamp)  # as stored, to the millisecond
             made: dict[str, Issue] = {}
             issue_rows: list[tuple[Any, ...]] = []
             key_rows: list[tuple[str, ...]] = []
-            for key, draft in fresh:
+            # The new issues' ids drawn from the system's randomness in one read, not one a uuid4.
+            drawn = os.urandom(16 * len(fresh))
+            for n, (key, draft) in enumerate(fresh):
                 team = teams[draft.team]
                 issue = Issue(
-                    id=str(uuid.uuid4()), identifier=f"{team['key']}-{numbers[draft.team]}", title=draft.title.strip(),
+                    id=str(uuid.UUID(bytes=drawn[16 * n : 16 * n + 16], version=4)),
+                    identifier=f"{team['key']}-{numbers[draft.team]}", title=draft.title.strip(),
                     description=draft.description, priority=draft.priority, state=NEW_STATE, team_key=team["key"],
                     assignee=draft.assignee, labels=json.loads(_labels(draft.labels)), url=None, created_at=now,
                     updated_at=now,
@@ -204,10 +213,10 @@ class LocalTracker:
                     (
                         issue.id, issue.identifier, team["id"], issue.title, issue.description, issue.priority,
                         NEW_STATE, issue.assignee, json.dumps(issue.labels),
-                        draft.due_date.isoformat() if draft.due_date else None, iso(now), iso(now),
+                        draft.due_date.isoformat() if draft.due_date else None, stamp, stamp,
                     )
                 )  # fmt: skip
-                key_rows.append((key, issue.id, issue.identifier, iso(now)))
+                key_rows.append((key, issue.id, issue.identifier, stamp))
             conn.executemany(
                 """
                 INSERT INTO tracker_issues (id, identifier, team_id, title, description, priority, state, assignee,
@@ -216,12 +225,18 @@ class LocalTracker:
                 """,
                 issue_rows,
             )
+            # Keys without a row (read above, under the write lock) go in as a plain insert, which PostgreSQL takes
+            # by COPY; a key listed without its issue has it set.
+            conn.executemany(
+                "INSERT INTO issue_keys (key, backend, issue_id, identifier, created_at) VALUES (?, ?, ?, ?, ?)",
+                [(key, "local", *rest) for key, *rest in key_rows if key not in listed],
+            )
             conn.executemany(
                 """
                 INSERT INTO issue_keys (key, backend, issue_id, identifier, created_at) VALUES (?, 'local', ?, ?, ?)
                 ON CONFLICT (key) DO UPDATE SET issue_id = excluded.issue_id, identifier = excluded.identifier
                 """,
-                key_rows,
+                [row for row in key_rows if row[0] in listed],
             )
             # A key twice in one batch is one issue: its later mentions are not new.
             seen: set[str] = set()

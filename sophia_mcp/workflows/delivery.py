@@ -122,6 +122,13 @@ def senders(services: Services) -> dict[str, Sender]:
     }
 
 
+def sent_at_once(services: Services) -> set[str]:
+    """The kinds of entry whose sender delivers into the store itself, a batch in one go with no service to wait
+    for: those may be kept claimed and sent at once (`send_claimed`) without outliving their claim's lease. Entries
+    for a real service are claimed a batch at a time as they are sent (`send_all`)."""
+    return {kind for kind, sender in senders(services).items() if isinstance(sender, BatchSender)}
+
+
 async def _send_many(sender: BatchSender, entries: list[OutboxEntry]) -> list[Outcome]:
     try:
         refs = await sender.send_many([e.payload for e in entries])
@@ -174,32 +181,39 @@ async def send_all(
     """Send these entries: claimed and recorded a batch at a time, sent a few at a time (each service's own
     limits pace them further), or a batch in one go by a sender into the store. Entries delivered already, or
     being sent by another process, are left alone. Returns the outcome of each entry this call sent, as recorded."""
-    slots = anyio.Semaphore(concurrency)
-    by_kind = senders(services)
     if held := await held_kinds(services):  # kept in the outbox while an incident holds their receiver
         entry_ids = [e.id for e in await services.outbox.entries(entry_ids) if e.kind not in held]
+    recorded: list[Outcome] = []
+    for start in range(0, len(entry_ids), batch):
+        recorded += await send_claimed(services, await services.outbox.claim(entry_ids[start : start + batch]),
+                                       concurrency)  # fmt: skip
+    return recorded
+
+
+async def send_claimed(services: Services, claimed: Sequence[OutboxEntry], concurrency: int = 4) -> list[Outcome]:
+    """Send entries this process holds claimed (by `Outbox.claim`, or kept claimed by `Outbox.enqueue_claimed`)
+    and record how each went, as `send_all` does; returns the outcomes."""
+    slots = anyio.Semaphore(concurrency)
+    by_kind = senders(services)
     batched = {kind: sender for kind, sender in by_kind.items() if isinstance(sender, BatchSender)}
 
     async def one(entry: OutboxEntry, outcomes: list[Outcome]) -> None:
         async with slots:
             outcomes.append(await _send(entry, by_kind))
 
-    recorded: list[Outcome] = []
-    for start in range(0, len(entry_ids), batch):
-        claimed = await services.outbox.claim(entry_ids[start : start + batch])
-        outcomes: list[Outcome] = []
-        together: dict[str, list[OutboxEntry]] = {}
-        async with anyio.create_task_group() as group:
-            for entry in claimed:
-                if entry.kind in batched:
-                    together.setdefault(entry.kind, []).append(entry)
-                else:
-                    group.start_soon(one, entry, outcomes)
-            for kind, entries in together.items():
-                outcomes += await _send_many(batched[kind], entries)
+    outcomes: list[Outcome] = []
+    together: dict[str, list[OutboxEntry]] = {}
+    async with anyio.create_task_group() as group:
+        for entry in claimed:
+            if entry.kind in batched:
+                together.setdefault(entry.kind, []).append(entry)
+            else:
+                group.start_soon(one, entry, outcomes)
+        for kind, entries in together.items():
+            outcomes += await _send_many(batched[kind], entries)
+    if outcomes:
         await services.outbox.settle(outcomes)
-        recorded += outcomes
-    return recorded
+    return outcomes
 
 
 async def deliver_all(

@@ -10,6 +10,7 @@ Clients at or above the threshold are counted as healthy.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -23,11 +24,11 @@ from sophia_mcp.domain.issues import IssueDraft
 from sophia_mcp.domain.meetings import Attendee, Meeting, MeetingRequest
 from sophia_mcp.domain.model import Model
 from sophia_mcp.domain.notify import Alert, Attachment
-from sophia_mcp.domain.outbox import OutboxStatus
+from sophia_mcp.domain.outbox import OutboxEntry, OutboxStatus
 from sophia_mcp.domain.times import utcnow
 from sophia_mcp.errors import InvalidInput
 from sophia_mcp.store.meetings import meeting_uid
-from sophia_mcp.workflows.delivery import send_all
+from sophia_mcp.workflows.delivery import held_kinds, send_all, send_claimed, sent_at_once
 from sophia_mcp.workflows.issues import default_team
 from sophia_mcp.workflows.runs import start_run
 
@@ -81,10 +82,9 @@ def next_weekday_at(now: datetime, hour: int) -> datetime:
     return datetime.combine(day, time(hour), tzinfo=UTC)
 
 
-def _issue(client: Client, score: float, threshold: float, period: str, team: str, priority: int) -> IssueDraft:
+def _issue(client: Client, health: str, under: str, period: str, team: str, priority: int) -> IssueDraft:
     lines = [
-        f"**{client.name}**'s health is **{format_score(score, threshold)}**/100, under the threshold of "
-        f"{format_threshold(threshold)}.",
+        f"**{client.name}**'s health is **{health}**/100, under the threshold of {under}.",
         "",
         f"- CSM: {client.csm_name or 'none assigned'}" + (f" ({client.csm_email})" if client.csm_email else ""),
         f"- Segment: {client.segment or 'unknown'}; ARR: {f'${client.arr:,.0f}' if client.arr else 'unknown'}",
@@ -93,38 +93,36 @@ def _issue(client: Client, score: float, threshold: float, period: str, team: st
         "Next: meet the client (a meeting request went to the CSM), find the cause, agree a recovery plan.",
     ]
     return IssueDraft(
-        team=team, title=f"{client.name}: health {format_score(score, threshold)} ({period})",
-        description="\n".join(lines), priority=priority, labels=["client-health"],
+        team=team, title=f"{client.name}: health {health} ({period})", description="\n".join(lines),
+        priority=priority, labels=["client-health"],
     )  # fmt: skip
 
 
-def _meeting(client: Client, score: float, period: str, starts: datetime, services: Services) -> MeetingRequest:
-    monitor, threshold = services.settings.monitor, services.settings.health.threshold
+def _meeting(client: Client, health: str, key: str, starts: datetime, organizer: Attendee, csm: Attendee,
+             minutes: int) -> MeetingRequest:  # fmt: skip
     return MeetingRequest(
-        key=f"health-meeting:{client.id}:{period}",
-        title=f"{client.name}: health review",
-        description=f"{client.name}'s health is {format_score(score, threshold)}/100. Review the recent calls and "
-        "agree next steps.",
-        organizer=Attendee(email=monitor.organizer_email, name="sophia-mcp"),
-        attendees=[Attendee(email=client.csm_email or "", name=client.csm_name)],
-        starts_at=starts,
-        minutes=monitor.meeting_minutes,
-    )
+        key=key, title=f"{client.name}: health review",
+        description=f"{client.name}'s health is {health}/100. Review the recent calls and agree next steps.",
+        organizer=organizer, attendees=[csm], starts_at=starts, minutes=minutes,
+    )  # fmt: skip
 
 
-def _alert(client: Client, score: float, threshold: float, period: str, channel: str, meeting: Meeting | None) -> Alert:
-    text = (
-        f"{client.name}'s health is {format_score(score, threshold)}/100 (threshold {format_threshold(threshold)}); "
-        f"an issue is open for {period}."
-    )
+def _alert(client: Client, health: str, under: str, critical: bool, period: str, channel: str,
+           meeting: Meeting | None) -> Alert:  # fmt: skip
+    text = f"{client.name}'s health is {health}/100 (threshold {under}); an issue is open for {period}."
     if meeting is not None:
-        text += f" Meeting request to {client.csm_name or client.csm_email}: {meeting.starts_at:%a %d %b %H:%M} UTC."
+        text += f" Meeting request to {client.csm_name or client.csm_email}: {_when(meeting.starts_at)} UTC."
     return Alert(
-        key=f"health-monitor:{client.id}:{period}", channel=channel,
-        severity="critical" if score < threshold - 20 else "warning", title=f"{client.name} is at risk", text=text,
+        key=f"health-monitor:{client.id}:{period}", channel=channel, severity="critical" if critical else "warning",
+        title=f"{client.name} is at risk", text=text,
         attachments=[Attachment(filename="health-review.ics", mime_type="text/calendar", content=meeting.ics)]
         if meeting else [],
     )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=16)  # a pass's meetings share their start
+def _when(starts: datetime) -> str:
+    return f"{starts:%a %d %b %H:%M}"
 
 
 @dataclass
@@ -152,6 +150,23 @@ class Pass:
     starts: datetime
     scores: dict[str, float]
     tally: Tally = field(default_factory=Tally)
+    # Built once a pass: the organizer, each CSM (a few dozen for many clients), the threshold as text.
+    organizer: Attendee = field(init=False)
+    csms: dict[tuple[str, str | None], Attendee] = field(default_factory=dict)
+    under: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.services.settings
+        self.organizer = Attendee(email=settings.monitor.organizer_email, name="sophia-mcp")
+        self.under = format_threshold(settings.health.threshold)
+
+    def csm(self, client: Client) -> Attendee:
+        found = self.csms.get((client.csm_email or "", client.csm_name))
+        if found is None:
+            found = self.csms[(client.csm_email or "", client.csm_name)] = Attendee(
+                email=client.csm_email or "", name=client.csm_name
+            )
+        return found
 
     async def act_on(self, client_ids: list[str]) -> None:
         """Book, keep and send what these clients at risk (worst first) are owed this period, and count it."""
@@ -161,11 +176,14 @@ class Pass:
         issue_keys = {c.id: f"health-issue:{c.id}:{period}" for c in batch}
         alert_keys = {c.id: f"health-monitor:{c.id}:{period}" for c in batch}
         meeting_keys = {c.id: f"health-meeting:{c.id}:{period}" for c in batch if c.csm_email}
+        threshold = self.services.settings.health.threshold
+        health = {c.id: format_score(self.scores[c.id], threshold) for c in batch}  # as every message prints it
         # What an earlier run this period kept is read by key alone: a repeat pass renders and rewrites nothing.
         kept = await self.services.outbox.states([*issue_keys.values(), *alert_keys.values()])
-        meetings = await self.book(batch, meeting_keys, {c.id for c in batch if alert_keys[c.id] not in kept})
-        kept_ids = await self.keep(batch, issue_keys, alert_keys, kept, meetings)
-        states = await self.send(kept, kept_ids)
+        alerting = {c.id for c in batch if alert_keys[c.id] not in kept}
+        meetings = await self.book(batch, health, meeting_keys, alerting)
+        kept_ids, claimed = await self.keep(batch, health, issue_keys, alert_keys, kept, meetings)
+        states = await self.send(kept, kept_ids, claimed)
         tally = self.tally
         tally.at_risk += len(batch)
         tally.new_issues += sum(kept_ids[k][1] for k in issue_keys.values())
@@ -182,14 +200,18 @@ class Pass:
             for client in batch[: SHOWN - len(tally.worst)]
         ]  # fmt: skip
 
-    async def book(self, batch: list[Client], meeting_keys: dict[str, str], alerting: set[str]) -> dict[str, Meeting]:
+    async def book(
+        self, batch: list[Client], health: dict[str, str], meeting_keys: dict[str, str], alerting: set[str]
+    ) -> dict[str, Meeting]:
         """Book each client's meeting once; returns the meetings of the clients whose alert, still to be kept
         (`alerting`), carries the invite."""
         booked = await self.services.meetings.booked(list(meeting_keys.values()))
+        minutes = self.services.settings.monitor.meeting_minutes
         booking = [
-            (client, _meeting(client, self.scores[client.id], self.period, self.starts, self.services))
-            for client in batch
-            if client.id in meeting_keys and (meeting_keys[client.id] not in booked or client.id in alerting)
+            (c, _meeting(c, health[c.id], key, self.starts, self.organizer, self.csm(c), minutes))
+            for c in batch
+            for key in [meeting_keys.get(c.id)]
+            if key is not None and (key not in booked or c.id in alerting)
         ]
         made = await self.services.meetings.book_all([request for _, request in booking]) if booking else []
         self.tally.new_meetings += sum(created for _, created in made)
@@ -198,17 +220,20 @@ class Pass:
     async def keep(
         self,
         batch: list[Client],
+        health: dict[str, str],
         issue_keys: dict[str, str],
         alert_keys: dict[str, str],
         kept: dict[str, Kept],
         meetings: dict[str, Meeting],
-    ) -> dict[str, tuple[int, bool]]:
-        """Keep the issues and alerts not kept yet in the outbox; (entry id, new) of every one, by key."""
+    ) -> tuple[dict[str, tuple[int, bool]], list[OutboxEntry]]:
+        """Keep the issues and alerts not kept yet in the outbox: (entry id, new) of every one, by key, and the new
+        entries kept claimed for this pass to send at once: those delivered into the store itself (a real service's
+        are kept pending and claimed as they are sent, and so are those of a receiver an incident holds)."""
         settings = self.services.settings
         monitor, threshold = settings.monitor, settings.health.threshold
         channel = settings.alerts.channel_for("health")
         issues = [
-            (key, self.team, {"key": key, "draft": _issue(c, self.scores[c.id], threshold, self.period, self.team,
+            (key, self.team, {"key": key, "draft": _issue(c, health[c.id], self.under, self.period, self.team,
                                                           monitor.priority).model_dump(mode="json")})
             for c in batch
             for key in [issue_keys[c.id]] if key not in kept
@@ -217,19 +242,34 @@ class Pass:
             (alert.key, channel, alert.model_dump(mode="json"))
             for c in batch
             if alert_keys[c.id] not in kept
-            for alert in [_alert(c, self.scores[c.id], threshold, self.period, channel, meetings.get(c.id))]
-        ]
+            for alert in [_alert(c, health[c.id], self.under, self.scores[c.id] < threshold - 20, self.period,
+                                 channel, meetings.get(c.id))]
+        ]  # fmt: skip
         ids: dict[str, tuple[int, bool]] = {key: (entry_id, False) for key, (entry_id, _, _) in kept.items()}
+        claimed: list[OutboxEntry] = []
+        at_once = sent_at_once(self.services) - await held_kinds(self.services) if issues or alerts else set()
         for kind, items in (("issue", issues), ("alert", alerts)):
-            if items:
+            if not items:
+                continue
+            if kind in at_once:
+                added, entries = await self.services.outbox.enqueue_claimed(kind, items, self.run_id)
+                claimed += entries
+            else:
                 added = await self.services.outbox.enqueue_many(kind, items, self.run_id)
-                ids.update((key, entry) for (key, _, _), entry in zip(items, added, strict=True))
-        return ids
+            ids.update((key, entry) for (key, _, _), entry in zip(items, added, strict=True))
+        return ids, claimed
 
-    async def send(self, kept: dict[str, Kept], kept_ids: dict[str, tuple[int, bool]]) -> dict[str, Kept]:
-        """Send what is not delivered yet; the state of every entry afterwards, by key."""
+    async def send(
+        self, kept: dict[str, Kept], kept_ids: dict[str, tuple[int, bool]], claimed: list[OutboxEntry]
+    ) -> dict[str, Kept]:
+        """Send what is not delivered yet: what this pass kept claimed at once, the rest (a real service's, or kept by
+        an earlier run) claimed a batch at a time as it is sent; the state of every entry afterwards, by key."""
         due = [k for k in kept_ids if k not in kept or kept[k][1] != "delivered"]
-        sent = {i: (ref, error) for i, ref, error in await send_all(self.services, [kept_ids[k][0] for k in due])}
+        mine = {entry.id for entry in claimed}
+        ids = [kept_ids[k][0] for k in due if kept_ids[k][0] not in mine]
+        outcomes = await send_claimed(self.services, claimed) if claimed else []
+        outcomes += await send_all(self.services, ids) if ids else []
+        sent = {i: (ref, error) for i, ref, error in outcomes}
         # What this pass sent is as its outcome says; only the rest (held, or another process's) is read back.
         after: dict[str, Kept] = {}
         for k in due:
