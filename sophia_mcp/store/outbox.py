@@ -163,7 +163,8 @@ class Outbox:
         run_id: str | None = None,
     ) -> list[tuple[int, bool]]:
         """`enqueue_many` inside a repository's own write transaction: the side effects are kept with the change
-        that calls for them, or not at all."""  # fmt: skip
+        that calls for them, or not at all. One that holds the write lock (`transaction()`, not `shared`): the keys
+        found absent stay absent until the plain insert of the new ones."""  # fmt: skip
         return cls._keep(conn, kind, items, run_id, None)[0]
 
     @classmethod
