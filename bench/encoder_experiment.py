@@ -27,7 +27,17 @@ from typing import Any
 
 import fit_analyst
 import numpy as np
-from fit_analyst import FOLDS, RISK_C, SENTIMENT_C, LabelledCall, f1, folds_of, labelled_calls, learned_labels
+from fit_analyst import (
+    FOLDS,
+    RISK_C,
+    SENTIMENT_C,
+    LabelledCall,
+    f1,
+    folds_of,
+    labelled_calls,
+    out_of_fold_labels,
+    split_figures,
+)
 from safetensors.numpy import load_file
 from sklearn.metrics import average_precision_score, precision_recall_curve
 from tokenizers import Tokenizer
@@ -160,14 +170,7 @@ def choose_and_estimate(calls: list[LabelledCall], seed: int) -> tuple[list[set[
     risk_c = max(RISK_C, key=lambda c: (kinds_f1(calls, by_risk[c]), c))
     by_sentiment: dict[float, list[str]] = {}
     for sentiment_c in SENTIMENT_C:
-        fold = folds_of(len(calls))
-        labels = [""] * len(calls)
-        for f in range(FOLDS):
-            test = [i for i in range(len(calls)) if fold[i] == f]
-            fit = [x for i, x in enumerate(calls) if fold[i] != f]
-            for i, got in zip(test, learned_labels(fit, [calls[i] for i in test], sentiment_c), strict=True):
-                labels[i] = got
-        by_sentiment[sentiment_c] = labels
+        by_sentiment[sentiment_c] = out_of_fold_labels(calls, sentiment_c)
     sentiment_c = max(SENTIMENT_C, key=lambda c: (accuracy(calls, by_sentiment[c]), c))
     return by_risk[risk_c], by_sentiment[sentiment_c], risk_c, sentiment_c
 
@@ -189,21 +192,6 @@ def kinds_f1(calls: list[LabelledCall], kinds: list[set[str]]) -> float:
 
 def accuracy(calls: list[LabelledCall], labels: list[str]) -> float:
     return sum(g == x.sentiment for g, x in zip(labels, calls, strict=True)) / len(calls)
-
-
-def split_figures(calls: list[LabelledCall], kinds: list[set[str]], labels: list[str], split: str) -> dict[str, float]:
-    tp = fp = fn = right = at_risk = n = 0
-    for x, found, got in zip(calls, kinds, labels, strict=True):
-        if x.split != split:
-            continue
-        n += 1
-        right += got == x.sentiment
-        at_risk += fit_analyst.health_at_risk(x, found) == x.at_risk
-        tp, fp, fn = tp + len(found & x.risks), fp + len(found - x.risks), fn + len(x.risks - found)
-    return {
-        "P": tp / max(tp + fp, 1), "R": tp / max(tp + fn, 1), "F1": 2 * tp / max(2 * tp + fp + fn, 1),
-        "at_risk": at_risk / n, "sentiment": right / n,
-    }  # fmt: skip
 
 
 def shown(f: dict[str, float]) -> str:

@@ -228,7 +228,8 @@ def out_of_fold(calls: list[LabelledCall], risk_c: float, sentiment_c: float) ->
     return kinds, labels
 
 
-def figures(calls: list[LabelledCall], kinds: list[set[str]], labels: list[str], split: str) -> str:
+def split_figures(calls: list[LabelledCall], kinds: list[set[str]], labels: list[str], split: str) -> dict[str, float]:
+    """The figures of one part of the calls: risk kinds' P, R and F1 (micro over kinds), at risk and sentiment."""
     tp = fp = fn = right = at_risk = n = 0
     for x, found, got in zip(calls, kinds, labels, strict=True):
         if x.split != split:
@@ -237,10 +238,17 @@ def figures(calls: list[LabelledCall], kinds: list[set[str]], labels: list[str],
         right += got == x.sentiment
         at_risk += health_at_risk(x, found) == x.at_risk
         tp, fp, fn = tp + len(found & x.risks), fp + len(found - x.risks), fn + len(x.risks - found)
-    f = 2 * tp / max(2 * tp + fp + fn, 1)
+    return {
+        "P": tp / max(tp + fp, 1), "R": tp / max(tp + fn, 1), "F1": 2 * tp / max(2 * tp + fp + fn, 1),
+        "at_risk": at_risk / n, "sentiment": right / n,
+    }  # fmt: skip
+
+
+def figures(calls: list[LabelledCall], kinds: list[set[str]], labels: list[str], split: str) -> str:
+    got = split_figures(calls, kinds, labels, split)
     return (
-        f"sentiment {right / n:.0%}, risk kinds P {tp / max(tp + fp, 1):.2f} R {tp / max(tp + fn, 1):.2f} F1 {f:.2f}"
-        f", at risk {at_risk / n:.1%}"
+        f"sentiment {got['sentiment']:.0%}, risk kinds P {got['P']:.2f} R {got['R']:.2f} F1 {got['F1']:.2f}"
+        f", at risk {got['at_risk']:.1%}"
     )
 
 
@@ -276,13 +284,7 @@ def main() -> None:
         print(f"  risk C={risk_c:<5}  F1 of both parts {f1(pairs):.2f}  ({on_train} on train)")
         best["risk"] = max(best.get("risk", (-1.0, 0.0)), (f1(pairs), risk_c))
     for sentiment_c in SENTIMENT_C:
-        fold = folds_of(len(calls))
-        labels = [""] * len(calls)
-        for f in range(FOLDS):
-            test = [i for i in range(len(calls)) if fold[i] == f]
-            fit = [x for i, x in enumerate(calls) if fold[i] != f]
-            for i, got in zip(test, learned_labels(fit, [calls[i] for i in test], sentiment_c), strict=True):
-                labels[i] = got
+        labels = out_of_fold_labels(calls, sentiment_c)
         accuracy = sum(g == x.sentiment for g, x in zip(labels, calls, strict=True)) / len(calls)
         print(f"  sentiment C={sentiment_c:<5}  accuracy of both parts {accuracy:.0%}")
         best["sentiment"] = max(best.get("sentiment", (-1.0, 0.0)), (accuracy, sentiment_c))
@@ -324,6 +326,18 @@ def main() -> None:
     WEIGHTS.parent.mkdir(exist_ok=True)
     WEIGHTS.write_text(written)
     print(f"written: {WEIGHTS.relative_to(ROOT)}")
+
+
+def out_of_fold_labels(calls: list[LabelledCall], sentiment_c: float) -> list[str]:
+    """Each call's sentiment label from a model fitted on the folds it is not in."""
+    fold = folds_of(len(calls))
+    labels = [""] * len(calls)
+    for f in range(FOLDS):
+        test = [i for i in range(len(calls)) if fold[i] == f]
+        fit = [x for i, x in enumerate(calls) if fold[i] != f]
+        for i, got in zip(test, learned_labels(fit, [calls[i] for i in test], sentiment_c), strict=True):
+            labels[i] = got
+    return labels
 
 
 def alike(shipped: Any, fitted: Any) -> bool:
