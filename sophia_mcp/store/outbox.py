@@ -188,24 +188,17 @@ class Outbox:
                 fresh[key] = (key, target, payload)
         # No key among them is kept yet (read above, under the lock): a plain insert, which PostgreSQL takes by COPY
         # rather than as one statement of a few hundred rows of literals to parse (its payloads carry invites).
-        if claimed is None:
-            conn.executemany(
-                "INSERT INTO outbox (key, kind, target, payload, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(key, kind, target, json.dumps(payload), run_id, now) for key, target, payload in fresh.values()],
-            )
-        else:
-            at, pid, host = iso(claimed), os.getpid(), socket.gethostname()
-            conn.executemany(
-                """
-                INSERT INTO outbox (key, kind, target, payload, run_id, created_at, status, attempts, claimed_at,
-                    claimed_by, claimed_host)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                [
-                    (key, kind, target, json.dumps(payload), run_id, now, "sending", 1, at, pid, host)
-                    for key, target, payload in fresh.values()
-                ],
-            )
+        # Pending (as the table's defaults leave an entry), or claimed as `claim` leaves it.
+        state = ("pending", 0, None, None, None) if claimed is None else (
+            "sending", 1, iso(claimed), os.getpid(), socket.gethostname())  # fmt: skip
+        conn.executemany(
+            """
+            INSERT INTO outbox (key, kind, target, payload, run_id, created_at, status, attempts, claimed_at,
+                claimed_by, claimed_host)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [(key, kind, target, json.dumps(payload), run_id, now, *state) for key, target, payload in fresh.values()],
+        )
         ids = {**before, **cls._ids_of(conn, list(fresh))}
         seen: set[str] = set()
         out = []
