@@ -32,8 +32,9 @@ from fit_analyst import (
     RISK_C,
     SENTIMENT_C,
     LabelledCall,
-    f1,
+    accuracy,
     folds_of,
+    kinds_f1,
     labelled_calls,
     out_of_fold_labels,
     split_figures,
@@ -184,14 +185,6 @@ def out_of_fold_kinds(calls: list[LabelledCall], risk_c: float) -> list[set[str]
         for i, found in zip(test, fit_analyst.learned_kinds(fit, [calls[i] for i in test], risk_c), strict=True):
             kinds[i] = found
     return kinds
-
-
-def kinds_f1(calls: list[LabelledCall], kinds: list[set[str]]) -> float:
-    return f1([(k in found, k in x.risks) for x, found in zip(calls, kinds, strict=True) for k in KINDS])
-
-
-def accuracy(calls: list[LabelledCall], labels: list[str]) -> float:
-    return sum(g == x.sentiment for g, x in zip(labels, calls, strict=True)) / len(calls)
 
 
 def shown(f: dict[str, float]) -> str:
