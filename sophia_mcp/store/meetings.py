@@ -97,9 +97,9 @@ def _param(value: str) -> str:
 def _fold(line: str, limit: int = FOLD_OCTETS) -> str:
     """RFC 5545 folding as icalendar does it: a line of `limit` octets or more continues on lines starting with a
     space, never splitting a character or a backslash or caret escape."""
-    if len(line) < limit and line.isascii():
-        return line  # most lines: nothing to fold
     if line.isascii():
+        if len(line) < limit:
+            return line  # most lines: nothing to fold
         parts, at, run = [], 0, limit - 1
         while len(line) - at > run:
             cut = at + run - (line[at + run - 1] in "\\^")
